@@ -1,0 +1,347 @@
+"""aispend.yaml: pydantic models, loading, and errors that name the field.
+
+`load_config(path)` returns a validated `Config` or raises `ConfigError`, whose
+`issues` list every problem as `path.to.field: message` (e.g.
+`budgets[2].amount: must be > 0`). Structural errors come from pydantic; the
+cross-references (budget of an unknown team, duplicate names) are checked after.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import re
+import types
+import typing
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import AfterValidator, Field, ValidationError, field_validator
+from pydantic import BaseModel as _BaseModel
+
+from aispend.configbase import Name, StrictModel
+
+Criticality = Literal["critical", "standard", "experimental"]
+Period = Literal["day", "month"]
+
+ENV_CONFIG = "AISPEND_CONFIG"
+DEFAULT_CONFIG_FILE = "aispend.yaml"
+
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
+Money = typing.Annotated[float, Field(gt=0), AfterValidator(_finite)]
+Price = typing.Annotated[float, Field(ge=0), AfterValidator(_finite)]
+
+
+class Team(StrictModel):
+    name: Name
+    cost_center: str = ""
+    owner: str = ""
+    criticality: Criticality = "standard"
+    projects: list[Name] = []
+    agents: list[Name] = []
+
+
+class Budget(StrictModel):
+    """A spend budget for a team, or a team's project, or a team's agent."""
+
+    team: Name
+    project: Name | None = None
+    agent: Name | None = None
+    period: Period
+    amount: Money
+    soft_ratio: typing.Annotated[float, Field(gt=0, le=1)] | None = None
+
+
+class ApiKey(StrictModel):
+    """A client API key, stored only as its SHA-256 hex digest."""
+
+    sha256: str
+    team: Name
+    project: Name | None = None
+    agent: Name | None = None
+    description: str = ""
+
+    @field_validator("sha256")
+    @classmethod
+    def _is_digest(cls, value: str) -> str:
+        if not _SHA256_RE.match(value):
+            raise ValueError(
+                "must be the SHA-256 hex digest of the key (64 lowercase hex characters), "
+                "never the key itself"
+            )
+        return value
+
+
+class ModelPrice(StrictModel):
+    """Token prices per million tokens; unset cached/reasoning prices fall back."""
+
+    input_per_mtok: Price
+    output_per_mtok: Price
+    cached_input_per_mtok: Price | None = None
+    reasoning_per_mtok: Price | None = None
+
+
+class Prices(StrictModel):
+    models: dict[str, ModelPrice] = {}
+    gpu: dict[str, Price] = {}
+    """GPU hourly price by NVML model name (e.g. "NVIDIA H100 80GB HBM3")."""
+
+
+class Sources(StrictModel):
+    """Data sources; each component adds its own section model here."""
+
+
+class Actions(StrictModel):
+    """Actuator policy; filled by the actuator."""
+
+
+class Config(StrictModel):
+    currency: str = "USD"
+    teams: list[Team] = Field(min_length=1)
+    budgets: list[Budget] = []
+    api_keys: list[ApiKey] = []
+    prices: Prices = Prices()
+    sources: Sources = Sources()
+    actions: Actions = Actions()
+
+    @field_validator("currency")
+    @classmethod
+    def _iso_currency(cls, value: str) -> str:
+        if not _CURRENCY_RE.match(value):
+            raise ValueError("must be an ISO 4217 code such as USD or EUR")
+        return value
+
+    def team(self, name: str) -> Team | None:
+        return next((t for t in self.teams if t.name == name), None)
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+class ConfigError(Exception):
+    """The config file cannot be used; `issues` lists every problem found."""
+
+    def __init__(self, source: str, issues: Sequence[ConfigIssue]):
+        self.source = source
+        self.issues = list(issues)
+        super().__init__(f"{source}: " + "; ".join(str(i) for i in self.issues))
+
+    def report(self) -> str:
+        n = len(self.issues)
+        lines = [f"{self.source}: {n} error{'s' if n != 1 else ''}"]
+        lines += [f"  {issue}" for issue in self.issues]
+        return "\n".join(lines)
+
+
+def resolve_config_path(explicit: str | None = None) -> Path:
+    """--config, then $AISPEND_CONFIG, then ./aispend.yaml."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get(ENV_CONFIG)
+    if env:
+        return Path(env)
+    return Path(DEFAULT_CONFIG_FILE)
+
+
+def load_config(path: Path | str) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(str(path), [ConfigIssue("(file)", "not found")]) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), [ConfigIssue("(file)", f"cannot read: {exc}")]) from exc
+    return parse_config(text, str(path))
+
+
+def parse_config(text: str, source: str = "<config>") -> Config:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, [_yaml_issue(exc)]) from exc
+    if not isinstance(data, dict):
+        kind = "empty" if data is None else type(data).__name__
+        raise ConfigError(source, [ConfigIssue("(top level)", f"must be a mapping, got {kind}")])
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, [_pydantic_issue(e) for e in exc.errors()]) from exc
+    issues = list(_cross_check(config))
+    if issues:
+        raise ConfigError(source, issues)
+    return config
+
+
+# ---------------------------------------------------------------- error messages
+
+
+def _yaml_issue(exc: yaml.YAMLError) -> ConfigIssue:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    where = f"(yaml line {mark.line + 1}, column {mark.column + 1})" if mark else "(yaml)"
+    return ConfigIssue(where, f"invalid YAML: {problem}")
+
+
+def format_path(loc: Sequence[int | str]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _pydantic_issue(error: Any) -> ConfigIssue:
+    loc = tuple(error["loc"])
+    ctx = error.get("ctx") or {}
+    kind = error["type"]
+    if kind == "missing":
+        message = "required"
+    elif kind == "extra_forbidden":
+        message = "unknown key" + _suggest(loc)
+    elif kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<"}.get(kind, "<=")
+        bound = next(iter(ctx.values()))
+        if isinstance(bound, float) and bound.is_integer():
+            bound = int(bound)
+        message = f"must be {op} {bound}"
+    elif kind == "literal_error":
+        message = f"must be one of {ctx.get('expected')}"
+    elif kind in ("float_parsing", "float_type", "int_parsing", "int_type"):
+        message = "must be a number"
+    elif kind in ("string_type",):
+        message = "must be a string"
+    elif kind in ("list_type",):
+        message = "must be a list"
+    elif kind in ("dict_type", "model_type", "model_attributes_type"):
+        message = "must be a mapping"
+    elif kind == "too_short":
+        message = "must not be empty"
+    elif kind == "value_error":
+        message = str(ctx.get("error", error["msg"]))
+    else:
+        message = error["msg"][0].lower() + error["msg"][1:]
+    return ConfigIssue(format_path(loc), message)
+
+
+def _suggest(loc: tuple[int | str, ...]) -> str:
+    """', did you mean X?' / allowed keys for an unknown key at `loc`."""
+    model = _model_at(Config, loc[:-1])
+    if model is None:
+        return ""
+    allowed = list(model.model_fields)
+    if not allowed:
+        return " (this section takes no keys yet)"
+    close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+    if close:
+        return f", did you mean '{close[0]}'?"
+    return f" (allowed: {', '.join(allowed)})"
+
+
+def _model_at(root: type[_BaseModel], loc: Sequence[int | str]) -> type[_BaseModel] | None:
+    current: Any = root
+    for part in loc:
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, _BaseModel):
+            if not isinstance(part, str) or part not in current.model_fields:
+                return None
+            current = current.model_fields[part].annotation
+        else:
+            args = typing.get_args(current)
+            if not args:
+                return None
+            current = args[-1]  # list[X] -> X, dict[K, V] -> V
+    current = _unwrap(current)
+    return current if isinstance(current, type) and issubclass(current, _BaseModel) else None
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Strip Optional/Annotated wrappers."""
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            options = [a for a in typing.get_args(annotation) if a is not type(None)]
+            if len(options) != 1:
+                return annotation
+            annotation = options[0]
+        else:
+            return annotation
+
+
+# ---------------------------------------------------------------- cross-references
+
+
+def _cross_check(config: Config) -> Iterator[ConfigIssue]:
+    teams: dict[str, int] = {}
+    for i, team in enumerate(config.teams):
+        if team.name in teams:
+            yield ConfigIssue(
+                f"teams[{i}].name",
+                f"duplicate team '{team.name}' (first at teams[{teams[team.name]}])",
+            )
+        else:
+            teams[team.name] = i
+        for field in ("projects", "agents"):
+            seen: set[str] = set()
+            for j, name in enumerate(getattr(team, field)):
+                if name in seen:
+                    yield ConfigIssue(f"teams[{i}].{field}[{j}]", f"duplicate '{name}'")
+                seen.add(name)
+
+    scopes: dict[tuple[str, str | None, str | None, str], int] = {}
+    for i, budget in enumerate(config.budgets):
+        yield from _check_scope(config, f"budgets[{i}]", budget.team, budget.project, budget.agent)
+        scope = (budget.team, budget.project, budget.agent, budget.period)
+        first_budget = scopes.setdefault(scope, i)
+        if first_budget != i:
+            yield ConfigIssue(
+                f"budgets[{i}]",
+                f"duplicate budget for this scope and period (first at budgets[{first_budget}])",
+            )
+
+    digests: dict[str, int] = {}
+    for i, api_key in enumerate(config.api_keys):
+        yield from _check_scope(
+            config, f"api_keys[{i}]", api_key.team, api_key.project, api_key.agent
+        )
+        first = digests.setdefault(api_key.sha256, i)
+        if first != i:
+            yield ConfigIssue(f"api_keys[{i}].sha256", f"duplicate key (also api_keys[{first}])")
+
+
+def _check_scope(
+    config: Config, path: str, team_name: str, project: str | None, agent: str | None
+) -> Iterator[ConfigIssue]:
+    team = config.team(team_name)
+    if team is None:
+        known = ", ".join(t.name for t in config.teams)
+        yield ConfigIssue(f"{path}.team", f"unknown team '{team_name}' (teams: {known})")
+        return
+    if project is not None and agent is not None:
+        yield ConfigIssue(path, "set project or agent, not both")
+    if project is not None and project not in team.projects:
+        yield ConfigIssue(f"{path}.project", f"team '{team_name}' has no project '{project}'")
+    if agent is not None and agent not in team.agents:
+        yield ConfigIssue(f"{path}.agent", f"team '{team_name}' has no agent '{agent}'")

@@ -1,0 +1,114 @@
+"""Keep a live Config: reload on SIGHUP or file change, keep the last good one.
+
+A `ConfigWatcher` is also a prometheus-client collector that exports
+`aispend_config_last_reload_success` and its timestamp, so a bad edit shows up in
+Prometheus instead of silently taking effect or crashing the process.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import FrameType
+
+from prometheus_client.core import Metric
+
+from aispend import metrics
+from aispend.config import Config, ConfigError, load_config
+
+log = logging.getLogger(__name__)
+
+
+class ConfigWatcher:
+    """Holds the current Config loaded from `path`; `reload()` swaps it when valid."""
+
+    def __init__(
+        self,
+        path: Path,
+        clock: Callable[[], float] = time.time,
+        on_reload: Callable[[Config], None] | None = None,
+    ):
+        self.path = Path(path)
+        self._clock = clock
+        self._on_reload = on_reload
+        self._lock = threading.Lock()
+        self._config = load_config(self.path)  # the first load must succeed
+        self._last_success = True
+        self._last_success_time = clock()
+        self._stamp = self._file_stamp()
+        self._stop = threading.Event()
+
+    @property
+    def config(self) -> Config:
+        with self._lock:
+            return self._config
+
+    @property
+    def last_reload_ok(self) -> bool:
+        return self._last_success
+
+    def reload(self) -> bool:
+        """Load the file again; on error keep the previous config and return False."""
+        self._stamp = self._file_stamp()
+        try:
+            config = load_config(self.path)
+        except ConfigError as exc:
+            self._last_success = False
+            log.error("config reload failed, keeping the previous config:\n%s", exc.report())
+            return False
+        with self._lock:
+            self._config = config
+        self._last_success = True
+        self._last_success_time = self._clock()
+        log.info("config reloaded from %s", self.path)
+        if self._on_reload:
+            self._on_reload(config)
+        return True
+
+    def check_for_change(self) -> bool:
+        """Reload if the file's mtime, size or inode changed; True if it did."""
+        if self._file_stamp() == self._stamp:
+            return False
+        self.reload()
+        return True
+
+    def _file_stamp(self) -> tuple[int, int, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def install_sighup(self) -> None:
+        def handler(signum: int, frame: FrameType | None) -> None:
+            threading.Thread(target=self.reload, name="config-reload", daemon=True).start()
+
+        signal.signal(signal.SIGHUP, handler)
+
+    def start_polling(self, interval: float = 1.0) -> threading.Thread:
+        def loop() -> None:
+            while not self._stop.wait(interval):
+                self.check_for_change()
+
+        thread = threading.Thread(target=loop, name="config-watch", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def collect(self) -> Iterator[Metric]:
+        ok = metrics.CONFIG_RELOAD_SUCCESS.gauge()
+        ok.add_metric([], 1.0 if self._last_success else 0.0)
+        yield ok
+        ts = metrics.CONFIG_RELOAD_TIMESTAMP.gauge()
+        ts.add_metric([], self._last_success_time)
+        yield ts
+
+    def describe(self) -> Iterator[Metric]:
+        yield metrics.CONFIG_RELOAD_SUCCESS.gauge()
+        yield metrics.CONFIG_RELOAD_TIMESTAMP.gauge()

@@ -1,0 +1,64 @@
+"""`aispend docs generate`: writes docs/metrics.md from aispend/metrics.py."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from aispend import metrics
+
+HEADER = """<!-- DO NOT EDIT: generated from aispend/metrics.py by `aispend docs generate`. -->
+# Metrics reference
+
+Every metric aispend exposes. Money is in the reporting currency set in aispend.yaml
+(`currency`, default USD), shown by `aispend_info{currency}`. Counters end in `_total`;
+ratios are 0..1; times are seconds. GPU labels mirror dcgm-exporter; LLM token
+histograms follow the OpenTelemetry GenAI conventions.
+"""
+
+COMPONENT_TITLES = {
+    "common": "Common (every aispend process)",
+    "budgets": "Budgets exporter (`aispend exporter budgets`)",
+    "gateway": "Gateway and tokens exporter (LLM spend)",
+    "gpu": "GPU exporter (`aispend exporter gpu`)",
+    "billing": "Billing exporter (`aispend exporter billing`)",
+    "actuator": "Actuator (`aispend actuator`)",
+}
+
+
+def render_metrics_md() -> str:
+    out = [HEADER]
+    components = list(dict.fromkeys(m.component for m in metrics.ALL_METRICS))
+    for component in components:
+        out.append(f"\n## {COMPONENT_TITLES.get(component, component)}\n")
+        out.append("| metric | type | unit | labels | meaning |")
+        out.append("| --- | --- | --- | --- | --- |")
+        for m in metrics.ALL_METRICS:
+            if m.component != component:
+                continue
+            unit = "money" if m.unit == metrics.MONEY else (m.unit or "-")
+            labels = ", ".join(f"`{label}`" for label in m.labels) or "-"
+            out.append(f"| `{m.name}` | {m.type} | {unit} | {labels} | {m.full_help} |")
+    return "\n".join(out) + "\n"
+
+
+def generate(root: Path) -> list[Path]:
+    path = root / "docs" / "metrics.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_metrics_md(), encoding="utf-8")
+    return [path]
+
+
+def add_parser(sub: Any) -> None:
+    docs = sub.add_parser("docs", help="generate reference docs")
+    docs_sub = docs.add_subparsers(dest="docs_command", metavar="ACTION", required=True)
+    gen = docs_sub.add_parser("generate", help="write docs/metrics.md")
+    gen.add_argument("--root", default=".", help="repository root (default: .)")
+    gen.set_defaults(func=_run_generate)
+
+
+def _run_generate(args: argparse.Namespace) -> int:
+    for path in generate(Path(args.root)):
+        print(f"wrote {path}")
+    return 0

@@ -1,0 +1,1 @@
+"""Exporters: one module per source, each a prometheus-client custom Collector."""
