@@ -1,0 +1,225 @@
+"""Token prices: genai-prices' bundled data plus the overrides in `prices.models`.
+
+`Pricer(prices).price(provider, model, usage)` prices one request's token usage in the
+reporting currency. Config overrides (`prices.models`, per million tokens) win over the
+bundled genai-prices data, which is read from the installed package and never fetched
+from the network. An unknown model costs 0 with `priced=False` and `model="other"`, and
+is logged once per (provider, model).
+
+Token semantics (`TokenUsage`): `input` excludes cache reads, `cached_input` is the
+cache-read part, `output` includes `reasoning`. Each type is priced at its own rate;
+a missing cached or reasoning rate falls back to the input or output rate, as
+genai-prices does.
+
+Hot path: the model lookup is cached per (provider, model); for the common flat
+price sheets (no tiers) the price is computed from cached per-token rates instead of
+calling genai-prices' general calculator (about 100 us); anything else (tiered
+prices, unusual units) goes through `genai_prices.calc_price`. The test suite checks
+that both paths agree for every bundled OpenAI, Azure and Anthropic model.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import genai_prices
+from genai_prices import data_snapshot
+from genai_prices.types import ModelInfo, TieredPrices
+
+from aispend.config import Prices
+from aispend.metrics import OTHER
+
+log = logging.getLogger(__name__)
+
+# genai-prices' provider ids for aispend's provider label values.
+PROVIDER_IDS = {"openai": "openai", "azure": "azure", "anthropic": "anthropic"}
+
+_MTOK = 1_000_000
+_RATES_TTL_S = 3600.0  # bundled prices can change by date; re-resolve hourly
+_MAX_LOGGED_UNKNOWN = 1000
+
+# Price keys whose units aispend never reports (other modalities, cache writes,
+# searches, audio hours, characters): they add nothing to a text-token price.
+_IGNORED_DIMENSIONS = {"audio", "image", "video", "cache_write"}
+_FAST_KEYS = {"input_mtok", "output_mtok", "cache_read_mtok", "output_reasoning_mtok"}
+
+
+@dataclass(frozen=True)
+class TokenUsage:
+    input: int = 0
+    """Uncached input tokens."""
+    output: int = 0
+    """Output tokens, reasoning included."""
+    cached_input: int = 0
+    """Cache-read input tokens."""
+    reasoning: int = 0
+    """Reasoning tokens (a subset of output where the provider says so)."""
+
+
+@dataclass(frozen=True)
+class PriceResult:
+    total: float
+    """Cost in the reporting currency."""
+    priced: bool
+    """False when the model is unknown (total 0)."""
+    model: str
+    """The model name as priced (genai-prices' model id or the override key), or "other"."""
+
+
+@dataclass(frozen=True)
+class _Rates:
+    """Per-token rates of a flat price sheet."""
+
+    input: float
+    output: float
+    cached_input: float
+    reasoning: float
+
+    def cost(self, usage: TokenUsage) -> float:
+        return (
+            usage.input * self.input
+            + usage.cached_input * self.cached_input
+            + (usage.output - usage.reasoning) * self.output
+            + usage.reasoning * self.reasoning
+        )
+
+
+@dataclass
+class _Entry:
+    """Cached resolution of one (provider, model) pair."""
+
+    name: str
+    model: ModelInfo | None
+    provider_id: str | None
+    rates: _Rates | None
+    resolved_at: float
+
+
+class Pricer:
+    """Prices token usage; one instance per loaded config."""
+
+    def __init__(self, prices: Prices) -> None:
+        self._overrides: dict[str, _Rates] = {}
+        for name, p in prices.models.items():
+            cached = p.cached_input_per_mtok
+            reasoning = p.reasoning_per_mtok
+            self._overrides[name.lower()] = _Rates(
+                input=p.input_per_mtok / _MTOK,
+                output=p.output_per_mtok / _MTOK,
+                cached_input=(p.input_per_mtok if cached is None else cached) / _MTOK,
+                reasoning=(p.output_per_mtok if reasoning is None else reasoning) / _MTOK,
+            )
+        self._override_names = {name.lower(): name for name in prices.models}
+        self._cache: dict[tuple[str, str], _Entry] = {}
+        self._logged_unknown: set[tuple[str, str]] = set()
+
+    def price(self, provider: str, model: str, usage: TokenUsage) -> PriceResult:
+        key = (provider, model)
+        entry = self._cache.get(key)
+        now = time.monotonic()
+        if entry is None or now - entry.resolved_at > _RATES_TTL_S:
+            entry = self._resolve(provider, model, now)
+            if len(self._cache) > 10_000:  # bounded: model names can come from clients
+                self._cache.clear()
+            self._cache[key] = entry
+        if entry.rates is not None:
+            return PriceResult(entry.rates.cost(usage), True, entry.name)
+        if entry.model is None:
+            self._log_unknown(provider, model)
+            return PriceResult(0.0, False, OTHER)
+        return PriceResult(self._calc(entry, model, usage), True, entry.name)
+
+    # ------------------------------------------------------------ internals
+
+    def _resolve(self, provider: str, model: str, now: float) -> _Entry:
+        lowered = model.lower()
+        override = self._overrides.get(lowered)
+        if override is not None:
+            return _Entry(self._override_names[lowered], None, None, override, now)
+        provider_id: str | None = PROVIDER_IDS.get(provider, provider)
+        snapshot = data_snapshot.get_snapshot()
+        found: ModelInfo | None = None
+        try:
+            _, found = snapshot.find_provider_model(model, None, provider_id, None)
+        except LookupError:
+            try:  # an unfamiliar provider label: let genai-prices match on the model
+                _, found = snapshot.find_provider_model(model, None, None, None)
+                provider_id = None
+            except LookupError:
+                found = None
+        if found is None:
+            return _Entry(OTHER, None, None, None, now)
+        rates = _flat_rates(found, datetime.now(tz=UTC))
+        return _Entry(found.id, found, provider_id, rates, now)
+
+    def _calc(self, entry: _Entry, model: str, usage: TokenUsage) -> float:
+        result = genai_prices.calc_price(genai_usage(usage), model, provider_id=entry.provider_id)
+        return float(result.total_price)
+
+    def _log_unknown(self, provider: str, model: str) -> None:
+        key = (provider, model)
+        if key in self._logged_unknown or len(self._logged_unknown) >= _MAX_LOGGED_UNKNOWN:
+            return
+        self._logged_unknown.add(key)
+        log.warning(
+            "no price for model %r (provider %s): counted at cost 0; "
+            "add it under prices.models in aispend.yaml",
+            model[:200],
+            provider,
+        )
+
+
+def genai_usage(usage: TokenUsage) -> genai_prices.Usage:
+    """The genai-prices `Usage` for `usage` (its input_tokens include cache reads)."""
+    values: dict[str, Any] = {
+        "input_tokens": usage.input + usage.cached_input,
+        "output_tokens": usage.output,
+    }
+    if usage.cached_input:
+        values["cache_read_tokens"] = usage.cached_input
+    if usage.reasoning:
+        values["output_reasoning_tokens"] = usage.reasoning
+    return genai_prices.Usage(**values)
+
+
+def _flat_rates(model: ModelInfo, when: datetime) -> _Rates | None:
+    """Per-token rates when the model's current price sheet is flat, else None."""
+    from genai_prices.units import _get_registry
+
+    sheet = model.get_prices(when)
+    registry = _get_registry()
+    values: dict[str, Decimal] = {}
+    for key, value in sheet.__dict__.items():
+        if value is None or key.startswith("_"):
+            continue
+        if key in _FAST_KEYS:
+            if isinstance(value, TieredPrices) or not isinstance(value, Decimal):
+                return None
+            values[key] = value
+            continue
+        try:
+            dims = registry.unit_for_price_key(key).dimensions
+        except KeyError:
+            return None
+        if dims.get("family") == "tokens" and not (
+            dims.get("modality") in _IGNORED_DIMENSIONS
+            or dims.get("token_type") in _IGNORED_DIMENSIONS
+        ):
+            return None  # a token unit that would change the text price: be exact
+        if dims.get("family") == "requests":
+            return None
+    if "input_mtok" not in values or "output_mtok" not in values:
+        return None
+    inp = values["input_mtok"]
+    out = values["output_mtok"]
+    return _Rates(
+        input=float(inp / _MTOK),
+        output=float(out / _MTOK),
+        cached_input=float(values.get("cache_read_mtok", inp) / _MTOK),
+        reasoning=float(values.get("output_reasoning_mtok", out) / _MTOK),
+    )

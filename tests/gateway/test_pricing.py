@@ -1,0 +1,97 @@
+"""Pricing: genai-prices' bundled data, config overrides, unknown models, fast path."""
+
+from __future__ import annotations
+
+import genai_prices
+import pytest
+from genai_prices.data import providers
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aispend.config import ModelPrice, Prices
+from aispend.pricing import Pricer, PriceResult, TokenUsage, genai_usage
+
+PROVIDERS = ("openai", "azure", "anthropic")
+MODELS = [
+    (p.id, m.id)
+    for p in providers
+    if p.id in PROVIDERS
+    for m in p.models
+    if not m.id.startswith("ft:")  # genai-prices cannot price these by their own id
+]
+
+
+def _expected(provider: str, model: str, usage: TokenUsage) -> float:
+    calc = genai_prices.calc_price(genai_usage(usage), model, provider_id=provider)
+    return float(calc.total_price)
+
+
+@pytest.mark.parametrize(("provider", "model"), MODELS)
+def test_every_bundled_model_matches_genai_prices(provider: str, model: str) -> None:
+    usage = TokenUsage(input=1234, output=567, cached_input=89, reasoning=45)
+    result = Pricer(Prices()).price(provider, model, usage)
+    assert result.priced is True
+    assert result.total == pytest.approx(_expected(provider, model, usage), rel=1e-12, abs=0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    idx=st.integers(0, len(MODELS) - 1),
+    inp=st.integers(0, 400_000),
+    out=st.integers(0, 100_000),
+    cached=st.integers(0, 200_000),
+    reasoning_share=st.floats(0, 1),
+)
+def test_random_usage_matches_genai_prices(
+    idx: int, inp: int, out: int, cached: int, reasoning_share: float
+) -> None:
+    provider, model = MODELS[idx]
+    usage = TokenUsage(inp, out, cached, int(out * reasoning_share))
+    result = Pricer(Prices()).price(provider, model, usage)
+    assert result.total == pytest.approx(_expected(provider, model, usage), rel=1e-9, abs=1e-15)
+
+
+def test_known_figures_gpt_4o_mini() -> None:
+    # gpt-4o-mini: $0.15 input, $0.075 cached input, $0.60 output per million tokens.
+    usage = TokenUsage(input=800, output=500, cached_input=200)
+    result = Pricer(Prices()).price("openai", "gpt-4o-mini-2024-07-18", usage)
+    assert result == PriceResult(pytest.approx(0.000435, rel=1e-12), True, "gpt-4o-mini")
+
+
+def test_override_wins_and_falls_back_for_cached_and_reasoning() -> None:
+    prices = Prices(
+        models={
+            "acme-internal-llm": ModelPrice(input_per_mtok=0.5, output_per_mtok=1.5),
+            "gpt-4o-mini": ModelPrice(
+                input_per_mtok=1,
+                output_per_mtok=2,
+                cached_input_per_mtok=0.1,
+                reasoning_per_mtok=4,
+            ),
+        }
+    )
+    pricer = Pricer(prices)
+    usage = TokenUsage(input=1_000_000, output=1_000_000, cached_input=1_000_000, reasoning=0)
+    acme = pricer.price("openai", "ACME-internal-llm", usage)
+    assert acme == PriceResult(pytest.approx(0.5 + 1.5 + 0.5), True, "acme-internal-llm")
+    reasoning = TokenUsage(input=0, output=1_000_000, reasoning=250_000)
+    mini = pricer.price("openai", "gpt-4o-mini", reasoning)
+    assert mini.total == pytest.approx(0.75 * 2 + 0.25 * 4)
+    assert mini.model == "gpt-4o-mini"
+
+
+def test_unknown_model_costs_zero_and_logs_once(caplog: pytest.LogCaptureFixture) -> None:
+    pricer = Pricer(Prices())
+    usage = TokenUsage(input=10, output=10)
+    for _ in range(3):
+        assert pricer.price("openai", "no-such-model", usage) == PriceResult(0.0, False, "other")
+    warnings = [r for r in caplog.records if "no-such-model" in r.getMessage()]
+    assert len(warnings) == 1
+
+
+def test_unfamiliar_provider_label_matches_on_model() -> None:
+    usage = TokenUsage(input=1000, output=1000)
+    result = Pricer(Prices()).price("some-proxy", "gpt-4o", usage)
+    assert result.priced is True
+    assert result.model == "gpt-4o"
+    assert result.total == pytest.approx(_expected("openai", "gpt-4o", usage), rel=1e-12)
