@@ -24,6 +24,7 @@ from pydantic import AfterValidator, Field, ValidationError, field_validator
 from pydantic import BaseModel as _BaseModel
 
 from aispend.configbase import Name, StrictModel
+from aispend.exporters.gpu.settings import GpuSettings
 
 Criticality = Literal["critical", "standard", "experimental"]
 Period = Literal["day", "month"]
@@ -102,6 +103,8 @@ class Prices(StrictModel):
 
 class Sources(StrictModel):
     """Data sources; each component adds its own section model here."""
+
+    gpu: GpuSettings | None = None
 
 
 class Actions(StrictModel):

@@ -1,0 +1,214 @@
+"""The GPU collector: NVML metrics per GPU, MIG device and process, and GPU cost.
+
+Exposition (labels gpu, UUID, model_name, Hostname mirror dcgm-exporter, plus team
+and project from `sources.gpu.attribution`; "unattributed" when nothing matches):
+
+    aispend_gpu_utilization_ratio{gpu="1",UUID="GPU-...",model_name="NVIDIA H100 80GB HBM3",
+                                  Hostname="node1",team="search",project="ranking"} 0.87
+    aispend_gpu_memory_used_bytes{...} 6.4e+10     aispend_gpu_memory_total_bytes{...} 8.5e+10
+    aispend_gpu_power_watts{...} 512.3             aispend_gpu_energy_joules_total{...} 1.2e+07
+    aispend_gpu_temperature_celsius{...} 61
+    aispend_gpu_process_memory_used_bytes{...,pid="4242",process_name="python3",
+                                          pod="ranker-7d9f",namespace="search"} 3.2e+10
+    aispend_gpu_mig_memory_used_bytes{...,gpu_instance="1"} 5.0e+09
+    aispend_gpu_hourly_cost{...} 4.916
+    aispend_gpu_cost_total{...} 0.41           aispend_gpu_idle_cost_total{...} 0.02
+    aispend_gpu_nvml_errors_total{call="nvmlDeviceGetPowerUsage"} 3
+    aispend_exporter_up{source="gpu"} 1
+
+A process in a Kubernetes pod listed in `sources.gpu.pods` takes that pod's team and
+project; other processes take their GPU's. A GPU whose utilisation cannot be read is
+never counted idle. No NVML at all: only `aispend_exporter_up{source="gpu"} 0` (and
+the cost totals accrued so far), with one log line saying why.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from prometheus_client.core import Metric
+
+from aispend import __version__, metrics
+from aispend.config import Prices
+from aispend.exporters.gpu.accrual import CostAccrual
+from aispend.exporters.gpu.nvml import Nvml, NvmlUnavailable
+from aispend.exporters.gpu.sample import GpuSample, read_gpus
+from aispend.exporters.gpu.settings import GpuSettings
+from aispend.gpu_prices import gpu_hourly_price
+
+log = logging.getLogger(__name__)
+
+SOURCE = "gpu"
+
+
+@dataclass(frozen=True)
+class GpuConfig:
+    """What the GPU collector needs from aispend.yaml (defaults when there is none)."""
+
+    settings: GpuSettings = field(default_factory=GpuSettings)
+    prices: Prices = field(default_factory=Prices)
+    currency: str = "USD"
+
+
+class GpuCollector:
+    """Reads NVML at each scrape; cost totals and NVML error counts live across scrapes."""
+
+    def __init__(
+        self,
+        get_config: Callable[[], GpuConfig],
+        nvml: Nvml | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ):
+        self._get_config = get_config
+        self._nvml = nvml or Nvml()
+        self._accrual = CostAccrual(clock)
+        self._wall_clock = wall_clock
+        self._lock = threading.Lock()
+        self._last_success: float | None = None
+        self._unavailable_reason: str | None = None
+        self._unpriced_logged: set[str] = set()
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            yield from self._collect()
+
+    def _collect(self) -> Iterator[Metric]:
+        config = self._get_config()
+        gpus = self._read(config)
+        families = _Families()
+        if gpus is not None:
+            host = config.settings.hostname or socket.gethostname()
+            for gpu in gpus:
+                self._add_gpu(families, gpu, host, config)
+            self._last_success = self._wall_clock()
+        for labels, accrued in sorted(self._accrual.totals().items()):
+            families.cost.add_metric(list(labels), accrued.cost)
+            families.idle_cost.add_metric(list(labels), accrued.idle_cost)
+        for call, count in sorted(self._nvml.error_counts().items()):
+            families.errors.add_metric([call], count)
+        yield from families.all()
+
+        info = metrics.INFO.info()
+        info.add_metric([], {metrics.VERSION: __version__, metrics.CURRENCY: config.currency})
+        yield info
+        up = metrics.EXPORTER_UP.gauge()
+        up.add_metric([SOURCE], 0.0 if gpus is None else 1.0)
+        yield up
+        last = metrics.SOURCE_LAST_SUCCESS.gauge()
+        if self._last_success is not None:
+            last.add_metric([SOURCE], self._last_success)
+        yield last
+
+    def _read(self, config: GpuConfig) -> list[GpuSample] | None:
+        try:
+            self._nvml.start()
+        except NvmlUnavailable as exc:
+            reason = str(exc)
+            if reason != self._unavailable_reason:
+                log.error(
+                    'NVML unavailable, exporting aispend_exporter_up{source="gpu"} 0: %s',
+                    reason,
+                )
+                self._unavailable_reason = reason
+            return None
+        if self._unavailable_reason is not None:
+            log.info("NVML available again")
+            self._unavailable_reason = None
+        return read_gpus(self._nvml, config.settings.proc_root)
+
+    def _add_gpu(self, f: _Families, gpu: GpuSample, host: str, config: GpuConfig) -> None:
+        settings = config.settings
+        owner = settings.owner(host, gpu.index, gpu.uuid)
+        team, project = owner or (metrics.UNATTRIBUTED_TEAM, "")
+        base = [str(gpu.index), gpu.uuid, gpu.name, host]
+        labels = [*base, team, project]
+        for family, value in (
+            (f.utilization, gpu.utilization),
+            (f.memory_used, gpu.memory_used),
+            (f.memory_total, gpu.memory_total),
+            (f.power, gpu.power_watts),
+            (f.temperature, gpu.temperature),
+        ):
+            if value is not None:
+                family.add_metric(labels, float(value))
+        if gpu.energy_joules is not None:
+            f.energy.add_metric(labels, gpu.energy_joules)
+        for mig in gpu.migs:
+            if mig.memory_used is not None:
+                f.mig_memory.add_metric([*labels, str(mig.gpu_instance)], float(mig.memory_used))
+        for proc in gpu.processes:
+            if proc.used_memory is None:
+                continue
+            pod = settings.pods.get(proc.workload.pod_uid) if proc.workload.pod_uid else None
+            p_team, p_project = (pod.team, pod.project or "") if pod else (team, project)
+            pod_name = (pod.pod if pod else "") or proc.workload.pod_uid
+            namespace = pod.namespace if pod else ""
+            f.process_memory.add_metric(
+                [*base, p_team, p_project, str(proc.pid), proc.name, pod_name, namespace],
+                float(proc.used_memory),
+            )
+
+        price = gpu_hourly_price(gpu.name, config.prices)
+        if price is None:
+            self._accrual.forget(gpu.uuid)
+            if gpu.name not in self._unpriced_logged:
+                self._unpriced_logged.add(gpu.name)
+                log.warning(
+                    "no hourly price for GPU model %r: add it under prices.gpu in aispend.yaml"
+                    " to export its cost",
+                    gpu.name,
+                )
+            return
+        f.hourly_cost.add_metric(labels, price)
+        idle = gpu.utilization is not None and gpu.utilization < settings.idle_threshold
+        self._accrual.observe(gpu.uuid, tuple(labels), price, idle)
+
+    def describe(self) -> Iterator[Metric]:
+        yield from _Families().all()
+        yield metrics.INFO.info()
+        yield metrics.EXPORTER_UP.gauge()
+        yield metrics.SOURCE_LAST_SUCCESS.gauge()
+
+    def close(self) -> None:
+        self._nvml.stop()
+
+
+class _Families:
+    """Fresh metric families for one scrape."""
+
+    def __init__(self) -> None:
+        self.utilization = metrics.GPU_UTILIZATION.gauge()
+        self.memory_used = metrics.GPU_MEMORY_USED.gauge()
+        self.memory_total = metrics.GPU_MEMORY_TOTAL.gauge()
+        self.power = metrics.GPU_POWER.gauge()
+        self.energy = metrics.GPU_ENERGY.counter()
+        self.temperature = metrics.GPU_TEMPERATURE.gauge()
+        self.process_memory = metrics.GPU_PROCESS_MEMORY.gauge()
+        self.mig_memory = metrics.GPU_MIG_MEMORY_USED.gauge()
+        self.hourly_cost = metrics.GPU_HOURLY_COST.gauge()
+        self.cost = metrics.GPU_COST.counter()
+        self.idle_cost = metrics.GPU_IDLE_COST.counter()
+        self.errors = metrics.GPU_NVML_ERRORS.counter()
+
+    def all(self) -> Iterator[Metric]:
+        families: list[Metric] = [
+            self.utilization,
+            self.memory_used,
+            self.memory_total,
+            self.power,
+            self.energy,
+            self.temperature,
+            self.process_memory,
+            self.mig_memory,
+            self.hourly_cost,
+            self.cost,
+            self.idle_cost,
+            self.errors,
+        ]
+        yield from families
