@@ -20,6 +20,7 @@ COMMANDS = (
     "aispend.docs",
     "aispend.exporters.cli",
     "aispend.stack.cli",
+    "aispend.actuators.cli",
 )
 
 

@@ -23,8 +23,10 @@ import yaml
 from pydantic import AfterValidator, Field, ValidationError, field_validator
 from pydantic import BaseModel as _BaseModel
 
+from aispend.actuators.settings import ActionsSettings as Actions
 from aispend.configbase import Name, StrictModel
 from aispend.exporters.gpu.settings import GpuSettings
+from aispend.gateway.settings import GatewaySettings
 
 Criticality = Literal["critical", "standard", "experimental"]
 Period = Literal["day", "month"]
@@ -105,10 +107,7 @@ class Sources(StrictModel):
     """Data sources; each component adds its own section model here."""
 
     gpu: GpuSettings | None = None
-
-
-class Actions(StrictModel):
-    """Actuator policy; filled by the actuator."""
+    gateway: GatewaySettings | None = None
 
 
 class Config(StrictModel):

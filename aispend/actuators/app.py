@@ -1,0 +1,153 @@
+"""The actuator's HTTP server (aiohttp): POST /alerts, GET /metrics, GET /healthz.
+
+POST /alerts answers:
+- 401 without the bearer token or with a wrong one (compared in constant time);
+- 400 for a body that is not JSON, 422 for a payload that is not webhook v4 (the
+  message names the field); nothing is recorded or done for either;
+- 200 once every alert's decision is committed to the store (fsynced);
+- 503 when a target failed in a way a redelivery may fix (the decision so far is
+  recorded; Alertmanager retries and the engine resumes idempotently).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from aispend import metrics as m
+from aispend.actuators.engine import Engine
+from aispend.actuators.payload import PayloadError, parse_payload
+from aispend.actuators.settings import ActionsSettings
+from aispend.actuators.store import Store
+from aispend.actuators.targets import build_targets
+from aispend.actuators.targets.base import Target
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 8 * 1024 * 1024
+TargetsFactory = Callable[[aiohttp.ClientSession], Mapping[str, Target]]
+
+ENGINE: web.AppKey[Engine] = web.AppKey("engine", Engine)
+
+
+class ActiveActionsCollector:
+    """aispend_actuator_active_actions{target,team}, read from the store per scrape."""
+
+    def __init__(self, store: Store):
+        self._store = store
+
+    def describe(self) -> Iterable[Metric]:
+        return [m.ACTUATOR_ACTIVE_ACTIONS.gauge()]
+
+    def collect(self) -> Iterable[Metric]:
+        family = m.ACTUATOR_ACTIVE_ACTIONS.gauge()
+        for (target, team), count in sorted(self._store.active_counts().items()):
+            family.add_metric([target, team], count)
+        yield family
+
+
+def build_app(
+    settings: ActionsSettings,
+    criticality: Mapping[str, str],
+    store: Store,
+    token: str,
+    targets_factory: TargetsFactory | None = None,
+    registry: CollectorRegistry | None = None,
+) -> web.Application:
+    registry = registry or CollectorRegistry(auto_describe=True)
+    actions = Counter(
+        m.ACTUATOR_ACTIONS.family_name,
+        m.ACTUATOR_ACTIONS.full_help,
+        list(m.ACTUATOR_ACTIONS.labels),
+        registry=registry,
+    )
+    requests = Counter(
+        m.ACTUATOR_WEBHOOK_REQUESTS.family_name,
+        m.ACTUATOR_WEBHOOK_REQUESTS.full_help,
+        list(m.ACTUATOR_WEBHOOK_REQUESTS.labels),
+        registry=registry,
+    )
+    registry.register(ActiveActionsCollector(store))
+    expected = token.encode("utf-8")
+    factory = targets_factory or (lambda session: build_targets(settings.targets, session))
+
+    def count(target: str, action: str, result: str) -> None:
+        actions.labels(target, action, result).inc()
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        async with aiohttp.ClientSession() as session:
+            app[ENGINE] = Engine(settings, criticality, store, factory(session), count)
+            yield
+
+    def answer(status: int, body: dict[str, Any]) -> web.Response:
+        requests.labels(str(status)).inc()
+        headers = {"WWW-Authenticate": 'Bearer realm="aispend-actuator"'} if status == 401 else {}
+        return web.json_response(body, status=status, headers=headers)
+
+    async def post_alerts(request: web.Request) -> web.Response:
+        auth = request.headers.get("Authorization", "")
+        scheme, _, presented = auth.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            presented.strip().encode("utf-8", "replace"), expected
+        ):
+            return answer(401, {"error": "missing or wrong bearer token"})
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return answer(413, {"error": f"body larger than {MAX_BODY} bytes"})
+        try:
+            payload = parse_payload(body)
+        except PayloadError as exc:
+            status = 400 if exc.message.startswith("body is not valid JSON") else 422
+            return answer(status, {"error": exc.message})
+        engine = request.app[ENGINE]
+        results = []
+        retry = False
+        for alert in payload.alerts:
+            try:
+                outcome = await engine.handle(alert)
+            except Exception:  # the store failed (disk full...): a retry may help
+                log.exception("cannot record the decision for alert %s", alert.fingerprint)
+                return answer(500, {"error": "cannot record the decision; retry"})
+            retry = retry or outcome.retry
+            results.append(
+                {
+                    "fingerprint": outcome.fingerprint,
+                    "decision": outcome.decision,
+                    "result": outcome.result,
+                }
+            )
+            log.info(
+                "alert %s %s (%s): %s %s",
+                alert.labels.get("alertname", "?"),
+                alert.fingerprint,
+                alert.status,
+                outcome.decision,
+                outcome.result,
+            )
+        if retry:
+            return answer(503, {"error": "a target is unavailable; retry", "alerts": results})
+        return answer(200, {"alerts": results})
+
+    async def get_metrics(request: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    app = web.Application(client_max_size=MAX_BODY)
+    app.cleanup_ctx.append(lifecycle)
+    app.router.add_post("/alerts", post_alerts)
+    app.router.add_get("/metrics", get_metrics)
+    app.router.add_get("/healthz", healthz)
+    return app

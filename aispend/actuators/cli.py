@@ -1,0 +1,130 @@
+"""`aispend actuator`: serve the Alertmanager webhook; `aispend actuator audit`: show the log.
+
+    aispend actuator --config aispend.yaml --listen 127.0.0.1:9180 \\
+        [--token-file FILE] [--state-db FILE] [--dry-run true|false]
+    aispend actuator audit [--since 1h] [--json]
+
+The webhook token comes from --token-file, else `actions.token_file`, else the
+environment variable named by `actions.token_env` ($AISPEND_ACTUATOR_TOKEN).
+`--dry-run` (or $AISPEND_ACTUATOR_DRY_RUN=0/1) overrides the global `actions.dry_run`;
+rules that set their own `dry_run` keep it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Any
+
+from aispend import ports
+from aispend.config_cli import add_config_argument
+from aispend.exporters.serve import parse_listen
+
+log = logging.getLogger(__name__)
+
+ENV_DRY_RUN = "AISPEND_ACTUATOR_DRY_RUN"
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def parse_bool(value: str) -> bool:
+    text = value.strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def add_parser(sub: Any) -> None:
+    parser = sub.add_parser("actuator", help="Alertmanager webhook receiver that acts")
+    add_config_argument(parser)
+    parser.add_argument(
+        "--listen",
+        type=parse_listen,
+        default=("127.0.0.1", ports.ACTUATOR),
+        metavar="HOST:PORT",
+        help=f"where to serve /alerts and /metrics (default 127.0.0.1:{ports.ACTUATOR})",
+    )
+    parser.add_argument("--token-file", help="file holding the webhook bearer token")
+    parser.add_argument("--state-db", help="SQLite state and audit database (overrides config)")
+    parser.add_argument(
+        "--dry-run",
+        type=parse_bool,
+        metavar="true|false",
+        help=f"override actions.dry_run (also ${ENV_DRY_RUN})",
+    )
+    parser.set_defaults(func=run_server)
+    actions = parser.add_subparsers(dest="actuator_command", metavar="ACTION")
+    audit = actions.add_parser("audit", help="print the audit log")
+    add_config_argument(audit)
+    audit.add_argument("--state-db", help="SQLite state and audit database (overrides config)")
+    audit.add_argument("--since", help="only records newer than this (e.g. 15m, 2h, 1d)")
+    audit.add_argument("--json", action="store_true", help="one JSON object per line")
+    audit.set_defaults(func=run_audit)
+
+
+def run_server(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from aispend.actuators.app import build_app
+    from aispend.actuators.store import Store
+    from aispend.actuators.targets import preflight
+    from aispend.actuators.targets.base import SecretError, read_secret
+    from aispend.config import ConfigError, load_config, resolve_config_path
+
+    try:
+        config = load_config(resolve_config_path(args.config))
+    except ConfigError as exc:
+        print(exc.report(), file=sys.stderr)
+        return 1
+    settings = config.actions
+    dry_run = args.dry_run
+    if dry_run is None and os.environ.get(ENV_DRY_RUN):
+        try:
+            dry_run = parse_bool(os.environ[ENV_DRY_RUN])
+        except argparse.ArgumentTypeError as exc:
+            print(f"${ENV_DRY_RUN}: {exc}", file=sys.stderr)
+            return 2
+    if dry_run is not None:
+        settings = settings.model_copy(update={"dry_run": dry_run})
+    try:
+        token = read_secret(
+            args.token_file or settings.token_file, settings.token_env, "actuator webhook token"
+        )
+    except SecretError as exc:
+        print(f"aispend actuator: {exc}", file=sys.stderr)
+        return 1
+    problems = preflight(settings.targets)
+    if problems:
+        print("aispend actuator: cannot start:\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 1
+    store = Store(args.state_db or settings.state_db)
+    criticality = {t.name: t.criticality for t in config.teams}
+    app = build_app(settings, criticality, store, token)
+    host, port = args.listen
+    log.info(
+        "actuator on http://%s:%d/alerts: %d rules, %d targets, dry_run=%s, state %s",
+        host,
+        port,
+        len(settings.rules),
+        len(settings.targets),
+        settings.dry_run,
+        store.path,
+    )
+    try:
+        web.run_app(app, host=host, port=port, print=None, handle_signals=True)
+    except OSError as exc:
+        print(f"aispend actuator: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    return 0
+
+
+def run_audit(args: argparse.Namespace) -> int:
+    from aispend.actuators.audit_cli import print_audit
+
+    return print_audit(args)

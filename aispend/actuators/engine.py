@@ -1,0 +1,289 @@
+"""The decision engine: one alert instance in, one durable decision out.
+
+State machine per (fingerprint, startsAt) in the store:
+
+    firing,   no row            -> policy: skipped | dry_run | applying -> applied | failed
+    firing,   applying          -> resume the interrupted apply (same undo data)
+    firing,   anything else     -> ignored (duplicate, or resolved before its firing)
+    resolved, applying/applied  -> undo -> undone | undo_failed
+    resolved, no row            -> resolved (so a late firing is ignored)
+    resolved, other             -> resolved, nothing to undo / duplicate
+
+The intent (`applying`, with what undo needs) is committed before the target is
+called, and the outcome after, so a crash in between is resumed on redelivery. Calls
+for one fingerprint are serialised by a lock; different alerts proceed concurrently.
+A retryable target error leaves the state as it was and asks for a redelivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from aispend.actuators import store as st
+from aispend.actuators.payload import Alert
+from aispend.actuators.policy import decide, scope_of
+from aispend.actuators.settings import ActionsSettings, Rule
+from aispend.actuators.store import ActionRow, AuditRecord, Store
+from aispend.actuators.targets.base import Action, Target, TargetError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    fingerprint: str
+    decision: str
+    result: str
+    retry: bool = False
+
+
+ActionCounter = Callable[[str, str, str], None]
+"""(target, action, result) -> count one decision."""
+
+
+@dataclass
+class _KeyLocks:
+    locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    users: dict[str, int] = field(default_factory=dict)
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock = self.locks.setdefault(key, asyncio.Lock())
+        self.users[key] = self.users.get(key, 0) + 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self.users[key] -= 1
+            if self.users[key] == 0:
+                del self.users[key], self.locks[key]
+
+
+class Engine:
+    def __init__(
+        self,
+        settings: ActionsSettings,
+        criticality: Mapping[str, str],
+        store: Store,
+        targets: Mapping[str, Target],
+        count: ActionCounter | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.settings = settings
+        self.criticality = dict(criticality)
+        self.store = store
+        self.targets = dict(targets)
+        self._count = count or (lambda target, action, result: None)
+        self._clock = clock
+        self._locks = _KeyLocks()
+
+    async def handle(self, alert: Alert) -> Outcome:
+        async with self._locks.hold(alert.fingerprint):
+            if alert.status == "firing":
+                return await self._firing(alert)
+            return await self._resolved(alert)
+
+    # ------------------------------------------------------------ firing
+
+    async def _firing(self, alert: Alert) -> Outcome:
+        fp, starts = alert.key()
+        row = self.store.get(fp, starts)
+        if row is not None:
+            if row.state == st.APPLYING and row.rule is not None:
+                rule = self.settings.rule(row.rule)
+                return await self._apply(alert, row, rule, resumed=True)
+            why = "resolved before firing" if row.state == st.RESOLVED else "duplicate"
+            if row.state in (st.UNDONE, st.UNDO_FAILED):
+                why = "already resolved"
+            return self._note(alert, row, "ignore", f"ignored: {why}")
+
+        decision = decide(
+            alert.labels,
+            self.settings,
+            self.criticality,
+            self.store.count_active,
+            self.store.last_action_time,
+            self._clock(),
+        )
+        rule = decision.rule
+        new = ActionRow(
+            fingerprint=fp,
+            starts_at=starts,
+            state=st.SKIPPED,
+            labels=dict(alert.labels),
+            rule=rule.name if rule else None,
+            target=rule.target if rule else None,
+            mode=rule.mode if rule else None,
+            dry_run=decision.dry_run if rule else None,
+            team=alert.labels.get("team"),
+            scope=scope_of(alert.labels),
+        )
+        if decision.skip is not None:
+            return self._commit(alert, new, "skip", f"skipped: {decision.skip}")
+        assert rule is not None
+        if decision.dry_run:
+            new.state = st.DRY_RUN
+            return self._commit(
+                alert, new, "apply", "dry_run", detail=f"would {rule.mode} via {rule.target}"
+            )
+        target = self.targets.get(rule.target)
+        if target is None:  # settings validation makes this unreachable; be safe anyway
+            new.state = st.FAILED
+            return self._commit(alert, new, "apply", "error", error="target not configured")
+
+        # A newer firing of the same series takes over the older one's action.
+        for old in self.store.active_with_fingerprint(fp):
+            old.state = st.SUPERSEDED
+            self.store.record(
+                old,
+                self._audit(alert, old, "ignore", "ignored: superseded", detail=f"by {starts}"),
+            )
+        try:
+            new.undo_data = await target.prepare(self._action(alert, rule))
+        except TargetError as exc:
+            return self._target_failed(alert, new, "apply", exc, record_row=not exc.retryable)
+        new.state = st.APPLYING
+        self.store.record(new, self._audit(alert, new, "apply", "pending"))
+        return await self._apply(alert, new, rule, resumed=False)
+
+    async def _apply(
+        self, alert: Alert, row: ActionRow, rule: Rule | None, resumed: bool
+    ) -> Outcome:
+        target = self.targets.get(row.target or "")
+        if rule is None or target is None:
+            row.state = st.FAILED
+            return self._commit(
+                alert, row, "apply", "error", error="rule or target no longer configured"
+            )
+        try:
+            detail = await target.apply(self._action(alert, rule), row.undo_data)
+        except TargetError as exc:
+            return self._target_failed(alert, row, "apply", exc, record_row=not exc.retryable)
+        row.state = st.APPLIED
+        if resumed:
+            detail += " (resumed an interrupted apply)"
+        return self._commit(alert, row, "apply", "ok", detail=detail)
+
+    # ------------------------------------------------------------ resolved
+
+    async def _resolved(self, alert: Alert) -> Outcome:
+        fp, starts = alert.key()
+        row = self.store.get(fp, starts)
+        if row is None:
+            tomb = ActionRow(
+                fingerprint=fp,
+                starts_at=starts,
+                state=st.RESOLVED,
+                labels=dict(alert.labels),
+                team=alert.labels.get("team"),
+                scope=scope_of(alert.labels),
+            )
+            return self._commit(alert, tomb, "ignore", "ignored: resolved before firing")
+        if row.state in st.ACTIVE_STATES:
+            return await self._undo(alert, row)
+        if row.state in (st.SKIPPED, st.DRY_RUN, st.FAILED, st.SUPERSEDED):
+            was = row.state
+            row.state = st.RESOLVED
+            return self._commit(alert, row, "undo", "nothing to undo", detail=f"was {was}")
+        return self._note(alert, row, "ignore", "ignored: duplicate")
+
+    async def _undo(self, alert: Alert, row: ActionRow) -> Outcome:
+        target = self.targets.get(row.target or "")
+        rule = self.settings.rule(row.rule or "")
+        if target is None:
+            row.state = st.UNDO_FAILED
+            return self._commit(
+                alert, row, "undo", "error", error=f"target {row.target!r} no longer configured"
+            )
+        action = self._action(alert, rule, row)
+        try:
+            detail = await target.undo(action, row.undo_data)
+        except TargetError as exc:
+            if not exc.retryable:
+                row.state = st.UNDO_FAILED
+            return self._target_failed(alert, row, "undo", exc, record_row=not exc.retryable)
+        row.state = st.UNDONE
+        return self._commit(alert, row, "undo", "ok", detail=detail)
+
+    # ------------------------------------------------------------ helpers
+
+    def _action(self, alert: Alert, rule: Rule | None, row: ActionRow | None = None) -> Action:
+        fp, starts = alert.key()
+        return Action(
+            fingerprint=fp,
+            starts_at=starts,
+            labels=dict(row.labels if row else alert.labels),
+            annotations=dict(alert.annotations),
+            rule=rule.name if rule else (row.rule if row else "") or "",
+            mode=rule.mode if rule else (row.mode if row else "") or "",
+            requests_per_minute=rule.requests_per_minute if rule else None,
+            tokens_per_minute=rule.tokens_per_minute if rule else None,
+        )
+
+    def _target_failed(
+        self, alert: Alert, row: ActionRow, which: str, exc: TargetError, record_row: bool
+    ) -> Outcome:
+        if record_row and which == "apply":
+            row.state = st.FAILED
+        log.warning(
+            "%s %s via %s failed (%s): %s",
+            which,
+            alert.fingerprint,
+            row.target,
+            "will retry" if exc.retryable else "not retryable",
+            exc,
+        )
+        result = "error: retry" if exc.retryable else "error"
+        outcome = self._commit(
+            alert, row if record_row else None, which, result, error=str(exc), row_for_audit=row
+        )
+        return Outcome(outcome.fingerprint, which, result, retry=exc.retryable)
+
+    def _note(self, alert: Alert, row: ActionRow, decision: str, result: str) -> Outcome:
+        return self._commit(alert, None, decision, result, row_for_audit=row)
+
+    def _commit(
+        self,
+        alert: Alert,
+        row: ActionRow | None,
+        decision: str,
+        result: str,
+        detail: str = "",
+        error: str = "",
+        row_for_audit: ActionRow | None = None,
+    ) -> Outcome:
+        about = row or row_for_audit
+        assert about is not None
+        self.store.record(row, self._audit(alert, about, decision, result, detail, error))
+        self._count(about.target or "none", decision, result.split(":")[0])
+        return Outcome(alert.fingerprint, decision, result)
+
+    def _audit(
+        self,
+        alert: Alert,
+        row: ActionRow,
+        decision: str,
+        result: str,
+        detail: str = "",
+        error: str = "",
+    ) -> AuditRecord:
+        fp, starts = alert.key()
+        return AuditRecord(
+            fingerprint=fp,
+            starts_at=starts,
+            alert_status=alert.status,
+            labels=dict(alert.labels),
+            decision=decision,
+            result=result,
+            rule=row.rule,
+            target=row.target,
+            mode=row.mode,
+            dry_run=row.dry_run,
+            detail=detail,
+            error=error,
+        )

@@ -1,0 +1,330 @@
+"""Durable state of the actuator in SQLite (WAL, synchronous=FULL).
+
+Two tables:
+- `actions`: one row per alert instance, keyed by (fingerprint, startsAt): the
+  idempotency key and, for applied actions, what undo needs (`undo_data`).
+- `audit`: one append-only record per decision (triggers refuse UPDATE and DELETE).
+
+Every change to `actions` is committed in the same transaction as its audit record,
+and the commit is fsynced before the caller answers Alertmanager.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# States of an alert instance in `actions`.
+APPLYING = "applying"  # intent recorded, target call may or may not have happened
+APPLIED = "applied"
+UNDONE = "undone"
+RESOLVED = "resolved"  # resolved with nothing to undo (or before its firing arrived)
+SKIPPED = "skipped"
+DRY_RUN = "dry_run"
+FAILED = "failed"  # the target refused; retrying would not help
+SUPERSEDED = "superseded"  # a newer firing of the same fingerprint took over
+UNDO_FAILED = "undo_failed"
+ACTIVE_STATES = (APPLYING, APPLIED)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS actions (
+    fingerprint TEXT NOT NULL,
+    starts_at TEXT NOT NULL,
+    state TEXT NOT NULL,
+    rule TEXT,
+    target TEXT,
+    mode TEXT,
+    dry_run INTEGER,
+    team TEXT,
+    scope TEXT,
+    labels TEXT NOT NULL,
+    undo_data TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (fingerprint, starts_at)
+);
+CREATE INDEX IF NOT EXISTS actions_state ON actions (state);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts REAL NOT NULL,
+    fingerprint TEXT NOT NULL,
+    starts_at TEXT NOT NULL,
+    alert_status TEXT NOT NULL,
+    alertname TEXT,
+    team TEXT,
+    labels TEXT NOT NULL,
+    rule TEXT,
+    target TEXT,
+    mode TEXT,
+    dry_run INTEGER,
+    decision TEXT NOT NULL,
+    result TEXT NOT NULL,
+    detail TEXT,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS audit_ts ON audit (ts);
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+"""
+
+
+@dataclass
+class ActionRow:
+    fingerprint: str
+    starts_at: str
+    state: str
+    labels: dict[str, str]
+    rule: str | None = None
+    target: str | None = None
+    mode: str | None = None
+    dry_run: bool | None = None
+    team: str | None = None
+    scope: str | None = None
+    undo_data: dict[str, Any] = field(default_factory=dict)
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    fingerprint: str
+    starts_at: str
+    alert_status: str
+    labels: dict[str, str]
+    decision: str  # apply | undo | skip | ignore
+    result: str  # ok | dry_run | pending | error | skipped: <why> | ignored: <why> | ...
+    rule: str | None = None
+    target: str | None = None
+    mode: str | None = None
+    dry_run: bool | None = None
+    detail: str = ""
+    error: str = ""
+    ts: float = 0.0
+    id: int = 0
+
+    @property
+    def alertname(self) -> str | None:
+        return self.labels.get("alertname")
+
+    @property
+    def team(self) -> str | None:
+        return self.labels.get("team")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "time": self.ts,
+            "fingerprint": self.fingerprint,
+            "starts_at": self.starts_at,
+            "alert_status": self.alert_status,
+            "alertname": self.alertname,
+            "team": self.team,
+            "labels": self.labels,
+            "rule": self.rule,
+            "target": self.target,
+            "mode": self.mode,
+            "dry_run": self.dry_run,
+            "decision": self.decision,
+            "result": self.result,
+            "detail": self.detail,
+            "error": self.error,
+        }
+
+
+class Store:
+    """The actuator's SQLite database. One instance per process; not thread-safe."""
+
+    def __init__(self, path: Path | str, clock: Any = time.time):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._clock = clock
+        self._db = sqlite3.connect(str(self.path), isolation_level=None, timeout=30)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # ------------------------------------------------------------ reads
+
+    def get(self, fingerprint: str, starts_at: str) -> ActionRow | None:
+        row = self._db.execute(
+            "SELECT * FROM actions WHERE fingerprint = ? AND starts_at = ?",
+            (fingerprint, starts_at),
+        ).fetchone()
+        return _action(row) if row else None
+
+    def active_with_fingerprint(self, fingerprint: str) -> list[ActionRow]:
+        rows = self._db.execute(
+            "SELECT * FROM actions WHERE fingerprint = ? AND state IN (?, ?)",
+            (fingerprint, *ACTIVE_STATES),
+        ).fetchall()
+        return [_action(r) for r in rows]
+
+    def count_active(self, team: str) -> int:
+        row = self._db.execute(
+            "SELECT COUNT(*) FROM actions WHERE team = ? AND state IN (?, ?)",
+            (team, *ACTIVE_STATES),
+        ).fetchone()
+        return int(row[0])
+
+    def last_action_time(self, rule: str, scope: str) -> float | None:
+        """When `rule` last acted (or tried) on this workload scope, if ever."""
+        row = self._db.execute(
+            "SELECT MAX(created_at) FROM actions WHERE rule = ? AND scope = ?"
+            " AND state IN (?, ?, ?, ?)",
+            (rule, scope, APPLYING, APPLIED, UNDONE, UNDO_FAILED),
+        ).fetchone()
+        return float(row[0]) if row[0] is not None else None
+
+    def active_counts(self) -> dict[tuple[str, str], int]:
+        """(target, team) -> number of actions applied and not undone."""
+        rows = self._db.execute(
+            "SELECT target, COALESCE(team, ''), COUNT(*) FROM actions"
+            " WHERE state IN (?, ?) GROUP BY target, team",
+            ACTIVE_STATES,
+        ).fetchall()
+        return {(str(r[0]), str(r[1])): int(r[2]) for r in rows}
+
+    def audit(self, since: float | None = None) -> list[AuditRecord]:
+        query = "SELECT * FROM audit"
+        params: tuple[Any, ...] = ()
+        if since is not None:
+            query += " WHERE ts >= ?"
+            params = (since,)
+        return [_audit(r) for r in self._db.execute(query + " ORDER BY id", params)]
+
+    # ------------------------------------------------------------ writes
+
+    def record(self, row: ActionRow | None, *audits: AuditRecord) -> None:
+        """Upsert `row` (if given) and append `audits`, in one durable transaction."""
+        now = self._clock()
+        with self._transaction():
+            if row is not None:
+                existing = self._db.execute(
+                    "SELECT created_at FROM actions WHERE fingerprint = ? AND starts_at = ?",
+                    (row.fingerprint, row.starts_at),
+                ).fetchone()
+                row.created_at = float(existing[0]) if existing else now
+                row.updated_at = now
+                self._db.execute(
+                    "INSERT OR REPLACE INTO actions (fingerprint, starts_at, state, rule,"
+                    " target, mode, dry_run, team, scope, labels, undo_data, created_at,"
+                    " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        row.fingerprint,
+                        row.starts_at,
+                        row.state,
+                        row.rule,
+                        row.target,
+                        row.mode,
+                        None if row.dry_run is None else int(row.dry_run),
+                        row.team,
+                        row.scope,
+                        json.dumps(row.labels, sort_keys=True),
+                        json.dumps(row.undo_data, sort_keys=True),
+                        row.created_at,
+                        row.updated_at,
+                    ),
+                )
+            for a in audits:
+                self._db.execute(
+                    "INSERT INTO audit (ts, fingerprint, starts_at, alert_status, alertname,"
+                    " team, labels, rule, target, mode, dry_run, decision, result, detail,"
+                    " error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        now,
+                        a.fingerprint,
+                        a.starts_at,
+                        a.alert_status,
+                        a.alertname,
+                        a.team,
+                        json.dumps(a.labels, sort_keys=True),
+                        a.rule,
+                        a.target,
+                        a.mode,
+                        None if a.dry_run is None else int(a.dry_run),
+                        a.decision,
+                        a.result,
+                        a.detail,
+                        a.error,
+                    ),
+                )
+
+    def _transaction(self) -> _Tx:
+        return _Tx(self._db)
+
+
+class _Tx:
+    def __init__(self, db: sqlite3.Connection):
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _action(row: sqlite3.Row) -> ActionRow:
+    return ActionRow(
+        fingerprint=row["fingerprint"],
+        starts_at=row["starts_at"],
+        state=row["state"],
+        labels=json.loads(row["labels"]),
+        rule=row["rule"],
+        target=row["target"],
+        mode=row["mode"],
+        dry_run=None if row["dry_run"] is None else bool(row["dry_run"]),
+        team=row["team"],
+        scope=row["scope"],
+        undo_data=json.loads(row["undo_data"] or "{}"),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _audit(row: sqlite3.Row) -> AuditRecord:
+    return AuditRecord(
+        id=row["id"],
+        ts=row["ts"],
+        fingerprint=row["fingerprint"],
+        starts_at=row["starts_at"],
+        alert_status=row["alert_status"],
+        labels=json.loads(row["labels"]),
+        rule=row["rule"],
+        target=row["target"],
+        mode=row["mode"],
+        dry_run=None if row["dry_run"] is None else bool(row["dry_run"]),
+        decision=row["decision"],
+        result=row["result"],
+        detail=row["detail"] or "",
+        error=row["error"] or "",
+    )
+
+
+def iter_audit(path: Path | str, since: float | None = None) -> Iterator[AuditRecord]:
+    """Read the audit log of a state database (used by `aispend actuator audit`)."""
+    if not Path(path).exists():
+        raise FileNotFoundError(str(path))
+    db = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True)
+    db.row_factory = sqlite3.Row
+    try:
+        query = "SELECT * FROM audit"
+        params: tuple[Any, ...] = ()
+        if since is not None:
+            query += " WHERE ts >= ?"
+            params = (since,)
+        for row in db.execute(query + " ORDER BY id", params):
+            yield _audit(row)
+    finally:
+        db.close()

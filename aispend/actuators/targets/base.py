@@ -1,0 +1,97 @@
+"""What every target shares: the action it is asked to carry out, its errors, helpers.
+
+Errors (one hierarchy):
+    TargetError            the target could not act; `retryable` says whether a later
+                           redelivery by Alertmanager could succeed (target down, 5xx)
+"""
+
+from __future__ import annotations
+
+import os
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Action:
+    """One alert instance that a rule maps to a target and a mode."""
+
+    fingerprint: str
+    starts_at: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    rule: str
+    mode: str  # throttle | pause | notify
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def reason(self) -> str:
+        name = self.labels.get("alertname", "alert")
+        summary = self.annotations.get("summary", "")
+        return f"{name}: {summary}" if summary else name
+
+
+class TargetError(Exception):
+    """A target could not act. `retryable`: a redelivery may succeed (5xx, unreachable)."""
+
+    def __init__(self, message: str, retryable: bool):
+        self.retryable = retryable
+        super().__init__(message)
+
+
+class Target(Protocol):
+    name: str
+    type: str
+
+    async def prepare(self, action: Action) -> dict[str, Any]:
+        """Read what undo will need (e.g. current replicas), before anything changes."""
+        ...
+
+    async def apply(self, action: Action, undo_data: dict[str, Any]) -> str:
+        """Carry out the action; idempotent (it may run again after a crash). Returns detail."""
+        ...
+
+    async def undo(self, action: Action, undo_data: dict[str, Any]) -> str:
+        """Reverse exactly what apply did; already-undone is success."""
+        ...
+
+
+def render(template: str, labels: dict[str, str]) -> str:
+    """Fill `${label}` placeholders; TargetError (not retryable) for a missing label."""
+    try:
+        return string.Template(template).substitute(labels)
+    except KeyError as exc:
+        raise TargetError(
+            f"the alert has no label {exc.args[0]!r} needed by {template!r}", retryable=False
+        ) from None
+    except ValueError as exc:
+        raise TargetError(f"bad template {template!r}: {exc}", retryable=False) from None
+
+
+def read_secret(file: str | None, env: str | None, what: str) -> str:
+    """A secret from a file (first line, stripped) or an environment variable."""
+    if file:
+        try:
+            value = Path(file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise SecretError(f"{what}: cannot read {file}: {exc.strerror or exc}") from None
+        if not value:
+            raise SecretError(f"{what}: {file} is empty")
+        return value
+    if env and os.environ.get(env):
+        return os.environ[env].strip()
+    where = f"set the file in the config or ${env}" if env else "set the file in the config"
+    raise SecretError(f"{what}: no token configured ({where})")
+
+
+class SecretError(Exception):
+    """A configured secret cannot be read; the message never contains the secret."""
+
+
+def status_retryable(status: int) -> bool:
+    """Whether an upstream HTTP status means a later retry may succeed."""
+    return status >= 500 or status in (408, 409, 429)

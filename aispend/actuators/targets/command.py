@@ -1,0 +1,78 @@
+"""Command target: run a configured command with the alert's labels in its environment.
+
+Each label becomes `AISPEND_<LABEL>` (upper-cased), plus AISPEND_MODE, AISPEND_RULE,
+AISPEND_FINGERPRINT, AISPEND_STARTS_AT and AISPEND_ACTION (apply|undo). No shell:
+argv is run as given. A non-zero exit is an error that retrying would not fix; a
+timeout kills the command and is retryable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from typing import Any
+
+from aispend.actuators.settings import CommandTargetSettings
+from aispend.actuators.targets.base import Action, TargetError
+
+
+def command_env(action: Action, which: str) -> dict[str, str]:
+    env = dict(os.environ)
+    for key, value in action.labels.items():
+        env[f"AISPEND_{key.upper()}"] = value
+    env.update(
+        {
+            "AISPEND_MODE": action.mode,
+            "AISPEND_RULE": action.rule,
+            "AISPEND_FINGERPRINT": action.fingerprint,
+            "AISPEND_STARTS_AT": action.starts_at,
+            "AISPEND_ACTION": which,
+        }
+    )
+    return env
+
+
+class CommandTarget:
+    type = "command"
+
+    def __init__(self, name: str, settings: CommandTargetSettings):
+        self.name = name
+        self.settings = settings
+
+    async def prepare(self, action: Action) -> dict[str, Any]:
+        return {}
+
+    async def apply(self, action: Action, undo_data: dict[str, Any]) -> str:
+        return await self._run(self.settings.apply, action, "apply")
+
+    async def undo(self, action: Action, undo_data: dict[str, Any]) -> str:
+        if not self.settings.undo:
+            return "no undo command configured"
+        return await self._run(self.settings.undo, action, "undo")
+
+    async def _run(self, argv: list[str], action: Action, which: str) -> str:
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                env=command_env(action, which),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise TargetError(f"cannot run {argv[0]}: {exc.strerror or exc}", False) from exc
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), self.settings.timeout)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, 9)
+            await proc.wait()
+            raise TargetError(
+                f"{argv[0]} timed out after {self.settings.timeout:g}s and was killed", True
+            ) from None
+        text = out.decode("utf-8", "replace").strip()[-300:]
+        if proc.returncode != 0:
+            raise TargetError(f"{argv[0]} exited with status {proc.returncode}: {text}", False)
+        return f"{argv[0]} exited 0" + (f": {text}" if text else "")

@@ -1,0 +1,170 @@
+"""Kubernetes target: scale a Deployment/StatefulSet to 0, or suspend a CronJob.
+
+Plain REST on the API server (no client library needed for four calls):
+- Deployment/StatefulSet: `GET .../{kind}s/{name}/scale` remembers `spec.replicas`,
+  `PATCH .../scale` with `application/merge-patch+json` `{"spec": {"replicas": 0}}`;
+  undo patches the remembered replicas back.
+- CronJob: `GET /apis/batch/v1/namespaces/{ns}/cronjobs/{name}` remembers
+  `spec.suspend`, `PATCH` `{"spec": {"suspend": true}}`; undo restores it.
+Objects are named by a template over the alert labels, or found by a label selector.
+Credentials: the in-cluster service account, else a kubeconfig (see kubeauth).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from aispend.actuators.settings import KubernetesTargetSettings
+from aispend.actuators.targets.base import Action, TargetError, render, status_retryable
+from aispend.actuators.targets.kubeauth import KubeAuth, load_auth
+
+MERGE_PATCH = "application/merge-patch+json"
+_DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+_GROUPS = {
+    "Deployment": ("apps/v1", "deployments"),
+    "StatefulSet": ("apps/v1", "statefulsets"),
+    "CronJob": ("batch/v1", "cronjobs"),
+}
+
+
+class KubernetesTarget:
+    type = "kubernetes"
+
+    def __init__(
+        self,
+        name: str,
+        settings: KubernetesTargetSettings,
+        session: aiohttp.ClientSession,
+        auth: KubeAuth | None = None,
+    ):
+        self.name = name
+        self.settings = settings
+        self._session = session
+        self._auth = auth or load_auth(settings)
+
+    # ------------------------------------------------------------ paths
+
+    def _collection(self, namespace: str) -> str:
+        group, plural = _GROUPS[self.settings.kind]
+        return f"/apis/{group}/namespaces/{quote(namespace, safe='')}/{plural}"
+
+    def _object_path(self, namespace: str, obj: str) -> str:
+        path = f"{self._collection(namespace)}/{quote(obj, safe='')}"
+        return path if self.settings.kind == "CronJob" else path + "/scale"
+
+    # ------------------------------------------------------------ target protocol
+
+    async def prepare(self, action: Action) -> dict[str, Any]:
+        namespace = _checked(render(self.settings.namespace, action.labels), "namespace")
+        names = await self._names(namespace, action)
+        objects = []
+        for obj in names:
+            current = await self._request("GET", self._object_path(namespace, obj))
+            spec = current.get("spec") or {}
+            if self.settings.kind == "CronJob":
+                objects.append({"name": obj, "suspend": bool(spec.get("suspend", False))})
+            else:
+                objects.append({"name": obj, "replicas": int(spec.get("replicas", 0))})
+        return {"namespace": namespace, "kind": self.settings.kind, "objects": objects}
+
+    async def apply(self, action: Action, undo_data: dict[str, Any]) -> str:
+        patch = (
+            {"spec": {"suspend": True}}
+            if undo_data["kind"] == "CronJob"
+            else {"spec": {"replicas": 0}}
+        )
+        for obj in undo_data["objects"]:
+            await self._request(
+                "PATCH", self._object_path(undo_data["namespace"], obj["name"]), patch
+            )
+        verb = "suspended" if undo_data["kind"] == "CronJob" else "scaled to 0"
+        return f"{verb}: {self._describe(undo_data)}"
+
+    async def undo(self, action: Action, undo_data: dict[str, Any]) -> str:
+        for obj in undo_data["objects"]:
+            if undo_data["kind"] == "CronJob":
+                patch: dict[str, Any] = {"spec": {"suspend": obj["suspend"]}}
+            else:
+                patch = {"spec": {"replicas": obj["replicas"]}}
+            await self._request(
+                "PATCH", self._object_path(undo_data["namespace"], obj["name"]), patch
+            )
+        return f"restored: {self._describe(undo_data, restored=True)}"
+
+    # ------------------------------------------------------------ helpers
+
+    async def _names(self, namespace: str, action: Action) -> list[str]:
+        if self.settings.name is not None:
+            return [_checked(render(self.settings.name, action.labels), "name")]
+        selector = render(self.settings.selector or "", action.labels)
+        listing = await self._request(
+            "GET", self._collection(namespace), params={"labelSelector": selector}
+        )
+        names = sorted(
+            str(item["metadata"]["name"])
+            for item in listing.get("items") or []
+            if isinstance(item, dict) and "metadata" in item
+        )
+        if not names:
+            raise TargetError(
+                f"no {self.settings.kind} in namespace {namespace} matches {selector!r}", False
+            )
+        return names
+
+    def _describe(self, undo_data: dict[str, Any], restored: bool = False) -> str:
+        parts = []
+        for obj in undo_data["objects"]:
+            was = (
+                f"suspend={str(obj['suspend']).lower()}"
+                if "suspend" in obj
+                else f"replicas={obj['replicas']}"
+            )
+            parts.append(f"{undo_data['kind']} {undo_data['namespace']}/{obj['name']} ({was})")
+        return ", ".join(parts)
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        url = self._auth.server.rstrip("/") + path
+        headers = {"Accept": "application/json", **self._auth.headers()}
+        if body is not None:
+            headers["Content-Type"] = MERGE_PATCH
+        timeout = aiohttp.ClientTimeout(total=self.settings.timeout)
+        try:
+            async with self._session.request(
+                method,
+                url,
+                json=body,
+                params=params,
+                headers=headers,
+                timeout=timeout,
+                ssl=self._auth.ssl if self._auth.ssl is not None else True,
+            ) as resp:
+                if resp.status >= 300:
+                    text = (await resp.text(errors="replace"))[:300]
+                    raise TargetError(
+                        f"{method} {path}: HTTP {resp.status}: {text}",
+                        status_retryable(resp.status),
+                    )
+                data = await resp.json(content_type=None)
+        except TargetError:
+            raise
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+            raise TargetError(f"{method} {url}: {type(exc).__name__}: {exc}", True) from exc
+        if not isinstance(data, dict):
+            raise TargetError(f"{method} {path}: expected a JSON object", True)
+        return data
+
+
+def _checked(value: str, what: str) -> str:
+    if not _DNS1123.match(value):
+        raise TargetError(f"{what} {value[:100]!r} is not a valid Kubernetes name", False)
+    return value
