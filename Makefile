@@ -1,0 +1,57 @@
+# aispend: `make demo` runs the local stack with a simulated workload;
+# `make test` runs the whole test suite. Both install what they need first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+GENERATED := alert-rules dashboards docs/metrics.md docs/dashboards.md
+
+.PHONY: setup system-packages demo stack test check-generated generate lint bench clean
+
+setup: $(STAMP) system-packages
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+system-packages:
+	@scripts/ensure-system-packages.sh
+
+demo: setup
+	$(PY) -m aispend demo $(if $(DEMO_ONCE),--once,)
+
+stack: setup
+	$(PY) -m aispend stack up --config aispend.example.yaml
+
+test: setup check-generated
+	$(PY) -m pytest -q -p no:cacheprovider
+
+# Regenerate the committed generated files and fail if anything differs.
+check-generated: setup generate
+	@if git rev-parse --git-dir >/dev/null 2>&1; then \
+	  if [ -n "$$(git status --porcelain -- $(GENERATED))" ]; then \
+	    echo "generated files differ from the committed ones (run make generate, commit):"; \
+	    git status --porcelain -- $(GENERATED); git --no-pager diff --stat -- $(GENERATED); \
+	    exit 1; \
+	  fi; \
+	else echo "not a git checkout: skipping the generated-files diff"; fi
+
+generate: $(STAMP)
+	$(PY) -m aispend docs generate
+	$(PY) -m aispend rules generate
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check aispend tests benchmarks
+	$(VENV)/bin/ruff format --check aispend tests benchmarks
+	$(VENV)/bin/mypy
+
+bench: setup
+	@set -e; for script in benchmarks/*.py; do \
+	  case "$$(basename $$script)" in _*) continue;; esac; \
+	  echo "== $$script"; $(PY) $$script; done
+
+clean:
+	rm -rf .run .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The local stack: Prometheus, Alertmanager and aispend processes without Docker."""

@@ -1,0 +1,121 @@
+"""Render deploy/ configs and aispend.yaml for local processes in the run directory.
+
+The files in deploy/ name docker-compose services (`http://gateway:9120`) and secret
+files under /etc/aispend/secrets/. Locally, every `service:port` of a known component
+becomes `127.0.0.1:<port>` (shifted by --port-base), secrets live in `<run>/secrets/`
+(created 0600 with a random token when missing), and Prometheus keeps only the scrape
+jobs of the components that run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from aispend.stack.components import COMPONENTS, RunContext
+
+log = logging.getLogger(__name__)
+
+SECRETS_DIR = "/etc/aispend/secrets/"
+RULES_DIR = "/etc/prometheus/rules/"
+_ADDRESS_RE = re.compile(r"\b(" + "|".join(re.escape(n) for n in COMPONENTS) + r"):(\d{2,5})\b")
+_SECRET_RE = re.compile(re.escape(SECRETS_DIR) + r"([A-Za-z0-9_.-]+)")
+
+FALLBACK_ALERTMANAGER = """\
+# deploy/alertmanager.yml was missing: alerts are accepted and dropped.
+route:
+  receiver: "null"
+receivers:
+  - name: "null"
+"""
+
+
+def rewrite(text: str, ctx: RunContext) -> str:
+    """docker-compose addresses -> loopback ports; secret paths -> the run dir."""
+
+    def address(match: re.Match[str]) -> str:
+        return ctx.address(match.group(1))
+
+    text = _ADDRESS_RE.sub(address, text)
+    return text.replace(SECRETS_DIR, str(ctx.run_dir / "secrets") + "/")
+
+
+def ensure_secrets(text: str, ctx: RunContext) -> list[Path]:
+    """Create each secret file `text` refers to that does not exist yet.
+
+    Files ending in `_url` get the chat sink's URL (the demo's stand-in for chat and
+    pager endpoints); every other file gets a random token.
+    """
+    created = []
+    secret_dir = ctx.run_dir / "secrets"
+    secret_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for name in sorted(set(_SECRET_RE.findall(text))):
+        path = secret_dir / name
+        if path.exists():
+            continue
+        if name.endswith("_url"):
+            value = f"{ctx.url('chat-sink')}/{name.removesuffix('_url')}"
+        else:
+            value = secrets.token_urlsafe(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(value)
+        created.append(path)
+    return created
+
+
+def render_prometheus(source: Path, ctx: RunContext, components: Iterable[str]) -> str:
+    data: dict[str, Any] = yaml.safe_load(source.read_text(encoding="utf-8"))
+    jobs = {COMPONENTS[c].job for c in components if COMPONENTS[c].job}
+    data["scrape_configs"] = [s for s in data.get("scrape_configs", []) if s["job_name"] in jobs]
+    rules = []
+    for entry in data.get("rule_files", []):
+        local = ctx.repo_root / "alert-rules" / entry.removeprefix(RULES_DIR)
+        if local.exists():
+            rules.append(str(local))
+        else:
+            log.warning("rule file %s not found; Prometheus runs without it", local)
+    data["rule_files"] = rules
+    text = yaml.safe_dump(data, sort_keys=False)
+    return rewrite(text, ctx)
+
+
+def render_all(config_source: Path, ctx: RunContext, components: Iterable[str]) -> None:
+    """Write prometheus.yml, alertmanager.yml and aispend.yaml into the run dir."""
+    components = list(components)
+    ctx.run_dir.mkdir(parents=True, exist_ok=True)
+    deploy = ctx.repo_root / "deploy"
+
+    prometheus = render_prometheus(deploy / "prometheus.yml", ctx, components)
+    _write(ctx.run_dir / "prometheus.yml", prometheus)
+
+    am_source = deploy / "alertmanager.yml"
+    if am_source.exists():
+        raw = am_source.read_text(encoding="utf-8")
+    else:
+        log.warning("%s not found; Alertmanager drops every alert", am_source)
+        raw = FALLBACK_ALERTMANAGER
+    ensure_secrets(raw, ctx)
+    _write(ctx.run_dir / "alertmanager.yml", rewrite(raw, ctx))
+
+    render_config(config_source, ctx)
+
+
+def render_config(config_source: Path, ctx: RunContext) -> None:
+    """aispend.yaml with local addresses and secret paths, atomically replaced."""
+    raw = config_source.read_text(encoding="utf-8")
+    ensure_secrets(raw, ctx)
+    _write(ctx.config_path, rewrite(raw, ctx))
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,133 @@
+"""Start, watch and stop the local stack's processes as one unit.
+
+`Stack.start()` renders the configs, starts each component in order and waits until it
+is ready; if one dies or never gets ready, everything already started is stopped and
+`ChildFailed` names the child with its last log lines. `Stack.stop()` stops them all in
+reverse order. Children die with the supervisor (PR_SET_PDEATHSIG), so no orphans.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from aispend.procs import ChildFailed, ManagedProcess
+from aispend.stack.components import COMPONENTS, CORE, RunContext
+from aispend.stack.render import render_all, render_config
+
+log = logging.getLogger(__name__)
+
+
+def default_repo_root() -> Path:
+    """The checkout holding deploy/ and alert-rules/ (the package's parent)."""
+    return Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class StackOptions:
+    config: Path
+    run_dir: Path = Path(".run")
+    port_base: int = 9090
+    components: Sequence[str] = CORE
+    repo_root: Path | None = None
+    ready_timeout: float = 60.0
+
+
+class Stack:
+    def __init__(self, options: StackOptions):
+        unknown = [c for c in options.components if c not in COMPONENTS]
+        if unknown:
+            raise ValueError(
+                f"unknown component(s) {', '.join(unknown)}; known: {', '.join(COMPONENTS)}"
+            )
+        self.options = options
+        run_dir = options.run_dir.resolve()
+        self.ctx = RunContext(
+            run_dir=run_dir,
+            repo_root=(options.repo_root or default_repo_root()).resolve(),
+            config_path=run_dir / "aispend.yaml",
+            port_base=options.port_base,
+        )
+        # Start in the registry's order, whatever order the caller listed them in.
+        self.components = [c for c in COMPONENTS if c in options.components]
+        self.processes: list[ManagedProcess] = []
+        self._config_stamp = self._source_stamp()
+
+    def start(self) -> None:
+        render_all(self.options.config, self.ctx, self.components)
+        try:
+            for name in self.components:
+                self._start_one(name)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start_one(self, name: str) -> None:
+        component = COMPONENTS[name]
+        proc = ManagedProcess(
+            name=name,
+            argv=component.argv(self.ctx),
+            log_path=self.ctx.run_dir / "logs" / f"{name}.log",
+            ready_url=self.ctx.url(name) + component.ready_path,
+            cwd=self.ctx.repo_root,
+        )
+        log.info("starting %s: %s", name, " ".join(proc.argv))
+        proc.start()
+        self.processes.append(proc)
+        proc.wait_ready(self.options.ready_timeout)
+
+    def stop(self) -> None:
+        for proc in reversed(self.processes):
+            proc.stop()
+
+    def dead_child(self) -> ManagedProcess | None:
+        return next((p for p in self.processes if not p.alive()), None)
+
+    def check(self) -> None:
+        """Raise ChildFailed for a child that died; re-render a changed config."""
+        dead = self.dead_child()
+        if dead is not None:
+            code = dead.proc.returncode if dead.proc else None
+            from aispend.procs import tail
+
+            raise ChildFailed(dead.name, code, tail(dead.log_path))
+        stamp = self._source_stamp()
+        if stamp != self._config_stamp:
+            self._config_stamp = stamp
+            log.info("%s changed: re-rendering for the running processes", self.options.config)
+            render_config(self.options.config, self.ctx)
+
+    def _source_stamp(self) -> tuple[int, int] | None:
+        try:
+            st = self.options.config.stat()
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
+
+    def urls(self) -> dict[str, str]:
+        return {name: self.ctx.url(name) for name in self.components}
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.processes if p.pid is not None]
+
+    def __enter__(self) -> Stack:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def parse_components(value: str, base: Iterable[str] = CORE) -> list[str]:
+    """`a,b` -> [a, b]; `+a,b` adds to the default set."""
+    if value.startswith("+"):
+        return [*base, *[v for v in value[1:].split(",") if v]]
+    return [v for v in value.split(",") if v]

@@ -1,0 +1,212 @@
+"""aispend.yaml validation and `aispend config check`: every error names its field."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from aispend.config import ConfigError, load_config, parse_config, resolve_config_path
+from tests.conftest import EXAMPLE_CONFIG
+
+GOOD_HEAD = """
+teams:
+  - {name: search, criticality: standard, projects: [ranking], agents: [bot]}
+  - {name: support, criticality: critical}
+"""
+DIGEST = "a" * 64
+
+
+def run_check(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
+    return subprocess.run(
+        [sys.executable, "-m", "aispend", "config", "check", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+    )
+
+
+def test_example_config_is_valid():
+    config = load_config(EXAMPLE_CONFIG)
+    assert [t.name for t in config.teams] == ["search", "support", "research", "growth"]
+    assert sum(t.criticality == "critical" for t in config.teams) == 1
+    assert {b.period for b in config.budgets} == {"day", "month"}
+    assert config.currency == "USD"
+
+
+def test_config_check_cli_summarises_example():
+    result = run_check(str(EXAMPLE_CONFIG))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("\n") == 1
+    assert "4 teams, 9 budgets (day, month), 7 api keys, currency USD" in result.stdout
+
+
+# (yaml body, expected error lines): each case breaks the config in one way.
+BAD_CONFIGS = [
+    pytest.param("teams: [\n", ["(yaml line 2, column 1): invalid YAML"], id="bad-yaml"),
+    pytest.param("- a\n- b\n", ["(top level): must be a mapping, got list"], id="not-a-mapping"),
+    pytest.param(
+        GOOD_HEAD + "budgetz: []\n",
+        ["budgetz: unknown key, did you mean 'budgets'?"],
+        id="unknown-top-key",
+    ),
+    pytest.param(
+        GOOD_HEAD + "budgets:\n  - {team: search, period: month, amount: -5}\n",
+        ["budgets[0].amount: must be > 0"],
+        id="negative-amount",
+    ),
+    pytest.param(
+        GOOD_HEAD
+        + "budgets:\n  - {team: search, period: day, amount: 1}\n"
+        + "  - {team: search, period: month, amount: 1}\n"
+        + "  - {team: search, period: month, amount: 0}\n",
+        ["budgets[2].amount: must be > 0"],
+        id="zero-amount-third",
+    ),
+    pytest.param(
+        GOOD_HEAD + "budgets:\n  - {team: billing, period: month, amount: 10}\n",
+        ["budgets[0].team: unknown team 'billing' (teams: search, support)"],
+        id="budget-unknown-team",
+    ),
+    pytest.param(
+        GOOD_HEAD + "  - {name: search}\n",
+        ["teams[2].name: duplicate team 'search' (first at teams[0])"],
+        id="duplicate-team",
+    ),
+    pytest.param(
+        GOOD_HEAD + "budgets:\n  - {team: search, period: week, amount: 10}\n",
+        ["budgets[0].period: must be one of 'day' or 'month'"],
+        id="bad-period",
+    ),
+    pytest.param(
+        GOOD_HEAD + "api_keys:\n  - {sha256: sk-live-123, team: search}\n",
+        [
+            "api_keys[0].sha256: must be the SHA-256 hex digest of the key "
+            "(64 lowercase hex characters), never the key itself"
+        ],
+        id="bad-key-hash",
+    ),
+    pytest.param(
+        GOOD_HEAD
+        + f"api_keys:\n  - {{sha256: {DIGEST}, team: search}}\n"
+        + f"  - {{sha256: {DIGEST}, team: support}}\n",
+        ["api_keys[1].sha256: duplicate key (also api_keys[0])"],
+        id="duplicate-key-hash",
+    ),
+    pytest.param(
+        "teams:\n  - {name: x, criticality: vital}\n",
+        ["teams[0].criticality: must be one of 'critical', 'standard' or 'experimental'"],
+        id="bad-criticality",
+    ),
+    pytest.param(
+        GOOD_HEAD + "budgets:\n  - {team: search, project: ranking, agent: bot, "
+        "period: day, amount: 3}\n",
+        ["budgets[0]: set project or agent, not both"],
+        id="project-and-agent",
+    ),
+    pytest.param(
+        GOOD_HEAD + "budgets:\n  - {team: search, agent: ghost, period: day, amount: 3}\n",
+        ["budgets[0].agent: team 'search' has no agent 'ghost'"],
+        id="unknown-agent",
+    ),
+    pytest.param(
+        GOOD_HEAD + "budgets:\n  - {team: search, period: day, amount: 3}\n"
+        "  - {team: search, period: day, amount: 4}\n",
+        ["budgets[1]: duplicate budget for this scope and period (first at budgets[0])"],
+        id="duplicate-budget",
+    ),
+    pytest.param(
+        GOOD_HEAD + "prices:\n  models:\n    m1: {input_per_mtok: cheap, output_per_mtok: 1}\n",
+        ["prices.models.m1.input_per_mtok: must be a number"],
+        id="price-not-number",
+    ),
+    pytest.param(
+        "teams:\n  - {name: Search Team}\n",
+        [
+            "teams[0].name: must be 1-63 characters of a-z, 0-9, '_', '-', '.', "
+            "starting with a letter or digit"
+        ],
+        id="bad-team-name",
+    ),
+    pytest.param("teams: []\n", ["teams: must not be empty"], id="no-teams"),
+    pytest.param(
+        "currency: dollars\n" + GOOD_HEAD, ["currency: must be an ISO 4217 code"], id="bad-currency"
+    ),
+    pytest.param(
+        GOOD_HEAD + "budgets:\n  - {team: search, period: day}\n"
+        "  - {team: search, period: month, amount: 5, soft_ratio: 1.5}\n",
+        ["budgets[0].amount: required", "budgets[1].soft_ratio: must be <= 1"],
+        id="several-errors-reported-together",
+    ),
+    pytest.param(
+        GOOD_HEAD + "sources: {prometheus_url: x}\n",
+        ["sources.prometheus_url: unknown key"],
+        id="unknown-source",
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "expected"), BAD_CONFIGS)
+def test_bad_config_names_the_field(tmp_path: Path, body: str, expected: list[str]):
+    path = tmp_path / "aispend.yaml"
+    path.write_text(body)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    messages = [str(issue) for issue in info.value.issues]
+    assert len(messages) == len(expected), messages
+    for message, want in zip(messages, expected, strict=True):
+        assert message.startswith(want), (message, want)
+
+    result = run_check(str(path))
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    first, *lines = result.stderr.splitlines()
+    assert first == f"{path}: {len(expected)} error{'s' if len(expected) > 1 else ''}"
+    for line, want in zip(lines, expected, strict=True):
+        assert line.strip().startswith(want)
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path):
+    result = run_check(str(tmp_path / "nope.yaml"))
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith("(file): not found")
+    assert "Traceback" not in result.stderr
+
+
+def test_config_resolution_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AISPEND_CONFIG", raising=False)
+    assert resolve_config_path(None) == Path("aispend.yaml")
+    monkeypatch.setenv("AISPEND_CONFIG", "/etc/aispend/env.yaml")
+    assert resolve_config_path(None) == Path("/etc/aispend/env.yaml")
+    assert resolve_config_path("given.yaml") == Path("given.yaml")
+
+
+def test_config_check_uses_env_then_cwd(tmp_path: Path):
+    (tmp_path / "aispend.yaml").write_text(EXAMPLE_CONFIG.read_text())
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("teams: []\n")
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "AISPEND_CONFIG"}
+    result = run_check(env=env, cwd=tmp_path)
+    assert result.returncode == 0 and result.stdout.startswith("aispend.yaml: ok")
+    result = run_check(env={**env, "AISPEND_CONFIG": str(bad)}, cwd=tmp_path)
+    assert result.returncode == 1 and "teams: must not be empty" in result.stderr
+
+
+def test_unknown_key_in_nested_section_lists_allowed_keys():
+    text = textwrap.dedent(
+        """
+        teams: [{name: a}]
+        prices: {gpus: {}}
+        """
+    )
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    assert [str(i) for i in info.value.issues] == ["prices.gpus: unknown key, did you mean 'gpu'?"]

@@ -1,0 +1,154 @@
+"""`aispend stack up` with the real Prometheus and Alertmanager binaries.
+
+Starts the stack as a user would (the CLI, in a subprocess) on free loopback ports,
+checks through Prometheus' HTTP API that it scrapes the budgets exporter, then stops it
+and checks that no process it started is left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from aispend import ports
+from aispend.procs import wait_until
+from aispend.stack.components import COMPONENTS, CORE
+from tests.conftest import EXAMPLE_CONFIG, REPO, require_binary
+
+pytestmark = pytest.mark.integration
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port_base(components=CORE) -> int:
+    for _ in range(200):
+        base = random.randint(20000, 60000)
+        wanted = [ports.shifted(COMPONENTS[c].port, base) for c in components]
+        if all(port_is_free(p) for p in wanted):
+            return base
+    raise RuntimeError("no free port base found")
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """PIDs whose command line contains `text` (the test's unique run dir)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if text in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def query(base: int, promql: str) -> list[dict]:
+    url = f"http://127.0.0.1:{base}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return json.load(response)["data"]["result"]
+    except OSError:
+        return []
+
+
+def start_stack(tmp_path: Path, base: int) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "aispend",
+            "stack",
+            "up",
+            "--config",
+            str(EXAMPLE_CONFIG),
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--port-base",
+            str(base),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_stack_scrapes_budgets_and_stops_cleanly(tmp_path: Path):
+    require_binary("prometheus")
+    require_binary("prometheus-alertmanager")
+    base = free_port_base()
+    stack = start_stack(tmp_path, base)
+    run_dir = str(tmp_path / "run")
+    try:
+
+        def budgets_by_team():
+            rows = query(base, 'aispend_budget{project="",agent=""}')
+            return {
+                (r["metric"]["team"], r["metric"]["period"]): float(r["value"][1]) for r in rows
+            } or None
+
+        found = wait_until(budgets_by_team, 90, interval=1, what="aispend_budget in Prometheus")
+        assert found == {
+            ("search", "month"): 12000,
+            ("search", "day"): 500,
+            ("support", "month"): 20000,
+            ("support", "day"): 800,
+            ("research", "month"): 3000,
+            ("growth", "month"): 6000,
+            ("growth", "day"): 250,
+        }
+        info = query(base, "aispend_team_info")
+        assert {r["metric"]["team"]: r["metric"]["criticality"] for r in info} == {
+            "search": "standard",
+            "support": "critical",
+            "research": "experimental",
+            "growth": "standard",
+        }
+        am = f"http://127.0.0.1:{ports.shifted(ports.ALERTMANAGER, base)}/-/ready"
+        with urllib.request.urlopen(am, timeout=2) as response:
+            assert response.status == 200
+        children = [p for p in processes_mentioning(run_dir) if p != stack.pid]
+        assert len(children) == 3, children  # prometheus, alertmanager, budgets exporter
+    finally:
+        stack.send_signal(signal.SIGTERM)
+        output, _ = stack.communicate(timeout=60)
+    assert stack.returncode == 0, output
+    assert "aispend stack is up" in output and "aispend stack stopped." in output
+    assert processes_mentioning(run_dir) == []
+
+
+def test_child_failing_at_startup_is_named_and_nothing_is_left(tmp_path: Path):
+    require_binary("prometheus-alertmanager")
+    base = free_port_base()
+    blocker = socket.socket()
+    blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    blocker.bind(("127.0.0.1", ports.shifted(ports.ALERTMANAGER, base)))
+    blocker.listen()
+    try:
+        stack = start_stack(tmp_path, base)
+        output, _ = stack.communicate(timeout=90)
+    finally:
+        blocker.close()
+    assert stack.returncode == 1
+    assert "alertmanager exited with status" in output
+    assert "address already in use" in output  # the child's own last log lines
+    assert processes_mentioning(str(tmp_path / "run")) == []
