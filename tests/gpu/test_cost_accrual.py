@@ -1,0 +1,138 @@
+"""GPU cost accrued over simulated time, idle cost, and NVML error counting.
+
+Simulated: the GPUs (the fake libnvidia-ml.so.1 bound to pynvml's real bindings in this
+process) and time (an injected clock). The collector is the real one, read through a
+private prometheus_client registry.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from aispend import metrics
+from aispend.config import load_config
+from aispend.exporters.gpu.collector import GpuCollector, GpuConfig
+from aispend.exporters.gpu.settings import GpuSettings
+from aispend.gpu_prices import DEFAULT_GPU_HOURLY_PRICES
+from tests.gpu.conftest import state, write_state
+from tests.gpu.helpers import Key, key, samples
+from tests.gpu.test_exporter_once import G0, G1
+
+A100_PRICE = DEFAULT_GPU_HOURLY_PRICES["NVIDIA A100-SXM4-40GB"]
+H100_PRICE = 6.5  # prices.gpu in the test config
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_collector(config_path: Path, clock: Clock) -> tuple[GpuCollector, CollectorRegistry]:
+    config = load_config(config_path)
+    gpu_config = GpuConfig(config.sources.gpu or GpuSettings(), config.prices, config.currency)
+    collector = GpuCollector(lambda: gpu_config, clock=clock, wall_clock=lambda: 1.7e9)
+    registry = CollectorRegistry()
+    registry.register(collector)
+    return collector, registry
+
+
+class Scrapes:
+    """One scrape of the registry at a time, read into exact samples."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.text = ""
+        self.samples: dict[Key, float] = {}
+
+    def scrape(self) -> None:
+        self.text = generate_latest(self.registry).decode()
+        self.samples = samples(self.text)
+
+    def __call__(self, name: str, labels: dict[str, str]) -> float | None:
+        return self.samples.get(key(name, **labels))
+
+
+def test_cost_and_idle_cost_accrue_over_simulated_time(
+    fake_nvml_loaded: Path, gpu_env: dict[str, Path]
+) -> None:
+    clock = Clock(1000.0)
+    collector, registry = make_collector(gpu_env["config"], clock)
+    cost, idle = metrics.GPU_COST.name, metrics.GPU_IDLE_COST.name
+    value = Scrapes(registry)
+    try:
+        value.scrape()  # the first scrape starts the clocks
+        assert value(cost, G0) == 0.0
+
+        clock.now += 1800  # half an hour: GPU 0 idle (0 %), GPU 1 busy (87 %)
+        value.scrape()
+        assert value(cost, G0) == pytest.approx(A100_PRICE * 0.5)
+        assert value(idle, G0) == pytest.approx(A100_PRICE * 0.5)
+        assert value(cost, G1) == pytest.approx(H100_PRICE * 0.5)
+        assert value(idle, G1) == 0.0
+
+        data = state()
+        data["devices"][0]["utilization_gpu"] = 50  # busy now
+        data["devices"][1]["utilization_gpu"] = 4  # below the 5 % idle threshold
+        write_state(fake_nvml_loaded, data)
+        clock.now += 900  # a quarter of an hour
+        value.scrape()
+        assert value(cost, G0) == pytest.approx(A100_PRICE * 0.75)
+        assert value(idle, G0) == pytest.approx(A100_PRICE * 0.5)
+        assert value(cost, G1) == pytest.approx(H100_PRICE * 0.75)
+        assert value(idle, G1) == pytest.approx(H100_PRICE * 0.25)
+        assert value(metrics.GPU_UTILIZATION.name, G1) == 0.04
+
+        # Utilisation unreadable: the GPU still costs, but is never counted idle.
+        data["devices"][1]["errors"]["nvmlDeviceGetUtilizationRates"] = 3
+        write_state(fake_nvml_loaded, data)
+        clock.now += 3600
+        value.scrape()
+        assert value(cost, G1) == pytest.approx(H100_PRICE * 1.75)
+        assert value(idle, G1) == pytest.approx(H100_PRICE * 0.25)
+        assert (
+            'aispend_gpu_utilization_ratio{Hostname="gpu-node-1",UUID="GPU-5e1f' not in value.text
+        )
+    finally:
+        collector.close()
+
+
+def test_errors_are_counted_per_call_and_lost_or_unpriced_gpus_do_not_break_the_scrape(
+    fake_nvml_loaded: Path, gpu_env: dict[str, Path]
+) -> None:
+    data = state()
+    data["devices"].append({"name": "NVIDIA H100 80GB HBM3", "uuid": "GPU-lost", "lost": True})
+    data["devices"].append(
+        {"name": "NVIDIA GeForce RTX 4090", "uuid": "GPU-4090", "utilization_gpu": 10}
+    )
+    write_state(fake_nvml_loaded, data)
+    collector, registry = make_collector(gpu_env["config"], Clock(0.0))
+    errors = metrics.GPU_NVML_ERRORS.name
+    value = Scrapes(registry)
+    try:
+        for _ in range(4):
+            value.scrape()
+        assert value(errors, {"call": "nvmlDeviceGetPowerUsage"}) == 4
+        assert value(errors, {"call": "nvmlDeviceGetTemperature"}) == 4
+        # The lost GPU: no name, no UUID, so no labels: skipped whole, counted.
+        assert value(errors, {"call": "nvmlDeviceGetName"}) == 4
+        assert value(errors, {"call": "nvmlDeviceGetUUID"}) == 4
+        assert value(metrics.EXPORTER_UP.name, {"source": "gpu"}) == 1.0
+        rtx = {
+            **G0,
+            "gpu": "3",
+            "UUID": "GPU-4090",
+            "model_name": "NVIDIA GeForce RTX 4090",
+        }
+        assert value(metrics.GPU_UTILIZATION.name, rtx) == 0.1
+        # No price for this model anywhere: no hourly cost and no cost series.
+        assert value(metrics.GPU_HOURLY_COST.name, rtx) is None
+        assert value(metrics.GPU_COST.name, rtx) is None
+        assert "GPU-lost" not in value.text
+    finally:
+        collector.close()
