@@ -21,6 +21,8 @@ COMMANDS = (
     "aispend.exporters.cli",
     "aispend.stack.cli",
     "aispend.actuators.cli",
+    "aispend.focus_cli",
+    "aispend.backfill",
 )
 
 

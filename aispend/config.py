@@ -25,6 +25,7 @@ from pydantic import BaseModel as _BaseModel
 
 from aispend.actuators.settings import ActionsSettings as Actions
 from aispend.configbase import Name, StrictModel
+from aispend.exporters.billing.settings import AzureCostSettings, FocusSettings
 from aispend.exporters.gpu.settings import GpuSettings
 from aispend.gateway.settings import GatewaySettings
 
@@ -108,6 +109,8 @@ class Sources(StrictModel):
 
     gpu: GpuSettings | None = None
     gateway: GatewaySettings | None = None
+    azure_cost: AzureCostSettings | None = None
+    focus: FocusSettings | None = None
 
 
 class Config(StrictModel):

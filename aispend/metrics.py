@@ -452,6 +452,16 @@ CLOUD_COST_DATA_TIMESTAMP = _m(
     (SOURCE,),
     "billing",
 )
+RESOURCE = "resource"
+CLOUD_RESOURCE_COST_MONTH_TO_DATE = _m(
+    "aispend_cloud_resource_cost_month_to_date",
+    "gauge",
+    MONEY,
+    "Billed cloud cost of one resource this month so far (only when configured; the"
+    " costliest N resources, the rest summed under resource=\"other\").",
+    (PROVIDER, ACCOUNT, SERVICE, TEAM, RESOURCE),
+    "billing",
+)
 
 # ---------------------------------------------------------------- actuator
 ACTUATOR_ACTIONS = _m(

@@ -1,0 +1,163 @@
+"""`aispend backfill focus FILE... --tsdb DIR`: a FOCUS export as Prometheus history.
+
+The export's daily costs become the series the billing exporter would have served
+at the end of each UTC day, one sample per series per day, timestamped at the day's
+end (00:00 UTC of the next day):
+
+- `aispend_cloud_cost_last_day`: that day's cost;
+- `aispend_cloud_cost_month_to_date`: the month's cost up to and including that day;
+
+with the exporter's labels (provider, account, service_category, service, team,
+project, environment). They are written as OpenMetrics with timestamps and turned
+into TSDB blocks by `promtool tsdb create-blocks-from openmetrics` in DIR (the
+Prometheus `--storage.tsdb.path`). So `sum_over_time(aispend_cloud_cost_last_day[30d])`
+is the cost of the 30 days before, and `last_over_time(...[1d])` shows the daily
+figure on a dashboard. Prometheus deletes blocks older than its retention
+(`--storage.tsdb.retention.time`, 15d by default): give it one longer than the history.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from aispend import metrics
+from aispend.exporters.billing.model import CostLabels, DailyCost, utc_midnight
+
+DAY_SECONDS = 86400
+
+
+def add_parser(sub: Any) -> None:
+    from aispend.focus_cli import add_tag_arguments
+
+    backfill = sub.add_parser("backfill", help="turn cost history into Prometheus TSDB blocks")
+    kinds = backfill.add_subparsers(dest="backfill_kind", metavar="KIND", required=True)
+    focus = kinds.add_parser("focus", help="daily cost series from FOCUS files")
+    focus.add_argument("files", nargs="+", metavar="FILE", help="FOCUS files or globs")
+    focus.add_argument(
+        "--tsdb", required=True, metavar="DIR", help="Prometheus data dir to write blocks into"
+    )
+    focus.add_argument(
+        "--cost",
+        choices=["EffectiveCost", "BilledCost"],
+        default="EffectiveCost",
+        help="cost column (default EffectiveCost)",
+    )
+    focus.add_argument(
+        "--openmetrics", metavar="FILE", help="also keep the generated OpenMetrics text here"
+    )
+    add_tag_arguments(focus)
+    focus.set_defaults(func=run_focus)
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _labels(labels: CostLabels) -> str:
+    pairs = zip(metrics.CLOUD_COST_LABELS, labels, strict=True)
+    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in pairs) + "}"
+
+
+def daily_series(
+    rows: Iterable[DailyCost],
+) -> dict[CostLabels, list[tuple[dt.date, float, float]]]:
+    """Per series: (day, that day's cost, month to date) for every day of each month
+    from the series' first day in that month to the last day of data in that month."""
+    cost: dict[CostLabels, dict[dt.date, float]] = defaultdict(lambda: defaultdict(float))
+    last_in_month: dict[tuple[int, int], dt.date] = {}
+    for row in rows:
+        cost[row.labels][row.day] += row.cost
+        month = (row.day.year, row.day.month)
+        last_in_month[month] = max(last_in_month.get(month, row.day), row.day)
+    out: dict[CostLabels, list[tuple[dt.date, float, float]]] = {}
+    for labels in sorted(cost):
+        days = cost[labels]
+        points = []
+        for month in sorted({(d.year, d.month) for d in days}):
+            first = min(d for d in days if (d.year, d.month) == month)
+            running = 0.0
+            day = first
+            while day <= last_in_month[month]:
+                value = days.get(day, 0.0)
+                running += value
+                points.append((day, value, running))
+                day += dt.timedelta(days=1)
+        out[labels] = points
+    return out
+
+
+def openmetrics(series: dict[CostLabels, list[tuple[dt.date, float, float]]]) -> Iterator[str]:
+    for spec, index in (
+        (metrics.CLOUD_COST_LAST_DAY, 1),
+        (metrics.CLOUD_COST_MONTH_TO_DATE, 2),
+    ):
+        yield f"# HELP {spec.name} {_escape(spec.full_help)}\n"
+        yield f"# TYPE {spec.name} gauge\n"
+        for labels, points in series.items():
+            text = _labels(labels)
+            for point in points:
+                ts = int(utc_midnight(point[0])) + DAY_SECONDS
+                yield f"{spec.name}{text} {point[index]!r} {ts}\n"
+    yield "# EOF\n"
+
+
+def run_focus(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from aispend.exporters.billing.focus import FocusError, FocusReader
+    from aispend.exporters.billing.settings import FocusTags
+
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        print("aispend backfill: promtool not on PATH (Debian package prometheus)", file=sys.stderr)
+        return 1
+    try:
+        tags = FocusTags(
+            team=args.team_tag, project=args.project_tag, environment=args.environment_tag
+        )
+    except ValidationError as exc:
+        print(f"aispend backfill: bad tag key: {exc.errors()[0]['msg']}", file=sys.stderr)
+        return 2
+    try:
+        result = FocusReader(args.files, args.cost, tags).daily()
+    except FocusError as exc:
+        print(f"aispend backfill: {exc}", file=sys.stderr)
+        return 1
+    if not result.rows:
+        print("aispend backfill: the files hold no cost rows; nothing written", file=sys.stderr)
+        return 1
+    series = daily_series(result.rows)
+    tsdb = Path(args.tsdb)
+    tsdb.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="aispend-backfill-") as tmp:
+        om = Path(args.openmetrics) if args.openmetrics else Path(tmp) / "history.om.txt"
+        with om.open("w", encoding="utf-8") as fh:
+            fh.writelines(openmetrics(series))
+        done = subprocess.run(
+            [promtool, "tsdb", "create-blocks-from", "openmetrics", "--quiet", str(om), str(tsdb)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    if done.returncode != 0:
+        print(
+            f"aispend backfill: promtool failed ({done.returncode}):\n"
+            f"{done.stderr.strip() or done.stdout.strip()}",
+            file=sys.stderr,
+        )
+        return 1
+    days = sorted({p[0] for points in series.values() for p in points})
+    print(
+        f"wrote {len(series)} series x {len(days)} days ({days[0]} to {days[-1]}) into {tsdb};"
+        " run Prometheus with a --storage.tsdb.retention.time longer than this history"
+    )
+    return 0

@@ -1,0 +1,245 @@
+"""Azure Cost Management: month-to-date daily cost per service and team tag.
+
+For each configured scope, one `query.usage` call (azure-mgmt-costmanagement)
+asks for the month to date at Daily granularity, the configured cost type
+(ActualCost or AmortizedCost), grouped by the ServiceName dimension and the team
+tag (the API allows two groupings per query; these two are what the metrics need),
+and follows `nextLink` pages. The response is the documented Query shape:
+
+    {"properties": {"nextLink": "...?$skiptoken=...",
+                    "columns": [{"name": "Cost", "type": "Number"},
+                                {"name": "UsageDate", "type": "Number"},
+                                {"name": "ServiceName", "type": "String"},
+                                {"name": "TagKey", "type": "String"},
+                                {"name": "TagValue", "type": "String"},
+                                {"name": "Currency", "type": "String"}],
+                    "rows": [[12.5, 20240901, "Virtual Machines", "team", "search", "USD"]]}}
+
+A 204 means no cost in the period. Throttling and 5xx are handled by
+`CostManagementRetryPolicy`. Rows without the team tag go to team `untagged`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+import urllib.parse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aispend import metrics
+from aispend.exporters.billing.model import CostLabels, DailyCost, Snapshot, build_snapshot
+from aispend.exporters.billing.retry import CostManagementRetryPolicy
+from aispend.exporters.billing.service_categories import category_of
+from aispend.exporters.billing.settings import AzureCostSettings, AzureCredential, AzureScope
+
+log = logging.getLogger(__name__)
+
+SOURCE = "azure_cost"
+PROVIDER = "Microsoft"
+COST_COLUMN = "Cost"
+MAX_PAGES = 1000
+
+
+class AzureCostError(Exception):
+    """A Cost Management query failed or answered something unusable."""
+
+
+def make_credential(settings: AzureCredential) -> Any:
+    """DefaultAzureCredential, or the explicit client secret / managed identity."""
+    import azure.identity as identity
+
+    if settings.kind == "client_secret":
+        assert settings.client_secret_file is not None
+        secret = Path(settings.client_secret_file).read_text(encoding="utf-8").strip()
+        return identity.ClientSecretCredential(
+            str(settings.tenant_id), str(settings.client_id), secret
+        )
+    if settings.kind == "managed_identity":
+        if settings.client_id:
+            return identity.ManagedIdentityCredential(client_id=settings.client_id)
+        return identity.ManagedIdentityCredential()
+    return identity.DefaultAzureCredential()
+
+
+def query_definition(settings: AzureCostSettings) -> dict[str, Any]:
+    return {
+        "type": settings.cost_type,
+        "timeframe": "MonthToDate",
+        "dataset": {
+            "granularity": "Daily",
+            "aggregation": {"totalCost": {"name": COST_COLUMN, "function": "Sum"}},
+            "grouping": [
+                {"type": "Dimension", "name": "ServiceName"},
+                {"type": "TagKey", "name": settings.team_tag},
+            ],
+        },
+    }
+
+
+def parse_usage_date(value: Any) -> dt.date:
+    """UsageDate is a YYYYMMDD number (or, in some API versions, an ISO string)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        n = int(value)
+        return dt.date(n // 10000, n // 100 % 100, n % 100)
+    text = str(value).strip()
+    if text.isdigit() and len(text) == 8:
+        return dt.date(int(text[:4]), int(text[4:6]), int(text[6:]))
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).date()
+
+
+def _next_params(next_link: str) -> dict[str, str]:
+    """Query parameters of a nextLink (the SDK adds api-version itself).
+
+    Only the parameters are followed, never the link's host, so the bearer token
+    never goes anywhere but the configured endpoint.
+    """
+    query = urllib.parse.urlsplit(next_link).query
+    return {
+        k: v
+        for k, v in urllib.parse.parse_qsl(query, keep_blank_values=True)
+        if k.lower() != "api-version"
+    }
+
+
+class AzureCostSource:
+    """A billing source that queries every configured scope on each fetch."""
+
+    name = SOURCE
+
+    def __init__(
+        self,
+        settings: AzureCostSettings,
+        currency: str,
+        credential: Any | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.settings = settings
+        self.currency = currency
+        self.refresh_interval = settings.refresh_interval_seconds
+        self.throttled = 0
+        self._clock = clock
+        self.retry_policy = CostManagementRetryPolicy(
+            max_retries=settings.max_retries,
+            max_wait=settings.max_retry_wait_seconds,
+            sleep=sleep,
+            clock=clock,
+            on_throttled=self._count_throttle,
+        )
+        self._credential = credential
+        self._client: Any = None
+
+    def _count_throttle(self) -> None:
+        self.throttled += 1
+
+    def client(self) -> Any:
+        if self._client is None:
+            from azure.mgmt.costmanagement import CostManagementClient
+
+            credential = self._credential or make_credential(self.settings.credential)
+            kwargs: dict[str, Any] = {"retry_policy": self.retry_policy}
+            if self.settings.ca_file is not None:
+                kwargs["connection_verify"] = str(self.settings.ca_file)
+            self._client = CostManagementClient(
+                credential, base_url=self.settings.endpoint, **kwargs
+            )
+        return self._client
+
+    def fetch(self) -> Snapshot:
+        fetched_at = self._clock()
+        rows: list[DailyCost] = []
+        for scope in self.settings.scopes:
+            rows.extend(self.query_scope(scope))
+        return build_snapshot(rows, None, fetched_at)
+
+    def query_scope(self, scope: AzureScope) -> list[DailyCost]:
+        from azure.core.exceptions import AzureError, HttpResponseError
+
+        client = self.client()
+        body = query_definition(self.settings)
+        params: dict[str, str] = {}
+        rows: list[DailyCost] = []
+        seen: set[str] = set()
+        for _ in range(MAX_PAGES):
+            try:
+                result = client.query.usage(scope.scope, body, params=dict(params))
+            except HttpResponseError as exc:
+                raise AzureCostError(
+                    f"{scope.scope}: Cost Management query failed: HTTP {exc.status_code}"
+                    f" {exc.reason or ''}: {_short(exc.message)}"
+                ) from exc
+            except AzureError as exc:
+                raise AzureCostError(
+                    f"{scope.scope}: Cost Management query failed: {_short(str(exc))}"
+                ) from exc
+            if result is None:  # 204 No Content: nothing in the period
+                return rows
+            props = result.properties
+            if props is None:
+                raise AzureCostError(f"{scope.scope}: Query response without properties")
+            rows.extend(self.parse_rows(scope, props.columns or [], props.rows or []))
+            link = props.next_link
+            if not link:
+                return rows
+            if link in seen:
+                raise AzureCostError(f"{scope.scope}: nextLink repeats itself: {link}")
+            seen.add(link)
+            params = _next_params(link)
+        raise AzureCostError(f"{scope.scope}: more than {MAX_PAGES} result pages")
+
+    def parse_rows(
+        self, scope: AzureScope, columns: list[Any], rows: list[list[Any]]
+    ) -> list[DailyCost]:
+        names = [str(getattr(c, "name", None) or c["name"]) for c in columns]
+        index = {n.lower(): i for i, n in enumerate(names)}
+
+        def col(*candidates: str, required: bool = True) -> int | None:
+            for name in candidates:
+                if name.lower() in index:
+                    return index[name.lower()]
+            if required:
+                raise AzureCostError(
+                    f"{scope.scope}: Query response has no {candidates[0]} column"
+                    f" (columns: {', '.join(names)})"
+                )
+            return None
+
+        i_cost = col(COST_COLUMN, "PreTaxCost", "CostUSD")
+        i_date = col("UsageDate")
+        i_service = col("ServiceName")
+        i_team = col("TagValue", self.settings.team_tag, required=False)
+        i_currency = col("Currency", required=False)
+        assert i_cost is not None and i_date is not None and i_service is not None
+        out = []
+        for n, row in enumerate(rows):
+            try:
+                cost = float(row[i_cost])
+                day = parse_usage_date(row[i_date])
+            except (TypeError, ValueError, IndexError) as exc:
+                raise AzureCostError(f"{scope.scope}: bad Query row {n}: {row!r:.200}") from exc
+            if i_currency is not None and row[i_currency] and row[i_currency] != self.currency:
+                raise AzureCostError(
+                    f"{scope.scope}: cost in {row[i_currency]}, but the config's currency is"
+                    f" {self.currency}"
+                )
+            service = str(row[i_service] or "")
+            team = str(row[i_team] or "").strip() if i_team is not None else ""
+            labels = CostLabels(
+                provider=PROVIDER,
+                account=scope.account,
+                service_category=category_of(service, self.settings.service_categories),
+                service=service,
+                team=team or metrics.UNTAGGED_TEAM,
+                project="",
+                environment="",
+            )
+            out.append(DailyCost(labels, day, cost))
+        return out
+
+
+def _short(text: str | None, limit: int = 300) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,511 @@
+"""FOCUS cost exports (CSV, CSV.gz, Parquet; Azure, AWS, GCP) read with DuckDB.
+
+`FocusReader` validates that every file carries the FOCUS 1.0 mandatory columns
+(naming each one that is missing), then aggregates the chosen cost column
+(EffectiveCost or BilledCost) per provider, billing account, service category,
+service, UTC day and `Tags`. Tags (a JSON object; a MAP in some Parquet exports) are
+parsed once per distinct value, after the aggregation, into team / project /
+environment through the configured tag keys. Cost without a team tag is kept under
+team `untagged` (`metrics.UNTAGGED_TEAM`), never dropped.
+
+CSV files are read with an explicit dialect and explicit column types (no sniffing),
+so a malformed file fails with the file, the line and the column: DuckDB's own error,
+shortened by `_explain`.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import glob
+import gzip
+import json
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from aispend import metrics
+from aispend.exporters.billing.model import (
+    CostLabels,
+    DailyCost,
+    ResourceCost,
+    Snapshot,
+    build_snapshot,
+)
+from aispend.exporters.billing.settings import CostColumn, FocusSettings, FocusTags
+
+MANDATORY_COLUMNS: tuple[str, ...] = (
+    "BilledCost",
+    "BillingAccountId",
+    "BillingAccountName",
+    "BillingCurrency",
+    "BillingPeriodEnd",
+    "BillingPeriodStart",
+    "ChargeCategory",
+    "ChargeClass",
+    "ChargeDescription",
+    "ChargePeriodEnd",
+    "ChargePeriodStart",
+    "ContractedCost",
+    "EffectiveCost",
+    "InvoiceIssuerName",
+    "ListCost",
+    "PricingQuantity",
+    "PricingUnit",
+    "ProviderName",
+    "PublisherName",
+    "ServiceCategory",
+    "ServiceName",
+)
+"""The FOCUS 1.0 columns whose feature level is Mandatory."""
+
+DERIVED_COLUMNS = ("team", "project", "environment")
+"""Columns `summarize --by` accepts on top of the file's: parsed from `Tags`."""
+
+TIMESTAMP_COLUMNS = (
+    "ChargePeriodStart",
+    "ChargePeriodEnd",
+    "BillingPeriodStart",
+    "BillingPeriodEnd",
+)
+NULL_STRINGS = ("NULL", "")
+EXACT = "DECIMAL(38,18)"
+FAST = "DOUBLE"
+
+
+class FocusError(Exception):
+    """A FOCUS file cannot be used: the message names the file, line and column."""
+
+
+@dataclass(frozen=True)
+class FocusFile:
+    path: Path
+    columns: tuple[str, ...]
+    column_types: dict[str, str]
+    parquet: bool
+
+
+@dataclass(frozen=True)
+class DailyResult:
+    rows: list[DailyCost]
+    newest_period_end: float | None
+    resources: tuple[ResourceCost, ...]
+    currencies: tuple[str, ...]
+
+
+def expand_paths(patterns: Sequence[str]) -> list[Path]:
+    """Paths and globs -> sorted distinct files; a pattern that matches nothing is an error."""
+    found: list[Path] = []
+    for pattern in patterns:
+        matches = (
+            sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
+        )
+        files = [Path(m) for m in matches if Path(m).is_file()]
+        if not files:
+            raise FocusError(
+                f"{pattern}: no such file" + (" (glob matched none)" if matches == [] else "")
+            )
+        found.extend(f for f in files if f not in found)
+    return found
+
+
+def _is_parquet(path: Path) -> bool:
+    return path.suffix.lower() in (".parquet", ".pq")
+
+
+def _sql_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _csv_header(path: Path) -> list[str]:
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:
+            header = next(csv.reader(fh), None)
+    except (OSError, UnicodeDecodeError, csv.Error, EOFError) as exc:
+        raise FocusError(f"{path}: cannot read the CSV header: {exc}") from exc
+    if not header:
+        raise FocusError(f"{path}: empty file (no header line)")
+    return [h.strip() for h in header]
+
+
+def inspect_file(con: Any, path: Path) -> FocusFile:
+    if _is_parquet(path):
+        try:
+            described = con.execute(
+                f"DESCRIBE SELECT * FROM read_parquet({_sql_str(str(path))})"
+            ).fetchall()
+        except Exception as exc:
+            raise FocusError(f"{path}: not a readable Parquet file: {_explain(exc)}") from exc
+        types = {row[0]: str(row[1]) for row in described}
+        return FocusFile(path, tuple(types), types, True)
+    header = _csv_header(path)
+    dupes = sorted({h for h in header if header.count(h) > 1})
+    if dupes:
+        raise FocusError(f"{path}: duplicate columns in the header: {', '.join(dupes)}")
+    return FocusFile(path, tuple(header), {h: "VARCHAR" for h in header}, False)
+
+
+def check_columns(file: FocusFile, needed: Sequence[str] = MANDATORY_COLUMNS) -> None:
+    missing = [c for c in needed if c not in file.columns]
+    if missing:
+        raise FocusError(
+            f"{file.path}: not a FOCUS export: missing column{'s' if len(missing) > 1 else ''}"
+            f" {', '.join(missing)} ({len(file.columns)} columns found)"
+        )
+
+
+def _source_sql(file: FocusFile, wanted: Sequence[str], cost_type: str) -> str:
+    """One file as a relation of the `wanted` columns, costs and timestamps typed."""
+    if file.parquet:
+        exprs = []
+        for col in wanted:
+            if col not in file.columns:
+                exprs.append(f"NULL::VARCHAR AS {_ident(col)}")
+            elif col in ("EffectiveCost", "BilledCost"):
+                exprs.append(f"CAST({_ident(col)} AS {cost_type}) AS {_ident(col)}")
+            elif col in TIMESTAMP_COLUMNS:
+                exprs.append(f"CAST({_ident(col)} AS TIMESTAMPTZ) AS {_ident(col)}")
+            elif col == "Tags" and file.column_types[col].upper().startswith(("MAP", "STRUCT")):
+                exprs.append(f"CAST(to_json({_ident(col)}) AS VARCHAR) AS {_ident(col)}")
+            else:
+                exprs.append(f"CAST({_ident(col)} AS VARCHAR) AS {_ident(col)}")
+        return f"SELECT {', '.join(exprs)} FROM read_parquet({_sql_str(str(file.path))})"
+    types = {}
+    for col in file.columns:
+        if col in ("EffectiveCost", "BilledCost") and col in wanted:
+            types[col] = cost_type
+        elif col in TIMESTAMP_COLUMNS and col in wanted:
+            types[col] = "TIMESTAMPTZ"
+        else:
+            types[col] = "VARCHAR"
+    columns = "{" + ", ".join(f"{_sql_str(c)}: {_sql_str(t)}" for c, t in types.items()) + "}"
+    nulls = "[" + ", ".join(_sql_str(n) for n in NULL_STRINGS) + "]"
+    reader = (
+        f"read_csv({_sql_str(str(file.path))}, header=true, delim=',', quote='\"',"
+        f" escape='\"', nullstr={nulls}, auto_detect=false, columns={columns})"
+    )
+    exprs = [_ident(c) if c in file.columns else f"NULL::VARCHAR AS {_ident(c)}" for c in wanted]
+    return f"SELECT {', '.join(exprs)} FROM {reader}"
+
+
+_LINE_RE = re.compile(r"CSV Error on Line: (\d+)")
+_KEEP_RE = re.compile(
+    r"(Error when converting column .*|Expected Number of Columns.*|"
+    r"Could not convert .*|Conversion Error: (?!CSV).*|Value with unterminated quote.*|"
+    r"Invalid unicode.*)"
+)
+
+
+def _explain(exc: Exception) -> str:
+    """DuckDB's long error text -> the line and the sentence that says what is wrong."""
+    text = str(exc)
+    parts = []
+    line = _LINE_RE.search(text)
+    if line:
+        parts.append(f"line {line.group(1)}")
+    kept = [m.group(1).strip() for m in _KEEP_RE.finditer(text)]
+    parts.extend(dict.fromkeys(kept))
+    if not kept:
+        parts.append(text.strip().splitlines()[0] if text.strip() else type(exc).__name__)
+    return ": ".join(parts)
+
+
+class FocusReader:
+    """Reads a set of FOCUS files; every method opens its own DuckDB connection."""
+
+    def __init__(
+        self,
+        patterns: Sequence[str],
+        cost_column: CostColumn = "EffectiveCost",
+        tags: FocusTags | None = None,
+        threads: int | None = None,
+        memory_limit: str | None = None,
+    ):
+        self.patterns = list(patterns)
+        self.cost_column = cost_column
+        self.tags = tags or FocusTags()
+        self.threads = threads
+        self.memory_limit = memory_limit
+
+    def _connect(self) -> Any:
+        import duckdb
+
+        con = duckdb.connect(":memory:")
+        con.execute("SET TimeZone='UTC'")
+        if self.threads:
+            con.execute(f"SET threads={int(self.threads)}")
+        if self.memory_limit:
+            con.execute(f"SET memory_limit={_sql_str(self.memory_limit)}")
+        return con
+
+    def _files(self, con: Any, needed: Sequence[str]) -> list[FocusFile]:
+        files = [inspect_file(con, p) for p in expand_paths(self.patterns)]
+        for f in files:
+            check_columns(f, needed)
+        return files
+
+    def _union(self, files: Sequence[FocusFile], wanted: Sequence[str], cost_type: str) -> str:
+        return " UNION ALL ".join(f"({_source_sql(f, wanted, cost_type)})" for f in files)
+
+    def _run(self, con: Any, sql: str, files: Sequence[FocusFile]) -> list[tuple[Any, ...]]:
+        try:
+            return list(con.execute(sql).fetchall())
+        except Exception as exc:
+            if isinstance(exc, FocusError):
+                raise
+            names = ", ".join(str(f.path) for f in files)
+            where = _failing_file(str(exc), files) or names
+            raise FocusError(f"{where}: {_explain(exc)}") from exc
+
+    def _tag_sql(self, column: str) -> str:
+        keys = (self.tags.team, self.tags.project, self.tags.environment)
+        paths = ", ".join(_sql_str("$." + json.dumps(k)) for k in keys)
+        return f"json_extract_string({column}, [{paths}])"
+
+    def _check_tags(self, con: Any, table: str, files: Sequence[FocusFile]) -> None:
+        bad = self._run(
+            con,
+            f"SELECT tags FROM {table} WHERE tags IS NOT NULL AND NOT json_valid(tags) LIMIT 1",
+            files,
+        )
+        if bad:
+            raise FocusError(_bad_tags_message(files, str(bad[0][0])))
+
+    # ------------------------------------------------------------ exporter figures
+
+    def daily(self, resource_cap: int | None = None) -> DailyResult:
+        """Cost per label set and UTC day; with `resource_cap`, top resources too."""
+        con = self._connect()
+        try:
+            return self._daily(con, resource_cap)
+        finally:
+            con.close()
+
+    def _daily(self, con: Any, resource_cap: int | None) -> DailyResult:
+        files = self._files(con, MANDATORY_COLUMNS)
+        cost = _ident(self.cost_column)
+        wanted = [
+            "ProviderName",
+            "BillingAccountId",
+            "ServiceCategory",
+            "ServiceName",
+            "ChargePeriodStart",
+            "ChargePeriodEnd",
+            "BillingCurrency",
+            "Tags",
+            self.cost_column,
+        ]
+        resource_key = ""
+        if resource_cap:
+            wanted.append("ResourceId")
+            resource_key = ", ResourceId AS resource"
+        src = self._union(files, wanted, FAST)
+        self._run(
+            con,
+            f"""CREATE TEMP TABLE agg AS
+            SELECT ProviderName AS provider, BillingAccountId AS account,
+                   ServiceCategory AS category, ServiceName AS service, Tags AS tags,
+                   CAST(ChargePeriodStart AS DATE) AS day{resource_key},
+                   BillingCurrency AS currency,
+                   max(epoch(ChargePeriodEnd)) AS period_end, sum({cost}) AS cost
+            FROM ({src}) GROUP BY ALL""",
+            files,
+        )
+        self._check_tags(con, "agg", files)
+        null_days = self._run(con, "SELECT count(*) FROM agg WHERE day IS NULL", files)
+        if null_days[0][0]:
+            raise FocusError(
+                f"{', '.join(str(f.path) for f in files)}: rows without ChargePeriodStart"
+            )
+        tag = self._tag_sql("tags")
+        untagged = _sql_str(metrics.UNTAGGED_TEAM)
+        labelled = f"""SELECT coalesce(provider, '') AS provider, coalesce(account, '') AS account,
+                   coalesce(category, '') AS category, coalesce(service, '') AS service,
+                   coalesce(nullif(trim(t[1]), ''), {untagged}) AS team,
+                   coalesce(trim(t[2]), '') AS project, coalesce(trim(t[3]), '') AS environment,
+                   day, period_end, cost, currency{", resource" if resource_cap else ""}
+            FROM (SELECT *, {tag} AS t FROM agg)"""
+        self._run(con, f"CREATE TEMP TABLE labelled AS {labelled}", files)
+        rows = self._run(
+            con,
+            """SELECT provider, account, category, service, team, project, environment,
+                      day, sum(cost) FROM labelled GROUP BY ALL""",
+            files,
+        )
+        stats = self._run(
+            con,
+            "SELECT max(period_end), list(DISTINCT currency ORDER BY currency) FROM labelled",
+            files,
+        )
+        newest_end = float(stats[0][0]) if stats[0][0] is not None else None
+        currencies = tuple(c for c in (stats[0][1] or []) if c is not None)
+        daily = [DailyCost(CostLabels(*(str(v) for v in r[:7])), r[7], float(r[8])) for r in rows]
+        resources: tuple[ResourceCost, ...] = ()
+        if resource_cap and daily:
+            resources = self._resources(con, files, max(d.day for d in daily), resource_cap)
+        return DailyResult(daily, newest_end, resources, currencies)
+
+    def _resources(
+        self, con: Any, files: Sequence[FocusFile], newest: dt.date, cap: int
+    ) -> tuple[ResourceCost, ...]:
+        month_start = dt.date(newest.year, newest.month, 1)
+        rows = self._run(
+            con,
+            f"""SELECT provider, account, service, team, coalesce(resource, '') AS resource,
+                       sum(cost) AS cost
+                FROM labelled WHERE day >= DATE '{month_start.isoformat()}'
+                GROUP BY ALL ORDER BY abs(sum(cost)) DESC, resource""",
+            files,
+        )
+        top = [
+            ResourceCost(str(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4]), float(r[5]))
+            for r in rows[:cap]
+        ]
+        rest: dict[tuple[str, str, str, str], float] = {}
+        for r in rows[cap:]:
+            key = (str(r[0]), str(r[1]), str(r[2]), str(r[3]))
+            rest[key] = rest.get(key, 0.0) + float(r[5])
+        top += [ResourceCost(*k, metrics.OTHER, v) for k, v in sorted(rest.items())]
+        return tuple(top)
+
+    # ------------------------------------------------------------ summarize
+
+    def summarize(self, by: Sequence[str]) -> tuple[list[str], list[tuple[str, ...]]]:
+        """Exact (decimal) totals of the cost column grouped by `by` and the currency."""
+        con = self._connect()
+        try:
+            return self._summarize(con, by)
+        finally:
+            con.close()
+
+    def _summarize(self, con: Any, by: Sequence[str]) -> tuple[list[str], list[tuple[str, ...]]]:
+        by = list(dict.fromkeys(by))
+        derived = [c for c in by if c in DERIVED_COLUMNS]
+        direct = [c for c in by if c not in DERIVED_COLUMNS]
+        files = self._files(con, [*MANDATORY_COLUMNS, *direct])
+        group = [*by, *([] if "BillingCurrency" in by else ["BillingCurrency"])]
+        direct_group = [c for c in group if c not in DERIVED_COLUMNS]
+        wanted = list(
+            dict.fromkeys([*direct_group, self.cost_column, *(["Tags"] if derived else [])])
+        )
+        src = self._union(files, wanted, EXACT)
+        key = ", ".join(_ident(c) for c in direct_group)
+        tags = ", Tags AS tags" if derived else ""
+        self._run(
+            con,
+            f"CREATE TEMP TABLE agg AS SELECT {key}{tags}, sum({_ident(self.cost_column)}) AS cost,"
+            f" count(*) AS n FROM ({src}) GROUP BY ALL",
+            files,
+        )
+        if derived:
+            self._check_tags(con, "agg", files)
+        outs = []
+        for col in group:
+            if col in DERIVED_COLUMNS:
+                index = DERIVED_COLUMNS.index(col) + 1
+                default = _sql_str(metrics.UNTAGGED_TEAM if col == "team" else "")
+                outs.append(f"coalesce(nullif(trim(t[{index}]), ''), {default}) AS {_ident(col)}")
+            else:
+                outs.append(f"CAST({_ident(col)} AS VARCHAR) AS {_ident(col)}")
+        inner = (
+            f"SELECT *, {self._tag_sql('tags')} AS t FROM agg" if derived else "SELECT * FROM agg"
+        )
+        cols = ", ".join(_ident(c) for c in group)
+        rows = self._run(
+            con,
+            f"SELECT {cols}, CAST(sum(cost) AS VARCHAR) FROM (SELECT {', '.join(outs)}, cost FROM"
+            f" ({inner})) GROUP BY ALL ORDER BY ALL",
+            files,
+        )
+        header = [*group, self.cost_column]
+        out = [(*("" if v is None else str(v) for v in r[:-1]), _plain(r[-1])) for r in rows]
+        return header, out
+
+
+def _plain(value: str | None) -> str:
+    """A decimal as plain text without trailing zeros (`0.150000` -> `0.15`)."""
+    if value is None:
+        return "0"
+    d = Decimal(value)
+    if d == 0:
+        return "0"
+    text = format(d.normalize(), "f")
+    return text
+
+
+def _failing_file(text: str, files: Sequence[FocusFile]) -> str | None:
+    match = re.search(r"file = (.+)", text)
+    if match:
+        return match.group(1).strip()
+    for f in files:
+        if str(f.path) in text:
+            return str(f.path)
+    return None
+
+
+def _bad_tags_message(files: Sequence[FocusFile], sample: str) -> str:
+    """Find the lines with invalid Tags JSON (only on this error path: a Python scan)."""
+    for f in files:
+        lines = list(_bad_tag_lines(f, limit=5))
+        if lines:
+            where = ", ".join(str(n) for n in lines)
+            what = "rows" if f.parquet else "lines"
+            return f"{f.path}: column Tags is not a JSON object on {what} {where}"
+    return f"column Tags is not valid JSON: {sample[:80]!r}"
+
+
+def _bad_tag_lines(file: FocusFile, limit: int) -> Iterator[int]:
+    if file.parquet or "Tags" not in file.columns:
+        return
+    opener = gzip.open if file.path.name.lower().endswith(".gz") else open
+    found = 0
+    with opener(file.path, "rt", encoding="utf-8-sig", newline="") as fh:
+        reader = csv.DictReader(fh)
+        for row in reader:
+            value = (row.get("Tags") or "").strip()
+            if value in NULL_STRINGS:
+                continue
+            try:
+                json.loads(value)
+            except ValueError:
+                found += 1
+                yield reader.line_num
+                if found >= limit:
+                    return
+
+
+class FocusSource:
+    """A billing source that re-reads the FOCUS files on each fetch."""
+
+    name = "focus"
+    throttled = 0
+
+    def __init__(
+        self, settings: FocusSettings, currency: str, clock: Callable[[], float] = time.time
+    ):
+        self.settings = settings
+        self.currency = currency
+        self.refresh_interval = settings.refresh_interval_seconds
+        self._clock = clock
+        self.reader = FocusReader(settings.paths, settings.cost_column, settings.tags)
+
+    def fetch(self) -> Snapshot:
+        fetched_at = self._clock()
+        cap = self.settings.max_resources if self.settings.resource_series else None
+        result = self.reader.daily(resource_cap=cap)
+        other = [c for c in result.currencies if c != self.currency]
+        if other:
+            raise FocusError(
+                f"{', '.join(self.settings.paths)}: BillingCurrency {', '.join(other)}, but the"
+                f" config's currency is {self.currency}"
+            )
+        return build_snapshot(result.rows, result.newest_period_end, fetched_at, result.resources)
