@@ -139,13 +139,15 @@ class AuditRecord:
 
 
 class Store:
-    """The actuator's SQLite database. One instance per process; not thread-safe."""
+    """The actuator's SQLite database: one instance, used from one thread at a time."""
 
     def __init__(self, path: Path | str, clock: Any = time.time):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._clock = clock
-        self._db = sqlite3.connect(str(self.path), isolation_level=None, timeout=30)
+        self._db = sqlite3.connect(
+            str(self.path), isolation_level=None, timeout=30, check_same_thread=False
+        )
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")

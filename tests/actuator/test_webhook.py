@@ -1,0 +1,325 @@
+"""The actuator end to end over HTTP, against two fake gateway replicas.
+
+The gateways are fakes of the admin API (contracts.md) because this file checks the
+actuator's own logic: auth, validation, policy, idempotency, undo, audit, metrics.
+test_integration.py repeats the main path with the real gateway and Alertmanager.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from aispend import metrics as m
+from tests.actuator.conftest import gateway_actions
+from tests.actuator.fakes import alert, payload
+from tests.conftest import require_binary
+
+FP = "a1b2c3d4e5f60718"
+KEY = (FP, "2024-05-01T10:00:00+00:00")
+
+
+def _urls(gateways):
+    return [server.url for _, server in gateways]
+
+
+def test_firing_throttles_agent_on_every_replica_and_resolved_lifts_it(
+    gateways, make_actuator, admin_token_file
+):
+    act = make_actuator(gateway_actions(_urls(gateways), admin_token_file))
+    r = act.post(payload(alert(FP)))
+    assert r.status_code == 200
+    assert r.json() == {"alerts": [{"fingerprint": FP, "decision": "apply", "result": "ok"}]}
+    for fake, _ in gateways:
+        (put,) = fake.calls("PUT")
+        assert put.path == f"/admin/throttles/am-{FP}"
+        assert put.headers["Authorization"] == "Bearer test-gateway-admin-token-91ab"
+        assert put.body == {
+            "team": "search",
+            "project": None,
+            "agent": "rerank-agent",
+            "model": None,
+            "mode": "rate",
+            "requests_per_minute": 6,
+            "tokens_per_minute": None,
+            "reason": "AISpendRunawaySpend: rerank-agent spends 9.1x its usual rate",
+            "alert_fingerprint": FP,
+            "expires_at": None,
+        }
+    assert act.states() == {KEY: "applied"}
+
+    r = act.post(payload(alert(FP, status="resolved")))
+    assert r.status_code == 200
+    assert r.json()["alerts"][0]["result"] == "ok"
+    for fake, _ in gateways:
+        assert [s.path for s in fake.calls("DELETE")] == [f"/admin/throttles/am-{FP}"]
+        assert fake.rules == {}
+    assert act.states() == {KEY: "undone"}
+    audit = act.audit()
+    assert [(a.decision, a.result) for a in audit] == [
+        ("apply", "pending"),
+        ("apply", "ok"),
+        ("undo", "ok"),
+    ]
+    done = audit[1]
+    assert (done.rule, done.target, done.mode, done.dry_run) == (
+        "throttle-agent",
+        "gw",
+        "throttle",
+        False,
+    )
+    assert done.alertname == "AISpendRunawaySpend" and done.team == "search"
+    assert done.detail == f"rate rule am-{FP} on search/rerank-agent at 2 gateway(s)"
+
+
+def test_pause_blocks(gateways, make_actuator, admin_token_file):
+    act = make_actuator(gateway_actions(_urls(gateways), admin_token_file))
+    assert act.post(payload(alert(FP, action="pause"))).status_code == 200
+    body = gateways[0][0].calls("PUT")[0].body
+    assert (body["mode"], body["requests_per_minute"], body["tokens_per_minute"]) == (
+        "block",
+        None,
+        None,
+    )
+
+
+@pytest.mark.parametrize("token", [None, "wrong-token", ""])
+def test_missing_or_wrong_token_is_401_and_nothing_happens(
+    gateways, make_actuator, admin_token_file, token
+):
+    act = make_actuator(gateway_actions(_urls(gateways), admin_token_file))
+    r = act.post(payload(alert(FP)), token=token)
+    assert r.status_code == 401
+    assert r.headers["WWW-Authenticate"].startswith("Bearer")
+    assert r.json() == {"error": "missing or wrong bearer token"}
+    assert all(fake.seen == [] for fake, _ in gateways)
+    assert act.audit() == [] and act.states() == {}
+
+
+def test_basic_auth_scheme_is_refused(gateways, make_actuator, admin_token_file):
+    act = make_actuator(gateway_actions(_urls(gateways), admin_token_file))
+    r = requests.post(
+        f"{act.url}/alerts",
+        json=payload(alert(FP)),
+        headers={"Authorization": "Basic dGVzdC1hY3R1YXRvci10b2tlbi01ZjJj"},
+        timeout=10,
+    )
+    assert r.status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "message"),
+    [
+        (b"{not json", 400, "body is not valid JSON"),
+        (b"[]", 422, "(body): Input should be an object"),
+        (
+            b'{"version": "3", "status": "firing", "alerts": []}',
+            422,
+            "version: Input should be '4'",
+        ),
+    ],
+)
+def test_invalid_bodies(gateways, make_actuator, admin_token_file, raw, status, message):
+    act = make_actuator(gateway_actions(_urls(gateways), admin_token_file))
+    r = act.post(None, raw=raw)
+    assert r.status_code == status
+    assert r.json()["error"].startswith(message)
+    assert act.audit() == []
+
+
+def test_invalid_alert_field_is_named(gateways, make_actuator, admin_token_file):
+    act = make_actuator(gateway_actions(_urls(gateways), admin_token_file))
+    bad = alert(FP)
+    bad["labels"]["team"] = 7  # a number, not a string
+    r = act.post(payload(bad))
+    assert r.status_code == 422
+    assert r.json()["error"] == "alerts.0.labels.team: Input should be a valid string"
+    bad = alert(FP)
+    del bad["startsAt"]
+    assert act.post(payload(bad)).json()["error"] == "alerts.0.startsAt: Field required"
+    bad = alert("not-hex!")
+    assert (
+        act.post(payload(bad))
+        .json()["error"]
+        .startswith("alerts.0.fingerprint: String should match")
+    )
+    assert all(fake.seen == [] for fake, _ in gateways)
+
+
+def test_duplicate_firing_acts_once(gateways, make_actuator, admin_token_file):
+    act = make_actuator(gateway_actions(_urls(gateways), admin_token_file))
+    for _ in range(3):
+        assert act.post(payload(alert(FP))).status_code == 200
+    assert len(gateways[0][0].calls("PUT")) == 1
+    assert [a.result for a in act.audit()] == [
+        "pending",
+        "ok",
+        "ignored: duplicate",
+        "ignored: duplicate",
+    ]
+
+
+def test_resolved_before_firing_is_recorded_and_later_firing_ignored(
+    gateways, make_actuator, admin_token_file
+):
+    act = make_actuator(gateway_actions(_urls(gateways), admin_token_file))
+    assert act.post(payload(alert(FP, status="resolved"))).status_code == 200
+    r = act.post(payload(alert(FP)))
+    assert r.json()["alerts"][0]["result"] == "ignored: resolved before firing"
+    assert all(fake.seen == [] for fake, _ in gateways)
+    assert act.states() == {KEY: "resolved"}
+
+
+def test_critical_team_is_never_throttled(gateways, make_actuator, admin_token_file):
+    act = make_actuator(gateway_actions(_urls(gateways), admin_token_file))
+    r = act.post(payload(alert(FP, team="support", agent="reply-agent")))
+    assert r.status_code == 200
+    assert r.json()["alerts"][0] == {
+        "fingerprint": FP,
+        "decision": "skip",
+        "result": "skipped: critical",
+    }
+    assert all(fake.seen == [] for fake, _ in gateways)
+    (rec,) = act.audit()
+    assert (rec.rule, rec.target, rec.team) == ("throttle-agent", "gw", "support")
+    # and resolving it has nothing to undo
+    r = act.post(payload(alert(FP, status="resolved", team="support", agent="reply-agent")))
+    assert r.json()["alerts"][0]["result"] == "nothing to undo"
+    assert all(fake.seen == [] for fake, _ in gateways)
+
+
+def test_dry_run_records_and_does_nothing(gateways, make_actuator, admin_token_file):
+    act = make_actuator(gateway_actions(_urls(gateways), admin_token_file, dry_run=True))
+    r = act.post(payload(alert(FP)))
+    assert r.json()["alerts"][0] == {"fingerprint": FP, "decision": "apply", "result": "dry_run"}
+    act.post(payload(alert(FP, status="resolved")))
+    assert all(fake.seen == [] for fake, _ in gateways)
+    assert [(a.decision, a.result, a.dry_run) for a in act.audit()] == [
+        ("apply", "dry_run", True),
+        ("undo", "nothing to undo", True),
+    ]
+
+
+def test_per_rule_dry_run_overrides_global(gateways, make_actuator, admin_token_file):
+    actions = gateway_actions(_urls(gateways), admin_token_file, dry_run=True)
+    actions["rules"][0]["dry_run"] = False
+    act = make_actuator(actions)
+    assert act.post(payload(alert(FP))).json()["alerts"][0]["result"] == "ok"
+    assert len(gateways[1][0].calls("PUT")) == 1
+
+
+def test_no_matching_rule_is_recorded(gateways, make_actuator, admin_token_file):
+    act = make_actuator(gateway_actions(_urls(gateways), admin_token_file))
+    r = act.post(payload(alert(FP, action="notify")))
+    assert r.json()["alerts"][0]["result"] == "skipped: no matching rule"
+    assert gateways[0][0].seen == []
+
+
+def test_max_active_per_team(gateways, make_actuator, admin_token_file):
+    act = make_actuator(gateway_actions(_urls(gateways), admin_token_file, max_active_per_team=2))
+    results = [
+        act.post(payload(alert(f"{i:016x}", agent=f"agent-{i}"))).json()["alerts"][0]["result"]
+        for i in range(3)
+    ]
+    assert results == ["ok", "ok", "skipped: max active actions"]
+    assert len(gateways[0][0].calls("PUT")) == 2
+
+
+def test_cooldown_per_rule_and_workload(gateways, make_actuator, admin_token_file):
+    act = make_actuator(gateway_actions(_urls(gateways), admin_token_file, cooldown="1h"))
+    assert act.post(payload(alert(FP))).json()["alerts"][0]["result"] == "ok"
+    act.post(payload(alert(FP, status="resolved")))
+    # The same agent fires again (new startsAt) within the hour: held back.
+    again = alert(FP, starts_at="2024-05-01T10:40:00Z")
+    assert act.post(payload(again)).json()["alerts"][0]["result"] == "skipped: cooldown"
+    # Another agent is not affected.
+    other = alert("0000000000000abc", agent="crawler-agent")
+    assert act.post(payload(other)).json()["alerts"][0]["result"] == "ok"
+
+
+def test_gateway_down_is_503_then_redelivery_applies(gateways, make_actuator, admin_token_file):
+    act = make_actuator(gateway_actions(_urls(gateways), admin_token_file))
+    gateways[1][0].fail_with = 503
+    r = act.post(payload(alert(FP)))
+    assert r.status_code == 503
+    assert r.json()["alerts"][0]["result"] == "error: retry"
+    assert act.states() == {KEY: "applying"}
+    gateways[1][0].fail_with = None
+    r = act.post(payload(alert(FP)))
+    assert r.status_code == 200
+    assert r.json()["alerts"][0]["result"] == "ok"
+    assert all(list(fake.rules) == [f"am-{FP}"] for fake, _ in gateways)
+    assert act.states() == {KEY: "applied"}
+
+
+def test_gateway_rejecting_the_rule_is_not_retried(gateways, make_actuator, admin_token_file):
+    act = make_actuator(gateway_actions(_urls(gateways), admin_token_file))
+    gateways[0][0].fail_with = 422
+    r = act.post(payload(alert(FP)))
+    assert r.status_code == 200
+    assert r.json()["alerts"][0]["result"] == "error"
+    assert act.states() == {KEY: "failed"}
+    assert "HTTP 422" in act.audit()[-1].error
+
+
+def test_undo_tolerates_rule_already_gone(gateways, make_actuator, admin_token_file):
+    act = make_actuator(gateway_actions(_urls(gateways), admin_token_file))
+    act.post(payload(alert(FP)))
+    gateways[0][0].rules.clear()  # someone deleted it by hand on one replica
+    r = act.post(payload(alert(FP, status="resolved")))
+    assert r.status_code == 200 and r.json()["alerts"][0]["result"] == "ok"
+    assert act.states() == {KEY: "undone"}
+
+
+def test_fifty_concurrent_duplicates_and_out_of_order_resolves(
+    gateways, make_actuator, admin_token_file
+):
+    act = make_actuator(gateway_actions(_urls(gateways), admin_token_file))
+    firing, resolved = payload(alert(FP)), payload(alert(FP, status="resolved"))
+    with ThreadPoolExecutor(50) as pool:
+        codes = list(pool.map(lambda _: act.post(firing).status_code, range(50)))
+    assert codes == [200] * 50
+    # Then 25 resolved and 25 late duplicates of the firing, all at once, interleaved.
+    mixed = [resolved if i % 2 else firing for i in range(50)]
+    with ThreadPoolExecutor(50) as pool:
+        codes = list(pool.map(lambda body: act.post(body).status_code, mixed))
+    assert codes == [200] * 50
+    for fake, _ in gateways:
+        assert len(fake.calls("PUT")) == 1
+        assert len(fake.calls("DELETE")) == 1
+        assert fake.rules == {}
+    results = [(a.decision, a.result) for a in act.audit()]
+    assert results.count(("apply", "ok")) == 1
+    assert results.count(("undo", "ok")) == 1
+    assert act.states() == {KEY: "undone"}
+
+    # A second alert whose resolved arrives first, among 49 firings: never applied.
+    fp2 = "ffff00000000beef"
+    bodies = [payload(alert(fp2, status="resolved"))] + [payload(alert(fp2))] * 49
+    assert act.post(bodies[0]).status_code == 200
+    with ThreadPoolExecutor(50) as pool:
+        codes = list(pool.map(lambda body: act.post(body).status_code, bodies[1:]))
+    assert codes == [200] * 49
+    assert not any(s.path.endswith(fp2) for fake, _ in gateways for s in fake.seen)
+
+
+def test_metrics_exposition(gateways, make_actuator, admin_token_file):
+    act = make_actuator(gateway_actions(_urls(gateways), admin_token_file))
+    act.post(payload(alert(FP)))
+    act.post(payload(alert(FP)), token="bad")
+    act.post(payload(alert("0000000000000001", team="support")))
+    text = requests.get(f"{act.url}/metrics", timeout=10).text
+    assert f'{m.ACTUATOR_ACTIONS.name}{{action="apply",result="ok",target="gw"}} 1.0' in text
+    assert f'{m.ACTUATOR_ACTIONS.name}{{action="skip",result="skipped",target="gw"}} 1.0' in text
+    assert f'{m.ACTUATOR_ACTIVE_ACTIONS.name}{{target="gw",team="search"}} 1.0' in text
+    assert f'{m.ACTUATOR_WEBHOOK_REQUESTS.name}{{code="200"}} 2.0' in text
+    assert f'{m.ACTUATOR_WEBHOOK_REQUESTS.name}{{code="401"}} 1.0' in text
+    promtool = require_binary("promtool")
+    check = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False
+    )
+    assert (check.returncode, check.stdout + check.stderr) == (0, "")
+    assert requests.get(f"{act.url}/healthz", timeout=10).status_code == 200
