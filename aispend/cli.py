@@ -23,6 +23,8 @@ COMMANDS = (
     "aispend.actuators.cli",
     "aispend.focus_cli",
     "aispend.backfill",
+    "aispend.gateway.cli",
+    "aispend.demo.cli",
 )
 
 

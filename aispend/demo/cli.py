@@ -1,0 +1,25 @@
+"""`aispend demo SUBCOMMAND`: the demo's processes and scenarios.
+
+SUBCOMMANDS maps a name to (module, help). Each module has `add_arguments(parser)`
+and `run(args) -> int` and keeps heavy imports inside `run`, so adding a subcommand
+is one line here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+SUBCOMMANDS = {
+    "upstream": ("aispend.demo.upstream_cli", "simulated OpenAI / Azure / Anthropic upstream"),
+}
+
+
+def add_parser(sub: Any) -> None:
+    demo = sub.add_parser("demo", help="demo processes and scenarios")
+    names = demo.add_subparsers(dest="demo_command", metavar="SUBCOMMAND", required=True)
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        parser = names.add_parser(name, help=help_text, description=help_text)
+        module = importlib.import_module(module_name)
+        module.add_arguments(parser)
+        parser.set_defaults(func=module.run)

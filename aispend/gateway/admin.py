@@ -1,0 +1,146 @@
+"""The throttle admin API, served under /admin/ on the gateway's listener.
+
+    PUT    /admin/throttles/{id}   upsert one rule (idempotent), 200 + the stored rule
+    DELETE /admin/throttles/{id}   200 when deleted, 404 when absent
+    GET    /admin/throttles        {"throttles": [rule, ...]}
+
+Every call needs `Authorization: Bearer <token>` (sources.gateway.admin_token_file
+or $AISPEND_GATEWAY_ADMIN_TOKEN); without a configured token the API answers 403.
+Bad bodies get 400 (not JSON) or 422 (naming the field); nothing is stored then.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from aispend.gateway.throttle import ThrottleRule, ThrottleTable, now_rfc3339
+
+log = logging.getLogger(__name__)
+
+_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+
+ShortText = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class ThrottleBody(BaseModel):
+    """The PUT body (contracts.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    team: ShortText
+    project: ShortText | None = None
+    agent: ShortText | None = None
+    model: ShortText | None = None
+    mode: Literal["block", "rate"]
+    requests_per_minute: Annotated[int, Field(gt=0, le=10_000_000)] | None = None
+    tokens_per_minute: Annotated[int, Field(gt=0, le=10_000_000_000)] | None = None
+    reason: Annotated[str, Field(max_length=1024)] = ""
+    alert_fingerprint: Annotated[str, Field(max_length=256)] | None = None
+    expires_at: datetime | None = None
+
+    @field_validator("expires_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("must be RFC 3339 with a time zone, e.g. 2025-01-31T12:00:00Z")
+        return value
+
+    @model_validator(mode="after")
+    def _limits(self) -> ThrottleBody:
+        if self.mode == "rate" and not (self.requests_per_minute or self.tokens_per_minute):
+            raise ValueError("rate mode needs requests_per_minute or tokens_per_minute")
+        return self
+
+
+def _error(status: int, message: str, **extra: object) -> web.Response:
+    body = {"error": {"message": message, "type": "invalid_request_error", **extra}}
+    return web.json_response(body, status=status)
+
+
+class AdminApi:
+    def __init__(self, table: ThrottleTable, token: str | None) -> None:
+        self._table = table
+        self._token = token.encode() if token else None
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_get("/admin/throttles", self.list)
+        app.router.add_put("/admin/throttles/{id}", self.put)
+        app.router.add_delete("/admin/throttles/{id}", self.delete)
+
+    def _denied(self, request: web.Request) -> web.Response | None:
+        if self._token is None:
+            return _error(
+                403,
+                "admin API disabled: set sources.gateway.admin_token_file or "
+                "$AISPEND_GATEWAY_ADMIN_TOKEN",
+            )
+        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            value.strip().encode(), self._token
+        ):
+            return _error(401, "missing or wrong bearer token")
+        return None
+
+    async def list(self, request: web.Request) -> web.Response:
+        denied = self._denied(request)
+        if denied:
+            return denied
+        return web.json_response({"throttles": [r.to_json() for r in self._table.rules()]})
+
+    async def put(self, request: web.Request) -> web.Response:
+        denied = self._denied(request)
+        if denied:
+            return denied
+        rule_id = request.match_info["id"]
+        if not _ID_RE.match(rule_id):
+            return _error(400, "throttle id must be 1-128 characters of A-Z a-z 0-9 . _ -")
+        try:
+            data = json.loads(await request.read())
+        except (ValueError, UnicodeDecodeError):
+            return _error(400, "body must be a JSON object")
+        try:
+            body = ThrottleBody.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first["loc"]) or "(body)"
+            return _error(422, f"{field}: {first['msg']}", field=field)
+        now = now_rfc3339()
+        expires = None
+        if body.expires_at is not None:
+            expires = body.expires_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        rule = ThrottleRule(
+            id=rule_id,
+            team=body.team,
+            project=body.project,
+            agent=body.agent,
+            model=body.model.lower() if body.model else None,
+            mode=body.mode,
+            requests_per_minute=body.requests_per_minute if body.mode == "rate" else None,
+            tokens_per_minute=body.tokens_per_minute if body.mode == "rate" else None,
+            reason=body.reason,
+            alert_fingerprint=body.alert_fingerprint,
+            expires_at=expires,
+            created_at=now,
+            updated_at=now,
+        )
+        stored = self._table.upsert(rule)
+        log.info("throttle %s set: team=%s mode=%s", rule_id, body.team, body.mode)
+        return web.json_response(stored.to_json())
+
+    async def delete(self, request: web.Request) -> web.Response:
+        denied = self._denied(request)
+        if denied:
+            return denied
+        rule_id = request.match_info["id"]
+        if not self._table.delete(rule_id):
+            return _error(404, f"no throttle {rule_id!r}", code="not_found")
+        log.info("throttle %s deleted", rule_id)
+        return web.json_response({"deleted": rule_id})

@@ -1,0 +1,134 @@
+"""Wires the gateway together from a loaded Config: one aiohttp application.
+
+Routes: GET /metrics, GET /healthz, /admin/throttles (admin API), and every other
+path goes to the proxy (which answers 404 for paths it does not meter). Everything
+is validated and resolved here, once, before the first request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from aispend.config import Config
+from aispend.gateway.admin import AdminApi
+from aispend.gateway.attribution import Attributor
+from aispend.gateway.metrics import GatewayMetrics
+from aispend.gateway.proxy import Proxy, UpstreamTarget
+from aispend.gateway.settings import GatewaySettings, admin_token, resolve_secret
+from aispend.gateway.throttle import ThrottleStore, ThrottleTable
+from aispend.pricing import Pricer
+
+log = logging.getLogger(__name__)
+
+PURGE_INTERVAL_S = 5.0
+MAX_REQUEST_BYTES = 64 * 1024 * 1024
+
+# How each provider takes its key.
+_AUTH_HEADER = {
+    "openai": ("Authorization", "Bearer {}"),
+    "azure": ("api-key", "{}"),
+    "anthropic": ("x-api-key", "{}"),
+}
+
+
+@dataclass
+class Gateway:
+    app: web.Application
+    table: ThrottleTable
+    metrics: GatewayMetrics
+    store: ThrottleStore
+
+
+def settings_of(config: Config) -> GatewaySettings:
+    return config.sources.gateway or GatewaySettings()
+
+
+def build_gateway(config: Config, throttle_db: Path | None = None) -> Gateway:
+    """The application for `config`; raises SecretError when a configured secret is unreadable."""
+    settings = settings_of(config)
+    upstreams: dict[str, UpstreamTarget] = {}
+    for provider, upstream in settings.upstreams.items():
+        key = resolve_secret(
+            upstream.api_key_env,
+            upstream.api_key_file,
+            f"sources.gateway.upstreams.{provider}",
+        )
+        auth: tuple[tuple[str, str], ...] = ()
+        if key is None:
+            log.warning(
+                "no provider key for %s (set api_key_env or api_key_file): "
+                "requests are forwarded without provider auth",
+                provider,
+            )
+        else:
+            header, template = _AUTH_HEADER[provider]
+            auth = ((header, template.format(key)),)
+        upstreams[provider] = UpstreamTarget(upstream.base_url, auth)
+    token = admin_token(settings)
+    if token is None:
+        log.warning("no admin token configured: the throttle admin API answers 403")
+
+    store = ThrottleStore(throttle_db or Path(settings.throttle_db))
+    table = ThrottleTable(store)
+    metrics = GatewayMetrics(table, config.currency)
+    proxy = Proxy(
+        upstreams=upstreams,
+        azure_deployments=dict(settings.azure_deployments),
+        allow_unattributed=settings.allow_unattributed,
+        pricer=Pricer(config.prices),
+        attributor=Attributor(config, settings.header_refinement, settings.max_agents_per_team),
+        table=table,
+        metrics=metrics,
+        timeout=aiohttp.ClientTimeout(
+            total=None,
+            connect=settings.connect_timeout_s,
+            sock_read=settings.read_timeout_s,
+        ),
+    )
+
+    app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+    registry = metrics.registry
+
+    async def metrics_handler(request: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await proxy.start()
+        purger = asyncio.create_task(_purge_loop(table))
+        yield
+        purger.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await purger
+        await proxy.close()
+        store.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/healthz", healthz)
+    AdminApi(table, token).add_routes(app)
+    app.router.add_route("*", "/{tail:.*}", proxy.handle)
+    return Gateway(app, table, metrics, store)
+
+
+async def _purge_loop(table: ThrottleTable) -> None:
+    while True:
+        await asyncio.sleep(PURGE_INTERVAL_S)
+        try:
+            for rule_id in table.purge_expired():
+                log.info("throttle %s expired", rule_id)
+        except Exception:  # keep serving; the next round retries
+            log.exception("purging expired throttles failed")

@@ -1,0 +1,105 @@
+"""Who is calling: the client's API key -> team / project / agent.
+
+The key comes from `Authorization: Bearer <key>` (OpenAI SDKs), `api-key` (Azure
+SDKs) or `x-api-key` (Anthropic SDKs). It is hashed with SHA-256 and looked up in
+`api_keys` of aispend.yaml; the raw key is never stored or logged. When
+`header_refinement` is on, `X-Aispend-Agent` / `X-Aispend-Project` refine the
+attribution within the key's team. Agent label values are capped per team
+(`max_agents_per_team`); later ones fold into `other`, as do unknown projects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from aispend.config import Config
+from aispend.metrics import OTHER, UNATTRIBUTED_TEAM
+
+_LABEL_SAFE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+
+AGENT_HEADER = "X-Aispend-Agent"
+PROJECT_HEADER = "X-Aispend-Project"
+
+
+@dataclass(frozen=True)
+class Attribution:
+    team: str
+    project: str  # "" when unscoped (the label convention of aispend_budget)
+    agent: str
+
+
+UNATTRIBUTED = Attribution(UNATTRIBUTED_TEAM, "", "")
+
+
+def client_key(headers: Mapping[str, str]) -> str | None:
+    """The API key the client sent, from whichever header its SDK uses."""
+    auth = headers.get("Authorization")
+    if auth:
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    return headers.get("api-key") or headers.get("x-api-key") or None
+
+
+class Attributor:
+    """The key table and the per-team agent cap; built once per loaded config."""
+
+    def __init__(
+        self,
+        config: Config,
+        header_refinement: bool = False,
+        max_agents_per_team: int = 50,
+    ) -> None:
+        self._by_digest: dict[str, Attribution] = {
+            k.sha256: Attribution(k.team, k.project or "", k.agent or "") for k in config.api_keys
+        }
+        self._refine = header_refinement
+        self._cap = max_agents_per_team
+        self._projects = {t.name: frozenset(t.projects) for t in config.teams}
+        # Configured agents always keep their own label; others share the cap.
+        self._configured_agents = {t.name: frozenset(t.agents) for t in config.teams}
+        self._seen_agents: dict[str, set[str]] = {t.name: set() for t in config.teams}
+
+    def lookup(self, key: str) -> Attribution | None:
+        """The key's attribution, or None when the key is unknown."""
+        digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
+        return self._by_digest.get(digest)
+
+    def attribute(self, headers: Mapping[str, str]) -> Attribution | None:
+        """Attribution of a request; None when it has no known key."""
+        key = client_key(headers)
+        if key is None:
+            return None
+        found = self.lookup(key)
+        if found is None or not self._refine:
+            return found
+        agent = headers.get(AGENT_HEADER)
+        project = headers.get(PROJECT_HEADER)
+        if agent is None and project is None:
+            return found
+        return Attribution(
+            found.team,
+            self._project_label(found.team, project) if project is not None else found.project,
+            self._agent_label(found.team, agent) if agent is not None else found.agent,
+        )
+
+    def _project_label(self, team: str, project: str) -> str:
+        project = project.strip().lower()
+        return project if project in self._projects.get(team, ()) else OTHER
+
+    def _agent_label(self, team: str, agent: str) -> str:
+        agent = agent.strip().lower()
+        if not _LABEL_SAFE.match(agent):
+            return OTHER
+        if agent in self._configured_agents.get(team, ()):
+            return agent
+        seen = self._seen_agents.setdefault(team, set())
+        if agent in seen:
+            return agent
+        if len(seen) + len(self._configured_agents.get(team, ())) >= self._cap:
+            return OTHER
+        seen.add(agent)
+        return agent

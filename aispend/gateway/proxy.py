@@ -1,0 +1,448 @@
+"""The forwarding handler: attribute, check throttles, forward, meter, answer.
+
+Status codes the gateway itself produces (all with an OpenAI-style JSON error):
+  400 request body is not a JSON object      404 path not metered / no upstream
+  401 unknown client key                     429 throttled (Retry-After, rule id)
+  502 upstream unreachable, truncated body, or a 2xx body that is not JSON
+  504 upstream did not answer within read_timeout_s
+Upstream 4xx/5xx pass through with their status and body. A stream that breaks
+after its headers were sent cannot change status: the client connection is closed
+so the client sees the break, and the request is counted as usage unknown.
+
+Every request is recorded exactly once (`_Outcome.record`), tokens only when the
+usage was read, `aispend_llm_usage_unknown_total` otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+from yarl import URL
+
+from aispend.gateway import routes
+from aispend.gateway.attribution import UNATTRIBUTED, Attribution, Attributor
+from aispend.gateway.metrics import GatewayMetrics
+from aispend.gateway.throttle import ThrottleTable
+from aispend.gateway.usage import SSEUsageReader, parse_body
+from aispend.metrics import OTHER
+from aispend.pricing import Pricer, TokenUsage
+
+_ZERO = TokenUsage()
+
+# Never forwarded upstream: hop-by-hop headers, the client's key, our own headers.
+_DROP_REQUEST = frozenset(
+    {
+        "host", "authorization", "api-key", "x-api-key", "content-length", "connection",
+        "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-authorization",
+        "proxy-connection", "accept-encoding", "cookie", "x-aispend-agent", "x-aispend-project",
+    }
+)  # fmt: skip
+_DROP_RESPONSE = frozenset(
+    {
+        "content-length", "content-encoding", "transfer-encoding", "connection", "keep-alive",
+        "server", "date", "set-cookie", "trailer", "upgrade",
+    }
+)  # fmt: skip
+_STREAM_KINDS_WITH_USAGE_OPTION = frozenset({"chat", "completions"})
+
+
+@dataclass(frozen=True)
+class UpstreamTarget:
+    base_url: str
+    auth_headers: tuple[tuple[str, str], ...]
+
+
+def error_response(
+    status: int, message: str, type_: str, code: str, headers: dict[str, str] | None = None,
+    **extra: str,
+) -> web.Response:  # fmt: skip
+    body = {"error": {"message": message, "type": type_, "code": code, **extra}}
+    return web.Response(
+        status=status,
+        body=json.dumps(body).encode(),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+class _Outcome:
+    """Collects one request's facts and records them exactly once."""
+
+    __slots__ = (
+        "attribution",
+        "match_models",
+        "model",
+        "recorded",
+        "route",
+        "status",
+        "upstream_s",
+    )
+
+    def __init__(self, route: routes.Route, attribution: Attribution) -> None:
+        self.route = route
+        self.attribution = attribution
+        self.model = OTHER
+        self.match_models: tuple[str, ...] = ()
+        self.status = 0
+        self.upstream_s = 0.0
+        self.recorded = False
+
+
+class Proxy:
+    def __init__(
+        self,
+        *,
+        upstreams: dict[str, UpstreamTarget],
+        azure_deployments: dict[str, str],
+        allow_unattributed: bool,
+        pricer: Pricer,
+        attributor: Attributor,
+        table: ThrottleTable,
+        metrics: GatewayMetrics,
+        timeout: aiohttp.ClientTimeout,
+    ) -> None:
+        self._upstreams = upstreams
+        self._azure_deployments = azure_deployments
+        self._allow_unattributed = allow_unattributed
+        self._pricer = pricer
+        self._attributor = attributor
+        self._table = table
+        self._metrics = metrics
+        self._timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=300)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=self._timeout,
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent",),
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    # ------------------------------------------------------------ entry point
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        route = routes.match(request.path)
+        if route is None:
+            return error_response(
+                404,
+                f"aispend gateway does not meter {request.path}; supported paths: "
+                + ", ".join(routes.SUPPORTED),
+                "invalid_request_error",
+                "unknown_path",
+            )
+        if request.method != "POST":
+            return error_response(
+                405, f"{request.path} takes POST", "invalid_request_error", "method_not_allowed"
+            )
+        attribution = self._attributor.attribute(request.headers)
+        if attribution is None:
+            if not self._allow_unattributed:
+                outcome = _Outcome(route, UNATTRIBUTED)
+                outcome.status = 401
+                self._finish(outcome, started, None, operation_ran=False)
+                return error_response(
+                    401,
+                    "unknown API key: use a key listed under api_keys in aispend.yaml",
+                    "invalid_request_error",
+                    "invalid_api_key",
+                )
+            attribution = UNATTRIBUTED
+        outcome = _Outcome(route, attribution)
+        try:
+            return await self._forward(request, route, outcome, started)
+        finally:
+            if not outcome.recorded:  # cancelled or an unexpected error
+                outcome.status = outcome.status or 499
+                self._finish(outcome, started, None, operation_ran=False)
+
+    # ------------------------------------------------------------ forwarding
+
+    async def _forward(
+        self, request: web.Request, route: routes.Route, outcome: _Outcome, started: float
+    ) -> web.StreamResponse:
+        target = self._upstreams.get(route.provider)
+        body = await request.read()
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            data = None
+        if not isinstance(data, dict):
+            outcome.status = 400
+            self._finish(outcome, started, None, operation_ran=False)
+            return error_response(
+                400, "request body must be a JSON object", "invalid_request_error", "invalid_json"
+            )
+        requested = self._requested_model(route, data)
+        outcome.model = self._label_model(route.provider, requested)
+        att = outcome.attribution
+        models = (requested.lower(), outcome.model)
+        outcome.match_models = models
+        refusal = self._table.check(att.team, att.project, att.agent, models)
+        if refusal is not None:
+            rule = refusal.rule
+            outcome.status = 429
+            self._metrics.inc(self._metrics.throttled, (att.team, att.project, att.agent, rule.id))
+            self._finish(outcome, started, None, operation_ran=False)
+            return error_response(
+                429,
+                f"throttled by aispend rule {rule.id}: {rule.reason}",
+                "rate_limit_exceeded",
+                "aispend_throttled",
+                headers={"Retry-After": str(refusal.retry_after)},
+                rule=rule.id,
+                reason=rule.reason,
+            )
+        if target is None:
+            outcome.status = 404
+            self._finish(outcome, started, None, operation_ran=False)
+            return error_response(
+                404,
+                f"this gateway has no upstream for {route.provider} "
+                f"(set sources.gateway.upstreams.{route.provider})",
+                "invalid_request_error",
+                "no_upstream",
+            )
+        stream = data.get("stream") is True
+        drop_usage_chunk = False
+        if stream and route.kind in _STREAM_KINDS_WITH_USAGE_OPTION:
+            options = data.get("stream_options")
+            if not (isinstance(options, dict) and options.get("include_usage") is True):
+                options = dict(options) if isinstance(options, dict) else {}
+                options["include_usage"] = True
+                data["stream_options"] = options
+                body = json.dumps(data).encode()
+                drop_usage_chunk = True
+        headers = self._upstream_headers(request, target)
+        url = URL(target.base_url + request.raw_path, encoded=True)
+        assert self._session is not None
+        t_up = time.perf_counter()
+        try:
+            upstream = await self._session.post(url, data=body, headers=headers)
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            outcome.upstream_s += time.perf_counter() - t_up
+            return self._upstream_failed(route, outcome, started, exc)
+        outcome.upstream_s += time.perf_counter() - t_up
+        try:
+            content_type = upstream.headers.get("Content-Type", "")
+            if upstream.status == 200 and content_type.startswith("text/event-stream"):
+                return await self._relay_stream(
+                    request, route, outcome, started, upstream, drop_usage_chunk
+                )
+            return await self._relay_body(route, outcome, started, upstream)
+        finally:
+            upstream.release()
+
+    async def _relay_body(
+        self,
+        route: routes.Route,
+        outcome: _Outcome,
+        started: float,
+        upstream: aiohttp.ClientResponse,
+    ) -> web.StreamResponse:
+        t_up = time.perf_counter()
+        try:
+            payload = await upstream.read()
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            outcome.upstream_s += time.perf_counter() - t_up
+            return self._upstream_failed(route, outcome, started, exc)
+        outcome.upstream_s += time.perf_counter() - t_up
+        status = upstream.status
+        headers = _response_headers(upstream)
+        if status >= 300:
+            outcome.status = status
+            self._finish(outcome, started, None, operation_ran=True, unknown_reason=None)
+            return web.Response(status=status, body=payload, headers=headers)
+        parsed = parse_body(route.kind, payload)
+        if parsed.malformed:
+            outcome.status = 502
+            self._metrics.inc(self._metrics.upstream_errors, (route.provider, "malformed_response"))
+            self._finish(outcome, started, None, operation_ran=True, unknown_reason="malformed")
+            return error_response(
+                502,
+                f"the {route.provider} upstream answered {status} with a body that is not JSON",
+                "api_error",
+                "bad_upstream_response",
+            )
+        outcome.status = status
+        self._set_response_model(route, outcome, parsed.model)
+        self._finish(outcome, started, parsed.usage, operation_ran=True)
+        return web.Response(status=status, body=payload, headers=headers)
+
+    async def _relay_stream(
+        self,
+        request: web.Request,
+        route: routes.Route,
+        outcome: _Outcome,
+        started: float,
+        upstream: aiohttp.ClientResponse,
+        drop_usage_chunk: bool,
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(status=upstream.status, headers=_response_headers(upstream))
+        outcome.status = upstream.status
+        reader = SSEUsageReader(route.kind, drop_usage_chunk)
+        broken: str | None = None
+        client_gone = False
+        write_s = 0.0
+        t_w = time.perf_counter()
+        await response.prepare(request)
+        write_s += time.perf_counter() - t_w
+        content = upstream.content
+        while True:
+            t_up = time.perf_counter()
+            try:
+                chunk = await content.readany()
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                outcome.upstream_s += time.perf_counter() - t_up
+                broken = "timeout" if isinstance(exc, asyncio.TimeoutError) else "truncated"
+                break
+            outcome.upstream_s += time.perf_counter() - t_up
+            if not chunk:
+                break
+            events = reader.feed(chunk)
+            out = chunk if not drop_usage_chunk else b"".join(events)
+            if not out:
+                continue
+            t_w = time.perf_counter()
+            try:
+                await response.write(out)
+            except (ConnectionError, aiohttp.ClientError, RuntimeError):
+                client_gone = True
+                break
+            write_s += time.perf_counter() - t_w
+        outcome.upstream_s += write_s  # time waiting on the client is not gateway overhead
+        if broken is None and not client_gone and not reader.done and reader.usage is None:
+            broken = "truncated"
+        if broken is not None:
+            self._metrics.inc(self._metrics.upstream_errors, (route.provider, broken))
+        self._set_response_model(route, outcome, reader.model)
+        if reader.usage is not None:
+            self._finish(outcome, started, reader.usage, operation_ran=True)
+        else:
+            reason = "client_disconnected" if client_gone else (broken or "missing_usage")
+            self._finish(outcome, started, None, operation_ran=True, unknown_reason=reason)
+        if client_gone or broken is not None:
+            # The status line is gone already: close the connection so the client sees
+            # the break instead of a clean end of stream.
+            if request.transport is not None:
+                request.transport.close()
+            return response
+        if drop_usage_chunk and reader.pending():
+            await response.write(reader.pending())
+        await response.write_eof()
+        return response
+
+    # ------------------------------------------------------------ helpers
+
+    def _upstream_failed(
+        self, route: routes.Route, outcome: _Outcome, started: float, exc: BaseException
+    ) -> web.Response:
+        if isinstance(exc, asyncio.TimeoutError):
+            status, reason, code = 504, "timeout", "upstream_timeout"
+            message = f"the {route.provider} upstream did not answer in time"
+        elif isinstance(exc, aiohttp.ClientPayloadError):
+            status, reason, code = 502, "truncated", "upstream_truncated"
+            message = f"the {route.provider} upstream closed the connection mid-response"
+        elif isinstance(exc, aiohttp.ClientConnectorError | ConnectionRefusedError):
+            status, reason, code = 502, "connect", "upstream_unreachable"
+            message = f"cannot connect to the {route.provider} upstream"
+        else:
+            status, reason, code = 502, "connection", "upstream_unreachable"
+            message = f"the {route.provider} upstream connection failed: {type(exc).__name__}"
+        outcome.status = status
+        self._metrics.inc(self._metrics.upstream_errors, (route.provider, reason))
+        # A request that reached the upstream may have been billed: its usage is unknown.
+        unknown = None if reason == "connect" else reason
+        self._finish(outcome, started, None, operation_ran=True, unknown_reason=unknown)
+        return error_response(status, message, "api_error", code)
+
+    def _requested_model(self, route: routes.Route, data: dict[str, Any]) -> str:
+        if route.deployment is not None:
+            return self._azure_deployments.get(route.deployment, route.deployment)
+        model = data.get("model")
+        return model if isinstance(model, str) and model else OTHER
+
+    def _label_model(self, provider: str, model: str) -> str:
+        return self._pricer.price(provider, model, _ZERO).model
+
+    def _set_response_model(
+        self, route: routes.Route, outcome: _Outcome, response_model: str | None
+    ) -> None:
+        if response_model:
+            outcome.model = response_model  # priced (and folded) in _finish
+
+    def _upstream_headers(self, request: web.Request, target: UpstreamTarget) -> CIMultiDict[str]:
+        headers: CIMultiDict[str] = CIMultiDict()
+        for name, value in request.headers.items():
+            if name.lower() not in _DROP_REQUEST:
+                headers.add(name, value)
+        for name, value in target.auth_headers:
+            headers[name] = value
+        headers["Accept-Encoding"] = "identity"
+        return headers
+
+    def _finish(
+        self,
+        outcome: _Outcome,
+        started: float,
+        usage: TokenUsage | None,
+        *,
+        operation_ran: bool,
+        unknown_reason: str | None = "missing_usage",
+    ) -> None:
+        """Record the request: tokens and cost when usage is known, else why not."""
+        if outcome.recorded:
+            return
+        outcome.recorded = True
+        m = self._metrics
+        route = outcome.route
+        att = outcome.attribution
+        provider = route.provider
+        model = outcome.model
+        if usage is not None:
+            priced = self._pricer.price(provider, model, usage)
+            model = priced.model
+            if not priced.priced:
+                m.inc(m.unpriced, (provider, OTHER))
+            m.record_usage(
+                att.team, att.project, att.agent, provider, model, route.operation,
+                routes.OTEL_PROVIDER[provider], usage, priced.total,
+            )  # fmt: skip
+            self._table.charge_tokens(
+                att.team, att.project, att.agent, (*outcome.match_models, model),
+                usage.input + usage.cached_input + usage.output,
+            )  # fmt: skip
+        else:
+            model = self._label_model(provider, model)
+            if operation_ran and unknown_reason is not None:
+                m.inc(m.usage_unknown, (att.team, provider, model, unknown_reason))
+        m.inc(m.requests, (att.team, att.project, att.agent, provider, model, str(outcome.status)))
+        total = time.perf_counter() - started
+        if operation_ran:
+            m.observe(
+                m.duration,
+                (route.operation, routes.OTEL_PROVIDER[provider], model, att.team),
+                total,
+            )
+        m.observe(m.overhead, (provider,), max(0.0, total - outcome.upstream_s))
+
+
+def _response_headers(upstream: aiohttp.ClientResponse) -> CIMultiDict[str]:
+    headers: CIMultiDict[str] = CIMultiDict()
+    for name, value in upstream.headers.items():
+        if name.lower() not in _DROP_RESPONSE:
+            headers.add(name, value)
+    return headers

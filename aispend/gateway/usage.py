@@ -1,0 +1,240 @@
+"""Token usage from provider responses: whole JSON bodies and SSE streams.
+
+Wire formats (as documented by the providers):
+- OpenAI chat / completions / embeddings (and Azure OpenAI): `usage.prompt_tokens`
+  (cache reads included, `prompt_tokens_details.cached_tokens`),
+  `usage.completion_tokens` (reasoning included,
+  `completion_tokens_details.reasoning_tokens`). Streams carry it in a final chunk
+  with `"choices": []` when `stream_options.include_usage` is set.
+- OpenAI responses: `usage.input_tokens` (`input_tokens_details.cached_tokens`),
+  `usage.output_tokens` (`output_tokens_details.reasoning_tokens`); streams carry the
+  whole response in the `response.completed` event.
+- Anthropic messages: `usage.input_tokens` (uncached), `cache_read_input_tokens`,
+  `cache_creation_input_tokens` (counted as input: TokenUsage has no cache-write
+  type), `output_tokens`; streams carry it in `message_start` and (cumulative output,
+  sometimes input too) `message_delta`.
+
+`Usage parsers never raise on odd input: a missing or malformed usage gives None
+and the caller counts it as unknown rather than guessing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from aispend.pricing import TokenUsage
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError("token count must be a non-negative integer")
+    return value
+
+
+def _opt_int(obj: Any, key: str) -> int:
+    if not isinstance(obj, dict):
+        return 0
+    value = obj.get(key)
+    return 0 if value is None else _int(value)
+
+
+def openai_usage(usage: Any) -> TokenUsage | None:
+    """Chat / completions / embeddings usage object -> TokenUsage."""
+    if not isinstance(usage, dict):
+        return None
+    try:
+        if "input_tokens" in usage and "prompt_tokens" not in usage:
+            return responses_usage(usage)
+        prompt = _int(usage["prompt_tokens"])
+        completion = _opt_int(usage, "completion_tokens")
+        cached = min(_opt_int(usage.get("prompt_tokens_details"), "cached_tokens"), prompt)
+        reasoning = _opt_int(usage.get("completion_tokens_details"), "reasoning_tokens")
+    except (KeyError, ValueError):
+        return None
+    return TokenUsage(prompt - cached, completion, cached, min(reasoning, completion))
+
+
+def responses_usage(usage: Any) -> TokenUsage | None:
+    """OpenAI Responses API usage object -> TokenUsage."""
+    if not isinstance(usage, dict):
+        return None
+    try:
+        inp = _int(usage["input_tokens"])
+        out = _opt_int(usage, "output_tokens")
+        cached = min(_opt_int(usage.get("input_tokens_details"), "cached_tokens"), inp)
+        reasoning = _opt_int(usage.get("output_tokens_details"), "reasoning_tokens")
+    except (KeyError, ValueError):
+        return None
+    return TokenUsage(inp - cached, out, cached, min(reasoning, out))
+
+
+def anthropic_usage(usage: Any) -> TokenUsage | None:
+    """Anthropic messages usage object -> TokenUsage."""
+    if not isinstance(usage, dict):
+        return None
+    try:
+        inp = _int(usage["input_tokens"]) + _opt_int(usage, "cache_creation_input_tokens")
+        out = _int(usage["output_tokens"])
+        cached = _opt_int(usage, "cache_read_input_tokens")
+    except (KeyError, ValueError):
+        return None
+    return TokenUsage(inp, out, cached, 0)
+
+
+@dataclass
+class BodyResult:
+    usage: TokenUsage | None
+    model: str | None
+    malformed: bool = False
+
+
+def parse_body(kind: str, body: bytes) -> BodyResult:
+    """Usage and model of a whole (non-streamed) JSON response body."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return BodyResult(None, None, malformed=True)
+    if not isinstance(data, dict):
+        return BodyResult(None, None, malformed=True)
+    model = data.get("model")
+    model = model if isinstance(model, str) and model else None
+    raw = data.get("usage")
+    if kind == "anthropic":
+        return BodyResult(anthropic_usage(raw), model)
+    if kind == "responses":
+        return BodyResult(responses_usage(raw), model)
+    return BodyResult(openai_usage(raw), model)
+
+
+class SSEUsageReader:
+    """Follows an SSE stream event by event and keeps the usage and model it reports.
+
+    `feed(chunk)` returns the complete events (raw bytes, each ending with a blank
+    line) so that the proxy can forward them, dropping the one usage-only chunk the
+    client did not ask for (`drop_usage_chunk`).
+    """
+
+    def __init__(self, kind: str, drop_usage_chunk: bool = False) -> None:
+        self.kind = kind
+        self.drop_usage_chunk = drop_usage_chunk
+        self.usage: TokenUsage | None = None
+        self.model: str | None = None
+        self.done = False  # saw the provider's end-of-stream marker
+        self._buffer = b""
+        self._anthropic_input: dict[str, Any] | None = None
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        self._buffer += chunk
+        if b"\n\n" not in self._buffer and b"\r\n\r\n" not in self._buffer:
+            return []
+        if b"\r\n" in self._buffer:
+            self._buffer = self._buffer.replace(b"\r\n", b"\n")
+        *events, self._buffer = self._buffer.split(b"\n\n")
+        out: list[bytes] = []
+        for event in events:
+            if not event:
+                continue
+            if self._inspect(event):
+                out.append(event + b"\n\n")
+        return out
+
+    def pending(self) -> bytes:
+        """Bytes of an incomplete last event (forwarded as is at the end)."""
+        return self._buffer
+
+    # ------------------------------------------------------------ per provider
+
+    def _inspect(self, event: bytes) -> bool:
+        """Read one event; False when it must not be forwarded."""
+        data = _event_data(event)
+        if data is None:
+            return True
+        if data == b"[DONE]":
+            self.done = True
+            return True
+        if self.kind == "anthropic":
+            self._anthropic(data)
+            return True
+        if self.kind == "responses":
+            if b'"response.completed"' in data or b'"response.incomplete"' in data:
+                self._responses(data)
+            return True
+        return self._openai(data)
+
+    def _openai(self, data: bytes) -> bool:
+        if self.model is None and b'"model"' in data:
+            parsed = _loads(data)
+            if isinstance(parsed, dict) and isinstance(parsed.get("model"), str):
+                self.model = parsed["model"]
+        if b'"usage"' not in data or b'"usage":null' in data or b'"usage": null' in data:
+            return True
+        parsed = _loads(data)
+        if not isinstance(parsed, dict) or parsed.get("usage") is None:
+            return True
+        usage = openai_usage(parsed["usage"])
+        if usage is not None:
+            self.usage = usage
+        # The usage-only chunk (no choices) is dropped when the client did not ask for it.
+        return not (self.drop_usage_chunk and not parsed.get("choices"))
+
+    def _responses(self, data: bytes) -> None:
+        parsed = _loads(data)
+        response = parsed.get("response") if isinstance(parsed, dict) else None
+        if not isinstance(response, dict):
+            return
+        if isinstance(response.get("model"), str):
+            self.model = response["model"]
+        usage = responses_usage(response.get("usage"))
+        if usage is not None:
+            self.usage = usage
+            self.done = True
+
+    def _anthropic(self, data: bytes) -> None:
+        if b'"message_start"' not in data and b'"message_delta"' not in data:
+            if b'"message_stop"' in data:
+                self.done = True
+            return
+        parsed = _loads(data)
+        if not isinstance(parsed, dict):
+            return
+        kind = parsed.get("type")
+        if kind == "message_start":
+            message = parsed.get("message")
+            if isinstance(message, dict):
+                if isinstance(message.get("model"), str):
+                    self.model = message["model"]
+                usage = message.get("usage")
+                if isinstance(usage, dict):
+                    self._anthropic_input = dict(usage)
+                    self.usage = anthropic_usage(self._anthropic_input)
+        elif kind == "message_delta":
+            delta_usage = parsed.get("usage")
+            if isinstance(delta_usage, dict):
+                merged = dict(self._anthropic_input or {})
+                # message_delta's counts are cumulative: they replace, never add.
+                merged.update({k: v for k, v in delta_usage.items() if v is not None})
+                self._anthropic_input = merged
+                self.usage = anthropic_usage(merged)
+        elif kind == "message_stop":
+            self.done = True
+
+
+def _event_data(event: bytes) -> bytes | None:
+    """The joined `data:` lines of one SSE event, or None when it has none."""
+    if event.startswith(b"data: ") and b"\n" not in event:
+        return event[6:]
+    parts = []
+    for line in event.split(b"\n"):
+        if line.startswith(b"data:"):
+            value = line[5:]
+            parts.append(value[1:] if value.startswith(b" ") else value)
+    return b"\n".join(parts) if parts else None
+
+
+def _loads(data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return None
