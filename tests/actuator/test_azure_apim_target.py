@@ -1,0 +1,190 @@
+"""Azure APIM target against a local HTTPS server speaking the ARM wire format.
+
+Simulated: Azure Resource Manager (no Azure here). The fake serves
+`/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ApiManagement/service/
+{svc}/subscriptions/{sid}` GET and PATCH (Subscription_Get / Subscription_Update,
+api-version 2022-08-01), requires `api-version`, `If-Match` on PATCH and the bearer
+token, and answers with the documented SubscriptionContract shape. TLS is real
+(trustme); the token comes from a static TokenCredential (azure-core's AccessToken),
+standing in for the azure-identity credential used in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+import trustme
+from aiohttp import web
+from azure.core.credentials import AccessToken
+
+from aispend.actuators.settings import AzureApimTargetSettings
+from aispend.actuators.targets.azure_apim import AzureApimTarget
+from aispend.actuators.targets.base import Action, TargetError
+from tests.actuator.fakes import Seen, ThreadedServer, _seen
+
+ARM_TOKEN = "arm-token-eyJ0eXAi.test"
+PATH = (
+    "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-ai"
+    "/providers/Microsoft.ApiManagement/service/apim-ai/subscriptions/search-rerank-agent"
+)
+
+
+class StaticCredential:
+    def __init__(self) -> None:
+        self.scopes: list[tuple[str, ...]] = []
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        self.scopes.append(scopes)
+        return AccessToken(ARM_TOKEN, int(time.time()) + 3600)
+
+
+class FakeArm:
+    def __init__(self) -> None:
+        self.state = "active"
+        self.seen: list[Seen] = []
+        self.fail_with: int | None = None
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_route(
+            "*",
+            "/subscriptions/{sub}/resourceGroups/{rg}/providers/"
+            "Microsoft.ApiManagement/service/{svc}/subscriptions/{sid}",
+            self.handle,
+        )
+        return app
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.seen.append(await _seen(request))
+        if request.headers.get("Authorization") != f"Bearer {ARM_TOKEN}":
+            return web.json_response({"error": {"code": "AuthenticationFailed"}}, status=401)
+        if request.query.get("api-version") != "2022-08-01":
+            return web.json_response({"error": {"code": "MissingApiVersionParameter"}}, status=400)
+        if self.fail_with:
+            return web.json_response({"error": {"code": "ServerBusy"}}, status=self.fail_with)
+        if request.match_info["sid"] != "search-rerank-agent":
+            return web.json_response({"error": {"code": "ResourceNotFound"}}, status=404)
+        if request.method == "PATCH":
+            if request.headers.get("If-Match") != "*":
+                return web.json_response({"error": {"code": "PreconditionRequired"}}, status=428)
+            self.state = self.seen[-1].body["properties"]["state"]
+        return web.json_response(
+            {
+                "id": request.path,
+                "type": "Microsoft.ApiManagement/service/subscriptions",
+                "name": request.match_info["sid"],
+                "properties": {
+                    "displayName": "rerank-agent",
+                    "scope": "/apis",
+                    "state": self.state,
+                },
+            }
+        )
+
+
+@pytest.fixture
+def arm() -> Iterator[tuple[FakeArm, ThreadedServer, ssl.SSLContext]]:
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    fake = FakeArm()
+    server = ThreadedServer(fake.app(), ssl_context=server_ctx).start()
+    try:
+        yield fake, server, client_ctx
+    finally:
+        server.stop()
+
+
+ACTION = Action(
+    "f00d",
+    "2024-05-01T10:00:00+00:00",
+    {"team": "search", "agent": "rerank-agent"},
+    {},
+    "pause-apim",
+    "pause",
+)
+
+
+def target(server: ThreadedServer, ctx: ssl.SSLContext, cred: StaticCredential) -> AzureApimTarget:
+    settings = AzureApimTargetSettings(
+        type="azure_apim",
+        subscription_id="00000000-0000-0000-0000-000000000000",
+        resource_group="rg-ai",
+        service_name="apim-ai",
+        sid="${team}-${agent}",
+        endpoint=server.url,
+    )
+    return AzureApimTarget("apim", settings, None, credential=cred, ssl_context=ctx)  # type: ignore[arg-type]
+
+
+def cycle(t: AzureApimTarget, do_undo: bool = True) -> tuple[dict[str, Any], str, str]:
+    async def go() -> tuple[dict[str, Any], str, str]:
+        async with aiohttp.ClientSession() as session:
+            t._session = session
+            data = await t.prepare(ACTION)
+            applied = await t.apply(ACTION, data)
+            undone = await t.undo(ACTION, data) if do_undo else ""
+            return data, applied, undone
+
+    return asyncio.run(go())
+
+
+def test_suspend_then_reactivate(arm):
+    fake, server, ctx = arm
+    cred = StaticCredential()
+    data, applied, _ = cycle(target(server, ctx, cred), do_undo=False)
+    assert data == {"sid": "search-rerank-agent", "state": "active"}
+    assert applied == "APIM subscription search-rerank-agent suspended (was active)"
+    assert fake.state == "suspended"
+    get, patch = fake.seen
+    assert (get.method, get.path, get.query) == ("GET", PATH, {"api-version": "2022-08-01"})
+    assert (patch.method, patch.path, patch.query) == ("PATCH", PATH, {"api-version": "2022-08-01"})
+    assert patch.headers["If-Match"] == "*"
+    assert patch.headers["Content-Type"] == "application/json"
+    assert patch.body == {"properties": {"state": "suspended"}}
+    assert cred.scopes[0] == (f"{server.url}/.default",)
+
+    data, _, undone = cycle(target(server, ctx, cred))
+    # Already suspended when this second cycle started: undo restores "suspended".
+    assert data["state"] == "suspended" and fake.state == "suspended"
+    fake.state = "active"
+    fake.seen.clear()
+    data, _, undone = cycle(target(server, ctx, cred))
+    assert undone == "APIM subscription search-rerank-agent back to active"
+    assert fake.seen[-1].body == {"properties": {"state": "active"}}
+    assert fake.state == "active"
+
+
+def test_errors_are_classified(arm):
+    fake, server, ctx = arm
+    fake.fail_with = 503
+    with pytest.raises(TargetError, match="HTTP 503") as err:
+        cycle(target(server, ctx, StaticCredential()))
+    assert err.value.retryable is True
+    fake.fail_with = None
+    t = target(server, ctx, StaticCredential())
+    bad = Action("f00d", "x", {"team": "search", "agent": "other"}, {}, "r", "pause")
+
+    async def go() -> None:
+        async with aiohttp.ClientSession() as session:
+            t._session = session
+            await t.prepare(bad)
+
+    with pytest.raises(TargetError, match="HTTP 404") as err:
+        asyncio.run(go())
+    assert err.value.retryable is False
+
+
+def test_untrusted_certificate_is_refused(arm):
+    _, server, _ = arm
+    with pytest.raises(TargetError, match=r"(?i)certificate") as err:
+        cycle(target(server, ssl.create_default_context(), StaticCredential()))
+    assert err.value.retryable is True

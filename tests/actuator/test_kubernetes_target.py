@@ -1,0 +1,323 @@
+"""Kubernetes target against a local HTTPS server that implements the endpoints it calls.
+
+Simulated: the Kubernetes API server (no cluster here). The fake implements the
+documented apps/v1 `.../{deployments,statefulsets}/{name}/scale` GET/PATCH, the list
+endpoint with `labelSelector`, and batch/v1 CronJob GET/PATCH; PATCH must carry
+`application/merge-patch+json` (else 415, as the API server answers) and the bearer
+token (else 401). TLS is real (a trustme CA, trusted through the kubeconfig's
+`certificate-authority-data`), so the kubeconfig path is exercised as in real use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import trustme
+import yaml
+from aiohttp import web
+
+from aispend.actuators.settings import KubernetesTargetSettings
+from aispend.actuators.targets.base import Action, TargetError
+from aispend.actuators.targets.kubeauth import from_kubeconfig
+from aispend.actuators.targets.kubernetes import KubernetesTarget
+from tests.actuator.fakes import Seen, ThreadedServer, _seen
+
+K8S_TOKEN = "kube-sa-token-abc123"
+
+
+class FakeKubernetes:
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {
+            ("deployments", "search", "rerank-agent"): {
+                "replicas": 3,
+                "labels": {"agent": "rerank-agent"},
+            },
+            ("statefulsets", "research", "eval-a"): {
+                "replicas": 2,
+                "labels": {"agent": "eval-runner"},
+            },
+            ("statefulsets", "research", "eval-b"): {
+                "replicas": 1,
+                "labels": {"agent": "eval-runner"},
+            },
+            ("statefulsets", "research", "other"): {"replicas": 4, "labels": {"agent": "x"}},
+            ("cronjobs", "research", "nightly-evals"): {"suspend": False, "labels": {}},
+        }
+        self.seen: list[Seen] = []
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_route(
+            "*", "/apis/{group}/{version}/namespaces/{ns}/{plural}", self.collection
+        )
+        app.router.add_route(
+            "*", "/apis/{group}/{version}/namespaces/{ns}/{plural}/{name}", self.item
+        )
+        app.router.add_route(
+            "*", "/apis/{group}/{version}/namespaces/{ns}/{plural}/{name}/scale", self.scale
+        )
+        return app
+
+    async def _check(self, request: web.Request) -> web.Response | None:
+        self.seen.append(await _seen(request))
+        if request.headers.get("Authorization") != f"Bearer {K8S_TOKEN}":
+            return web.json_response({"kind": "Status", "code": 401}, status=401)
+        if request.method == "PATCH" and request.content_type != "application/merge-patch+json":
+            return web.json_response({"kind": "Status", "code": 415}, status=415)
+        return None
+
+    def _get(self, request: web.Request) -> dict[str, Any] | None:
+        mi = request.match_info
+        return self.objects.get((mi["plural"], mi["ns"], mi["name"]))
+
+    async def collection(self, request: web.Request) -> web.Response:
+        denied = await self._check(request)
+        if denied:
+            return denied
+        wanted = dict(
+            p.split("=", 1) for p in request.query.get("labelSelector", "").split(",") if p
+        )
+        mi = request.match_info
+        items = [
+            {"metadata": {"name": name, "namespace": ns, "labels": obj["labels"]}}
+            for (plural, ns, name), obj in self.objects.items()
+            if plural == mi["plural"]
+            and ns == mi["ns"]
+            and all(obj["labels"].get(k) == v for k, v in wanted.items())
+        ]
+        return web.json_response({"kind": "List", "items": items})
+
+    async def scale(self, request: web.Request) -> web.Response:
+        denied = await self._check(request)
+        if denied:
+            return denied
+        obj = self._get(request)
+        if obj is None:
+            return web.json_response({"kind": "Status", "code": 404}, status=404)
+        if request.method == "PATCH":
+            obj["replicas"] = self.seen[-1].body["spec"]["replicas"]
+        mi = request.match_info
+        return web.json_response(
+            {
+                "kind": "Scale",
+                "apiVersion": "autoscaling/v1",
+                "metadata": {"name": mi["name"], "namespace": mi["ns"]},
+                "spec": {"replicas": obj["replicas"]},
+                "status": {"replicas": obj["replicas"]},
+            }
+        )
+
+    async def item(self, request: web.Request) -> web.Response:
+        denied = await self._check(request)
+        if denied:
+            return denied
+        obj = self._get(request)
+        if obj is None:
+            return web.json_response({"kind": "Status", "code": 404}, status=404)
+        if request.method == "PATCH":
+            obj["suspend"] = self.seen[-1].body["spec"]["suspend"]
+        return web.json_response(
+            {"kind": "CronJob", "spec": {"schedule": "0 2 * * *", "suspend": obj["suspend"]}}
+        )
+
+
+@pytest.fixture
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def kube(ca: trustme.CA) -> Iterator[tuple[FakeKubernetes, ThreadedServer]]:
+    fake = FakeKubernetes()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    server = ThreadedServer(fake.app(), ssl_context=server_ctx).start()
+    try:
+        yield fake, server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def kubeconfig(tmp_path: Path, kube, ca: trustme.CA) -> Path:
+    _, server = kube
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "test",
+        "clusters": [
+            {
+                "name": "c",
+                "cluster": {
+                    "server": server.url,
+                    "certificate-authority-data": base64.b64encode(ca.cert_pem.bytes()).decode(),
+                },
+            }
+        ],
+        "users": [{"name": "u", "user": {"token": K8S_TOKEN}}],
+        "contexts": [{"name": "test", "context": {"cluster": "c", "user": "u"}}],
+    }
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def action(**labels: str) -> Action:
+    return Action("f00d", "2024-05-01T10:00:00+00:00", labels, {}, "pause-k8s", "pause")
+
+
+def run(target: KubernetesTarget, act: Action) -> tuple[dict[str, Any], str, str]:
+    async def go() -> tuple[dict[str, Any], str, str]:
+        async with aiohttp.ClientSession() as session:
+            target._session = session
+            undo = await target.prepare(act)
+            applied = await target.apply(act, undo)
+            return undo, applied, ""
+
+    return asyncio.run(go())
+
+
+def undo(target: KubernetesTarget, act: Action, data: dict[str, Any]) -> str:
+    async def go() -> str:
+        async with aiohttp.ClientSession() as session:
+            target._session = session
+            return await target.undo(act, data)
+
+    return asyncio.run(go())
+
+
+def make(kubeconfig: Path, **kw: Any) -> KubernetesTarget:
+    settings = KubernetesTargetSettings.model_validate(
+        {"type": "kubernetes", "kubeconfig": str(kubeconfig), **kw}
+    )
+    return KubernetesTarget("k8s", settings, session=None)  # type: ignore[arg-type]
+
+
+def test_deployment_scaled_to_zero_and_restored(kube, kubeconfig):
+    fake, _ = kube
+    target = make(kubeconfig, kind="Deployment", namespace="${team}", name="${agent}")
+    act = action(team="search", agent="rerank-agent")
+    data, detail, _ = run(target, act)
+    assert data == {
+        "namespace": "search",
+        "kind": "Deployment",
+        "objects": [{"name": "rerank-agent", "replicas": 3}],
+    }
+    assert detail == "scaled to 0: Deployment search/rerank-agent (replicas=3)"
+    path = "/apis/apps/v1/namespaces/search/deployments/rerank-agent/scale"
+    assert [(s.method, s.path) for s in fake.seen] == [("GET", path), ("PATCH", path)]
+    patch = fake.seen[1]
+    assert patch.headers["Content-Type"] == "application/merge-patch+json"
+    assert patch.headers["Authorization"] == f"Bearer {K8S_TOKEN}"
+    assert patch.body == {"spec": {"replicas": 0}}
+    assert fake.objects[("deployments", "search", "rerank-agent")]["replicas"] == 0
+
+    assert undo(target, act, data) == "restored: Deployment search/rerank-agent (replicas=3)"
+    assert (fake.seen[2].method, fake.seen[2].path, fake.seen[2].body) == (
+        "PATCH",
+        path,
+        {"spec": {"replicas": 3}},
+    )
+    assert fake.objects[("deployments", "search", "rerank-agent")]["replicas"] == 3
+
+
+def test_statefulsets_by_label_selector(kube, kubeconfig):
+    fake, _ = kube
+    target = make(kubeconfig, kind="StatefulSet", namespace="${team}", selector="agent=${agent}")
+    act = action(team="research", agent="eval-runner")
+    data, _, _ = run(target, act)
+    listing = fake.seen[0]
+    assert (listing.method, listing.path, listing.query) == (
+        "GET",
+        "/apis/apps/v1/namespaces/research/statefulsets",
+        {"labelSelector": "agent=eval-runner"},
+    )
+    assert data["objects"] == [{"name": "eval-a", "replicas": 2}, {"name": "eval-b", "replicas": 1}]
+    replicas = {k[2]: v["replicas"] for k, v in fake.objects.items() if k[0] == "statefulsets"}
+    assert replicas == {"eval-a": 0, "eval-b": 0, "other": 4}
+    undo(target, act, data)
+    replicas = {k[2]: v["replicas"] for k, v in fake.objects.items() if k[0] == "statefulsets"}
+    assert replicas == {"eval-a": 2, "eval-b": 1, "other": 4}
+
+
+def test_cronjob_suspended_and_restored(kube, kubeconfig):
+    fake, _ = kube
+    target = make(kubeconfig, kind="CronJob", namespace="research", name="nightly-evals")
+    act = action(team="research")
+    data, detail, _ = run(target, act)
+    path = "/apis/batch/v1/namespaces/research/cronjobs/nightly-evals"
+    assert [(s.method, s.path, s.body) for s in fake.seen] == [
+        ("GET", path, None),
+        ("PATCH", path, {"spec": {"suspend": True}}),
+    ]
+    assert fake.seen[1].headers["Content-Type"] == "application/merge-patch+json"
+    assert detail == "suspended: CronJob research/nightly-evals (suspend=false)"
+    assert fake.objects[("cronjobs", "research", "nightly-evals")]["suspend"] is True
+    undo(target, act, data)
+    assert fake.seen[-1].body == {"spec": {"suspend": False}}
+    assert fake.objects[("cronjobs", "research", "nightly-evals")]["suspend"] is False
+
+
+def test_missing_object_and_bad_names_are_not_retryable(kube, kubeconfig):
+    target = make(kubeconfig, kind="Deployment", namespace="${team}", name="${agent}")
+    with pytest.raises(TargetError, match="HTTP 404") as err:
+        run(target, action(team="search", agent="nope"))
+    assert err.value.retryable is False
+    with pytest.raises(TargetError, match="not a valid Kubernetes name") as err:
+        run(target, action(team="search", agent="Bad_Name"))
+    assert err.value.retryable is False
+    with pytest.raises(TargetError, match="no label 'agent'"):
+        run(target, action(team="search"))
+    selector = make(kubeconfig, kind="StatefulSet", namespace="research", selector="agent=${agent}")
+    with pytest.raises(TargetError, match="no StatefulSet in namespace research matches"):
+        run(selector, action(agent="ghost"))
+
+
+def test_explicit_api_server_with_token_file_and_ca_file(kube, tmp_path, ca):
+    """The in-cluster shape: a server URL, a token file, a CA file."""
+    _, server = kube
+    (tmp_path / "token").write_text(K8S_TOKEN + "\n")
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.crt"))
+    settings = KubernetesTargetSettings(
+        type="kubernetes",
+        kind="Deployment",
+        namespace="search",
+        name="rerank-agent",
+        api_server=server.url,
+        token_file=str(tmp_path / "token"),
+        ca_file=str(tmp_path / "ca.crt"),
+    )
+    data, _, _ = run(KubernetesTarget("k8s", settings, None), action())  # type: ignore[arg-type]
+    assert data["objects"] == [{"name": "rerank-agent", "replicas": 3}]
+
+
+def test_wrong_token_is_an_error_and_untrusted_tls_is_refused(kube, kubeconfig, tmp_path):
+    doc = yaml.safe_load(kubeconfig.read_text())
+    doc["users"][0]["user"]["token"] = "wrong"
+    bad = tmp_path / "bad-kubeconfig"
+    bad.write_text(yaml.safe_dump(doc))
+    with pytest.raises(TargetError, match="HTTP 401"):
+        run(make(bad, kind="Deployment", namespace="search", name="rerank-agent"), action())
+    del doc["clusters"][0]["cluster"]["certificate-authority-data"]
+    doc["users"][0]["user"]["token"] = K8S_TOKEN
+    bad.write_text(yaml.safe_dump(doc))
+    with pytest.raises(TargetError, match=r"(?i)certificate|SSL") as err:
+        run(make(bad, kind="Deployment", namespace="search", name="rerank-agent"), action())
+    assert err.value.retryable is True
+
+
+def test_kubeconfig_errors_are_actionable(tmp_path):
+    from aispend.actuators.targets.kubeauth import KubeConfigError
+
+    with pytest.raises(KubeConfigError, match="cannot read kubeconfig"):
+        from_kubeconfig(tmp_path / "missing")
+    (tmp_path / "kc").write_text(yaml.safe_dump({"current-context": "x", "contexts": []}))
+    with pytest.raises(KubeConfigError, match="no context named 'x'"):
+        from_kubeconfig(tmp_path / "kc")
