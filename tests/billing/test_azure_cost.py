@@ -1,0 +1,265 @@
+"""Azure Cost Management source: the real SDK client against a local HTTPS server.
+
+Simulated: the Cost Management service itself (Azure cannot be reached from here).
+`azure_server.py` serves the documented Query wire format over TLS (trustme CA); the
+client is the real azure-mgmt-costmanagement `CostManagementClient` with our retry
+policy, authenticated by a static bearer token (`AccessToken`). Waits are recorded by
+an injected sleep and time comes from an injected clock, so nothing sleeps for real.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azure.core.credentials import AccessToken
+from prometheus_client import CollectorRegistry, generate_latest
+
+from aispend import metrics
+from aispend.exporters.billing.azure_cost import AzureCostSource
+from aispend.exporters.billing.collector import BillingCollector, CachedSource
+from aispend.exporters.billing.retry import QPU_RETRY_AFTER
+from aispend.exporters.billing.settings import AzureCostSettings
+from tests.billing.azure_server import QueryServer, Reply, query_result, running_query_server
+from tests.conftest import require_binary
+
+pytestmark = pytest.mark.integration
+
+SCOPE = "subscriptions/00000000-0000-0000-0000-000000000000"
+NOW = dt.datetime(2024, 9, 15, 12, 0, tzinfo=dt.UTC).timestamp()
+PAGE1 = [
+    [10.5, 20240913, "Virtual Machines", "team", "search", "USD"],
+    [2.25, 20240914, "Virtual Machines", "team", "search", "USD"],
+    [1.0, 20240914, "Azure OpenAI", "team", "research", "USD"],
+]
+PAGE2 = [
+    [4.0, 20240914, "Storage", "", "", "USD"],
+    [3.0, 20240915, "Virtual Machines", "team", "search", "USD"],
+]
+
+
+class StaticToken:
+    """A TokenCredential that always hands out the same bearer token."""
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        return AccessToken("test-token", int(NOW) + 3600)
+
+
+class Clock:
+    def __init__(self, now: float):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[QueryServer, Path]]:
+    with running_query_server(tmp_path) as running:
+        yield running
+
+
+def make_source(
+    server: QueryServer, ca_file: Path, clock: Clock, sleeps: list[float], **extra: Any
+) -> AzureCostSource:
+    settings = AzureCostSettings.model_validate(
+        {
+            "scopes": [{"scope": SCOPE, "name": "prod"}],
+            "endpoint": server.base_url,
+            "ca_file": str(ca_file),
+            **extra,
+        }
+    )
+    return AzureCostSource(
+        settings, "USD", credential=StaticToken(), sleep=sleeps.append, clock=clock
+    )
+
+
+def registry_for(cached: CachedSource, clock: Clock) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    registry.register(BillingCollector([cached], clock=clock))
+    return registry
+
+
+def labels(service: str, category: str, team: str) -> dict[str, str]:
+    return {
+        "provider": "Microsoft",
+        "account": "prod",
+        "service_category": category,
+        "service": service,
+        "team": team,
+        "project": "",
+        "environment": "",
+    }
+
+
+VM = labels("Virtual Machines", "Compute", "search")
+OPENAI = labels("Azure OpenAI", "AI and Machine Learning", "research")
+STORAGE = labels("Storage", "Storage", metrics.UNTAGGED_TEAM)
+
+
+def test_query_pages_and_exported_figures(server: tuple[QueryServer, Path]) -> None:
+    srv, ca = server
+    next_link = (
+        f"{srv.base_url}/{SCOPE}/providers/Microsoft.CostManagement/query"
+        "?api-version=2025-03-01&$skiptoken=page2token"
+    )
+    srv.script(Reply(200, query_result(PAGE1, next_link)), Reply(200, query_result(PAGE2)))
+    clock, sleeps = Clock(NOW), []
+    cached = CachedSource(make_source(srv, ca, clock, sleeps), clock)
+    assert cached.refresh(), cached.error
+    reg = registry_for(cached, clock)
+
+    assert len(srv.requests) == 2
+    first, second = srv.requests
+    assert first.path == f"/{SCOPE}/providers/Microsoft.CostManagement/query"
+    assert first.query == {"api-version": "2025-03-01"}
+    assert second.query == {"api-version": "2025-03-01", "$skiptoken": "page2token"}
+    assert first.headers["authorization"] == "Bearer test-token"
+    assert (
+        first.body
+        == second.body
+        == {
+            "type": "ActualCost",
+            "timeframe": "MonthToDate",
+            "dataset": {
+                "granularity": "Daily",
+                "aggregation": {"totalCost": {"name": "Cost", "function": "Sum"}},
+                "grouping": [
+                    {"type": "Dimension", "name": "ServiceName"},
+                    {"type": "TagKey", "name": "team"},
+                ],
+            },
+        }
+    )
+    mtd, last = metrics.CLOUD_COST_MONTH_TO_DATE.name, metrics.CLOUD_COST_LAST_DAY.name
+    # Newest day 2024-09-15 is partial at 12:00; the last complete day is 2024-09-14.
+    assert reg.get_sample_value(mtd, VM) == 15.75
+    assert reg.get_sample_value(last, VM) == 2.25
+    assert reg.get_sample_value(mtd, OPENAI) == 1.0
+    assert reg.get_sample_value(last, OPENAI) == 1.0
+    assert reg.get_sample_value(mtd, STORAGE) == 4.0
+    assert reg.get_sample_value(last, STORAGE) == 4.0
+    src = {"source": "azure_cost"}
+    assert reg.get_sample_value(metrics.CLOUD_COST_DATA_TIMESTAMP.name, src) == NOW
+    assert reg.get_sample_value(metrics.EXPORTER_UP.name, src) == 1.0
+    assert reg.get_sample_value(metrics.SOURCE_LAST_SUCCESS.name, src) == NOW
+    assert sleeps == []
+
+
+def test_429_waits_for_the_qpu_retry_after(server: tuple[QueryServer, Path]) -> None:
+    srv, ca = server
+    srv.script(
+        Reply(
+            429, {"error": {"code": "429", "message": "Too many requests"}}, {QPU_RETRY_AFTER: "37"}
+        ),
+        Reply(200, query_result(PAGE2)),
+    )
+    clock, sleeps = Clock(NOW), []
+    cached = CachedSource(make_source(srv, ca, clock, sleeps), clock)
+    assert cached.refresh(), cached.error
+    assert sleeps == [37.0]
+    assert len(srv.requests) == 2
+    reg = registry_for(cached, clock)
+    assert reg.get_sample_value("aispend_source_throttled_total", {"source": "azure_cost"}) == 1.0
+    assert reg.get_sample_value(metrics.CLOUD_COST_MONTH_TO_DATE.name, STORAGE) == 4.0
+
+
+def test_429_retry_after_header_and_too_long_wait(server: tuple[QueryServer, Path]) -> None:
+    srv, ca = server
+    srv.script(
+        Reply(429, {}, {"Retry-After": "5", QPU_RETRY_AFTER: "3"}),
+        Reply(200, query_result(PAGE2)),
+    )
+    clock, sleeps = Clock(NOW), []
+    cached = CachedSource(make_source(srv, ca, clock, sleeps, max_retry_wait_seconds=60), clock)
+    assert cached.refresh()
+    assert sleeps == [5.0]  # the longest of the throttling headers
+    srv.script(Reply(429, {}, {QPU_RETRY_AFTER: "3600"}))
+    assert not cached.refresh()  # asked to wait past the limit: the refresh fails now
+    assert sleeps == [5.0]
+    assert "HTTP 429" in (cached.error or "")
+
+
+def test_500s_retried_with_bounded_backoff(server: tuple[QueryServer, Path]) -> None:
+    srv, ca = server
+    err = {"error": {"code": "InternalServerError", "message": "boom"}}
+    srv.script(Reply(500, err), Reply(503, err), Reply(500, err), Reply(200, query_result(PAGE2)))
+    clock, sleeps = Clock(NOW), []
+    cached = CachedSource(make_source(srv, ca, clock, sleeps, max_retries=3), clock)
+    assert cached.refresh(), cached.error
+    assert sleeps == [2.0, 4.0, 8.0]
+    assert len(srv.requests) == 4
+
+    srv.requests.clear()
+    sleeps.clear()
+    srv.script(*(Reply(500, err) for _ in range(4)))
+    assert not cached.refresh()
+    assert len(srv.requests) == 4  # one try and max_retries=3 retries, no more
+    assert sleeps == [2.0, 4.0, 8.0]
+    assert "HTTP 500" in (cached.error or "")
+
+
+def test_204_means_no_cost(server: tuple[QueryServer, Path]) -> None:
+    srv, ca = server
+    srv.script(Reply(204))
+    clock, sleeps = Clock(NOW), []
+    cached = CachedSource(make_source(srv, ca, clock, sleeps), clock)
+    assert cached.refresh(), cached.error
+    reg = registry_for(cached, clock)
+    assert reg.get_sample_value(metrics.EXPORTER_UP.name, {"source": "azure_cost"}) == 1.0
+    text = generate_latest(reg).decode()
+    assert f"\n{metrics.CLOUD_COST_MONTH_TO_DATE.name}{{" not in text
+
+
+def test_cache_serves_scrapes_and_stale_data_keeps_its_timestamp(
+    server: tuple[QueryServer, Path], tmp_path: Path
+) -> None:
+    srv, ca = server
+    srv.script(Reply(200, query_result(PAGE1 + PAGE2)))
+    clock, sleeps = Clock(NOW), []
+    cached = CachedSource(make_source(srv, ca, clock, sleeps, max_retries=0), clock)
+    reg = registry_for(cached, clock)
+    assert cached.refresh_if_due()
+    for minutes in (1, 30, 60, 239):
+        clock.now = NOW + minutes * 60
+        assert not cached.refresh_if_due()
+        assert reg.get_sample_value(metrics.CLOUD_COST_MONTH_TO_DATE.name, VM) == 15.75
+    assert len(srv.requests) == 1  # scrapes and early checks never called the API
+    src = {"source": "azure_cost"}
+    assert reg.get_sample_value(metrics.SOURCE_CACHE_AGE.name, src) == 239 * 60
+
+    clock.now = NOW + 4 * 3600  # the 4 h refresh interval has passed; the API fails
+    srv.script(Reply(500, {"error": {"code": "InternalServerError", "message": "boom"}}))
+    assert cached.refresh_if_due() is False
+    assert len(srv.requests) == 2
+    assert reg.get_sample_value(metrics.EXPORTER_UP.name, src) == 0.0
+    assert reg.get_sample_value(metrics.CLOUD_COST_MONTH_TO_DATE.name, VM) == 15.75
+    assert reg.get_sample_value(metrics.CLOUD_COST_LAST_DAY.name, VM) == 2.25
+    assert reg.get_sample_value(metrics.CLOUD_COST_DATA_TIMESTAMP.name, src) == NOW
+    assert reg.get_sample_value(metrics.SOURCE_LAST_SUCCESS.name, src) == NOW
+    assert reg.get_sample_value(metrics.SOURCE_CACHE_AGE.name, src) == 4 * 3600
+
+    exposition = tmp_path / "metrics.txt"
+    exposition.write_bytes(generate_latest(reg))
+    check = subprocess.run(
+        [require_binary("promtool"), "check", "metrics"],
+        input=exposition.read_bytes(),
+        capture_output=True,
+        check=False,
+    )
+    assert check.returncode == 0 and check.stdout == b"" and check.stderr == b"", check
+
+
+def test_other_currency_is_an_error(server: tuple[QueryServer, Path]) -> None:
+    srv, ca = server
+    srv.script(Reply(200, query_result([[1.0, 20240914, "Storage", "team", "x", "EUR"]])))
+    clock, sleeps = Clock(NOW), []
+    cached = CachedSource(make_source(srv, ca, clock, sleeps), clock)
+    assert not cached.refresh()
+    assert cached.error == (f"{SCOPE}: cost in EUR, but the config's currency is USD")
+    assert cached.snapshot is None

@@ -1,0 +1,138 @@
+"""`aispend backfill focus`: TSDB blocks from the FOCUS sample, loaded by a real Prometheus.
+
+Real parts: promtool (creates the blocks), Prometheus 2.x (serves them, started on a
+free loopback port with --storage.tsdb.path = the backfilled dir), the FOCUS 1.0
+sample. Expected daily totals come from the csv module and Decimal.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import subprocess
+import sys
+import urllib.parse
+import urllib.request
+from collections import defaultdict
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aispend import metrics
+from aispend.procs import ManagedProcess
+from tests.conftest import SHARED_DATA, free_port, require_binary
+
+pytestmark = pytest.mark.integration
+
+SAMPLE = SHARED_DATA / "focus" / "focus_sample.csv"
+LAST_DAY = metrics.CLOUD_COST_LAST_DAY.name
+MTD = metrics.CLOUD_COST_MONTH_TO_DATE.name
+
+
+def day_end(day: str) -> float:
+    d = dt.date.fromisoformat(day) + dt.timedelta(days=1)
+    return dt.datetime(d.year, d.month, d.day, tzinfo=dt.UTC).timestamp()
+
+
+def expected() -> tuple[dict[str, dict[str, Decimal]], dict[str, Decimal]]:
+    """BilledCost per day per team (business_unit tag), and per provider for the month."""
+    per_day: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    per_provider: dict[str, Decimal] = defaultdict(Decimal)
+    with SAMPLE.open(encoding="utf-8", newline="") as fh:
+        for row in csv.DictReader(fh):
+            tags = {} if row["Tags"] == "NULL" else json.loads(row["Tags"])
+            team = tags.get("business_unit") or metrics.UNTAGGED_TEAM
+            cost = Decimal(row["BilledCost"])
+            per_day[row["ChargePeriodStart"][:10]][team] += cost
+            per_provider[row["ProviderName"]] += cost
+    return per_day, per_provider
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    tsdb = tmp_path / "tsdb"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "aispend",
+            "backfill",
+            "focus",
+            str(SAMPLE),
+            "--tsdb",
+            str(tsdb),
+            "--cost",
+            "BilledCost",
+            "--team-tag",
+            "business_unit",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "x 30 days (2024-09-01 to 2024-09-30)" in done.stdout
+    config = tmp_path / "prometheus.yml"
+    config.write_text("global:\n  scrape_interval: 15s\nscrape_configs: []\n", encoding="utf-8")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = ManagedProcess(
+        "prometheus",
+        [
+            require_binary("prometheus"),
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tsdb}",
+            "--storage.tsdb.retention.time=100y",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        tmp_path / "prometheus.log",
+        ready_url=f"{url}/-/ready",
+    )
+    proc.start()
+    try:
+        proc.wait_ready(timeout=60)
+        yield url, tsdb
+    finally:
+        proc.stop()
+
+
+def query(url: str, expr: str, at: float) -> list[dict[str, Any]]:
+    qs = urllib.parse.urlencode({"query": expr, "time": f"{at:.3f}"})
+    with urllib.request.urlopen(f"{url}/api/v1/query?{qs}", timeout=10) as response:
+        body = json.load(response)
+    assert body["status"] == "success", body
+    return list(body["data"]["result"])
+
+
+def by_label(result: list[dict[str, Any]], label: str) -> dict[str, float]:
+    return {r["metric"].get(label, ""): float(r["value"][1]) for r in result}
+
+
+@pytest.mark.timeout(180)
+def test_backfilled_history_returns_the_files_daily_totals(
+    prometheus: tuple[str, Path],
+) -> None:
+    url, _ = prometheus
+    per_day, per_provider = expected()
+    assert len(per_day) == 30
+    for day in ("2024-09-01", "2024-09-18", "2024-09-30"):
+        got = by_label(query(url, f"sum by (team) ({LAST_DAY})", day_end(day)), "team")
+        want = per_day[day]
+        assert set(got) >= {t for t, v in want.items() if v != 0}, day
+        for team, total in want.items():
+            assert got.get(team, 0.0) == pytest.approx(float(total), abs=1e-9), (day, team)
+
+    month_end = day_end("2024-09-30")
+    window = f"sum by (provider) (sum_over_time({LAST_DAY}[30d]))"
+    got = by_label(query(url, window, month_end), "provider")
+    assert set(got) == set(per_provider)
+    for provider, total in per_provider.items():
+        assert got[provider] == pytest.approx(float(total), abs=1e-9), provider
+
+    mtd = by_label(query(url, f"sum by (provider) ({MTD})", month_end), "provider")
+    for provider, total in per_provider.items():
+        assert mtd[provider] == pytest.approx(float(total), abs=1e-9), provider

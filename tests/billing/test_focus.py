@@ -1,0 +1,241 @@
+"""FOCUS files: `aispend focus summarize`, the exporter's figures, and bad files.
+
+Real data: the FinOps Foundation's FOCUS 1.0 sample (1,000 rows, AWS, Microsoft and
+Oracle) read from ../shared/data/focus, never copied. Expected totals are computed
+independently here with the csv module and Decimal.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import subprocess
+import sys
+from collections import defaultdict
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from aispend import metrics
+from aispend.exporters.billing.focus import FocusError, FocusReader
+from aispend.exporters.billing.model import build_snapshot
+from aispend.exporters.billing.settings import FocusTags
+from tests.conftest import SHARED_DATA, require_binary
+
+SAMPLE = SHARED_DATA / "focus" / "focus_sample.csv"
+TAGS = FocusTags(team="business_unit", project="application", environment="environment")
+
+
+def sample_rows(path: Path = SAMPLE) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def expected_totals(by: list[str], cost: str) -> dict[tuple[str, ...], Decimal]:
+    totals: dict[tuple[str, ...], Decimal] = defaultdict(Decimal)
+    for row in sample_rows():
+        value = row[cost]
+        totals[tuple(row[c] for c in by)] += Decimal("0" if value == "NULL" else value)
+    return dict(totals)
+
+
+def summarize(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "aispend", "focus", "summarize", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def parse_output(text: str, n_keys: int) -> dict[tuple[str, ...], Decimal]:
+    rows = list(csv.reader(text.splitlines()))
+    return {tuple(r[:n_keys]): Decimal(r[-1]) for r in rows[1:]}
+
+
+@pytest.mark.parametrize("cost", ["EffectiveCost", "BilledCost"])
+@pytest.mark.parametrize("by", [["ProviderName"], ["ServiceCategory"]])
+def test_summarize_totals_equal_an_independent_decimal_sum(by: list[str], cost: str) -> None:
+    done = summarize(str(SAMPLE), "--by", *by, "--cost", cost)
+    assert done.returncode == 0, done.stderr
+    header = done.stdout.splitlines()[0]
+    assert header == ",".join([*by, "BillingCurrency", cost])
+    got = parse_output(done.stdout, len(by))
+    assert got == expected_totals(by, cost)
+    assert {r.split(",")[-2] for r in done.stdout.splitlines()[1:]} == {"USD"}
+
+
+def test_summarize_by_provider_exact_figures() -> None:
+    """The sample's totals, spelled out (they are also checked against Decimal above)."""
+    done = summarize(str(SAMPLE), "--by", "ProviderName", "--cost", "BilledCost")
+    got = parse_output(done.stdout, 1)
+    assert set(got) == {("AWS",), ("Microsoft",), ("Oracle",)}
+    assert sum(got.values()) == sum(expected_totals([], "BilledCost").values())
+
+
+def test_summarize_by_team_tag_keeps_untagged_cost() -> None:
+    done = summarize(str(SAMPLE), "--by", "team", "--team-tag", "business_unit")
+    assert done.returncode == 0, done.stderr
+    got = parse_output(done.stdout, 1)
+    expected: dict[tuple[str, ...], Decimal] = defaultdict(Decimal)
+    for row in sample_rows():
+        tags = {} if row["Tags"] == "NULL" else json.loads(row["Tags"])
+        team = tags.get("business_unit") or metrics.UNTAGGED_TEAM
+        expected[(team,)] += Decimal(row["EffectiveCost"])
+    assert got == dict(expected)
+    assert (metrics.UNTAGGED_TEAM,) in got
+
+
+def test_gzip_and_parquet_read_the_same(tmp_path: Path) -> None:
+    gz = tmp_path / "focus.csv.gz"
+    gz.write_bytes(gzip.compress(SAMPLE.read_bytes()))
+    parquet = tmp_path / "focus.parquet"
+    con = duckdb.connect()
+    con.execute(
+        f"COPY (SELECT * FROM read_csv('{SAMPLE}', nullstr='NULL',"
+        " types={'BilledCost': 'DECIMAL(38,12)', 'EffectiveCost': 'DECIMAL(38,12)'}))"
+        f" TO '{parquet}' (FORMAT parquet)"
+    )
+    con.close()
+    want = expected_totals(["ServiceCategory"], "BilledCost")
+    for path in (gz, parquet):
+        header, rows = FocusReader([str(path)], "BilledCost").summarize(["ServiceCategory"])
+        assert header == ["ServiceCategory", "BillingCurrency", "BilledCost"]
+        assert {(r[0],): Decimal(r[2]) for r in rows} == want, path
+    # a glob over both files counts each once
+    header, rows = FocusReader([str(tmp_path / "focus.*")], "BilledCost").summarize([])
+    assert rows == [("USD", str(2 * sum(want.values()).normalize()))]
+
+
+def test_exporter_figures_match_the_file() -> None:
+    """Month to date per team = the file's September total per business_unit tag; the
+    last day is 2024-09-30; the data timestamp is the newest ChargePeriodEnd."""
+    result = FocusReader([str(SAMPLE)], "BilledCost", TAGS).daily()
+    snapshot = build_snapshot(result.rows, result.newest_period_end, fetched_at=2e9)
+    assert snapshot.data_timestamp == 1727740800.0  # 2024-10-01T00:00:00Z
+    assert str(snapshot.last_day) == "2024-09-30"
+    by_team: dict[str, float] = defaultdict(float)
+    last_by_team: dict[str, float] = defaultdict(float)
+    for labels, figures in snapshot.costs.items():
+        by_team[labels.team] += figures.month_to_date
+        last_by_team[labels.team] += figures.last_day
+    expected: dict[str, Decimal] = defaultdict(Decimal)
+    expected_last: dict[str, Decimal] = defaultdict(Decimal)
+    for row in sample_rows():
+        tags = {} if row["Tags"] == "NULL" else json.loads(row["Tags"])
+        team = tags.get("business_unit") or metrics.UNTAGGED_TEAM
+        expected[team] += Decimal(row["BilledCost"])
+        if row["ChargePeriodStart"].startswith("2024-09-30"):
+            expected_last[team] += Decimal(row["BilledCost"])
+    assert set(by_team) == set(expected)
+    for team, total in expected.items():
+        assert by_team[team] == pytest.approx(float(total), abs=1e-9), team
+        assert last_by_team[team] == pytest.approx(float(expected_last[team]), abs=1e-9), team
+
+
+def test_missing_columns_are_all_named(tmp_path: Path) -> None:
+    rows = sample_rows()
+    dropped = ["BilledCost", "ServiceName", "ChargePeriodStart"]
+    path = tmp_path / "partial.csv"
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        fields = [c for c in rows[0] if c not in dropped]
+        writer = csv.DictWriter(fh, fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows[:10])
+    done = summarize(str(path))
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr.strip() == (
+        f"aispend focus summarize: {path}: not a FOCUS export: missing columns"
+        f" BilledCost, ChargePeriodStart, ServiceName ({44 - 3} columns found)"
+    )
+
+
+def _bad_copy(tmp_path: Path, line: int, column: str, value: str) -> Path:
+    """The sample with one field replaced on the given file line (header = line 1)."""
+    rows = sample_rows()
+    rows[line - 2][column] = value
+    path = tmp_path / "bad.csv"
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, list(rows[0]), quoting=csv.QUOTE_MINIMAL)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def test_malformed_cost_names_line_and_column(tmp_path: Path) -> None:
+    path = _bad_copy(tmp_path, 57, "EffectiveCost", "twelve")
+    with pytest.raises(FocusError) as err:
+        FocusReader([str(path)]).summarize(["ProviderName"])
+    message = str(err.value)
+    assert message.startswith(f"{path}: line 57: ")
+    assert 'column "EffectiveCost"' in message and '"twelve"' in message
+
+
+def test_malformed_tags_name_the_line(tmp_path: Path) -> None:
+    path = _bad_copy(tmp_path, 301, "Tags", '{"business_unit": "Lagos')
+    with pytest.raises(FocusError) as err:
+        FocusReader([str(path)], tags=TAGS).daily()
+    assert str(err.value) == f"{path}: column Tags is not a JSON object on lines 301"
+
+
+def test_short_row_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "short.csv"
+    text = SAMPLE.read_text(encoding="utf-8").splitlines()
+    path.write_text("\n".join([*text[:5], "1,2,3", *text[5:]]) + "\n", encoding="utf-8")
+    with pytest.raises(FocusError) as err:
+        FocusReader([str(path)]).summarize(["ProviderName"])
+    assert str(err.value).startswith(f"{path}: line 6: Expected Number of Columns: 44 Found: 3")
+
+
+def test_unknown_by_column_and_missing_file(tmp_path: Path) -> None:
+    done = summarize(str(SAMPLE), "--by", "Nope")
+    assert done.returncode == 1
+    assert "missing column Nope" in done.stderr
+    missing = tmp_path / "absent-*.csv"
+    done = summarize(str(missing))
+    assert done.returncode == 1
+    assert (
+        done.stderr.strip()
+        == f"aispend focus summarize: {missing}: no such file (glob matched none)"
+    )
+
+
+def test_once_output_passes_promtool(tmp_path: Path) -> None:
+    config = tmp_path / "aispend.yaml"
+    config.write_text(
+        "teams: [{name: search}]\n"
+        "sources:\n"
+        "  focus:\n"
+        f"    paths: ['{SAMPLE}']\n"
+        "    cost_column: BilledCost\n"
+        "    tags: {team: business_unit, project: application}\n"
+        "    resource_series: true\n"
+        "    max_resources: 50\n",
+        encoding="utf-8",
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "aispend", "exporter", "billing", "--config", str(config), "--once"],
+        capture_output=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    text = done.stdout.decode()
+    assert 'aispend_exporter_up{source="focus"} 1.0' in text
+    assert 'aispend_cloud_cost_data_timestamp_seconds{source="focus"} 1.7277408e+09' in text
+    resource_lines = [
+        line
+        for line in text.splitlines()
+        if line.startswith(metrics.CLOUD_RESOURCE_COST_MONTH_TO_DATE.name + "{")
+    ]
+    assert len([r for r in resource_lines if 'resource="other"' not in r]) == 50
+    check = subprocess.run(
+        [require_binary("promtool"), "check", "metrics"],
+        input=done.stdout,
+        capture_output=True,
+        check=False,
+    )
+    assert check.returncode == 0 and check.stdout == b"" and check.stderr == b"", check
