@@ -27,6 +27,7 @@ from aispend.actuators.settings import ActionsSettings as Actions
 from aispend.configbase import Name, StrictModel
 from aispend.exporters.billing.settings import AzureCostSettings, FocusSettings
 from aispend.exporters.gpu.settings import GpuSettings
+from aispend.exporters.tokens.settings import AzureTokensSettings
 from aispend.gateway.settings import GatewaySettings
 
 Criticality = Literal["critical", "standard", "experimental"]
@@ -108,6 +109,7 @@ class Sources(StrictModel):
     """Data sources; each component adds its own section model here."""
 
     gpu: GpuSettings | None = None
+    azure_tokens: AzureTokensSettings | None = None
     gateway: GatewaySettings | None = None
     azure_cost: AzureCostSettings | None = None
     focus: FocusSettings | None = None

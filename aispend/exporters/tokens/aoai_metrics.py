@@ -1,0 +1,106 @@
+"""Azure OpenAI resource metrics: tokens per deployment per minute, priced by model.
+
+Uses azure-monitor-querymetrics' `MetricsClient` (the successor of the metrics client
+that azure-monitor-query 2.0 dropped; it calls the regional data-plane batch API
+`metrics:getBatch`, which serves many resources in one call and has far higher limits
+than the ARM metrics API that azure-mgmt-monitor wraps). Metrics `ProcessedPromptTokens`
+and `GeneratedTokens` (configurable: `InputTokens`, `OutputTokens`,
+`cacheReadInputTokens` where the resource has them), Total at PT1M, split by the
+`ModelDeploymentName` dimension (matched case-insensitively).
+
+Only minute buckets with start in [watermark, now - settle delay) are counted, each
+once. Cache reads are a part of the prompt tokens, so input = prompt - cached.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timedelta
+from typing import Any
+
+from aispend.exporters.tokens.settings import AzureTokensSettings
+from aispend.exporters.tokens.usage import Usage
+from aispend.metrics import UNATTRIBUTED_TEAM
+
+SOURCE = "azure_openai_metrics"
+NAMESPACE = "Microsoft.CognitiveServices/accounts"
+DEPLOYMENT_DIMENSION = "ModelDeploymentName"
+BATCH = 50  # resource ids per metrics:getBatch call
+
+TOKEN_TYPE_OF_METRIC = {
+    "processedprompttokens": "input",
+    "inputtokens": "input",
+    "generatedtokens": "output",
+    "outputtokens": "output",
+    "cachereadinputtokens": "cached_input",
+}
+
+
+def resource_of_metric(metric_id: str) -> str:
+    """Lowercase resource id of `<resource>/providers/Microsoft.Insights/metrics/<name>`."""
+    return metric_id.lower().split("/providers/microsoft.insights/metrics/")[0]
+
+
+class AoaiMetricsSource:
+    name = SOURCE
+
+    def __init__(self, client: Any, settings: AzureTokensSettings):
+        self._client = client
+        self._settings = settings
+
+    def fetch(self, start: datetime, end: datetime) -> list[Usage]:
+        settings = self._settings
+        owners = {r.id.lower(): r for r in settings.openai_resources}
+        by_sub: dict[str, list[str]] = defaultdict(list)
+        for r in settings.openai_resources:
+            by_sub[r.id.split("/")[2].lower()].append(r.id)
+        # (resource id, deployment) -> token type -> tokens
+        sums: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        for ids in by_sub.values():
+            for i in range(0, len(ids), BATCH):
+                results = self._client.query_resources(
+                    resource_ids=ids[i : i + BATCH],
+                    metric_namespace=NAMESPACE,
+                    metric_names=list(settings.metric_names),
+                    timespan=(start, end),
+                    granularity=timedelta(minutes=1),
+                    aggregations=["Total"],
+                    filter=f"{DEPLOYMENT_DIMENSION} eq '*'",
+                )
+                for result in results:
+                    self._add(result, start, end, sums)
+        out = []
+        for (resource_id, deployment), counts in sorted(sums.items()):
+            resource = owners.get(resource_id.lower())
+            team = (resource.team if resource else None) or UNATTRIBUTED_TEAM
+            project = (resource.project if resource else None) or ""
+            cached = counts.get("cached_input", 0)
+            out.append(
+                Usage(
+                    team,
+                    project,
+                    "",
+                    settings.deployments.get(deployment, deployment),
+                    input=max(0, counts.get("input", 0) - cached),
+                    output=counts.get("output", 0),
+                    cached_input=cached,
+                )
+            )
+        return out
+
+    @staticmethod
+    def _add(
+        result: Any, start: datetime, end: datetime, sums: dict[tuple[str, str], dict[str, int]]
+    ) -> None:
+        for metric in result.metrics:
+            resource_id = resource_of_metric(str(metric.id or ""))
+            token_type = TOKEN_TYPE_OF_METRIC.get(str(metric.name).lower())
+            if token_type is None:
+                continue
+            for series in metric.timeseries:
+                dims = {k.lower(): v for k, v in (series.metadata_values or {}).items()}
+                deployment = str(dims.get(DEPLOYMENT_DIMENSION.lower()) or "")
+                for point in series.data:
+                    if point.total is None or not start <= point.timestamp < end:
+                        continue
+                    sums[(resource_id, deployment)][token_type] += int(point.total)

@@ -1,0 +1,280 @@
+"""The tokens poller (background) and collector (serves what the poller counted).
+
+Exposition (provider "azure"; source "azure_apim" or "azure_openai_metrics"):
+
+    aispend_llm_tokens_total{team="search",project="",agent="rerank-agent",provider="azure",
+                             model="gpt-4o",source="azure_apim",token_type="input"} 1200
+    aispend_llm_cost_total{team="search",...,source="azure_apim"} 0.009
+    aispend_exporter_up{source="azure_apim"} 1
+    aispend_source_last_success_timestamp_seconds{source="azure_apim"} 1.7e+09
+    aispend_source_cache_age_seconds{source="azure_apim"} 12
+    aispend_source_throttled_total{source="azure_apim"} 0
+
+Each poll reads, per source, the window [watermark, now - settle delay) cut to whole
+minutes, prices it, and commits new totals and the new watermark to the state file
+in one atomic write before they are served. A failed poll (outage, 429 after the
+retries, bad response) changes nothing; the next poll reads the same window again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from prometheus_client.core import Metric
+
+from aispend import __version__, metrics
+from aispend.exporters.tokens.settings import AzureTokensSettings
+from aispend.exporters.tokens.usage import Usage
+from aispend.exporters.tokens.watermark import State, save_state
+from aispend.pricing import Pricer, TokenUsage
+
+log = logging.getLogger(__name__)
+
+PROVIDER = "azure"
+
+
+class Source(Protocol):
+    name: str
+
+    def fetch(self, start: datetime, end: datetime) -> list[Usage]: ...
+
+
+@dataclass
+class SourceStatus:
+    up: bool = False
+    last_success: float | None = None
+    throttled: int = 0
+
+
+def floor_minute(t: datetime) -> datetime:
+    return t.replace(second=0, microsecond=0)
+
+
+class TokensPoller:
+    """Polls the sources and owns the counted state; also the Prometheus collector."""
+
+    def __init__(
+        self,
+        settings: AzureTokensSettings,
+        pricer: Pricer,
+        state: State,
+        state_path: Path,
+        currency: str = "USD",
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ):
+        self._settings = settings
+        self._pricer = pricer
+        self._sources: list[Source] = []
+        self._state = state
+        self._state_path = state_path
+        self._currency = currency
+        self._now = now
+        self._lock = threading.Lock()
+        self._poll_lock = threading.Lock()
+        self.status: dict[str, SourceStatus] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ---------------------------------------------------------------- polling
+
+    def set_sources(self, sources: list[Source]) -> None:
+        with self._lock:
+            self._sources = list(sources)
+            for source in sources:
+                self.status.setdefault(source.name, SourceStatus())
+
+    def on_throttled(self, source: str) -> None:
+        with self._lock:
+            self.status.setdefault(source, SourceStatus()).throttled += 1
+
+    @property
+    def state(self) -> State:
+        with self._lock:
+            return self._state
+
+    def poll_once(self) -> None:
+        with self._poll_lock:
+            for source in self._sources:
+                self._poll_source(source)
+
+    def _poll_source(self, source: Source) -> None:
+        settings = self._settings
+        now = self._now()
+        end = floor_minute(now - timedelta(seconds=settings.settle_delay_seconds))
+        start = self._state.watermarks.get(source.name) or floor_minute(
+            now - timedelta(seconds=settings.initial_lookback_seconds)
+        )
+        status = self.status[source.name]
+        if end > start:
+            try:
+                usages = source.fetch(start, end)
+            except Exception as exc:  # every failure of a source leaves the state unchanged
+                status.up = False
+                log.error(
+                    "%s: poll of %s..%s failed, will retry: %s",
+                    source.name,
+                    start.isoformat(),
+                    end.isoformat(),
+                    _one_line(exc),
+                )
+                return
+            new = self._state.copy()
+            for usage in usages:
+                self._add(new, source.name, usage)
+            new.watermarks[source.name] = end
+            try:
+                save_state(self._state_path, new)
+            except OSError as exc:
+                status.up = False
+                log.error(
+                    "%s: cannot write %s, not counting: %s", source.name, self._state_path, exc
+                )
+                return
+            with self._lock:
+                self._state = new
+            log.info(
+                "%s: counted %s..%s (%d usage rows)",
+                source.name,
+                start.isoformat(),
+                end.isoformat(),
+                len(usages),
+            )
+        status.up = True
+        status.last_success = time.time()
+
+    def _add(self, state: State, source: str, usage: Usage) -> None:
+        tokens = TokenUsage(input=usage.input, output=usage.output, cached_input=usage.cached_input)
+        price = self._pricer.price(PROVIDER, usage.model, tokens)
+        model = price.model
+        base = (usage.team, usage.project, usage.agent, PROVIDER, model, source)
+        for token_type, count in (
+            ("input", usage.input),
+            ("output", usage.output),
+            ("cached_input", usage.cached_input),
+        ):
+            if count:
+                key = (*base, token_type)
+                state.tokens[key] = state.tokens.get(key, 0.0) + count
+        state.cost[base] = state.cost.get(base, 0.0) + price.total
+
+    def start(self) -> None:
+        def loop() -> None:
+            while not self._stop.is_set():
+                self.poll_once()
+                self._stop.wait(self._settings.poll_interval_seconds)
+
+        self._thread = threading.Thread(target=loop, name="tokens-poller", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    # ---------------------------------------------------------------- collector
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            state = self._state
+            status = {
+                k: SourceStatus(v.up, v.last_success, v.throttled) for k, v in self.status.items()
+            }
+        tokens = metrics.LLM_TOKENS.counter()
+        for token_key, value in sorted(state.tokens.items()):
+            tokens.add_metric(list(token_key), value)
+        yield tokens
+        cost = metrics.LLM_COST.counter()
+        for cost_key, value in sorted(state.cost.items()):
+            cost.add_metric(list(cost_key), value)
+        yield cost
+
+        up = metrics.EXPORTER_UP.gauge()
+        last = metrics.SOURCE_LAST_SUCCESS.gauge()
+        age = metrics.SOURCE_CACHE_AGE.gauge()
+        throttled = metrics.SOURCE_THROTTLED.counter()
+        now = time.time()
+        for name, st in sorted(status.items()):
+            up.add_metric([name], 1.0 if st.up else 0.0)
+            throttled.add_metric([name], st.throttled)
+            if st.last_success is not None:
+                last.add_metric([name], st.last_success)
+                age.add_metric([name], max(0.0, now - st.last_success))
+        yield up
+        yield last
+        yield age
+        yield throttled
+        info = metrics.INFO.info()
+        info.add_metric([], {metrics.VERSION: __version__, metrics.CURRENCY: self._currency})
+        yield info
+
+    def describe(self) -> Iterator[Metric]:
+        yield metrics.LLM_TOKENS.counter()
+        yield metrics.LLM_COST.counter()
+        yield metrics.EXPORTER_UP.gauge()
+        yield metrics.SOURCE_LAST_SUCCESS.gauge()
+        yield metrics.SOURCE_CACHE_AGE.gauge()
+        yield metrics.SOURCE_THROTTLED.counter()
+        yield metrics.INFO.info()
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def build_sources(
+    settings: AzureTokensSettings,
+    credential: Any,
+    on_throttled: Callable[[str], None],
+    **client_kwargs: Any,
+) -> list[Source]:
+    """The configured sources with their real Azure clients (429s counted per source)."""
+    from azure.core.pipeline.policies import SansIOHTTPPolicy
+
+    from aispend.exporters.tokens.aoai_metrics import AoaiMetricsSource
+    from aispend.exporters.tokens.apim_logs import ApimLogsSource
+
+    class CountThrottled(SansIOHTTPPolicy):
+        def __init__(self, source: str):
+            self._source = source
+
+        def on_response(self, request: Any, response: Any) -> None:
+            if response.http_response.status_code == 429:
+                on_throttled(self._source)
+
+    retry = {
+        "retry_total": settings.max_retries,
+        "retry_backoff_factor": 1.0,
+        "retry_backoff_max": 60,
+        **client_kwargs,
+    }
+    sources: list[Source] = []
+    if settings.workspace_id:
+        from azure.monitor.query import LogsQueryClient
+
+        logs = LogsQueryClient(
+            credential,
+            endpoint=settings.logs_endpoint,
+            per_retry_policies=[CountThrottled(ApimLogsSource.name)],
+            **retry,
+        )
+        sources.append(ApimLogsSource(logs, settings))
+    if settings.openai_resources:
+        assert settings.metrics_endpoint is not None  # checked by the settings model
+        from azure.monitor.querymetrics import MetricsClient
+
+        client = MetricsClient(
+            settings.metrics_endpoint,
+            credential,
+            per_retry_policies=[CountThrottled(AoaiMetricsSource.name)],
+            **retry,
+        )
+        sources.append(AoaiMetricsSource(client, settings))
+    return sources

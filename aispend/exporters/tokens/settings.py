@@ -1,0 +1,73 @@
+"""The `sources.azure_tokens` section of aispend.yaml.
+
+    sources:
+      azure_tokens:
+        workspace_id: 00000000-0000-0000-0000-000000000000   # Log Analytics (APIM logs)
+        subscriptions:                # APIM subscription id -> owner (checked first)
+          search-ranker: {team: search, agent: rerank-agent}
+        products:                     # APIM product id -> owner (subscription not mapped)
+          research-llm: {team: research, project: evals}
+        metrics_endpoint: https://eastus.metrics.monitor.azure.com    # regional
+        openai_resources:             # Azure OpenAI accounts whose metrics are read
+          - {id: /subscriptions/.../providers/Microsoft.CognitiveServices/accounts/aoai-prod,
+             team: support}
+        deployments: {gpt4o-prod: gpt-4o}                   # deployment -> model, for pricing
+        settle_delay_seconds: 300
+        state_file: /var/lib/aispend/tokens-state.json
+
+Records are counted once: only data older than the settle delay is read, and the
+watermark (up to where each source was counted) and the totals live in `state_file`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, model_validator
+
+from aispend.configbase import Name, StrictModel
+
+DEFAULT_METRIC_NAMES = ("ProcessedPromptTokens", "GeneratedTokens")
+
+
+class Owner(StrictModel):
+    team: Name
+    project: Name | None = None
+    agent: Name | None = None
+
+
+class OpenAIResource(StrictModel):
+    id: Annotated[str, Field(pattern=r"^/subscriptions/[^/]+/.+")]
+    team: Name | None = None
+    project: Name | None = None
+
+
+class AzureTokensSettings(StrictModel):
+    workspace_id: str | None = None
+    logs_endpoint: str = "https://api.loganalytics.io"
+    subscriptions: dict[str, Owner] = {}
+    products: dict[str, Owner] = {}
+    metrics_endpoint: str | None = None
+    openai_resources: list[OpenAIResource] = []
+    metric_names: list[str] = list(DEFAULT_METRIC_NAMES)
+    deployments: dict[str, str] = {}
+    settle_delay_seconds: Annotated[int, Field(ge=0)] = 300
+    poll_interval_seconds: Annotated[int, Field(ge=1)] = 60
+    initial_lookback_seconds: Annotated[int, Field(ge=60)] = 3600
+    """How far back the first run (no state file yet) starts counting."""
+    max_ingestion_lag_seconds: Annotated[int, Field(ge=60)] = 86400
+    """Log records ingested later than this after they were generated are not seen."""
+    max_retries: Annotated[int, Field(ge=0, le=10)] = 3
+    state_file: str = "aispend-tokens-state.json"
+
+    @model_validator(mode="after")
+    def _endpoint_for_metrics(self) -> AzureTokensSettings:
+        if self.openai_resources and not self.metrics_endpoint:
+            raise ValueError(
+                "metrics_endpoint is required with openai_resources (the regional endpoint, "
+                "e.g. https://eastus.metrics.monitor.azure.com)"
+            )
+        return self
+
+    def owner(self, subscription: str, product: str) -> Owner | None:
+        return self.subscriptions.get(subscription) or self.products.get(product)

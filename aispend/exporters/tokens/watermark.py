@@ -1,0 +1,94 @@
+"""Where each source has been counted up to, and the counter totals, on disk.
+
+One JSON file holds both, so a restart resumes exactly where the last completed poll
+stopped: nothing counted twice, nothing skipped, and the counters continue instead of
+resetting. The file is replaced atomically (write a temp file in the same directory,
+fsync, rename, fsync the directory), so a crash leaves the old or the new state,
+never a torn one. A state file that cannot be read is an error the user must resolve
+(deleting it means recounting from `initial_lookback_seconds`), never silently reset.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+TokenKey = tuple[str, str, str, str, str, str, str]
+"""team, project, agent, provider, model, source, token_type"""
+CostKey = tuple[str, str, str, str, str, str]
+"""team, project, agent, provider, model, source"""
+
+VERSION = 1
+
+
+class StateError(Exception):
+    """The state file exists but cannot be used."""
+
+
+@dataclass
+class State:
+    watermarks: dict[str, datetime] = field(default_factory=dict)
+    tokens: dict[TokenKey, float] = field(default_factory=dict)
+    cost: dict[CostKey, float] = field(default_factory=dict)
+
+    def copy(self) -> State:
+        return State(dict(self.watermarks), dict(self.tokens), dict(self.cost))
+
+
+def load_state(path: Path) -> State:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return State()
+    except OSError as exc:
+        raise StateError(f"{path}: cannot read the tokens state file: {exc}") from exc
+    try:
+        data = json.loads(text)
+        if data.get("version") != VERSION:
+            raise ValueError(f"unknown version {data.get('version')!r}")
+        return State(
+            watermarks={k: datetime.fromisoformat(v) for k, v in data["watermarks"].items()},
+            tokens={_key(row[:-1], 7): float(row[-1]) for row in data["tokens"]},  # type: ignore[misc]
+            cost={_key(row[:-1], 6): float(row[-1]) for row in data["cost"]},  # type: ignore[misc]
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise StateError(
+            f"{path}: tokens state file is damaged ({exc}); fix or delete it (deleting "
+            "recounts from initial_lookback_seconds)"
+        ) from exc
+
+
+def _key(values: list[str], size: int) -> tuple[str, ...]:
+    if len(values) != size or not all(isinstance(v, str) for v in values):
+        raise ValueError(f"bad row {values!r}")
+    return tuple(values)
+
+
+def save_state(path: Path, state: State) -> None:
+    data = {
+        "version": VERSION,
+        "watermarks": {k: v.isoformat() for k, v in sorted(state.watermarks.items())},
+        "tokens": [[*k, v] for k, v in sorted(state.tokens.items())],
+        "cost": [[*k, v] for k, v in sorted(state.cost.items())],
+    }
+    directory = path.parent if str(path.parent) else Path(".")
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -1,0 +1,284 @@
+"""The tokens exporter's real Azure clients against a local HTTPS Azure Monitor.
+
+Simulated: Azure (fake_azure.FakeAzureServer, a trustme-certified HTTPS server speaking
+the Log Analytics query and metrics:getBatch wire formats), the Entra ID token (a
+static credential), and time (the poller's injected clock). Real: azure-monitor-query's
+LogsQueryClient, azure-monitor-querymetrics' MetricsClient, azure-core's pipeline
+(bearer auth, retries honouring Retry-After), the state file, pricing.
+"""
+
+from __future__ import annotations
+
+import ssl
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+from azure.core.credentials import AccessToken
+from prometheus_client import CollectorRegistry, generate_latest
+
+from aispend import metrics
+from aispend.config import Config, parse_config
+from aispend.exporters.tokens.collector import TokensPoller, build_sources
+from aispend.exporters.tokens.watermark import StateError, load_state
+from aispend.pricing import Pricer
+from tests.conftest import require_binary
+from tests.gpu.helpers import key, samples
+from tests.tokens.fake_azure import TOKEN, FakeAzure, FakeAzureServer, LlmRecord
+
+SUB = "00000000-1111-2222-3333-444444444444"
+AOAI = (
+    f"/subscriptions/{SUB}/resourceGroups/ai/providers/Microsoft.CognitiveServices"
+    "/accounts/aoai-prod"
+)
+T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+
+CONFIG = """
+teams:
+  - {name: search, agents: [rerank-agent]}
+  - {name: support}
+  - {name: research, projects: [evals]}
+prices:
+  models:
+    gpt-4o: {input_per_mtok: 2.5, output_per_mtok: 10}
+    gpt-4o-mini: {input_per_mtok: 0.15, output_per_mtok: 0.6}
+sources:
+  azure_tokens:
+    workspace_id: ws-1
+    logs_endpoint: %(url)s
+    subscriptions:
+      sub-search-ranker: {team: search, agent: rerank-agent}
+    products:
+      prod-research: {team: research, project: evals}
+    metrics_endpoint: %(url)s
+    openai_resources:
+      - {id: "%(aoai)s", team: support}
+    deployments: {gpt4o-prod: gpt-4o}
+    settle_delay_seconds: 300
+    initial_lookback_seconds: 3600
+    max_retries: 1
+    state_file: %(state)s
+"""
+
+
+class StaticCredential:
+    """A TokenCredential that hands out a fixed bearer token (no Entra ID here)."""
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        return AccessToken(TOKEN, int(time.time()) + 3600)
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[ssl.SSLContext, str]:
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    ca_file = tmp_path_factory.mktemp("tls") / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    return server_ctx, str(ca_file)
+
+
+@pytest.fixture
+def azure(tls: tuple[ssl.SSLContext, str]) -> Iterator[FakeAzureServer]:
+    with FakeAzureServer(FakeAzure(), tls[0]) as server:
+        yield server
+
+
+def load(azure: FakeAzureServer, tmp_path: Path) -> Config:
+    state = tmp_path / "state" / "tokens.json"
+    return parse_config(CONFIG % {"url": azure.url, "aoai": AOAI, "state": state})
+
+
+def make_poller(config: Config, ca_file: str, clock: Clock) -> TokensPoller:
+    settings = config.sources.azure_tokens
+    assert settings is not None
+    path = Path(settings.state_file)
+    poller = TokensPoller(settings, Pricer(config.prices), load_state(path), path, now=clock)
+    poller.set_sources(
+        build_sources(settings, StaticCredential(), poller.on_throttled, connection_verify=ca_file)
+    )
+    return poller
+
+
+def scrape(poller: TokensPoller) -> tuple[str, dict[Any, float]]:
+    registry = CollectorRegistry()
+    registry.register(poller)
+    text = generate_latest(registry).decode()
+    return text, samples(text, "aispend_")
+
+
+def tok(team: str, model: str, source: str, token_type: str, project: str = "", agent: str = ""):
+    return key(
+        metrics.LLM_TOKENS.name,
+        team=team,
+        project=project,
+        agent=agent,
+        provider="azure",
+        model=model,
+        source=source,
+        token_type=token_type,
+    )
+
+
+def cost(team: str, model: str, source: str, project: str = "", agent: str = ""):
+    return key(
+        metrics.LLM_COST.name,
+        team=team,
+        project=project,
+        agent=agent,
+        provider="azure",
+        model=model,
+        source=source,
+    )
+
+
+APIM, AOAI_SRC = "azure_apim", "azure_openai_metrics"
+
+
+def seed(fake: FakeAzure) -> None:
+    at = T0
+    fake.llm += [
+        LlmRecord(
+            at + timedelta(minutes=1, seconds=30),
+            "c1",
+            "gpt-4o",
+            "gpt4o-prod",
+            1000,
+            200,
+            "sub-search-ranker",
+            "prod-search",
+        ),
+        LlmRecord(
+            at + timedelta(minutes=2, seconds=10),
+            "c2",
+            "gpt-4o-mini",
+            "mini",
+            500,
+            100,
+            "sub-unknown",
+            "prod-research",
+        ),
+        # No gateway log row for c3: the join finds no caller.
+        LlmRecord(at + timedelta(minutes=3), "c3", "gpt-4o", "gpt4o-prod", 50, 5),
+    ]
+    pts = fake.points[AOAI]
+    pts["ProcessedPromptTokens"]["gpt4o-prod"] += [
+        (at, 300.0),
+        (at + timedelta(minutes=4), 200.0),
+        (at + timedelta(minutes=5), 999.0),
+    ]
+    pts["GeneratedTokens"]["gpt4o-prod"] += [(at, 40.0)]
+
+
+def test_exactly_once_across_late_records_throttling_outage_and_restart(
+    azure: FakeAzureServer, tls: tuple[ssl.SSLContext, str], tmp_path: Path
+) -> None:
+    fake = azure.fake
+    seed(fake)
+    config = load(azure, tmp_path)
+    clock = Clock(T0 + timedelta(minutes=10))  # settle 5 min: counts up to 10:05
+    poller = make_poller(config, tls[1], clock)
+
+    poller.poll_once()
+    text, got = scrape(poller)
+    assert got[tok("search", "gpt-4o", APIM, "input", agent="rerank-agent")] == 1000
+    assert got[tok("search", "gpt-4o", APIM, "output", agent="rerank-agent")] == 200
+    assert got[cost("search", "gpt-4o", APIM, agent="rerank-agent")] == pytest.approx(
+        (1000 * 2.5 + 200 * 10) / 1e6
+    )
+    # subscription not mapped: the product maps it
+    assert got[tok("research", "gpt-4o-mini", APIM, "input", project="evals")] == 500
+    assert got[tok("unattributed", "gpt-4o", APIM, "input")] == 50
+    # metrics: minute buckets 10:00 and 10:04 (10:05 is not settled yet); deployment -> model
+    assert got[tok("support", "gpt-4o", AOAI_SRC, "input")] == 500
+    assert got[tok("support", "gpt-4o", AOAI_SRC, "output")] == 40
+    assert got[cost("support", "gpt-4o", AOAI_SRC)] == pytest.approx((500 * 2.5 + 40 * 10) / 1e6)
+    assert got[key(metrics.EXPORTER_UP.name, source=APIM)] == 1.0
+    assert got[key(metrics.EXPORTER_UP.name, source=AOAI_SRC)] == 1.0
+    promtool = require_binary("promtool")
+    check = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True
+    )
+    assert (check.returncode, check.stdout + check.stderr) == (0, "")
+
+    # A record generated at 10:00 but ingested late, at 10:06:30, after the first poll.
+    fake.llm.append(
+        LlmRecord(
+            T0 + timedelta(minutes=6, seconds=30),
+            "c4",
+            "gpt-4o",
+            "gpt4o-prod",
+            7,
+            3,
+            "sub-search-ranker",
+            "prod-search",
+        )
+    )
+    # Throttled once (the client waits Retry-After and retries), then answered.
+    fake.fail_next["logs"].append((429, {"Retry-After": "1"}))
+    clock.now = T0 + timedelta(minutes=12, seconds=40)  # counts up to 10:07
+    poller.poll_once()
+    _, got = scrape(poller)
+    assert got[tok("search", "gpt-4o", APIM, "input", agent="rerank-agent")] == 1007
+    assert got[tok("search", "gpt-4o", APIM, "output", agent="rerank-agent")] == 203
+    assert got[tok("support", "gpt-4o", AOAI_SRC, "input")] == 1499  # the 10:05 bucket
+    assert got[key(metrics.SOURCE_THROTTLED.name, source=APIM)] == 1
+    assert got[key(metrics.EXPORTER_UP.name, source=APIM)] == 1.0
+
+    # Outage: Log Analytics answers 503 to the request and its one retry.
+    fake.llm.append(
+        LlmRecord(
+            T0 + timedelta(minutes=7, seconds=5),
+            "c5",
+            "gpt-4o-mini",
+            "mini",
+            11,
+            1,
+            "sub-unknown",
+            "prod-research",
+        )
+    )
+    fake.fail_next["logs"] += [(503, {}), (503, {})]
+    clock.now = T0 + timedelta(minutes=13, seconds=5)  # would count up to 10:08
+    poller.poll_once()
+    _, got = scrape(poller)
+    assert got[key(metrics.EXPORTER_UP.name, source=APIM)] == 0.0
+    assert got[tok("research", "gpt-4o-mini", APIM, "input", project="evals")] == 500
+    assert load_state(Path(config.sources.azure_tokens.state_file)).watermarks[APIM] == (  # type: ignore[union-attr]
+        T0 + timedelta(minutes=7)
+    )
+
+    # Restart: a new process reads the state file and resumes at the watermark.
+    restarted = make_poller(config, tls[1], clock)
+    _, before = scrape(restarted)
+    assert before[tok("search", "gpt-4o", APIM, "input", agent="rerank-agent")] == 1007
+    restarted.poll_once()  # same clock: re-reads the failed window once
+    restarted.poll_once()  # nothing new to count
+    _, got = scrape(restarted)
+    assert got[tok("research", "gpt-4o-mini", APIM, "input", project="evals")] == 511
+    assert got[tok("search", "gpt-4o", APIM, "input", agent="rerank-agent")] == 1007
+    assert got[tok("support", "gpt-4o", AOAI_SRC, "input")] == 1499
+    assert got[tok("unattributed", "gpt-4o", APIM, "input")] == 50
+    assert got[cost("research", "gpt-4o-mini", APIM, project="evals")] == pytest.approx(
+        (511 * 0.15 + 101 * 0.6) / 1e6
+    )
+
+
+def test_damaged_state_file_is_an_error_not_a_reset(tmp_path: Path) -> None:
+    path = tmp_path / "tokens.json"
+    path.write_text('{"version": 1, "watermarks": {"azure_apim": "yesterday"}}')
+    with pytest.raises(StateError, match=r"damaged .* fix or delete it"):
+        load_state(path)
