@@ -75,6 +75,8 @@ class DemoUpstream:
         self.behaviour = behaviour or Behaviour()
         self.requests: Counter[str] = Counter()
         self.auth_failures = 0
+        self.aborted_streams = 0
+        """Streams whose client (the gateway) went away before the end."""
         self._seq = 0
 
     def app(self) -> web.Application:
@@ -103,6 +105,7 @@ class DemoUpstream:
                 "requests": sum(self.requests.values()),
                 "by_path": dict(self.requests),
                 "auth_failures": self.auth_failures,
+                "aborted_streams": self.aborted_streams,
             }
         )
 
@@ -294,7 +297,11 @@ class DemoUpstream:
         for i, event in enumerate(events):
             if call.chunk_interval_s and i:
                 await asyncio.sleep(call.chunk_interval_s)
-            await response.write(event)
+            try:
+                await response.write(event)
+            except ConnectionError:
+                self.aborted_streams += 1
+                return response
         if truncate:
             assert request.transport is not None
             request.transport.close()

@@ -1,0 +1,165 @@
+"""Start the demo upstream and the gateway as real processes on free loopback ports.
+
+The gateway runs as `python -m aispend gateway` exactly as `aispend stack up` runs
+it; its config is the example config with a `sources.gateway` section pointing at the
+test's upstream. `Metrics` reads /metrics with prometheus_client's own parser so tests
+compare exact sample values.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from aispend.procs import ManagedProcess
+from tests.conftest import EXAMPLE_CONFIG, REPO, free_port
+
+PROVIDER_KEY = "sk-provider-secret-for-tests"
+ADMIN_TOKEN = "admin-token-for-tests"
+# Demo client keys from aispend.example.yaml (stored there as SHA-256).
+SEARCH_RANKER = "sk-aispend-demo-search-ranker"  # team search, agent rerank-agent
+SEARCH_CRAWLER = "sk-aispend-demo-search-crawler"  # team search, agent crawler-agent
+RESEARCH_EVALS = "sk-aispend-demo-research-evals"  # team research, project evals
+
+
+@dataclass
+class Server:
+    proc: ManagedProcess
+    url: str
+
+    def get_json(self, path: str) -> Any:
+        with urllib.request.urlopen(self.url + path, timeout=5) as response:
+            return json.loads(response.read())
+
+    def post_json(self, path: str, body: Any) -> Any:
+        request = urllib.request.Request(
+            self.url + path,
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return json.loads(response.read())
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO)
+    env["OPENAI_API_KEY_FOR_GATEWAY"] = PROVIDER_KEY
+    env.pop("AISPEND_GATEWAY_ADMIN_TOKEN", None)
+    return env
+
+
+@contextmanager
+def upstream(tmp_path: Path, *args: str) -> Iterator[Server]:
+    """The demo upstream, demanding PROVIDER_KEY (so a 2xx proves the key was injected)."""
+    port = free_port()
+    proc = ManagedProcess(
+        "demo-upstream",
+        [sys.executable, "-m", "aispend", "demo", "upstream", "--listen", f"127.0.0.1:{port}",
+         "--expect-key-env", "OPENAI_API_KEY_FOR_GATEWAY", *args],
+        tmp_path / f"upstream-{port}.log",
+        ready_url=f"http://127.0.0.1:{port}/healthz",
+        env=_env(),
+        cwd=REPO,
+    )  # fmt: skip
+    proc.start()
+    try:
+        proc.wait_ready(30)
+        yield Server(proc, f"http://127.0.0.1:{port}")
+    finally:
+        proc.stop()
+
+
+def write_config(tmp_path: Path, upstream_url: str, **gateway: Any) -> Path:
+    """The example config with a gateway section for this test."""
+    data = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    token_file = tmp_path / "gateway_admin_token"
+    token_file.write_text(ADMIN_TOKEN + "\n")
+    section: dict[str, Any] = {
+        "upstreams": {
+            p: {"base_url": upstream_url, "api_key_env": "OPENAI_API_KEY_FOR_GATEWAY"}
+            for p in ("openai", "azure", "anthropic")
+        },
+        "azure_deployments": {"chat-prod": "gpt-4o-mini", "embed-prod": "text-embedding-3-small"},
+        "admin_token_file": str(token_file),
+        "throttle_db": str(tmp_path / "throttles.sqlite3"),
+        "header_refinement": True,
+    }
+    section.update(gateway)
+    data["sources"] = {"gateway": section}
+    data["actions"] = {}
+    path = tmp_path / "aispend.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@contextmanager
+def gateway(tmp_path: Path, config: Path, port: int | None = None) -> Iterator[Server]:
+    port = port or free_port()
+    proc = ManagedProcess(
+        "gateway",
+        [sys.executable, "-m", "aispend", "gateway", "--config", str(config),
+         "--listen", f"127.0.0.1:{port}"],
+        tmp_path / f"gateway-{port}.log",
+        ready_url=f"http://127.0.0.1:{port}/healthz",
+        env=_env(),
+        cwd=REPO,
+    )  # fmt: skip
+    proc.start()
+    try:
+        proc.wait_ready(30)
+        yield Server(proc, f"http://127.0.0.1:{port}")
+    finally:
+        proc.stop()
+
+
+class Metrics:
+    """One scrape of /metrics: `value(name, **labels)` (0 when the series is absent)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.samples: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                key = (sample.name, frozenset(sample.labels.items()))
+                self.samples[key] = sample.value
+
+    @classmethod
+    def scrape(cls, server: Server) -> Metrics:
+        with urllib.request.urlopen(server.url + "/metrics", timeout=5) as response:
+            return cls(response.read().decode())
+
+    def value(self, name: str, **labels: str) -> float:
+        return self.samples.get((name, frozenset(labels.items())), 0.0)
+
+    def total(self, name: str, **labels: str) -> float:
+        """Sum over every series of `name` whose labels include `labels`."""
+        want = set(labels.items())
+        return sum(v for (n, ls), v in self.samples.items() if n == name and want <= ls)
+
+
+def admin(server: Server, method: str, path: str, body: Any = None,
+          token: str | None = ADMIN_TOKEN) -> tuple[int, Any, dict[str, str]]:  # fmt: skip
+    """Call the admin API; returns (status, JSON body, headers)."""
+    data = json.dumps(body).encode() if body is not None else None
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(server.url + path, data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read()), dict(response.headers)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read()), dict(exc.headers)
