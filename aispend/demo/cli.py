@@ -12,6 +12,9 @@ from typing import Any
 
 SUBCOMMANDS = {
     "upstream": ("aispend.demo.upstream_cli", "simulated OpenAI / Azure / Anthropic upstream"),
+    "history": ("aispend.demo.history", "write (and load) realistic spend history"),
+    "chat-sink": ("aispend.demo.chat_sink", "record chat/pager notifications"),
+    "traffic": ("aispend.demo.traffic", "drive the demo agents through a gateway"),
 }
 
 

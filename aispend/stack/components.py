@@ -87,11 +87,15 @@ def _alertmanager(ctx: RunContext) -> list[str]:
     ]
 
 
-def _aispend_server(*command: str) -> ArgvBuilder:
+def _aispend_server(*command: str, state: str | None = None) -> ArgvBuilder:
+    """An aispend server; `state` names its state-file flag, pointed into the run dir."""
     name = {"exporter": f"exporter-{command[-1]}"}.get(command[0], command[0])
 
     def build(ctx: RunContext) -> list[str]:
-        return _aispend(*command, "--config", str(ctx.config_path), "--listen", ctx.address(name))
+        argv = _aispend(*command, "--config", str(ctx.config_path), "--listen", ctx.address(name))
+        if state:
+            argv += [state, str(ctx.run_dir / f"{name}.sqlite3")]
+        return argv
 
     return build
 
@@ -157,7 +161,7 @@ _ALL = (
         ports.GATEWAY,
         "aispend-gateway",
         "/healthz",
-        _aispend_server("gateway"),
+        _aispend_server("gateway", state="--throttle-db"),
         "metering gateway",
     ),
     Component(
@@ -165,7 +169,7 @@ _ALL = (
         ports.ACTUATOR,
         "aispend-actuator",
         "/healthz",
-        _aispend_server("actuator"),
+        _aispend_server("actuator", state="--state-db"),
         "alert actuator",
     ),
     Component(

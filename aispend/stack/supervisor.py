@@ -9,8 +9,9 @@ reverse order. Children die with the supervisor (PR_SET_PDEATHSIG), so no orphan
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
@@ -34,6 +35,10 @@ class StackOptions:
     components: Sequence[str] = CORE
     repo_root: Path | None = None
     ready_timeout: float = 60.0
+    extra_args: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    """Extra command-line arguments per component (e.g. the demo's actuator dry-run off)."""
+    env: Mapping[str, str] = field(default_factory=dict)
+    """Extra environment for every child."""
 
 
 class Stack:
@@ -69,10 +74,11 @@ class Stack:
         component = COMPONENTS[name]
         proc = ManagedProcess(
             name=name,
-            argv=component.argv(self.ctx),
+            argv=[*component.argv(self.ctx), *self.options.extra_args.get(name, ())],
             log_path=self.ctx.run_dir / "logs" / f"{name}.log",
             ready_url=self.ctx.url(name) + component.ready_path,
             cwd=self.ctx.repo_root,
+            env={**os.environ, **self.options.env},
         )
         log.info("starting %s: %s", name, " ".join(proc.argv))
         proc.start()
