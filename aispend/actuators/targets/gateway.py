@@ -48,7 +48,7 @@ class GatewayTarget:
             "mode": "block" if block else "rate",
             "requests_per_minute": None if block else rpm,
             "tokens_per_minute": None if block else tpm,
-            "reason": action.reason[:500],
+            "reason": action.reason[:1024],  # the admin API caps reason at 1024 characters
             "alert_fingerprint": action.fingerprint,
             "expires_at": None,
         }

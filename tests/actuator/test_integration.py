@@ -1,0 +1,241 @@
+"""The actuator against the real gateway (two replicas), and through real Alertmanager.
+
+Everything here is a real process on loopback: the demo upstream (the simulated LLM
+provider, since no real provider can be reached), two `aispend gateway` replicas with
+their own throttle tables, `aispend actuator`, and for the second test the Debian
+`prometheus-alertmanager` loaded with the repo's deploy/alertmanager.yml, rendered as
+`aispend stack up` renders it (service URLs -> 127.0.0.1 ports, secrets dir -> the
+test's), so it delivers to the actuator with the bearer token from credentials_file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from aispend.actuators.store import iter_audit
+from aispend.procs import ManagedProcess, wait_until
+from tests.actuator.fakes import TOKEN, alert, payload
+from tests.conftest import REPO, free_port, require_binary
+from tests.gateway import harness
+
+pytestmark = pytest.mark.integration
+
+RANKER = harness.SEARCH_RANKER  # team search, agent rerank-agent
+CRAWLER = harness.SEARCH_CRAWLER  # team search, agent crawler-agent
+
+
+def chat(gw: harness.Server, key: str) -> tuple[int, dict[str, Any]]:
+    body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+    request = urllib.request.Request(
+        gw.url + "/v1/chat/completions",
+        data=body.encode(),
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def throttles(gw: harness.Server) -> dict[str, dict[str, Any]]:
+    status, body, _ = harness.admin(gw, "GET", "/admin/throttles")
+    assert status == 200
+    return {rule["id"]: rule for rule in body["throttles"]}
+
+
+@contextmanager
+def stack(tmp_path: Path, requests_per_minute: int = 1) -> Iterator[dict[str, Any]]:
+    """Upstream, two gateway replicas, and the actuator (dry-run off by flag)."""
+    with ExitStack() as stack:
+        up = stack.enter_context(harness.upstream(tmp_path))
+        gateways = []
+        for i in range(2):
+            replica = tmp_path / f"gw{i}"
+            replica.mkdir()
+            config = harness.write_config(replica, up.url)
+            gateways.append(stack.enter_context(harness.gateway(replica, config)))
+        data = yaml.safe_load((tmp_path / "gw0" / "aispend.yaml").read_text())
+        data["actions"] = {
+            "dry_run": True,  # as in production configs; the --dry-run flag turns it off
+            "rules": [
+                {"name": "throttle-at-gateway", "match": {"action": "throttle"},
+                 "target": "gateway", "mode": "throttle",
+                 "requests_per_minute": requests_per_minute},
+            ],
+            "targets": {"gateway": {
+                "type": "gateway", "urls": [g.url for g in gateways],
+                "admin_token_file": str(tmp_path / "gw0" / "gateway_admin_token")}},
+        }  # fmt: skip
+        config = tmp_path / "actuator.yaml"
+        config.write_text(yaml.safe_dump(data))
+        secrets = tmp_path / "secrets"
+        secrets.mkdir()
+        (secrets / "actuator_token").write_text(TOKEN + "\n")
+        port = free_port()
+        proc = ManagedProcess(
+            "actuator",
+            [sys.executable, "-m", "aispend", "actuator", "--config", str(config),
+             "--listen", f"127.0.0.1:{port}", "--token-file", str(secrets / "actuator_token"),
+             "--state-db", str(tmp_path / "actuator.sqlite3"), "--dry-run", "false"],
+            tmp_path / "actuator.log",
+            ready_url=f"http://127.0.0.1:{port}/healthz",
+            cwd=REPO,
+        )  # fmt: skip
+        proc.start()
+        stack.callback(proc.stop)
+        proc.wait_ready(30)
+        yield {
+            "gateways": gateways,
+            "actuator": f"http://127.0.0.1:{port}",
+            "secrets": secrets,
+            "db": tmp_path / "actuator.sqlite3",
+        }
+
+
+def post(url: str, body: Any) -> int:
+    request = urllib.request.Request(
+        url + "/alerts",
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return int(response.status)
+
+
+def test_throttle_on_real_gateways_then_resolve_lifts_it(tmp_path):
+    fp = "5eed000000000042"
+    with stack(tmp_path) as s:
+        g0, g1 = s["gateways"]
+        assert chat(g0, RANKER)[0] == 200 and chat(g0, RANKER)[0] == 200  # not throttled yet
+
+        assert post(s["actuator"], payload(alert(fp))) == 200
+        for gw in (g0, g1):
+            rule = throttles(gw)[f"am-{fp}"]
+            assert (rule["team"], rule["agent"], rule["project"], rule["model"]) == (
+                "search", "rerank-agent", None, None)  # fmt: skip
+            assert (rule["mode"], rule["requests_per_minute"]) == ("rate", 1)
+            assert rule["alert_fingerprint"] == fp
+        # 1 request per minute for rerank-agent: the first passes, the next gets 429.
+        assert chat(g1, RANKER)[0] == 200
+        status, body = chat(g1, RANKER)
+        assert status == 429
+        assert (body["error"]["code"], body["error"]["rule"]) == ("aispend_throttled", f"am-{fp}")
+        # The other agent of the same team is not throttled.
+        assert [chat(g1, CRAWLER)[0] for _ in range(3)] == [200, 200, 200]
+
+        assert post(s["actuator"], payload(alert(fp, status="resolved"))) == 200
+        assert throttles(g0) == {} and throttles(g1) == {}
+        assert [chat(g1, RANKER)[0] for _ in range(3)] == [200, 200, 200]
+
+    results = [(a.decision, a.result) for a in iter_audit(s["db"])]
+    assert results == [("apply", "pending"), ("apply", "ok"), ("undo", "ok")]
+
+
+# ---------------------------------------------------------------- real Alertmanager
+
+ALERTMANAGER_YML = REPO / "deploy" / "alertmanager.yml"
+
+
+def render_alertmanager(actuator_url: str, secrets: Path, out: Path) -> Path:
+    """deploy/alertmanager.yml as `aispend stack up` renders it (contracts.md)."""
+    text = ALERTMANAGER_YML.read_text()
+    text = re.sub(r"http://actuator:\d+", actuator_url, text)
+    text = text.replace("/etc/aispend/secrets/", str(secrets) + "/")
+    # Other receivers (pager, chat) point at services not running here: deliveries to
+    # them fail and are retried by Alertmanager; that does not affect the actuator.
+    config = yaml.safe_load(text)
+
+    # Short timers so a resolve is delivered in seconds, not the production minutes.
+    def shorten(route: dict[str, Any]) -> None:
+        for key, value in (("group_wait", "1s"), ("group_interval", "2s")):
+            if key in route:
+                route[key] = value
+        for child in route.get("routes") or []:
+            shorten(child)
+
+    config["route"]["group_wait"] = "1s"
+    config["route"]["group_interval"] = "2s"
+    shorten(config["route"])
+    path = out / "alertmanager.yml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def am_post_alert(am_url: str, labels: dict[str, str], ends_at: datetime | None) -> None:
+    now = datetime.now(UTC)
+    body = [{
+        "labels": labels,
+        "annotations": {"summary": "rerank-agent spends 9.1x its usual rate"},
+        "startsAt": (now - timedelta(minutes=5)).isoformat(),
+        "endsAt": (ends_at or now + timedelta(hours=1)).isoformat(),
+        "generatorURL": "http://prometheus:9090/graph",
+    }]  # fmt: skip
+    request = urllib.request.Request(
+        am_url + "/api/v2/alerts",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+
+
+def test_alertmanager_delivers_to_actuator_which_throttles_real_gateways(tmp_path):
+    if not ALERTMANAGER_YML.exists():
+        pytest.fail("deploy/alertmanager.yml is missing (the rules part writes it)")
+    binary = require_binary("prometheus-alertmanager")
+    with stack(tmp_path) as s:
+        g0, g1 = s["gateways"]
+        config = render_alertmanager(s["actuator"], s["secrets"], tmp_path)
+        am_port = free_port()
+        am = ManagedProcess(
+            "alertmanager",
+            [binary, f"--config.file={config}", f"--storage.path={tmp_path / 'am-data'}",
+             f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address=",
+             f"--web.external-url=http://127.0.0.1:{am_port}"],
+            tmp_path / "alertmanager.log",
+            ready_url=f"http://127.0.0.1:{am_port}/-/ready",
+        )  # fmt: skip
+        am.start()
+        try:
+            am.wait_ready(30)
+            am_url = f"http://127.0.0.1:{am_port}"
+            labels = {
+                "alertname": "AISpendRunawaySpend", "severity": "critical", "team": "search",
+                "agent": "rerank-agent", "action": "throttle",
+            }  # fmt: skip
+            am_post_alert(am_url, labels, None)
+            rules = wait_until(
+                lambda: throttles(g1) or None, 60, 0.2, "the throttle to reach the gateway"
+            )
+            (rule_id,) = rules
+            assert rule_id.startswith("am-") and rule_id in throttles(g0)
+            assert (rules[rule_id]["team"], rules[rule_id]["agent"]) == ("search", "rerank-agent")
+            assert chat(g0, RANKER)[0] == 200
+            assert chat(g0, RANKER)[0] == 429
+
+            am_post_alert(am_url, labels, datetime.now(UTC) - timedelta(seconds=1))
+            wait_until(lambda: throttles(g0) == {} and throttles(g1) == {}, 60, 0.2, "the undo")
+            assert chat(g0, RANKER)[0] == 200
+        finally:
+            am.stop()
+    audit = list(iter_audit(s["db"]))
+    applied = [a for a in audit if (a.decision, a.result) == ("apply", "ok")]
+    undone = [a for a in audit if (a.decision, a.result) == ("undo", "ok")]
+    assert len(applied) == 1 and len(undone) == 1
+    assert applied[0].fingerprint == undone[0].fingerprint == rule_id[3:]
