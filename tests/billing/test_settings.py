@@ -1,0 +1,65 @@
+"""Config sections `sources.azure_cost` and `sources.focus`: errors name the field."""
+
+from __future__ import annotations
+
+import pytest
+
+from aispend.config import ConfigError, parse_config
+
+TEAMS = "teams: [{name: search}]\n"
+
+
+def issues(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as err:
+        parse_config(TEAMS + text)
+    return [str(i) for i in err.value.issues]
+
+
+def test_valid_sections_and_defaults() -> None:
+    config = parse_config(
+        TEAMS + "sources:\n"
+        "  azure_cost:\n"
+        "    scopes: [{scope: /subscriptions/abc/, name: prod}]\n"
+        "  focus:\n"
+        "    paths: [exports/*.parquet]\n"
+    )
+    azure = config.sources.azure_cost
+    focus = config.sources.focus
+    assert azure is not None and focus is not None
+    assert azure.scopes[0].scope == "subscriptions/abc"
+    assert azure.scopes[0].account == "prod"
+    assert (azure.cost_type, azure.team_tag, azure.refresh_interval_seconds) == (
+        "ActualCost",
+        "team",
+        14400.0,
+    )
+    assert azure.credential.kind == "default"
+    assert (focus.cost_column, focus.tags.team, focus.resource_series) == (
+        "EffectiveCost",
+        "team",
+        False,
+    )
+
+
+def test_bad_scope_and_incomplete_client_secret() -> None:
+    found = issues(
+        "sources:\n"
+        "  azure_cost:\n"
+        "    scopes: [{scope: tenants/x}]\n"
+        "    credential: {kind: client_secret, tenant_id: t}\n"
+        "    refresh_interval_seconds: 5\n"
+    )
+    assert found[0].startswith(
+        "sources.azure_cost.scopes[0].scope: must be a Cost Management scope"
+    )
+    assert "sources.azure_cost.refresh_interval_seconds: must be >= 60" in found
+    assert (
+        "sources.azure_cost.credential: kind client_secret needs client_id,"
+        " client_secret_file" in found
+    )
+
+
+def test_focus_cost_column_and_empty_paths() -> None:
+    found = issues("sources:\n  focus:\n    paths: []\n    cost_column: ListCost\n")
+    assert "sources.focus.paths: must not be empty" in found
+    assert "sources.focus.cost_column: must be one of 'EffectiveCost' or 'BilledCost'" in found
