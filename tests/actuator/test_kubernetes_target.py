@@ -321,3 +321,59 @@ def test_kubeconfig_errors_are_actionable(tmp_path):
     (tmp_path / "kc").write_text(yaml.safe_dump({"current-context": "x", "contexts": []}))
     with pytest.raises(KubeConfigError, match="no context named 'x'"):
         from_kubeconfig(tmp_path / "kc")
+
+
+def test_pause_through_actuator_and_undo_after_restart(kube, kubeconfig, tmp_path):
+    """The remembered replicas live in the state DB: a restarted actuator restores them."""
+    import requests
+
+    from aispend.actuators.app import build_app
+    from aispend.actuators.store import Store
+    from tests.actuator.conftest import config_with_actions
+    from tests.actuator.fakes import TOKEN, alert, payload
+
+    fake, _ = kube
+    config = config_with_actions(
+        {
+            "dry_run": False,
+            "rules": [
+                {
+                    "name": "pause-deploy",
+                    "match": {"action": "pause"},
+                    "target": "k8s",
+                    "mode": "pause",
+                }
+            ],
+            "targets": {
+                "k8s": {
+                    "type": "kubernetes",
+                    "kind": "Deployment",
+                    "namespace": "${team}",
+                    "name": "${agent}",
+                    "kubeconfig": str(kubeconfig),
+                }
+            },
+        }
+    )
+    teams = {t.name: t.criticality for t in config.teams}
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    fp = "00000000000d3910"
+    for body, replicas in (
+        (payload(alert(fp, action="pause")), 0),
+        (payload(alert(fp, status="resolved", action="pause")), 3),
+    ):
+        store = Store(tmp_path / "state.sqlite3")
+        server = ThreadedServer(build_app(config.actions, teams, store, TOKEN)).start()
+        try:
+            r = requests.post(f"{server.url}/alerts", json=body, headers=headers, timeout=30)
+            assert (r.status_code, r.json()["alerts"][0]["result"]) == (200, "ok")
+        finally:
+            server.stop()
+            store.close()
+        assert fake.objects[("deployments", "search", "rerank-agent")]["replicas"] == replicas
+    # Undo did not read the (then 0) replicas again: GET once, PATCH 0, PATCH 3.
+    assert [(s.method, s.body) for s in fake.seen] == [
+        ("GET", None),
+        ("PATCH", {"spec": {"replicas": 0}}),
+        ("PATCH", {"spec": {"replicas": 3}}),
+    ]

@@ -1,0 +1,174 @@
+"""Command and webhook targets, driven through the actuator's /alerts endpoint.
+
+The command is a real child process (the test's Python writing its environment to a
+file); the webhook receiver is a local aiohttp server recording what it is sent.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from aiohttp import web
+
+from tests.actuator.fakes import Seen, ThreadedServer, _seen, alert, payload
+
+FP = "00000000000c0de1"
+SCRIPT = (
+    "import json, os, sys; "
+    "open(sys.argv[1], 'a').write(json.dumps({k: v for k, v in os.environ.items() "
+    "if k.startswith('AISPEND_')}) + '\\n')"
+)
+
+
+def test_command_runs_with_labels_as_env_and_undo_command(make_actuator, tmp_path):
+    out = tmp_path / "calls.jsonl"
+    act = make_actuator(
+        {
+            "dry_run": False,
+            "rules": [
+                {
+                    "name": "run-script",
+                    "match": {"action": "pause"},
+                    "target": "script",
+                    "mode": "pause",
+                }
+            ],
+            "targets": {
+                "script": {
+                    "type": "command",
+                    "apply": [sys.executable, "-c", SCRIPT, str(out)],
+                    "undo": [sys.executable, "-c", SCRIPT, str(out)],
+                    "timeout": "10s",
+                }
+            },
+        }
+    )
+    assert act.post(payload(alert(FP, action="pause", project="ranking"))).status_code == 200
+    assert act.post(payload(alert(FP, status="resolved", action="pause"))).status_code == 200
+    apply_env, undo_env = (json.loads(line) for line in out.read_text().splitlines())
+    assert apply_env == {
+        "AISPEND_ALERTNAME": "AISpendRunawaySpend",
+        "AISPEND_SEVERITY": "critical",
+        "AISPEND_TEAM": "search",
+        "AISPEND_AGENT": "rerank-agent",
+        "AISPEND_ACTION": "apply",
+        "AISPEND_PROJECT": "ranking",
+        "AISPEND_MODE": "pause",
+        "AISPEND_RULE": "run-script",
+        "AISPEND_FINGERPRINT": FP,
+        "AISPEND_STARTS_AT": "2024-05-01T10:00:00+00:00",
+    }
+    # Undo sees the labels of the applied action (the ones it acted on).
+    assert undo_env["AISPEND_ACTION"] == "undo" and undo_env["AISPEND_PROJECT"] == "ranking"
+    assert [(a.decision, a.result) for a in act.audit()] == [
+        ("apply", "pending"),
+        ("apply", "ok"),
+        ("undo", "ok"),
+    ]
+
+
+def test_command_failure_and_timeout(make_actuator, tmp_path):
+    act = make_actuator(
+        {
+            "dry_run": False,
+            "rules": [
+                {
+                    "name": "fails",
+                    "match": {"alertname": "Fails"},
+                    "target": "fail",
+                    "mode": "notify",
+                },
+                {
+                    "name": "hangs",
+                    "match": {"alertname": "Hangs"},
+                    "target": "hang",
+                    "mode": "notify",
+                },
+            ],
+            "targets": {
+                "fail": {
+                    "type": "command",
+                    "apply": [sys.executable, "-c", "import sys; print('boom'); sys.exit(3)"],
+                },
+                "hang": {
+                    "type": "command",
+                    "apply": [sys.executable, "-c", "import time; time.sleep(60)"],
+                    "timeout": "0.5s",
+                },
+            },
+        }
+    )
+    r = act.post(payload(alert(FP, alertname="Fails")))
+    assert (r.status_code, r.json()["alerts"][0]["result"]) == (200, "error")
+    assert act.audit()[-1].error.endswith("exited with status 3: boom")
+    r = act.post(payload(alert("00000000000c0de2", alertname="Hangs")))
+    assert (r.status_code, r.json()["alerts"][0]["result"]) == (503, "error: retry")
+    assert "timed out after 0.5s and was killed" in act.audit()[-1].error
+
+
+def test_webhook_posts_summary(make_actuator, tmp_path):
+    seen: list[Seen] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        seen.append(await _seen(request))
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/hook", receive)
+    server = ThreadedServer(app).start()
+    (tmp_path / "hook_token").write_text("hook-secret\n")
+    try:
+        act = make_actuator(
+            {
+                "dry_run": False,
+                "rules": [
+                    {
+                        "name": "tell-chat",
+                        "match": {"action": "notify"},
+                        "target": "chat",
+                        "mode": "notify",
+                    }
+                ],
+                "targets": {
+                    "chat": {
+                        "type": "webhook",
+                        "url": f"{server.url}/hook",
+                        "token_file": str(tmp_path / "hook_token"),
+                    }
+                },
+            }
+        )
+        assert act.post(payload(alert(FP, action="notify"))).status_code == 200
+        assert act.post(payload(alert(FP, status="resolved", action="notify"))).status_code == 200
+    finally:
+        server.stop()
+    assert [s.body["action"] for s in seen] == ["apply", "undo"]
+    assert seen[0].headers["Authorization"] == "Bearer hook-secret"
+    assert seen[0].body == {
+        "action": "apply",
+        "mode": "notify",
+        "rule": "tell-chat",
+        "alertname": "AISpendRunawaySpend",
+        "team": "search",
+        "labels": alert(FP, action="notify")["labels"],
+        "annotations": {"summary": "rerank-agent spends 9.1x its usual rate"},
+        "fingerprint": FP,
+        "starts_at": "2024-05-01T10:00:00+00:00",
+    }
+
+
+def test_notify_is_allowed_for_critical_teams(make_actuator, tmp_path):
+    out = tmp_path / "calls.jsonl"
+    act = make_actuator(
+        {
+            "dry_run": False,
+            "rules": [{"name": "n", "match": {}, "target": "script", "mode": "notify"}],
+            "targets": {
+                "script": {"type": "command", "apply": [sys.executable, "-c", SCRIPT, str(out)]}
+            },
+        }
+    )
+    r = act.post(payload(alert(FP, team="support", agent="reply-agent")))
+    assert r.json()["alerts"][0]["result"] == "ok"
+    assert json.loads(out.read_text())["AISPEND_TEAM"] == "support"
