@@ -1,0 +1,49 @@
+"""`aispend dashboards generate`: dashboards/*.json and docs/dashboards.md from the
+grafanalib sources in dashboards/*.dashboard.py."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+
+def add_parser(sub: Any) -> None:
+    dash = sub.add_parser("dashboards", help="Grafana dashboards as code")
+    dash_sub = dash.add_subparsers(dest="dashboards_command", metavar="ACTION", required=True)
+    gen = dash_sub.add_parser(
+        "generate",
+        help="write dashboards/*.json and docs/dashboards.md",
+        description="Build each dashboards/*.dashboard.py into dashboards/<name>.json"
+        " (sorted, stable JSON) and render docs/dashboards.md.",
+    )
+    gen.add_argument("--root", default=".", help="repository root (default: .)")
+    gen.add_argument(
+        "--currency",
+        default="USD",
+        help="reporting currency for money units (default USD, as aispend.example.yaml)",
+    )
+    gen.set_defaults(func=_run_generate)
+
+
+def _run_generate(args: argparse.Namespace) -> int:
+    import sys
+
+    from aispend.dashboards.defaults import Context
+    from aispend.dashboards.docs import render
+    from aispend.dashboards.generate import DashboardError, build_all, write_all
+
+    root = Path(args.root)
+    directory = root / "dashboards"
+    ctx = Context(currency=args.currency)
+    try:
+        written = write_all(directory, ctx)
+        docs = root / "docs" / "dashboards.md"
+        docs.parent.mkdir(parents=True, exist_ok=True)
+        docs.write_text(render(build_all(directory, ctx)), encoding="utf-8")
+    except DashboardError as exc:
+        print(f"aispend dashboards generate: {exc}", file=sys.stderr)
+        return 1
+    for path in [*written, docs]:
+        print(f"wrote {path}")
+    return 0

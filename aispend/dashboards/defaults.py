@@ -1,0 +1,172 @@
+"""What every aispend dashboard shares: datasource, variables, uids, units and links.
+
+Dashboards are provisioned read-only (deploy/grafana/, `allowUiUpdates: false`), so each
+has a stable uid (links and alert annotations point at `/d/<uid>`), the `aispend` tag
+(the dashboard links list every dashboard with it), and the `$datasource` variable so
+one JSON works against any Prometheus.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from grafanalib import core as g
+
+from aispend import metrics as m
+
+TAG = "aispend"
+SCHEMA_VERSION = 39  # Grafana 10.4 / 11
+DATASOURCE_VAR = "datasource"
+DATASOURCE = {"type": "prometheus", "uid": f"${{{DATASOURCE_VAR}}}"}
+"""Panel and target datasource reference: whatever `$datasource` is set to."""
+
+ALERT_ONLY = (
+    "Alert-only: empty while nothing is firing or throttled; an empty panel is the good state."
+)
+"""Sentence that marks a panel as alert-only (docs list them; the live test allows empty)."""
+
+UIDS = {
+    "overview": "aispend-overview",
+    "team-showback": "aispend-team-showback",
+    "llm-token-economics": "aispend-llm-tokens",
+    "gpu-fleet": "aispend-gpu-fleet",
+    "anomalies-budgets": "aispend-anomalies",
+    "stack-health": "aispend-stack-health",
+}
+"""Stable dashboard uids, by dashboard file stem (dashboards/<stem>.dashboard.py)."""
+
+# Grafana unit ids for everything that is not money.
+RATIO = "percentunit"
+COUNT = "short"
+REQ_PER_SEC = "reqps"
+TOKENS_PER_SEC = "short"
+SECONDS = "s"
+BYTES = "bytes"
+WATTS = "watt"
+BOOL = "bool_on_off"
+TIMESTAMP = "dateTimeAsIso"
+TIMES = "suffix:x"
+"""A multiple (burn rates: 1x = on budget pace)."""
+SIGMA = "suffix: sigma"
+"""Standard deviations (z-scores)."""
+
+_GRAFANA_CURRENCIES = {
+    "USD": "currencyUSD",
+    "EUR": "currencyEUR",
+    "GBP": "currencyGBP",
+    "JPY": "currencyJPY",
+    "CHF": "currencyCHF",
+    "CAD": "currencyCAD",
+    "AUD": "currencyAUD",
+    "INR": "currencyINR",
+    "SEK": "currencySEK",
+    "NOK": "currencyNOK",
+    "DKK": "currencyDKK",
+    "CNY": "currencyCNY",
+    "BRL": "currencyBRL",
+}
+
+
+@dataclass(frozen=True)
+class Context:
+    """Settings a dashboard is built for (passed to each dashboard's `build`)."""
+
+    currency: str = "USD"
+
+    @property
+    def money(self) -> str:
+        """Grafana unit for an amount in the reporting currency."""
+        return _GRAFANA_CURRENCIES.get(self.currency, f"suffix: {self.currency}")
+
+
+def datasource_variable() -> g.Template:
+    return g.Template(
+        name=DATASOURCE_VAR,
+        label="Prometheus",
+        query="prometheus",
+        type="datasource",
+        default="Prometheus",
+    )
+
+
+def label_variable(
+    name: str,
+    spec: m.MetricSpec,
+    label: str,
+    *,
+    matchers: str = "",
+    multi: bool = True,
+    title: str | None = None,
+) -> g.Template:
+    """A query variable over the values of `label` on `spec` (All = any value)."""
+    selector = f"{spec.name}{{{matchers}}}" if matchers else spec.name
+    return g.Template(
+        name=name,
+        label=title or name.capitalize(),
+        query=f"label_values({selector}, {label})",
+        dataSource=DATASOURCE,
+        includeAll=multi,
+        multi=multi,
+        allValue=".*" if multi else None,
+        default="All" if multi else None,
+        refresh=g.REFRESH_ON_TIME_RANGE_CHANGE,
+    )
+
+
+def team_variable(*, multi: bool = True) -> g.Template:
+    return label_variable("team", m.LLM_COST, m.TEAM, multi=multi)
+
+
+def project_variable() -> g.Template:
+    return label_variable("project", m.LLM_COST, m.PROJECT, matchers=f'{m.TEAM}=~"$team"')
+
+
+def model_variable() -> g.Template:
+    return label_variable("model", m.LLM_COST, m.MODEL, matchers=f'{m.TEAM}=~"$team"')
+
+
+def links() -> list[g.DashboardLink]:
+    """A dropdown of every aispend dashboard, keeping time range and variables."""
+    return [
+        g.DashboardLink(
+            title="aispend dashboards",
+            type="dashboards",
+            tags=[TAG],
+            asDropdown=True,
+            includeVars=True,
+            keepTime=True,
+        )
+    ]
+
+
+def dashboard_url(stem: str) -> str:
+    """Relative Grafana URL of another aispend dashboard (for panel links)."""
+    return f"/d/{UIDS[stem]}"
+
+
+def dashboard(
+    stem: str,
+    title: str,
+    description: str,
+    panels: Sequence[g.Panel],
+    variables: Sequence[g.Template] = (),
+    *,
+    time_from: str = "now-24h",
+) -> g.Dashboard:
+    """A dashboard with the shared settings; panel ids are assigned in order."""
+    return g.Dashboard(
+        title=title,
+        uid=UIDS[stem],
+        description=description,
+        tags=[TAG],
+        editable=False,
+        timezone="utc",
+        refresh="1m",
+        schemaVersion=SCHEMA_VERSION,
+        graphTooltip=g.GRAPH_TOOLTIP_MODE_SHARED_CROSSHAIR,
+        time=g.Time(time_from, "now"),
+        links=links(),
+        templating=g.Templating(list=[datasource_variable(), *variables]),
+        panels=list(panels),
+    ).auto_panel_ids()

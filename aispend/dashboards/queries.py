@@ -1,0 +1,393 @@
+"""Every dashboard panel's PromQL, as named functions kept apart from layout.
+
+Metric and label names come from aispend/metrics.py; dashboards call these functions
+and never spell a metric name. Grafana variables (`$team`, `$project`, `$model`) and
+Grafana's `$__rate_interval` / `$__range` appear as-is; tests substitute them before
+checking each expression with promtool and running it against Prometheus.
+
+Spend is the real-time estimate: LLM spend (gateway and tokens exporter,
+`aispend_llm_cost_total`) plus accrued GPU cost (`aispend_gpu_cost_total`), in the
+reporting currency. Rates are shown per hour (x 3600) because budgets are per day and
+month and an hourly figure reads naturally next to them.
+"""
+
+from __future__ import annotations
+
+from aispend import metrics as m
+
+RATE = "$__rate_interval"
+RANGE = "$__range"
+HOUR = 3600
+FORECAST_WINDOW = "1d"
+"""Window of the recent spend rate that the month-end forecast extrapolates."""
+
+ALERTS = "ALERTS"
+"""Prometheus' own series of pending and firing alerts (not an aispend metric)."""
+ALERT_PREFIX = "AISpend"
+UP = "up"
+SCRAPE_DURATION = "scrape_duration_seconds"
+RULE_EVAL_FAILURES = "prometheus_rule_evaluation_failures_total"
+RULE_GROUP_LAST_DURATION = "prometheus_rule_group_last_duration_seconds"
+AM_NOTIFICATIONS = "alertmanager_notifications_total"
+AM_NOTIFICATIONS_FAILED = "alertmanager_notifications_failed_total"
+JOB_PREFIX = "aispend-"
+"""Prometheus job names of aispend's own processes (deploy/prometheus.yml)."""
+
+
+# ---------------------------------------------------------------- selector helpers
+def eq(label: str, value: str) -> str:
+    return f'{label}="{value}"'
+
+
+def ne(label: str, value: str) -> str:
+    return f'{label}!="{value}"'
+
+
+def match(label: str, regex: str) -> str:
+    return f'{label}=~"{regex}"'
+
+
+def sel(name: str | m.MetricSpec, *matchers: str, suffix: str = "") -> str:
+    """`name_suffix{m1,m2}` for a MetricSpec or a plain series name."""
+    base = (name.name if isinstance(name, m.MetricSpec) else name) + suffix
+    return f"{base}{{{','.join(matchers)}}}" if matchers else base
+
+
+TEAM = match(m.TEAM, "$team")
+PROJECT = match(m.PROJECT, "$project")
+MODEL = match(m.MODEL, "$model")
+TEAM_BUDGET = (eq(m.PERIOD, "month"), eq(m.PROJECT, ""), eq(m.AGENT, ""))
+TEAM_DAY_BUDGET = (eq(m.PERIOD, "day"), eq(m.PROJECT, ""), eq(m.AGENT, ""))
+SPEND_METRICS = (m.LLM_COST, m.GPU_COST)
+
+
+def spend(*matchers: str) -> str:
+    """Selector over every real-time spend counter (LLM and GPU)."""
+    names = "|".join(s.name for s in SPEND_METRICS)
+    return "{" + ",".join((f'__name__=~"{names}"', *matchers)) + "}"
+
+
+def by(labels: tuple[str, ...]) -> str:
+    return f" by ({', '.join(labels)})" if labels else ""
+
+
+def sum_rate(selector: str, labels: tuple[str, ...] = (), window: str = RATE) -> str:
+    return f"sum{by(labels)} (rate({selector}[{window}]))"
+
+
+def sum_increase(selector: str, labels: tuple[str, ...] = (), window: str = RANGE) -> str:
+    return f"sum{by(labels)} (increase({selector}[{window}]))"
+
+
+def per_hour(expr: str) -> str:
+    return f"{expr} * {HOUR}"
+
+
+def quantile(
+    q: float, histogram: m.MetricSpec, *matchers: str, labels: tuple[str, ...] = ()
+) -> str:
+    bucket = sel(histogram, *matchers, suffix="_bucket")
+    return f"histogram_quantile({q}, {sum_rate(bucket, ('le', *labels))})"
+
+
+# ---------------------------------------------------------------- spend (recorded series)
+def rec(series: m.RecordedSeries, *matchers: str) -> str:
+    return sel(series.name, *matchers)
+
+
+def team_spend_rate(*matchers: str) -> str:
+    """Spend per hour per team (recorded 5m rate)."""
+    return per_hour(f"sum by ({m.TEAM}) ({rec(m.REC_TEAM_COST_RATE5M, *matchers)})")
+
+
+def total_spend_rate(*matchers: str) -> str:
+    return per_hour(f"sum({rec(m.REC_TEAM_COST_RATE5M, *matchers)})")
+
+
+def spend_rate_by(series: m.RecordedSeries, label: str, *matchers: str) -> str:
+    """Spend per hour by `label` from a recorded 5m rate (project, agent, model, source)."""
+    return per_hour(f"sum by ({label}) ({rec(series, *matchers)})")
+
+
+def spend_today(*matchers: str) -> str:
+    return f"sum({rec(m.REC_TEAM_COST_TODAY, *matchers)})"
+
+
+def spend_month(*matchers: str) -> str:
+    return f"sum({rec(m.REC_TEAM_COST_MONTH, *matchers)})"
+
+
+TEAM_SCOPE = (eq(m.PROJECT, ""), eq(m.AGENT, ""))
+"""Budget scope rows of a whole team (project and agent absent)."""
+
+
+def forecast_month_end(*matchers: str) -> str:
+    return f"sum({rec(m.REC_FORECAST_MONTH_END, *TEAM_SCOPE, *matchers)})"
+
+
+def month_budget_total(*matchers: str) -> str:
+    budgets = sel(m.BUDGET, eq(m.PERIOD, "month"), *TEAM_SCOPE, *matchers)
+    return f"sum(max by ({m.TEAM}) ({budgets}))"
+
+
+def forecast_vs_budget(*matchers: str) -> str:
+    """Forecast month-end spend of the teams with a month budget / their budgets."""
+    forecast = rec(m.REC_FORECAST_MONTH_END, *TEAM_SCOPE, *matchers)
+    budgets = sel(m.BUDGET, eq(m.PERIOD, "month"), *TEAM_SCOPE, *matchers)
+    scope = f"{m.TEAM}, {m.PROJECT}, {m.AGENT}"
+    return f"{forecast} / on ({scope}) max by ({scope}) ({budgets})"
+
+
+def forecast_vs_budget_total(*matchers: str) -> str:
+    forecast = rec(m.REC_FORECAST_MONTH_END, *TEAM_SCOPE, *matchers)
+    return f"sum({forecast}) / {month_budget_total(*matchers)}"
+
+
+def budget_used(period: str, *matchers: str) -> str:
+    """Share of each team's budget for `period` (day or month) spent so far."""
+    return rec(m.REC_BUDGET_USED, eq(m.PERIOD, period), *TEAM_SCOPE, *matchers)
+
+
+def burn_rate(window: str, period: str, *matchers: str) -> str:
+    """Spend rate over `window` / the pace that exactly uses the budget (1 = on pace)."""
+    return sel(f"{m.REC_BURN_PREFIX}{window}", eq(m.PERIOD, period), *TEAM_SCOPE, *matchers)
+
+
+def budget_exhaustion(*matchers: str) -> str:
+    """When each team's month budget runs out at the recent rate (Unix ms for Grafana)."""
+    return f"1000 * {rec(m.REC_BUDGET_EXHAUSTION, *TEAM_SCOPE, *matchers)}"
+
+
+def spend_in_range(labels: tuple[str, ...] = (), *matchers: str) -> str:
+    """Spend over the panel's time range, from the raw counters (LLM and GPU)."""
+    return sum_increase(spend(*matchers), labels)
+
+
+def llm_spend_in_range(labels: tuple[str, ...], *matchers: str) -> str:
+    return sum_increase(sel(m.LLM_COST, *matchers), labels)
+
+
+def source_spend_in_range(*matchers: str) -> str:
+    """Spend by source over the panel's range (mean recorded rate x range)."""
+    rate = f"avg_over_time({rec(m.REC_TEAM_SOURCE_COST_RATE5M, *matchers)}[{RANGE}])"
+    return f"sum by ({m.SOURCE}) ({rate}) * $__range_s"
+
+
+def day_vs_previous_weeks(*matchers: str) -> tuple[str, str]:
+    """Spend of the last 24h, and the median of the same 24h 1-3 weeks ago."""
+    return (
+        rec(m.REC_TEAM_COST_1D, *matchers),
+        rec(m.REC_TEAM_COST_1D_WEEKS, *matchers),
+    )
+
+
+def _with_cost_center(expr: str) -> str:
+    info = f"max by ({m.TEAM}, {m.COST_CENTER}) ({sel(m.TEAM_INFO)})"
+    return f"{expr} * on ({m.TEAM}) group_left ({m.COST_CENTER}) {info}"
+
+
+def chargeback(kind: str, *matchers: str) -> str:
+    """Figures over the panel's range by team, project and agent, with the cost centre."""
+    labels = (m.TEAM, m.PROJECT, m.AGENT)
+    if kind == "spend":
+        expr = spend_in_range(labels, *matchers)
+    elif kind == "tokens":
+        expr = sum_increase(sel(m.LLM_TOKENS, *matchers), labels)
+    elif kind == "requests":
+        expr = sum_increase(sel(m.LLM_REQUESTS, *matchers), labels)
+    else:
+        raise ValueError(kind)
+    return _with_cost_center(expr)
+
+
+# ---------------------------------------------------------------- anomalies
+def team_actual_vs_prediction(sigma: float, *matchers: str) -> dict[str, str]:
+    """Per team: actual 5m spend rate, seasonal prediction, and +/- sigma bands, per hour.
+
+    The team's prediction is the sum of its per-model predictions; its stddev is the
+    root of the summed per-model variances (models treated as independent). The lower
+    band is clamped at 0.
+    """
+    pred = f"sum by ({m.TEAM}) ({rec(m.REC_TEAM_MODEL_PREDICTION, *matchers)})"
+    stddev_name = m.REC_TEAM_MODEL_PREDICTION.name.replace(":prediction", ":stddev")
+    std = f"sqrt(sum by ({m.TEAM}) ({sel(stddev_name, *matchers)} ^ 2))"
+    actual = f"sum by ({m.TEAM}) ({rec(m.REC_TEAM_MODEL_COST_RATE5M, *matchers)})"
+    return {
+        "actual": per_hour(actual),
+        "prediction": per_hour(pred),
+        "upper": per_hour(f"({pred} + {sigma:g} * {std})"),
+        "lower": per_hour(f"clamp_min({pred} - {sigma:g} * {std}, 0)"),
+    }
+
+
+def zscores(series: m.RecordedSeries, label: str, *matchers: str) -> str:
+    return f"max by ({m.TEAM}, {label}) ({rec(series, *matchers)})"
+
+
+# ---------------------------------------------------------------- LLM economics
+def tokens_per_second(labels: tuple[str, ...], *matchers: str) -> str:
+    return sum_rate(sel(m.LLM_TOKENS, *matchers), labels)
+
+
+def requests_per_second(labels: tuple[str, ...], *matchers: str, window: str = RATE) -> str:
+    return sum_rate(sel(m.LLM_REQUESTS, *matchers), labels, window)
+
+
+def cost_per_request(labels: tuple[str, ...], *matchers: str, window: str = RATE) -> str:
+    cost = sum_rate(sel(m.LLM_COST, *matchers), labels, window)
+    return f"{cost} / {requests_per_second(labels, *matchers, window=window)}"
+
+
+def cost_per_1k_requests(labels: tuple[str, ...], *matchers: str) -> str:
+    return f"1000 * {cost_per_request(labels, *matchers)}"
+
+
+def request_cost_quantile(q: float, *matchers: str) -> str:
+    return quantile(q, m.LLM_REQUEST_COST, *matchers)
+
+
+def cache_read_share(labels: tuple[str, ...], *matchers: str) -> str:
+    """Cache-read input tokens as a share of all input tokens."""
+    cached = tokens_per_second(labels, *matchers, eq(m.TOKEN_TYPE, "cached_input"))
+    inputs = tokens_per_second(labels, *matchers, match(m.TOKEN_TYPE, "input|cached_input"))
+    return f"{cached} / {inputs}"
+
+
+def non_2xx_share(labels: tuple[str, ...], *matchers: str) -> str:
+    """Share of requests answered with anything but 2xx (errors, throttles, 4xx)."""
+    ok = requests_per_second(labels, *matchers, match(m.STATUS, "2.."))
+    return f"1 - ({ok} / {requests_per_second(labels, *matchers)})"
+
+
+def throttled_per_second(labels: tuple[str, ...], *matchers: str) -> str:
+    return sum_rate(sel(m.GATEWAY_THROTTLED_REQUESTS, *matchers), labels)
+
+
+def status_rate(status_regex: str, labels: tuple[str, ...], *matchers: str) -> str:
+    return requests_per_second(labels, *matchers, match(m.STATUS, status_regex))
+
+
+def upstream_errors_per_second() -> str:
+    return sum_rate(sel(m.GATEWAY_UPSTREAM_ERRORS), (m.PROVIDER, m.REASON))
+
+
+def gateway_overhead_quantile(q: float) -> str:
+    return quantile(q, m.GATEWAY_OVERHEAD)
+
+
+def operation_duration_quantile(q: float, labels: tuple[str, ...], *matchers: str) -> str:
+    """Quantile of the GenAI operation duration; a `model` matcher applies to its
+    `gen_ai_request_model` label."""
+    prefix = f"{m.MODEL}="
+    genai = tuple(
+        m.GEN_AI_REQUEST_MODEL + x[len(m.MODEL) :] if x.startswith(prefix) else x for x in matchers
+    )
+    return quantile(q, m.GEN_AI_OPERATION_DURATION, *genai, labels=labels)
+
+
+# ---------------------------------------------------------------- GPUs
+GPU_KEY = (m.HOSTNAME, m.GPU)
+
+
+def gpu_utilization(*matchers: str) -> str:
+    """Utilisation per GPU (recorded: aispend's gpu exporter or dcgm-exporter)."""
+    keys = ", ".join((*GPU_KEY, m.GPU_MODEL_NAME))
+    return f"max by ({keys}) ({rec(m.REC_GPU_UTILIZATION, *matchers)})"
+
+
+def gpu_count(*matchers: str) -> str:
+    return f"count({rec(m.REC_GPU_UTILIZATION, *matchers)})"
+
+
+def gpu_mean_utilization(*matchers: str) -> str:
+    return f"avg({rec(m.REC_GPU_UTILIZATION, *matchers)})"
+
+
+def gpu_idle(threshold: float, window: str, *matchers: str) -> str:
+    """Hourly price of each GPU whose mean utilisation over `window` is below threshold."""
+    util = f"avg_over_time({rec(m.REC_GPU_UTILIZATION, *matchers)}[{window}])"
+    keys = ", ".join((m.HOSTNAME, m.GPU, m.GPU_UUID, m.GPU_MODEL_NAME, m.TEAM))
+    price = f"max by ({keys}) ({sel(m.GPU_HOURLY_COST, *matchers)})"
+    return f"{price} and on ({m.GPU_UUID}) ({util} < {threshold:g})"
+
+
+def gpu_cost_rate(labels: tuple[str, ...], *matchers: str) -> str:
+    return per_hour(f"sum{by(labels)} ({rec(m.REC_GPU_COST_RATE, *matchers)})")
+
+
+def gpu_idle_cost_rate(labels: tuple[str, ...], *matchers: str) -> str:
+    return per_hour(sum_rate(sel(m.GPU_IDLE_COST, *matchers), labels))
+
+
+def gpu_memory_used_ratio(*matchers: str) -> str:
+    keys = ", ".join(GPU_KEY)
+    used = f"sum by ({keys}) ({sel(m.GPU_MEMORY_USED, *matchers)})"
+    total = f"sum by ({keys}) ({sel(m.GPU_MEMORY_TOTAL, *matchers)})"
+    return f"{used} / {total}"
+
+
+def gpu_power(*matchers: str) -> str:
+    return f"sum by ({', '.join(GPU_KEY)}) ({sel(m.GPU_POWER, *matchers)})"
+
+
+# ---------------------------------------------------------------- anomalies, alerts, actions
+def firing_alerts(*matchers: str) -> str:
+    return sel(
+        ALERTS, eq("alertstate", "firing"), match("alertname", f"{ALERT_PREFIX}.*"), *matchers
+    )
+
+
+def active_throttles(*matchers: str) -> str:
+    return sel(m.GATEWAY_THROTTLE_ACTIVE, *matchers)
+
+
+def actuator_actions(*matchers: str) -> str:
+    return sum_increase(sel(m.ACTUATOR_ACTIONS, *matchers), (m.TARGET, m.ACTION, m.RESULT))
+
+
+def actuator_active_actions() -> str:
+    return f"sum by ({m.TARGET}, {m.TEAM}) ({sel(m.ACTUATOR_ACTIVE_ACTIONS)})"
+
+
+# ---------------------------------------------------------------- stack health
+def exporter_up() -> str:
+    return f"min by ({m.SOURCE}) ({sel(m.EXPORTER_UP)})"
+
+
+def scrape_up() -> str:
+    return sel(UP, match("job", f"{JOB_PREFIX}.*|prometheus|alertmanager"))
+
+
+def data_age() -> str:
+    """Seconds since each source was last read successfully."""
+    return f"time() - max by ({m.SOURCE}) ({sel(m.SOURCE_LAST_SUCCESS)})"
+
+
+def config_age() -> str:
+    """Seconds since each process last loaded aispend.yaml successfully."""
+    return f"time() - max by (job) ({sel(m.CONFIG_RELOAD_TIMESTAMP)})"
+
+
+def scrape_duration() -> str:
+    return f"max by (job) ({sel(SCRAPE_DURATION, match('job', f'{JOB_PREFIX}.*'))})"
+
+
+def rule_evaluation_failures() -> str:
+    return f"sum by (rule_group) (increase({RULE_EVAL_FAILURES}[{RATE}]))"
+
+
+def rule_group_duration() -> str:
+    return f"max by (rule_group) ({RULE_GROUP_LAST_DURATION})"
+
+
+def alertmanager_notifications(failed: bool = False) -> str:
+    name = AM_NOTIFICATIONS_FAILED if failed else AM_NOTIFICATIONS
+    return f"sum by (integration) (rate({name}[{RATE}]))"
+
+
+def actuator_webhook_requests() -> str:
+    return sum_rate(sel(m.ACTUATOR_WEBHOOK_REQUESTS), (m.CODE,))
+
+
+def config_reload_ok() -> str:
+    return f"min by (job) ({sel(m.CONFIG_RELOAD_SUCCESS)})"

@@ -1,0 +1,110 @@
+"""GPU fleet: utilisation per GPU, idle GPUs and what they cost, GPU cost by team,
+memory and power."""
+
+from grafanalib import core as g
+
+from aispend import metrics as m
+from aispend.dashboards import defaults as d
+from aispend.dashboards import queries as q
+from aispend.dashboards.panels import Query, Row, heatmap, layout, stat, table, timeseries
+from aispend.rules.tunables import Tunables
+
+TEAM = q.TEAM
+
+
+def build(ctx: d.Context) -> g.Dashboard:
+    money = ctx.money
+    t = Tunables()
+    idle = t.gpu_idle_threshold
+    summary = Row(
+        "Fleet",
+        [
+            stat(
+                "GPUs",
+                "GPUs reporting (aispend gpu exporter or dcgm-exporter).",
+                d.COUNT,
+                Query(q.gpu_count(TEAM), instant=True),
+            ),
+            stat(
+                "Mean utilisation",
+                "Mean utilisation over all GPUs now.",
+                d.RATIO,
+                Query(q.gpu_mean_utilization(TEAM), instant=True),
+            ),
+            stat(
+                "GPU cost per hour",
+                "What the GPUs cost per hour at their hourly price.",
+                money,
+                Query(q.gpu_cost_rate((), TEAM), instant=True),
+                decimals=2,
+            ),
+            stat(
+                "Idle GPU cost per hour",
+                f"Cost per hour accrued by GPUs below {idle:.0%} utilisation.",
+                money,
+                Query(q.gpu_idle_cost_rate((), TEAM), instant=True),
+                decimals=2,
+            ),
+        ],
+        height=5,
+    )
+    util = Row(
+        "Utilisation",
+        [
+            heatmap(
+                "Utilisation per GPU",
+                "One row per GPU (host and index), coloured by utilisation 0..100 %.",
+                d.RATIO,
+                Query(q.gpu_utilization(TEAM), legend="{{Hostname}} gpu{{gpu}}"),
+            ),
+        ],
+        height=9,
+    )
+    cost = Row(
+        "Cost",
+        [
+            table(
+                f"Idle GPUs (mean utilisation < {idle:.0%} over {t.gpu_idle_for})",
+                "GPUs whose mean utilisation over the idle window is below the idle"
+                " threshold, with their hourly price: candidates to release.",
+                money,
+                Query(q.gpu_idle(idle, t.gpu_idle_for, TEAM), instant=True, table=True),
+                columns={"Value": "hourly cost"},
+                hide=("Time", "__name__"),
+            ),
+            timeseries(
+                "GPU cost per hour, by team",
+                "GPU cost rate by the team the GPU (or its process) is attributed to.",
+                money,
+                Query(q.gpu_cost_rate((m.TEAM,), TEAM), legend="{{team}}"),
+                stacked=True,
+            ),
+        ],
+        height=8,
+    )
+    hardware = Row(
+        "Memory and power",
+        [
+            timeseries(
+                "Memory used, per GPU",
+                "Framebuffer memory used as a share of the GPU's total.",
+                d.RATIO,
+                Query(q.gpu_memory_used_ratio(TEAM), legend="{{Hostname}} gpu{{gpu}}"),
+            ),
+            timeseries(
+                "Power draw, per GPU",
+                "GPU power draw in watts.",
+                d.WATTS,
+                Query(q.gpu_power(TEAM), legend="{{Hostname}} gpu{{gpu}}"),
+            ),
+        ],
+        height=8,
+    )
+    return d.dashboard(
+        "gpu-fleet",
+        "aispend / GPU fleet",
+        "GPU utilisation, idle GPUs and their hourly cost, GPU cost by team, memory and power.",
+        layout(summary, util, cost, hardware),
+        [d.label_variable("team", m.GPU_UTILIZATION, m.TEAM)],
+        time_from="now-6h",
+    )

@@ -1,0 +1,109 @@
+"""Stack health: are the exporters up and their data fresh, are scrapes and rules
+healthy, do notifications go out, does the actuator answer."""
+
+from grafanalib import core as g
+
+from aispend.dashboards import defaults as d
+from aispend.dashboards import queries as q
+from aispend.dashboards.panels import Query, Row, layout, stat, timeseries
+
+UP_STEPS = (("red", None), ("green", 1.0))
+
+
+def build(ctx: d.Context) -> g.Dashboard:
+    up = Row(
+        "Up",
+        [
+            stat(
+                "Scrape targets up",
+                "Prometheus' `up` for aispend's processes, Prometheus and Alertmanager"
+                " (1 = the last scrape succeeded).",
+                d.BOOL,
+                Query(q.scrape_up(), legend="{{job}}", instant=True),
+                thresholds=UP_STEPS,
+            ),
+            stat(
+                "Exporters reading their source",
+                "Per source, 1 when the exporter's last read of its"
+                " source (API, NVML, config) succeeded.",
+                d.BOOL,
+                Query(q.exporter_up(), legend="{{source}}", instant=True),
+                thresholds=UP_STEPS,
+            ),
+            stat(
+                "Config loaded",
+                "1 when the process' last load of aispend.yaml succeeded; 0 while it keeps"
+                " an older good config because the file is invalid.",
+                d.BOOL,
+                Query(q.config_reload_ok(), legend="{{job}}", instant=True),
+                thresholds=UP_STEPS,
+            ),
+        ],
+        height=5,
+        widths=[10, 8, 6],
+    )
+    freshness = Row(
+        "Freshness and scrapes",
+        [
+            timeseries(
+                "Data age, by source",
+                "Seconds since each source (Azure Cost Management, FOCUS, APIM logs, NVML)"
+                " was last read successfully; billing data is hours old by nature.",
+                d.SECONDS,
+                Query(q.data_age(), legend="{{source}}"),
+            ),
+            timeseries(
+                "Config age, by process",
+                "Seconds since each process last loaded aispend.yaml successfully.",
+                d.SECONDS,
+                Query(q.config_age(), legend="{{job}}"),
+            ),
+            timeseries(
+                "Scrape duration, by job",
+                "How long Prometheus takes to scrape each aispend process.",
+                d.SECONDS,
+                Query(q.scrape_duration(), legend="{{job}}"),
+            ),
+        ],
+    )
+    rules = Row(
+        "Rules, notifications, actuator",
+        [
+            timeseries(
+                "Rule evaluation failures",
+                "Failed rule evaluations per rule group over each interval (should be 0).",
+                d.COUNT,
+                Query(q.rule_evaluation_failures(), legend="{{rule_group}}"),
+            ),
+            timeseries(
+                "Rule group evaluation time",
+                "How long each rule group's last evaluation took (baselines are the heaviest).",
+                d.SECONDS,
+                Query(q.rule_group_duration(), legend="{{rule_group}}"),
+            ),
+            timeseries(
+                "Alertmanager notifications",
+                "Notifications sent and failed per second, by integration (webhook for the"
+                " actuator and chat, pager).",
+                d.REQ_PER_SEC,
+                Query(q.alertmanager_notifications(), legend="{{integration}} sent"),
+                Query(q.alertmanager_notifications(failed=True), legend="{{integration}} failed"),
+            ),
+            timeseries(
+                "Actuator webhook answers",
+                "Alertmanager deliveries to the actuator per second, by HTTP status it"
+                " answered (5xx = Alertmanager retries; 4xx = a bad payload or token). "
+                + d.ALERT_ONLY,
+                d.REQ_PER_SEC,
+                Query(q.actuator_webhook_requests(), legend="{{code}}"),
+            ),
+        ],
+    )
+    return d.dashboard(
+        "stack-health",
+        "aispend / Stack health",
+        "Exporters up and fresh, scrape durations, rule evaluation failures, Alertmanager"
+        " notifications and the actuator's answers.",
+        layout(up, freshness, rules),
+        time_from="now-6h",
+    )

@@ -1,0 +1,177 @@
+"""Team showback: one team's spend by project, agent and model, its budgets, and a
+chargeback table for the month."""
+
+from grafanalib import core as g
+
+from aispend import metrics as m
+from aispend.dashboards import defaults as d
+from aispend.dashboards import queries as q
+from aispend.dashboards.panels import (
+    Query,
+    Row,
+    gauge,
+    layout,
+    piechart,
+    stat,
+    table,
+    timeseries,
+)
+from aispend.rules.promql import seconds
+from aispend.rules.tunables import Tunables
+
+TEAM = q.TEAM
+PROJECT = q.PROJECT
+
+
+def build(ctx: d.Context) -> g.Dashboard:
+    money = ctx.money
+    tunables = Tunables()
+    burn_windows = sorted({w.long for w in tunables.month_burn}, key=seconds)
+    summary = Row(
+        "$team",
+        [
+            stat(
+                "Spend today",
+                "The team's estimated AI spend since 00:00 UTC.",
+                money,
+                Query(q.spend_today(TEAM), instant=True),
+            ),
+            stat(
+                "Month to date",
+                "The team's estimated AI spend since the 1st of the month (UTC).",
+                money,
+                Query(q.spend_month(TEAM), instant=True),
+            ),
+            stat(
+                "Forecast month end",
+                "Month to date plus the last day's spend rate until the end of the month.",
+                money,
+                Query(q.forecast_month_end(TEAM), instant=True),
+            ),
+            gauge(
+                "Month budget used",
+                "Spend this month as a share of the team's month budget.",
+                d.RATIO,
+                Query(q.budget_used("month", TEAM), instant=True),
+                max_value=1.2,
+            ),
+            gauge(
+                "Day budget used",
+                "Spend today as a share of the team's day budget (empty for a team without one).",
+                d.RATIO,
+                Query(q.budget_used("day", TEAM), instant=True),
+                max_value=1.2,
+            ),
+            stat(
+                "Cost per request (1h)",
+                "LLM spend per request over the last hour.",
+                money,
+                Query(q.cost_per_request((), TEAM, window="1h"), instant=True),
+                decimals=4,
+            ),
+        ],
+        height=5,
+    )
+    spend = Row(
+        "Spend",
+        [
+            timeseries(
+                "Spend per hour, by project",
+                "The team's spend rate by project (agents without a project show as an"
+                " empty project).",
+                money,
+                Query(
+                    q.spend_rate_by(m.REC_TEAM_PROJECT_COST_RATE5M, m.PROJECT, TEAM, PROJECT),
+                    legend="{{project}}",
+                ),
+                stacked=True,
+            ),
+            timeseries(
+                "Spend per hour, by agent",
+                "The team's spend rate by agent: a runaway agent shows here first.",
+                money,
+                Query(
+                    q.spend_rate_by(m.REC_TEAM_AGENT_COST_RATE5M, m.AGENT, TEAM),
+                    legend="{{agent}}",
+                ),
+                stacked=True,
+            ),
+            piechart(
+                "Spend by model (time range)",
+                "The team's LLM spend over the time range, by model.",
+                money,
+                Query(
+                    q.llm_spend_in_range((m.MODEL,), TEAM, PROJECT),
+                    legend="{{model}}",
+                    instant=True,
+                ),
+            ),
+        ],
+        height=9,
+        widths=[9, 9, 6],
+    )
+    usage = Row(
+        "Budget burn and usage",
+        [
+            timeseries(
+                "Month budget burn rate",
+                "Spend rate over each window divided by the pace that uses exactly the"
+                " month budget (1 = on budget). The burn-rate alerts fire when both a long"
+                " and a short window exceed 14.4, 6, 3 or 1.",
+                d.TIMES,
+                *(Query(q.burn_rate(w, "month", TEAM), legend=f"{w} window") for w in burn_windows),
+            ),
+            timeseries(
+                "Tokens per second, by type",
+                "LLM tokens per second by token type (input, cached input, output, reasoning).",
+                d.TOKENS_PER_SEC,
+                Query(q.tokens_per_second((m.TOKEN_TYPE,), TEAM, PROJECT), legend="{{token_type}}"),
+                stacked=True,
+            ),
+            timeseries(
+                "Cost per request, by project",
+                "LLM spend divided by requests, per project.",
+                money,
+                Query(q.cost_per_request((m.PROJECT,), TEAM, PROJECT), legend="{{project}}"),
+            ),
+        ],
+        height=8,
+    )
+    chargeback = Row(
+        "Chargeback",
+        [
+            timeseries(
+                "Throttled requests",
+                "Requests the gateway refused with 429 because of a throttle rule, by agent"
+                " and rule. " + d.ALERT_ONLY,
+                d.REQ_PER_SEC,
+                Query(
+                    q.throttled_per_second((m.AGENT, m.RULE), TEAM, PROJECT),
+                    legend="{{agent}} ({{rule}})",
+                ),
+            ),
+            table(
+                "Chargeback this month",
+                "Spend, tokens and requests this month (UTC) by project and agent, with the"
+                " team's cost centre, for chargeback.",
+                d.COUNT,
+                Query(q.chargeback("spend", TEAM, PROJECT), instant=True, table=True),
+                Query(q.chargeback("tokens", TEAM, PROJECT), instant=True, table=True),
+                Query(q.chargeback("requests", TEAM, PROJECT), instant=True, table=True),
+                time_from="now/M",
+                columns={"Value #A": "spend", "Value #B": "tokens", "Value #C": "requests"},
+                units={"Value #A": money, "Value #B": d.COUNT, "Value #C": d.COUNT},
+            ),
+        ],
+        height=9,
+        widths=[10, 14],
+    )
+    return d.dashboard(
+        "team-showback",
+        "aispend / Team showback",
+        "One team's AI spend: by project, agent and model, budget burn, tokens, cost per"
+        " request, throttles, and the month's chargeback table.",
+        layout(summary, spend, usage, chargeback),
+        [d.team_variable(multi=False), d.project_variable()],
+        time_from="now-7d",
+    )

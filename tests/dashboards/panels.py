@@ -1,0 +1,85 @@
+"""Read the generated dashboards: panels, their queries, and queries made concrete.
+
+Grafana fills in `$team`, `$__rate_interval`, `$__range` before it sends a query;
+`concrete()` does the same with fixed values so promtool and Prometheus can run it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aispend.dashboards.docs import is_alert_only, panels
+from tests.conftest import REPO
+
+DASHBOARDS = REPO / "dashboards"
+
+DEFAULT_VALUES = {
+    "team": ".*",
+    "project": ".*",
+    "model": ".*",
+    "__rate_interval": "5m",
+    "__interval": "1m",
+    "__range": "1h",
+    "__range_s": "3600",
+}
+
+
+@dataclass(frozen=True)
+class PanelQuery:
+    dashboard: str
+    panel: str
+    ref: str
+    expr: str
+    instant: bool
+    alert_only: bool
+    time_from: str | None
+
+    @property
+    def name(self) -> str:
+        return f"{self.dashboard} / {self.panel} / {self.ref}"
+
+
+def dashboard_files() -> list[Path]:
+    return sorted(DASHBOARDS.glob("*.json"))
+
+
+def load(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return data
+
+
+def all_queries() -> Iterator[PanelQuery]:
+    for path in dashboard_files():
+        data = load(path)
+        for panel in panels(data):
+            for target in panel.get("targets", []):
+                yield PanelQuery(
+                    data["title"],
+                    panel["title"],
+                    target["refId"],
+                    target["expr"],
+                    bool(target.get("instant")),
+                    is_alert_only(panel),
+                    panel.get("timeFrom"),
+                )
+
+
+_VAR_RE = re.compile(r"\$\{?(\w+)\}?")
+
+
+def concrete(expr: str, values: dict[str, str] | None = None) -> str:
+    """`expr` with every Grafana variable replaced; an unknown variable is an error."""
+    table = {**DEFAULT_VALUES, **(values or {})}
+
+    def sub(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in table:
+            raise KeyError(f"no test value for Grafana variable ${name} in: {expr}")
+        return table[name]
+
+    return _VAR_RE.sub(sub, expr)

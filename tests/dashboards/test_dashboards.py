@@ -1,0 +1,129 @@
+"""The generated dashboards: valid JSON, stable, complete, and every query parses.
+
+Parsing uses the real promtool (`promtool check rules` on a throwaway rules file with
+each panel query as a recording rule, after substituting Grafana's variables).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from aispend.dashboards.defaults import DATASOURCE, UIDS
+from aispend.dashboards.docs import panels, render
+from aispend.dashboards.generate import build_all, sources, stem_of
+from tests.conftest import REPO, require_binary
+from tests.dashboards.panels import DASHBOARDS, all_queries, concrete, dashboard_files, load
+
+MODERN_TYPES = {"timeseries", "stat", "gauge", "bargauge", "table", "piechart", "heatmap"}
+
+
+def test_one_json_per_source_and_six_dashboards() -> None:
+    stems = [stem_of(p) for p in sources(DASHBOARDS)]
+    assert sorted(stems) == sorted(UIDS)
+    assert [p.stem for p in dashboard_files()] == sorted(stems)
+
+
+def test_generated_json_equals_committed_json() -> None:
+    """Golden check: regenerating changes nothing (run `make generate` if it fails)."""
+    for item in build_all(DASHBOARDS):
+        committed = (DASHBOARDS / f"{item.stem}.json").read_text(encoding="utf-8")
+        assert committed == item.text, f"dashboards/{item.stem}.json is stale"
+    docs = (REPO / "docs" / "dashboards.md").read_text(encoding="utf-8")
+    assert docs == render(build_all(DASHBOARDS)), "docs/dashboards.md is stale"
+
+
+def test_json_is_sorted_and_stable() -> None:
+    for path in dashboard_files():
+        text = path.read_text(encoding="utf-8")
+        assert (
+            text
+            == json.dumps(json.loads(text), sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+        )
+
+
+def test_uids_are_unique_and_stable() -> None:
+    uids = [load(p)["uid"] for p in dashboard_files()]
+    assert len(uids) == len(set(uids)) == 6
+    assert {load(p)["uid"] for p in dashboard_files()} == set(UIDS.values())
+    for path in dashboard_files():
+        assert load(path)["uid"] == UIDS[path.stem]
+
+
+def test_every_panel_has_modern_type_description_unit_and_queries() -> None:
+    count = 0
+    for path in dashboard_files():
+        data = load(path)
+        ids = [p["id"] for p in data["panels"]]
+        assert len(ids) == len(set(ids)), f"{path.name}: duplicate panel ids"
+        for panel in panels(data):
+            count += 1
+            where = f"{path.name}: {panel['title']!r}"
+            assert panel["type"] in MODERN_TYPES, where
+            assert panel["description"], where
+            assert panel["fieldConfig"]["defaults"]["unit"], f"{where} has no unit"
+            assert panel["datasource"] == DATASOURCE, where
+            assert panel["targets"], f"{where} has no query"
+            for target in panel["targets"]:
+                assert target["expr"].strip(), where
+                assert target["datasource"] == DATASOURCE, where
+    assert count >= 60
+
+
+def test_dashboards_are_tagged_linked_and_variable_driven() -> None:
+    for path in dashboard_files():
+        data = load(path)
+        assert data["tags"] == ["aispend"]
+        assert data["editable"] is False
+        assert data["links"][0]["tags"] == ["aispend"] and data["links"][0]["includeVars"]
+        names = [v["name"] for v in data["templating"]["list"]]
+        assert names[0] == "datasource"
+        assert data["templating"]["list"][0]["type"] == "datasource"
+        for panel in panels(data):
+            for target in panel["targets"]:
+                for var in ("team", "project", "model"):
+                    if f"${var}" in target["expr"]:
+                        assert var in names, f"{path.name}: {panel['title']} uses ${var}"
+
+
+def test_no_metric_name_is_spelled_in_the_dashboard_sources() -> None:
+    from aispend import metrics as m
+
+    names = [s.name for s in m.ALL_METRICS] + [r.name for r in m.RECORDED_SERIES]
+    for source in sources(DASHBOARDS):
+        text = source.read_text(encoding="utf-8")
+        for name in names:
+            assert name not in text, f"{source.name} spells {name}; import it from metrics.py"
+
+
+def test_concrete_refuses_unknown_variables() -> None:
+    assert concrete('x{team=~"$team"}[$__rate_interval]') == 'x{team=~".*"}[5m]'
+    with pytest.raises(KeyError, match=r"\$nope"):
+        concrete('x{a=~"$nope"}')
+
+
+def test_every_query_parses_with_promtool(tmp_path: Path) -> None:
+    promtool = require_binary("promtool")
+    queries = list(all_queries())
+    rules = [
+        {"record": f"dashboard:query:{i}", "expr": concrete(q.expr)} for i, q in enumerate(queries)
+    ]
+    path = tmp_path / "dashboard-queries.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
+    done = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"SUCCESS: {len(rules)} rules found" in done.stdout
+
+
+def test_promtool_rejects_a_broken_query(tmp_path: Path) -> None:
+    """The parse check can fail: a query with an unbalanced bracket is refused."""
+    promtool = require_binary("promtool")
+    path = tmp_path / "bad.yml"
+    rule = {"record": "dashboard:query:0", "expr": concrete("sum(rate(x[$__rate_interval])")}
+    path.write_text(yaml.safe_dump({"groups": [{"name": "d", "rules": [rule]}]}))
+    done = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True)
+    assert done.returncode == 1
