@@ -10,6 +10,7 @@ reasoning.
 Behaviour is set by flags (defaults) and can be changed per request with headers:
     X-Demo-Fail: 429 | 500 | timeout | truncate | malformed
     X-Demo-Output-Tokens: N        X-Demo-Latency-Ms: N       X-Demo-Omit-Model: 1
+    X-Demo-Chunk-Interval-Ms: N
 or at run time with `POST /_demo/config` (JSON of `Behaviour` fields).
 `GET /_demo/stats` counts the requests received per path (tests use it to prove
 that a throttled request never reached the provider). With `expect_key` set,
@@ -214,7 +215,8 @@ class DemoUpstream:
             output_tokens=out,
             reasoning_tokens=reasoning,
             omit_model=headers.get("X-Demo-Omit-Model") == "1",
-            chunk_interval_s=b.chunk_interval_ms / 1000,
+            chunk_interval_s=float(headers.get("X-Demo-Chunk-Interval-Ms", b.chunk_interval_ms))
+            / 1000,
             chunks=max(1, b.stream_chunks),
         )
 

@@ -61,8 +61,14 @@ def run(args: argparse.Namespace) -> int:
     host, port = args.listen
     log.info("demo upstream listening on http://%s:%d", host, port)
     try:
-        web.run_app(DemoUpstream(behaviour).app(), host=host, port=port, access_log=None,
-                    print=None)  # fmt: skip
+        web.run_app(
+            DemoUpstream(behaviour).app(),
+            host=host,
+            port=port,
+            access_log=None,
+            print=None,
+            shutdown_timeout=1,  # stalled (timeout-injected) requests must not hold exit
+        )
     except OSError as exc:
         log.error("demo upstream cannot listen on %s:%d: %s", host, port, exc)
         return 2

@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 
 EXIT_BAD_CONFIG = 1
 EXIT_CANNOT_LISTEN = 2
+SHUTDOWN_TIMEOUT_S = 5.0
+"""On SIGTERM, how long in-flight requests (streams) get to finish."""
 
 
 def add_parser(sub: Any) -> None:
@@ -67,7 +69,10 @@ def run(args: argparse.Namespace) -> int:
     _use_uvloop()
     log.info("aispend gateway listening on http://%s:%d", host, port)
     try:
-        web.run_app(gateway.app, host=host, port=port, access_log=None, print=None)
+        web.run_app(
+            gateway.app, host=host, port=port, access_log=None, print=None,
+            shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+        )  # fmt: skip
     except OSError as exc:
         log.error("gateway cannot listen on %s:%d: %s", host, port, exc)
         return EXIT_CANNOT_LISTEN

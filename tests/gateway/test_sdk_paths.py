@@ -49,9 +49,8 @@ class Seen:
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Server]]:
     tmp = tmp_path_factory.mktemp("sdk")
-    with upstream(tmp, "--stream-chunks", "5") as up:
-        with gateway(tmp, write_config(tmp, up.url)) as gw:
-            yield up, gw
+    with upstream(tmp, "--stream-chunks", "5") as up, gateway(tmp, write_config(tmp, up.url)) as gw:
+        yield up, gw
 
 
 def _openai(gw: Server) -> openai.OpenAI:
@@ -170,23 +169,23 @@ def azure_embeddings(gw: Server) -> Seen:
 
 def anthropic_messages(gw: Server) -> Seen:
     r = _anthropic(gw).messages.create(
-        model="claude-sonnet-4-5", max_tokens=30, messages=[{"role": "user", "content": PROMPT}]
+        model="claude-haiku-4-5", max_tokens=30, messages=[{"role": "user", "content": PROMPT}]
     )
     u = r.usage
     cached = u.cache_read_input_tokens or 0
-    return Seen("anthropic", "claude-sonnet-4-5", u.input_tokens + cached, cached,
+    return Seen("anthropic", "claude-haiku-4-5", u.input_tokens + cached, cached,
                 u.output_tokens, 0)  # fmt: skip
 
 
 def anthropic_stream(gw: Server) -> Seen:
     with _anthropic(gw).messages.stream(
-        model="claude-sonnet-4-5", max_tokens=25, messages=[{"role": "user", "content": PROMPT}]
+        model="claude-haiku-4-5", max_tokens=25, messages=[{"role": "user", "content": PROMPT}]
     ) as stream:
         final = stream.get_final_message()
     u = final.usage
     cached = u.cache_read_input_tokens or 0
     assert u.output_tokens == 25
-    return Seen("anthropic", "claude-sonnet-4-5", u.input_tokens + cached, cached,
+    return Seen("anthropic", "claude-haiku-4-5", u.input_tokens + cached, cached,
                 u.output_tokens, 0)  # fmt: skip
 
 

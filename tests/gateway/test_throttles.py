@@ -1,0 +1,228 @@
+"""Attribution and the throttle table over real sockets, with the OpenAI SDK as client.
+
+Simulated: the provider (aispend.demo.upstream over loopback, see test_sdk_paths).
+The gateway is a real `python -m aispend gateway` process with its SQLite throttle
+table in the test's tmp dir; the restart test stops it and starts a new process on
+the same file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+
+from aispend import metrics as m
+from tests.gateway.harness import (
+    RESEARCH_EVALS,
+    SEARCH_CRAWLER,
+    SEARCH_RANKER,
+    Metrics,
+    Server,
+    admin,
+    gateway,
+    upstream,
+    write_config,
+)
+
+pytestmark = pytest.mark.integration
+
+MESSAGES = [{"role": "user", "content": "hello"}]
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with upstream(tmp_path_factory.mktemp("throttle-upstream")) as server:
+        yield server
+
+
+@pytest.fixture
+def gw(up: Server, tmp_path: Path) -> Iterator[Server]:
+    with gateway(tmp_path, write_config(tmp_path, up.url)) as server:
+        yield server
+
+
+def client(gw: Server, key: str = SEARCH_RANKER) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0)
+
+
+def call(gw: Server, key: str = SEARCH_RANKER, model: str = "gpt-4o-mini") -> int:
+    """One chat request; the HTTP status the client got."""
+    try:
+        client(gw, key).chat.completions.create(model=model, messages=MESSAGES)
+    except openai.APIStatusError as exc:
+        return exc.status_code
+    return 200
+
+
+def upstream_calls(up: Server) -> int:
+    return int(up.get_json("/_demo/stats")["requests"])
+
+
+def test_unknown_key_gets_401_and_never_reaches_upstream(gw: Server, up: Server) -> None:
+    sent = upstream_calls(up)
+    with pytest.raises(openai.AuthenticationError) as info:
+        client(gw, "sk-not-a-known-key").chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES
+        )
+    assert info.value.status_code == 401
+    assert info.value.code == "invalid_api_key"
+    assert upstream_calls(up) == sent
+    metrics = Metrics.scrape(gw)
+    assert metrics.value(m.LLM_REQUESTS.name, team="unattributed", project="", agent="",
+                         provider="openai", model="other", status="401") == 1  # fmt: skip
+
+
+def test_allow_unattributed_counts_as_unattributed(up: Server, tmp_path: Path) -> None:
+    config = write_config(tmp_path, up.url, allow_unattributed=True)
+    with gateway(tmp_path, config) as gw:
+        assert call(gw, "sk-not-a-known-key") == 200
+        metrics = Metrics.scrape(gw)
+    labels = {"team": "unattributed", "project": "", "agent": "", "provider": "openai",
+              "model": "gpt-4o-mini"}  # fmt: skip
+    assert metrics.value(m.LLM_REQUESTS.name, **labels, status="200") == 1
+    assert metrics.value(m.LLM_TOKENS.name, **labels, source="gateway", token_type="output") == 40
+
+
+def test_block_then_delete(gw: Server, up: Server) -> None:
+    status, rule, _ = admin(gw, "PUT", "/admin/throttles/runaway-1", {
+        "team": "search", "agent": "rerank-agent", "mode": "block",
+        "reason": "RunawaySpend: rerank-agent at 9x baseline", "alert_fingerprint": "abc123",
+    })  # fmt: skip
+    assert status == 200
+    assert rule["id"] == "runaway-1"
+    assert rule["mode"] == "block"
+    assert rule["agent"] == "rerank-agent"
+
+    sent = upstream_calls(up)
+    with pytest.raises(openai.RateLimitError) as info:
+        client(gw).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    response = info.value.response
+    assert response.status_code == 429
+    assert response.headers["Retry-After"] == "60"
+    error = response.json()["error"]
+    assert error == {
+        "message": "throttled by aispend rule runaway-1: RunawaySpend: rerank-agent at 9x baseline",
+        "type": "rate_limit_exceeded",
+        "code": "aispend_throttled",
+        "rule": "runaway-1",
+        "reason": "RunawaySpend: rerank-agent at 9x baseline",
+    }
+    assert upstream_calls(up) == sent  # the upstream was not called
+    # Another agent of the same team is not in the rule's scope.
+    assert call(gw, SEARCH_CRAWLER) == 200
+
+    metrics = Metrics.scrape(gw)
+    assert metrics.value(m.GATEWAY_THROTTLED_REQUESTS.name, team="search", project="",
+                         agent="rerank-agent", rule="runaway-1") == 1  # fmt: skip
+    assert metrics.value(m.GATEWAY_THROTTLE_ACTIVE.name, rule="runaway-1", team="search",
+                         project="", agent="rerank-agent", model="", mode="block") == 1  # fmt: skip
+
+    status, _, _ = admin(gw, "DELETE", "/admin/throttles/runaway-1")
+    assert status == 200
+    assert call(gw) == 200
+    status, body, _ = admin(gw, "DELETE", "/admin/throttles/runaway-1")
+    assert status == 404
+    assert body["error"]["code"] == "not_found"
+    assert Metrics.scrape(gw).total(m.GATEWAY_THROTTLE_ACTIVE.name) == 0
+
+
+def test_rate_mode_admits_n_per_minute(gw: Server) -> None:
+    status, _, _ = admin(gw, "PUT", "/admin/throttles/evals-rate", {
+        "team": "research", "project": "evals", "mode": "rate", "requests_per_minute": 3,
+        "reason": "budget burn",
+    })  # fmt: skip
+    assert status == 200
+    statuses = [call(gw, RESEARCH_EVALS) for _ in range(5)]
+    assert statuses == [200, 200, 200, 429, 429]
+    # A repeated PUT of the same rule (Alertmanager re-delivers) must not refill it.
+    status, _, _ = admin(gw, "PUT", "/admin/throttles/evals-rate", {
+        "team": "research", "project": "evals", "mode": "rate", "requests_per_minute": 3,
+        "reason": "budget burn",
+    })  # fmt: skip
+    assert status == 200
+    assert call(gw, RESEARCH_EVALS) == 429
+
+
+def test_model_scoped_rule(gw: Server) -> None:
+    """A rule with a model matches the priced model name (dated names included)."""
+    status, _, _ = admin(gw, "PUT", "/admin/throttles/no-4o", {
+        "team": "search", "model": "gpt-4o", "mode": "block", "reason": "too expensive",
+    })  # fmt: skip
+    assert status == 200
+    assert call(gw, model="gpt-4o-2024-08-06") == 429
+    assert call(gw, model="gpt-4o-mini") == 200
+
+
+def test_token_rate_limit(gw: Server) -> None:
+    """tokens_per_minute: each demo answer costs its usage; the budget may go negative."""
+    status, _, _ = admin(gw, "PUT", "/admin/throttles/tok", {
+        "team": "search", "agent": "crawler-agent", "mode": "rate", "tokens_per_minute": 50,
+        "reason": "tokens",
+    })  # fmt: skip
+    assert status == 200
+    # One request uses 2 input + 40 output tokens: the second still fits (8 left), the
+    # third finds the bucket below zero.
+    assert [call(gw, SEARCH_CRAWLER) for _ in range(3)] == [200, 200, 429]
+
+
+def test_throttles_survive_restart(up: Server, tmp_path: Path) -> None:
+    config = write_config(tmp_path, up.url)
+    with gateway(tmp_path, config) as gw:
+        status, _, _ = admin(gw, "PUT", "/admin/throttles/persist", {
+            "team": "search", "mode": "block", "reason": "survives",
+            "expires_at": "2999-01-01T00:00:00Z",
+        })  # fmt: skip
+        assert status == 200
+        assert call(gw) == 429
+    with gateway(tmp_path, config) as gw:
+        status, listing, _ = admin(gw, "GET", "/admin/throttles")
+        assert status == 200
+        assert [r["id"] for r in listing["throttles"]] == ["persist"]
+        assert listing["throttles"][0]["expires_at"] == "2999-01-01T00:00:00Z"
+        with pytest.raises(openai.RateLimitError) as info:
+            client(gw).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        assert info.value.response.json()["error"]["rule"] == "persist"
+        assert int(info.value.response.headers["Retry-After"]) > 60
+
+
+def test_expired_rule_is_ignored(gw: Server) -> None:
+    status, _, _ = admin(gw, "PUT", "/admin/throttles/old", {
+        "team": "search", "mode": "block", "reason": "x", "expires_at": "2001-01-01T00:00:00Z",
+    })  # fmt: skip
+    assert status == 200
+    assert call(gw) == 200
+    assert admin(gw, "GET", "/admin/throttles")[1] == {"throttles": []}
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ({"mode": "block", "reason": "x"}, 422, "team"),
+        ({"team": "search", "mode": "rate", "reason": "x"}, 422, "(body)"),
+        ({"team": "search", "mode": "slow", "reason": "x"}, 422, "mode"),
+        ({"team": "search", "mode": "rate", "requests_per_minute": -1}, 422, "requests_per_minute"),
+        ({"team": "search", "mode": "block", "expires_at": "tomorrow"}, 422, "expires_at"),
+        ({"team": "search", "mode": "block", "colour": "red"}, 422, "colour"),
+    ],
+)
+def test_bad_bodies_are_refused_and_nothing_is_stored(
+    gw: Server, body: dict[str, object], status: int, field: str
+) -> None:
+    got, answer, _ = admin(gw, "PUT", "/admin/throttles/bad", body)
+    assert got == status
+    assert answer["error"]["field"] == field
+    assert field in answer["error"]["message"]
+    assert admin(gw, "GET", "/admin/throttles")[1] == {"throttles": []}
+
+
+def test_admin_needs_the_token(gw: Server) -> None:
+    assert admin(gw, "GET", "/admin/throttles", token=None)[0] == 401
+    assert admin(gw, "GET", "/admin/throttles", token="wrong")[0] == 401
+    put = admin(gw, "PUT", "/admin/throttles/x", {"team": "search", "mode": "block"}, token="no")
+    assert put[0] == 401
+    assert admin(gw, "GET", "/admin/throttles")[1] == {"throttles": []}
+    bad_id = admin(gw, "PUT", "/admin/throttles/bad:id", {"team": "s", "mode": "block"})
+    assert bad_id[0] == 400
