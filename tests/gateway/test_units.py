@@ -1,0 +1,159 @@
+"""Unit tests: SSE usage parsing, the throttle table with a fake clock, attribution."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from aispend.config import ApiKey, Config, Team
+from aispend.gateway.attribution import Attributor, client_key
+from aispend.gateway.throttle import ThrottleRule, ThrottleStore, ThrottleTable
+from aispend.gateway.usage import SSEUsageReader, parse_body
+from aispend.pricing import TokenUsage
+
+
+def _sse(obj: object, event: str | None = None) -> bytes:
+    head = f"event: {event}\n" if event else ""
+    data = obj if isinstance(obj, str) else json.dumps(obj)
+    return f"{head}data: {data}\n\n".encode()
+
+
+CHAT_STREAM = (
+    _sse({"model": "gpt-4o-mini-2024-07-18", "choices": [{"delta": {"content": "hi"}}],
+          "usage": None})
+    + _sse({"model": "gpt-4o-mini-2024-07-18", "choices": [], "usage": {
+        "prompt_tokens": 100, "completion_tokens": 30,
+        "prompt_tokens_details": {"cached_tokens": 40},
+        "completion_tokens_details": {"reasoning_tokens": 10}}})
+    + _sse("[DONE]")
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("size", [1, 3, 7, 64, 10_000])
+def test_sse_usage_any_chunking(size: int) -> None:
+    reader = SSEUsageReader("chat", drop_usage_chunk=True)
+    forwarded = b""
+    for i in range(0, len(CHAT_STREAM), size):
+        forwarded += b"".join(reader.feed(CHAT_STREAM[i : i + size]))
+    assert reader.usage == TokenUsage(input=60, output=30, cached_input=40, reasoning=10)
+    assert reader.model == "gpt-4o-mini-2024-07-18"
+    assert reader.done
+    # The usage-only chunk is gone, everything else is forwarded byte for byte.
+    assert b'"prompt_tokens"' not in forwarded
+    assert forwarded == CHAT_STREAM.replace(CHAT_STREAM.split(b"\n\n")[1] + b"\n\n", b"")
+
+
+def test_sse_crlf_and_kept_usage_chunk() -> None:
+    reader = SSEUsageReader("chat", drop_usage_chunk=False)
+    out = reader.feed(CHAT_STREAM.replace(b"\n", b"\r\n"))
+    assert len(out) == 3
+    assert reader.usage == TokenUsage(60, 30, 40, 10)
+
+
+def test_anthropic_stream_usage_is_cumulative_not_added() -> None:
+    stream = (
+        _sse({"type": "message_start", "message": {"model": "claude-haiku-4-5", "usage": {
+            "input_tokens": 20, "cache_read_input_tokens": 5,
+            "cache_creation_input_tokens": 3, "output_tokens": 1}}}, "message_start")
+        + _sse({"type": "message_delta", "usage": {"output_tokens": 7}}, "message_delta")
+        + _sse({"type": "message_delta", "usage": {"output_tokens": 12}}, "message_delta")
+        + _sse({"type": "message_stop"}, "message_stop")
+    )  # fmt: skip
+    reader = SSEUsageReader("anthropic")
+    reader.feed(stream)
+    assert reader.usage == TokenUsage(input=23, output=12, cached_input=5, reasoning=0)
+    assert reader.done
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"{not json", b"[1, 2]", b'{"usage": {"prompt_tokens": -1}}',
+     b'{"usage": {"prompt_tokens": "12"}}', b'{"usage": {"prompt_tokens": true}}'],
+)  # fmt: skip
+def test_bad_bodies_give_no_usage(body: bytes) -> None:
+    result = parse_body("chat", body)
+    assert result.usage is None
+
+
+def test_missing_usage_is_none_not_zero() -> None:
+    result = parse_body("chat", b'{"model": "gpt-4o", "choices": []}')
+    assert (result.usage, result.model, result.malformed) == (None, "gpt-4o", False)
+
+
+def _rule(rule_id: str, **kw: object) -> ThrottleRule:
+    base: dict[str, object] = dict(
+        id=rule_id, team="search", project=None, agent=None, model=None, mode="rate",
+        requests_per_minute=None, tokens_per_minute=None, reason="r",
+        alert_fingerprint=None, expires_at=None, created_at="t", updated_at="t",
+    )  # fmt: skip
+    base.update(kw)
+    return ThrottleRule(**base)  # type: ignore[arg-type]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_rate_bucket_refills_with_time(tmp_path: Path) -> None:
+    clock = Clock()
+    table = ThrottleTable(ThrottleStore(tmp_path / "t.db"), clock=clock, wall=clock)
+    table.upsert(_rule("r", requests_per_minute=2))
+    admit = lambda: table.check("search", "", "a", ("m",)) is None  # noqa: E731
+    assert [admit(), admit(), admit()] == [True, True, False]
+    refusal = table.check("search", "", "a", ("m",))
+    assert refusal is not None and refusal.retry_after == 30  # one request per 30 s
+    clock.now += 30
+    assert [admit(), admit()] == [True, False]
+    assert table.check("growth", "", "a", ("m",)) is None  # other teams untouched
+
+
+def test_block_expiry_and_persistence(tmp_path: Path) -> None:
+    clock = Clock()
+    store = ThrottleStore(tmp_path / "t.db")
+    table = ThrottleTable(store, clock=clock, wall=clock)
+    table.upsert(_rule("b", mode="block", agent="a", expires_at="1970-01-01T00:16:50Z"))
+    refusal = table.check("search", "", "a", ())
+    assert refusal is not None and refusal.retry_after == 10  # 1010 - 1000
+    assert table.check("search", "", "other-agent", ()) is None
+    store.close()
+    reopened = ThrottleTable(ThrottleStore(tmp_path / "t.db"), clock=clock, wall=clock)
+    assert [r.id for r in reopened.rules()] == ["b"]
+    clock.now = 1010
+    assert reopened.check("search", "", "a", ()) is None
+    assert reopened.rules() == []
+    assert ThrottleStore(tmp_path / "t.db").load() == []
+
+
+def _config(cap_agents: list[str]) -> Config:
+    key = hashlib.sha256(b"sk-test").hexdigest()
+    return Config(
+        teams=[Team(name="search", projects=["ranking"], agents=cap_agents)],
+        api_keys=[ApiKey(sha256=key, team="search", agent=cap_agents[0] if cap_agents else None)],
+    )
+
+
+def test_key_headers_and_agent_cap() -> None:
+    assert client_key({"Authorization": "Bearer sk-test"}) == "sk-test"
+    assert client_key({"api-key": "sk-test"}) == "sk-test"
+    assert client_key({"x-api-key": "sk-test"}) == "sk-test"
+    assert client_key({"Authorization": "Basic xyz"}) is None
+    att = Attributor(_config(["known"]), header_refinement=True, max_agents_per_team=3)
+    headers = {"Authorization": "Bearer sk-test"}
+    assert att.attribute({"Authorization": "Bearer nope"}) is None
+    assert att.attribute(headers).agent == "known"  # type: ignore[union-attr]
+    agents = [
+        att.attribute({**headers, "X-Aispend-Agent": name}).agent  # type: ignore[union-attr]
+        for name in ["a1", "a2", "a3", "a1", "known", "Bad Name!"]
+    ]
+    assert agents == ["a1", "a2", "other", "a1", "known", "other"]
+    project = att.attribute({**headers, "X-Aispend-Project": "nope"})
+    assert project is not None and project.project == "other"
+    plain = Attributor(_config(["known"]), header_refinement=False)
+    assert plain.attribute({**headers, "X-Aispend-Agent": "a1"}).agent == "known"  # type: ignore[union-attr]
