@@ -1,0 +1,243 @@
+"""docker-compose.yml: the real `docker-compose config` (Debian package docker-compose,
+no Docker engine needed) accepts it, and everything it mounts exists in the repo.
+
+Also checks it against the other deploy files: every scrape target in
+deploy/prometheus.yml is a compose service listening on that port, and every secret
+file a mounted config refers to (/etc/aispend/secrets/NAME) is mounted as a compose
+secret into the services that read that config.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import REPO, require_binary
+
+PROFILES = ("demo", "gpu", "azure")
+CORE = {"prometheus", "alertmanager", "grafana", "exporter-budgets", "gateway", "actuator"}
+ALL = CORE | {
+    "exporter-gpu", "exporter-tokens", "exporter-billing",
+    "demo-upstream", "chat-sink", "demo-traffic",
+}  # fmt: skip
+SECRET_RE = re.compile(r"/etc/aispend/secrets/([A-Za-z0-9_.-]+)")
+
+
+def compose_config(*profiles: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    binary = require_binary("docker-compose")
+    argv = [binary, "-f", str(REPO / "docker-compose.yml")]
+    for profile in profiles:
+        argv += ["--profile", profile]
+    done = subprocess.run(
+        [*argv, "config"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    data: dict[str, Any] = yaml.safe_load(done.stdout)
+    return data
+
+
+@pytest.fixture(scope="module")
+def config() -> dict[str, Any]:
+    return compose_config(*PROFILES)
+
+
+def _binds(service: dict[str, Any]) -> list[tuple[str, str, str]]:
+    out = []
+    for entry in service.get("volumes", []):
+        parts = entry.split(":")
+        source, target = parts[0], parts[1]
+        mode = parts[2] if len(parts) > 2 else "rw"
+        out.append((source, target, mode))
+    return out
+
+
+def test_config_accepts_the_file_with_every_profile(config: dict[str, Any]) -> None:
+    assert set(config["services"]) == ALL
+    assert set(config["volumes"]) == {
+        "prometheus-data", "alertmanager-data", "grafana-data", "gateway-state",
+        "actuator-state",
+    }  # fmt: skip
+
+
+def test_profiles_keep_optional_services_out_of_the_default_stack(
+    config: dict[str, Any],
+) -> None:
+    """docker-compose 1.29's `config` prints every service whatever the profiles, so the
+    profiles are read from the file itself (YAML merge keys resolved)."""
+    raw = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
+    profiles = {name: tuple(s.get("profiles", ())) for name, s in raw.items()}
+    assert {n for n, p in profiles.items() if not p} == CORE
+    assert {n for n, p in profiles.items() if p == ("demo",)} == {
+        "demo-upstream", "chat-sink", "demo-traffic",
+    }  # fmt: skip
+    assert profiles["exporter-gpu"] == ("gpu",)
+    assert profiles["exporter-tokens"] == profiles["exporter-billing"] == ("azure",)
+    assert config["services"]["demo-traffic"]["command"] == [
+        "demo", "traffic", "--gateway", "http://gateway:9120",
+    ]  # fmt: skip
+
+
+def test_a_broken_compose_file_is_refused(tmp_path: Path) -> None:
+    """The check can fail: a service with an unknown key is an error."""
+    binary = require_binary("docker-compose")
+    bad = tmp_path / "docker-compose.yml"
+    bad.write_text("services:\n  x:\n    image: busybox\n    volumez: []\n")
+    done = subprocess.run([binary, "-f", str(bad), "config"], capture_output=True, text=True)
+    assert done.returncode != 0
+    assert "volumez" in done.stderr
+
+
+def test_every_bind_mount_is_a_repo_path_mounted_read_only(config: dict[str, Any]) -> None:
+    named = set(config["volumes"])
+    seen = set()
+    for name, service in config["services"].items():
+        for source, target, mode in _binds(service):
+            if source in named:
+                continue
+            path = Path(source)
+            assert path.is_relative_to(REPO), f"{name}: {source} is outside the repo"
+            assert path.exists(), f"{name}: mounts {path.relative_to(REPO)}, which does not exist"
+            assert mode == "ro", f"{name}: {source} -> {target} is not read-only"
+            seen.add(path.relative_to(REPO).as_posix())
+    assert seen == {
+        "aispend.example.yaml", "deploy/prometheus.yml", "alert-rules",
+        "deploy/alertmanager.yml", "deploy/grafana/provisioning", "dashboards",
+    }  # fmt: skip
+
+
+def test_prometheus_mounts_match_its_rule_files(config: dict[str, Any]) -> None:
+    prom = yaml.safe_load((REPO / "deploy" / "prometheus.yml").read_text())
+    for entry in prom["rule_files"]:
+        assert entry.startswith("/etc/prometheus/rules/")
+        local = REPO / "alert-rules" / entry.removeprefix("/etc/prometheus/rules/")
+        assert local.exists(), f"deploy/prometheus.yml loads {entry}: {local} is missing"
+
+
+def test_every_scrape_target_is_a_service_listening_on_that_port(config: dict[str, Any]) -> None:
+    prom = yaml.safe_load((REPO / "deploy" / "prometheus.yml").read_text())
+    services = config["services"]
+    for job in prom["scrape_configs"]:
+        for static in job["static_configs"]:
+            for target in static["targets"]:
+                host, port = target.split(":")
+                assert host in services, f"job {job['job_name']}: no service {host}"
+                command = services[host].get("command", [])
+                if "--listen" in command:
+                    listen = command[command.index("--listen") + 1]
+                    assert listen == f"0.0.0.0:{port}", f"{host} listens on {listen}"
+                published = {p["target"] for p in services[host].get("ports", [])}
+                assert int(port) in published, f"{host}: port {port} not published"
+
+
+def _mounted_configs(service: dict[str, Any]) -> list[Path]:
+    out = []
+    for source, _, _ in _binds(service):
+        path = Path(source)
+        if path.is_file() and path.suffix in (".yml", ".yaml"):
+            out.append(path)
+    return out
+
+
+def _secret_target(spec: str | dict[str, str]) -> str:
+    if isinstance(spec, str):
+        return f"/run/secrets/{spec}"
+    return spec.get("target") or f"/run/secrets/{spec['source']}"
+
+
+def test_every_secret_a_config_refers_to_is_mounted(config: dict[str, Any]) -> None:
+    secrets = config["secrets"]
+    checked = 0
+    for name, service in config["services"].items():
+        mounted = {_secret_target(s) for s in service.get("secrets", [])}
+        needed = set()
+        for path in _mounted_configs(service):
+            needed |= set(SECRET_RE.findall(path.read_text(encoding="utf-8")))
+        if name == "exporter-budgets" or name.startswith(("exporter-", "demo-", "chat-")):
+            continue  # they read the config but none of its secrets
+        for secret in needed:
+            if name == "gateway" and secret == "actuator_token":
+                continue  # the actuator's token; the gateway never reads it
+            if name == "actuator" or (name == "gateway" and secret == "gateway_admin_token"):
+                checked += 1
+            assert f"/etc/aispend/secrets/{secret}" in mounted, f"{name} needs secret {secret}"
+            assert secret in secrets
+    assert checked >= 3
+
+
+def test_secrets_come_from_files_under_the_run_dir(config: dict[str, Any]) -> None:
+    for name, spec in config["secrets"].items():
+        assert spec["file"] == str(REPO / ".run" / "compose-secrets" / name)
+    other = compose_config(env={"AISPEND_SECRETS_DIR": "/srv/aispend-secrets"})
+    assert other["secrets"]["actuator_token"]["file"] == "/srv/aispend-secrets/actuator_token"
+
+
+def test_grafana_is_provisioned_password_protected_and_not_anonymous(
+    config: dict[str, Any],
+) -> None:
+    grafana = config["services"]["grafana"]
+    env = grafana["environment"]
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert env["GF_SECURITY_ADMIN_PASSWORD__FILE"] == "/run/secrets/grafana_admin_password"
+    assert "GF_SECURITY_ADMIN_PASSWORD" not in env
+    assert [_secret_target(s) for s in grafana["secrets"]] == [
+        "/run/secrets/grafana_admin_password"
+    ]
+    provider = yaml.safe_load(
+        (REPO / "deploy/grafana/provisioning/dashboards/aispend.yml").read_text()
+    )["providers"][0]
+    assert provider["allowUiUpdates"] is False
+    targets = {t: s for s, t, _ in _binds(grafana)}
+    assert targets[provider["options"]["path"]] == str(REPO / "dashboards")
+    datasource = yaml.safe_load(
+        (REPO / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text()
+    )["datasources"][0]
+    assert datasource["url"] == "http://prometheus:9090"
+    assert datasource["type"] == "prometheus"
+    assert env["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"].endswith("/overview.json")
+
+
+def test_long_running_services_have_healthchecks(config: dict[str, Any]) -> None:
+    for name, service in config["services"].items():
+        if name == "demo-traffic":
+            continue  # a client: nothing to probe
+        test = service["healthcheck"]["test"]
+        assert test[0] == "CMD", name
+        assert any("127.0.0.1:" in part for part in test), name
+
+
+def test_aispend_services_use_the_one_dockerfile(config: dict[str, Any]) -> None:
+    images = {name: s["image"] for name, s in config["services"].items() if "build" in s}
+    assert set(images.values()) == {"aispend:local"}
+    assert set(images) == ALL - {"prometheus", "alertmanager", "grafana"}
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert dockerfile.count("FROM ") == 1 and "FROM python:3.11-slim" in dockerfile
+    assert "pip install ." in dockerfile and 'ENTRYPOINT ["aispend"]' in dockerfile
+
+
+def test_secrets_script_creates_missing_files_and_keeps_existing(tmp_path: Path) -> None:
+    secrets_dir = tmp_path / "secrets"
+    env = {**os.environ, "AISPEND_SECRETS_DIR": str(secrets_dir)}
+    script = REPO / "deploy" / "compose-secrets.sh"
+    first = subprocess.run([script], env=env, capture_output=True, text=True, check=True)
+    names = sorted(p.name for p in secrets_dir.iterdir())
+    assert names == sorted(compose_config()["secrets"])
+    assert (secrets_dir / "chat_webhook_url").read_text() == "http://chat-sink:9195/chat_webhook"
+    token = (secrets_dir / "actuator_token").read_text()
+    assert len(token) >= 32 and token.isalnum()
+    assert stat.S_IMODE(secrets_dir.stat().st_mode) == 0o700
+    assert first.stdout.count("created") == len(names)
+    second = subprocess.run([script], env=env, capture_output=True, text=True, check=True)
+    assert second.stdout.count("kept") == len(names)
+    assert (secrets_dir / "actuator_token").read_text() == token
