@@ -244,6 +244,15 @@ def test_cache_serves_scrapes_and_stale_data_keeps_its_timestamp(
     assert reg.get_sample_value(metrics.SOURCE_LAST_SUCCESS.name, src) == NOW
     assert reg.get_sample_value(metrics.SOURCE_CACHE_AGE.name, src) == 4 * 3600
 
+    clock.now += 900  # after a failure the source is retried sooner (15 min), and recovers
+    srv.script(
+        Reply(200, query_result([[20.0, 20240915, "Virtual Machines", "team", "search", "USD"]]))
+    )
+    assert cached.refresh_if_due()
+    assert reg.get_sample_value(metrics.CLOUD_COST_MONTH_TO_DATE.name, VM) == 20.0
+    assert reg.get_sample_value(metrics.CLOUD_COST_MONTH_TO_DATE.name, STORAGE) is None
+    assert reg.get_sample_value(metrics.EXPORTER_UP.name, src) == 1.0
+
     exposition = tmp_path / "metrics.txt"
     exposition.write_bytes(generate_latest(reg))
     check = subprocess.run(

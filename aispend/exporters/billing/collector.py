@@ -134,22 +134,48 @@ class Refresher:
 
 
 class BillingCollector:
+    """Cost families are built once per set of snapshots and reused by later scrapes
+    (they only change on a refresh); the freshness gauges are built per scrape."""
+
     def __init__(self, sources: Sequence[CachedSource], clock: Callable[[], float] = time.time):
         self.sources = list(sources)
         self._clock = clock
+        self._cost_cache: tuple[tuple[int, ...], tuple[Metric, ...]] | None = None
 
-    def collect(self) -> Iterator[Metric]:
-        now = self._clock()
+    def _cost_families(self) -> tuple[Metric, ...]:
+        snapshots = [c.snapshot for c in self.sources]
+        key = tuple(id(s) for s in snapshots)
+        cached = self._cost_cache
+        if cached is not None and cached[0] == key:
+            return cached[1]
         mtd = metrics.CLOUD_COST_MONTH_TO_DATE.gauge()
         last = metrics.CLOUD_COST_LAST_DAY.gauge()
         resource = metrics.CLOUD_RESOURCE_COST_MONTH_TO_DATE.gauge()
+        seen: dict[CostLabels, str] = {}
+        seen_resources: set[tuple[str, ...]] = set()
+        for cached_source, snapshot in zip(self.sources, snapshots, strict=True):
+            if snapshot is None:
+                continue
+            for labels, figures in snapshot.costs.items():
+                if not self._duplicate(seen, labels, cached_source.name):
+                    _add(mtd, last, labels, figures)
+            for r in snapshot.resources:
+                rkey = (r.provider, r.account, r.service, r.team, r.resource)
+                if rkey not in seen_resources:
+                    seen_resources.add(rkey)
+                    resource.add_metric(list(rkey), r.month_to_date)
+        families = (mtd, last, resource)
+        self._cost_cache = (key, families)
+        return families
+
+    def collect(self) -> Iterator[Metric]:
+        now = self._clock()
+        yield from self._cost_families()
         data_ts = metrics.CLOUD_COST_DATA_TIMESTAMP.gauge()
         success = metrics.SOURCE_LAST_SUCCESS.gauge()
         age = metrics.SOURCE_CACHE_AGE.gauge()
         throttled = metrics.SOURCE_THROTTLED.counter()
         up = metrics.EXPORTER_UP.gauge()
-        seen: dict[CostLabels, str] = {}
-        seen_resources: set[tuple[str, ...]] = set()
         for cached in self.sources:
             name = cached.name
             snapshot = cached.snapshot
@@ -161,16 +187,7 @@ class BillingCollector:
                 continue
             data_ts.add_metric([name], snapshot.data_timestamp)
             age.add_metric([name], max(0.0, now - snapshot.fetched_at))
-            for labels, figures in snapshot.costs.items():
-                if self._duplicate(seen, labels, name):
-                    continue
-                _add(mtd, last, labels, figures)
-            for r in snapshot.resources:
-                key = (r.provider, r.account, r.service, r.team, r.resource)
-                if key not in seen_resources:
-                    seen_resources.add(key)
-                    resource.add_metric(list(key), r.month_to_date)
-        yield from (mtd, last, resource, data_ts, success, age, throttled, up)
+        yield from (data_ts, success, age, throttled, up)
 
     @staticmethod
     def _duplicate(seen: dict[CostLabels, str], labels: CostLabels, name: str) -> bool:

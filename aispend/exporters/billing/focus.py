@@ -10,7 +10,8 @@ team `untagged` (`metrics.UNTAGGED_TEAM`), never dropped.
 
 CSV files are read with an explicit dialect and explicit column types (no sniffing),
 so a malformed file fails with the file, the line and the column: DuckDB's own error,
-shortened by `_explain`.
+shortened by `_explain`. Charge periods are grouped as read and parsed (as UTC, which
+FOCUS requires) only after the aggregation, once per distinct value.
 """
 
 from __future__ import annotations
@@ -66,12 +67,6 @@ MANDATORY_COLUMNS: tuple[str, ...] = (
 DERIVED_COLUMNS = ("team", "project", "environment")
 """Columns `summarize --by` accepts on top of the file's: parsed from `Tags`."""
 
-TIMESTAMP_COLUMNS = (
-    "ChargePeriodStart",
-    "ChargePeriodEnd",
-    "BillingPeriodStart",
-    "BillingPeriodEnd",
-)
 NULL_STRINGS = ("NULL", "")
 EXACT = "DECIMAL(38,18)"
 FAST = "DOUBLE"
@@ -172,8 +167,6 @@ def _source_sql(file: FocusFile, wanted: Sequence[str], cost_type: str) -> str:
                 exprs.append(f"NULL::VARCHAR AS {_ident(col)}")
             elif col in ("EffectiveCost", "BilledCost"):
                 exprs.append(f"CAST({_ident(col)} AS {cost_type}) AS {_ident(col)}")
-            elif col in TIMESTAMP_COLUMNS:
-                exprs.append(f"CAST({_ident(col)} AS TIMESTAMPTZ) AS {_ident(col)}")
             elif col == "Tags" and file.column_types[col].upper().startswith(("MAP", "STRUCT")):
                 exprs.append(f"CAST(to_json({_ident(col)}) AS VARCHAR) AS {_ident(col)}")
             else:
@@ -183,8 +176,6 @@ def _source_sql(file: FocusFile, wanted: Sequence[str], cost_type: str) -> str:
     for col in file.columns:
         if col in ("EffectiveCost", "BilledCost") and col in wanted:
             types[col] = cost_type
-        elif col in TIMESTAMP_COLUMNS and col in wanted:
-            types[col] = "TIMESTAMPTZ"
         else:
             types[col] = "VARCHAR"
     columns = "{" + ", ".join(f"{_sql_str(c)}: {_sql_str(t)}" for c, t in types.items()) + "}"
@@ -314,14 +305,13 @@ class FocusReader:
             f"""CREATE TEMP TABLE agg AS
             SELECT ProviderName AS provider, BillingAccountId AS account,
                    ServiceCategory AS category, ServiceName AS service, Tags AS tags,
-                   CAST(ChargePeriodStart AS DATE) AS day{resource_key},
-                   BillingCurrency AS currency,
-                   max(epoch(ChargePeriodEnd)) AS period_end, sum({cost}) AS cost
+                   ChargePeriodStart AS start, ChargePeriodEnd AS "end"{resource_key},
+                   BillingCurrency AS currency, sum({cost}) AS cost
             FROM ({src}) GROUP BY ALL""",
             files,
         )
         self._check_tags(con, "agg", files)
-        null_days = self._run(con, "SELECT count(*) FROM agg WHERE day IS NULL", files)
+        null_days = self._run(con, "SELECT count(*) FROM agg WHERE start IS NULL", files)
         if null_days[0][0]:
             raise FocusError(
                 f"{', '.join(str(f.path) for f in files)}: rows without ChargePeriodStart"
@@ -332,7 +322,9 @@ class FocusReader:
                    coalesce(category, '') AS category, coalesce(service, '') AS service,
                    coalesce(nullif(trim(t[1]), ''), {untagged}) AS team,
                    coalesce(trim(t[2]), '') AS project, coalesce(trim(t[3]), '') AS environment,
-                   day, period_end, cost, currency{", resource" if resource_cap else ""}
+                   CAST(CAST(start AS TIMESTAMPTZ) AS DATE) AS day,
+                   epoch(CAST("end" AS TIMESTAMPTZ)) AS period_end,
+                   cost, currency{", resource" if resource_cap else ""}
             FROM (SELECT *, {tag} AS t FROM agg)"""
         self._run(con, f"CREATE TEMP TABLE labelled AS {labelled}", files)
         rows = self._run(
