@@ -66,7 +66,6 @@ def run(args: argparse.Namespace) -> int:
     except SecretError as exc:
         print(f"{path}: {exc}", file=sys.stderr)
         return EXIT_BAD_CONFIG
-    _use_uvloop()
     log.info("aispend gateway listening on http://%s:%d", host, port)
     try:
         web.run_app(
@@ -77,12 +76,3 @@ def run(args: argparse.Namespace) -> int:
         log.error("gateway cannot listen on %s:%d: %s", host, port, exc)
         return EXIT_CANNOT_LISTEN
     return 0
-
-
-def _use_uvloop() -> None:
-    """uvloop when installed (measured faster, see docs/benchmarks.md), else asyncio's."""
-    try:
-        import uvloop
-    except ImportError:
-        return
-    uvloop.install()
