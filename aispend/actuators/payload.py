@@ -30,7 +30,7 @@ _FINGERPRINT_RE = re.compile(r"^[0-9a-zA-Z]{1,64}$")
 
 def _label_names(value: dict[str, str]) -> dict[str, str]:
     for key in value:
-        if not _LABEL_RE.match(key):
+        if not _LABEL_RE.fullmatch(key):
             raise ValueError(f"'{key[:80]}' is not a valid label name")
     return value
 

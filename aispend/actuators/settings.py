@@ -45,7 +45,7 @@ Duration = Annotated[float, BeforeValidator(_duration)]
 
 def _label_names(value: dict[str, str]) -> dict[str, str]:
     for key in value:
-        if not _LABEL_RE.match(key):
+        if not _LABEL_RE.fullmatch(key):
             raise ValueError(f"'{key}' is not a Prometheus label name")
     return value
 

@@ -67,7 +67,7 @@ class AzureApimTarget:
 
     def _sid(self, action: Action) -> str:
         sid = render(self.settings.sid, action.labels)
-        if not _SID_RE.match(sid):
+        if not _SID_RE.fullmatch(sid):
             raise TargetError(f"APIM subscription id {sid[:100]!r} is not valid", False)
         return sid
 

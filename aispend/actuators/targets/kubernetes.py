@@ -165,6 +165,6 @@ class KubernetesTarget:
 
 
 def _checked(value: str, what: str) -> str:
-    if not _DNS1123.match(value):
+    if not _DNS1123.fullmatch(value):
         raise TargetError(f"{what} {value[:100]!r} is not a valid Kubernetes name", False)
     return value
