@@ -328,3 +328,25 @@ def test_metrics_exposition(gateways, make_actuator, admin_token_file):
     )
     assert (check.returncode, check.stdout + check.stderr) == (0, "")
     assert requests.get(f"{act.url}/healthz", timeout=10).status_code == 200
+
+
+def test_undo_with_gateway_down_is_503_then_redelivery_undoes(
+    gateways, make_actuator, admin_token_file
+):
+    act = make_actuator(gateway_actions(_urls(gateways), admin_token_file))
+    assert act.post(payload(alert(FP))).status_code == 200
+    gateways[0][0].fail_with = 502
+    r = act.post(payload(alert(FP, status="resolved")))
+    assert (r.status_code, r.json()["alerts"][0]["result"]) == (503, "error: retry")
+    assert act.states() == {KEY: "applied"}  # still active: nothing lost
+    gateways[0][0].fail_with = None
+    r = act.post(payload(alert(FP, status="resolved")))
+    assert (r.status_code, r.json()["alerts"][0]["result"]) == (200, "ok")
+    assert act.states() == {KEY: "undone"}
+    assert all(fake.rules == {} for fake, _ in gateways)
+    assert [(a.decision, a.result) for a in act.audit()] == [
+        ("apply", "pending"),
+        ("apply", "ok"),
+        ("undo", "error: retry"),
+        ("undo", "ok"),
+    ]
