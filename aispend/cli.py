@@ -20,11 +20,14 @@ COMMANDS = (
     "aispend.docs",
     "aispend.exporters.cli",
     "aispend.stack.cli",
+    "aispend.rules.cli",
     "aispend.actuators.cli",
+    "aispend.backtest.cli",
     "aispend.focus_cli",
     "aispend.backfill",
     "aispend.gateway.cli",
     "aispend.demo.cli",
+    "aispend.dashboards.cli",
 )
 
 

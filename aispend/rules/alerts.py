@@ -1,0 +1,522 @@
+"""Alerting rules, one function per domain, each alert with its runbook text.
+
+Labels: `severity` (critical | warning | info), `team` where there is one, and `action`
+(throttle | pause | notify) where an actuator should act. Teams whose
+`aispend_team_info{criticality="critical"}` never get throttle or pause: the same alert
+is a second rule for them, with `action=notify`. `runbook_url` and `dashboard_url` are
+added in one pass by `render`.
+
+Detection latency of RunawaySpend (scrape and evaluation every 15s, `for: 1m`, the
+actuator route's group_wait 5s): the first 15s scrape shows the jump in the 5m rate,
+a recording evaluation (<= 15s) turns it into a z-score, the alert goes pending at the
+next alert evaluation (<= 15s) and fires 1m later; Alertmanager sends it 5s after.
+Floor about 1m05s after the first expensive scrape, worst case about 1m50s.
+"""
+
+from __future__ import annotations
+
+from aispend import metrics as m
+from aispend.rules.anomaly import name as anomaly_name
+from aispend.rules.model import Alert, Group, Runbook
+from aispend.rules.promql import num, seconds
+from aispend.rules.spend import SCOPE, budget
+from aispend.rules.tunables import BurnWindow, Tunables
+
+SCOPE_TEXT = (
+    "team {{ $labels.team }}{{ if $labels.project }} project {{ $labels.project }}{{ end }}"
+    "{{ if $labels.agent }} agent {{ $labels.agent }}{{ end }}"
+)
+_PAST = {"throttle": "throttled", "pause": "paused"}
+CRITICAL_TEAMS = f'{m.TEAM_INFO.name}{{{m.CRITICALITY}="critical"}}'
+
+
+def query(expr: str, args: str, fmt: str = "humanize") -> str:
+    """A template that shows the first value of `expr` (printf-formatted with `args`)."""
+    return (
+        f"{{{{ with printf `{expr}` {args} | query }}}}"
+        f"{{{{ . | first | value | {fmt} }}}}{{{{ end }}}}"
+    )
+
+
+def per_hour(expr: str, args: str) -> str:
+    return query(f"({expr}) * 3600", args, 'printf "%.2f"')
+
+
+def _by_criticality(alert: Alert, acting: str) -> list[Alert]:
+    """The alert with action=<acting>, and the same alert with action=notify for
+    critical teams."""
+    act = Alert(
+        alert.alert,
+        f"(\n{alert.expr}\n)\nunless on({m.TEAM}) {CRITICAL_TEAMS}",
+        alert.for_,
+        {**alert.labels, "action": acting},
+        alert.summary,
+        alert.description,
+        alert.dashboard,
+        alert.runbook,
+    )
+    notify = Alert(
+        alert.alert,
+        f"(\n{alert.expr}\n)\nand on({m.TEAM}) {CRITICAL_TEAMS}",
+        alert.for_,
+        {**alert.labels, "action": "notify"},
+        alert.summary,
+        alert.description + f" The team is critical: not {_PAST[acting]}, notified only.",
+        alert.dashboard,
+    )
+    return [act, notify]
+
+
+def budget_alerts(t: Tunables) -> list[Alert]:
+    used = m.REC_BUDGET_USED.name
+    amount = query(
+        f'max({m.BUDGET.name}{{team="%s",project="%s",agent="%s",period="%s"}})',
+        "$labels.team $labels.project $labels.agent $labels.period",
+    )
+    exceeded_runbook = Runbook(
+        meaning="Spend so far this UTC day or calendar month has reached the budget "
+        "(critical) or its soft threshold `soft_ratio` (warning).",
+        check="Open the budgets dashboard for the team; `team_project_agent:aispend_cost:"
+        "increase_today` / `..._month` per scope; which agent or model grew "
+        "(`team_agent:aispend_cost:rate5m`).",
+        action="Agree with the team owner (aispend_team_info owner) whether to raise the "
+        "budget in aispend.yaml or to stop the workload; a runaway agent is throttled "
+        "by AISpendRunawaySpend automatically.",
+    )
+    alerts = [
+        Alert(
+            "AISpendBudgetExceeded",
+            f"{used} >= 1",
+            t.budget_exceeded_for,
+            {"severity": "critical"},
+            f"Budget exceeded: {SCOPE_TEXT} ({{{{ $labels.period }}}})",
+            f"{SCOPE_TEXT} has spent {{{{ $value | humanizePercentage }}}} of its "
+            f"{{{{ $labels.period }}}} budget of {amount}.",
+            "aispend-budgets",
+            exceeded_runbook,
+        ),
+        Alert(
+            "AISpendBudgetExceeded",
+            f"{used} >= on({SCOPE}, {m.PERIOD}) group_left()\n"
+            f"  max by ({SCOPE}, {m.PERIOD}) ({m.BUDGET_SOFT_RATIO.name})\n"
+            f"and {used} < 1",
+            t.budget_exceeded_for,
+            {"severity": "warning"},
+            f"Budget soft limit reached: {SCOPE_TEXT} ({{{{ $labels.period }}}})",
+            f"{SCOPE_TEXT} has spent {{{{ $value | humanizePercentage }}}} of its "
+            f"{{{{ $labels.period }}}} budget of {amount}.",
+            "aispend-budgets",
+        ),
+    ]
+
+    def burn(windows: list[tuple[str, BurnWindow]]) -> str:
+        parts = []
+        for period, w in windows:
+            long_ = f'{m.REC_BURN_PREFIX}{w.long}{{{m.PERIOD}="{period}"}}'
+            short = f'{m.REC_BURN_PREFIX}{w.short}{{{m.PERIOD}="{period}"}}'
+            parts.append(f"({long_} > {num(w.factor)}\n and {short} > {num(w.factor)})")
+        return "\nor\n".join(parts)
+
+    all_windows = [("month", w) for w in t.month_burn] + [("day", w) for w in t.day_burn]
+    for alertname, severity, for_, runbook in (
+        (
+            "AISpendBudgetBurnFast",
+            "critical",
+            t.burn_fast_for,
+            Runbook(
+                meaning="Spend is running so fast that a large share of the budget goes "
+                "within hours (month budgets: 14.4x over 1h and 5m, or 6x over 6h and 30m; "
+                "day budgets: 14.4x over 10m and 5m, or 6x over 1h and 5m). Burn 1 means "
+                "exactly on budget.",
+                check="`team_project_agent_period:aispend_budget_burn:ratio_rate5m` and the "
+                "long window; which agent/model drives it (`team_agent:aispend_cost:rate5m`, "
+                "`team_model:aispend_cost:rate5m`).",
+                action="Find the workload; if it is a runaway, throttle it (the actuator does "
+                "so for AISpendRunawaySpend); otherwise agree a budget change.",
+            ),
+        ),
+        (
+            "AISpendBudgetBurnSlow",
+            "warning",
+            t.burn_slow_for,
+            Runbook(
+                meaning="Spend runs steadily above budget pace (month budgets: 3x over 1d "
+                "and 2h, or 1x over 3d and 6h; day budgets: 3x over 4h and 20m, or 1x over "
+                "12h and 1h): the budget will run out before the period ends.",
+                check="The forecast (`team_project_agent:aispend_cost:forecast_month_end`) "
+                "and the exhaustion time; growth per model and agent over days.",
+                action="Ticket for the team: reduce usage (cheaper model, caching) or "
+                "raise the budget.",
+            ),
+        ),
+    ):
+        windows = [(p, w) for p, w in all_windows if w.severity == severity]
+        alerts.append(
+            Alert(
+                alertname,
+                burn(windows),
+                for_,
+                {"severity": severity},
+                f"{SCOPE_TEXT} burns its {{{{ $labels.period }}}} budget "
+                f'{{{{ $value | printf "%.1f" }}}}x too fast',
+                f'{SCOPE_TEXT} spends at {{{{ $value | printf "%.1f" }}}}x the pace of '
+                f"its {{{{ $labels.period }}}} budget of {amount}.",
+                "aispend-budgets",
+                runbook,
+            )
+        )
+    month_budget = budget("month", SCOPE)
+    alerts.append(
+        Alert(
+            "AISpendForecastOverrun",
+            f"{m.REC_FORECAST_MONTH_END.name} > on({SCOPE}) {month_budget}\n"
+            f"unless on({SCOPE}) {m.REC_SCOPE_COST_MONTH.name} >= on({SCOPE}) {month_budget}",
+            t.forecast_for,
+            {"severity": "warning"},
+            f"{SCOPE_TEXT} will overrun its monthly budget",
+            f'{SCOPE_TEXT} is projected to spend {{{{ $value | printf "%.2f" }}}} by the end '
+            f"of the month (budget "
+            + query(
+                f'max({m.BUDGET.name}{{team="%s",project="%s",agent="%s",period="month"}})',
+                "$labels.team $labels.project $labels.agent",
+            )
+            + "); at the recent rate the budget runs out at "
+            + query(
+                f'{m.REC_BUDGET_EXHAUSTION.name}{{team="%s",project="%s",agent="%s"}}',
+                "$labels.team $labels.project $labels.agent",
+                "humanizeTimestamp",
+            )
+            + ".",
+            "aispend-budgets",
+            Runbook(
+                meaning="Month-to-date spend plus the last "
+                f"{t.forecast_rate_window} rate times the time left exceeds the monthly budget.",
+                check="`team_project_agent:aispend_cost:forecast_month_end` and "
+                "`team_project_agent:aispend_budget:exhaustion_timestamp_seconds`; was "
+                "there a one-off spike (then the forecast drops within a day)?",
+                action="Plan with the team owner: trim usage or raise the budget before "
+                "the exhaustion date.",
+            ),
+        )
+    )
+    return alerts
+
+
+def anomaly_alerts(t: Tunables) -> list[Alert]:
+    min_rate = num(t.min_hourly_spend / 3600)
+    z = anomaly_name("team_model", "zscore")
+    opt_out = "".join(
+        f"\nunless on({m.TEAM}, {m.MODEL}) {z}{{"
+        + ", ".join(f'{k}="{v}"' for k, v in sorted(entry.items()))
+        + "}"
+        for entry in t.zscore_opt_out
+        if set(entry) <= {m.TEAM, m.MODEL}
+    )
+    spend_anomaly = Alert(
+        "AISpendSpendAnomaly",
+        f"{z} > {num(t.anomaly_sigma)}\n"
+        f"and on({m.TEAM}, {m.MODEL}) team_model:aispend_cost:rate5m >= {min_rate}\n"
+        f"and on({m.TEAM}, {m.MODEL}, {m.BASELINE}) (\n"
+        f"  team_model:aispend_cost:rate1h:stddev / team_model:aispend_cost:rate1h:avg"
+        f" <= {num(t.max_cv)}\n)" + opt_out,
+        t.anomaly_for,
+        {"severity": "warning"},
+        "Unusual spend: team {{ $labels.team }} on {{ $labels.model }}",
+        "Team {{ $labels.team }} spends "
+        + per_hour(
+            'team_model:aispend_cost:rate5m{team="%s",model="%s"}', "$labels.team $labels.model"
+        )
+        + "/h on {{ $labels.model }} against a predicted "
+        + per_hour(
+            'team_model:aispend_cost:rate1h:prediction{team="%s",model="%s"}',
+            "$labels.team $labels.model",
+        )
+        + '/h ({{ $labels.baseline }} baseline): z-score {{ $value | printf "%.1f" }}.',
+        "aispend-anomalies",
+        Runbook(
+            meaning="Spend per team and model departs from its seasonal prediction by more "
+            f"than {num(t.anomaly_sigma)} standard deviations for {t.anomaly_for} "
+            "(label baseline: 1w = weekly seasonality, 1d = daily, 6h = last hours while "
+            "history is short). Also fires (baseline same_weekday / offhours_same_weekday) "
+            "when the last 24h, or the off-hours, cost more than the same time on the "
+            "same weekday of the previous weeks: slow leaks and always-on floors.",
+            check="Anomalies dashboard: current rate, prediction and stddev "
+            "(`team_model:aispend_cost:rate1h:*`); a new agent or prompt change? "
+            "A GPU left running (GPU dashboard)?",
+            action="If expected (launch, batch job), note it; if a series is always "
+            "bursty, opt it out with the `zscore_opt_out` tunable. Otherwise find and stop "
+            "the workload.",
+        ),
+    )
+    day = m.REC_TEAM_COST_1D.name
+    leak = Alert(
+        "AISpendSpendAnomaly",
+        f"{day} / on({m.TEAM}) {m.REC_TEAM_COST_1D_WEEKS.name} > {num(t.leak_ratio)}\n"
+        f"and on({m.TEAM}) {day} >= {num(t.min_daily_spend)}",
+        t.leak_for,
+        {"severity": "warning", m.BASELINE: "same_weekday"},
+        "Team {{ $labels.team }} spent more in the last 24h than on the same weekday before",
+        "Team {{ $labels.team }} spent "
+        + query(f'{day}{{team="%s"}}', "$labels.team", 'printf "%.2f"')
+        + ' in the last 24h, {{ $value | printf "%.2f" }}x the median of the same '
+        "24h 1, 2 and 3 weeks ago.",
+        "aispend-anomalies",
+    )
+    start, end = t.offhours_utc
+    hours = (
+        f"(hour() >= {start} and hour() < {end})"
+        if start < end
+        else f"(hour() >= {start} or hour() < {end})"
+    )
+    rate1h = m.REC_TEAM_COST_RATE1H.name
+    offhours = Alert(
+        "AISpendSpendAnomaly",
+        f"{rate1h} / on({m.TEAM}) {m.REC_TEAM_COST_RATE1H_WEEKS.name} > {num(t.offhours_ratio)}\n"
+        f"and on({m.TEAM}) {rate1h} >= {min_rate}\n"
+        f"and on() {hours}",
+        t.leak_for,
+        {"severity": "warning", m.BASELINE: "offhours_same_weekday"},
+        "Team {{ $labels.team }} spends more off-hours than on the same weekday before",
+        "Team {{ $labels.team }} spends "
+        + per_hour(f'{rate1h}{{team="%s"}}', "$labels.team")
+        + '/h off-hours, {{ $value | printf "%.2f" }}x the median of the same hour '
+        "1, 2 and 3 weeks ago (an always-on floor such as an idle GPU?).",
+        "aispend-anomalies",
+    )
+    za = anomaly_name("team_agent", "zscore")
+    agent_rate = "team_agent:aispend_cost:rate5m"
+    runaway = Alert(
+        "AISpendRunawaySpend",
+        f'{za}{{{m.AGENT}!=""}} > {num(t.runaway_sigma)}\n'
+        f"and on({m.TEAM}, {m.AGENT}) {agent_rate} >= {min_rate}\n"
+        f"and on({m.TEAM}, {m.AGENT}) (\n"
+        f"  {agent_rate} / on({m.TEAM}) group_left() {m.REC_TEAM_BUDGET_PACE_MIN.name}"
+        f" >= {num(t.runaway_burn_factor)}\n)",
+        t.runaway_for,
+        {"severity": "critical"},
+        "Runaway spend: agent {{ $labels.agent }} of team {{ $labels.team }}",
+        "Agent {{ $labels.agent }} of team {{ $labels.team }} spends "
+        + per_hour(f'{agent_rate}{{team="%s",agent="%s"}}', "$labels.team $labels.agent")
+        + "/h against a predicted "
+        + per_hour(
+            'team_agent:aispend_cost:rate1h:prediction{team="%s",agent="%s"}',
+            "$labels.team $labels.agent",
+        )
+        + '/h ({{ $labels.baseline }} baseline, z-score {{ $value | printf "%.1f" }}) '
+        "and alone burns the team's budget "
+        + query(
+            f'{agent_rate}{{team="%s",agent="%s"}} / on(team) group_left() '
+            f"{m.REC_TEAM_BUDGET_PACE_MIN.name}",
+            "$labels.team $labels.agent",
+            'printf "%.1f"',
+        )
+        + "x too fast.",
+        "aispend-anomalies",
+        Runbook(
+            meaning=f"One agent's 5m spend rate is more than {num(t.runaway_sigma)} standard "
+            "deviations above its prediction AND the agent alone spends at least "
+            f"{num(t.runaway_burn_factor)}x its team's tightest budget pace. The actuator "
+            "throttles exactly that agent (action=throttle); critical teams get "
+            "action=notify and are never throttled.",
+            check="Audit log of the actuator; the gateway's throttle table "
+            "(`aispend_gateway_throttle_active`); the agent's requests and tokens.",
+            action="Fix the agent (loop, retry storm, prompt bloat). The throttle is undone "
+            "when the alert resolves; to keep it off meanwhile, silence the alert.",
+        ),
+    )
+    return [spend_anomaly, leak, offhours, *_by_criticality(runaway, "throttle")]
+
+
+def gpu_alerts(t: Tunables) -> list[Alert]:
+    idle = Alert(
+        "AISpendGPUIdle",
+        f"{m.REC_GPU_UTILIZATION.name} < {num(t.gpu_idle_threshold)}",
+        t.gpu_idle_for,
+        {"severity": "warning"},
+        "Idle GPU {{ $labels.gpu }} on {{ $labels.Hostname }} (team {{ $labels.team }})",
+        "GPU {{ $labels.gpu }} ({{ $labels.model_name }}, {{ $labels.UUID }}) on "
+        "{{ $labels.Hostname }} has been below "
+        f"{num(t.gpu_idle_threshold * 100)} % utilisation for {t.gpu_idle_for} "
+        "(now {{ $value | humanizePercentage }}) and costs "
+        + per_hour(f'{m.REC_GPU_COST_RATE.name}{{UUID="%s"}}', "$labels.UUID")
+        + "/h.",
+        "aispend-gpu",
+        Runbook(
+            meaning=f"A GPU's utilisation stayed below {num(t.gpu_idle_threshold * 100)} % "
+            f"for {t.gpu_idle_for} while it costs its hourly price. Non-critical teams get "
+            "action=pause (the actuator scales the workload down or suspends it); critical "
+            "teams get action=notify.",
+            check="GPU dashboard: utilisation, memory and processes on the GPU; is a job "
+            "waiting on data, or was a notebook left open?",
+            action="Stop or scale down the workload; the pause is undone when the alert resolves.",
+        ),
+    )
+    return _by_criticality(idle, "pause")
+
+
+def data_alerts(t: Tunables) -> list[Alert]:
+    q = num(t.cost_per_request_quantile * 100)
+    qname = m.REC_REQUEST_COST_QUANTILE.name
+    unattributed = m.REC_UNATTRIBUTED_RATIO.name
+    return [
+        Alert(
+            "AISpendCostPerRequestHigh",
+            f"{qname} > on({m.TEAM}, {m.MODEL}) "
+            f"({m.REC_REQUEST_COST_QUANTILE_1W.name} * {num(t.cost_per_request_factor)})",
+            t.cost_per_request_for,
+            {"severity": "warning"},
+            "Requests of team {{ $labels.team }} to {{ $labels.model }} cost more than usual",
+            f'p{q} cost of one request is {{{{ $value | printf "%.4f" }}}}, more than '
+            f"{num(t.cost_per_request_factor)}x its weekly mean of "
+            + query(
+                f'{m.REC_REQUEST_COST_QUANTILE_1W.name}{{team="%s",model="%s"}}',
+                "$labels.team $labels.model",
+                'printf "%.4f"',
+            )
+            + ".",
+            "aispend-llm",
+            Runbook(
+                meaning=f"The p{q} cost of one LLM request (1h window) is more than "
+                f"{num(t.cost_per_request_factor)}x its mean over the last week: bigger "
+                "prompts, lost caching, or a switch to a dearer model.",
+                check="LLM dashboard: tokens per request by type (input, cached_input, "
+                "output, reasoning) for the team and model.",
+                action="Ask the team about prompt or model changes; restore prompt caching.",
+            ),
+        ),
+        Alert(
+            "AISpendUnattributedSpend",
+            f"{unattributed} > {num(t.unattributed_max_ratio)}",
+            t.unattributed_for,
+            {"severity": "warning", m.TEAM: m.UNATTRIBUTED_TEAM},
+            "{{ $value | humanizePercentage }} of AI spend has no team",
+            "{{ $value | humanizePercentage }} of the AI spend of the last hour is not "
+            f"attributed to a team (more than {num(t.unattributed_max_ratio * 100)} %).",
+            "aispend-overview",
+            Runbook(
+                meaning="Spend with team `unattributed` (unknown API key, dcgm GPUs without "
+                "a team label) or `untagged` (cloud resources without a team tag) is above "
+                "the threshold; showback is incomplete.",
+                check="Overview dashboard, `team_source:aispend_cost:rate5m{team=~"
+                '"unattributed|untagged"}`: which source and model.',
+                action="Map the API keys or GPUs to teams in aispend.yaml; tag the cloud "
+                "resources.",
+            ),
+        ),
+        Alert(
+            "AISpendBillingDataStale",
+            f"time() - max by ({m.SOURCE}) "
+            f'({m.SOURCE_LAST_SUCCESS.name}{{job="aispend-billing"}})'
+            f" > {seconds(t.billing_read_max_age)}",
+            t.billing_stale_for,
+            {"severity": "warning", m.REASON: "read"},
+            "Billing source {{ $labels.source }} not read for {{ $value | humanizeDuration }}",
+            "The billing exporter last read {{ $labels.source }} successfully "
+            "{{ $value | humanizeDuration }} ago.",
+            "aispend-stack",
+            Runbook(
+                meaning=f"The billing exporter has not read its source for more than "
+                f"{t.billing_read_max_age}, or the newest bill data is older than "
+                f"{t.billing_data_max_age} (Azure Cost Management normally lags about 36h).",
+                check="The billing exporter's log and `aispend_exporter_up{source}`, "
+                "`aispend_source_throttled_total` (HTTP 429), credentials expiry.",
+                action="Fix credentials or the export; real-time estimates and alerts keep "
+                "working, only reconciliation and bill dashboards are stale.",
+            ),
+        ),
+        Alert(
+            "AISpendBillingDataStale",
+            f"time() - max by ({m.SOURCE}) ({m.CLOUD_COST_DATA_TIMESTAMP.name})"
+            f" > {seconds(t.billing_data_max_age)}",
+            t.billing_stale_for,
+            {"severity": "warning", m.REASON: "data"},
+            "Bill data of {{ $labels.source }} is {{ $value | humanizeDuration }} old",
+            "The newest bill data of {{ $labels.source }} ends "
+            "{{ $value | humanizeDuration }} ago.",
+            "aispend-stack",
+        ),
+        Alert(
+            "AISpendEstimateBillMismatch",
+            f"{m.REC_ESTIMATE_VS_BILL.name} > {num(1 + t.reconcile_max_diff)}\n"
+            f"or {m.REC_ESTIMATE_VS_BILL.name} < {num(1 - t.reconcile_max_diff)}",
+            t.reconcile_for,
+            {"severity": "info"},
+            "Estimate and bill of team {{ $labels.team }} differ",
+            "The real-time estimate of team {{ $labels.team }} for the newest billed day is "
+            "{{ $value | humanizePercentage }} of the bill "
+            + query(f'{m.REC_BILL_LAST_DAY.name}{{team="%s"}}', "$labels.team", 'printf "%.2f"')
+            + f" (allowed difference {num(t.reconcile_max_diff * 100)} %).",
+            "aispend-overview",
+            Runbook(
+                meaning="The real-time estimate (gateway, tokens exporter, GPUs) for the UTC "
+                "day of the newest bill differs from the billed cost by more than "
+                f"{num(t.reconcile_max_diff * 100)} %.",
+                check="Per source (`team_source:aispend_cost:rate5m`) vs bill per service: "
+                "traffic bypassing the gateway, missing prices (`aispend_llm_unpriced_"
+                "requests_total`), negotiated discounts, non-AI cost in the team's bill.",
+                action="Fix prices in aispend.yaml (prices.models, prices.gpu) or route the "
+                "traffic through the gateway; informational, routed nowhere by default.",
+            ),
+        ),
+    ]
+
+
+def stack_alerts(t: Tunables) -> list[Alert]:
+    return [
+        Alert(
+            "AISpendExporterDown",
+            'up{job=~"aispend-.*"} == 0',
+            t.exporter_down_for,
+            {"severity": "warning", m.REASON: "scrape"},
+            "{{ $labels.job }} on {{ $labels.instance }} is down",
+            "Prometheus cannot scrape {{ $labels.job }} at {{ $labels.instance }}.",
+            "aispend-stack",
+            Runbook(
+                meaning="Prometheus cannot scrape an aispend process, or an exporter "
+                "cannot read its source (`aispend_exporter_up` 0). Spend from that source "
+                "is missing, so budgets and anomalies under-count.",
+                check='`up{job=~"aispend-.*"}`; the process log (`aispend stack logs` or '
+                "the container's); `aispend_exporter_up{source}`.",
+                action="Restart the process; fix the source credentials or network.",
+            ),
+        ),
+        Alert(
+            "AISpendExporterDown",
+            f"{m.EXPORTER_UP.name} == 0",
+            t.exporter_down_for,
+            {"severity": "warning", m.REASON: "source"},
+            "Exporter cannot read source {{ $labels.source }}",
+            "{{ $labels.job }} at {{ $labels.instance }} answers but its last read of "
+            "{{ $labels.source }} failed.",
+            "aispend-stack",
+        ),
+        Alert(
+            "AISpendActuatorFailing",
+            f"sum by ({m.TARGET}) "
+            f'(increase({m.ACTUATOR_ACTIONS.name}{{{m.RESULT}="error"}}[10m])) > 0',
+            t.actuator_failing_for,
+            {"severity": "critical"},
+            "Actuator actions on {{ $labels.target }} fail",
+            '{{ $value | printf "%.0f" }} actions on {{ $labels.target }} failed in the '
+            "last 10 minutes: guardrails are not being applied.",
+            "aispend-stack",
+            Runbook(
+                meaning="The actuator received alerts but its actions on a target (gateway "
+                "throttle API, Kubernetes, APIM, command) return errors.",
+                check="The actuator's audit log (result error, with the target's answer); "
+                "the target's reachability and the actuator's credentials for it.",
+                action="Fix the target or credentials; then Alertmanager's retries or the "
+                "next group_interval deliver the alert again. Act by hand meanwhile.",
+            ),
+        ),
+    ]
+
+
+def groups(t: Tunables) -> list[Group]:
+    return [
+        Group("aispend-budget-alerts", tuple(budget_alerts(t))),
+        Group("aispend-anomaly-alerts", tuple(anomaly_alerts(t))),
+        Group("aispend-gpu-alerts", tuple(gpu_alerts(t))),
+        Group("aispend-data-alerts", tuple(data_alerts(t))),
+        Group("aispend-stack-alerts", tuple(stack_alerts(t))),
+    ]

@@ -1,0 +1,126 @@
+"""Recording rules for anomalies: baselines, seasonal predictions, z-scores.
+
+For each level (team+model, team+agent) three baselines, best first:
+
+- `1w`: weekly seasonality (GitLab's method): the hourly spend rate at the same time of
+  day 1, 2 and 3 weeks ago, each plus the trend (this week's mean minus that week's),
+  median of those that exist; stddev of the hourly rate over the last week.
+  Exists once the series has a week of history.
+- `1d`: daily seasonality, the same with 1, 2 and 3 days; needs a day of history.
+- `6h`: the mean and stddev of the 5m rate over the last 6 hours (cold start).
+
+The `baseline` label of the prediction, stddev, mean and z-score says which one was
+used. The z-score is (5m rate - prediction) / max(stddev, min_stddev_ratio x
+prediction). The "same time" windows are centred on now (offset by 30m less than the
+period), so the 1h window looks 30m either side of the same moment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aispend import metrics as m
+from aispend.rules.model import Group, Recording
+from aispend.rules.promql import duration, num, seconds, set_label, spend
+from aispend.rules.tunables import Tunables
+
+LEVELS: dict[str, tuple[str, ...]] = {
+    "team_model": (m.TEAM, m.MODEL),
+    "team_agent": (m.TEAM, m.AGENT),
+}
+BASELINES = ("1w", "1d", "6h")
+
+
+def name(level: str, suffix: str) -> str:
+    return f"{level}:aispend_cost:{suffix}"
+
+
+def _seasonal(level: str, by: Sequence[str], period: str) -> list[Recording]:
+    on = ", ".join(by)
+    hourly = spend("rate", "1h", by)
+    avg = name(level, f"rate1h:avg_over_time_{period}")
+    terms = []
+    for k in (1, 2, 3):
+        shift = k * seconds(period)
+        past = spend("rate", "1h", by, offset=duration(shift - 1800))
+        past_avg = f"avg_over_time(({hourly})[{period}:1h] offset {duration(shift)})"
+        term = f"{past} + on({on}) ({avg} - on({on}) {past_avg})"
+        terms.append(set_label(term, "offset", duration(shift)))
+    return [
+        Recording(avg, f"avg_over_time(({hourly})[{period}:1h])"),
+        Recording(
+            name(level, f"rate1h:stddev_over_time_{period}"),
+            f"stddev_over_time(({hourly})[{period}:1h])",
+        ),
+        Recording(
+            name(level, f"rate1h:prediction_{period}"),
+            f"clamp_min(quantile by ({on}) (0.5,\n  " + "\n  or ".join(terms) + "\n), 0)",
+        ),
+    ]
+
+
+def level_rules(level: str, by: Sequence[str], t: Tunables) -> list[Recording]:
+    on = ", ".join(by)
+    rate5m = spend("rate", "5m", by)
+    rules = _seasonal(level, by, "1w") + _seasonal(level, by, "1d")
+    rules += [
+        Recording(name(level, "rate5m:avg_over_time_6h"), f"avg_over_time(({rate5m})[6h:5m])"),
+        Recording(
+            name(level, "rate5m:stddev_over_time_6h"), f"stddev_over_time(({rate5m})[6h:5m])"
+        ),
+    ]
+    sources = {
+        "prediction": {
+            "1w": name(level, "rate1h:prediction_1w"),
+            "1d": name(level, "rate1h:prediction_1d"),
+            "6h": name(level, "rate5m:avg_over_time_6h"),
+        },
+        "stddev": {
+            "1w": name(level, "rate1h:stddev_over_time_1w"),
+            "1d": name(level, "rate1h:stddev_over_time_1d"),
+            "6h": name(level, "rate5m:stddev_over_time_6h"),
+        },
+        "avg": {
+            "1w": name(level, "rate1h:avg_over_time_1w"),
+            "1d": name(level, "rate1h:avg_over_time_1d"),
+            "6h": name(level, "rate5m:avg_over_time_6h"),
+        },
+    }
+    prediction = name(level, "rate1h:prediction")
+    chosen = f"\nor on({on}) ".join(
+        set_label(sources["prediction"][b], m.BASELINE, b) for b in BASELINES
+    )
+    rules.append(Recording(prediction, chosen))
+    for kind in ("stddev", "avg"):
+        union = "\n or ".join(set_label(sources[kind][b], m.BASELINE, b) for b in BASELINES)
+        rules.append(
+            Recording(
+                name(level, f"rate1h:{kind}"),
+                f"({union})\nand on({on}, {m.BASELINE}) {prediction}",
+            )
+        )
+    stddev = name(level, "rate1h:stddev")
+    floor = (
+        f"max without (floor) ({set_label(stddev, 'floor', 'stddev')}"
+        f" or {set_label(f'{prediction} * {num(t.min_stddev_ratio)}', 'floor', 'prediction')})"
+    )
+    rules.append(
+        Recording(
+            name(level, "zscore"),
+            f"({name(level, 'rate5m')} - on({on}) group_right() {prediction})\n"
+            f"  / on({on}, {m.BASELINE}) {floor}",
+        )
+    )
+    return rules
+
+
+def groups(t: Tunables) -> list[Group]:
+    baselines: list[Recording] = []
+    for level, by in LEVELS.items():
+        baselines += level_rules(level, by, t)
+    zscores = [r for r in baselines if r.record.endswith(":zscore")]
+    rest = [r for r in baselines if not r.record.endswith(":zscore")]
+    return [
+        Group("aispend-baselines", tuple(rest), interval="1m"),
+        Group("aispend-anomaly", tuple(zscores)),
+    ]

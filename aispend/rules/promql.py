@@ -1,0 +1,147 @@
+"""PromQL building blocks shared by the rule modules.
+
+The central one is `spend()`: AI spend from every source in one expression, LLM token
+cost (gateway, tokens exporter) plus GPU cost (aispend's gpu exporter, or dcgm-exporter
+GPUs priced by the rules), so a team with only one of them still gets a series. It
+reads the raw counters, not recorded series, so backfilled history (or history from
+before the rules were installed) counts at once in baselines and spend-to-date.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+
+from aispend import metrics as m
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION_RE = re.compile(r"(\d+)([smhdw])")
+
+NOW = "max_over_time(vector(time())[1s:1s] @ end())"
+"""The evaluation time, usable inside a subquery (where `time()` is the step's time)."""
+
+
+def seconds(duration: str) -> int:
+    """'1h30m' -> 5400."""
+    parts = _DURATION_RE.findall(duration)
+    if not parts or "".join(n + u for n, u in parts) != duration:
+        raise ValueError(f"not a Prometheus duration: {duration!r}")
+    return sum(int(n) * _UNITS[u] for n, u in parts)
+
+
+def duration(total: int) -> str:
+    """5400 -> '1h30m' (largest units first; weeks, days, hours, minutes, seconds)."""
+    if total <= 0:
+        raise ValueError("duration must be positive")
+    out = ""
+    for unit in ("w", "d", "h", "m", "s"):
+        n, total = divmod(total, _UNITS[unit])
+        if n:
+            out += f"{n}{unit}"
+    return out
+
+
+def num(value: float) -> str:
+    """A number as PromQL / YAML text, without float noise (0.1 * 3 -> 0.3)."""
+    text = f"{value:.12g}"
+    return text
+
+
+def string(value: str) -> str:
+    """A PromQL string literal."""
+    return json.dumps(value)
+
+
+def set_label(expr: str, label: str, value: str) -> str:
+    """`expr` with `label` set to the constant `value`."""
+    return f"label_replace({expr}, {string(label)}, {string(value.replace('$', '$$'))}, '', '')"
+
+
+def selector(name: str, matchers: Sequence[str] = ()) -> str:
+    return f"{name}{{{', '.join(matchers)}}}" if matchers else name
+
+
+def _window(sel: str, window: str, offset: str | None) -> str:
+    return f"{sel}[{window}]" + (f" offset {offset}" if offset else "")
+
+
+def spend(
+    fn: str,
+    window: str,
+    by: Sequence[str],
+    matchers: Sequence[str] = (),
+    offset: str | None = None,
+) -> str:
+    """Spend per second (`fn="rate"`) or in total (`fn="increase"`) over `window`, summed
+    by `by`. GPU series get `model` = GPU model name and `source` = gpu | dcgm; they have
+    no `agent`, so a matcher on agent leaves them out, as it should."""
+    llm = f"{fn}({_window(selector(m.LLM_COST.name, matchers), window, offset)})"
+    gpu = f"{fn}({_window(selector(m.GPU_COST.name, matchers), window, offset)})"
+    dcgm_sel = selector(m.REC_GPU_COST_RATE.name, [f'{m.SOURCE}="dcgm"', *matchers])
+    if window == "5m" and fn == "rate" and not offset:
+        dcgm = dcgm_sel
+    else:
+        dcgm = f"avg_over_time({_window(dcgm_sel, window, offset)})"
+        if fn == "increase":
+            dcgm = f"{dcgm} * {seconds(window)}"
+    if m.SOURCE in by:
+        gpu = set_label(gpu, m.SOURCE, "gpu")
+    if m.MODEL in by:
+        gpu = f'label_replace({gpu}, "{m.MODEL}", "$1", "{m.GPU_MODEL_NAME}", "(.+)")'
+        dcgm = f'label_replace({dcgm}, "{m.MODEL}", "$1", "{m.GPU_MODEL_NAME}", "(.+)")'
+    return f"sum by ({', '.join(by)}) ({llm} or {gpu} or {dcgm})"
+
+
+SCOPES: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
+    ((m.TEAM,), ()),
+    ((m.TEAM, m.PROJECT), (f'{m.PROJECT}!=""',)),
+    ((m.TEAM, m.AGENT), (f'{m.AGENT}!=""',)),
+)
+"""Budget scopes: (labels summed by, matchers). Team rows have no project or agent, so
+all three join `aispend_budget` on (team, project, agent)."""
+
+
+def scope_spend(fn: str, window: str, offset: str | None = None) -> str:
+    """`spend()` for every budget scope, as one vector."""
+    return " or ".join(spend(fn, window, by, matchers, offset) for by, matchers in SCOPES)
+
+
+def bucket_sum(expr: str, condition: str, range_: str, step: str) -> str:
+    """Sum of `expr` (an increase over `step`) at the subquery steps where `condition`
+    (a one-element vector, true or empty) holds; the steps tile the range exactly."""
+    return f"sum_over_time((({expr}) and on() ({condition}))[{range_}:{step}])"
+
+
+def day_index(time_expr: str) -> str:
+    """UTC day number of a time vector."""
+    return f"floor(({time_expr}) / 86400)"
+
+
+STEP_DAY = day_index("vector(time()) - 1")
+"""UTC day of the bucket (s - step, s] that ends at the subquery step s."""
+STEP_MONTH = "((year(vector(time() - 1)) - 2000) * 12 + month(vector(time() - 1)))"
+NOW_DAY = day_index(NOW)
+NOW_MONTH = f"((year({NOW}) - 2000) * 12 + month({NOW}))"
+NOW_HOUR_START = f"(floor({NOW} / 3600) * 3600)"
+
+
+def since_start(by: Sequence[str] | None, period: str) -> str:
+    """Spend since the start of the current UTC day or month: hourly buckets in the
+    period plus 5-minute buckets since the last full hour (lags the counters <= 5m)."""
+    if by is None:
+        hourly, tail = scope_spend("increase", "1h"), scope_spend("increase", "5m")
+        labels: tuple[str, ...] = (m.TEAM, m.PROJECT, m.AGENT)
+    else:
+        hourly, tail = spend("increase", "1h", by), spend("increase", "5m", by)
+        labels = tuple(by)
+    if period == "day":
+        cond, range_ = f"{STEP_DAY} == on() {NOW_DAY}", "1d"
+    else:
+        cond, range_ = f"{STEP_MONTH} == on() {NOW_MONTH}", "31d"
+    hours = bucket_sum(hourly, cond, range_, "1h")
+    minutes = bucket_sum(tail, f"vector(time()) > on() {NOW_HOUR_START}", "1h", "5m")
+    return (
+        f"sum by ({', '.join(labels)}) ("
+        f"{set_label(hours, 'part', 'hours')} or {set_label(minutes, 'part', 'minutes')})"
+    )

@@ -1,0 +1,142 @@
+"""Render rule groups to Prometheus YAML and the alerts' runbooks to Markdown.
+
+Output is stable: groups and rules in definition order (rules in a group are evaluated
+in order, so dependencies come first), mapping keys in a fixed order, labels and
+annotations sorted, multi-line expressions as literal blocks, and a DO NOT EDIT header.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from aispend.rules.model import Alert, Group, Recording
+from aispend.rules.tunables import Tunables
+
+HEADER = (
+    "# DO NOT EDIT: generated from aispend/rules/ by `aispend rules generate`.\n"
+    "# Edit the Python sources (tunables in aispend/rules/tunables.py) and regenerate.\n"
+)
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def _anchor(alertname: str) -> str:
+    return alertname.lower()
+
+
+def rule_dict(rule: Recording | Alert, t: Tunables) -> dict[str, Any]:
+    if isinstance(rule, Recording):
+        out: dict[str, Any] = {"record": rule.record, "expr": rule.expr}
+        if rule.labels:
+            out["labels"] = dict(sorted(rule.labels.items()))
+        return out
+    annotations = {
+        "dashboard_url": f"{t.dashboard_url}/{rule.dashboard}?var-team={{{{ $labels.team }}}}",
+        "description": rule.description,
+        "runbook_url": f"{t.runbook_url}#{_anchor(rule.alert)}",
+        "summary": rule.summary,
+    }
+    return {
+        "alert": rule.alert,
+        "expr": rule.expr,
+        "for": rule.for_,
+        "labels": dict(sorted(rule.labels.items())),
+        "annotations": dict(sorted(annotations.items())),
+    }
+
+
+def render_groups(groups: list[Group], t: Tunables) -> str:
+    data: dict[str, list[Any]] = {"groups": []}
+    for g in groups:
+        group: dict[str, Any] = {"name": g.name}
+        if g.interval:
+            group["interval"] = g.interval
+        group["rules"] = [rule_dict(r, t) for r in g.rules]
+        data["groups"].append(group)
+    body = yaml.dump(data, Dumper=_Dumper, sort_keys=False, width=100, allow_unicode=True, indent=2)
+    return HEADER + body
+
+
+RUNBOOK_INTRO = """<!-- DO NOT EDIT: generated from aispend/rules/ by `aispend rules generate`. -->
+# Runbooks
+
+One section per alert of `alert-rules/aispend.alerts.yml`: what it means, how to check,
+what to do. Every alert carries `severity`, `team` where there is one, and `action`
+(throttle | pause | notify) where the actuator acts. Teams with criticality `critical`
+never get throttle or pause, only notify. Money is in the reporting currency; recorded
+`:rate*` series are per second.
+
+## How detection works
+
+- **Spend** combines LLM token cost (gateway, tokens exporter) and GPU cost (aispend's
+  gpu exporter, or dcgm-exporter GPUs priced by the `gpu_hourly_prices` tunable), read
+  from the raw counters. Backfilled history therefore counts at once in baselines and
+  spend-to-date; no recorded-series backfill is needed.
+- **Spend so far** (today, this month, UTC) sums hourly buckets of the period plus
+  5-minute buckets since the last full hour: it lags the counters by at most 5 minutes.
+- **Burn rate** = spend rate / (budget / period length); 1 is exactly on budget.
+  Month budgets use the Google SRE workbook windows (14.4x over 1h and 5m, 6x over 6h and
+  30m page; 3x over 1d and 2h, 1x over 3d and 6h ticket). Day budgets divide the windows
+  by 6 (10m/5m, 1h/5m, 4h/20m, 12h/1h): dividing by 30 would give 2-minute long windows,
+  noise at a 15s scrape; a page then means 10 % of the day's budget in 10 minutes.
+- **Anomalies**: z-score of the 5m spend rate against a prediction, with the baseline in
+  the `baseline` label: `1w` (same time 1-3 weeks ago plus trend, median; weekly stddev)
+  once a week of history exists, else `1d` (same with days), else `6h` (mean and stddev
+  of the last 6 hours). Guards: minimum spend rate (sparse series), stddev/mean at most
+  `max_cv` (normality), stddev at least `min_stddev_ratio` of the prediction, and a
+  per-series opt-out (`zscore_opt_out`).
+
+## Detection latency of RunawaySpend
+
+With scrape and rule evaluation every 15s: the first scrape after the agent's jump shows
+it in the 5m rate (<= 15s), a recording evaluation turns it into a z-score (<= 15s), the
+alert goes pending at the next alert evaluation (<= 15s) and fires after `for: {runaway_for}`;
+Alertmanager's actuator route sends it after `group_wait: 5s`. Theoretical floor about
+1m05s after the first expensive scrape, worst case about 1m50s. For a jump to 20x the
+normal rate, the 5m rate after t seconds is (1 + 19 t / 300) x normal, so against a
+stddev floor of {min_stddev} of the prediction the z-score passes {runaway_sigma} sigma
+within the first scrape or two; the budget-burn condition must hold as well.
+"""
+
+
+def render_runbooks(groups: list[Group], t: Tunables) -> str:
+    out = [
+        RUNBOOK_INTRO.format(
+            runaway_for=t.runaway_for,
+            runaway_sigma=t.runaway_sigma,
+            min_stddev=f"{t.min_stddev_ratio:.0%}",
+        )
+    ]
+    seen: dict[str, list[Alert]] = {}
+    for g in groups:
+        for rule in g.rules:
+            if isinstance(rule, Alert):
+                seen.setdefault(rule.alert, []).append(rule)
+    for alertname, rules in seen.items():
+        runbook = next((r.runbook for r in rules if r.runbook), None)
+        if runbook is None:
+            raise ValueError(f"{alertname} has no runbook")
+        variants = sorted(
+            {", ".join(f"{k}={v}" for k, v in sorted(r.labels.items())) for r in rules}
+        )
+        out.append(f"\n## {alertname}\n")
+        out.append(
+            f"Labels: {'; '.join(f'`{v}`' for v in variants)}. "
+            f"For: {', '.join(sorted({r.for_ for r in rules}))}.\n"
+        )
+        out.append(f"**What it means.** {runbook.meaning}\n")
+        out.append(f"**How to check.** {runbook.check}\n")
+        out.append(f"**What to do.** {runbook.action}\n")
+    return "\n".join(out)

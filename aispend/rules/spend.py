@@ -1,0 +1,235 @@
+"""Recording rules for spend: GPU series, spend rates, spend so far, budgets, forecast,
+and the reconciliation of the real-time estimate with the bill.
+
+Every rate is money per second in the reporting currency; multiply by 3600 for an
+hourly figure. Budget rows are keyed by scope (team; team+project; team+agent).
+"""
+
+from __future__ import annotations
+
+from aispend import metrics as m
+from aispend.rules.model import Group, Recording
+from aispend.rules.promql import (
+    STEP_DAY,
+    bucket_sum,
+    day_index,
+    num,
+    scope_spend,
+    seconds,
+    set_label,
+    since_start,
+    spend,
+    string,
+)
+from aispend.rules.tunables import Tunables
+
+GPU_BY = (m.GPU, m.GPU_UUID, m.GPU_MODEL_NAME, m.HOSTNAME, m.TEAM, m.PROJECT)
+DCGM_UTIL = "DCGM_FI_DEV_GPU_UTIL"
+"""dcgm-exporter's utilisation gauge, 0..100, labels gpu, UUID, modelName, Hostname."""
+SCOPE = f"{m.TEAM}, {m.PROJECT}, {m.AGENT}"
+UNATTRIBUTED = f"{m.UNATTRIBUTED_TEAM}|{m.UNTAGGED_TEAM}|"
+
+
+def budget(period: str, by: str = f"{SCOPE}, {m.PERIOD}") -> str:
+    """The budgets of one period, without the scrape's job/instance labels."""
+    return f'max by ({by}) ({m.BUDGET.name}{{{m.PERIOD}="{period}"}})'
+
+
+def burn_windows(t: Tunables) -> list[str]:
+    """Every window a burn-rate alert or the forecast reads, shortest first."""
+    windows = {w.long for w in (*t.month_burn, *t.day_burn)}
+    windows |= {w.short for w in (*t.month_burn, *t.day_burn)}
+    windows.add(t.forecast_rate_window)
+    return sorted(windows, key=seconds)
+
+
+def gpu_rules(t: Tunables) -> list[Recording]:
+    by = ", ".join(GPU_BY)
+    rules = []
+    prices = [
+        set_label(f"vector({num(price)})", m.GPU_MODEL_NAME, model)
+        for model, price in sorted(t.gpu_hourly_prices.items())
+    ]
+    if prices:
+        rules.append(Recording(m.REC_GPU_PRICE.name, " or ".join(prices)))
+    dcgm = f'label_replace({DCGM_UTIL}, "{m.GPU_MODEL_NAME}", "$1", "modelName", "(.*)")'
+    dcgm = f"max by ({by}) ({dcgm}) / 100"
+    dcgm = f'label_replace({dcgm}, "{m.TEAM}", {string(m.UNATTRIBUTED_TEAM)}, "{m.TEAM}", "")'
+    rules.append(
+        Recording(
+            m.REC_GPU_UTILIZATION.name,
+            f"{set_label(f'max by ({by}) ({m.GPU_UTILIZATION.name})', m.SOURCE, 'gpu')}\n"
+            f"or\n({set_label(dcgm, m.SOURCE, 'dcgm')}\n"
+            f"  unless on({m.GPU_UUID}) {m.GPU_UTILIZATION.name})",
+        )
+    )
+    dcgm_cost = (
+        f'{m.REC_GPU_UTILIZATION.name}{{{m.SOURCE}="dcgm"}} * 0\n'
+        f"  + on({m.GPU_MODEL_NAME}) group_left() ({m.REC_GPU_PRICE.name} / 3600)"
+    )
+    rules.append(
+        Recording(
+            m.REC_GPU_COST_RATE.name,
+            f"{set_label(f'sum by ({by}) (rate({m.GPU_COST.name}[5m]))', m.SOURCE, 'gpu')}\n"
+            f"or\n({dcgm_cost})",
+        )
+    )
+    return rules
+
+
+def rate_rules(t: Tunables) -> list[Recording]:
+    base = m.REC_COST_RATE5M.name
+    rules = [
+        Recording(base, spend("rate", "5m", m.REC_COST_RATE5M.labels)),
+        *(
+            Recording(rec.name, f"sum by ({', '.join(rec.labels)}) ({base})")
+            for rec in (
+                m.REC_TEAM_COST_RATE5M,
+                m.REC_TEAM_PROJECT_COST_RATE5M,
+                m.REC_TEAM_AGENT_COST_RATE5M,
+                m.REC_TEAM_MODEL_COST_RATE5M,
+                m.REC_TEAM_SOURCE_COST_RATE5M,
+            )
+        ),
+        *(
+            Recording(rec.name, spend("rate", "1h", rec.labels))
+            for rec in (
+                m.REC_TEAM_COST_RATE1H,
+                m.REC_TEAM_MODEL_COST_RATE1H,
+                m.REC_TEAM_AGENT_COST_RATE1H,
+            )
+        ),
+    ]
+    team_sel = f'{m.TEAM}=~"{UNATTRIBUTED}"'
+    rules.append(
+        Recording(
+            m.REC_UNATTRIBUTED_RATIO.name,
+            f"(sum({m.REC_TEAM_COST_RATE1H.name}{{{team_sel}}}) or vector(0))\n"
+            f"  / (sum({m.REC_TEAM_COST_RATE1H.name}) > 0)",
+        )
+    )
+    return rules
+
+
+def budget_rate_rules(t: Tunables) -> list[Recording]:
+    """Budget pace, scope spend rates for every burn window, burn rates."""
+    pace = m.REC_BUDGET_PACE.name
+    rules = [
+        Recording(
+            pace,
+            f"{budget('day')} / 86400\nor\n"
+            f"{budget('month')} / on() group_left() (days_in_month() * 86400)",
+        ),
+        Recording(
+            m.REC_TEAM_BUDGET_PACE_MIN.name,
+            f'min by ({m.TEAM}) ({pace}{{{m.PROJECT}="", {m.AGENT}=""}})',
+        ),
+    ]
+    for window in burn_windows(t):
+        rate = f"{m.REC_SCOPE_COST_RATE_PREFIX}{window}"
+        rules.append(Recording(rate, scope_spend("rate", window)))
+        rules.append(
+            Recording(
+                f"{m.REC_BURN_PREFIX}{window}",
+                f"{rate} / on({SCOPE}) group_right() {pace}",
+            )
+        )
+    return rules
+
+
+def to_date_rules(t: Tunables) -> list[Recording]:
+    """Spend so far today and this month, utilisation, month-end forecast, exhaustion."""
+    today, month = m.REC_SCOPE_COST_TODAY.name, m.REC_SCOPE_COST_MONTH.name
+    month_budget = budget("month", SCOPE)
+    rate = f"{m.REC_SCOPE_COST_RATE_PREFIX}{t.forecast_rate_window}"
+    seconds_left = "((days_in_month() - day_of_month() + 1) * 86400 - time() % 86400)"
+    return [
+        Recording(today, since_start(None, "day")),
+        Recording(month, since_start(None, "month")),
+        Recording(
+            m.REC_TEAM_COST_TODAY.name,
+            f'sum by ({m.TEAM}) ({today}{{{m.PROJECT}="", {m.AGENT}=""}})',
+        ),
+        Recording(
+            m.REC_TEAM_COST_MONTH.name,
+            f'sum by ({m.TEAM}) ({month}{{{m.PROJECT}="", {m.AGENT}=""}})',
+        ),
+        Recording(
+            m.REC_BUDGET_USED.name,
+            f"{today} / on({SCOPE}) group_right() {budget('day')}\nor\n"
+            f"{month} / on({SCOPE}) group_right() {budget('month')}",
+        ),
+        Recording(
+            m.REC_FORECAST_MONTH_END.name,
+            f"{month} + on({SCOPE}) {rate} * on() group_left() {seconds_left}",
+        ),
+        Recording(
+            m.REC_BUDGET_EXHAUSTION.name,
+            f"clamp_min({month_budget} - on({SCOPE}) {month}, 0)\n"
+            f"  / on({SCOPE}) ({rate} > 0) + time()",
+        ),
+    ]
+
+
+def reconcile_rules(t: Tunables) -> list[Recording]:
+    """Estimate for the UTC day the newest bill covers vs the bill of that day."""
+    bill_ts = f"max({m.CLOUD_COST_DATA_TIMESTAMP.name} @ end())"
+    bill_day = day_index(f"{bill_ts} - 1")
+    estimate = bucket_sum(
+        spend("increase", "1h", (m.TEAM,)), f"{STEP_DAY} == on() {bill_day}", "4d", "1h"
+    )
+    return [
+        Recording(m.REC_ESTIMATE_BILL_DAY.name, estimate),
+        Recording(m.REC_BILL_LAST_DAY.name, f"sum by ({m.TEAM}) ({m.CLOUD_COST_LAST_DAY.name})"),
+        Recording(
+            m.REC_ESTIMATE_VS_BILL.name,
+            f"{m.REC_ESTIMATE_BILL_DAY.name} / ({m.REC_BILL_LAST_DAY.name} > 0)",
+        ),
+    ]
+
+
+def leak_rules(t: Tunables) -> list[Recording]:
+    """Day and same-time-of-day spend against the same weekday of the last 3 weeks."""
+    day = m.REC_TEAM_COST_1D.name
+    weeks_1d = [
+        set_label(spend("increase", "1d", (m.TEAM,), offset=f"{k}w"), "offset", f"{k}w")
+        for k in (1, 2, 3)
+    ]
+    weeks_1h = [
+        set_label(spend("rate", "1h", (m.TEAM,), offset=f"{k}w"), "offset", f"{k}w")
+        for k in (1, 2, 3)
+    ]
+    return [
+        Recording(day, spend("increase", "1d", (m.TEAM,))),
+        Recording(
+            m.REC_TEAM_COST_1D_WEEKS.name,
+            f"quantile by ({m.TEAM}) (0.5, {' or '.join(weeks_1d)})",
+        ),
+        Recording(
+            m.REC_TEAM_COST_RATE1H_WEEKS.name,
+            f"quantile by ({m.TEAM}) (0.5, {' or '.join(weeks_1h)})",
+        ),
+    ]
+
+
+def request_cost_rules(t: Tunables) -> list[Recording]:
+    bucket = f"{m.LLM_REQUEST_COST.name}_bucket"
+    quantile = (
+        f"histogram_quantile({num(t.cost_per_request_quantile)}, "
+        f"sum by ({m.TEAM}, {m.MODEL}, le) (rate({bucket}[1h])))"
+    )
+    return [
+        Recording(m.REC_REQUEST_COST_QUANTILE.name, quantile),
+        Recording(m.REC_REQUEST_COST_QUANTILE_1W.name, f"avg_over_time(({quantile})[1w:1h])"),
+    ]
+
+
+def groups(t: Tunables) -> list[Group]:
+    return [
+        Group("aispend-spend", tuple(gpu_rules(t) + rate_rules(t) + budget_rate_rules(t))),
+        Group(
+            "aispend-spend-to-date",
+            tuple(to_date_rules(t) + reconcile_rules(t) + leak_rules(t) + request_cost_rules(t)),
+            interval="1m",
+        ),
+    ]

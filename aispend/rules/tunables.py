@@ -1,0 +1,124 @@
+"""Tunables of the rules: thresholds, windows, burn factors, guards (data, not literals).
+
+`Tunables()` holds the defaults the committed rule files are generated from;
+`load_tunables(path)` reads overrides from a YAML file (unknown keys are errors).
+Money amounts are in the reporting currency; rates given per hour here are
+rendered per second, the unit of every recorded `:rate*` series.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import Field, ValidationError
+
+from aispend.configbase import StrictModel
+
+Severity = Literal["critical", "warning", "info"]
+
+
+class BurnWindow(StrictModel):
+    """One multiwindow burn-rate condition: burn > factor over both windows."""
+
+    severity: Literal["critical", "warning"]
+    factor: float = Field(gt=0)
+    long: str
+    short: str
+
+
+# Google SRE workbook, chapter "Alerting on SLOs", for a 30-day period.
+MONTH_BURN = (
+    BurnWindow(severity="critical", factor=14.4, long="1h", short="5m"),
+    BurnWindow(severity="critical", factor=6, long="6h", short="30m"),
+    BurnWindow(severity="warning", factor=3, long="1d", short="2h"),
+    BurnWindow(severity="warning", factor=1, long="3d", short="6h"),
+)
+# Day budgets: the month windows divided by 6 (not by 30, which would give 2-minute
+# long windows, all noise at a 15s scrape), short windows at least 5m. A page then
+# means 10 % of the day's budget went in 10 minutes (14.4x) or 25 % in an hour (6x).
+DAY_BURN = (
+    BurnWindow(severity="critical", factor=14.4, long="10m", short="5m"),
+    BurnWindow(severity="critical", factor=6, long="1h", short="5m"),
+    BurnWindow(severity="warning", factor=3, long="4h", short="20m"),
+    BurnWindow(severity="warning", factor=1, long="12h", short="1h"),
+)
+
+
+class Tunables(StrictModel):
+    # --- anomalies (z-score against a seasonal prediction)
+    anomaly_sigma: float = Field(default=3.0, gt=0)
+    anomaly_for: str = "15m"
+    min_hourly_spend: float = Field(default=1.0, ge=0)
+    """Sparse-series guard: no z-score alert while the series spends less (per hour)."""
+    max_cv: float = Field(default=1.0, gt=0)
+    """Normality guard: no SpendAnomaly where stddev / mean of the baseline exceeds this."""
+    min_stddev_ratio: float = Field(default=0.1, gt=0)
+    """The z-score denominator is at least this share of the prediction."""
+    zscore_opt_out: list[dict[str, str]] = [{"team": "research"}]
+    """Label sets (team, model) whose SpendAnomaly is off; research bursts by design."""
+    # --- runaway agent
+    runaway_sigma: float = Field(default=6.0, gt=0)
+    runaway_burn_factor: float = Field(default=2.0, gt=0)
+    """The agent alone burns its team's tightest budget at least this fast."""
+    runaway_for: str = "1m"
+    # --- slow leaks: day and off-hours spend vs the same weekday of previous weeks
+    leak_ratio: float = Field(default=1.3, gt=1)
+    min_daily_spend: float = Field(default=24.0, ge=0)
+    offhours_utc: tuple[int, int] = (0, 6)
+    """Off-hours as [start, end) UTC hours."""
+    offhours_ratio: float = Field(default=1.5, gt=1)
+    leak_for: str = "1h"
+    # --- budgets
+    month_burn: tuple[BurnWindow, ...] = MONTH_BURN
+    day_burn: tuple[BurnWindow, ...] = DAY_BURN
+    burn_fast_for: str = "2m"
+    burn_slow_for: str = "15m"
+    budget_exceeded_for: str = "1m"
+    forecast_rate_window: str = "1d"
+    forecast_for: str = "1h"
+    # --- GPUs
+    gpu_idle_threshold: float = Field(default=0.05, gt=0, lt=1)
+    gpu_idle_for: str = "30m"
+    gpu_hourly_prices: dict[str, float] = {"NVIDIA H100 80GB HBM3": 6.98}
+    """Hourly price by GPU model for dcgm-exporter GPUs (aispend's gpu exporter has its own)."""
+    # --- requests, attribution, data
+    cost_per_request_quantile: float = Field(default=0.95, gt=0, lt=1)
+    cost_per_request_factor: float = Field(default=2.0, gt=1)
+    cost_per_request_for: str = "30m"
+    unattributed_max_ratio: float = Field(default=0.1, gt=0, lt=1)
+    unattributed_for: str = "1h"
+    billing_read_max_age: str = "6h"
+    billing_data_max_age: str = "3d"
+    billing_stale_for: str = "30m"
+    exporter_down_for: str = "5m"
+    actuator_failing_for: str = "5m"
+    reconcile_max_diff: float = Field(default=0.05, gt=0, lt=1)
+    reconcile_for: str = "1h"
+    # --- links
+    runbook_url: str = "https://github.com/aispend/aispend/blob/main/docs/runbooks.md"
+    dashboard_url: str = "http://localhost:3000/d"
+
+
+def load_tunables(path: Path | None) -> Tunables:
+    """Defaults, or the defaults overridden by the YAML mapping in `path`."""
+    if path is None:
+        return Tunables()
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise TunablesError(f"{path}: cannot read: {exc}") from exc
+    if not isinstance(data, dict):
+        raise TunablesError(f"{path}: must be a mapping of tunable names to values")
+    try:
+        return Tunables.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise TunablesError(f"{path}: {problems}") from exc
+
+
+class TunablesError(Exception):
+    """The tunables file cannot be used; the message names the field."""
