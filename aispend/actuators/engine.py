@@ -81,6 +81,7 @@ class Engine:
         self._count = count or (lambda target, action, result: None)
         self._clock = clock
         self._locks = _KeyLocks()
+        self._team_locks = _KeyLocks()
 
     async def handle(self, alert: Alert) -> Outcome:
         async with self._locks.hold(alert.fingerprint):
@@ -102,6 +103,17 @@ class Engine:
                 why = "already resolved"
             return self._note(alert, row, "ignore", f"ignored: {why}")
 
+        # Deciding and recording the intent are serialised per team, so that two
+        # alerts of one team cannot both pass max_active_per_team.
+        async with self._team_locks.hold(alert.labels.get("team", "")):
+            begun = await self._begin(alert, fp, starts)
+        if isinstance(begun, Outcome):
+            return begun
+        new, rule = begun
+        return await self._apply(alert, new, rule, resumed=False)
+
+    async def _begin(self, alert: Alert, fp: str, starts: str) -> Outcome | tuple[ActionRow, Rule]:
+        """Policy, then either a final decision or the recorded intent to apply."""
         decision = decide(
             alert.labels,
             self.settings,
@@ -149,7 +161,7 @@ class Engine:
             return self._target_failed(alert, new, "apply", exc, record_row=not exc.retryable)
         new.state = st.APPLYING
         self.store.record(new, self._audit(alert, new, "apply", "pending"))
-        return await self._apply(alert, new, rule, resumed=False)
+        return new, rule
 
     async def _apply(
         self, alert: Alert, row: ActionRow, rule: Rule | None, resumed: bool
