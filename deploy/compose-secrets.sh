@@ -3,10 +3,9 @@
 #
 #   deploy/compose-secrets.sh            # into .run/compose-secrets/ (or $AISPEND_SECRETS_DIR)
 #
-# Names come from the `secrets:` section of docker-compose.yml. Files ending in `_url`
-# get the demo chat sink's URL (http://chat-sink:9195/<name>), the stand-in for chat and
-# pager webhooks; put real URLs there for real receivers. Every other file gets a random
-# token. The directory is 0700 so other host users cannot read it; the files are 0644
+# Names come from the `secrets:` section of docker-compose.yml; each new file gets a
+# random token (the demo's chat sink accepts any; put real ones there for real
+# receivers: a PagerDuty routing key, a chat bearer token). The directory is 0700 so other host users cannot read it; the files are 0644
 # so the containers' own users (grafana, nobody, aispend) can read their bind mounts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,10 +23,7 @@ for name in $names; do
     echo "kept    $path"
     continue
   fi
-  case "$name" in
-    *_url) value="http://chat-sink:9195/${name%_url}" ;;
-    *) value=$(head -c 32 /dev/urandom | base64 | tr -d '/+=\n' | cut -c1-40) ;;
-  esac
+  value=$(head -c 32 /dev/urandom | base64 | tr -d '/+=\n' | cut -c1-40)
   (umask 022 && printf '%s' "$value" >"$path")
   chmod 644 "$path"
   echo "created $path"
