@@ -6,6 +6,8 @@ their own throttle tables, `aispend actuator`, and for the second test the Debia
 `prometheus-alertmanager` loaded with the repo's deploy/alertmanager.yml, rendered as
 `aispend stack up` renders it (service URLs -> 127.0.0.1 ports, secrets dir -> the
 test's), so it delivers to the actuator with the bearer token from credentials_file.
+Only its group_wait/group_interval are shortened (to 1s/2s) so that a resolve arrives
+in seconds; routes, matchers, receivers and auth are the repo's.
 """
 
 from __future__ import annotations
@@ -232,6 +234,11 @@ def test_alertmanager_delivers_to_actuator_which_throttles_real_gateways(tmp_pat
             am_post_alert(am_url, labels, datetime.now(UTC) - timedelta(seconds=1))
             wait_until(lambda: throttles(g0) == {} and throttles(g1) == {}, 60, 0.2, "the undo")
             assert chat(g0, RANKER)[0] == 200
+            # Every delivery was authenticated with the token from credentials_file.
+            with urllib.request.urlopen(s["actuator"] + "/metrics", timeout=10) as response:
+                exposition = response.read().decode()
+            assert 'aispend_actuator_webhook_requests_total{code="200"}' in exposition
+            assert 'code="401"' not in exposition
         finally:
             am.stop()
     audit = list(iter_audit(s["db"]))
