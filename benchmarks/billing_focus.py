@@ -203,6 +203,15 @@ def main() -> int:
     if args.rows != 10_000_000:
         command += f" --rows {args.rows}"
     cpus = os.cpu_count()
+
+    def met(ok: bool) -> str:
+        return "met" if ok else "missed"
+
+    verdict = (
+        f"summarize {met(float(summ['seconds']) < 30 and float(summ['peak_rss']) < 2**31)},"
+        f" refresh {met(float(refresh['seconds']) < 30 and float(refresh['peak_rss']) < 2**31)},"
+        f" scrape {met(float(scrape['median']) < 0.25)}"
+    )
     mib = 2**20
     rows = "\n".join(
         [
@@ -238,6 +247,8 @@ included). The scrape is a real HTTP GET of prometheus-client's server, serving 
 cached snapshot (no file read at scrape time). "Load before" is the 1-minute load
 average when the step started: this 2-CPU machine is shared, and a load above 2 means
 other work competed for the CPUs during the measurement.
+
+Against the goals: {verdict}.
 """
     if not args.no_docs:
         write_docs(text)
