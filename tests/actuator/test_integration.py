@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 import yaml
 
+from aispend import metrics as m
 from aispend.actuators.store import iter_audit
 from aispend.procs import ManagedProcess, wait_until
 from tests.actuator.fakes import TOKEN, alert, payload
@@ -237,7 +238,7 @@ def test_alertmanager_delivers_to_actuator_which_throttles_real_gateways(tmp_pat
             # Every delivery was authenticated with the token from credentials_file.
             with urllib.request.urlopen(s["actuator"] + "/metrics", timeout=10) as response:
                 exposition = response.read().decode()
-            assert 'aispend_actuator_webhook_requests_total{code="200"}' in exposition
+            assert f'{m.ACTUATOR_WEBHOOK_REQUESTS.name}{{code="200"}}' in exposition
             assert 'code="401"' not in exposition
         finally:
             am.stop()
