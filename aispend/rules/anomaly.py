@@ -7,7 +7,9 @@ For each level (team+model, team+agent) three baselines, best first:
   median of those that exist; stddev of the hourly rate over the last week.
   Exists once the series has a week of history.
 - `1d`: daily seasonality, the same with 1, 2 and 3 days; needs a day of history.
-- `6h`: the mean and stddev of the 5m rate over the last 6 hours (cold start).
+- `6h`: the mean and stddev of the 5m rate over 6 hours (cold start).
+
+Means and stddevs end an hour ago (HOLD_OUT), so a new series has a baseline after 1h.
 
 The `baseline` label of the prediction, stddev, mean and z-score says which one was
 used. The z-score is (5m rate - prediction) / max(stddev, min_stddev_ratio x
@@ -29,6 +31,9 @@ LEVELS: dict[str, tuple[str, ...]] = {
     "team_agent": (m.TEAM, m.AGENT),
 }
 BASELINES = ("1w", "1d", "6h")
+HOLD_OUT = "1h"
+"""Baseline means and stddevs end 1h ago, so an ongoing incident does not raise its own
+baseline (and resolve itself) within its first hour."""
 
 
 def name(level: str, suffix: str) -> str:
@@ -47,10 +52,10 @@ def _seasonal(level: str, by: Sequence[str], period: str) -> list[Recording]:
         term = f"{past} + on({on}) ({avg} - on({on}) {past_avg})"
         terms.append(set_label(term, "offset", duration(shift)))
     return [
-        Recording(avg, f"avg_over_time(({hourly})[{period}:1h])"),
+        Recording(avg, f"avg_over_time(({hourly})[{period}:1h] offset {HOLD_OUT})"),
         Recording(
             name(level, f"rate1h:stddev_over_time_{period}"),
-            f"stddev_over_time(({hourly})[{period}:1h])",
+            f"stddev_over_time(({hourly})[{period}:1h] offset {HOLD_OUT})",
         ),
         Recording(
             name(level, f"rate1h:prediction_{period}"),
@@ -64,9 +69,9 @@ def level_rules(level: str, by: Sequence[str], t: Tunables) -> list[Recording]:
     rate5m = spend("rate", "5m", by)
     rules = _seasonal(level, by, "1w") + _seasonal(level, by, "1d")
     rules += [
-        Recording(name(level, "rate5m:avg_over_time_6h"), f"avg_over_time(({rate5m})[6h:5m])"),
+        Recording(name(level, "rate5m:avg_over_time_6h"), f"avg_over_time(({rate5m})[6h:5m] offset {HOLD_OUT})"),
         Recording(
-            name(level, "rate5m:stddev_over_time_6h"), f"stddev_over_time(({rate5m})[6h:5m])"
+            name(level, "rate5m:stddev_over_time_6h"), f"stddev_over_time(({rate5m})[6h:5m] offset {HOLD_OUT})"
         ),
     ]
     sources = {

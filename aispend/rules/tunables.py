@@ -60,7 +60,7 @@ class Tunables(StrictModel):
     """Label sets (team, model) whose SpendAnomaly is off; research bursts by design."""
     # --- runaway agent
     runaway_sigma: float = Field(default=6.0, gt=0)
-    runaway_burn_factor: float = Field(default=2.0, gt=0)
+    runaway_burn_factor: float = Field(default=1.0, gt=0)
     """The agent alone burns its team's tightest budget at least this fast."""
     runaway_for: str = "1m"
     # --- slow leaks: day and off-hours spend vs the same weekday of previous weeks

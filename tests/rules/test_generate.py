@@ -1,0 +1,108 @@
+"""The generated rule files: committed output equals regeneration, promtool accepts them,
+tunables override and fail with the field named."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from aispend import metrics
+from aispend.rules.cli import ALERTS_FILE, RULES_FILE, RUNBOOKS_FILE, generate, render_all
+from aispend.rules.tunables import Tunables, TunablesError, load_tunables
+from tests.conftest import REPO, require_binary
+
+
+def test_committed_files_equal_regeneration(tmp_path: Path) -> None:
+    generate(tmp_path)
+    for rel in (RULES_FILE, ALERTS_FILE, RUNBOOKS_FILE):
+        assert (tmp_path / rel).read_text() == (REPO / rel).read_text(), (
+            f"{rel} is stale: run `aispend rules generate`"
+        )
+
+
+def test_rendering_is_stable_and_has_header() -> None:
+    first, second = render_all(Tunables()), render_all(Tunables())
+    assert first == second
+    assert first[RULES_FILE].startswith("# DO NOT EDIT")
+    assert first[ALERTS_FILE].startswith("# DO NOT EDIT")
+
+
+def test_promtool_check_rules() -> None:
+    promtool = require_binary("promtool")
+    out = subprocess.run(
+        [promtool, "check", "rules", str(REPO / RULES_FILE), str(REPO / ALERTS_FILE)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "SUCCESS: 76 rules found" in out.stdout
+    assert "SUCCESS: 20 rules found" in out.stdout
+
+
+def _recorded() -> set[str]:
+    data = yaml.safe_load((REPO / RULES_FILE).read_text())
+    return {r["record"] for g in data["groups"] for r in g["rules"]}
+
+
+def test_every_named_recorded_series_is_recorded() -> None:
+    recorded = _recorded()
+    missing = [s.name for s in metrics.RECORDED_SERIES if s.name not in recorded]
+    assert missing == []
+    assert f"{metrics.REC_BURN_PREFIX}5m" in recorded
+    assert f"{metrics.REC_SCOPE_COST_RATE_PREFIX}3d" in recorded
+
+
+def test_alerts_have_required_labels_and_annotations() -> None:
+    data = yaml.safe_load((REPO / ALERTS_FILE).read_text())
+    names = set()
+    for group in data["groups"]:
+        for rule in group["rules"]:
+            names.add(rule["alert"])
+            assert rule["alert"].startswith("AISpend")
+            assert rule["labels"]["severity"] in ("critical", "warning", "info")
+            assert set(rule["annotations"]) == {
+                "summary", "description", "runbook_url", "dashboard_url"
+            }
+            assert rule["labels"].get("action") in (None, "throttle", "pause", "notify")
+    assert names == {
+        "AISpendBudgetExceeded", "AISpendBudgetBurnFast", "AISpendBudgetBurnSlow",
+        "AISpendSpendAnomaly", "AISpendRunawaySpend", "AISpendForecastOverrun",
+        "AISpendGPUIdle", "AISpendCostPerRequestHigh", "AISpendUnattributedSpend",
+        "AISpendBillingDataStale", "AISpendExporterDown", "AISpendActuatorFailing",
+        "AISpendEstimateBillMismatch",
+    }
+    runbooks = (REPO / RUNBOOKS_FILE).read_text()
+    for name in names:
+        assert f"\n## {name}\n" in runbooks
+
+
+def test_acting_alerts_exclude_critical_teams() -> None:
+    """throttle/pause rules drop critical teams; their twin with notify keeps only them."""
+    data = yaml.safe_load((REPO / ALERTS_FILE).read_text())
+    critical = 'aispend_team_info{criticality="critical"}'
+    for group in data["groups"]:
+        for rule in group["rules"]:
+            action = rule["labels"].get("action")
+            if action in ("throttle", "pause"):
+                assert rule["expr"].endswith(f"unless on(team) {critical}")
+            elif action == "notify":
+                assert rule["expr"].endswith(f"and on(team) {critical}")
+
+
+def test_tunables_override_and_errors(tmp_path: Path) -> None:
+    good = tmp_path / "t.yaml"
+    good.write_text("anomaly_sigma: 4\nzscore_opt_out: []\n")
+    tunables = load_tunables(good)
+    assert tunables.anomaly_sigma == 4
+    alerts = render_all(tunables)[ALERTS_FILE]
+    assert "team_model:aispend_cost:zscore > 4\n" in alerts
+    assert 'zscore{team="research"}' not in alerts
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("anomaly_sigma: -1\nsigma_typo: 3\n")
+    with pytest.raises(TunablesError) as err:
+        load_tunables(bad)
+    assert "anomaly_sigma" in str(err.value) and "sigma_typo" in str(err.value)
