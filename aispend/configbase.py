@@ -21,7 +21,7 @@ class StrictModel(BaseModel):
 
 
 def _check_name(value: str) -> str:
-    if not _NAME_RE.match(value):
+    if not _NAME_RE.fullmatch(value):
         raise ValueError(
             "must be 1-63 characters of a-z, 0-9, '_', '-', '.', starting with a letter or digit"
         )

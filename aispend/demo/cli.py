@@ -19,8 +19,16 @@ SUBCOMMANDS = {
 
 
 def add_parser(sub: Any) -> None:
-    demo = sub.add_parser("demo", help="demo processes and scenarios")
-    names = demo.add_subparsers(dest="demo_command", metavar="SUBCOMMAND", required=True)
+    from aispend.demo import scenario
+
+    demo = sub.add_parser(
+        "demo",
+        help="the runaway-agent demo (no subcommand), or one demo process",
+        description=(scenario.__doc__ or "").split("\n\n")[0],
+    )
+    scenario.add_arguments(demo)
+    demo.set_defaults(func=scenario.run)
+    names = demo.add_subparsers(dest="demo_command", metavar="SUBCOMMAND")
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         parser = names.add_parser(name, help=help_text, description=help_text)
         module = importlib.import_module(module_name)
