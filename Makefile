@@ -42,6 +42,7 @@ check-generated: setup generate
 generate: $(STAMP)
 	$(PY) -m aispend docs generate
 	$(PY) -m aispend rules generate
+	$(PY) -m aispend dashboards generate
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check aispend tests benchmarks

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages aispend runs for real (Prometheus, Alertmanager, and gcc
-# for the fake NVML library the GPU tests build) when they are missing.
+# for the fake NVML library the GPU tests build, docker-compose to validate
+# docker-compose.yml) when they are missing.
 set -euo pipefail
 
 missing=()
@@ -10,6 +11,8 @@ command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/n
   || missing+=(prometheus-alertmanager)
 command -v amtool >/dev/null || missing+=(prometheus-alertmanager)
 command -v gcc >/dev/null || missing+=(gcc libc6-dev)
+# `docker-compose config` validates docker-compose.yml in the tests (no engine needed).
+command -v docker-compose >/dev/null || missing+=(docker-compose)
 for pkg in "$@"; do
   command -v "${pkg%%:*}" >/dev/null || missing+=("${pkg#*:}")
 done
