@@ -74,6 +74,8 @@ class DemoOptions:
     resolve_timeout_s: float = 420.0
     wait_for_lift: bool = True
     once: bool = True
+    result_path: Path | None = None
+    """Where to write the result as JSON (for the e2e test and the benchmark)."""
 
 
 @dataclass
@@ -133,6 +135,9 @@ def prepare_history(options: DemoOptions, config: Config, stack: Stack) -> tuple
     path = write_history(config, ctx.run_dir / "history", options.history_days, now, targets)
     create_blocks_from_openmetrics(path, data_dir)
     rule_file = ctx.repo_root / "alert-rules" / "aispend.rules.yml"
+    if options.rules_backfill_hours <= 0:
+        path.unlink()
+        return 0, 0
     levels = backfill_recording_rules(
         data_dir,
         [rule_file],
@@ -455,6 +460,20 @@ def print_summary(result: DemoResult, currency: str, printer: Callable[[str], No
     printer(f"  loop closed:                             {result.loop_closed}")
 
 
+def write_result(result: DemoResult, path: Path) -> None:
+    import dataclasses
+    import json
+
+    data = dataclasses.asdict(result)
+    timeline = result.timeline
+    data["timeline"] = {
+        "spike_at": timeline.spike_at,
+        "marks": timeline.marks,
+        "events": [{"at": at, "text": text} for at, text in timeline.events],
+    }
+    path.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+
+
 def demo_stack(options: DemoOptions) -> Stack:
     return Stack(
         StackOptions(
@@ -481,6 +500,8 @@ def run_demo(options: DemoOptions, config: Config, printer: Callable[[str], None
         timeline = Timeline(printer=printer)
         result = asyncio.run(drive(options, config, stack, timeline))
         print_summary(result, config.currency, printer)
+        if options.result_path:
+            write_result(result, options.result_path)
         if options.once:
             return 0 if result.loop_closed else 1
         printer("the stack stays up; Ctrl-C stops everything.")
@@ -501,6 +522,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-dir", default=".run/demo")
     parser.add_argument("--port-base", type=int, default=9090)
     parser.add_argument("--warmup", type=float, default=45.0, help="seconds of steady traffic")
+    parser.add_argument("--days", type=float, default=14.0, help="days of history (default 14)")
+    parser.add_argument(
+        "--rules-backfill-hours",
+        type=float,
+        default=6.0,
+        help="backfill recorded series over this many hours (default 6; 0 = none)",
+    )
+    parser.add_argument("--result", metavar="FILE", help="write the result as JSON here")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -524,6 +553,9 @@ def run(args: argparse.Namespace) -> int:
         port_base=args.port_base,
         warmup_s=args.warmup,
         once=args.once,
+        history_days=args.days,
+        rules_backfill_hours=args.rules_backfill_hours,
+        result_path=Path(args.result) if args.result else None,
     )
     try:
         return run_demo(options, config, lambda line: print(line, flush=True))
