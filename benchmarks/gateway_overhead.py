@@ -68,6 +68,7 @@ def body(stream: bool) -> bytes:
 class Target:
     name: str
     url: str  # .../v1/chat/completions
+    key: str = CLIENT_KEY
     procs: list[ManagedProcess] = field(default_factory=list)
 
     def stop(self) -> None:
@@ -89,7 +90,7 @@ def start_upstream(tmp: Path) -> Target:
     )
     proc.start()
     proc.wait_ready(60)
-    return Target("direct", f"http://127.0.0.1:{port}/v1/chat/completions", [proc])
+    return Target("direct", f"http://127.0.0.1:{port}/v1/chat/completions", procs=[proc])
 
 
 def start_aispend(tmp: Path, upstream_base: str) -> Target:
@@ -114,7 +115,7 @@ def start_aispend(tmp: Path, upstream_base: str) -> Target:
     )  # fmt: skip
     proc.start()
     proc.wait_ready(60)
-    return Target("aispend", f"http://127.0.0.1:{port}/v1/chat/completions", [proc])
+    return Target("aispend", f"http://127.0.0.1:{port}/v1/chat/completions", procs=[proc])
 
 
 def start_nginx(tmp: Path, upstream_port: int) -> Target | str:
@@ -149,7 +150,7 @@ http {{
                           tmp / "nginx.log")  # fmt: skip
     proc.start()
     wait_until(lambda: _port_open(port) or None, 20, what="nginx")
-    return Target("nginx", f"http://127.0.0.1:{port}/v1/chat/completions", [proc])
+    return Target("nginx", f"http://127.0.0.1:{port}/v1/chat/completions", procs=[proc])
 
 
 def start_litellm(tmp: Path, upstream_base: str) -> Target | str:
@@ -166,7 +167,13 @@ def start_litellm(tmp: Path, upstream_base: str) -> Target | str:
         "litellm_settings": {"drop_params": True},
     }))  # fmt: skip
     port = free_port()
-    env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_LOG="ERROR")
+    master_key = "sk-bench-" + os.urandom(16).hex()  # LiteLLM refuses to start without one
+    env = dict(
+        os.environ,
+        LITELLM_LOCAL_MODEL_COST_MAP="True",
+        LITELLM_LOG="ERROR",
+        LITELLM_MASTER_KEY=master_key,
+    )
     env.pop("DATABASE_URL", None)
     proc = ManagedProcess(
         "litellm",
@@ -182,7 +189,7 @@ def start_litellm(tmp: Path, upstream_base: str) -> Target | str:
     except Exception as exc:  # report why, do not fake a number
         proc.stop()
         return f"LiteLLM did not start: {str(exc)[-600:]}"
-    return Target("litellm", f"http://127.0.0.1:{port}/v1/chat/completions", [proc])
+    return Target("litellm", f"http://127.0.0.1:{port}/v1/chat/completions", master_key, [proc])
 
 
 def _port_open(port: int) -> bool:
@@ -193,10 +200,10 @@ def _port_open(port: int) -> bool:
 # ---------------------------------------------------------------- measuring
 
 
-async def _fixed_rate(url: str, stream: bool, rate: float, seconds: float) -> list[float]:
+async def _fixed_rate(url: str, key: str, stream: bool, rate: float, seconds: float) -> list[float]:
     """Open loop: start one request every 1/rate s; latency of each to its last byte."""
     payload = body(stream)
-    headers = {"Authorization": f"Bearer {CLIENT_KEY}", "Content-Type": "application/json"}
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     latencies: list[float] = []
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
@@ -224,20 +231,24 @@ async def _fixed_rate(url: str, stream: bool, rate: float, seconds: float) -> li
     return latencies
 
 
-def fixed_rate(url: str, stream: bool, rate: float, seconds: float) -> tuple[float, float]:
-    lat = sorted(asyncio.run(_fixed_rate(url, stream, rate, seconds)))
+def fixed_rate(
+    url: str, key: str, stream: bool, rate: float, seconds: float
+) -> tuple[float, float]:
+    lat = sorted(asyncio.run(_fixed_rate(url, key, stream, rate, seconds)))
     p50 = statistics.median(lat)
     p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
     return p50 * 1000, p99 * 1000
 
 
-def max_rps(url: str, stream: bool, concurrency: int, seconds: float, tmp: Path) -> float:
-    script = tmp / f"wrk-{'stream' if stream else 'json'}.lua"
+def max_rps(
+    url: str, stream: bool, concurrency: int, seconds: float, tmp: Path, key: str = CLIENT_KEY
+) -> float:
+    script = tmp / f"wrk-{'stream' if stream else 'json'}-{key[:12]}.lua"
     script.write_text(
         'wrk.method = "POST"\n'
         f"wrk.body = {json.dumps(body(stream).decode())}\n"
         'wrk.headers["Content-Type"] = "application/json"\n'
-        f'wrk.headers["Authorization"] = "Bearer {CLIENT_KEY}"\n'
+        f'wrk.headers["Authorization"] = "Bearer {key}"\n'
     )
     out = subprocess.run(
         ["wrk", "-t", "2", "-c", str(concurrency), "-d", f"{seconds}s", "-s", str(script), url],
@@ -332,10 +343,12 @@ def run(args: argparse.Namespace) -> str:
                     if target.name == "litellm":
                         rate_s = min(rate_s, args.litellm_seconds)
                     lat.setdefault((target.name, stream), []).append(
-                        fixed_rate(target.url, stream, args.rate, rate_s)
+                        fixed_rate(target.url, target.key, stream, args.rate, rate_s)
                     )
                     rps.setdefault((target.name, stream), []).append(
-                        max_rps(target.url, stream, args.concurrency, args.duration, tmp)
+                        max_rps(
+                            target.url, stream, args.concurrency, args.duration, tmp, target.key
+                        )
                     )
                     print(f"round {round_no + 1} {target.name:8s} stream={stream!s:5s} "
                           f"p50={lat[(target.name, stream)][-1][0]:.2f}ms "

@@ -1,0 +1,35 @@
+"""Smoke run of benchmarks/gateway_overhead.py (direct and aispend only, tiny load).
+
+It checks that the benchmark runs end to end and reports what it measured; it asserts
+no timing (figures come from full runs written to docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.integration
+
+
+def test_benchmark_smoke() -> None:
+    if shutil.which("wrk") is None:
+        pytest.skip("wrk not installed (apt-get install -y wrk); the benchmark needs it")
+    result = subprocess.run(
+        [sys.executable, "benchmarks/gateway_overhead.py", "--smoke", "--rounds", "1",
+         "--rate", "20", "--rate-seconds", "0.5", "--duration", "1", "--rss-requests", "10"],
+        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout
+    assert out.startswith("## Gateway overhead")
+    rows = re.findall(r"^\| (direct|aispend) \| (json|stream) \|", out, re.M)
+    assert rows == [("direct", "json"), ("aispend", "json"), ("direct", "stream"),
+                    ("aispend", "stream")]  # fmt: skip
+    assert re.search(r"^\| [\d,]+ \| [\d,]+ \|$", out, re.M)  # an RSS sample
