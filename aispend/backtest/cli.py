@@ -1,0 +1,117 @@
+"""`aispend backtest`: what would the rules have done on this history, and how well."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from aispend.backtest.openmetrics import DEFAULT_HEADROOM, DEFAULT_SCRAPE
+from aispend.backtest.rulefiles import DEFAULT_INTERVAL
+
+HELP = "replay a spend history through the real rules; score alerts against labels"
+
+
+def _time(text: str) -> int:
+    from aispend.backtest.history import parse_timestamp
+
+    try:
+        return parse_timestamp(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _seconds(text: str) -> int:
+    from aispend.backtest.rulefiles import RulesError, parse_duration
+
+    try:
+        value = parse_duration(text) if not text.isdigit() else int(text)
+    except RulesError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be > 0")
+    return value
+
+
+def add_parser(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser("backtest", help=HELP, description=HELP)
+    p.add_argument(
+        "--history",
+        required=True,
+        type=Path,
+        help="CSV timestamp,team,cost[,project,agent,model,source]; a FOCUS CSV export; "
+        "or a Prometheus TSDB directory",
+    )
+    p.add_argument("--labels", type=Path, help="incident windows, NAB combined_windows.json shape")
+    p.add_argument("--label-key", help="labels entry to use (default: a path suffix of --history)")
+    p.add_argument("--from", dest="start", type=_time, help="start time (RFC 3339 or Unix)")
+    p.add_argument("--to", dest="end", type=_time, help="end time (RFC 3339 or Unix)")
+    p.add_argument("--rules", type=Path, help="directory with aispend.rules.yml/.alerts.yml")
+    p.add_argument("--config", type=Path, help="aispend.yaml for budgets and team criticality")
+    p.add_argument(
+        "--alerts", help="regex of alert names to replay (default: all)", metavar="REGEX"
+    )
+    p.add_argument(
+        "--scrape",
+        type=_seconds,
+        default=DEFAULT_SCRAPE,
+        help=f"counter sample step (default {DEFAULT_SCRAPE}s)",
+    )
+    p.add_argument(
+        "--eval-interval",
+        type=_seconds,
+        default=DEFAULT_INTERVAL,
+        help=f"minimum rule evaluation step (default {DEFAULT_INTERVAL}s)",
+    )
+    p.add_argument(
+        "--budget-headroom",
+        type=float,
+        default=DEFAULT_HEADROOM,
+        help="teams without a configured budget get headroom x their typical spend "
+        f"(default {DEFAULT_HEADROOM})",
+    )
+    p.add_argument("--keep", type=Path, help="keep the TSDB and logs in this directory")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from aispend.backtest import report
+    from aispend.backtest.engine import Options, run_backtest
+    from aispend.backtest.history import HistoryError
+    from aispend.backtest.labels import LabelsError
+    from aispend.backtest.rulefiles import RulesError
+    from aispend.backtest.tsdb import BacktestError
+    from aispend.config import ConfigError
+
+    if args.start is not None and args.end is not None and args.end <= args.start:
+        print("aispend backtest: --to must be after --from", file=sys.stderr)
+        return 2
+    opts = Options(
+        history=args.history,
+        labels=args.labels,
+        label_key=args.label_key,
+        start=args.start,
+        end=args.end,
+        rules_dir=args.rules,
+        config=args.config,
+        scrape=args.scrape,
+        eval_interval=args.eval_interval,
+        headroom=args.budget_headroom,
+        alerts=args.alerts,
+        work_dir=args.keep,
+    )
+    try:
+        result = run_backtest(opts)
+    except ConfigError as exc:
+        print(f"aispend backtest: {exc.report()}", file=sys.stderr)
+        return 2
+    except (HistoryError, LabelsError, RulesError) as exc:
+        print(f"aispend backtest: {exc}", file=sys.stderr)
+        return 2
+    except BacktestError as exc:
+        print(f"aispend backtest: {exc}", file=sys.stderr)
+        return 1
+    print(report.render_json(result) if args.json else report.render_table(result))
+    return 0

@@ -1,0 +1,200 @@
+"""The backtest pipeline: history -> temporary TSDB -> real rules -> episodes -> score.
+
+`prepared_prometheus` builds the TSDB (history backfilled, recording rules recorded)
+and yields a running temporary Prometheus over it; `run_backtest` evaluates the alert
+rules there and scores the episodes against the labels.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aispend
+from aispend.backtest import evaluate, openmetrics, tsdb
+from aispend.backtest import labels as labels_mod
+from aispend.backtest.history import History, load_history
+from aispend.backtest.rulefiles import DEFAULT_INTERVAL, RuleSet, load_rules
+from aispend.backtest.scoring import Detection, Episode, Score, detections, score
+
+RULE_FILES = ("aispend.rules.yml", "aispend.alerts.yml")
+SCORED_SEVERITIES = ("critical", "warning")
+
+
+def default_rules_dir() -> Path:
+    """./alert-rules when it exists, else the one next to the aispend package."""
+    here = Path("alert-rules")
+    if (here / RULE_FILES[1]).is_file():
+        return here
+    return Path(aispend.__file__).resolve().parent.parent / "alert-rules"
+
+
+def rule_paths(rules_dir: Path) -> list[Path]:
+    paths = [rules_dir / name for name in RULE_FILES if (rules_dir / name).is_file()]
+    if not any(p.name == RULE_FILES[1] for p in paths):
+        raise tsdb.BacktestError(
+            f"{rules_dir}: no {RULE_FILES[1]}; generate the rules first "
+            "(aispend rules generate) or pass --rules DIR"
+        )
+    return paths
+
+
+@dataclass
+class Options:
+    history: Path
+    labels: Path | None = None
+    label_key: str | None = None
+    start: int | None = None
+    end: int | None = None
+    rules_dir: Path | None = None
+    config: Path | None = None
+    scrape: int = openmetrics.DEFAULT_SCRAPE
+    eval_interval: int = DEFAULT_INTERVAL
+    headroom: float = openmetrics.DEFAULT_HEADROOM
+    alerts: str | None = None
+    """Regex over alert names to replay; default all."""
+    work_dir: Path | None = None
+    """Keep the TSDB and logs here instead of a temporary directory."""
+
+
+@dataclass
+class Result:
+    start: int
+    end: int
+    teams: list[str]
+    alerts: list[Episode]
+    scored: list[Episode]
+    score: Score | None = None
+    detections: list[Detection] = field(default_factory=list)
+    label_key: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _config_series(
+    path: Path | None,
+) -> tuple[list[openmetrics.BudgetSeries], dict[str, openmetrics.TeamMeta], str]:
+    if path is None:
+        return [], {}, "USD"
+    from aispend.config import load_config
+
+    config = load_config(path)
+    budgets = [
+        openmetrics.BudgetSeries(b.team, b.period, b.amount, b.project or "", b.agent or "")
+        for b in config.budgets
+    ]
+    metas = {
+        t.name: openmetrics.TeamMeta(t.name, t.criticality, t.cost_center, t.owner)
+        for t in config.teams
+    }
+    return budgets, metas, config.currency
+
+
+@contextlib.contextmanager
+def _work_dir(keep: Path | None) -> Iterator[Path]:
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        yield keep
+        return
+    with tempfile.TemporaryDirectory(prefix="aispend-backtest-") as tmp:
+        yield Path(tmp)
+
+
+@contextlib.contextmanager
+def prepared_prometheus(
+    history: History | Path,
+    rules: RuleSet,
+    opts: Options,
+    timings: dict[str, float],
+) -> Iterator[tuple[tsdb.TempPrometheus, int, int]]:
+    """A Prometheus serving the history and the recorded series; yields (prom, start, end)."""
+    with _work_dir(opts.work_dir) as work:
+        data = work / "data"
+        began = time.monotonic()
+        if isinstance(history, Path):
+            start, end = tsdb.tsdb_range(history)
+            import shutil
+
+            shutil.copytree(history, data, dirs_exist_ok=False)
+        else:
+            start, end = history.start, history.end
+            budgets, metas, currency = _config_series(opts.config)
+            series_file = work / "history.om"
+            with series_file.open("w", encoding="utf-8") as out:
+                openmetrics.write_openmetrics(
+                    out,
+                    history,
+                    openmetrics.merge_budgets(history, budgets, opts.headroom),
+                    openmetrics.team_metas(history, metas),
+                    opts.scrape,
+                    currency,
+                )
+            tsdb.backfill_openmetrics(series_file, data)
+            series_file.unlink()
+        timings["backfill_history_s"] = round(time.monotonic() - began, 1)
+        began = time.monotonic()
+        tsdb.backfill_rules(data, work, rules.recording, start, end, opts.eval_interval)
+        timings["record_rules_s"] = round(time.monotonic() - began, 1)
+        with tsdb.TempPrometheus(data, work) as prom:
+            yield prom, start, end
+
+
+def select_alerts(rules: RuleSet, pattern: str | None) -> RuleSet:
+    if pattern is None:
+        return rules
+    regex = re.compile(pattern)
+    return RuleSet(rules.recording, [a for a in rules.alerting if regex.fullmatch(a.alert)])
+
+
+def scored_episodes(episodes: list[Episode]) -> list[Episode]:
+    """Episodes that page or notify a team: severity critical/warning, with a team."""
+    return [e for e in episodes if e.team and dict(e.labels).get("severity") in SCORED_SEVERITIES]
+
+
+def run_backtest(opts: Options) -> Result:
+    """Load the files named in `opts`, replay, evaluate and score."""
+    began = time.monotonic()
+    source: History | Path
+    if opts.history.is_dir():
+        source = opts.history
+    else:
+        source = load_history(opts.history)
+        if opts.start is not None or opts.end is not None:
+            source = source.clip(opts.start, opts.end)
+    labels = (
+        labels_mod.load_labels(opts.labels, opts.history, opts.label_key) if opts.labels else None
+    )
+    rules = select_alerts(
+        load_rules(rule_paths(opts.rules_dir or default_rules_dir())), opts.alerts
+    )
+    result = replay(source, rules, labels, opts)
+    result.timings["total_s"] = round(time.monotonic() - began, 1)
+    return result
+
+
+def replay(
+    source: History | Path, rules: RuleSet, labels: labels_mod.Labels | None, opts: Options
+) -> Result:
+    """Replay a history (or a TSDB directory) through `rules`; score when labelled."""
+    timings: dict[str, float] = {}
+    with prepared_prometheus(source, rules, opts, timings) as (prom, start, end):
+        if isinstance(source, Path):
+            start = opts.start if opts.start is not None else start
+            end = opts.end if opts.end is not None else end
+        began = time.monotonic()
+        episodes = evaluate.alert_episodes(prom, rules.alerting, start, end, opts.eval_interval)
+        timings["evaluate_alerts_s"] = round(time.monotonic() - began, 1)
+    scored = scored_episodes(episodes)
+    teams = source.teams if isinstance(source, History) else sorted({e.team for e in scored})
+    result = Result(start, end, teams, episodes, scored, timings=timings)
+    if labels is not None:
+        if isinstance(source, Path):
+            result.teams = teams = sorted({*teams, *(t for t in labels.windows if t is not None)})
+        result.label_key = labels.key
+        result.score = score(scored, labels, teams, start, end)
+        result.detections = detections(scored, labels, teams, start, end)[0]
+    return result

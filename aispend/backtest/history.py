@@ -1,0 +1,288 @@
+"""Spend history files: CSV `timestamp,team,cost[,project,agent,model,source]` or FOCUS.
+
+`load_history(path)` returns a `History`: one cost-per-interval series per workload
+(team, project, agent, model, source) at a regular step. Every problem is a
+`HistoryError` naming the file and line, e.g.
+`spend.csv line 7: timestamp 2026-08-01T00:05:00Z is not after line 6 (...)`.
+
+Timestamps may be RFC 3339 (`2026-08-01T00:05:00Z`), `YYYY-MM-DD HH:MM:SS[.ffffff]`
+(taken as UTC, as in NAB) or Unix seconds. A row's cost is the money spent in the
+interval that starts at its timestamp.
+
+A FOCUS export (CSV with `ChargePeriodStart` and `BilledCost` columns) is summed per
+UTC day and per team tag (rows without the tag go to team `untagged`).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import itertools
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aispend import metrics
+
+REQUIRED_COLUMNS = ("timestamp", "team", "cost")
+OPTIONAL_COLUMNS = ("project", "agent", "model", "source")
+FOCUS_MARKERS = ("ChargePeriodStart", "BilledCost")
+DAY = 86400
+
+
+class HistoryError(Exception):
+    """A history file cannot be used; the message names the file and line."""
+
+
+@dataclass(frozen=True, order=True)
+class SeriesKey:
+    """One workload whose spend is a series: empty strings for absent labels."""
+
+    team: str
+    project: str = ""
+    agent: str = ""
+    model: str = ""
+    source: str = ""
+
+    def labels(self) -> dict[str, str]:
+        """The non-empty labels, by their metric-contract names."""
+        pairs = {
+            metrics.TEAM: self.team,
+            metrics.PROJECT: self.project,
+            metrics.AGENT: self.agent,
+            metrics.MODEL: self.model,
+            metrics.SOURCE: self.source,
+        }
+        return {k: v for k, v in pairs.items() if v}
+
+
+@dataclass
+class History:
+    """Cost per interval, per series, at a regular `step` (seconds)."""
+
+    step: int
+    series: dict[SeriesKey, list[tuple[int, float]]] = field(default_factory=dict)
+
+    @property
+    def start(self) -> int:
+        return min(points[0][0] for points in self.series.values())
+
+    @property
+    def end(self) -> int:
+        """End of the last interval (exclusive)."""
+        return max(points[-1][0] for points in self.series.values()) + self.step
+
+    @property
+    def teams(self) -> list[str]:
+        return sorted({key.team for key in self.series})
+
+    def clip(self, start: int | None, end: int | None) -> History:
+        """Only the intervals starting in [start, end)."""
+        lo = start if start is not None else -math.inf
+        hi = end if end is not None else math.inf
+        out = History(self.step)
+        for key, points in self.series.items():
+            kept = [p for p in points if lo <= p[0] < hi]
+            if kept:
+                out.series[key] = kept
+        if not out.series:
+            raise HistoryError("no history left between --from and --to")
+        return out
+
+    def team_totals(self, step: int) -> dict[str, list[tuple[int, float]]]:
+        """Cost per team summed into buckets of `step` seconds (aligned to the epoch)."""
+        out: dict[str, dict[int, float]] = {}
+        for key, points in self.series.items():
+            buckets = out.setdefault(key.team, {})
+            for ts, cost in points:
+                bucket = ts - ts % step
+                buckets[bucket] = buckets.get(bucket, 0.0) + cost
+        return {team: sorted(b.items()) for team, b in sorted(out.items())}
+
+
+def parse_timestamp(text: str) -> int:
+    """Unix seconds from RFC 3339, `YYYY-MM-DD HH:MM:SS[.f]` (UTC) or a Unix number."""
+    value = text.strip()
+    try:
+        number = float(value)
+    except ValueError:
+        pass
+    else:
+        if math.isfinite(number):
+            return int(number)
+        raise ValueError(f"timestamp {text!r} is not a time")
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"timestamp {text!r} is not RFC 3339 (2026-08-01T00:05:00Z), "
+            "'YYYY-MM-DD HH:MM:SS' or Unix seconds"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return int(parsed.timestamp())
+
+
+def format_timestamp(ts: float) -> str:
+    """RFC 3339 UTC with a Z, seconds precision."""
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_cost(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"cost {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"cost {text!r} is not a finite number")
+    if value < 0:
+        raise ValueError(f"cost {text!r} is negative (spend counters only grow)")
+    return value
+
+
+def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, row) pairs, the header being line 1."""
+    try:
+        handle = path.open(newline="", encoding="utf-8-sig")
+    except OSError as exc:
+        raise HistoryError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    with handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames is None:
+            raise HistoryError(f"{path}: empty file (expected a header line)")
+        try:
+            for row in reader:
+                yield reader.line_num, row
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise HistoryError(f"{path} line {reader.line_num}: not CSV: {exc}") from exc
+
+
+def _header(path: Path) -> list[str]:
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            first = next(csv.reader(handle), None)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise HistoryError(f"{path}: cannot read: {exc}") from exc
+    if not first:
+        raise HistoryError(f"{path}: empty file (expected a header line)")
+    return [name.strip() for name in first]
+
+
+def load_history(path: Path | str) -> History:
+    """Read a spend CSV or a FOCUS CSV export (detected by its columns)."""
+    path = Path(path)
+    if path.is_dir():
+        raise HistoryError(f"{path}: is a directory (a TSDB is read by the tsdb module)")
+    header = _header(path)
+    if all(marker in header for marker in FOCUS_MARKERS):
+        return load_focus(path)
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise HistoryError(
+            f"{path} line 1: missing column{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(missing)} (a history CSV needs timestamp,team,cost; optional "
+            f"{','.join(OPTIONAL_COLUMNS)}; or a FOCUS export with "
+            f"{' and '.join(FOCUS_MARKERS)})"
+        )
+    return _load_spend_csv(path, header)
+
+
+def _load_spend_csv(path: Path, header: list[str]) -> History:
+    optional = [c for c in OPTIONAL_COLUMNS if c in header]
+    series: dict[SeriesKey, list[tuple[int, float]]] = {}
+    last_line: dict[SeriesKey, int] = {}
+    for line, row in _rows(path):
+        if any(row.get(c) is None for c in REQUIRED_COLUMNS):
+            raise HistoryError(f"{path} line {line}: too few fields (expected {len(header)})")
+        try:
+            ts = parse_timestamp(row["timestamp"])
+            cost = parse_cost(row["cost"])
+        except ValueError as exc:
+            raise HistoryError(f"{path} line {line}: {exc}") from None
+        team = row["team"].strip()
+        if not team:
+            raise HistoryError(f"{path} line {line}: empty team")
+        key = SeriesKey(team, **{c: (row.get(c) or "").strip() for c in optional})
+        points = series.setdefault(key, [])
+        if points and ts <= points[-1][0]:
+            what = "duplicate" if ts == points[-1][0] else "unsorted"
+            raise HistoryError(
+                f"{path} line {line}: {what} timestamp {row['timestamp'].strip()}: "
+                f"not after line {last_line[key]} ({format_timestamp(points[-1][0])}) "
+                f"for {_describe(key)}; rows of one series must be in increasing time order"
+            )
+        points.append((ts, cost))
+        last_line[key] = line
+    if not series:
+        raise HistoryError(f"{path}: no rows after the header")
+    return History(_infer_step(path, series), series)
+
+
+def _describe(key: SeriesKey) -> str:
+    return ",".join(f"{k}={v}" for k, v in key.labels().items())
+
+
+def _infer_step(path: Path, series: dict[SeriesKey, list[tuple[int, float]]]) -> int:
+    diffs = {b[0] - a[0] for points in series.values() for a, b in itertools.pairwise(points)}
+    if not diffs:
+        raise HistoryError(f"{path}: a single row per series: cannot tell the step")
+    step = min(diffs)
+    odd = sorted(d for d in diffs if d % step)
+    if odd:
+        raise HistoryError(
+            f"{path}: irregular step: gaps of {odd[0]} s are not a multiple of "
+            f"the smallest gap ({step} s)"
+        )
+    return step
+
+
+def load_focus(path: Path, team_tag: str = "team", cost_column: str = "BilledCost") -> History:
+    """Daily cost per team (by the `team_tag` tag) from a FOCUS 1.x CSV export."""
+    header = _header(path)
+    if cost_column not in header:
+        raise HistoryError(f"{path} line 1: missing column {cost_column} (FOCUS cost column)")
+    days: dict[str, dict[int, float]] = {}
+    for line, row in _rows(path):
+        start_text = (row.get("ChargePeriodStart") or "").strip()
+        try:
+            ts = parse_timestamp(start_text)
+        except ValueError as exc:
+            raise HistoryError(f"{path} line {line}: ChargePeriodStart: {exc}") from None
+        text = (row.get(cost_column) or "").strip()
+        try:
+            cost = float(text)
+        except ValueError:
+            raise HistoryError(
+                f"{path} line {line}: {cost_column} {text!r} is not a number"
+            ) from None
+        if not math.isfinite(cost):
+            raise HistoryError(f"{path} line {line}: {cost_column} is not a finite number")
+        team = _focus_team(path, line, row.get("Tags"), team_tag)
+        day = ts - ts % DAY
+        per_team = days.setdefault(team, {})
+        per_team[day] = per_team.get(day, 0.0) + cost
+    if not days:
+        raise HistoryError(f"{path}: no rows after the header")
+    series: dict[SeriesKey, list[tuple[int, float]]] = {}
+    for team, per_day in sorted(days.items()):
+        first, last = min(per_day), max(per_day)
+        # Credits can make a day negative: a spend counter only grows, so clamp at 0.
+        series[SeriesKey(team, source="focus")] = [
+            (day, max(per_day.get(day, 0.0), 0.0)) for day in range(first, last + DAY, DAY)
+        ]
+    return History(DAY, series)
+
+
+def _focus_team(path: Path, line: int, tags: str | None, team_tag: str) -> str:
+    if not tags or tags.strip() in ("", "NULL"):
+        return metrics.UNTAGGED_TEAM
+    try:
+        parsed = json.loads(tags)
+    except json.JSONDecodeError:
+        raise HistoryError(f"{path} line {line}: Tags is not a JSON object") from None
+    if not isinstance(parsed, dict):
+        raise HistoryError(f"{path} line {line}: Tags is not a JSON object")
+    value = parsed.get(team_tag)
+    return str(value).strip() if value not in (None, "") else metrics.UNTAGGED_TEAM

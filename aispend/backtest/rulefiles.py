@@ -1,0 +1,147 @@
+"""The project's generated rule files, read for replay.
+
+`load_rules(paths)` returns the recording rules (with the group interval each runs at)
+and the alerting rules. `recording_levels` orders recording rules so that a rule comes
+after every recorded series its expression reads: promtool's
+`create-blocks-from rules` evaluates against data already in the TSDB, so each level is
+backfilled in its own pass. `write_rule_file` writes one level back as a rule file with
+the backtest's evaluation interval.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_INTERVAL = 60
+_NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_DURATION_RE = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+
+
+class RulesError(Exception):
+    """A rule file cannot be read or replayed."""
+
+
+@dataclass(frozen=True)
+class RecordingRule:
+    record: str
+    expr: str
+    labels: dict[str, str] = field(default_factory=dict)
+    group: str = ""
+    interval: int = DEFAULT_INTERVAL
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    alert: str
+    expr: str
+    for_seconds: int = 0
+    labels: dict[str, str] = field(default_factory=dict)
+    group: str = ""
+    interval: int = DEFAULT_INTERVAL
+
+
+@dataclass
+class RuleSet:
+    recording: list[RecordingRule] = field(default_factory=list)
+    alerting: list[AlertRule] = field(default_factory=list)
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in a Prometheus duration such as `1h30m`, `5m`, `1w`."""
+    value = str(text).strip()
+    if not value or _DURATION_RE.sub("", value):
+        raise RulesError(f"not a Prometheus duration: {text!r}")
+    total = sum(int(n) * _UNIT_SECONDS[u] for n, u in _DURATION_RE.findall(value))
+    return int(total)
+
+
+def load_rules(paths: Iterable[Path | str], default_interval: int = DEFAULT_INTERVAL) -> RuleSet:
+    out = RuleSet()
+    for path in paths:
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise RulesError(f"{path}: cannot read rules: {exc}") from exc
+        groups = (data or {}).get("groups") if isinstance(data, dict) else None
+        if not isinstance(groups, list):
+            raise RulesError(f"{path}: not a Prometheus rule file (no `groups:` list)")
+        for group in groups:
+            _add_group(out, path, group, default_interval)
+    return out
+
+
+def _add_group(out: RuleSet, path: Path, group: Any, default_interval: int) -> None:
+    name = str(group.get("name", ""))
+    interval = parse_duration(group["interval"]) if "interval" in group else default_interval
+    for rule in group.get("rules") or []:
+        labels = {str(k): str(v) for k, v in (rule.get("labels") or {}).items()}
+        if "record" in rule:
+            out.recording.append(
+                RecordingRule(rule["record"], str(rule["expr"]), labels, name, interval)
+            )
+        elif "alert" in rule:
+            for_s = parse_duration(rule["for"]) if rule.get("for") else 0
+            out.alerting.append(
+                AlertRule(rule["alert"], str(rule["expr"]), for_s, labels, name, interval)
+            )
+        else:
+            raise RulesError(f"{path}: group {name}: a rule with neither record nor alert")
+
+
+def referenced_names(expr: str) -> set[str]:
+    """Identifiers in a PromQL expression (a superset of the metric names it reads)."""
+    without_strings = re.sub(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'', '""', expr)
+    return set(_NAME_RE.findall(without_strings))
+
+
+def recording_levels(rules: Sequence[RecordingRule]) -> list[list[RecordingRule]]:
+    """Recording rules grouped so each only reads series recorded at earlier levels."""
+    by_name: dict[str, list[RecordingRule]] = {}
+    for rule in rules:
+        by_name.setdefault(rule.record, []).append(rule)
+    level: dict[str, int] = {}
+
+    def depth(name: str, stack: tuple[str, ...]) -> int:
+        if name in level:
+            return level[name]
+        if name in stack:
+            raise RulesError(f"recording rules form a cycle: {' -> '.join((*stack, name))}")
+        deps = {
+            ref
+            for rule in by_name[name]
+            for ref in referenced_names(rule.expr)
+            if ref in by_name and ref != name
+        }
+        level[name] = 1 + max((depth(d, (*stack, name)) for d in deps), default=-1)
+        return level[name]
+
+    for name in by_name:
+        depth(name, ())
+    out: list[list[RecordingRule]] = [[] for _ in range(1 + max(level.values(), default=-1))]
+    for rule in rules:
+        out[level[rule.record]].append(rule)
+    return out
+
+
+def write_rule_file(path: Path, rules: Sequence[RecordingRule], interval: int) -> None:
+    """One group per original group, each evaluated every `max(group, interval)` s."""
+    groups: dict[str, dict[str, Any]] = {}
+    for rule in rules:
+        every = max(rule.interval, interval)
+        group = groups.setdefault(
+            f"{rule.group}@{every}",
+            {"name": f"{rule.group or 'rules'}-{every}s", "interval": f"{every}s", "rules": []},
+        )
+        entry: dict[str, Any] = {"record": rule.record, "expr": rule.expr}
+        if rule.labels:
+            entry["labels"] = rule.labels
+        group["rules"].append(entry)
+    path.write_text(yaml.safe_dump({"groups": list(groups.values())}, sort_keys=False))

@@ -1,0 +1,204 @@
+"""`aispend backtest` end to end: a generated history through a real Prometheus.
+
+The history (one team, two days at 5-minute steps, a spend of 0.1 per interval) has a
+labelled incident on day 2 (10:00-11:00, 2.0 per interval) and an unlabelled spike on
+day 1 (15:00-15:20). The rules are this test's own small rule files (two recording
+levels, `for:` on one alert), so every firing time below is worked out by hand from
+PromQL's semantics: rate5m over 60 s samples is the average slope of the last five
+minutes, which exceeds 0.001/s from one minute into a spike until four minutes after it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from aispend.cli import main
+from tests.conftest import require_binary
+
+pytestmark = pytest.mark.integration
+
+RECORDING = """\
+groups:
+- name: test-spend
+  interval: 15s
+  rules:
+  - record: team:aispend_cost:rate5m
+    expr: sum by (team) (rate(aispend_llm_cost_total[5m]))
+- name: test-derived
+  rules:
+  - record: team:aispend_cost:rate5m:max10m
+    expr: max_over_time(team:aispend_cost:rate5m[10m])
+"""
+ALERTING = """\
+groups:
+- name: test-alerts
+  rules:
+  - alert: TestHighSpend
+    expr: team:aispend_cost:rate5m > 0.001
+    for: 5m
+    labels: {severity: critical}
+  - alert: TestRecentHighSpend
+    expr: team:aispend_cost:rate5m:max10m > 0.001
+    labels: {severity: warning}
+  - alert: TestSpending
+    expr: >-
+      team:aispend_cost:rate5m > 0
+      and on(team) aispend_budget{period="month"} > 0
+      and on(team) aispend_team_info{criticality="standard"}
+    labels: {severity: info}
+"""
+
+
+def _history(path: Path) -> None:
+    rows = ["timestamp,team,cost"]
+    for i in range(2 * 288):
+        day, minute = divmod(i * 5, 1440)
+        hour = minute // 60
+        spike = (day == 0 and minute in range(900, 920)) or (day == 1 and hour == 10)
+        rows.append(
+            f"2026-08-0{1 + day}T{hour:02d}:{minute % 60:02d}:00Z,team-a,{2.0 if spike else 0.1}"
+        )
+    path.write_text("\n".join(rows) + "\n")
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> dict[str, Path]:
+    require_binary("prometheus")
+    require_binary("promtool")
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "aispend.rules.yml").write_text(RECORDING)
+    (rules / "aispend.alerts.yml").write_text(ALERTING)
+    history = tmp_path / "traces" / "hist.csv"
+    history.parent.mkdir()
+    _history(history)
+    labels = tmp_path / "labels.json"
+    labels.write_text(
+        json.dumps({"traces/hist.csv": [["2026-08-02T10:00:00Z", "2026-08-02T11:00:00Z"]]})
+    )
+    return {"rules": rules, "history": history, "labels": labels}
+
+
+def test_generated_history_gives_exact_alerts_and_score(
+    setup: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["backtest", "--history", str(setup["history"]), "--labels", str(setup["labels"])]
+    code = main([*argv, "--rules", str(setup["rules"]), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert (out["from"], out["to"], out["teams"]) == (
+        "2026-08-01T00:00:00Z",
+        "2026-08-03T00:00:00Z",
+        ["team-a"],
+    )
+    assert out["label_key"] == "traces/hist.csv"
+    alerts = [
+        (a["alertname"], a["team"], a["fired_at"], a["resolved_at"], a["labels"]["severity"])
+        for a in out["alerts"]
+    ]
+    assert alerts == [
+        ("TestSpending", "team-a", "2026-08-01T00:01:00Z", None, "info"),
+        (
+            "TestRecentHighSpend",
+            "team-a",
+            "2026-08-01T15:01:00Z",
+            "2026-08-01T15:35:00Z",
+            "warning",
+        ),
+        ("TestHighSpend", "team-a", "2026-08-01T15:06:00Z", "2026-08-01T15:25:00Z", "critical"),
+        (
+            "TestRecentHighSpend",
+            "team-a",
+            "2026-08-02T10:01:00Z",
+            "2026-08-02T11:15:00Z",
+            "warning",
+        ),
+        ("TestHighSpend", "team-a", "2026-08-02T10:06:00Z", "2026-08-02T11:05:00Z", "critical"),
+    ]
+    assert out["score"] == {
+        "incidents": 1,
+        "caught": 1,
+        "recall": 1.0,
+        "alert_episodes": 2,
+        "false_alarms": 1,
+        "precision": 0.5,
+        "false_alarms_per_week": 3.5,
+        "delay_median_seconds": 60.0,
+        "delay_p90_seconds": 60.0,
+    }
+    assert out["incidents"] == [
+        {
+            "team": "team-a",
+            "start": "2026-08-02T10:00:00Z",
+            "end": "2026-08-02T11:00:00Z",
+            "caught": True,
+            "delay_seconds": 60,
+        }
+    ]
+
+    # The same run as a table, limited to one alert and a time range.
+    code = main(
+        [
+            *argv,
+            "--rules",
+            str(setup["rules"]),
+            "--alerts",
+            "TestHighSpend",
+            "--from",
+            "2026-08-02T00:00:00Z",
+        ]
+    )
+    table = capsys.readouterr().out
+    assert code == 0
+    assert table.splitlines()[:3] == [
+        "Backtest 2026-08-02T00:00:00Z .. 2026-08-03T00:00:00Z, teams: 1",
+        "TEAM    ALERT          SEVERITY  FIRED                 RESOLVED              FOR",
+        "team-a  TestHighSpend  critical  2026-08-02T10:06:00Z  2026-08-02T11:05:00Z  59m",
+    ]
+    assert "  incidents caught  1/1  recall 1.00" in table
+    assert "  detection delay   median 6m  p90 6m" in table
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("timestamp,team\n2026-08-01T00:00:00Z,a\n", "line 1: missing column cost"),
+        (
+            "timestamp,team,cost\n2026-08-01T00:05:00Z,a,1\n2026-08-01T00:00:00Z,a,1\n",
+            "line 3: unsorted timestamp",
+        ),
+        (
+            "timestamp,team,cost\n2026-08-01T00:00:00Z,a,lots\n",
+            "line 2: cost 'lots' is not a number",
+        ),
+    ],
+)
+def test_bad_history_exits_2_naming_the_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, message: str
+) -> None:
+    history = tmp_path / "h.csv"
+    history.write_text(content)
+    assert main(["backtest", "--history", str(history)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"aispend backtest: {history} ")
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_missing_rules_and_bad_range_are_clear(
+    setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    history = str(setup["history"])
+    assert main(["backtest", "--history", history, "--rules", str(empty)]) == 1
+    assert "no aispend.alerts.yml; generate the rules first" in capsys.readouterr().err
+    argv = ["backtest", "--history", history, "--from", "2026-08-02", "--to", "2026-08-01"]
+    assert main(argv) == 2
+    assert "--to must be after --from" in capsys.readouterr().err
+    argv = ["backtest", "--history", history, "--labels", str(setup["labels"]), "--label-key", "x"]
+    assert main([*argv, "--rules", str(setup["rules"])]) == 2
+    assert "--label-key 'x' is not in the labels file" in capsys.readouterr().err

@@ -1,0 +1,159 @@
+"""History loading: CSV and FOCUS files, and the errors that name the line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aispend.backtest.history import HistoryError, SeriesKey, load_history
+
+T0 = 1785542400  # 2026-08-01T00:00:00Z
+
+
+def write(tmp_path: Path, text: str, name: str = "h.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_csv_with_optional_columns_splits_series(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "timestamp,team,cost,agent,model\n"
+        "2026-08-01T00:00:00Z,search,0.5,rerank,gpt-4o\n"
+        "2026-08-01T00:00:00Z,search,0.25,crawler,gpt-4o\n"
+        "2026-08-01T00:05:00Z,search,1.5,rerank,gpt-4o\n"
+        "2026-08-01T00:15:00Z,search,2,rerank,gpt-4o\n",
+    )
+    history = load_history(path)
+    assert history.step == 300
+    assert history.series == {
+        SeriesKey("search", agent="rerank", model="gpt-4o"): [
+            (T0, 0.5),
+            (T0 + 300, 1.5),
+            (T0 + 900, 2.0),
+        ],
+        SeriesKey("search", agent="crawler", model="gpt-4o"): [(T0, 0.25)],
+    }
+    assert (history.start, history.end) == (T0, T0 + 1200)
+    assert history.team_totals(600) == {"search": [(T0, 2.25), (T0 + 600, 2.0)]}
+
+
+def test_nab_style_and_unix_timestamps(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "timestamp,team,cost\n2026-08-01 00:00:00,a,1\n1785542460,a,2\n",
+    )
+    history = load_history(path)
+    assert history.step == 60
+    assert history.series[SeriesKey("a")] == [(T0, 1.0), (T0 + 60, 2.0)]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "timestamp,cost\n2026-08-01T00:00:00Z,1\n",
+            "h.csv line 1: missing column team ",
+        ),
+        (
+            "time,team,price\n",
+            "h.csv line 1: missing columns timestamp, cost ",
+        ),
+        (
+            "timestamp,team,cost\n2026-08-01T00:05:00Z,a,1\n2026-08-01T00:00:00Z,a,1\n",
+            "h.csv line 3: unsorted timestamp 2026-08-01T00:00:00Z: not after line 2 "
+            "(2026-08-01T00:05:00Z) for team=a",
+        ),
+        (
+            "timestamp,team,cost\n2026-08-01T00:05:00Z,a,1\n2026-08-01T00:05:00Z,a,2\n",
+            "h.csv line 3: duplicate timestamp 2026-08-01T00:05:00Z: not after line 2",
+        ),
+        (
+            "timestamp,team,cost\n2026-08-01T00:00:00Z,a,1\n2026-08-01T00:05:00Z,a,1.2.3\n",
+            "h.csv line 3: cost '1.2.3' is not a number",
+        ),
+        (
+            "timestamp,team,cost\n2026-08-01T00:00:00Z,a,nan\n",
+            "h.csv line 2: cost 'nan' is not a finite number",
+        ),
+        (
+            "timestamp,team,cost\n2026-08-01T00:00:00Z,a,-1\n",
+            "h.csv line 2: cost '-1' is negative",
+        ),
+        (
+            "timestamp,team,cost\nyesterday,a,1\n",
+            "h.csv line 2: timestamp 'yesterday' is not RFC 3339",
+        ),
+        (
+            "timestamp,team,cost\n2026-08-01T00:00:00Z,,1\n",
+            "h.csv line 2: empty team",
+        ),
+        (
+            "timestamp,team,cost\n2026-08-01T00:00:00Z,a,1\n2026-08-01T00:05:00Z,a\n",
+            "h.csv line 3: too few fields",
+        ),
+        (
+            "timestamp,team,cost\n"
+            "2026-08-01T00:00:00Z,a,1\n2026-08-01T00:05:00Z,a,1\n2026-08-01T00:12:00Z,a,1\n",
+            "irregular step: gaps of 420 s are not a multiple of the smallest gap (300 s)",
+        ),
+        ("timestamp,team,cost\n", "h.csv: no rows after the header"),
+        ("", "h.csv: empty file"),
+    ],
+)
+def test_bad_files_name_the_line(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(HistoryError) as err:
+        load_history(path)
+    assert message in str(err.value)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(HistoryError, match="cannot read"):
+        load_history(tmp_path / "absent.csv")
+
+
+FOCUS_HEADER = "BilledCost,ChargePeriodStart,ChargePeriodEnd,ProviderName,Tags\n"
+
+
+def test_focus_export_is_summed_per_day_and_team_tag(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        FOCUS_HEADER
+        + '1.5,2024-09-01 10:00:00,2024-09-01 11:00:00,AWS,"{""team"": ""search""}"\n'
+        + '2.5,2024-09-01 22:00:00,2024-09-01 23:00:00,AWS,"{""team"": ""search""}"\n'
+        + '4,2024-09-03 00:00:00,2024-09-04 00:00:00,Microsoft,"{""team"": ""search""}"\n'
+        + "0.25,2024-09-02 00:00:00,2024-09-03 00:00:00,Microsoft,NULL\n",
+        "focus.csv",
+    )
+    history = load_history(path)
+    day = 86400
+    d0 = 1725148800  # 2024-09-01
+    assert history.step == day
+    assert history.series == {
+        SeriesKey("search", source="focus"): [(d0, 4.0), (d0 + day, 0.0), (d0 + 2 * day, 4.0)],
+        SeriesKey("untagged", source="focus"): [(d0 + day, 0.25)],
+    }
+
+
+def test_focus_bad_cost_names_the_line(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        FOCUS_HEADER + "x,2024-09-01 10:00:00,2024-09-01 11:00:00,AWS,NULL\n",
+        "focus.csv",
+    )
+    with pytest.raises(HistoryError, match=r"focus.csv line 2: BilledCost 'x' is not a number"):
+        load_history(path)
+
+
+def test_clip_keeps_intervals_in_range(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "timestamp,team,cost\n" + "".join(f"{T0 + i * 60},a,{i}\n" for i in range(5)),
+    )
+    clipped = load_history(path).clip(T0 + 60, T0 + 180)
+    assert clipped.series[SeriesKey("a")] == [(T0 + 60, 1.0), (T0 + 120, 2.0)]
+    with pytest.raises(HistoryError, match="no history left"):
+        load_history(path).clip(T0 + 600, None)
