@@ -69,9 +69,13 @@ def level_rules(level: str, by: Sequence[str], t: Tunables) -> list[Recording]:
     rate5m = spend("rate", "5m", by)
     rules = _seasonal(level, by, "1w") + _seasonal(level, by, "1d")
     rules += [
-        Recording(name(level, "rate5m:avg_over_time_6h"), f"avg_over_time(({rate5m})[6h:5m] offset {HOLD_OUT})"),
         Recording(
-            name(level, "rate5m:stddev_over_time_6h"), f"stddev_over_time(({rate5m})[6h:5m] offset {HOLD_OUT})"
+            name(level, "rate5m:avg_over_time_6h"),
+            f"avg_over_time(({rate5m})[6h:5m] offset {HOLD_OUT})",
+        ),
+        Recording(
+            name(level, "rate5m:stddev_over_time_6h"),
+            f"stddev_over_time(({rate5m})[6h:5m] offset {HOLD_OUT})",
         ),
     ]
     sources = {

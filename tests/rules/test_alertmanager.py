@@ -27,13 +27,20 @@ def test_check_config() -> None:
 
 ROUTES = [
     # throttle: actuator first, then the pager (critical) and the team's chat
-    ("actuator,pager,chat-search",
-     "alertname=AISpendRunawaySpend severity=critical team=search action=throttle"),
+    (
+        "actuator,pager,chat-search",
+        "alertname=AISpendRunawaySpend severity=critical team=search action=throttle",
+    ),
     # pause (warning): actuator, then the team's chat
-    ("actuator,chat-research", "alertname=AISpendGPUIdle severity=warning team=research action=pause"),
+    (
+        "actuator,chat-research",
+        "alertname=AISpendGPUIdle severity=warning team=research action=pause",
+    ),
     # a critical team's runaway: notify only, so pager and the support chat, no actuator
-    ("pager,chat-support",
-     "alertname=AISpendRunawaySpend severity=critical team=support action=notify"),
+    (
+        "pager,chat-support",
+        "alertname=AISpendRunawaySpend severity=critical team=support action=notify",
+    ),
     ("chat-growth", "alertname=AISpendSpendAnomaly severity=warning team=growth"),
     ("chat-default", "alertname=AISpendUnattributedSpend severity=warning team=unattributed"),
     ("blackhole", "alertname=AISpendEstimateBillMismatch severity=info team=search"),
@@ -44,8 +51,12 @@ ROUTES = [
 @pytest.mark.parametrize(("receivers", "labels"), ROUTES)
 def test_route(receivers: str, labels: str) -> None:
     out = _amtool(
-        "config", "routes", "test", f"--config.file={CONFIG}",
-        f"--verify.receivers={receivers}", *labels.split(),
+        "config",
+        "routes",
+        "test",
+        f"--config.file={CONFIG}",
+        f"--verify.receivers={receivers}",
+        *labels.split(),
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.strip() == receivers

@@ -65,14 +65,25 @@ def test_alerts_have_required_labels_and_annotations() -> None:
             assert rule["alert"].startswith("AISpend")
             assert rule["labels"]["severity"] in ("critical", "warning", "info")
             assert set(rule["annotations"]) == {
-                "summary", "description", "runbook_url", "dashboard_url"
+                "summary",
+                "description",
+                "runbook_url",
+                "dashboard_url",
             }
             assert rule["labels"].get("action") in (None, "throttle", "pause", "notify")
     assert names == {
-        "AISpendBudgetExceeded", "AISpendBudgetBurnFast", "AISpendBudgetBurnSlow",
-        "AISpendSpendAnomaly", "AISpendRunawaySpend", "AISpendForecastOverrun",
-        "AISpendGPUIdle", "AISpendCostPerRequestHigh", "AISpendUnattributedSpend",
-        "AISpendBillingDataStale", "AISpendExporterDown", "AISpendActuatorFailing",
+        "AISpendBudgetExceeded",
+        "AISpendBudgetBurnFast",
+        "AISpendBudgetBurnSlow",
+        "AISpendSpendAnomaly",
+        "AISpendRunawaySpend",
+        "AISpendForecastOverrun",
+        "AISpendGPUIdle",
+        "AISpendCostPerRequestHigh",
+        "AISpendUnattributedSpend",
+        "AISpendBillingDataStale",
+        "AISpendExporterDown",
+        "AISpendActuatorFailing",
         "AISpendEstimateBillMismatch",
     }
     runbooks = (REPO / RUNBOOKS_FILE).read_text()
