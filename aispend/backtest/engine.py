@@ -123,18 +123,16 @@ def prepared_prometheus(
         else:
             start, end = history.start, history.end
             budgets, metas, currency = _config_series(opts.config)
-            series_file = work / "history.om"
-            with series_file.open("w", encoding="utf-8") as out:
-                openmetrics.write_openmetrics(
-                    out,
-                    history,
-                    openmetrics.merge_budgets(history, budgets, opts.headroom),
-                    openmetrics.team_metas(history, metas),
-                    opts.scrape,
-                    currency,
-                )
-            tsdb.backfill_openmetrics(series_file, data)
-            series_file.unlink()
+            sink = openmetrics.SplitSink(work, "history", tsdb.BLOCK_WINDOW)
+            openmetrics.write_openmetrics(
+                sink,
+                history,
+                openmetrics.merge_budgets(history, budgets, opts.headroom),
+                openmetrics.team_metas(history, metas),
+                opts.scrape,
+                currency,
+            )
+            tsdb.backfill_openmetrics(sink.paths, data)
         timings["backfill_history_s"] = round(time.monotonic() - began, 1)
         began = time.monotonic()
         tsdb.backfill_rules(data, work, rules.recording, start, end, opts.eval_interval)

@@ -18,7 +18,8 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import TextIO
+from pathlib import Path
+from typing import Protocol, TextIO
 
 from aispend import __version__, metrics
 from aispend.backtest.history import DAY, History, SeriesKey
@@ -117,28 +118,89 @@ def counter_samples(
         yield t, value
 
 
+class Sink(Protocol):
+    """Where OpenMetrics text goes: `family` starts a metric family, `sample` adds one."""
+
+    def family(self, header: str) -> None: ...
+
+    def sample(self, ts: int, line: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class TextSink:
+    """The whole exposition into one text stream."""
+
+    def __init__(self, out: TextIO):
+        self.out = out
+
+    def family(self, header: str) -> None:
+        self.out.write(header)
+
+    def sample(self, ts: int, line: str) -> None:
+        self.out.write(line)
+
+    def close(self) -> None:
+        self.out.write("# EOF\n")
+
+
+class SplitSink:
+    """One OpenMetrics file per `window` seconds of sample time (aligned to the epoch).
+
+    promtool's `create-blocks-from openmetrics` re-reads its whole input for every
+    block it writes; with one file per block window, each file is read once per block.
+    Each file repeats the family header before the family's first sample in it.
+    """
+
+    def __init__(self, directory: Path, stem: str, window: int):
+        self.directory = directory
+        self.stem = stem
+        self.window = window
+        self.paths: list[Path] = []
+        self._files: dict[int, TextIO] = {}
+        self._header = ""
+        self._headed: dict[int, str] = {}
+
+    def family(self, header: str) -> None:
+        self._header = header
+
+    def sample(self, ts: int, line: str) -> None:
+        index = ts // self.window
+        handle = self._files.get(index)
+        if handle is None:
+            path = self.directory / f"{self.stem}-{index}.om"
+            self.paths.append(path)
+            handle = self._files[index] = path.open("w", encoding="utf-8")
+        if self._headed.get(index) != self._header:
+            handle.write(self._header)
+            self._headed[index] = self._header
+        handle.write(line)
+
+    def close(self) -> None:
+        for handle in self._files.values():
+            handle.write("# EOF\n")
+            handle.close()
+        self._files.clear()
+
+
 def write_openmetrics(
-    out: TextIO,
+    out: Sink,
     history: History,
     budgets: list[BudgetSeries],
     teams: list[TeamMeta],
     scrape: int = DEFAULT_SCRAPE,
     currency: str = "USD",
 ) -> int:
-    """Write the whole exposition; returns the number of samples written."""
+    """Write the whole exposition and close the sink; returns the samples written."""
     times = _scrape_times(history.start, history.end, scrape)
     count = 0
     cost = metrics.LLM_COST
-    out.write(f"# HELP {cost.family_name} {cost.full_help}\n")
-    out.write(f"# TYPE {cost.family_name} counter\n")
+    out.family(f"# HELP {cost.family_name} {cost.full_help}\n# TYPE {cost.family_name} counter\n")
     for key in sorted(history.series):
         label = label_text(key.labels())
-        lines = [
-            f"{cost.name}{label} {_num(v)} {t}\n"
-            for t, v in counter_samples(history.series[key], history.step, times)
-        ]
-        out.writelines(lines)
-        count += len(lines)
+        for t, v in counter_samples(history.series[key], history.step, times):
+            out.sample(t, f"{cost.name}{label} {_num(v)} {t}\n")
+            count += 1
     gauges: list[tuple[metrics.MetricSpec, list[tuple[dict[str, str], float]]]] = [
         (metrics.BUDGET, [(b.labels(), b.amount) for b in budgets]),
         (metrics.TEAM_INFO, [(m.labels(), 1.0) for m in teams]),
@@ -151,13 +213,14 @@ def write_openmetrics(
         if not series:
             continue
         # Info metrics are written as gauges: same samples, simpler for the parser.
-        out.write(f"# HELP {spec.name} {spec.full_help}\n# TYPE {spec.name} gauge\n")
+        out.family(f"# HELP {spec.name} {spec.full_help}\n# TYPE {spec.name} gauge\n")
         for labels, value in series:
             label = label_text(labels)
             text = _num(value)
-            out.writelines(f"{spec.name}{label} {text} {t}\n" for t in times)
+            for t in times:
+                out.sample(t, f"{spec.name}{label} {text} {t}\n")
             count += len(times)
-    out.write("# EOF\n")
+    out.close()
     return count
 
 

@@ -102,6 +102,20 @@ def referenced_names(expr: str) -> set[str]:
     return set(_NAME_RE.findall(without_strings))
 
 
+_RANGE_RE = re.compile(r"\[\s*([0-9a-z]+)\s*(?::[0-9a-z]*)?\s*\]|\boffset\s+([0-9a-z]+)")
+
+
+def longest_range(expr: str) -> int:
+    """The longest range selector, subquery range or offset in `expr`, in seconds."""
+    longest = 0
+    for a, b in _RANGE_RE.findall(expr):
+        try:
+            longest = max(longest, parse_duration(a or b))
+        except RulesError:
+            continue
+    return longest
+
+
 def recording_levels(rules: Sequence[RecordingRule]) -> list[list[RecordingRule]]:
     """Recording rules grouped so each only reads series recorded at earlier levels."""
     by_name: dict[str, list[RecordingRule]] = {}

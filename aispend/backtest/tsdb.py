@@ -26,16 +26,26 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TextIO
+from typing import Any
 
-from aispend.backtest.openmetrics import label_text
-from aispend.backtest.rulefiles import RecordingRule, recording_levels, write_rule_file
+from aispend.backtest.openmetrics import Sink, SplitSink, label_text
+from aispend.backtest.rulefiles import (
+    RecordingRule,
+    longest_range,
+    recording_levels,
+    write_rule_file,
+)
 from aispend.procs import ManagedProcess
 
 log = logging.getLogger(__name__)
 
 
 HISTORY_BLOCK = "1000h"
+BLOCK_WINDOW = 486 * 3600
+"""The block length promtool picks for HISTORY_BLOCK (the largest 2h x 3^n <= it)."""
+SLOW_RANGE = 86400
+"""Rules reading a range or offset of a day or more are evaluated every `slow_interval`."""
+DEFAULT_SLOW_INTERVAL = 300
 RECORD_CHUNK_STEPS = 1440
 
 
@@ -147,22 +157,24 @@ class BuildStats:
     seconds_rules: float
 
 
-def backfill_openmetrics(openmetrics: Path, data_dir: Path) -> None:
+def backfill_openmetrics(files: Sequence[Path], data_dir: Path) -> None:
+    """Blocks from OpenMetrics files (one per block window: see openmetrics.SplitSink)."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    _run(
-        [
-            require_tool("promtool"),
-            "tsdb",
-            "create-blocks-from",
-            "openmetrics",
-            "-q",
-            # promtool re-reads the whole input for every block it writes: few big blocks.
-            f"--max-block-duration={HISTORY_BLOCK}",
-            str(openmetrics),
-            str(data_dir),
-        ],
-        "promtool tsdb create-blocks-from openmetrics",
-    )
+    for path in files:
+        _run(
+            [
+                require_tool("promtool"),
+                "tsdb",
+                "create-blocks-from",
+                "openmetrics",
+                "-q",
+                f"--max-block-duration={HISTORY_BLOCK}",
+                str(path),
+                str(data_dir),
+            ],
+            f"promtool tsdb create-blocks-from openmetrics {path.name}",
+        )
+        path.unlink()
 
 
 def backfill_rules(
@@ -173,6 +185,7 @@ def backfill_rules(
     end: int,
     interval: int,
     recorder: str = "query",
+    slow_interval: int = DEFAULT_SLOW_INTERVAL,
 ) -> int:
     """Record every rule into `data_dir`, one level per pass; returns the level count.
 
@@ -190,12 +203,10 @@ def backfill_rules(
             if recorder == "promtool":
                 _record_with_promtool(prom, work_dir, index, level, start, end, interval, out_dir)
             else:
-                series_file = work_dir / f"level-{index}.om"
-                with series_file.open("w", encoding="utf-8") as out:
-                    record_level(prom, level, start, end, interval, out)
+                sink = SplitSink(work_dir, f"level-{index}", BLOCK_WINDOW)
+                record_level(prom, level, start, end, interval, sink, slow_interval)
         if recorder != "promtool":
-            backfill_openmetrics(series_file, out_dir)
-            series_file.unlink()
+            backfill_openmetrics(sink.paths, out_dir)
         _move_blocks(out_dir, data_dir)
         log.info(
             "recorded level %d (%d rules) in %.1fs", index, len(level), time.monotonic() - began
@@ -215,17 +226,26 @@ def record_level(
     start: int,
     end: int,
     interval: int,
-    out: TextIO,
+    out: Sink,
+    slow_interval: int = DEFAULT_SLOW_INTERVAL,
 ) -> int:
-    """Evaluate the rules over [start, end]; write their samples as OpenMetrics."""
+    """Evaluate the rules over [start, end]; write their samples as OpenMetrics.
+
+    Each rule runs every max(its group interval, `interval`); a rule reading a range or
+    offset of a day or more every max(that, `slow_interval`): its value moves little
+    in minutes, and evaluating week-long windows every minute over months of history
+    dominates the replay's run time.
+    """
     count = 0
     by_name: dict[str, list[RecordingRule]] = {}
     for rule in rules:
         by_name.setdefault(rule.record, []).append(rule)
     for name in sorted(by_name):
-        out.write(f"# TYPE {name} unknown\n")
+        out.family(f"# TYPE {name} unknown\n")
         for rule in by_name[name]:
             step = max(rule.interval, interval)
+            if longest_range(rule.expr) >= SLOW_RANGE:
+                step = max(step, slow_interval)
             first, last = eval_times(start, end, step)
             t = first
             while t <= last:
@@ -238,10 +258,11 @@ def record_level(
                     labels = {k: v for k, v in series["metric"].items() if k != "__name__"}
                     labels.update(rule.labels)
                     text = label_text(labels)
-                    out.writelines(f"{name}{text} {v} {ts}\n" for ts, v in series["values"])
+                    for ts, v in series["values"]:
+                        out.sample(int(ts), f"{name}{text} {v} {ts}\n")
                     count += len(series["values"])
                 t = stop + step
-    out.write("# EOF\n")
+    out.close()
     return count
 
 

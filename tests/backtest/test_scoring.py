@@ -163,7 +163,11 @@ def test_derive_budgets_and_openmetrics_text() -> None:
     ]
     out = io.StringIO()
     count = openmetrics.write_openmetrics(
-        out, history, budgets[:1], [openmetrics.TeamMeta("a", "critical")], scrape=150
+        openmetrics.TextSink(out),
+        history,
+        budgets[:1],
+        [openmetrics.TeamMeta("a", "critical")],
+        scrape=150,
     )
     lines = out.getvalue().splitlines()
     samples = [line for line in lines if line.startswith("aispend_llm_cost_total")]
