@@ -386,8 +386,9 @@ def report(
         f"Machine: {os.cpu_count()} CPUs, {platform.platform()}, Python "
         f"{platform.python_version()}. The load generators run on the same machine.",
         "",
-        "Reproduce: `.venv/bin/python benchmarks/gateway_overhead.py --rounds "
-        f"{args.rounds} --write docs/benchmarks.md`",
+        "Reproduce: `.venv/bin/python benchmarks/gateway_overhead.py "
+        + " ".join(sys.argv[1:])
+        + "`",
         "",
         "| path | mode | added p50 (ms) | added p99 (ms) | p50 (ms) | max req/s at "
         f"{args.concurrency} conns |",

@@ -7,7 +7,7 @@ costs a few dict lookups and increments, not `labels()` calls.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import Metric
@@ -134,9 +134,3 @@ class GatewayMetrics:
         self.observe(self.token_usage, (*otel, "input", team), usage.input + usage.cached_input)
         if operation != "embeddings":
             self.observe(self.token_usage, (*otel, "output", team), usage.output)
-
-
-def metrics_text(registry: CollectorRegistry) -> Callable[[], bytes]:
-    from prometheus_client import generate_latest
-
-    return lambda: generate_latest(registry)

@@ -14,7 +14,7 @@ Wire formats (as documented by the providers):
   type), `output_tokens`; streams carry it in `message_start` and (cumulative output,
   sometimes input too) `message_delta`.
 
-`Usage parsers never raise on odd input: a missing or malformed usage gives None
+Usage parsers never raise on odd input: a missing or malformed usage gives None
 and the caller counts it as unknown rather than guessing.
 """
 
@@ -217,8 +217,6 @@ class SSEUsageReader:
                 merged.update({k: v for k, v in delta_usage.items() if v is not None})
                 self._anthropic_input = merged
                 self.usage = anthropic_usage(merged)
-        elif kind == "message_stop":
-            self.done = True
 
 
 def _event_data(event: bytes) -> bytes | None:
