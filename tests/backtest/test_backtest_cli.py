@@ -202,3 +202,22 @@ def test_missing_rules_and_bad_range_are_clear(
     argv = ["backtest", "--history", history, "--labels", str(setup["labels"]), "--label-key", "x"]
     assert main([*argv, "--rules", str(setup["rules"])]) == 2
     assert "--label-key 'x' is not in the labels file" in capsys.readouterr().err
+
+
+def test_existing_tsdb_directory_replays_the_same(
+    setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Prometheus data directory (here: the one a first run kept) is a history too."""
+    keep = tmp_path / "keep"
+    rules = ["--rules", str(setup["rules"]), "--alerts", "TestHighSpend", "--json"]
+    assert main(["backtest", "--history", str(setup["history"]), "--keep", str(keep), *rules]) == 0
+    first = json.loads(capsys.readouterr().out)
+    labels = ["--labels", str(setup["labels"]), "--label-key", "traces/hist.csv"]
+    assert main(["backtest", "--history", str(keep / "data"), *labels, *rules]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert [(a["fired_at"], a["resolved_at"]) for a in again["alerts"]] == [
+        ("2026-08-01T15:06:00Z", "2026-08-01T15:25:00Z"),
+        ("2026-08-02T10:06:00Z", "2026-08-02T11:05:00Z"),
+    ]
+    assert again["alerts"] == first["alerts"]
+    assert (again["score"]["caught"], again["score"]["false_alarms"]) == (1, 1)
