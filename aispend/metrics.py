@@ -458,7 +458,7 @@ CLOUD_RESOURCE_COST_MONTH_TO_DATE = _m(
     "gauge",
     MONEY,
     "Billed cloud cost of one resource this month so far (only when configured; the"
-    " costliest N resources, the rest summed under resource=\"other\").",
+    ' costliest N resources, the rest summed under resource="other").',
     (PROVIDER, ACCOUNT, SERVICE, TEAM, RESOURCE),
     "billing",
 )
@@ -631,6 +631,16 @@ REC_TEAM_AGENT_ZSCORE = _r(
     "team_agent:aispend_cost:zscore",
     (TEAM, AGENT, BASELINE),
     "(5m spend rate - prediction) / baseline stddev, per agent.",
+)
+REC_TEAM_AGENT_COST_RATE_RUNAWAY = _r(
+    "team_agent:aispend_cost:rate2m",
+    (TEAM, AGENT),
+    "Spend per second per team and agent over 2 minutes (RunawaySpend's fast signal).",
+)
+REC_TEAM_AGENT_ZSCORE_RUNAWAY = _r(
+    "team_agent:aispend_cost:zscore_rate2m",
+    (TEAM, AGENT, BASELINE),
+    "(2m spend rate - prediction) / baseline stddev, per agent (RunawaySpend).",
 )
 REC_TEAM_COST_1D = _r("team:aispend_cost:increase1d", (TEAM,), "Spend over the last 24h.")
 REC_TEAM_COST_1D_WEEKS = _r(

@@ -283,8 +283,8 @@ def anomaly_alerts(t: Tunables) -> list[Alert]:
         "1, 2 and 3 weeks ago (an always-on floor such as an idle GPU?).",
         "aispend-anomalies",
     )
-    za = anomaly_name("team_agent", "zscore")
-    agent_rate = "team_agent:aispend_cost:rate5m"
+    za = anomaly_name("team_agent", f"zscore_rate{t.runaway_rate_window}")
+    agent_rate = anomaly_name("team_agent", f"rate{t.runaway_rate_window}")
     runaway = Alert(
         "AISpendRunawaySpend",
         f'{za}{{{m.AGENT}!=""}} > {num(t.runaway_sigma)}\n'
@@ -313,7 +313,8 @@ def anomaly_alerts(t: Tunables) -> list[Alert]:
         + "x too fast.",
         "aispend-anomalies",
         Runbook(
-            meaning=f"One agent's 5m spend rate is more than {num(t.runaway_sigma)} standard "
+            meaning=f"One agent's {t.runaway_rate_window} spend rate is more than "
+            f"{num(t.runaway_sigma)} standard "
             "deviations above its prediction AND the agent alone spends at least "
             f"{num(t.runaway_burn_factor)}x its team's tightest budget pace. The actuator "
             "throttles exactly that agent (action=throttle); critical teams get "

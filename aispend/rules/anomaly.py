@@ -31,6 +31,7 @@ LEVELS: dict[str, tuple[str, ...]] = {
     "team_agent": (m.TEAM, m.AGENT),
 }
 BASELINES = ("1w", "1d", "6h")
+RUNAWAY_LEVEL = "team_agent"
 HOLD_OUT = "1h"
 """Baseline means and stddevs end 1h ago, so an ongoing incident does not raise its own
 baseline (and resolve itself) within its first hour."""
@@ -113,13 +114,19 @@ def level_rules(level: str, by: Sequence[str], t: Tunables) -> list[Recording]:
         f"max without (floor) ({set_label(stddev, 'floor', 'stddev')}"
         f" or {set_label(f'{prediction} * {num(t.min_stddev_ratio)}', 'floor', 'prediction')})"
     )
-    rules.append(
-        Recording(
-            name(level, "zscore"),
-            f"({name(level, 'rate5m')} - on({on}) group_right() {prediction})\n"
-            f"  / on({on}, {m.BASELINE}) {floor}",
+
+    def zscore(record: str, rate: str) -> Recording:
+        return Recording(
+            record,
+            f"({rate} - on({on}) group_right() {prediction})\n  / on({on}, {m.BASELINE}) {floor}",
         )
-    )
+
+    rules.append(zscore(name(level, "zscore"), name(level, "rate5m")))
+    if level == RUNAWAY_LEVEL:
+        # RunawaySpend's fast signal: the same z-score on a short-window rate.
+        fast_rate = name(level, f"rate{t.runaway_rate_window}")
+        rules.append(Recording(fast_rate, spend("rate", t.runaway_rate_window, by)))
+        rules.append(zscore(name(level, f"zscore_rate{t.runaway_rate_window}"), fast_rate))
     return rules
 
 
@@ -127,8 +134,11 @@ def groups(t: Tunables) -> list[Group]:
     baselines: list[Recording] = []
     for level, by in LEVELS.items():
         baselines += level_rules(level, by, t)
-    zscores = [r for r in baselines if r.record.endswith(":zscore")]
-    rest = [r for r in baselines if not r.record.endswith(":zscore")]
+    # Evaluated every 15s, in order: the fast rate before the z-score that reads it.
+    fast = f":rate{t.runaway_rate_window}"
+    live = [r for r in baselines if ":zscore" in r.record or r.record.endswith(fast)]
+    rest = [r for r in baselines if r not in live]
+    zscores = live
     return [
         Group("aispend-baselines", tuple(rest), interval="1m"),
         Group("aispend-anomaly", tuple(zscores)),

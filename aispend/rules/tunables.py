@@ -62,7 +62,10 @@ class Tunables(StrictModel):
     runaway_sigma: float = Field(default=6.0, gt=0)
     runaway_burn_factor: float = Field(default=1.0, gt=0)
     """The agent alone burns its team's tightest budget at least this fast."""
-    runaway_for: str = "1m"
+    runaway_rate_window: str = "2m"
+    """RunawaySpend reads the agent's spend rate over this window: short, so a loop is
+    caught in about a minute (8 samples at a 15s scrape; the burn guard keeps noise out)."""
+    runaway_for: str = "30s"
     # --- slow leaks: day and off-hours spend vs the same weekday of previous weeks
     leak_ratio: float = Field(default=1.3, gt=1)
     min_daily_spend: float = Field(default=24.0, ge=0)
