@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-GENERATED := alert-rules dashboards docs/metrics.md docs/dashboards.md
+GENERATED := alert-rules dashboards docs/metrics.md docs/dashboards.md docs/runbooks.md
 
 .PHONY: setup system-packages demo stack test check-generated generate lint bench clean
 

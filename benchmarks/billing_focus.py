@@ -27,6 +27,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _docs import write_section
+
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO.parent / "shared" / "data" / "focus" / "focus_sample.csv"
 DOCS = REPO / "docs" / "benchmarks.md"
@@ -161,15 +164,7 @@ def scrape_benchmark(path: Path) -> dict[str, float | str]:
 
 
 def write_docs(text: str) -> None:
-    DOCS.parent.mkdir(parents=True, exist_ok=True)
-    current = DOCS.read_text(encoding="utf-8") if DOCS.exists() else "# Benchmarks\n"
-    start = current.find(SECTION)
-    if start == -1:
-        current = current.rstrip("\n") + "\n\n" + text
-    else:
-        end = current.find("\n## ", start + len(SECTION))
-        current = current[:start] + text + ("" if end == -1 else current[end + 1 :])
-    DOCS.write_text(current.rstrip("\n") + "\n", encoding="utf-8")
+    write_section(DOCS, SECTION.removeprefix("## "), text.removeprefix(SECTION))
 
 
 def main() -> int:

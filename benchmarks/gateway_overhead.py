@@ -43,6 +43,9 @@ sys.path.insert(0, str(REPO))
 
 from aispend.procs import ManagedProcess, wait_until  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _docs import write_section as write_doc_section  # noqa: E402
+
 CLIENT_KEY = "sk-aispend-demo-search-ranker"
 LITELLM_VENV = Path("/tmp/litellm-venv")
 SECTION = "## Gateway overhead"
@@ -428,14 +431,7 @@ def report(
 
 
 def write_section(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    start = text.find(SECTION)
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + section + (text[end + 1 :] if end != -1 else "")
-    path.write_text(text)
+    write_doc_section(path, SECTION.removeprefix("## "), section.removeprefix(SECTION))
 
 
 def main() -> int:
