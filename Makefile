@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 system-packages:
-	@scripts/ensure-system-packages.sh
+	@scripts/ensure-system-packages.sh wrk:wrk
 
 demo: setup
 	$(PY) -m aispend demo $(if $(DEMO_ONCE),--once,)
@@ -50,6 +50,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 bench: setup
+	@scripts/ensure-system-packages.sh nginx:nginx-light
 	@set -e; for script in benchmarks/*.py; do \
 	  case "$$(basename $$script)" in _*) continue;; esac; \
 	  echo "== $$script"; $(PY) $$script; done
