@@ -19,21 +19,12 @@ import sys
 
 import pytest
 
+from aispend.demo.scenario import DEMO_COMPONENTS
 from aispend.demo.workload import AGENTS, CRITICAL_RUNAWAY, RUNAWAY
 from tests.conftest import EXAMPLE_CONFIG, REPO, require_binary
 from tests.foundation.test_stack import free_port_base, processes_mentioning
 
 pytestmark = pytest.mark.integration
-
-DEMO_COMPONENTS = (
-    "demo-upstream",
-    "chat-sink",
-    "exporter-budgets",
-    "gateway",
-    "actuator",
-    "alertmanager",
-    "prometheus",
-)
 
 
 @pytest.fixture(scope="module")
