@@ -15,7 +15,7 @@ from aispend.config_cli import add_config_argument
 EXPORTERS = {
     "budgets": ("aispend.exporters.budgets", "budgets and team metadata from aispend.yaml"),
     "gpu": ("aispend.exporters.gpu", "NVIDIA GPU metrics and GPU cost through NVML"),
-    "tokens": ("aispend.exporters.tokens", "Azure token usage: APIM LLM logs, Azure OpenAI metrics"),
+    "tokens": ("aispend.exporters.tokens", "Azure token usage: APIM logs, Azure OpenAI metrics"),
     "billing": ("aispend.exporters.billing", "cloud bill: Azure Cost Management and FOCUS files"),
 }
 
