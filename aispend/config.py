@@ -328,6 +328,8 @@ def _cross_check(config: Config) -> Iterator[ConfigIssue]:
                 f"duplicate budget for this scope and period (first at budgets[{first_budget}])",
             )
 
+    yield from _check_source_owners(config)
+
     digests: dict[str, int] = {}
     for i, api_key in enumerate(config.api_keys):
         yield from _check_scope(
@@ -336,6 +338,31 @@ def _cross_check(config: Config) -> Iterator[ConfigIssue]:
         first = digests.setdefault(api_key.sha256, i)
         if first != i:
             yield ConfigIssue(f"api_keys[{i}].sha256", f"duplicate key (also api_keys[{first}])")
+
+
+def _check_source_owners(config: Config) -> Iterator[ConfigIssue]:
+    """Teams, projects and agents named in `sources:` must exist in `teams:`."""
+    gpu = config.sources.gpu
+    if gpu is not None:
+        for i, entry in enumerate(gpu.attribution):
+            yield from _check_scope(
+                config, f"sources.gpu.attribution[{i}]", entry.team, entry.project, None
+            )
+        for uid, pod in gpu.pods.items():
+            yield from _check_scope(config, f"sources.gpu.pods.{uid}", pod.team, pod.project, None)
+    tokens = config.sources.azure_tokens
+    if tokens is not None:
+        for kind, owners in (
+            ("subscriptions", tokens.subscriptions),
+            ("products", tokens.products),
+        ):
+            for key, owner in owners.items():
+                path = f"sources.azure_tokens.{kind}.{key}"
+                yield from _check_scope(config, path, owner.team, owner.project, owner.agent)
+        for i, resource in enumerate(tokens.openai_resources):
+            if resource.team is not None:
+                path = f"sources.azure_tokens.openai_resources[{i}]"
+                yield from _check_scope(config, path, resource.team, resource.project, None)
 
 
 def _check_scope(
