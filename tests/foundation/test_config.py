@@ -143,6 +143,15 @@ BAD_CONFIGS = [
         id="several-errors-reported-together",
     ),
     pytest.param(
+        GOOD_HEAD + "sources:\n  gpu:\n    attribution:\n      - {host: h1, team: serach}\n"
+        "  azure_tokens:\n    subscriptions: {s1: {team: search, agent: ghost}}\n",
+        [
+            "sources.gpu.attribution[0].team: unknown team 'serach' (teams: search, support)",
+            "sources.azure_tokens.subscriptions.s1.agent: team 'search' has no agent 'ghost'",
+        ],
+        id="source-owner-unknown",
+    ),
+    pytest.param(
         GOOD_HEAD + "sources: {prometheus_url: x}\n",
         ["sources.prometheus_url: unknown key"],
         id="unknown-source",
