@@ -11,6 +11,14 @@ For each level (team+model, team+agent) three baselines, best first:
 
 Means and stddevs end an hour ago (HOLD_OUT), so a new series has a baseline after 1h.
 
+Edge of history: a past window counts only where the series has a sample in the 5
+minutes before the window starts (`covered`), since a window cut by the start of
+history holds only part of its period and biases the median. The same-time window k
+periods ago (1h, needs k periods + 30m of history) decides whether term k exists; its
+trend (the mean of the period before it, needs (k + 1) periods + 1h) is added only
+where that is whole too, else the term is the plain seasonal value. So with 8 days of
+history the 1w prediction is last week's value; after 2 weeks and 1h it gains the trend.
+
 The `baseline` label of the prediction, stddev, mean and z-score says which one was
 used. The z-score is (5m rate - prediction) / max(stddev, min_stddev_ratio x
 prediction). The "same time" windows are centred on now (offset by 30m less than the
@@ -23,7 +31,7 @@ from collections.abc import Sequence
 
 from aispend import metrics as m
 from aispend.rules.model import Group, Recording
-from aispend.rules.promql import duration, num, seconds, set_label, spend
+from aispend.rules.promql import covered, duration, num, seconds, set_label, spend
 from aispend.rules.tunables import Tunables
 
 LEVELS: dict[str, tuple[str, ...]] = {
@@ -50,7 +58,15 @@ def _seasonal(level: str, by: Sequence[str], period: str) -> list[Recording]:
         shift = k * seconds(period)
         past = spend("rate", "1h", by, offset=duration(shift - 1800))
         past_avg = f"avg_over_time(({hourly})[{period}:1h] offset {duration(shift)})"
-        term = f"{past} + on({on}) ({avg} - on({on}) {past_avg})"
+        # Each window counts only where the history covers all of it (see the docstring).
+        trend = (
+            f"({avg} - on({on}) {past_avg})\n"
+            f"      and on({on}) {covered(by, duration(shift + seconds(period) + 3600))}"
+        )
+        term = (
+            f"(({past} + on({on}) ({trend}))\n    or on({on}) {past})\n"
+            f"    and on({on}) {covered(by, duration(shift + 1800))}"
+        )
         terms.append(set_label(term, "offset", duration(shift)))
     return [
         Recording(avg, f"avg_over_time(({hourly})[{period}:1h] offset {HOLD_OUT})"),

@@ -93,6 +93,14 @@ def spend(
     return f"sum by ({', '.join(by)}) ({llm} or {gpu} or {dcgm})"
 
 
+def covered(by: Sequence[str], start: str, matchers: Sequence[str] = ()) -> str:
+    """The `by` series that had a sample in the 5 minutes before `start` ago: a window
+    that begins `start` ago lies wholly inside their history. `and` an offset term with
+    it so that a window cut by the start of history (a new install, a backfill, a new
+    team) does not count: its increase is only part of the period's."""
+    return spend("present_over_time", "5m", by, matchers, offset=start)
+
+
 SCOPES: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
     ((m.TEAM,), ()),
     ((m.TEAM, m.PROJECT), (f'{m.PROJECT}!=""',)),

@@ -97,6 +97,12 @@ never get throttle or pause, only notify. Money is in the reporting currency; re
   of the last 6 hours). Guards: minimum spend rate (sparse series), stddev/mean at most
   `max_cv` (normality), stddev at least `min_stddev_ratio` of the prediction, and a
   per-series opt-out (`zscore_opt_out`).
+- **Edge of history**: a past window (a week ago, a day ago) counts only when the
+  history covers all of it (the series has a sample in the 5 minutes before the window
+  starts); a window cut by the start of history holds only part of its period and would
+  drag the median down. So the same-weekday comparisons start after a week and a day
+  (off-hours: a week and an hour), and the weekly prediction is last week's value until
+  two weeks and an hour of history add its trend term.
 
 ## Detection latency of RunawaySpend
 

@@ -12,7 +12,9 @@ from aispend.rules.model import Group, Recording
 from aispend.rules.promql import (
     STEP_DAY,
     bucket_sum,
+    covered,
     day_index,
+    duration,
     num,
     scope_spend,
     seconds,
@@ -189,16 +191,22 @@ def reconcile_rules(t: Tunables) -> list[Recording]:
 
 
 def leak_rules(t: Tunables) -> list[Recording]:
-    """Day and same-time-of-day spend against the same weekday of the last 3 weeks."""
+    """Day and same-time-of-day spend against the same weekday of the last 3 weeks.
+
+    A week counts only where the team's history covers its whole window: with exactly
+    two weeks of history the window 2 weeks ago starts before the first sample, and its
+    small partial increase would pull the median down to about half."""
     day = m.REC_TEAM_COST_1D.name
-    weeks_1d = [
-        set_label(spend("increase", "1d", (m.TEAM,), offset=f"{k}w"), "offset", f"{k}w")
-        for k in (1, 2, 3)
-    ]
-    weeks_1h = [
-        set_label(spend("rate", "1h", (m.TEAM,), offset=f"{k}w"), "offset", f"{k}w")
-        for k in (1, 2, 3)
-    ]
+    team = (m.TEAM,)
+
+    def week(fn: str, window: str, k: int) -> str:
+        """The window `k` weeks ago, only where the team's history covers all of it."""
+        past = spend(fn, window, team, offset=f"{k}w")
+        start = duration(k * seconds("1w") + seconds(window))
+        return set_label(f"{past} and on({m.TEAM}) {covered(team, start)}", "offset", f"{k}w")
+
+    weeks_1d = [week("increase", "1d", k) for k in (1, 2, 3)]
+    weeks_1h = [week("rate", "1h", k) for k in (1, 2, 3)]
     return [
         Recording(day, spend("increase", "1d", (m.TEAM,))),
         Recording(

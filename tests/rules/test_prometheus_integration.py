@@ -110,8 +110,8 @@ def test_recorded_series_over_backfilled_history(tmp_path: Path) -> None:
         [pace] = recorded('team_project_agent_period:aispend_budget:per_second{team="search"}')
         assert float(pace["value"][1]) == pytest.approx(500 / 86400, rel=1e-12)
         # The weekly baseline exists at once: its past windows (1-3 weeks back, and the
-        # weeks before them for the trend) lie inside the history. With less history
-        # the oldest trend window is partial and biases the prediction (a known limit).
+        # weeks before them for the trend) lie inside the history. A window cut by the
+        # start of history would not count (alert-rules/tests/anomaly.test.yml).
         [prediction] = recorded('team_model:aispend_cost:rate1h:prediction{team="search"}')
         assert prediction["metric"] == {
             "__name__": "team_model:aispend_cost:rate1h:prediction",
