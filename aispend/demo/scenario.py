@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import shutil
 import socket
@@ -218,7 +217,15 @@ def _end_of_day(now: float) -> float:
     return day.timestamp() + 86400
 
 
-async def drive(options: DemoOptions, config: Config, stack: Stack, out: Timeline) -> DemoResult:
+async def drive(
+    options: DemoOptions,
+    config: Config,
+    stack: Stack,
+    out: Timeline,
+    report: Callable[[DemoResult], None],
+) -> DemoResult:
+    """Run the scenario and `report` its result; without --once, keep the steady traffic
+    going (and the stack watched) until Ctrl-C."""
     traffic = Traffic(stack.ctx.url("gateway"), config.prices)
     runner = asyncio.create_task(traffic.run())
     runaway = traffic.states[RUNAWAY]
@@ -226,7 +233,16 @@ async def drive(options: DemoOptions, config: Config, stack: Stack, out: Timelin
     async with aiohttp.ClientSession() as session:
         obs = Observer(stack, session)
         try:
-            return await _scenario(options, config, traffic, runaway, critical, obs, out)
+            result = await _scenario(options, config, traffic, runaway, critical, obs, out)
+            report(result)
+            if not options.once:
+                out.printer("steady traffic goes on and the stack stays up; Ctrl-C stops it:")
+                for name in ("prometheus", "alertmanager", "gateway", "chat-sink"):
+                    out.printer(f"  {name:18s} {stack.ctx.url(name)}")
+                while True:
+                    await asyncio.sleep(1.0)
+                    stack.check()
+            return result
         finally:
             traffic.stop()
             await runner
@@ -498,18 +514,17 @@ def run_demo(options: DemoOptions, config: Config, printer: Callable[[str], None
         for name, url in stack.urls().items():
             printer(f"  {name:18s} {url}   ({COMPONENTS[name].summary})")
         timeline = Timeline(printer=printer)
-        result = asyncio.run(drive(options, config, stack, timeline))
-        print_summary(result, config.currency, printer)
-        if options.result_path:
-            write_result(result, options.result_path)
-        if options.once:
-            return 0 if result.loop_closed else 1
-        printer("the stack stays up; Ctrl-C stops everything.")
-        with contextlib.suppress(KeyboardInterrupt):
-            while True:
-                time.sleep(1)
-                stack.check()
-        return 0
+
+        def report(result: DemoResult) -> None:
+            print_summary(result, config.currency, printer)
+            if options.result_path:
+                write_result(result, options.result_path)
+
+        try:
+            result = asyncio.run(drive(options, config, stack, timeline, report))
+        except KeyboardInterrupt:
+            return 0
+        return 0 if result.loop_closed else 1
     finally:
         stack.stop()
 
