@@ -1,14 +1,20 @@
-"""`promtool test rules` on every file under alert-rules/tests/ (real promtool)."""
+"""`promtool test rules` on every file under alert-rules/tests/ (real promtool), and a
+check that those files test every alerting rule: each rule (alert name and its fixed
+labels, e.g. action=throttle and action=notify) fires in some case with exactly those
+labels, and each alert name has a case where it must stay silent."""
 
 from __future__ import annotations
 
 import subprocess
+from typing import Any
 
 import pytest
+import yaml
 
 from tests.conftest import REPO, require_binary
 
-TEST_FILES = sorted((REPO / "alert-rules" / "tests").glob("*.test.yml"))
+TESTS_DIR = REPO / "alert-rules" / "tests"
+TEST_FILES = sorted(TESTS_DIR.glob("*.test.yml"))
 
 
 @pytest.mark.parametrize("path", TEST_FILES, ids=lambda p: p.name)
@@ -23,3 +29,38 @@ def test_promtool_unit_tests(path) -> None:  # type: ignore[no-untyped-def]
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "SUCCESS" in out.stdout
+
+
+def _alert_cases() -> list[dict[str, Any]]:
+    cases = []
+    for path in TEST_FILES:
+        for group in yaml.safe_load(path.read_text())["tests"]:
+            cases += group.get("alert_rule_test") or []
+    return cases
+
+
+def test_every_alerting_rule_has_a_firing_and_a_silent_case() -> None:
+    rules = [
+        rule
+        for group in yaml.safe_load((REPO / "alert-rules" / "aispend.alerts.yml").read_text())[
+            "groups"
+        ]
+        for rule in group["rules"]
+    ]
+    cases = _alert_cases()
+    fired = [
+        (case["alertname"], {k: str(v) for k, v in alert["exp_labels"].items()})
+        for case in cases
+        for alert in case.get("exp_alerts") or []
+    ]
+    silent = {case["alertname"] for case in cases if not case.get("exp_alerts")}
+    untested = [
+        (rule["alert"], rule["labels"])
+        for rule in rules
+        if not any(
+            name == rule["alert"] and rule["labels"].items() <= labels.items()
+            for name, labels in fired
+        )
+    ]
+    assert untested == []
+    assert {rule["alert"] for rule in rules} - silent == set()
