@@ -104,7 +104,7 @@ def write_section(path: Path, title: str, body: str) -> None:
     """Replace (or append) the `## title` section of a markdown file."""
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     heading = f"## {title}\n"
-    section = heading + body.rstrip("\n") + "\n"
+    section = heading + "\n" + body.strip("\n") + "\n"
     start = text.find(heading)
     if start == -1:
         text = text.rstrip("\n") + "\n\n" + section

@@ -112,7 +112,9 @@ def run_dataset(data: Dataset, rules_dir: Path, work: Path | None) -> tuple[list
         rows.append(score_rows(data, f"baseline `{name}`", detector(h), h.start, h.end))
     by_alert: dict[str, int] = {}
     for e in scored:
-        by_alert[e.alertname] = by_alert.get(e.alertname, 0) + 1
+        baseline = dict(e.labels).get("baseline")
+        key = f"{e.alertname}{{baseline={baseline}}}" if baseline else e.alertname
+        by_alert[key] = by_alert.get(key, 0) + 1
     info = {
         "wall_s": round(wall, 1),
         "timings": result.timings,
@@ -219,14 +221,17 @@ def main() -> int:
         f"{load_before:.1f} at the start), total {time.monotonic() - began:.0f} s, with:\n\n"
         f"    {command}\n\n"
         "Each history is backfilled into a temporary TSDB (cost counter sampled every 60 s,"
-        " recording rules evaluated every max(group interval, 60 s)), and every alert of"
+        " recording rules evaluated every max(group interval, 60 s), or 5 min for rules"
+        " reading a day or more), and every alert of"
         " alert-rules/aispend.alerts.yml is evaluated with `query_range` at its interval,"
         " `for:` honoured. Scoring (aispend/backtest/scoring.py): per team, the episodes of"
         " the scored alerts are merged; an incident is caught when a merged episode"
         " overlaps its window (delay = first firing - window start, 0 if already firing);"
         " an episode overlapping no window is a false alarm. Baselines judge complete UTC"
         " days, so they fire at the next midnight. Teams have no budgets in these data:"
-        " the backtest derives them (month 1.5 x median day x 30.44, day 1.5 x p95 day).\n\n"
+        " the backtest derives them (month 1.5 x median day x 30.44, day 1.5 x p95 day)."
+        " NAB series with the same step are replayed together, so their false alarms per"
+        " 30 days are over the union of their time ranges (understated for short series).\n\n"
         + "\n".join(parts)
     )
     write_section(args.output, TITLE, body)
