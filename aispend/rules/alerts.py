@@ -18,7 +18,7 @@ from __future__ import annotations
 from aispend import metrics as m
 from aispend.rules.anomaly import name as anomaly_name
 from aispend.rules.model import Alert, Group, Runbook
-from aispend.rules.promql import num, seconds
+from aispend.rules.promql import num, seconds, set_label
 from aispend.rules.spend import SCOPE, budget
 from aispend.rules.tunables import BurnWindow, Tunables
 
@@ -387,7 +387,9 @@ def data_alerts(t: Tunables) -> list[Alert]:
         ),
         Alert(
             "AISpendUnattributedSpend",
-            f"{unattributed} > {num(t.unattributed_max_ratio)}",
+            # The team label on the series too, so annotations (the dashboard link) see it.
+            f"{set_label(unattributed, m.TEAM, m.UNATTRIBUTED_TEAM)}"
+            f" > {num(t.unattributed_max_ratio)}",
             t.unattributed_for,
             {"severity": "warning", m.TEAM: m.UNATTRIBUTED_TEAM},
             "{{ $value | humanizePercentage }} of AI spend has no team",
