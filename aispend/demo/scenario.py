@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import logging
 import shutil
-import socket
 import sys
 import time
 from collections.abc import Callable
@@ -115,12 +114,6 @@ class DemoResult:
     statuses: dict[str, dict[int, int]]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def prepare_history(options: DemoOptions, config: Config, stack: Stack) -> tuple[int, int]:
     """Write and load history and backfilled rules; returns (series lines, rule levels)."""
     from aispend.tsdb import backfill_recording_rules, create_blocks_from_openmetrics
@@ -142,8 +135,6 @@ def prepare_history(options: DemoOptions, config: Config, stack: Stack) -> tuple
         [rule_file],
         start=now - options.rules_backfill_hours * 3600,
         end=now,
-        port=free_port(),
-        log_dir=ctx.run_dir / "logs",
     )
     path.unlink()  # hundreds of MB of text, now in the TSDB
     return 0, levels

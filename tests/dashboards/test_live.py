@@ -153,9 +153,7 @@ def live_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         [REPO / "alert-rules" / "aispend.rules.yml"],
         end - RULES_BACKFILL_HOURS * 3600,
         end,
-        free_port(),
         eval_interval="5m",
-        log_dir=tmp,
     )
     lib_dir, state = _fake_nvml(tmp)
     saved = {k: os.environ.get(k) for k in ("LD_LIBRARY_PATH", "FAKE_NVML_STATE")}
