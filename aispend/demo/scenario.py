@@ -62,11 +62,10 @@ class DemoOptions:
     run_dir: Path = Path(".run/demo")
     port_base: int = 9090
     history_days: float = 14.0
-    rules_backfill_hours: float = 6.0
+    rules_backfill_hours: float = 24.0
     """Recorded series are backfilled over this much of the history (for dashboards).
     The baselines themselves read the raw history through subqueries, so they are
-    valid at once whatever this is; backfilling all 14 days of every rule takes
-    many minutes on two cores."""
+    valid at once whatever this is."""
     warmup_s: float = 45.0
     act_timeout_s: float = 300.0
     resolve_timeout_s: float = 420.0
@@ -532,8 +531,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rules-backfill-hours",
         type=float,
-        default=6.0,
-        help="backfill recorded series over this many hours (default 6; 0 = none)",
+        default=24.0,
+        help="backfill recorded series over this many hours (default 24; 0 = none)",
     )
     parser.add_argument("--result", metavar="FILE", help="write the result as JSON here")
 
