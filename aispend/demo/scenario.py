@@ -562,6 +562,10 @@ def run(args: argparse.Namespace) -> int:
         rules_backfill_hours=args.rules_backfill_hours,
         result_path=Path(args.result) if args.result else None,
     )
+    # The demo prints its own timeline; the parts' progress logs go to their log files.
+    if logging.getLogger().level >= logging.INFO:
+        for name in ("aispend.stack", "aispend.backtest", "aispend.tsdb"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     try:
         return run_demo(options, config, lambda line: print(line, flush=True))
     except (ChildFailed, MissingBinary, TsdbError) as exc:
