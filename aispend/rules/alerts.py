@@ -16,6 +16,7 @@ Floor about 1m05s after the first expensive scrape, worst case about 1m50s.
 from __future__ import annotations
 
 from aispend import metrics as m
+from aispend.rules.anomaly import BASELINES
 from aispend.rules.anomaly import name as anomaly_name
 from aispend.rules.model import Alert, Group, Runbook
 from aispend.rules.promql import num, seconds, set_label
@@ -212,9 +213,13 @@ def anomaly_alerts(t: Tunables) -> list[Alert]:
         for entry in t.zscore_opt_out
         if set(entry) <= {m.TEAM, m.MODEL}
     )
+    baselines = [b for b in BASELINES if b in t.anomaly_baselines]
+    z_used = (
+        z if len(baselines) == len(BASELINES) else f'{z}{{{m.BASELINE}=~"{"|".join(baselines)}"}}'
+    )
     spend_anomaly = Alert(
         "AISpendSpendAnomaly",
-        f"{z} > {num(t.anomaly_sigma)}\n"
+        f"{z_used} > {num(t.anomaly_sigma)}\n"
         f"and on({m.TEAM}, {m.MODEL}) team_model:aispend_cost:rate5m >= {min_rate}\n"
         f"and on({m.TEAM}, {m.MODEL}, {m.BASELINE}) (\n"
         f"  team_model:aispend_cost:rate1h:stddev / team_model:aispend_cost:rate1h:avg"
@@ -325,7 +330,54 @@ def anomaly_alerts(t: Tunables) -> list[Alert]:
             "when the alert resolves; to keep it off meanwhile, silence the alert.",
         ),
     )
-    return [spend_anomaly, leak, offhours, *_by_criticality(runaway, "throttle")]
+    zt = anomaly_name("team_model", "zscore")
+    team_rate = anomaly_name("team_model", "rate5m")
+    team_runaway = Alert(
+        "AISpendTeamRunaway",
+        f"{zt} > {num(t.team_runaway_sigma)}\n"
+        f"and on({m.TEAM}, {m.MODEL}) {team_rate} >= {min_rate}\n"
+        f"and on({m.TEAM}, {m.MODEL}) (\n"
+        f"  {team_rate} / on({m.TEAM}) group_left() {m.REC_TEAM_BUDGET_PACE_MIN.name}"
+        f" >= {num(t.team_runaway_burn_factor)}\n)\n"
+        # An agent already caught by RunawaySpend (throttled) is not paged twice.
+        f'unless on({m.TEAM}) ({za}{{{m.AGENT}!=""}} > {num(t.runaway_sigma)})',
+        t.team_runaway_for,
+        {"severity": "critical", "action": "notify"},
+        "Runaway spend: team {{ $labels.team }} on {{ $labels.model }}",
+        "Team {{ $labels.team }} spends "
+        + per_hour(f'{team_rate}{{team="%s",model="%s"}}', "$labels.team $labels.model")
+        + "/h on {{ $labels.model }} against a predicted "
+        + per_hour(
+            'team_model:aispend_cost:rate1h:prediction{team="%s",model="%s"}',
+            "$labels.team $labels.model",
+        )
+        + '/h ({{ $labels.baseline }} baseline, z-score {{ $value | printf "%.1f" }}) '
+        "and alone burns the team's budget "
+        + query(
+            f'{team_rate}{{team="%s",model="%s"}} / on(team) group_left() '
+            f"{m.REC_TEAM_BUDGET_PACE_MIN.name}",
+            "$labels.team $labels.model",
+            'printf "%.1f"',
+        )
+        + "x too fast. No agent label explains it: notified, not throttled.",
+        "aispend-anomalies",
+        Runbook(
+            meaning="A team's spend on one model (5m rate) is more than "
+            f"{num(t.team_runaway_sigma)} standard deviations above its prediction AND alone "
+            f"spends at least {num(t.team_runaway_burn_factor)}x the team's tightest budget "
+            "pace, while no single agent explains it (else AISpendRunawaySpend fires and "
+            "throttles that agent). Spend without an agent label (tokens exporter, cloud "
+            "usage, GPUs) shows up here. action=notify: a whole-team throttle would stop "
+            "healthy workloads too, so a person decides.",
+            check="`team_model:aispend_cost:rate5m` against `team_model:aispend_cost:rate1h:"
+            "prediction`; by project and source (`team_source:aispend_cost:rate5m`); "
+            "the LLM dashboard for the model's request and token rates.",
+            action="Find the workload (API key, project, job) and stop or fix it; if it "
+            "runs through the gateway, throttle it there by hand (or give its requests an "
+            "agent header so RunawaySpend can throttle it next time).",
+        ),
+    )
+    return [spend_anomaly, leak, offhours, *_by_criticality(runaway, "throttle"), team_runaway]
 
 
 def gpu_alerts(t: Tunables) -> list[Alert]:

@@ -38,11 +38,24 @@ def budget(period: str, by: str = f"{SCOPE}, {m.PERIOD}") -> str:
 
 
 def burn_windows(t: Tunables) -> list[str]:
-    """Every window a burn-rate alert or the forecast reads, shortest first."""
+    """Every window a burn-rate alert reads, shortest first."""
     windows = {w.long for w in (*t.month_burn, *t.day_burn)}
     windows |= {w.short for w in (*t.month_burn, *t.day_burn)}
-    windows.add(t.forecast_rate_window)
     return sorted(windows, key=seconds)
+
+
+def forecast_rate(t: Tunables) -> tuple[str, list[Recording]]:
+    """The scope spend rate the forecast reads, and its rule unless a burn window has it.
+
+    A window longer than the burn windows (7d) is summed from hourly increases: the same
+    spend per second over the window (up to the last full hour), without loading a week
+    of raw samples per series in one step."""
+    window = t.forecast_rate_window
+    rate = f"{m.REC_SCOPE_COST_RATE_PREFIX}{window}"
+    if window in burn_windows(t):
+        return rate, []
+    hourly = f"sum_over_time(({scope_spend('increase', '1h')})[{window}:1h])"
+    return rate, [Recording(rate, f"{hourly} / {seconds(window)}")]
 
 
 def gpu_rules(t: Tunables) -> list[Recording]:
@@ -143,9 +156,10 @@ def to_date_rules(t: Tunables) -> list[Recording]:
     """Spend so far today and this month, utilisation, month-end forecast, exhaustion."""
     today, month = m.REC_SCOPE_COST_TODAY.name, m.REC_SCOPE_COST_MONTH.name
     month_budget = budget("month", SCOPE)
-    rate = f"{m.REC_SCOPE_COST_RATE_PREFIX}{t.forecast_rate_window}"
+    rate, rate_rules = forecast_rate(t)
     seconds_left = "((days_in_month() - day_of_month() + 1) * 86400 - time() % 86400)"
     return [
+        *rate_rules,
         Recording(today, since_start(None, "day")),
         Recording(month, since_start(None, "month")),
         Recording(

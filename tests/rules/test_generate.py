@@ -80,6 +80,7 @@ def test_alerts_have_required_labels_and_annotations() -> None:
         "AISpendBudgetBurnSlow",
         "AISpendSpendAnomaly",
         "AISpendRunawaySpend",
+        "AISpendTeamRunaway",
         "AISpendForecastOverrun",
         "AISpendGPUIdle",
         "AISpendCostPerRequestHigh",
@@ -95,16 +96,22 @@ def test_alerts_have_required_labels_and_annotations() -> None:
 
 
 def test_acting_alerts_exclude_critical_teams() -> None:
-    """throttle/pause rules drop critical teams; their twin with notify keeps only them."""
+    """throttle/pause rules drop critical teams; their twin with notify keeps only them.
+    TeamRunaway has no acting twin: it notifies for every team and never throttles."""
     data = yaml.safe_load((REPO / ALERTS_FILE).read_text())
     critical = 'aispend_team_info{criticality="critical"}'
-    for group in data["groups"]:
-        for rule in group["rules"]:
-            action = rule["labels"].get("action")
-            if action in ("throttle", "pause"):
-                assert rule["expr"].endswith(f"unless on(team) {critical}")
-            elif action == "notify":
-                assert rule["expr"].endswith(f"and on(team) {critical}")
+    rules = [rule for group in data["groups"] for rule in group["rules"]]
+    acting = {r["alert"] for r in rules if r["labels"].get("action") in ("throttle", "pause")}
+    assert acting == {"AISpendRunawaySpend", "AISpendGPUIdle"}
+    for rule in rules:
+        action = rule["labels"].get("action")
+        if action in ("throttle", "pause"):
+            assert rule["expr"].endswith(f"unless on(team) {critical}")
+        elif action == "notify" and rule["alert"] in acting:
+            assert rule["expr"].endswith(f"and on(team) {critical}")
+    team_runaway = [r for r in rules if r["alert"] == "AISpendTeamRunaway"]
+    assert [r["labels"] for r in team_runaway] == [{"severity": "critical", "action": "notify"}]
+    assert critical not in team_runaway[0]["expr"]
 
 
 def test_tunables_override_and_errors(tmp_path: Path) -> None:
@@ -115,6 +122,11 @@ def test_tunables_override_and_errors(tmp_path: Path) -> None:
     alerts = render_all(tunables)[ALERTS_FILE]
     assert "team_model:aispend_cost:zscore > 4\n" in alerts
     assert 'zscore{team="research"}' not in alerts
+    one = tmp_path / "one.yaml"
+    one.write_text("anomaly_baselines: [1w]\n")
+    only_1w = render_all(load_tunables(one))[ALERTS_FILE]
+    assert 'team_model:aispend_cost:zscore{baseline=~"1w"} > 5\n' in only_1w
+    assert "team_model:aispend_cost:zscore > 5\n" in render_all(Tunables())[ALERTS_FILE]
     bad = tmp_path / "bad.yaml"
     bad.write_text("anomaly_sigma: -1\nsigma_typo: 3\n")
     with pytest.raises(TunablesError) as err:
