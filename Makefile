@@ -26,7 +26,7 @@ demo: setup
 stack: setup
 	$(PY) -m aispend stack up --config aispend.example.yaml
 
-test: setup check-generated
+test: setup check-generated lint
 	$(PY) -m pytest -q -p no:cacheprovider
 
 # Regenerate the committed generated files and fail if anything differs.
