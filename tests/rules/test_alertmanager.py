@@ -41,6 +41,11 @@ ROUTES = [
         "pager,chat-support",
         "alertname=AISpendRunawaySpend severity=critical team=support action=notify",
     ),
+    # a team-level runaway (no agent to throttle): notify, pager and chat, no actuator
+    (
+        "pager,chat-growth",
+        "alertname=AISpendTeamRunaway severity=critical team=growth action=notify",
+    ),
     ("chat-growth", "alertname=AISpendSpendAnomaly severity=warning team=growth"),
     ("chat-default", "alertname=AISpendUnattributedSpend severity=warning team=unattributed"),
     ("blackhole", "alertname=AISpendEstimateBillMismatch severity=info team=search"),
