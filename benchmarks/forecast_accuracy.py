@@ -19,6 +19,7 @@ import calendar
 import datetime as dt
 import os
 import platform
+import re
 import statistics
 import sys
 import time
@@ -67,6 +68,14 @@ def seasonal_forecast(daily: dict[int, float], first: int, nxt: int, at_day: int
     return total
 
 
+def forecast_rate(rules: RuleSet) -> str:
+    """The recorded rate the forecast rule extrapolates, e.g. `rate7d`."""
+    name = metrics.REC_FORECAST_MONTH_END.name
+    expr = next((r.expr for r in rules.recording if r.record == name), "")
+    found = re.search(r":aispend_cost:(rate\w+)", expr)
+    return found.group(1) if found else "recent rate"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, help="only the first N trace files")
@@ -111,7 +120,7 @@ def main() -> int:
     rows = ["| Forecaster | " + " | ".join(f"MAPE day {d}" for d in DAYS) + " | All |"]
     rows.append("|---" * (len(DAYS) + 2) + "|")
     labels = {
-        "rule": f"aispend rule `{name}` (month-to-date + rate1d x time left)",
+        "rule": f"aispend rule `{name}` (month-to-date + {forecast_rate(rules)} x time left)",
         "seasonal": "weekly-seasonal projection (same weekday, 3 weeks; Python, not a rule)",
     }
     summary = {}
