@@ -18,8 +18,6 @@ from aispend import metrics as m
 RATE = "$__rate_interval"
 RANGE = "$__range"
 HOUR = 3600
-FORECAST_WINDOW = "1d"
-"""Window of the recent spend rate that the month-end forecast extrapolates."""
 
 ALERTS = "ALERTS"
 """Prometheus' own series of pending and firing alerts (not an aispend metric)."""
