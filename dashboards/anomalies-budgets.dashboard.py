@@ -101,7 +101,7 @@ def build(ctx: d.Context) -> g.Dashboard:
             ),
             table(
                 "Month budget runs out at",
-                "When each team's month budget is used up at the last day's spend rate"
+                f"When each team's month budget is used up at {q.forecast_basis()}"
                 " (now if it already is).",
                 d.TIMESTAMP,
                 Query(q.budget_exhaustion(TEAM), instant=True, table=True),

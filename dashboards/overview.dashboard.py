@@ -40,7 +40,7 @@ def build(ctx: d.Context) -> g.Dashboard:
             ),
             stat(
                 "Forecast month end",
-                "Month to date plus the last day's spend rate until the end of the month.",
+                f"Month to date plus {q.forecast_basis()} until the end of the month.",
                 money,
                 Query(q.forecast_month_end(TEAM), instant=True),
             ),

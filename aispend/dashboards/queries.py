@@ -19,6 +19,14 @@ RATE = "$__rate_interval"
 RANGE = "$__range"
 HOUR = 3600
 
+
+def forecast_basis() -> str:
+    """What the month-end forecast and budget exhaustion extrapolate, for descriptions."""
+    from aispend.rules.tunables import Tunables
+
+    return f"the spend rate of the last {Tunables().forecast_rate_window}"
+
+
 ALERTS = "ALERTS"
 """Prometheus' own series of pending and firing alerts (not an aispend metric)."""
 ALERT_PREFIX = "AISpend"
