@@ -62,24 +62,32 @@ def _env() -> dict[str, str]:
 
 
 @contextmanager
-def upstream(tmp_path: Path, *args: str) -> Iterator[Server]:
-    """The demo upstream, demanding PROVIDER_KEY (so a 2xx proves the key was injected)."""
-    port = free_port()
+def _serve(name: str, argv: list[str], tmp_path: Path, port: int) -> Iterator[Server]:
+    """`python -m aispend ARGV` on `port`, ready on /healthz, stopped on exit."""
     proc = ManagedProcess(
-        "demo-upstream",
-        [sys.executable, "-m", "aispend", "demo", "upstream", "--listen", f"127.0.0.1:{port}",
-         "--expect-key-env", "OPENAI_API_KEY_FOR_GATEWAY", *args],
-        tmp_path / f"upstream-{port}.log",
+        name,
+        [sys.executable, "-m", "aispend", *argv],
+        tmp_path / f"{name.removeprefix('demo-')}-{port}.log",
         ready_url=f"http://127.0.0.1:{port}/healthz",
         env=_env(),
         cwd=REPO,
-    )  # fmt: skip
+    )
     proc.start()
     try:
         proc.wait_ready(30)
         yield Server(proc, f"http://127.0.0.1:{port}")
     finally:
         proc.stop()
+
+
+@contextmanager
+def upstream(tmp_path: Path, *args: str) -> Iterator[Server]:
+    """The demo upstream, demanding PROVIDER_KEY (so a 2xx proves the key was injected)."""
+    port = free_port()
+    argv = ["demo", "upstream", "--listen", f"127.0.0.1:{port}",
+            "--expect-key-env", "OPENAI_API_KEY_FOR_GATEWAY", *args]  # fmt: skip
+    with _serve("demo-upstream", argv, tmp_path, port) as server:
+        yield server
 
 
 def write_config(tmp_path: Path, upstream_url: str, **gateway: Any) -> Path:
@@ -108,21 +116,9 @@ def write_config(tmp_path: Path, upstream_url: str, **gateway: Any) -> Path:
 @contextmanager
 def gateway(tmp_path: Path, config: Path, port: int | None = None) -> Iterator[Server]:
     port = port or free_port()
-    proc = ManagedProcess(
-        "gateway",
-        [sys.executable, "-m", "aispend", "gateway", "--config", str(config),
-         "--listen", f"127.0.0.1:{port}"],
-        tmp_path / f"gateway-{port}.log",
-        ready_url=f"http://127.0.0.1:{port}/healthz",
-        env=_env(),
-        cwd=REPO,
-    )  # fmt: skip
-    proc.start()
-    try:
-        proc.wait_ready(30)
-        yield Server(proc, f"http://127.0.0.1:{port}")
-    finally:
-        proc.stop()
+    argv = ["gateway", "--config", str(config), "--listen", f"127.0.0.1:{port}"]
+    with _serve("gateway", argv, tmp_path, port) as server:
+        yield server
 
 
 class Metrics:
