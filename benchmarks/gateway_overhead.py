@@ -96,29 +96,46 @@ def start_upstream(tmp: Path) -> Target:
     return Target("direct", f"http://127.0.0.1:{port}/v1/chat/completions", procs=[proc])
 
 
-def start_aispend(tmp: Path, upstream_base: str) -> Target:
+def start_aispend(
+    tmp: Path, upstream_base: str, event_loop: str = "auto", name: str = "aispend"
+) -> Target:
     data = yaml.safe_load((REPO / "aispend.example.yaml").read_text())
     data["sources"] = {
         "gateway": {
             "upstreams": {"openai": {"base_url": upstream_base}},
-            "throttle_db": str(tmp / "throttles.sqlite3"),
+            "throttle_db": str(tmp / f"{name}-throttles.sqlite3"),
         }
     }
     data["actions"] = {}
-    config = tmp / "aispend.yaml"
+    config = tmp / f"{name}.yaml"
     config.write_text(yaml.safe_dump(data))
     port = free_port()
     proc = ManagedProcess(
-        "aispend-gateway",
+        name,
         [sys.executable, "-m", "aispend", "gateway", "--config", str(config),
-         "--listen", f"127.0.0.1:{port}"],
-        tmp / "gateway.log",
+         "--listen", f"127.0.0.1:{port}", "--event-loop", event_loop],
+        tmp / f"{name}.log",
         ready_url=f"http://127.0.0.1:{port}/healthz",
         cwd=REPO,
     )  # fmt: skip
     proc.start()
     proc.wait_ready(60)
-    return Target("aispend", f"http://127.0.0.1:{port}/v1/chat/completions", procs=[proc])
+    return Target(name, f"http://127.0.0.1:{port}/v1/chat/completions", procs=[proc])
+
+
+def start_bare_aiohttp(tmp: Path, upstream_base: str) -> Target:
+    port = free_port()
+    proc = ManagedProcess(
+        "aiohttp-bare",
+        [sys.executable, str(Path(__file__).parent / "_bare_aiohttp_proxy.py"),
+         upstream_base, str(port)],
+        tmp / "aiohttp-bare.log",
+        ready_url=f"http://127.0.0.1:{port}/healthz",
+        cwd=REPO,
+    )  # fmt: skip
+    proc.start()
+    proc.wait_ready(60)
+    return Target("aiohttp-bare", f"http://127.0.0.1:{port}/v1/chat/completions", procs=[proc])
 
 
 def start_nginx(tmp: Path, upstream_port: int) -> Target | str:
@@ -326,6 +343,11 @@ def run(args: argparse.Namespace) -> str:
         targets.append(start_aispend(tmp, upstream_base))
         starters: list[tuple[str, Callable[[], Target | str]]] = []
         if not args.smoke:
+            starters.append(
+                ("aispend-asyncio", lambda: start_aispend(tmp, upstream_base, "asyncio",
+                                                          "aispend-asyncio"))
+            )  # fmt: skip
+            starters.append(("aiohttp-bare", lambda: start_bare_aiohttp(tmp, upstream_base)))
             starters.append(("nginx", lambda: start_nginx(tmp, upstream_port)))
             if "litellm" not in args.skip:
                 starters.append(("litellm", lambda: start_litellm(tmp, upstream_base)))
@@ -384,7 +406,11 @@ def report(
         f"p50/p99 minus the direct path's in the same round, at a fixed {args.rate:.0f} "
         f"req/s open loop for {args.rate_seconds:.0f} s. Max req/s: `wrk -t2 -c"
         f"{args.concurrency} -d{args.duration}s`. aispend runs with metering, pricing and "
-        "the throttle check on every request.",
+        "the throttle check on every request (uvloop event loop, the default); "
+        "aispend-asyncio is the same gateway on the standard asyncio loop; aiohttp-bare "
+        "is a pass-through proxy on the same HTTP stack doing none of the gateway's work "
+        "(`benchmarks/_bare_aiohttp_proxy.py`), the floor of that stack; nginx is the "
+        "floor of a plain reverse proxy.",
         "",
         f"Machine: {os.cpu_count()} CPUs, {platform.platform()}, Python "
         f"{platform.python_version()}. The load generators run on the same machine.",

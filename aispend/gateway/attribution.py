@@ -62,11 +62,19 @@ class Attributor:
         # Configured agents always keep their own label; others share the cap.
         self._configured_agents = {t.name: frozenset(t.agents) for t in config.teams}
         self._seen_agents: dict[str, set[str]] = {t.name: set() for t in config.teams}
+        # Known keys only: the hash costs more than the rest of attribution together.
+        self._known: dict[str, Attribution] = {}
 
     def lookup(self, key: str) -> Attribution | None:
         """The key's attribution, or None when the key is unknown."""
+        found = self._known.get(key)
+        if found is not None:
+            return found
         digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
-        return self._by_digest.get(digest)
+        found = self._by_digest.get(digest)
+        if found is not None and len(self._known) < len(self._by_digest):
+            self._known[key] = found
+        return found
 
     def attribute(self, headers: Mapping[str, str]) -> Attribution | None:
         """Attribution of a request; None when it has no known key."""

@@ -3,13 +3,16 @@
     aispend gateway --config aispend.yaml --listen 127.0.0.1:9120
 
 Serves the proxied provider paths, /metrics, /healthz and /admin/throttles on one
-listener. The config is validated and secrets are read before it listens; a bad
-config exits with status 1 and every problem listed.
+listener. Runs on uvloop where it is installed (a dependency on Linux): measured on the
+gateway benchmark, it cut the added p50 latency by about 0.2-0.4 ms (docs/benchmarks.md);
+`--event-loop asyncio` runs on the standard loop. The config is validated and secrets
+are read before it listens; a bad config exits with status 1 and every problem listed.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
 from typing import Any
@@ -21,6 +24,7 @@ log = logging.getLogger(__name__)
 
 EXIT_BAD_CONFIG = 1
 EXIT_CANNOT_LISTEN = 2
+EVENT_LOOPS = ("auto", "uvloop", "asyncio")
 SHUTDOWN_TIMEOUT_S = 5.0
 """On SIGTERM, how long in-flight requests (streams) get to finish."""
 
@@ -41,7 +45,27 @@ def add_parser(sub: Any) -> None:
         default=None,
         help="SQLite file of the throttle table (default: sources.gateway.throttle_db)",
     )
+    parser.add_argument(
+        "--event-loop",
+        choices=EVENT_LOOPS,
+        default="auto",
+        help="auto: uvloop when installed, else asyncio (default: auto)",
+    )
     parser.set_defaults(func=run)
+
+
+def new_event_loop(choice: str) -> asyncio.AbstractEventLoop:
+    """The loop the gateway runs on: uvloop unless asked for asyncio or not installed."""
+    if choice != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if choice == "uvloop":
+                raise
+            log.info("uvloop is not installed: running on the asyncio event loop")
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,11 +90,15 @@ def run(args: argparse.Namespace) -> int:
     except SecretError as exc:
         print(f"{path}: {exc}", file=sys.stderr)
         return EXIT_BAD_CONFIG
-    log.info("aispend gateway listening on http://%s:%d", host, port)
+    loop = new_event_loop(args.event_loop)
+    log.info(
+        "aispend gateway listening on http://%s:%d (%s event loop)",
+        host, port, type(loop).__module__.split(".")[0],
+    )  # fmt: skip
     try:
         web.run_app(
             gateway.app, host=host, port=port, access_log=None, print=None,
-            shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+            shutdown_timeout=SHUTDOWN_TIMEOUT_S, loop=loop,
         )  # fmt: skip
     except OSError as exc:
         log.error("gateway cannot listen on %s:%d: %s", host, port, exc)

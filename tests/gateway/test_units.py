@@ -10,6 +10,7 @@ import pytest
 
 from aispend.config import ApiKey, Config, Team
 from aispend.gateway.attribution import Attributor, client_key
+from aispend.gateway.cli import new_event_loop
 from aispend.gateway.throttle import ThrottleRule, ThrottleStore, ThrottleTable
 from aispend.gateway.usage import SSEUsageReader, parse_body
 from aispend.pricing import TokenUsage
@@ -157,3 +158,23 @@ def test_key_headers_and_agent_cap() -> None:
     assert project is not None and project.project == "other"
     plain = Attributor(_config(["known"]), header_refinement=False)
     assert plain.attribute({**headers, "X-Aispend-Agent": "a1"}).agent == "known"  # type: ignore[union-attr]
+
+
+def test_key_lookup_cache_keeps_answers() -> None:
+    att = Attributor(_config(["known"]))
+    first = att.lookup("sk-test")
+    assert first is not None and first.team == "search"
+    for _ in range(3):  # cached answers equal the hashed ones; unknown keys stay unknown
+        assert att.lookup("sk-test") == first
+        assert att.lookup("sk-unknown") is None
+
+
+@pytest.mark.parametrize(
+    ("choice", "module"), [("auto", "uvloop"), ("uvloop", "uvloop"), ("asyncio", "asyncio")]
+)
+def test_event_loop_choice(choice: str, module: str) -> None:
+    loop = new_event_loop(choice)
+    try:
+        assert type(loop).__module__.split(".")[0] == module
+    finally:
+        loop.close()
