@@ -242,9 +242,9 @@ def anomaly_alerts(t: Tunables) -> list[Alert]:
             meaning="Spend per team and model departs from its seasonal prediction by more "
             f"than {num(t.anomaly_sigma)} standard deviations for {t.anomaly_for} "
             "(label baseline: 1w = weekly seasonality, 1d = daily, 6h = last hours while "
-            "history is short). Also fires (baseline same_weekday / offhours_same_weekday) "
-            "when the last 24h, or the off-hours, cost more than the same time on the "
-            "same weekday of the previous weeks: slow leaks and always-on floors.",
+            "history is short). Also fires (baseline same_weekday) when every hour for "
+            f"{t.leak_for} costs more than {num(t.leak_ratio)}x the same hour on the same "
+            "weekday of the previous weeks: slow leaks and always-on floors.",
             check="Anomalies dashboard: current rate, prediction and stddev "
             "(`team_model:aispend_cost:rate1h:*`); a new agent or prompt change? "
             "A GPU left running (GPU dashboard)?",
@@ -254,38 +254,23 @@ def anomaly_alerts(t: Tunables) -> list[Alert]:
         ),
     )
     day = m.REC_TEAM_COST_1D.name
+    rate1h = m.REC_TEAM_COST_RATE1H.name
+    # Hour by hour, not the last 24h: a 24h sum carries a short runaway or burst for a
+    # day after it ended, and on the labelled spend traces the 24h version's false alarms
+    # were such echoes; a leak or an always-on floor raises every hour.
     leak = Alert(
         "AISpendSpendAnomaly",
-        f"{day} / on({m.TEAM}) {m.REC_TEAM_COST_1D_WEEKS.name} > {num(t.leak_ratio)}\n"
+        f"{rate1h} / on({m.TEAM}) {m.REC_TEAM_COST_RATE1H_WEEKS.name} > {num(t.leak_ratio)}\n"
+        f"and on({m.TEAM}) {rate1h} >= {min_rate}\n"
         f"and on({m.TEAM}) {day} >= {num(t.min_daily_spend)}",
         t.leak_for,
         {"severity": "warning", m.BASELINE: "same_weekday"},
-        "Team {{ $labels.team }} spent more in the last 24h than on the same weekday before",
-        "Team {{ $labels.team }} spent "
-        + query(f'{day}{{team="%s"}}', "$labels.team", 'printf "%.2f"')
-        + ' in the last 24h, {{ $value | printf "%.2f" }}x the median of the same '
-        "24h 1, 2 and 3 weeks ago.",
-        "aispend-anomalies",
-    )
-    start, end = t.offhours_utc
-    hours = (
-        f"(hour() >= {start} and hour() < {end})"
-        if start < end
-        else f"(hour() >= {start} or hour() < {end})"
-    )
-    rate1h = m.REC_TEAM_COST_RATE1H.name
-    offhours = Alert(
-        "AISpendSpendAnomaly",
-        f"{rate1h} / on({m.TEAM}) {m.REC_TEAM_COST_RATE1H_WEEKS.name} > {num(t.offhours_ratio)}\n"
-        f"and on({m.TEAM}) {rate1h} >= {min_rate}\n"
-        f"and on() {hours}",
-        t.leak_for,
-        {"severity": "warning", m.BASELINE: "offhours_same_weekday"},
-        "Team {{ $labels.team }} spends more off-hours than on the same weekday before",
+        "Team {{ $labels.team }} spends more than at this hour on the same weekday before",
         "Team {{ $labels.team }} spends "
         + per_hour(f'{rate1h}{{team="%s"}}', "$labels.team")
-        + '/h off-hours, {{ $value | printf "%.2f" }}x the median of the same hour '
-        "1, 2 and 3 weeks ago (an always-on floor such as an idle GPU?).",
+        + '/h, {{ $value | printf "%.2f" }}x the median of the same hour 1, 2 and 3 '
+        f"weeks ago, for {t.leak_for} or more (a slow leak, or an always-on floor such as "
+        "an idle GPU?).",
         "aispend-anomalies",
     )
     za = anomaly_name("team_agent", f"zscore_rate{t.runaway_rate_window}")
@@ -377,7 +362,7 @@ def anomaly_alerts(t: Tunables) -> list[Alert]:
             "agent header so RunawaySpend can throttle it next time).",
         ),
     )
-    return [spend_anomaly, leak, offhours, *_by_criticality(runaway, "throttle"), team_runaway]
+    return [spend_anomaly, leak, *_by_criticality(runaway, "throttle"), team_runaway]
 
 
 def gpu_alerts(t: Tunables) -> list[Alert]:

@@ -79,12 +79,10 @@ class Tunables(StrictModel):
     """TeamRunaway (team and model 5m z-score over team_runaway_sigma, and the team's
     spend on that model alone burns team_runaway_burn_factor x the team's tightest budget
     pace): for spend without an agent label, which RunawaySpend cannot see."""
-    # --- slow leaks: day and off-hours spend vs the same weekday of previous weeks
+    # --- slow leaks: each hour's spend vs the same hour of the same weekday before
     leak_ratio: float = Field(default=1.5, gt=1)
+    """Below the smallest leak in the labelled spend traces (2x)."""
     min_daily_spend: float = Field(default=24.0, ge=0)
-    offhours_utc: tuple[int, int] = (0, 6)
-    """Off-hours as [start, end) UTC hours."""
-    offhours_ratio: float = Field(default=2.0, gt=1)
     leak_for: str = "3h"
     # --- budgets
     month_burn: tuple[BurnWindow, ...] = MONTH_BURN
