@@ -97,6 +97,8 @@ class ModelPrice(StrictModel):
     output_per_mtok: Price
     cached_input_per_mtok: Price | None = None
     reasoning_per_mtok: Price | None = None
+    cache_write_per_mtok: Price | None = None
+    """Anthropic prompt-cache writes; unset: the input price."""
 
 
 class Prices(StrictModel):

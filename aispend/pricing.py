@@ -6,10 +6,11 @@ bundled genai-prices data, which is read from the installed package and never fe
 from the network. An unknown model costs 0 with `priced=False` and `model="other"`, and
 is logged once per (provider, model).
 
-Token semantics (`TokenUsage`): `input` excludes cache reads, `cached_input` is the
-cache-read part, `output` includes `reasoning`. Each type is priced at its own rate;
-a missing cached or reasoning rate falls back to the input or output rate, as
-genai-prices does.
+Token semantics (`TokenUsage`): `input` excludes cache reads and includes cache writes,
+`cached_input` is the cache-read part, `cache_write` the cache-write part of `input`
+(Anthropic prompt caching: 1.25x the input price for 5-minute caches), `output` includes
+`reasoning`. Each type is priced at its own rate; a missing cache-read, cache-write or
+reasoning rate falls back to the input or output rate, as genai-prices does.
 
 Hot path: the model lookup is cached per (provider, model); for the common flat
 price sheets (no tiers) the price is computed from cached per-token rates instead of
@@ -43,22 +44,26 @@ _MTOK = 1_000_000
 _RATES_TTL_S = 3600.0  # bundled prices can change by date; re-resolve hourly
 _MAX_LOGGED_UNKNOWN = 1000
 
-# Price keys whose units aispend never reports (other modalities, cache writes,
+# Price keys whose units aispend never reports (other modalities, 1h cache writes,
 # searches, audio hours, characters): they add nothing to a text-token price.
-_IGNORED_DIMENSIONS = {"audio", "image", "video", "cache_write"}
-_FAST_KEYS = {"input_mtok", "output_mtok", "cache_read_mtok", "output_reasoning_mtok"}
+_IGNORED_DIMENSIONS = {"audio", "image", "video"}
+_FAST_KEYS = {
+    "input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok", "output_reasoning_mtok",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
 class TokenUsage:
     input: int = 0
-    """Uncached input tokens."""
+    """Uncached input tokens (cache writes included)."""
     output: int = 0
     """Output tokens, reasoning included."""
     cached_input: int = 0
     """Cache-read input tokens."""
     reasoning: int = 0
     """Reasoning tokens (a subset of output where the provider says so)."""
+    cache_write: int = 0
+    """Cache-write input tokens (a subset of input where the provider says so)."""
 
 
 @dataclass(frozen=True)
@@ -79,10 +84,12 @@ class _Rates:
     output: float
     cached_input: float
     reasoning: float
+    cache_write: float
 
     def cost(self, usage: TokenUsage) -> float:
         return (
-            usage.input * self.input
+            (usage.input - usage.cache_write) * self.input
+            + usage.cache_write * self.cache_write
             + usage.cached_input * self.cached_input
             + (usage.output - usage.reasoning) * self.output
             + usage.reasoning * self.reasoning
@@ -108,11 +115,13 @@ class Pricer:
         for name, p in prices.models.items():
             cached = p.cached_input_per_mtok
             reasoning = p.reasoning_per_mtok
+            write = p.cache_write_per_mtok
             self._overrides[name.lower()] = _Rates(
                 input=p.input_per_mtok / _MTOK,
                 output=p.output_per_mtok / _MTOK,
                 cached_input=(p.input_per_mtok if cached is None else cached) / _MTOK,
                 reasoning=(p.output_per_mtok if reasoning is None else reasoning) / _MTOK,
+                cache_write=(p.input_per_mtok if write is None else write) / _MTOK,
             )
         self._override_names = {name.lower(): name for name in prices.models}
         self._cache: dict[tuple[str, str], _Entry] = {}
@@ -182,6 +191,8 @@ def genai_usage(usage: TokenUsage) -> genai_prices.Usage:
     }
     if usage.cached_input:
         values["cache_read_tokens"] = usage.cached_input
+    if usage.cache_write:
+        values["cache_write_tokens"] = usage.cache_write
     if usage.reasoning:
         values["output_reasoning_tokens"] = usage.reasoning
     return genai_prices.Usage(**values)
@@ -209,6 +220,7 @@ def _flat_rates(model: ModelInfo, when: datetime) -> _Rates | None:
         if dims.get("family") == "tokens" and not (
             dims.get("modality") in _IGNORED_DIMENSIONS
             or dims.get("token_type") in _IGNORED_DIMENSIONS
+            or "cache_ttl" in dims  # 1h cache writes: not told apart, priced as 5m ones
         ):
             return None  # a token unit that would change the text price: be exact
         if dims.get("family") == "requests":
@@ -222,4 +234,5 @@ def _flat_rates(model: ModelInfo, when: datetime) -> _Rates | None:
         output=float(out / _MTOK),
         cached_input=float(values.get("cache_read_mtok", inp) / _MTOK),
         reasoning=float(values.get("output_reasoning_mtok", out) / _MTOK),
+        cache_write=float(values.get("cache_write_mtok", inp) / _MTOK),
     )

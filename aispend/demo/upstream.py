@@ -10,6 +10,8 @@ reasoning.
 Behaviour is set by flags (defaults) and can be changed per request with headers:
     X-Demo-Fail: 429 | 500 | timeout | truncate | malformed
     X-Demo-Output-Tokens: N        X-Demo-Latency-Ms: N       X-Demo-Omit-Model: 1
+    X-Demo-Cache-Write-Tokens: N   (Anthropic: that many uncached input tokens were
+                                    written to the prompt cache)
     X-Demo-Chunk-Interval-Ms: N
 or at run time with `POST /_demo/config` (JSON of `Behaviour` fields).
 `GET /_demo/stats` counts the requests received per path (tests use it to prove
@@ -66,6 +68,7 @@ class _Call:
     cached_tokens: int
     output_tokens: int
     reasoning_tokens: int
+    cache_write_tokens: int
     omit_model: bool
     chunk_interval_s: float
     chunks: int
@@ -204,6 +207,7 @@ class DemoUpstream:
         if kind == "embeddings":
             out = 0
         reasoning = out // 2 if model.startswith(_REASONING_PREFIXES) else 0
+        written = min(int(headers.get("X-Demo-Cache-Write-Tokens", 0)), input_tokens - cached)
         options = body.get("stream_options")
         return _Call(
             kind=kind,
@@ -214,6 +218,7 @@ class DemoUpstream:
             cached_tokens=cached,
             output_tokens=out,
             reasoning_tokens=reasoning,
+            cache_write_tokens=max(0, written),
             omit_model=headers.get("X-Demo-Omit-Model") == "1",
             chunk_interval_s=float(headers.get("X-Demo-Chunk-Interval-Ms", b.chunk_interval_ms))
             / 1000,
@@ -349,8 +354,8 @@ def _openai_usage(call: _Call) -> dict[str, Any]:
 
 def _anthropic_usage(call: _Call, output: int) -> dict[str, Any]:
     return {
-        "input_tokens": call.input_tokens - call.cached_tokens,
-        "cache_creation_input_tokens": 0,
+        "input_tokens": call.input_tokens - call.cached_tokens - call.cache_write_tokens,
+        "cache_creation_input_tokens": call.cache_write_tokens,
         "cache_read_input_tokens": call.cached_tokens,
         "output_tokens": output,
     }

@@ -10,8 +10,8 @@ Wire formats (as documented by the providers):
   `usage.output_tokens` (`output_tokens_details.reasoning_tokens`); streams carry the
   whole response in the `response.completed` event.
 - Anthropic messages: `usage.input_tokens` (uncached), `cache_read_input_tokens`,
-  `cache_creation_input_tokens` (counted as input: TokenUsage has no cache-write
-  type), `output_tokens`; streams carry it in `message_start` and (cumulative output,
+  `cache_creation_input_tokens` (counted as input tokens, priced as cache writes),
+  `output_tokens`; streams carry it in `message_start` and (cumulative output,
   sometimes input too) `message_delta`.
 
 Usage parsers never raise on odd input: a missing or malformed usage gives None
@@ -75,12 +75,13 @@ def anthropic_usage(usage: Any) -> TokenUsage | None:
     if not isinstance(usage, dict):
         return None
     try:
-        inp = _int(usage["input_tokens"]) + _opt_int(usage, "cache_creation_input_tokens")
+        written = _opt_int(usage, "cache_creation_input_tokens")
+        inp = _int(usage["input_tokens"]) + written
         out = _int(usage["output_tokens"])
         cached = _opt_int(usage, "cache_read_input_tokens")
     except (KeyError, ValueError):
         return None
-    return TokenUsage(inp, out, cached, 0)
+    return TokenUsage(inp, out, cached, 0, cache_write=written)
 
 
 @dataclass

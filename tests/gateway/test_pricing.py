@@ -28,7 +28,7 @@ def _expected(provider: str, model: str, usage: TokenUsage) -> float:
 
 @pytest.mark.parametrize(("provider", "model"), MODELS)
 def test_every_bundled_model_matches_genai_prices(provider: str, model: str) -> None:
-    usage = TokenUsage(input=1234, output=567, cached_input=89, reasoning=45)
+    usage = TokenUsage(input=1234, output=567, cached_input=89, reasoning=45, cache_write=321)
     result = Pricer(Prices()).price(provider, model, usage)
     assert result.priced is True
     assert result.total == pytest.approx(_expected(provider, model, usage), rel=1e-12, abs=0)
@@ -41,14 +41,24 @@ def test_every_bundled_model_matches_genai_prices(provider: str, model: str) -> 
     out=st.integers(0, 100_000),
     cached=st.integers(0, 200_000),
     reasoning_share=st.floats(0, 1),
+    write_share=st.floats(0, 1),
 )
 def test_random_usage_matches_genai_prices(
-    idx: int, inp: int, out: int, cached: int, reasoning_share: float
+    idx: int, inp: int, out: int, cached: int, reasoning_share: float, write_share: float
 ) -> None:
     provider, model = MODELS[idx]
-    usage = TokenUsage(inp, out, cached, int(out * reasoning_share))
+    usage = TokenUsage(inp, out, cached, int(out * reasoning_share), int(inp * write_share))
     result = Pricer(Prices()).price(provider, model, usage)
     assert result.total == pytest.approx(_expected(provider, model, usage), rel=1e-9, abs=1e-15)
+
+
+def test_known_figures_claude_cache_write() -> None:
+    # claude-3-5-haiku: $0.80 input, $1.00 cache write, $0.08 cache read, $4 output / MTok.
+    usage = TokenUsage(input=3000, output=500, cached_input=10_000, cache_write=2000)
+    result = Pricer(Prices()).price("anthropic", "claude-3-5-haiku-latest", usage)
+    expected = (1000 * 0.80 + 2000 * 1.00 + 10_000 * 0.08 + 500 * 4.00) / 1e6
+    assert result.priced is True
+    assert result.total == pytest.approx(expected, rel=1e-12)
 
 
 def test_known_figures_gpt_4o_mini() -> None:

@@ -44,6 +44,7 @@ class Seen:
     cached: int
     output: int
     reasoning: int
+    cache_write: int = 0  # Anthropic cache writes, part of input_tokens
 
 
 @pytest.fixture(scope="module")
@@ -177,6 +178,20 @@ def anthropic_messages(gw: Server) -> Seen:
                 u.output_tokens, 0)  # fmt: skip
 
 
+def anthropic_cache_write(gw: Server) -> Seen:
+    # Prompt caching: 7 of the input tokens were written to the cache (priced 1.25x input).
+    r = _anthropic(gw).messages.create(
+        model="claude-haiku-4-5", max_tokens=30, messages=[{"role": "user", "content": PROMPT}],
+        extra_headers={"X-Demo-Cache-Write-Tokens": "7"},
+    )  # fmt: skip
+    u = r.usage
+    cached = u.cache_read_input_tokens or 0
+    written = u.cache_creation_input_tokens or 0
+    assert written == 7
+    return Seen("anthropic", "claude-haiku-4-5", u.input_tokens + written + cached, cached,
+                u.output_tokens, 0, written)  # fmt: skip
+
+
 def anthropic_stream(gw: Server) -> Seen:
     with _anthropic(gw).messages.stream(
         model="claude-haiku-4-5", max_tokens=25, messages=[{"role": "user", "content": PROMPT}]
@@ -191,7 +206,8 @@ def anthropic_stream(gw: Server) -> Seen:
 
 CASES: list[Callable[[Server], Seen]] = [
     chat, chat_stream_reasoning, completions, embeddings, responses, responses_stream,
-    azure_chat, azure_chat_stream, azure_embeddings, anthropic_messages, anthropic_stream,
+    azure_chat, azure_chat_stream, azure_embeddings, anthropic_messages, anthropic_cache_write,
+    anthropic_stream,
 ]  # fmt: skip
 
 
@@ -210,6 +226,7 @@ def test_sdk_call_is_metered_exactly(
             cache_read_tokens=seen.cached,
             output_tokens=seen.output,
             output_reasoning_tokens=seen.reasoning,
+            cache_write_tokens=seen.cache_write,
         ),
         seen.model,
         provider_id=seen.provider,

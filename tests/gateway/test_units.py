@@ -65,7 +65,9 @@ def test_anthropic_stream_usage_is_cumulative_not_added() -> None:
     )  # fmt: skip
     reader = SSEUsageReader("anthropic")
     reader.feed(stream)
-    assert reader.usage == TokenUsage(input=23, output=12, cached_input=5, reasoning=0)
+    assert reader.usage == TokenUsage(
+        input=23, output=12, cached_input=5, reasoning=0, cache_write=3
+    )
     assert reader.done
 
 
