@@ -23,6 +23,10 @@ from aispend.config import Config, ConfigError, load_config
 log = logging.getLogger(__name__)
 
 
+class ConfigApplyError(Exception):
+    """A valid config that the running process cannot apply (its message says why)."""
+
+
 class ConfigWatcher:
     """Holds the current Config loaded from `path`; `reload()` swaps it when valid."""
 
@@ -34,7 +38,7 @@ class ConfigWatcher:
     ):
         self.path = Path(path)
         self._clock = clock
-        self._on_reload = on_reload
+        self.on_reload = on_reload
         self._lock = threading.Lock()
         self._config = load_config(self.path)  # the first load must succeed
         self._last_success = True
@@ -52,21 +56,25 @@ class ConfigWatcher:
         return self._last_success
 
     def reload(self) -> bool:
-        """Load the file again; on error keep the previous config and return False."""
+        """Load the file again; on error keep the previous config and return False.
+
+        `on_reload(config)` runs before the new config is taken: when it raises
+        ConfigApplyError (a secret it names cannot be read, say) the reload fails too."""
         self._stamp = self._file_stamp()
         try:
             config = load_config(self.path)
-        except ConfigError as exc:
+            if self.on_reload:
+                self.on_reload(config)
+        except (ConfigError, ConfigApplyError) as exc:
             self._last_success = False
-            log.error("config reload failed, keeping the previous config:\n%s", exc.report())
+            report = exc.report() if isinstance(exc, ConfigError) else str(exc)
+            log.error("config reload failed, keeping the previous config:\n%s", report)
             return False
         with self._lock:
             self._config = config
         self._last_success = True
         self._last_success_time = self._clock()
         log.info("config reloaded from %s", self.path)
-        if self._on_reload:
-            self._on_reload(config)
         return True
 
     def check_for_change(self) -> bool:

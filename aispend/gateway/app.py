@@ -2,7 +2,10 @@
 
 Routes: GET /metrics, GET /healthz, /admin/throttles (admin API), and every other
 path goes to the proxy (which answers 404 for paths it does not meter). Everything
-is validated and resolved here, once, before the first request.
+is validated and resolved here before the first request. A reloaded config is applied
+with `gateway.proxy.reconfigure(**proxy_parts(config))`: API keys, prices, upstreams
+and their keys, Azure deployments, allow_unattributed and header refinement. The
+listener, the throttle database, the admin token and the timeouts need a restart.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -46,15 +50,14 @@ class Gateway:
     table: ThrottleTable
     metrics: GatewayMetrics
     store: ThrottleStore
+    proxy: Proxy
 
 
 def settings_of(config: Config) -> GatewaySettings:
     return config.sources.gateway or GatewaySettings()
 
 
-def build_gateway(config: Config, throttle_db: Path | None = None) -> Gateway:
-    """The application for `config`; raises SecretError when a configured secret is unreadable."""
-    settings = settings_of(config)
+def _upstreams(settings: GatewaySettings) -> dict[str, UpstreamTarget]:
     upstreams: dict[str, UpstreamTarget] = {}
     for provider, upstream in settings.upstreams.items():
         key = resolve_secret(
@@ -73,6 +76,26 @@ def build_gateway(config: Config, throttle_db: Path | None = None) -> Gateway:
             header, template = _AUTH_HEADER[provider]
             auth = ((header, template.format(key)),)
         upstreams[provider] = UpstreamTarget(upstream.base_url, auth)
+    return upstreams
+
+
+def proxy_parts(config: Config) -> dict[str, Any]:
+    """The parts of the proxy a config reload may change; raises SecretError when a
+    configured provider key is unreadable."""
+    settings = settings_of(config)
+    return {
+        "upstreams": _upstreams(settings),
+        "azure_deployments": dict(settings.azure_deployments),
+        "allow_unattributed": settings.allow_unattributed,
+        "pricer": Pricer(config.prices),
+        "attributor": Attributor(config, settings.header_refinement, settings.max_agents_per_team),
+    }
+
+
+def build_gateway(config: Config, throttle_db: Path | None = None) -> Gateway:
+    """The application for `config`; raises SecretError when a configured secret is unreadable."""
+    settings = settings_of(config)
+    parts = proxy_parts(config)
     token = admin_token(settings)
     if token is None:
         log.warning("no admin token configured: the throttle admin API answers 403")
@@ -81,11 +104,7 @@ def build_gateway(config: Config, throttle_db: Path | None = None) -> Gateway:
     table = ThrottleTable(store)
     metrics = GatewayMetrics(table, config.currency)
     proxy = Proxy(
-        upstreams=upstreams,
-        azure_deployments=dict(settings.azure_deployments),
-        allow_unattributed=settings.allow_unattributed,
-        pricer=Pricer(config.prices),
-        attributor=Attributor(config, settings.header_refinement, settings.max_agents_per_team),
+        **parts,
         table=table,
         metrics=metrics,
         timeout=aiohttp.ClientTimeout(
@@ -121,7 +140,7 @@ def build_gateway(config: Config, throttle_db: Path | None = None) -> Gateway:
     app.router.add_get("/healthz", healthz)
     AdminApi(table, token).add_routes(app)
     app.router.add_route("*", "/{tail:.*}", proxy.handle)
-    return Gateway(app, table, metrics, store)
+    return Gateway(app, table, metrics, store, proxy)
 
 
 async def _purge_loop(table: ThrottleTable) -> None:

@@ -3,16 +3,21 @@
     aispend gateway --config aispend.yaml --listen 127.0.0.1:9120
 
 Serves the proxied provider paths, /metrics, /healthz and /admin/throttles on one
-listener. Runs on uvloop where it is installed (a dependency on Linux): measured on the
-gateway benchmark, it cut the added p50 latency by about 0.2-0.4 ms (docs/benchmarks.md);
-`--event-loop asyncio` runs on the standard loop. The config is validated and secrets
-are read before it listens; a bad config exits with status 1 and every problem listed.
+listener. The config is validated and secrets are read before it listens; a bad config
+exits with status 1 and every problem listed. It is reloaded on SIGHUP or when the file
+changes (API keys, prices, upstreams; see aispend.gateway.app); a bad edit keeps the
+last good config and sets aispend_config_last_reload_success to 0.
+
+Runs on uvloop where it is installed (a dependency on Linux): measured on the gateway
+benchmark, it cut the added p50 latency by about 0.2-0.4 ms (docs/benchmarks.md);
+`--event-loop asyncio` runs on the standard loop.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import sys
 from typing import Any
@@ -73,16 +78,18 @@ def run(args: argparse.Namespace) -> int:
 
     from aiohttp import web
 
-    from aispend.config import ConfigError, load_config, resolve_config_path
-    from aispend.gateway.app import build_gateway, settings_of
+    from aispend.config import Config, ConfigError, resolve_config_path
+    from aispend.config_watch import ConfigApplyError, ConfigWatcher
+    from aispend.gateway.app import build_gateway, proxy_parts, settings_of
     from aispend.gateway.settings import SecretError
 
     path = resolve_config_path(args.config)
     try:
-        config = load_config(path)
+        watcher = ConfigWatcher(path)
     except ConfigError as exc:
         print(exc.report(), file=sys.stderr)
         return EXIT_BAD_CONFIG
+    config = watcher.config
     settings = settings_of(config)
     host, port = args.listen or parse_listen(settings.listen)
     try:
@@ -91,6 +98,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"{path}: {exc}", file=sys.stderr)
         return EXIT_BAD_CONFIG
     loop = new_event_loop(args.event_loop)
+
+    def apply(new: Config) -> None:  # in the watcher's thread
+        try:
+            parts = proxy_parts(new)
+        except SecretError as exc:
+            raise ConfigApplyError(f"{path}: {exc}") from exc
+        loop.call_soon_threadsafe(functools.partial(gateway.proxy.reconfigure, **parts))
+
+    watcher.on_reload = apply
+    gateway.metrics.registry.register(watcher)
+    watcher.install_sighup()
+    watcher.start_polling()
     log.info(
         "aispend gateway listening on http://%s:%d (%s event loop)",
         host, port, type(loop).__module__.split(".")[0],

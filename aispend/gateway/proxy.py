@@ -118,6 +118,23 @@ class Proxy:
         self._timeout = timeout
         self._session: aiohttp.ClientSession | None = None
 
+    def reconfigure(
+        self,
+        *,
+        upstreams: dict[str, UpstreamTarget],
+        azure_deployments: dict[str, str],
+        allow_unattributed: bool,
+        pricer: Pricer,
+        attributor: Attributor,
+    ) -> None:
+        """Swap in a reloaded config's parts (called on the event loop, between requests
+        of this thread: a request in flight keeps the objects it already read)."""
+        self._upstreams = upstreams
+        self._azure_deployments = azure_deployments
+        self._allow_unattributed = allow_unattributed
+        self._pricer = pricer
+        self._attributor = attributor
+
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=300)
         self._session = aiohttp.ClientSession(

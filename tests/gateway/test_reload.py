@@ -1,0 +1,104 @@
+"""Config reload of the running gateway (real process, real signals, real files).
+
+A new API key takes effect on SIGHUP without a restart; a config that does not load,
+or names a provider key file that cannot be read, is refused: the last good config
+keeps serving and aispend_config_last_reload_success drops to 0 until a good file is
+back (picked up by the file watcher alone, no signal).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from aispend import metrics as m
+from tests.gateway.harness import Metrics, Server, gateway, upstream, write_config
+
+NEW_KEY = "sk-added-by-a-reload"
+
+
+def _status(gw: Server, key: str) -> int:
+    body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+    request = urllib.request.Request(
+        gw.url + "/v1/chat/completions",
+        data=body.encode(),
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def _eventually(check: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def _reload_ok(gw: Server) -> float:
+    return Metrics.scrape(gw).value(m.CONFIG_RELOAD_SUCCESS.name)
+
+
+def _with_new_key(config: Path) -> dict[str, Any]:
+    data = yaml.safe_load(config.read_text())
+    digest = hashlib.sha256(NEW_KEY.encode()).hexdigest()
+    data["api_keys"].append({"sha256": digest, "team": "growth", "agent": "copywriter-agent"})
+    return data
+
+
+def test_sighup_adds_a_key_and_bad_edits_keep_the_last_good_config(tmp_path: Path) -> None:
+    with upstream(tmp_path) as up:
+        config = write_config(tmp_path, up.url)
+        with gateway(tmp_path, config) as gw:
+            pid = gw.proc.pid
+            assert pid is not None
+            assert _status(gw, NEW_KEY) == 401
+            assert _reload_ok(gw) == 1
+
+            good = _with_new_key(config)
+            config.write_text(yaml.safe_dump(good, sort_keys=False))
+            os.kill(pid, signal.SIGHUP)
+            _eventually(lambda: _status(gw, NEW_KEY) == 200, "the new key to be accepted")
+            assert _reload_ok(gw) == 1
+
+            # Not a valid config: refused, the previous one keeps serving.
+            config.write_text("teams: 5\n")
+            os.kill(pid, signal.SIGHUP)
+            _eventually(lambda: _reload_ok(gw) == 0, "the failed reload to be exported")
+            assert _status(gw, NEW_KEY) == 200
+            assert gw.proc.proc is not None and gw.proc.proc.poll() is None
+
+            # Valid, but its provider key file cannot be read: refused as well.
+            bad_secret = json.loads(json.dumps(good))
+            openai = bad_secret["sources"]["gateway"]["upstreams"]["openai"]
+            openai.pop("api_key_env")
+            openai["api_key_file"] = str(tmp_path / "missing-provider-key")
+            bad_secret["api_keys"] = good["api_keys"][:-1]  # would drop NEW_KEY if applied
+            config.write_text(yaml.safe_dump(bad_secret, sort_keys=False))
+            os.kill(pid, signal.SIGHUP)
+            log = tmp_path / f"gateway-{gw.url.rsplit(':', 1)[1]}.log"
+            _eventually(
+                lambda: "missing-provider-key" in log.read_text(), "the refusal to be logged"
+            )
+            assert _reload_ok(gw) == 0
+            assert _status(gw, NEW_KEY) == 200
+
+            # A good file again: the file watcher reloads it without a signal.
+            config.write_text(yaml.safe_dump(good, sort_keys=False) + "# edited\n")
+            _eventually(lambda: _reload_ok(gw) == 1, "the watcher to reload the good file")
+            assert _status(gw, NEW_KEY) == 200
