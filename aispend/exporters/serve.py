@@ -67,7 +67,11 @@ def serve(registry: CollectorRegistry, listen: tuple[str, int], once: bool, name
         log.error("%s exporter cannot listen on %s:%d: %s", name, host, port, exc)
         return 1
     log.info("%s exporter serving http://%s:%d/metrics", name, host, port)
-    stop.wait()
+    # Python runs signal handlers (SIGTERM here, SIGHUP for config reloads) in the main
+    # thread only, and a signal the kernel hands to another thread does not wake a main
+    # thread blocked in an untimed wait: wake up regularly instead.
+    while not stop.wait(0.5):
+        pass
     server.shutdown()
     thread.join(timeout=5)
     return 0
