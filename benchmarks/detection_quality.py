@@ -123,18 +123,30 @@ def run_dataset(data: Dataset, rules_dir: Path, work: Path | None) -> tuple[list
     for name, detector in baselines.BASELINES.items():
         rows.append(score_rows(data, f"baseline `{name}`", detector(h), h.start, h.end))
     by_alert: dict[str, int] = {}
+    false_by_alert: dict[str, int] = {}
     for e in scored:
         baseline = dict(e.labels).get("baseline")
         key = f"{e.alertname}{{baseline={baseline}}}" if baseline else e.alertname
         by_alert[key] = by_alert.get(key, 0) + 1
+        if not _in_any_window(e, data, h.end):
+            false_by_alert[key] = false_by_alert.get(key, 0) + 1
     info = {
         "wall_s": round(wall, 1),
         "timings": result.timings,
         "teams": len(h.teams),
         "days": round((h.end - h.start) / 86400, 1),
         "episodes_by_alert": dict(sorted(by_alert.items())),
+        "false_episodes_by_alert": dict(sorted(false_by_alert.items())),
     }
     return rows, info
+
+
+def _in_any_window(episode: Episode, data: Dataset, end: int) -> bool:
+    """Whether one (unmerged) episode overlaps an incident window of its team."""
+    stop = episode.resolved_at if episode.resolved_at is not None else end
+    return any(
+        w.start <= stop and episode.fired_at <= w.end for w in data.labels.for_team(episode.team)
+    )
 
 
 def table(rows: list[Row], with_runaway: bool) -> str:
@@ -225,7 +237,8 @@ def main() -> int:
             f"### {title}: {info['teams']} series, {info['days']} days{note}\n\n"
             f"{table(rows, is_traces)}\n\n"
             f"Replay wall time {info['wall_s']} s ({info['timings']}); aispend episodes by "
-            f"alert: {info['episodes_by_alert']}.\n"
+            f"alert: {info['episodes_by_alert']}; of those, outside every incident window "
+            f"(false alarms before merging per team): {info['false_episodes_by_alert']}.\n"
         )
         if is_traces:
             parts.append(f"Goals on the spend traces, per aispend row:\n{goals(rows)}\n")
