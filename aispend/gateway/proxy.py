@@ -108,11 +108,13 @@ class Proxy:
         metrics: GatewayMetrics,
         timeout: aiohttp.ClientTimeout,
     ) -> None:
-        self._upstreams = upstreams
-        self._azure_deployments = azure_deployments
-        self._allow_unattributed = allow_unattributed
-        self._pricer = pricer
-        self._attributor = attributor
+        self.reconfigure(
+            upstreams=upstreams,
+            azure_deployments=azure_deployments,
+            allow_unattributed=allow_unattributed,
+            pricer=pricer,
+            attributor=attributor,
+        )
         self._table = table
         self._metrics = metrics
         self._timeout = timeout
