@@ -220,7 +220,7 @@ def leak_rules(t: Tunables) -> list[Recording]:
         return set_label(f"{past} and on({m.TEAM}) {covered(team, start)}", "offset", f"{k}w")
 
     weeks_1d = [week("increase", "1d", k) for k in (1, 2, 3)]
-    weeks_1h = [week("rate", "1h", k) for k in (1, 2, 3)]
+    same_hour = " or ".join(week("rate", "1h", k) for k in (1, 2, 3))
     return [
         Recording(day, spend("increase", "1d", (m.TEAM,))),
         Recording(
@@ -232,8 +232,8 @@ def leak_rules(t: Tunables) -> list[Recording]:
         # weeks 2 and 3 of the history).
         Recording(
             m.REC_TEAM_COST_RATE1H_WEEKS.name,
-            f"quantile by ({m.TEAM}) (0.5, {' or '.join(weeks_1h)})\n"
-            f"and on({m.TEAM}) count by ({m.TEAM}) ({' or '.join(weeks_1h)}) == 3",
+            f"quantile by ({m.TEAM}) (0.5, {same_hour})\n"
+            f"and on({m.TEAM}) count by ({m.TEAM}) ({same_hour}) == 3",
         ),
     ]
 
