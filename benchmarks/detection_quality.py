@@ -46,7 +46,7 @@ from aispend.backtest.engine import (
     scored_episodes,
 )
 from aispend.backtest.rulefiles import load_rules
-from aispend.backtest.scoring import Episode, detections, score
+from aispend.backtest.scoring import Episode, detections, overlaps, score
 
 TITLE = "Detection quality (backtest)"
 ANOMALY_ALERTS = re.compile(r"AISpend(SpendAnomaly|RunawaySpend|TeamRunaway)")
@@ -143,10 +143,8 @@ def run_dataset(data: Dataset, rules_dir: Path, work: Path | None) -> tuple[list
 
 def _in_any_window(episode: Episode, data: Dataset, end: int) -> bool:
     """Whether one (unmerged) episode overlaps an incident window of its team."""
-    stop = episode.resolved_at if episode.resolved_at is not None else end
-    return any(
-        w.start <= stop and episode.fired_at <= w.end for w in data.labels.for_team(episode.team)
-    )
+    span = (episode.fired_at, episode.resolved_at if episode.resolved_at is not None else end)
+    return any(overlaps(span, w) for w in data.labels.for_team(episode.team))
 
 
 def table(rows: list[Row], with_runaway: bool) -> str:

@@ -72,7 +72,7 @@ def merge(episodes: Iterable[Episode], end: int) -> list[tuple[int, int]]:
     return out
 
 
-def _overlaps(span: tuple[int, int], window: Window) -> bool:
+def overlaps(span: tuple[int, int], window: Window) -> bool:
     return span[0] <= window.end and span[1] >= window.start
 
 
@@ -96,11 +96,11 @@ def detections(
     total = false = 0
     for team in sorted(teams):
         spans = merge((e for e in episodes if e.team == team), end)
-        windows = [w for w in labels.for_team(team) if _overlaps((start, end), w)]
+        windows = [w for w in labels.for_team(team) if overlaps((start, end), w)]
         total += len(spans)
-        false += sum(1 for s in spans if not any(_overlaps(s, w) for w in windows))
+        false += sum(1 for s in spans if not any(overlaps(s, w) for w in windows))
         for window in windows:
-            hits = [s for s in spans if _overlaps(s, window)]
+            hits = [s for s in spans if overlaps(s, window)]
             delay = max(0, hits[0][0] - window.start) if hits else None
             found.append(Detection(team, window, delay))
     return found, total, false
