@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import re
 import sys
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -32,26 +31,12 @@ from aispend.procs import ManagedProcess, wait_until
 from tests.actuator.fakes import TOKEN, alert, payload
 from tests.conftest import REPO, free_port, require_binary
 from tests.gateway import harness
+from tests.gateway.harness import chat
 
 pytestmark = pytest.mark.integration
 
 RANKER = harness.SEARCH_RANKER  # team search, agent rerank-agent
 CRAWLER = harness.SEARCH_CRAWLER  # team search, agent crawler-agent
-
-
-def chat(gw: harness.Server, key: str) -> tuple[int, dict[str, Any]]:
-    body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
-    request = urllib.request.Request(
-        gw.url + "/v1/chat/completions",
-        data=body.encode(),
-        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
 
 
 def throttles(gw: harness.Server) -> dict[str, dict[str, Any]]:

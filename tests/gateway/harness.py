@@ -146,6 +146,22 @@ class Metrics:
         return sum(v for (n, ls), v in self.samples.items() if n == name and want <= ls)
 
 
+def chat(server: Server, key: str) -> tuple[int, dict[str, Any]]:
+    """One small chat completion with `key`; returns (status, JSON body)."""
+    body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+    request = urllib.request.Request(
+        server.url + "/v1/chat/completions",
+        data=body.encode(),
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
 def admin(server: Server, method: str, path: str, body: Any = None,
           token: str | None = ADMIN_TOKEN) -> tuple[int, Any, dict[str, str]]:  # fmt: skip
     """Call the admin API; returns (status, JSON body, headers)."""

@@ -12,42 +12,21 @@ import hashlib
 import json
 import os
 import signal
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from aispend import metrics as m
-from tests.gateway.harness import Metrics, Server, gateway, upstream, write_config
+from aispend.procs import wait_until
+from tests.gateway.harness import Metrics, Server, chat, gateway, upstream, write_config
 
 NEW_KEY = "sk-added-by-a-reload"
+WAIT_S = 15.0
 
 
 def _status(gw: Server, key: str) -> int:
-    body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
-    request = urllib.request.Request(
-        gw.url + "/v1/chat/completions",
-        data=body.encode(),
-        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-
-
-def _eventually(check: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
+    return chat(gw, key)[0]
 
 
 def _reload_ok(gw: Server) -> float:
@@ -73,13 +52,13 @@ def test_sighup_adds_a_key_and_bad_edits_keep_the_last_good_config(tmp_path: Pat
             good = _with_new_key(config)
             config.write_text(yaml.safe_dump(good, sort_keys=False))
             os.kill(pid, signal.SIGHUP)
-            _eventually(lambda: _status(gw, NEW_KEY) == 200, "the new key to be accepted")
+            wait_until(lambda: _status(gw, NEW_KEY) == 200, WAIT_S, what="the new key")
             assert _reload_ok(gw) == 1
 
             # Not a valid config: refused, the previous one keeps serving.
             config.write_text("teams: 5\n")
             os.kill(pid, signal.SIGHUP)
-            _eventually(lambda: _reload_ok(gw) == 0, "the failed reload to be exported")
+            wait_until(lambda: _reload_ok(gw) == 0, WAIT_S, what="the failed reload")
             assert _status(gw, NEW_KEY) == 200
             assert gw.proc.proc is not None and gw.proc.proc.poll() is None
 
@@ -92,13 +71,11 @@ def test_sighup_adds_a_key_and_bad_edits_keep_the_last_good_config(tmp_path: Pat
             config.write_text(yaml.safe_dump(bad_secret, sort_keys=False))
             os.kill(pid, signal.SIGHUP)
             log = tmp_path / f"gateway-{gw.url.rsplit(':', 1)[1]}.log"
-            _eventually(
-                lambda: "missing-provider-key" in log.read_text(), "the refusal to be logged"
-            )
+            wait_until(lambda: "missing-provider-key" in log.read_text(), WAIT_S, what="refusal")
             assert _reload_ok(gw) == 0
             assert _status(gw, NEW_KEY) == 200
 
             # A good file again: the file watcher reloads it without a signal.
             config.write_text(yaml.safe_dump(good, sort_keys=False) + "# edited\n")
-            _eventually(lambda: _reload_ok(gw) == 1, "the watcher to reload the good file")
+            wait_until(lambda: _reload_ok(gw) == 1, WAIT_S, what="the watcher reload")
             assert _status(gw, NEW_KEY) == 200
