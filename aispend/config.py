@@ -98,7 +98,9 @@ class ModelPrice(StrictModel):
     cached_input_per_mtok: Price | None = None
     reasoning_per_mtok: Price | None = None
     cache_write_per_mtok: Price | None = None
-    """Anthropic prompt-cache writes; unset: the input price."""
+    """Anthropic prompt-cache writes (5-minute lifetime); unset: the input price."""
+    cache_write_1h_per_mtok: Price | None = None
+    """Anthropic 1-hour prompt-cache writes; unset: the cache-write price."""
 
 
 class Prices(StrictModel):

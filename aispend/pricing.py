@@ -8,9 +8,11 @@ is logged once per (provider, model).
 
 Token semantics (`TokenUsage`): `input` excludes cache reads and includes cache writes,
 `cached_input` is the cache-read part, `cache_write` the cache-write part of `input`
-(Anthropic prompt caching: 1.25x the input price for 5-minute caches), `output` includes
-`reasoning`. Each type is priced at its own rate; a missing cache-read, cache-write or
-reasoning rate falls back to the input or output rate, as genai-prices does.
+(Anthropic prompt caching: 1.25x the input price for 5-minute caches), `cache_write_1h`
+the part of `cache_write` kept for an hour (2x the input price), `output` includes
+`reasoning`. Each type is priced at its own rate; a missing rate falls back to its
+parent's (1h cache write -> cache write -> input, reasoning -> output), as genai-prices
+does.
 
 Hot path: the model lookup is cached per (provider, model); for the common flat
 price sheets (no tiers) the price is computed from cached per-token rates instead of
@@ -44,11 +46,12 @@ _MTOK = 1_000_000
 _RATES_TTL_S = 3600.0  # bundled prices can change by date; re-resolve hourly
 _MAX_LOGGED_UNKNOWN = 1000
 
-# Price keys whose units aispend never reports (other modalities, 1h cache writes,
-# searches, audio hours, characters): they add nothing to a text-token price.
+# Price keys whose units aispend never reports (other modalities, searches, audio
+# hours, characters): they add nothing to a text-token price.
 _IGNORED_DIMENSIONS = {"audio", "image", "video"}
 _FAST_KEYS = {
-    "input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok", "output_reasoning_mtok",
+    "input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok", "cache_write_1h_mtok",
+    "output_reasoning_mtok",
 }  # fmt: skip
 
 
@@ -64,6 +67,8 @@ class TokenUsage:
     """Reasoning tokens (a subset of output where the provider says so)."""
     cache_write: int = 0
     """Cache-write input tokens (a subset of input where the provider says so)."""
+    cache_write_1h: int = 0
+    """Cache writes with a 1-hour lifetime (a subset of cache_write)."""
 
 
 @dataclass(frozen=True)
@@ -85,11 +90,13 @@ class _Rates:
     cached_input: float
     reasoning: float
     cache_write: float
+    cache_write_1h: float
 
     def cost(self, usage: TokenUsage) -> float:
         return (
             (usage.input - usage.cache_write) * self.input
-            + usage.cache_write * self.cache_write
+            + (usage.cache_write - usage.cache_write_1h) * self.cache_write
+            + usage.cache_write_1h * self.cache_write_1h
             + usage.cached_input * self.cached_input
             + (usage.output - usage.reasoning) * self.output
             + usage.reasoning * self.reasoning
@@ -115,13 +122,15 @@ class Pricer:
         for name, p in prices.models.items():
             cached = p.cached_input_per_mtok
             reasoning = p.reasoning_per_mtok
-            write = p.cache_write_per_mtok
+            write = p.input_per_mtok if p.cache_write_per_mtok is None else p.cache_write_per_mtok
+            write_1h = p.cache_write_1h_per_mtok
             self._overrides[name.lower()] = _Rates(
                 input=p.input_per_mtok / _MTOK,
                 output=p.output_per_mtok / _MTOK,
                 cached_input=(p.input_per_mtok if cached is None else cached) / _MTOK,
                 reasoning=(p.output_per_mtok if reasoning is None else reasoning) / _MTOK,
-                cache_write=(p.input_per_mtok if write is None else write) / _MTOK,
+                cache_write=write / _MTOK,
+                cache_write_1h=(write if write_1h is None else write_1h) / _MTOK,
             )
         self._override_names = {name.lower(): name for name in prices.models}
         self._cache: dict[tuple[str, str], _Entry] = {}
@@ -193,6 +202,8 @@ def genai_usage(usage: TokenUsage) -> genai_prices.Usage:
         values["cache_read_tokens"] = usage.cached_input
     if usage.cache_write:
         values["cache_write_tokens"] = usage.cache_write
+    if usage.cache_write_1h:
+        values["cache_write_1h_tokens"] = usage.cache_write_1h
     if usage.reasoning:
         values["output_reasoning_tokens"] = usage.reasoning
     return genai_prices.Usage(**values)
@@ -220,7 +231,6 @@ def _flat_rates(model: ModelInfo, when: datetime) -> _Rates | None:
         if dims.get("family") == "tokens" and not (
             dims.get("modality") in _IGNORED_DIMENSIONS
             or dims.get("token_type") in _IGNORED_DIMENSIONS
-            or "cache_ttl" in dims  # 1h cache writes: not told apart, priced as 5m ones
         ):
             return None  # a token unit that would change the text price: be exact
         if dims.get("family") == "requests":
@@ -229,10 +239,12 @@ def _flat_rates(model: ModelInfo, when: datetime) -> _Rates | None:
         return None
     inp = values["input_mtok"]
     out = values["output_mtok"]
+    write = values.get("cache_write_mtok", inp)
     return _Rates(
         input=float(inp / _MTOK),
         output=float(out / _MTOK),
         cached_input=float(values.get("cache_read_mtok", inp) / _MTOK),
         reasoning=float(values.get("output_reasoning_mtok", out) / _MTOK),
-        cache_write=float(values.get("cache_write_mtok", inp) / _MTOK),
+        cache_write=float(write / _MTOK),
+        cache_write_1h=float(values.get("cache_write_1h_mtok", write) / _MTOK),
     )

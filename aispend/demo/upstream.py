@@ -12,6 +12,7 @@ Behaviour is set by flags (defaults) and can be changed per request with headers
     X-Demo-Output-Tokens: N        X-Demo-Latency-Ms: N       X-Demo-Omit-Model: 1
     X-Demo-Cache-Write-Tokens: N   (Anthropic: that many uncached input tokens were
                                     written to the prompt cache)
+    X-Demo-Cache-Write-1h-Tokens: N   (of those, that many with a 1-hour lifetime)
     X-Demo-Chunk-Interval-Ms: N
 or at run time with `POST /_demo/config` (JSON of `Behaviour` fields).
 `GET /_demo/stats` counts the requests received per path (tests use it to prove
@@ -69,6 +70,7 @@ class _Call:
     output_tokens: int
     reasoning_tokens: int
     cache_write_tokens: int
+    cache_write_1h_tokens: int
     omit_model: bool
     chunk_interval_s: float
     chunks: int
@@ -207,7 +209,10 @@ class DemoUpstream:
         if kind == "embeddings":
             out = 0
         reasoning = out // 2 if model.startswith(_REASONING_PREFIXES) else 0
-        written = min(int(headers.get("X-Demo-Cache-Write-Tokens", 0)), input_tokens - cached)
+        written = max(
+            0, min(int(headers.get("X-Demo-Cache-Write-Tokens", 0)), input_tokens - cached)
+        )
+        written_1h = max(0, min(int(headers.get("X-Demo-Cache-Write-1h-Tokens", 0)), written))
         options = body.get("stream_options")
         return _Call(
             kind=kind,
@@ -218,7 +223,8 @@ class DemoUpstream:
             cached_tokens=cached,
             output_tokens=out,
             reasoning_tokens=reasoning,
-            cache_write_tokens=max(0, written),
+            cache_write_tokens=written,
+            cache_write_1h_tokens=written_1h,
             omit_model=headers.get("X-Demo-Omit-Model") == "1",
             chunk_interval_s=float(headers.get("X-Demo-Chunk-Interval-Ms", b.chunk_interval_ms))
             / 1000,
@@ -356,6 +362,10 @@ def _anthropic_usage(call: _Call, output: int) -> dict[str, Any]:
     return {
         "input_tokens": call.input_tokens - call.cached_tokens - call.cache_write_tokens,
         "cache_creation_input_tokens": call.cache_write_tokens,
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": call.cache_write_tokens - call.cache_write_1h_tokens,
+            "ephemeral_1h_input_tokens": call.cache_write_1h_tokens,
+        },
         "cache_read_input_tokens": call.cached_tokens,
         "output_tokens": output,
     }

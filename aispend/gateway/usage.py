@@ -10,7 +10,8 @@ Wire formats (as documented by the providers):
   `usage.output_tokens` (`output_tokens_details.reasoning_tokens`); streams carry the
   whole response in the `response.completed` event.
 - Anthropic messages: `usage.input_tokens` (uncached), `cache_read_input_tokens`,
-  `cache_creation_input_tokens` (counted as input tokens, priced as cache writes),
+  `cache_creation_input_tokens` (counted as input tokens, priced as cache writes; the
+  1-hour part, `cache_creation.ephemeral_1h_input_tokens`, at the 1h write price),
   `output_tokens`; streams carry it in `message_start` and (cumulative output,
   sometimes input too) `message_delta`.
 
@@ -76,12 +77,15 @@ def anthropic_usage(usage: Any) -> TokenUsage | None:
         return None
     try:
         written = _opt_int(usage, "cache_creation_input_tokens")
+        written_1h = min(
+            _opt_int(usage.get("cache_creation"), "ephemeral_1h_input_tokens"), written
+        )
         inp = _int(usage["input_tokens"]) + written
         out = _int(usage["output_tokens"])
         cached = _opt_int(usage, "cache_read_input_tokens")
     except (KeyError, ValueError):
         return None
-    return TokenUsage(inp, out, cached, 0, cache_write=written)
+    return TokenUsage(inp, out, cached, 0, cache_write=written, cache_write_1h=written_1h)
 
 
 @dataclass

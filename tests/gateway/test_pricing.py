@@ -28,7 +28,9 @@ def _expected(provider: str, model: str, usage: TokenUsage) -> float:
 
 @pytest.mark.parametrize(("provider", "model"), MODELS)
 def test_every_bundled_model_matches_genai_prices(provider: str, model: str) -> None:
-    usage = TokenUsage(input=1234, output=567, cached_input=89, reasoning=45, cache_write=321)
+    usage = TokenUsage(
+        input=1234, output=567, cached_input=89, reasoning=45, cache_write=321, cache_write_1h=123
+    )
     result = Pricer(Prices()).price(provider, model, usage)
     assert result.priced is True
     assert result.total == pytest.approx(_expected(provider, model, usage), rel=1e-12, abs=0)
@@ -42,12 +44,22 @@ def test_every_bundled_model_matches_genai_prices(provider: str, model: str) -> 
     cached=st.integers(0, 200_000),
     reasoning_share=st.floats(0, 1),
     write_share=st.floats(0, 1),
+    hour_share=st.floats(0, 1),
 )
 def test_random_usage_matches_genai_prices(
-    idx: int, inp: int, out: int, cached: int, reasoning_share: float, write_share: float
+    idx: int,
+    inp: int,
+    out: int,
+    cached: int,
+    reasoning_share: float,
+    write_share: float,
+    hour_share: float,
 ) -> None:
     provider, model = MODELS[idx]
-    usage = TokenUsage(inp, out, cached, int(out * reasoning_share), int(inp * write_share))
+    written = int(inp * write_share)
+    usage = TokenUsage(
+        inp, out, cached, int(out * reasoning_share), written, int(written * hour_share)
+    )
     result = Pricer(Prices()).price(provider, model, usage)
     assert result.total == pytest.approx(_expected(provider, model, usage), rel=1e-9, abs=1e-15)
 
@@ -59,6 +71,31 @@ def test_known_figures_claude_cache_write() -> None:
     expected = (1000 * 0.80 + 2000 * 1.00 + 10_000 * 0.08 + 500 * 4.00) / 1e6
     assert result.priced is True
     assert result.total == pytest.approx(expected, rel=1e-12)
+
+
+def test_known_figures_claude_1h_cache_write() -> None:
+    # claude-sonnet-4-5: $3 input, $3.75 5-minute cache write, $6 1-hour cache write / MTok.
+    usage = TokenUsage(input=1000, output=0, cache_write=500, cache_write_1h=200)
+    result = Pricer(Prices()).price("anthropic", "claude-sonnet-4-5", usage)
+    assert result.total == pytest.approx((500 * 3 + 300 * 3.75 + 200 * 6) / 1e6, rel=1e-12)
+
+
+def test_override_cache_write_prices_fall_back_to_their_parent() -> None:
+    prices = Prices(
+        models={
+            "plain": ModelPrice(input_per_mtok=1, output_per_mtok=2),
+            "writes": ModelPrice(input_per_mtok=1, output_per_mtok=2, cache_write_per_mtok=1.25),
+            "hourly": ModelPrice(
+                input_per_mtok=1, output_per_mtok=2, cache_write_per_mtok=1.25,
+                cache_write_1h_per_mtok=2,
+            ),
+        }
+    )  # fmt: skip
+    pricer = Pricer(prices)
+    usage = TokenUsage(input=3_000_000, cache_write=2_000_000, cache_write_1h=1_000_000)
+    assert pricer.price("anthropic", "plain", usage).total == pytest.approx(3.0)
+    assert pricer.price("anthropic", "writes", usage).total == pytest.approx(1 + 1.25 + 1.25)
+    assert pricer.price("anthropic", "hourly", usage).total == pytest.approx(1 + 1.25 + 2)
 
 
 def test_known_figures_gpt_4o_mini() -> None:

@@ -45,6 +45,7 @@ class Seen:
     output: int
     reasoning: int
     cache_write: int = 0  # Anthropic cache writes, part of input_tokens
+    cache_write_1h: int = 0  # the 1-hour part of cache_write
 
 
 @pytest.fixture(scope="module")
@@ -192,6 +193,23 @@ def anthropic_cache_write(gw: Server) -> Seen:
                 u.output_tokens, 0, written)  # fmt: skip
 
 
+def anthropic_cache_write_1h_stream(gw: Server) -> Seen:
+    # 9 tokens written to the cache, 4 of them for an hour (priced 2x input), streamed.
+    with _anthropic(gw).messages.stream(
+        model="claude-haiku-4-5", max_tokens=25, messages=[{"role": "user", "content": PROMPT}],
+        extra_headers={"X-Demo-Cache-Write-Tokens": "9", "X-Demo-Cache-Write-1h-Tokens": "4"},
+    ) as stream:  # fmt: skip
+        final = stream.get_final_message()
+    u = final.usage
+    assert u.cache_creation is not None
+    cached = u.cache_read_input_tokens or 0
+    written = u.cache_creation_input_tokens or 0
+    written_1h = u.cache_creation.ephemeral_1h_input_tokens
+    assert (written, written_1h) == (9, 4)
+    return Seen("anthropic", "claude-haiku-4-5", u.input_tokens + written + cached, cached,
+                u.output_tokens, 0, written, written_1h)  # fmt: skip
+
+
 def anthropic_stream(gw: Server) -> Seen:
     with _anthropic(gw).messages.stream(
         model="claude-haiku-4-5", max_tokens=25, messages=[{"role": "user", "content": PROMPT}]
@@ -207,7 +225,7 @@ def anthropic_stream(gw: Server) -> Seen:
 CASES: list[Callable[[Server], Seen]] = [
     chat, chat_stream_reasoning, completions, embeddings, responses, responses_stream,
     azure_chat, azure_chat_stream, azure_embeddings, anthropic_messages, anthropic_cache_write,
-    anthropic_stream,
+    anthropic_cache_write_1h_stream, anthropic_stream,
 ]  # fmt: skip
 
 
@@ -227,6 +245,7 @@ def test_sdk_call_is_metered_exactly(
             output_tokens=seen.output,
             output_reasoning_tokens=seen.reasoning,
             cache_write_tokens=seen.cache_write,
+            cache_write_1h_tokens=seen.cache_write_1h,
         ),
         seen.model,
         provider_id=seen.provider,

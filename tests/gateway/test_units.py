@@ -58,7 +58,9 @@ def test_anthropic_stream_usage_is_cumulative_not_added() -> None:
     stream = (
         _sse({"type": "message_start", "message": {"model": "claude-haiku-4-5", "usage": {
             "input_tokens": 20, "cache_read_input_tokens": 5,
-            "cache_creation_input_tokens": 3, "output_tokens": 1}}}, "message_start")
+            "cache_creation_input_tokens": 3, "output_tokens": 1,
+            "cache_creation": {"ephemeral_5m_input_tokens": 1, "ephemeral_1h_input_tokens": 2},
+        }}}, "message_start")
         + _sse({"type": "message_delta", "usage": {"output_tokens": 7}}, "message_delta")
         + _sse({"type": "message_delta", "usage": {"output_tokens": 12}}, "message_delta")
         + _sse({"type": "message_stop"}, "message_stop")
@@ -66,7 +68,7 @@ def test_anthropic_stream_usage_is_cumulative_not_added() -> None:
     reader = SSEUsageReader("anthropic")
     reader.feed(stream)
     assert reader.usage == TokenUsage(
-        input=23, output=12, cached_input=5, reasoning=0, cache_write=3
+        input=23, output=12, cached_input=5, reasoning=0, cache_write=3, cache_write_1h=2
     )
     assert reader.done
 
