@@ -36,11 +36,13 @@ Rule = Callable[[Sequence[float], float], bool]
 
 
 def complete_daily_totals(history: History) -> dict[str, list[tuple[int, float]]]:
-    """Per team, (UTC midnight, spend) for every day fully covered by the history."""
-    first_day = -(-history.start // DAY) * DAY  # first midnight at or after the start
-    last_day = (history.end // DAY) * DAY  # days must end by the history's end
+    """Per team, (UTC midnight, spend) for every day fully covered by the team's data."""
+    spans = history.team_spans()
     out = {}
     for team, days in history.team_totals(DAY).items():
+        start, end = spans[team]
+        first_day = -(-start // DAY) * DAY  # first midnight at or after the start
+        last_day = (end // DAY) * DAY  # days must end by the data's end
         by_day = dict(days)
         out[team] = [(d, by_day.get(d, 0.0)) for d in range(first_day, last_day, DAY)]
     return out

@@ -78,6 +78,15 @@ class History:
     def teams(self) -> list[str]:
         return sorted({key.team for key in self.series})
 
+    def team_spans(self) -> dict[str, tuple[int, int]]:
+        """Per team, (start of its first interval, end of its last): where it has data."""
+        out: dict[str, tuple[int, int]] = {}
+        for key, points in self.series.items():
+            first, last = points[0][0], points[-1][0] + self.step
+            lo, hi = out.get(key.team, (first, last))
+            out[key.team] = (min(lo, first), max(hi, last))
+        return dict(sorted(out.items()))
+
     def clip(self, start: int | None, end: int | None) -> History:
         """Only the intervals starting in [start, end)."""
         lo = start if start is not None else -math.inf

@@ -101,6 +101,18 @@ def _scrape_times(start: int, end: int, scrape: int) -> range:
     return range(first, end + 1, scrape)
 
 
+def _series_times(times: range, points: list[tuple[int, float]], step: int) -> range:
+    """The scrape times of `times` in a series' own span: from the scrape at or before
+    its first interval (a 0 sample, so rate() sees the first interval) to the first at or
+    after its last interval's end. A series that starts late is a new series, not one
+    that spent nothing before (which would make its first hour look like a runaway)."""
+    scrape = times.step
+    first = points[0][0] - (points[0][0] - times.start) % scrape
+    last = points[-1][0] + step
+    last += -(last - times.start) % scrape
+    return range(max(times.start, first), min(times.stop, last + 1), scrape)
+
+
 def counter_samples(
     points: list[tuple[int, float]], step: int, times: Iterable[int]
 ) -> Iterator[tuple[int, float]]:
@@ -198,7 +210,10 @@ def write_openmetrics(
     out.family(f"# HELP {cost.family_name} {cost.full_help}\n# TYPE {cost.family_name} counter\n")
     for key in sorted(history.series):
         label = label_text(key.labels())
-        for t, v in counter_samples(history.series[key], history.step, times):
+        points = history.series[key]
+        for t, v in counter_samples(
+            points, history.step, _series_times(times, points, history.step)
+        ):
             out.sample(t, f"{cost.name}{label} {_num(v)} {t}\n")
             count += 1
     gauges: list[tuple[metrics.MetricSpec, list[tuple[dict[str, str], float]]]] = [

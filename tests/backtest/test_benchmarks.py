@@ -38,7 +38,7 @@ def test_detection_quality_tiny(tmp_path: Path) -> None:
     text = _run("detection_quality.py", out, "--limit", "1", "--days", "3")
     assert text.startswith("# Benchmarks\n\n## Other\n\nkept\n\n## Detection quality (backtest)\n")
     assert "benchmarks/detection_quality.py --limit 1 --days 3" in text
-    assert "### Spend traces: 1 series, 3.0 days" in text
+    assert "### Spend traces: 1 series, 3.0 series-days" in text
     assert "### NAB realKnownCause" in text
     for detector in ("aispend rules, all", "static_150pct_of_30d_avg", "zscore_14d_gt_2.5"):
         assert detector in text

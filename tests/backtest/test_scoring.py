@@ -184,6 +184,29 @@ def test_derive_budgets_and_openmetrics_text() -> None:
     assert count == 5 * 4
 
 
+def test_each_series_exists_only_over_its_own_span() -> None:
+    # Team "b" starts a day late and ends early: before and after its data it has no
+    # counter (a new team, not one that spent nothing) and no daily totals.
+    early = [(T0 + i * H, 1.0) for i in range(24 * 3)]
+    late = [(T0 + DAY + i * H, 2.0) for i in range(24)]
+    history = History(H, {SeriesKey("a"): early, SeriesKey("b"): late})
+    assert history.team_spans() == {"a": (T0, T0 + 3 * DAY), "b": (T0 + DAY, T0 + 2 * DAY)}
+    out = io.StringIO()
+    openmetrics.write_openmetrics(openmetrics.TextSink(out), history, [], [], scrape=1800)
+    times_b = [
+        int(line.rsplit(" ", 1)[1])
+        for line in out.getvalue().splitlines()
+        if line.startswith('aispend_llm_cost_total{team="b"}')
+    ]
+    assert times_b == list(range(T0 + DAY, T0 + 2 * DAY + 1, 1800))
+    assert out.getvalue().count('aispend_llm_cost_total{team="a"}') == 3 * 48 + 1
+    totals = baselines.complete_daily_totals(history)
+    assert totals == {
+        "a": [(T0, 24.0), (T0 + DAY, 24.0), (T0 + 2 * DAY, 24.0)],
+        "b": [(T0 + DAY, 48.0)],
+    }
+
+
 def test_recording_levels_follow_dependencies() -> None:
     rules = [
         RecordingRule("c", "avg_over_time(b[1h]) / a"),
