@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,10 +86,13 @@ def nab_histories(limit: int | None = None, days: int | None = None) -> list[Dat
                     dropped += 1
                     continue
                 points.append((ts, max(float(row["value"]), 0.0)))
-        step = min(b[0] - a[0] for a, b in itertools.pairwise(points))
+        # The usual interval: a few irregular rows must not set the step (a 5-minute
+        # series with one 1-minute pair is not a 1-minute series with 80 % gaps).
+        step = statistics.mode(b[0] - a[0] for a, b in itertools.pairwise(points))
         key = f"realKnownCause/{path.name}"
         data = by_step.setdefault(
-            step, Dataset(f"nab-{step}s", History(step), Labels("nab", {}), {})
+            step,
+            Dataset(f"nab-{step}s", History(step, gaps_are_unknown=True), Labels("nab", {}), {}),
         )
         data.history.series[SeriesKey(team)] = points
         data.labels.windows[team] = parse_windows(windows_raw.get(key, []), key)

@@ -36,15 +36,22 @@ Rule = Callable[[Sequence[float], float], bool]
 
 
 def complete_daily_totals(history: History) -> dict[str, list[tuple[int, float]]]:
-    """Per team, (UTC midnight, spend) for every day fully covered by the team's data."""
+    """Per team, (UTC midnight, spend) for every day fully covered by the team's data
+    (where gaps are unknown, only days with a row for every interval)."""
     spans = history.team_spans()
+    rows = history.team_rows(DAY) if history.gaps_are_unknown else {}
     out = {}
     for team, days in history.team_totals(DAY).items():
         start, end = spans[team]
         first_day = -(-start // DAY) * DAY  # first midnight at or after the start
         last_day = (end // DAY) * DAY  # days must end by the data's end
         by_day = dict(days)
-        out[team] = [(d, by_day.get(d, 0.0)) for d in range(first_day, last_day, DAY)]
+        known = rows.get(team, {})
+        out[team] = [
+            (d, by_day.get(d, 0.0))
+            for d in range(first_day, last_day, DAY)
+            if not history.gaps_are_unknown or known.get(d, 0) >= DAY // history.step
+        ]
     return out
 
 

@@ -64,6 +64,9 @@ class History:
 
     step: int
     series: dict[SeriesKey, list[tuple[int, float]]] = field(default_factory=dict)
+    gaps_are_unknown: bool = False
+    """False: an interval with no row spent nothing (billing exports omit zero rows).
+    True: it is unknown (measurements such as NAB's): no samples, no daily total."""
 
     @property
     def start(self) -> int:
@@ -91,13 +94,35 @@ class History:
         """Only the intervals starting in [start, end)."""
         lo = start if start is not None else -math.inf
         hi = end if end is not None else math.inf
-        out = History(self.step)
+        out = History(self.step, gaps_are_unknown=self.gaps_are_unknown)
         for key, points in self.series.items():
             kept = [p for p in points if lo <= p[0] < hi]
             if kept:
                 out.series[key] = kept
         if not out.series:
             raise HistoryError("no history left between --from and --to")
+        return out
+
+    def runs(self, points: list[tuple[int, float]]) -> list[list[tuple[int, float]]]:
+        """`points` split at unknown gaps (more than 1.5 steps between rows) when gaps
+        are unknown; else all of them as one run."""
+        if not self.gaps_are_unknown:
+            return [points]
+        out: list[list[tuple[int, float]]] = []
+        for point in points:
+            if out and point[0] - out[-1][-1][0] <= 1.5 * self.step:
+                out[-1].append(point)
+            else:
+                out.append([point])
+        return out
+
+    def team_rows(self, step: int) -> dict[str, dict[int, int]]:
+        """Rows per team in buckets of `step` seconds (aligned to the epoch)."""
+        out: dict[str, dict[int, int]] = {}
+        for key, points in self.series.items():
+            buckets = out.setdefault(key.team, {})
+            for ts, _ in points:
+                buckets[ts - ts % step] = buckets.get(ts - ts % step, 0) + 1
         return out
 
     def team_totals(self, step: int) -> dict[str, list[tuple[int, float]]]:

@@ -15,6 +15,7 @@ something to compare with.
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -102,9 +103,9 @@ def _scrape_times(start: int, end: int, scrape: int) -> range:
 
 
 def _series_times(times: range, points: list[tuple[int, float]], step: int) -> range:
-    """The scrape times of `times` in a series' own span: from the scrape at or before
-    its first interval (a 0 sample, so rate() sees the first interval) to the first at or
-    after its last interval's end. A series that starts late is a new series, not one
+    """The scrape times of `times` in a series' (or a run's) own span: from the scrape
+    at or before its first interval (so rate() sees the first interval) to the first at
+    or after its last interval's end. A series that starts late is a new series, not one
     that spent nothing before (which would make its first hour look like a runaway)."""
     scrape = times.step
     first = points[0][0] - (points[0][0] - times.start) % scrape
@@ -211,9 +212,10 @@ def write_openmetrics(
     for key in sorted(history.series):
         label = label_text(key.labels())
         points = history.series[key]
-        for t, v in counter_samples(
-            points, history.step, _series_times(times, points, history.step)
-        ):
+        own_times = itertools.chain.from_iterable(
+            _series_times(times, run, history.step) for run in history.runs(points)
+        )
+        for t, v in counter_samples(points, history.step, own_times):
             out.sample(t, f"{cost.name}{label} {_num(v)} {t}\n")
             count += 1
     gauges: list[tuple[metrics.MetricSpec, list[tuple[dict[str, str], float]]]] = [

@@ -207,6 +207,24 @@ def test_each_series_exists_only_over_its_own_span() -> None:
     }
 
 
+def test_unknown_gaps_have_no_samples_and_no_daily_totals() -> None:
+    # Measurements (NAB): hours 30-41 of day 1 have no row. Unknown, not zero spend.
+    points = [(T0 + i * H, 1.0) for i in range(24 * 3) if not 30 <= i < 42]
+    history = History(H, {SeriesKey("m"): points}, gaps_are_unknown=True)
+    assert [len(run) for run in history.runs(points)] == [30, 30]
+    out = io.StringIO()
+    openmetrics.write_openmetrics(openmetrics.TextSink(out), history, [], [], scrape=H)
+    times = [
+        int(line.rsplit(" ", 1)[1])
+        for line in out.getvalue().splitlines()
+        if line.startswith("aispend_llm_cost_total")
+    ]
+    assert times == [T0 + i * H for i in range(24 * 3 + 1) if not 31 <= i < 42]
+    assert baselines.complete_daily_totals(history)["m"] == [(T0, 24.0), (T0 + 2 * DAY, 24.0)]
+    zero = History(H, {SeriesKey("m"): points})  # billing rows: a missing row spent 0
+    assert baselines.complete_daily_totals(zero)["m"][1] == (T0 + DAY, 12.0)
+
+
 def test_recording_levels_follow_dependencies() -> None:
     rules = [
         RecordingRule("c", "avg_over_time(b[1h]) / a"),
