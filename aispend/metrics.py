@@ -649,9 +649,9 @@ REC_TEAM_COST_1D_WEEKS = _r(
     "Median of the same 24h window 1, 2 and 3 weeks ago.",
 )
 REC_TEAM_COST_RATE1H_WEEKS = _r(
-    "team:aispend_cost:rate1h:median_weeks",
+    "team:aispend_cost:rate1h:max_weeks",
     (TEAM,),
-    "Median of the 1h spend rate at the same time 1, 2 and 3 weeks ago (once all three exist).",
+    "Highest 1h spend rate at the same time 1, 2 and 3 weeks ago (once all three exist).",
 )
 REC_REQUEST_COST_QUANTILE = _r(
     "team_model:aispend_llm_request_cost:quantile_rate1h",

@@ -213,6 +213,7 @@ def anomaly_alerts(t: Tunables) -> list[Alert]:
         for entry in t.zscore_opt_out
         if set(entry) <= {m.TEAM, m.MODEL}
     )
+    cv = "team_model:aispend_cost:rate1h:stddev / team_model:aispend_cost:rate1h:avg"
     baselines = [b for b in BASELINES if b in t.anomaly_baselines]
     z_used = (
         z if len(baselines) == len(BASELINES) else f'{z}{{{m.BASELINE}=~"{"|".join(baselines)}"}}'
@@ -222,8 +223,7 @@ def anomaly_alerts(t: Tunables) -> list[Alert]:
         f"{z_used} > {num(t.anomaly_sigma)}\n"
         f"and on({m.TEAM}, {m.MODEL}) team_model:aispend_cost:rate5m >= {min_rate}\n"
         f"and on({m.TEAM}, {m.MODEL}, {m.BASELINE}) (\n"
-        f"  team_model:aispend_cost:rate1h:stddev / team_model:aispend_cost:rate1h:avg"
-        f" <= {num(t.max_cv)}\n)" + opt_out,
+        f"  {cv} <= {num(t.max_cv)}\n)" + opt_out,
         t.anomaly_for,
         {"severity": "warning"},
         "Unusual spend: team {{ $labels.team }} on {{ $labels.model }}",
@@ -244,7 +244,7 @@ def anomaly_alerts(t: Tunables) -> list[Alert]:
             "(label baseline: 1w = weekly seasonality, 1d = daily, 6h = last hours while "
             "history is short). Also fires (baseline same_weekday) when every hour for "
             f"{t.leak_for} costs more than {num(t.leak_ratio)}x the same hour on the same "
-            "weekday of the previous weeks: slow leaks and always-on floors.",
+            "weekday of each of the previous three weeks: slow leaks and always-on floors.",
             check="Anomalies dashboard: current rate, prediction and stddev "
             "(`team_model:aispend_cost:rate1h:*`); a new agent or prompt change? "
             "A GPU left running (GPU dashboard)?",
@@ -268,7 +268,7 @@ def anomaly_alerts(t: Tunables) -> list[Alert]:
         "Team {{ $labels.team }} spends more than at this hour on the same weekday before",
         "Team {{ $labels.team }} spends "
         + per_hour(f'{rate1h}{{team="%s"}}', "$labels.team")
-        + '/h, {{ $value | printf "%.2f" }}x the median of the same hour 1, 2 and 3 '
+        + '/h, {{ $value | printf "%.2f" }}x the highest of the same hour 1, 2 and 3 '
         f"weeks ago, for {t.leak_for} or more (a slow leak, or an always-on floor such as "
         "an idle GPU?).",
         "aispend-anomalies",
@@ -324,6 +324,10 @@ def anomaly_alerts(t: Tunables) -> list[Alert]:
         f"and on({m.TEAM}, {m.MODEL}) (\n"
         f"  {team_rate} / on({m.TEAM}) group_left() {m.REC_TEAM_BUDGET_PACE_MIN.name}"
         f" >= {num(t.team_runaway_burn_factor)}\n)\n"
+        # SpendAnomaly's normality guard: on a bursty series (stddev above the mean) a
+        # z-score says little, and this alert pages; the budget burn alerts still watch.
+        f"and on({m.TEAM}, {m.MODEL}, {m.BASELINE}) (\n"
+        f"  {cv} <= {num(t.max_cv)}\n)\n"
         # An agent already caught by RunawaySpend (throttled) is not paged twice.
         f'unless on({m.TEAM}) ({za}{{{m.AGENT}!=""}} > {num(t.runaway_sigma)})',
         t.team_runaway_for,
@@ -350,7 +354,9 @@ def anomaly_alerts(t: Tunables) -> list[Alert]:
             meaning="A team's spend on one model (5m rate) is more than "
             f"{num(t.team_runaway_sigma)} standard deviations above its prediction AND alone "
             f"spends at least {num(t.team_runaway_burn_factor)}x the team's tightest budget "
-            "pace, while no single agent explains it (else AISpendRunawaySpend fires and "
+            f"pace, on a baseline whose stddev is at most {num(t.max_cv)}x its mean (on "
+            "bursty spend a z-score says little; the budget burn alerts cover it), "
+            "while no single agent explains it (else AISpendRunawaySpend fires and "
             "throttles that agent). Spend without an agent label (tokens exporter, cloud "
             "usage, GPUs) shows up here. action=notify: a whole-team throttle would stop "
             "healthy workloads too, so a person decides.",

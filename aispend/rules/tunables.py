@@ -55,7 +55,8 @@ class Tunables(StrictModel):
     min_hourly_spend: float = Field(default=1.0, ge=0)
     """Sparse-series guard: no z-score alert while the series spends less (per hour)."""
     max_cv: float = Field(default=1.0, gt=0)
-    """Normality guard: no SpendAnomaly where stddev / mean of the baseline exceeds this."""
+    """Normality guard: no SpendAnomaly or TeamRunaway where stddev / mean of the baseline
+    exceeds this."""
     min_stddev_ratio: float = Field(default=0.1, gt=0)
     """The z-score denominator is at least this share of the prediction."""
     zscore_opt_out: list[dict[str, str]] = [{"team": "research"}]
