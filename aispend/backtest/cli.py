@@ -71,6 +71,13 @@ def add_parser(sub: Any) -> None:
         help="teams without a configured budget get headroom x their typical spend "
         f"(default {DEFAULT_HEADROOM})",
     )
+    p.add_argument(
+        "--missing-rows",
+        choices=("zero", "unknown"),
+        default="zero",
+        help="an interval with no CSV row: zero spend (billing exports omit zero rows; "
+        "default) or unknown (measurements: no samples, no daily total)",
+    )
     p.add_argument("--keep", type=Path, help="keep the TSDB and logs in this directory")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
@@ -100,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         eval_interval=args.eval_interval,
         headroom=args.budget_headroom,
         alerts=args.alerts,
+        missing_rows_unknown=args.missing_rows == "unknown",
         work_dir=args.keep,
     )
     try:

@@ -58,6 +58,8 @@ class Options:
     headroom: float = openmetrics.DEFAULT_HEADROOM
     alerts: str | None = None
     """Regex over alert names to replay; default all."""
+    missing_rows_unknown: bool = False
+    """A CSV interval without a row is unknown, not zero spend (`History.gaps_are_unknown`)."""
     work_dir: Path | None = None
     """Keep the TSDB and logs here instead of a temporary directory."""
 
@@ -161,6 +163,7 @@ def run_backtest(opts: Options) -> Result:
         source = opts.history
     else:
         source = load_history(opts.history)
+        source.gaps_are_unknown = opts.missing_rows_unknown
         if opts.start is not None or opts.end is not None:
             source = source.clip(opts.start, opts.end)
     labels = (

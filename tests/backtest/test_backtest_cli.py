@@ -49,6 +49,9 @@ groups:
       and on(team) aispend_budget{period="month"} > 0
       and on(team) aispend_team_info{criticality="standard"}
     labels: {severity: info}
+  - alert: TestNoSpend
+    expr: team:aispend_cost:rate5m == 0
+    labels: {severity: info}
 """
 
 
@@ -221,3 +224,29 @@ def test_existing_tsdb_directory_replays_the_same(
     ]
     assert again["alerts"] == first["alerts"]
     assert (again["score"]["caught"], again["score"]["false_alarms"]) == (1, 1)
+
+
+def test_missing_rows_are_zero_spend_or_unknown(
+    setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # No rows from 12:00 to 14:00 on either day. Read as billing rows, those two hours spent
+    # nothing (TestNoSpend fires); read as measurements, they are unknown (no samples:
+    # nothing to fire on).
+    history = tmp_path / "gap.csv"
+    lines = setup["history"].read_text().splitlines()
+    history.write_text(
+        "\n".join(line for line in lines if "T12:" not in line and "T13:" not in line) + "\n"
+    )
+    argv = ["backtest", "--history", str(history), "--rules", str(setup["rules"]), "--json"]
+
+    def no_spend(extra: list[str]) -> list[dict[str, object]]:
+        assert main([*argv, *extra]) == 0
+        alerts = json.loads(capsys.readouterr().out)["alerts"]
+        return [a for a in alerts if a["alertname"] == "TestNoSpend"]
+
+    zero = no_spend([])
+    assert [(a["team"], a["fired_at"][:13]) for a in zero] == [
+        ("team-a", "2026-08-01T12"),
+        ("team-a", "2026-08-02T12"),
+    ]
+    assert no_spend(["--missing-rows", "unknown"]) == []
