@@ -310,15 +310,17 @@ def gateway_requests(metrics_url: str) -> float:
 def rss_growth(
     target: Target, total: int, concurrency: int, tmp: Path
 ) -> list[tuple[int, int, float]]:
-    """(requests served, RSS KiB, CPU s) samples while pushing `total` requests through."""
+    """(requests served, RSS KiB, CPU s) samples until the gateway has served `total`
+    requests, and at least `total` / 2 of them here (the rounds before may have served
+    more than `total` already: a single sample would show no growth)."""
     pid = target.procs[0].pid
     assert pid is not None
     base = target.url.rsplit("/v1/", 1)[0]
-    samples = []
+    samples: list[tuple[int, int, float]] = []
     while True:
         served = int(gateway_requests(base + "/metrics"))
         samples.append((served, rss_kib(pid), cpu_seconds(pid)))
-        if served >= total:
+        if served >= max(total, samples[0][0] + total // 2):
             return samples
         max_rps(target.url, False, concurrency, 5, tmp)
 
