@@ -3,7 +3,7 @@
 Routes: GET /metrics, GET /healthz, /admin/throttles (admin API), and every other
 path goes to the proxy (which answers 404 for paths it does not meter). Everything
 is validated and resolved here before the first request. A reloaded config is applied
-with `gateway.proxy.reconfigure(**proxy_parts(config))`: API keys, prices, upstreams
+with `gateway.proxy.reconfigure(proxy_parts(config))`: API keys, prices, upstreams
 and their keys, Azure deployments, allow_unattributed and header refinement. The
 listener, the throttle database, the admin token and the timeouts need a restart.
 """
@@ -16,7 +16,6 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -26,7 +25,7 @@ from aispend.config import Config
 from aispend.gateway.admin import AdminApi
 from aispend.gateway.attribution import Attributor
 from aispend.gateway.metrics import GatewayMetrics
-from aispend.gateway.proxy import Proxy, UpstreamTarget
+from aispend.gateway.proxy import Proxy, ProxyParts, UpstreamTarget
 from aispend.gateway.settings import GatewaySettings, admin_token, resolve_secret
 from aispend.gateway.throttle import ThrottleStore, ThrottleTable
 from aispend.pricing import Pricer
@@ -79,17 +78,17 @@ def _upstreams(settings: GatewaySettings) -> dict[str, UpstreamTarget]:
     return upstreams
 
 
-def proxy_parts(config: Config) -> dict[str, Any]:
+def proxy_parts(config: Config) -> ProxyParts:
     """The parts of the proxy a config reload may change; raises SecretError when a
     configured provider key is unreadable."""
     settings = settings_of(config)
-    return {
-        "upstreams": _upstreams(settings),
-        "azure_deployments": dict(settings.azure_deployments),
-        "allow_unattributed": settings.allow_unattributed,
-        "pricer": Pricer(config.prices),
-        "attributor": Attributor(config, settings.header_refinement, settings.max_agents_per_team),
-    }
+    return ProxyParts(
+        upstreams=_upstreams(settings),
+        azure_deployments=dict(settings.azure_deployments),
+        allow_unattributed=settings.allow_unattributed,
+        pricer=Pricer(config.prices),
+        attributor=Attributor(config, settings.header_refinement, settings.max_agents_per_team),
+    )
 
 
 def build_gateway(config: Config, throttle_db: Path | None = None) -> Gateway:
@@ -104,7 +103,7 @@ def build_gateway(config: Config, throttle_db: Path | None = None) -> Gateway:
     table = ThrottleTable(store)
     metrics = GatewayMetrics(table, config.currency)
     proxy = Proxy(
-        **parts,
+        parts,
         table=table,
         metrics=metrics,
         timeout=aiohttp.ClientTimeout(

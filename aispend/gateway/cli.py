@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import logging
 import sys
 from typing import Any
@@ -104,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
             parts = proxy_parts(new)
         except SecretError as exc:
             raise ConfigApplyError(f"{path}: {exc}") from exc
-        loop.call_soon_threadsafe(functools.partial(gateway.proxy.reconfigure, **parts))
+        loop.call_soon_threadsafe(gateway.proxy.reconfigure, parts)
 
     watcher.on_reload = apply
     gateway.metrics.registry.register(watcher)

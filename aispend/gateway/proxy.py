@@ -59,6 +59,17 @@ class UpstreamTarget:
     auth_headers: tuple[tuple[str, str], ...]
 
 
+@dataclass(frozen=True)
+class ProxyParts:
+    """The parts of the proxy a config reload may swap (`app.proxy_parts` builds them)."""
+
+    upstreams: dict[str, UpstreamTarget]
+    azure_deployments: dict[str, str]
+    allow_unattributed: bool
+    pricer: Pricer
+    attributor: Attributor
+
+
 def error_response(
     status: int, message: str, type_: str, code: str, headers: dict[str, str] | None = None,
     **extra: str,
@@ -98,44 +109,26 @@ class _Outcome:
 class Proxy:
     def __init__(
         self,
+        parts: ProxyParts,
         *,
-        upstreams: dict[str, UpstreamTarget],
-        azure_deployments: dict[str, str],
-        allow_unattributed: bool,
-        pricer: Pricer,
-        attributor: Attributor,
         table: ThrottleTable,
         metrics: GatewayMetrics,
         timeout: aiohttp.ClientTimeout,
     ) -> None:
-        self.reconfigure(
-            upstreams=upstreams,
-            azure_deployments=azure_deployments,
-            allow_unattributed=allow_unattributed,
-            pricer=pricer,
-            attributor=attributor,
-        )
+        self.reconfigure(parts)
         self._table = table
         self._metrics = metrics
         self._timeout = timeout
         self._session: aiohttp.ClientSession | None = None
 
-    def reconfigure(
-        self,
-        *,
-        upstreams: dict[str, UpstreamTarget],
-        azure_deployments: dict[str, str],
-        allow_unattributed: bool,
-        pricer: Pricer,
-        attributor: Attributor,
-    ) -> None:
+    def reconfigure(self, parts: ProxyParts) -> None:
         """Swap in a reloaded config's parts (called on the event loop, between requests
         of this thread: a request in flight keeps the objects it already read)."""
-        self._upstreams = upstreams
-        self._azure_deployments = azure_deployments
-        self._allow_unattributed = allow_unattributed
-        self._pricer = pricer
-        self._attributor = attributor
+        self._upstreams = parts.upstreams
+        self._azure_deployments = parts.azure_deployments
+        self._allow_unattributed = parts.allow_unattributed
+        self._pricer = parts.pricer
+        self._attributor = parts.attributor
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=300)
