@@ -8,9 +8,10 @@ exits with status 1 and every problem listed. It is reloaded on SIGHUP or when t
 changes (API keys, prices, upstreams; see aispend.gateway.app); a bad edit keeps the
 last good config and sets aispend_config_last_reload_success to 0.
 
-Runs on uvloop where it is installed (a dependency on Linux): measured on the gateway
-benchmark, it cut the added p50 latency by about 0.2-0.4 ms (docs/benchmarks.md);
-`--event-loop asyncio` runs on the standard loop.
+Runs on uvloop where it is installed (a dependency on Linux): in same-session A/B runs
+it cut the added p50 latency by 0.2-0.4 ms, though in the latest gateway benchmark the
+difference was within run-to-run noise (docs/benchmarks.md); `--event-loop asyncio`
+runs on the standard loop.
 """
 
 from __future__ import annotations

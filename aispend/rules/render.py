@@ -100,9 +100,10 @@ never get throttle or pause, only notify. Money is in the reporting currency; re
 - **Edge of history**: a past window (a week ago, a day ago) counts only when the
   history covers all of it (the series has a sample in the 5 minutes before the window
   starts); a window cut by the start of history holds only part of its period and would
-  drag the median down. The same-hour leak comparison (baseline `same_weekday`) needs
-  all three past weeks, since the median of one or two is not robust to a holiday: it
-  starts after three weeks of history. The weekly prediction is last week's value until
+  drag the median down. The same-hour leak comparison (baseline `same_weekday`) reads
+  the highest of the same hour 1, 2 and 3 weeks ago and needs all three, so that a
+  holiday in one or two of them does not lower the reference: it starts after three
+  weeks of history. The weekly prediction is last week's value until
   two weeks and an hour of history add its trend term.
 
 ## Detection latency of RunawaySpend
