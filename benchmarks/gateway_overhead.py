@@ -295,6 +295,24 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def tree_cpu_ns(pid: int) -> int:
+    """Nanoseconds on CPU of a process, its threads and its children (nginx's worker),
+    from /proc schedstat: finer than the 10 ms ticks of cpu_seconds."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+            children = (task / "children").read_text().split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # a thread that just ended
+        total += sum(tree_cpu_ns(int(child)) for child in children)
+    return total
+
+
+def target_cpu_ns(target: Target) -> int:
+    return sum(tree_cpu_ns(proc.pid) for proc in target.procs if proc.pid is not None)
+
+
 def gateway_requests(metrics_url: str) -> float:
     import urllib.request
 
@@ -362,6 +380,7 @@ def run(args: argparse.Namespace) -> str:
 
         modes = [False, True]
         lat: dict[tuple[str, bool], list[tuple[float, float]]] = {}
+        cpu_at_rate: dict[tuple[str, bool], list[float]] = {}
         rps: dict[tuple[str, bool], list[float]] = {}
         for round_no in range(args.rounds):
             for stream in modes:
@@ -369,8 +388,14 @@ def run(args: argparse.Namespace) -> str:
                     rate_s = args.rate_seconds
                     if target.name == "litellm":
                         rate_s = min(rate_s, args.litellm_seconds)
+                    cpu_before = target_cpu_ns(target)
                     lat.setdefault((target.name, stream), []).append(
                         fixed_rate(target.url, target.key, stream, args.rate, rate_s)
+                    )
+                    # The warm-up requests of fixed_rate count too: one second's worth.
+                    sent = args.rate * (rate_s + 1)
+                    cpu_at_rate.setdefault((target.name, stream), []).append(
+                        (target_cpu_ns(target) - cpu_before) / sent / 1e6
                     )
                     rps.setdefault((target.name, stream), []).append(
                         max_rps(
@@ -387,7 +412,7 @@ def run(args: argparse.Namespace) -> str:
         for target in targets:
             target.stop()
 
-    return report(args, targets, lat, rps, samples, skipped)
+    return report(args, targets, lat, rps, cpu_at_rate, samples, skipped)
 
 
 def report(
@@ -395,6 +420,7 @@ def report(
     targets: list[Target],
     lat: dict[tuple[str, bool], list[tuple[float, float]]],
     rps: dict[tuple[str, bool], list[float]],
+    cpu_at_rate: dict[tuple[str, bool], list[float]],
     samples: list[tuple[int, int, float]],
     skipped: dict[str, str],
 ) -> str:
@@ -412,7 +438,9 @@ def report(
         "aispend-asyncio is the same gateway on the standard asyncio loop; aiohttp-bare "
         "is a pass-through proxy on the same HTTP stack doing none of the gateway's work "
         "(`benchmarks/_bare_aiohttp_proxy.py`), the floor of that stack; nginx is the "
-        "floor of a plain reverse proxy.",
+        "floor of a plain reverse proxy. CPU per request at the fixed rate: time on CPU "
+        "of the path's own processes (the direct row: the upstream's) over the fixed-rate "
+        "run, from /proc schedstat, divided by the requests sent.",
         "",
         f"Machine: {os.cpu_count()} CPUs, {platform.platform()}, Python "
         f"{platform.python_version()}. The load generators run on the same machine.",
@@ -421,9 +449,9 @@ def report(
         + " ".join(sys.argv[1:])
         + "`",
         "",
-        "| path | mode | added p50 (ms) | added p99 (ms) | p50 (ms) | max req/s at "
-        f"{args.concurrency} conns |",
-        "|---|---|---|---|---|---|",
+        "| path | mode | added p50 (ms) | added p99 (ms) | p50 (ms) | CPU ms per request "
+        f"at {args.rate:.0f} req/s | max req/s at {args.concurrency} conns |",
+        "|---|---|---|---|---|---|---|",
     ]
     for stream in (False, True):
         direct_rounds = lat[("direct", stream)]
@@ -434,8 +462,9 @@ def report(
             p50 = median([r[0] for r in rounds])
             mode = "stream" if stream else "json"
             added = "— | —" if target.name == "direct" else f"{added50:+.2f} | {added99:+.2f}"
+            cpu = median(cpu_at_rate[(target.name, stream)])
             lines.append(
-                f"| {target.name} | {mode} | {added} | {p50:.2f} | "
+                f"| {target.name} | {mode} | {added} | {p50:.2f} | {cpu:.3f} | "
                 f"{median(rps[(target.name, stream)]):,.0f} |"
             )
     lines += ["", "aispend gateway RSS while serving requests (KiB):", ""]

@@ -33,3 +33,6 @@ def test_benchmark_smoke() -> None:
     assert rows == [("direct", "json"), ("aispend", "json"), ("direct", "stream"),
                     ("aispend", "stream")]  # fmt: skip
     assert re.search(r"^\| [\d,]+ \| [\d,]+ \|$", out, re.M)  # an RSS sample
+    # CPU per request at the fixed rate, read from /proc: a real, positive figure per row.
+    cpu = re.findall(r"^\| (?:direct|aispend) \| \w+ \|(?: [^|]+ \|){3} ([\d.]+) \|", out, re.M)
+    assert len(cpu) == 4 and all(float(c) > 0 for c in cpu), out
