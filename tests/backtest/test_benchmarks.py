@@ -6,6 +6,7 @@ alert-rules/, and write their section into a temporary markdown file.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -40,6 +41,9 @@ def test_detection_quality_tiny(tmp_path: Path) -> None:
     assert "benchmarks/detection_quality.py --limit 1 --days 3" in text
     assert "### Spend traces: 1 series, 3.0 series-days" in text
     assert "### NAB realKnownCause" in text
+    # The NAB sets summed, with the goal's verdict per aispend row.
+    assert "### NAB realKnownCause, all sets summed:" in text
+    assert re.search(r"^- aispend rules, all warning/critical alerts: (met|NOT met)$", text, re.M)
     for detector in ("aispend rules, all", "static_150pct_of_30d_avg", "zscore_14d_gt_2.5"):
         assert detector in text
 
@@ -50,3 +54,30 @@ def test_forecast_accuracy_tiny(tmp_path: Path) -> None:
     assert "## Forecast accuracy (month-end spend)" in text
     assert "benchmarks/forecast_accuracy.py --limit 1 --days 3" in text
     assert "1 teams, 0 complete months" in text
+
+
+def test_nab_sets_are_summed_per_detector() -> None:
+    """The pooled NAB rows add caught, incidents and false alarms over the sets, and the
+    goal verdict needs higher recall and fewer false alarms than every baseline."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import detection_quality as dq
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+
+    def row(name: str, caught: str, false: int) -> dq.Row:
+        return dq.Row(name, None, caught, None, false, 0.0, None, None, None, {})
+
+    set_a = [row("aispend x", "1/2", 1), row("baseline `a`", "0/2", 3)]
+    set_b = [row("aispend x", "2/3", 0), row("baseline `a`", "1/3", 0)]
+    rows, days = dq.pooled([(set_a, 20.0), (set_b, 40.0)])
+    assert days == 60.0
+    assert [(r.detector, r.caught, r.false_alarms, r.false_per_team_30d) for r in rows] == [
+        ("aispend x", "3/5", 1, 0.5),
+        ("baseline `a`", "1/5", 3, 1.5),
+    ]
+    assert rows[0].recall == 0.6
+    assert dq._better_than_baselines(rows[0], rows)
+    # Higher recall with as many false alarms as a baseline is not better.
+    tied, _ = dq.pooled([([row("aispend x", "3/5", 3), row("baseline `a`", "1/5", 3)], 30.0)])
+    assert not dq._better_than_baselines(tied[0], tied)
