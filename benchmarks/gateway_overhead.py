@@ -97,9 +97,12 @@ def start_upstream(tmp: Path) -> Target:
 
 
 def start_aispend(
-    tmp: Path, upstream_base: str, event_loop: str = "auto", name: str = "aispend"
-) -> Target:
-    data = yaml.safe_load((REPO / "aispend.example.yaml").read_text())
+    tmp: Path, upstream_base: str, event_loop: str = "auto", name: str = "aispend",
+    tree: Path = REPO,
+) -> Target:  # fmt: skip
+    """`aispend gateway` from the source tree `tree` (`python -m` runs the package in
+    its working directory: a git worktree of another commit runs that commit's code)."""
+    data = yaml.safe_load((tree / "aispend.example.yaml").read_text())
     data["sources"] = {
         "gateway": {
             "upstreams": {"openai": {"base_url": upstream_base}},
@@ -116,7 +119,7 @@ def start_aispend(
          "--listen", f"127.0.0.1:{port}", "--event-loop", event_loop],
         tmp / f"{name}.log",
         ready_url=f"http://127.0.0.1:{port}/healthz",
-        cwd=REPO,
+        cwd=tree,
     )  # fmt: skip
     proc.start()
     proc.wait_ready(60)

@@ -36,3 +36,22 @@ def test_benchmark_smoke() -> None:
     # CPU per request at the fixed rate, read from /proc: a real, positive figure per row.
     cpu = re.findall(r"^\| (?:direct|aispend) \| \w+ \|(?: [^|]+ \|){3} ([\d.]+) \|", out, re.M)
     assert len(cpu) == 4 and all(float(c) > 0 for c in cpu), out
+
+
+def test_ab_benchmark_smoke() -> None:
+    """benchmarks/gateway_ab.py on this tree, one tiny round: every path gets a row with
+    its added p50 and a positive CPU figure; uvicorn-bare is skipped with the reason."""
+    result = subprocess.run(
+        [sys.executable, "benchmarks/gateway_ab.py", "--rounds", "1", "--rate", "20",
+         "--seconds", "0.5", "--uvicorn-lib", "/nonexistent/uvicorn-lib"],
+        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout
+    assert "skipped: uvicorn not installed under /nonexistent/uvicorn-lib" in out
+    rows = dict(re.findall(r"^\| (direct|aiohttp-bare|aispend\[0\]) \| (.+) \|$", out, re.M))
+    assert set(rows) == {"direct", "aiohttp-bare", "aispend[0]"}, out
+    for name, cells in rows.items():
+        added, cpu = (c.strip() for c in cells.split("|"))
+        assert added == "—" if name == "direct" else re.fullmatch(r"[+-]\d+\.\d\d", added)
+        assert float(cpu) > 0
