@@ -136,15 +136,17 @@ class Pricer:
         self._cache: dict[tuple[str, str], _Entry] = {}
         self._logged_unknown: set[tuple[str, str]] = set()
 
+    def label(self, provider: str, model: str) -> str:
+        """The model label `price` reports for `model` ("other" when unknown), without
+        pricing anything: the gateway labels every request with it before forwarding."""
+        entry = self._entry(provider, model)
+        if entry.rates is None and entry.model is None:
+            self._log_unknown(provider, model)
+            return OTHER
+        return entry.name
+
     def price(self, provider: str, model: str, usage: TokenUsage) -> PriceResult:
-        key = (provider, model)
-        entry = self._cache.get(key)
-        now = time.monotonic()
-        if entry is None or now - entry.resolved_at > _RATES_TTL_S:
-            entry = self._resolve(provider, model, now)
-            if len(self._cache) > 10_000:  # bounded: model names can come from clients
-                self._cache.clear()
-            self._cache[key] = entry
+        entry = self._entry(provider, model)
         if entry.rates is not None:
             return PriceResult(entry.rates.cost(usage), True, entry.name)
         if entry.model is None:
@@ -153,6 +155,17 @@ class Pricer:
         return PriceResult(self._calc(entry, model, usage), True, entry.name)
 
     # ------------------------------------------------------------ internals
+
+    def _entry(self, provider: str, model: str) -> _Entry:
+        key = (provider, model)
+        entry = self._cache.get(key)
+        now = time.monotonic()
+        if entry is None or now - entry.resolved_at > _RATES_TTL_S:
+            entry = self._resolve(provider, model, now)
+            if len(self._cache) > 10_000:  # bounded: model names can come from clients
+                self._cache.clear()
+            self._cache[key] = entry
+        return entry
 
     def _resolve(self, provider: str, model: str, now: float) -> _Entry:
         lowered = model.lower()

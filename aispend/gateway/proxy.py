@@ -34,8 +34,6 @@ from aispend.gateway.usage import SSEUsageReader, parse_body
 from aispend.metrics import OTHER
 from aispend.pricing import Pricer, TokenUsage
 
-_ZERO = TokenUsage()
-
 # Never forwarded upstream: hop-by-hop headers, the client's key, our own headers.
 _DROP_REQUEST = frozenset(
     {
@@ -388,7 +386,7 @@ class Proxy:
         return model if isinstance(model, str) and model else OTHER
 
     def _label_model(self, provider: str, model: str) -> str:
-        return self._pricer.price(provider, model, _ZERO).model
+        return self._pricer.label(provider, model)
 
     def _set_response_model(
         self, route: routes.Route, outcome: _Outcome, response_model: str | None

@@ -142,3 +142,29 @@ def test_unfamiliar_provider_label_matches_on_model() -> None:
     assert result.priced is True
     assert result.model == "gpt-4o"
     assert result.total == pytest.approx(_expected("openai", "gpt-4o", usage), rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("provider", "model"),
+    [("openai", "gpt-4o-mini"), ("openai", "gpt-4o-mini-2024-07-18"), ("azure", "gpt-4o"),
+     ("anthropic", "claude-3-5-haiku-latest"), ("openai", "My-Model"), ("openai", "no-such"),
+     ("some-proxy", "gpt-4o")],
+)  # fmt: skip
+def test_label_is_the_model_price_reports(provider: str, model: str) -> None:
+    pricer = Pricer(Prices(models={"my-model": ModelPrice(input_per_mtok=1, output_per_mtok=2)}))
+    label = pricer.label(provider, model)
+    assert label == pricer.price(provider, model, TokenUsage(input=5, output=5)).model
+    if model == "no-such":
+        assert label == "other"
+    elif model == "My-Model":
+        assert label == "my-model"  # the override's own spelling
+    else:
+        assert label != "other"
+
+
+def test_label_of_unknown_model_logs_once_with_price(caplog: pytest.LogCaptureFixture) -> None:
+    pricer = Pricer(Prices())
+    assert pricer.label("openai", "no-such-model") == "other"
+    assert pricer.price("openai", "no-such-model", TokenUsage(input=1)).priced is False
+    assert pricer.label("openai", "no-such-model") == "other"
+    assert len([r for r in caplog.records if "no-such-model" in r.getMessage()]) == 1
