@@ -7,7 +7,10 @@ uvicorn-bare (`--uvicorn-lib`: uvicorn + httptools with the same aiohttp client)
 `aispend gateway` from each `--tree` (a git worktree per commit to compare). Every path
 runs at a fixed rate in every round, in turn; reported are the medians over rounds of
 the added p50 (the path's p50 minus the direct path's in the same round) and of the
-CPU per request of the path's own processes. Prints; writes nothing.
+CPU per request of the path's own processes. Prints; writes nothing. Pass the same
+tree twice for an A/A control: each process keeps its place on the CPUs for the whole
+run, and two copies of one tree differed by 35-51 us of CPU per request in one run, so
+smaller differences are not resolved by this method.
 
     git worktree add /tmp/before HEAD~1
     .venv/bin/python benchmarks/gateway_ab.py --tree /tmp/before --tree . --rounds 6
