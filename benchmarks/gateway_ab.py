@@ -28,25 +28,14 @@ from pathlib import Path
 
 import gateway_overhead as bench
 
-from aispend.procs import ManagedProcess
-
 
 def start_bare_uvicorn(tmp: Path, upstream_base: str, lib: Path) -> bench.Target | str:
     if not (lib / "uvicorn").is_dir():
         return f"uvicorn not installed under {lib} (pip install --target {lib} uvicorn httptools)"
-    port = bench.free_port()
-    proc = ManagedProcess(
-        "uvicorn-bare",
-        [sys.executable, str(Path(__file__).parent / "_bare_uvicorn_proxy.py"),
-         upstream_base, str(port)],
-        tmp / "uvicorn-bare.log",
-        ready_url=f"http://127.0.0.1:{port}/healthz",
-        env={**os.environ, "PYTHONPATH": str(lib)},
-    )  # fmt: skip
-    proc.start()
-    proc.wait_ready(60)
-    url = f"http://127.0.0.1:{port}/v1/chat/completions"
-    return bench.Target("uvicorn-bare", url, procs=[proc])
+    env = {**os.environ, "PYTHONPATH": str(lib)}
+    return bench.start_bare_proxy(
+        tmp, upstream_base, "uvicorn-bare", "_bare_uvicorn_proxy.py", env=env
+    )
 
 
 def main() -> int:

@@ -126,19 +126,26 @@ def start_aispend(
     return Target(name, f"http://127.0.0.1:{port}/v1/chat/completions", procs=[proc])
 
 
-def start_bare_aiohttp(tmp: Path, upstream_base: str) -> Target:
+def start_bare_proxy(
+    tmp: Path, upstream_base: str, name: str, script: str, env: dict[str, str] | None = None
+) -> Target:
+    """One of the bare pass-through proxies of benchmarks/ (argv: UPSTREAM_BASE_URL PORT)."""
     port = free_port()
     proc = ManagedProcess(
-        "aiohttp-bare",
-        [sys.executable, str(Path(__file__).parent / "_bare_aiohttp_proxy.py"),
-         upstream_base, str(port)],
-        tmp / "aiohttp-bare.log",
+        name,
+        [sys.executable, str(Path(__file__).parent / script), upstream_base, str(port)],
+        tmp / f"{name}.log",
         ready_url=f"http://127.0.0.1:{port}/healthz",
         cwd=REPO,
-    )  # fmt: skip
+        env=env,
+    )
     proc.start()
     proc.wait_ready(60)
-    return Target("aiohttp-bare", f"http://127.0.0.1:{port}/v1/chat/completions", procs=[proc])
+    return Target(name, f"http://127.0.0.1:{port}/v1/chat/completions", procs=[proc])
+
+
+def start_bare_aiohttp(tmp: Path, upstream_base: str) -> Target:
+    return start_bare_proxy(tmp, upstream_base, "aiohttp-bare", "_bare_aiohttp_proxy.py")
 
 
 def start_nginx(tmp: Path, upstream_port: int) -> Target | str:
