@@ -74,13 +74,8 @@ def main() -> int:
         for round_no in range(args.rounds):
             direct_p50 = 0.0
             for target in targets:
-                before = bench.target_cpu_ns(target)
-                p50, _ = bench.fixed_rate(target.url, target.key, args.stream, args.rate,
-                                          args.seconds)  # fmt: skip
-                sent = args.rate * (args.seconds + 1)  # fixed_rate warms up for one second
-                cpu.setdefault(target.name, []).append(
-                    (bench.target_cpu_ns(target) - before) / sent / 1e3
-                )
+                p50, _, cpu_ms = bench.measure_at_rate(target, args.stream, args.rate, args.seconds)
+                cpu.setdefault(target.name, []).append(cpu_ms * 1e3)
                 if target is direct:
                     direct_p50 = p50
                 else:

@@ -49,6 +49,8 @@ from _docs import write_section as write_doc_section  # noqa: E402
 CLIENT_KEY = "sk-aispend-demo-search-ranker"
 LITELLM_VENV = Path("/tmp/litellm-venv")
 SECTION = "## Gateway overhead"
+WARM_UP_SECONDS = 1.0
+"""`fixed_rate` first sends this many seconds' worth of requests, one at a time."""
 
 
 def free_port() -> int:
@@ -246,7 +248,7 @@ async def _fixed_rate(url: str, key: str, stream: bool, rate: float, seconds: fl
                     raise RuntimeError(f"{url}: HTTP {response.status}")
             latencies.append(time.perf_counter() - t0)
 
-        for _ in range(int(rate)):  # warm the connection pool and caches
+        for _ in range(int(rate * WARM_UP_SECONDS)):  # warm the connection pool and caches
             await one()
         latencies.clear()
         tasks = []
@@ -268,6 +270,17 @@ def fixed_rate(
     p50 = statistics.median(lat)
     p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
     return p50 * 1000, p99 * 1000
+
+
+def measure_at_rate(
+    target: Target, stream: bool, rate: float, seconds: float
+) -> tuple[float, float, float]:
+    """`fixed_rate`'s p50 and p99 (ms), and the CPU time of the target's own processes
+    per request sent (ms), the warm-up requests included."""
+    before = target_cpu_ns(target)
+    p50, p99 = fixed_rate(target.url, target.key, stream, rate, seconds)
+    sent = int(rate * WARM_UP_SECONDS) + int(rate * seconds)
+    return p50, p99, (target_cpu_ns(target) - before) / sent / 1e6
 
 
 def max_rps(
@@ -398,15 +411,9 @@ def run(args: argparse.Namespace) -> str:
                     rate_s = args.rate_seconds
                     if target.name == "litellm":
                         rate_s = min(rate_s, args.litellm_seconds)
-                    cpu_before = target_cpu_ns(target)
-                    lat.setdefault((target.name, stream), []).append(
-                        fixed_rate(target.url, target.key, stream, args.rate, rate_s)
-                    )
-                    # The warm-up requests of fixed_rate count too: one second's worth.
-                    sent = args.rate * (rate_s + 1)
-                    cpu_at_rate.setdefault((target.name, stream), []).append(
-                        (target_cpu_ns(target) - cpu_before) / sent / 1e6
-                    )
+                    p50, p99, cpu = measure_at_rate(target, stream, args.rate, rate_s)
+                    lat.setdefault((target.name, stream), []).append((p50, p99))
+                    cpu_at_rate.setdefault((target.name, stream), []).append(cpu)
                     rps.setdefault((target.name, stream), []).append(
                         max_rps(
                             target.url, stream, args.concurrency, args.duration, tmp, target.key
