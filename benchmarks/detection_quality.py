@@ -63,7 +63,8 @@ BETTER_THAN_BASELINES = "better than both baselines (higher recall and fewer fal
 class Row:
     detector: str
     recall: float | None
-    caught: str
+    caught: int
+    incidents: int
     precision: float | None
     false_alarms: int
     false_per_team_30d: float
@@ -94,7 +95,8 @@ def score_rows(data: Dataset, name: str, episodes: list[Episode], warm_up: int =
     return Row(
         name,
         s.recall,
-        f"{s.caught}/{s.incidents}",
+        s.caught,
+        s.incidents,
         s.precision,
         s.false_alarms,
         round(s.false_alarms / (team_days / 30), 2) if team_days else 0.0,
@@ -162,7 +164,8 @@ def table(rows: list[Row], with_runaway: bool) -> str:
     lines = [head, sep]
     for r in rows:
         line = (
-            f"| {r.detector} | {fmt_ratio(r.recall)} | {r.caught} | {fmt_ratio(r.precision)} | "
+            f"| {r.detector} | {fmt_ratio(r.recall)} | {r.caught}/{r.incidents} | "
+            f"{fmt_ratio(r.precision)} | "
             f"{r.false_alarms} | {r.false_per_team_30d:.2f} | {fmt_duration(r.delay_median)} | "
             f"{fmt_duration(r.delay_p90)} |"
         )
@@ -213,10 +216,11 @@ def pooled(sets: list[tuple[list[Row], float]]) -> tuple[list[Row], float]:
     for i, first in enumerate(sets[0][0]):
         rows = [set_rows[i] for set_rows, _ in sets]
         assert all(r.detector == first.detector for r in rows)
-        caught, incidents = (sum(int(r.caught.split("/")[k]) for r in rows) for k in (0, 1))
+        caught = sum(r.caught for r in rows)
+        incidents = sum(r.incidents for r in rows)
         false = sum(r.false_alarms for r in rows)
         row = Row(
-            first.detector, caught / incidents if incidents else None, f"{caught}/{incidents}",
+            first.detector, caught / incidents if incidents else None, caught, incidents,
             None, false, round(false / (days / 30), 2) if days else 0.0, None, None, None, {},
         )  # fmt: skip
         out.append(row)
@@ -229,7 +233,7 @@ def pooled_table(rows: list[Row]) -> str:
         "|---|---|---|---|---|",
     ]
     lines += [
-        f"| {r.detector} | {fmt_ratio(r.recall)} | {r.caught} | {r.false_alarms} | "
+        f"| {r.detector} | {fmt_ratio(r.recall)} | {r.caught}/{r.incidents} | {r.false_alarms} | "
         f"{r.false_per_team_30d:.2f} |"
         for r in rows
     ]

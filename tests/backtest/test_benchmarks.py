@@ -65,19 +65,19 @@ def test_nab_sets_are_summed_per_detector() -> None:
     finally:
         sys.path.remove(str(REPO / "benchmarks"))
 
-    def row(name: str, caught: str, false: int) -> dq.Row:
-        return dq.Row(name, None, caught, None, false, 0.0, None, None, None, {})
+    def row(name: str, caught: int, incidents: int, false: int) -> dq.Row:
+        return dq.Row(name, None, caught, incidents, None, false, 0.0, None, None, None, {})
 
-    set_a = [row("aispend x", "1/2", 1), row("baseline `a`", "0/2", 3)]
-    set_b = [row("aispend x", "2/3", 0), row("baseline `a`", "1/3", 0)]
+    set_a = [row("aispend x", 1, 2, 1), row("baseline `a`", 0, 2, 3)]
+    set_b = [row("aispend x", 2, 3, 0), row("baseline `a`", 1, 3, 0)]
     rows, days = dq.pooled([(set_a, 20.0), (set_b, 40.0)])
     assert days == 60.0
-    assert [(r.detector, r.caught, r.false_alarms, r.false_per_team_30d) for r in rows] == [
-        ("aispend x", "3/5", 1, 0.5),
-        ("baseline `a`", "1/5", 3, 1.5),
+    summed = [
+        (r.detector, r.caught, r.incidents, r.false_alarms, r.false_per_team_30d) for r in rows
     ]
+    assert summed == [("aispend x", 3, 5, 1, 0.5), ("baseline `a`", 1, 5, 3, 1.5)]
     assert rows[0].recall == 0.6
     assert dq._better_than_baselines(rows[0], rows)
     # Higher recall with as many false alarms as a baseline is not better.
-    tied, _ = dq.pooled([([row("aispend x", "3/5", 3), row("baseline `a`", "1/5", 3)], 30.0)])
+    tied, _ = dq.pooled([([row("aispend x", 3, 5, 3), row("baseline `a`", 1, 5, 3)], 30.0)])
     assert not dq._better_than_baselines(tied[0], tied)
