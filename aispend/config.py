@@ -29,6 +29,7 @@ from aispend.exporters.billing.settings import AzureCostSettings, FocusSettings
 from aispend.exporters.gpu.settings import GpuSettings
 from aispend.exporters.tokens.settings import AzureTokensSettings
 from aispend.gateway.settings import GatewaySettings
+from aispend.parsing import load_yaml
 
 Criticality = Literal["critical", "standard", "experimental"]
 Period = Literal["day", "month"]
@@ -186,7 +187,7 @@ def load_config(path: Path | str) -> Config:
 
 def parse_config(text: str, source: str = "<config>") -> Config:
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         raise ConfigError(source, [_yaml_issue(exc)]) from exc
     if not isinstance(data, dict):

@@ -18,13 +18,13 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import itertools
-import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from aispend import metrics
+from aispend.parsing import loads_json
 
 REQUIRED_COLUMNS = ("timestamp", "team", "cost")
 OPTIONAL_COLUMNS = ("project", "agent", "model", "source")
@@ -313,8 +313,8 @@ def _focus_team(path: Path, line: int, tags: str | None, team_tag: str) -> str:
     if not tags or tags.strip() in ("", "NULL"):
         return metrics.UNTAGGED_TEAM
     try:
-        parsed = json.loads(tags)
-    except json.JSONDecodeError:
+        parsed = loads_json(tags)
+    except ValueError:
         raise HistoryError(f"{path} line {line}: Tags is not a JSON object") from None
     if not isinstance(parsed, dict):
         raise HistoryError(f"{path} line {line}: Tags is not a JSON object")

@@ -9,12 +9,12 @@ history unless the value is an object mapping team to windows.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aispend.backtest.history import format_timestamp, parse_timestamp
+from aispend.parsing import loads_json
 
 
 class LabelsError(Exception):
@@ -44,10 +44,10 @@ class Labels:
 def read_labels_file(path: Path | str) -> dict[str, Any]:
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = loads_json(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise LabelsError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except ValueError as exc:  # not JSON, too deep, or not UTF-8
         raise LabelsError(f"{path}: not JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise LabelsError(f"{path}: must be a JSON object of key -> list of [start, end]")

@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from aispend.parsing import load_yaml
+
 DEFAULT_INTERVAL = 60
 _NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _DURATION_RE = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
@@ -67,7 +69,7 @@ def load_rules(paths: Iterable[Path | str], default_interval: int = DEFAULT_INTE
     for path in paths:
         path = Path(path)
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = load_yaml(path.read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError) as exc:
             raise RulesError(f"{path}: cannot read rules: {exc}") from exc
         groups = (data or {}).get("groups") if isinstance(data, dict) else None

@@ -8,12 +8,13 @@ the demo and its e2e test see that a notification was delivered.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections import deque
 from typing import Any
 
 from aiohttp import web
+
+from aispend.parsing import loads_json
 
 MAX_KEPT = 1000
 Notifications = deque[dict[str, Any]]
@@ -23,7 +24,7 @@ NOTIFICATIONS = web.AppKey("notifications", Notifications)
 async def receive(request: web.Request) -> web.Response:
     raw = await request.read()
     try:
-        body: Any = json.loads(raw) if raw else None
+        body: Any = loads_json(raw) if raw else None
     except ValueError:
         body = raw.decode("utf-8", errors="replace")
     request.app[NOTIFICATIONS].append(

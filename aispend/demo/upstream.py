@@ -36,6 +36,8 @@ from typing import Any
 
 from aiohttp import web
 
+from aispend.parsing import loads_json
+
 FAIL_MODES = ("429", "500", "timeout", "truncate", "malformed")
 _REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 EMBEDDING_DIMS = 8
@@ -117,7 +119,7 @@ class DemoUpstream:
 
     async def _config(self, request: web.Request) -> web.Response:
         try:
-            changes = json.loads(await request.read())
+            changes = loads_json(await request.read())
             if not isinstance(changes, dict):
                 raise ValueError("body must be a JSON object")
             fields = {f.name for f in dataclasses.fields(Behaviour)}
@@ -147,7 +149,7 @@ class DemoUpstream:
             self.auth_failures += 1
             return _error(kind, 401, "invalid provider key", "authentication_error")
         try:
-            body = json.loads(await request.read())
+            body = loads_json(await request.read())
             if not isinstance(body, dict):
                 raise ValueError
         except ValueError:

@@ -12,7 +12,6 @@ Bad bodies get 400 (not JSON) or 422 (naming the field); nothing is stored then.
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import re
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from aispend.gateway.throttle import ThrottleRule, ThrottleTable, now_rfc3339
+from aispend.parsing import loads_json
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class AdminApi:
         if not _ID_RE.match(rule_id):
             return _error(400, "throttle id must be 1-128 characters of A-Z a-z 0-9 . _ -")
         try:
-            data = json.loads(await request.read())
+            data = loads_json(await request.read())
         except (ValueError, UnicodeDecodeError):
             return _error(400, "body must be a JSON object")
         try:

@@ -32,6 +32,7 @@ from aispend.gateway.metrics import GatewayMetrics
 from aispend.gateway.throttle import ThrottleTable
 from aispend.gateway.usage import SSEUsageReader, parse_body
 from aispend.metrics import OTHER
+from aispend.parsing import loads_json
 from aispend.pricing import Pricer, TokenUsage
 
 # Never forwarded upstream: hop-by-hop headers, the client's key, our own headers.
@@ -187,7 +188,7 @@ class Proxy:
         target = self._upstreams.get(route.provider)
         body = await request.read()
         try:
-            data = json.loads(body)
+            data = loads_json(body)
         except (ValueError, UnicodeDecodeError):
             data = None
         if not isinstance(data, dict):

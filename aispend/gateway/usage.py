@@ -21,10 +21,10 @@ and the caller counts it as unknown rather than guessing.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
+from aispend.parsing import loads_json
 from aispend.pricing import TokenUsage
 
 
@@ -98,7 +98,7 @@ class BodyResult:
 def parse_body(kind: str, body: bytes) -> BodyResult:
     """Usage and model of a whole (non-streamed) JSON response body."""
     try:
-        data = json.loads(body)
+        data = loads_json(body)
     except (ValueError, UnicodeDecodeError):
         return BodyResult(None, None, malformed=True)
     if not isinstance(data, dict):
@@ -238,6 +238,6 @@ def _event_data(event: bytes) -> bytes | None:
 
 def _loads(data: bytes) -> Any:
     try:
-        return json.loads(data)
+        return loads_json(data)
     except (ValueError, UnicodeDecodeError):
         return None

@@ -15,6 +15,7 @@ import yaml
 from pydantic import Field, ValidationError
 
 from aispend.configbase import StrictModel
+from aispend.parsing import load_yaml
 
 Severity = Literal["critical", "warning", "info"]
 
@@ -124,7 +125,7 @@ def load_tunables(path: Path | None) -> Tunables:
     if path is None:
         return Tunables()
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = load_yaml(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise TunablesError(f"{path}: cannot read: {exc}") from exc
     if not isinstance(data, dict):

@@ -157,3 +157,14 @@ def test_clip_keeps_intervals_in_range(tmp_path: Path) -> None:
     assert clipped.series[SeriesKey("a")] == [(T0 + 60, 1.0), (T0 + 120, 2.0)]
     with pytest.raises(HistoryError, match="no history left"):
         load_history(path).clip(T0 + 600, None)
+
+
+def test_focus_tags_nested_too_deeply_names_the_line(tmp_path: Path) -> None:
+    deep = "[" * 10_000  # deeper than json.loads recurses, within the CSV field limit
+    path = write(
+        tmp_path,
+        FOCUS_HEADER + f'1.5,2024-09-01 10:00:00,2024-09-01 11:00:00,AWS,"{deep}"\n',
+        "focus.csv",
+    )
+    with pytest.raises(HistoryError, match=r"focus.csv line 2: Tags is not a JSON object"):
+        load_history(path)

@@ -51,6 +51,7 @@ def test_label_key_is_the_longest_path_suffix(tmp_path: Path) -> None:
     [
         ("[1, 2]", "must be a JSON object"),
         ("{", "not JSON"),
+        ("[" * 100_000, "not JSON: JSON nested too deeply to parse"),
         ('{"h.csv": [["2026-08-01T00:00:00Z"]]}', r"h.csv\[0\]: must be \[start, end\]"),
         ('{"h.csv": [["2026-08-02T00:00:00Z", "2026-08-01T00:00:00Z"]]}', "end is before start"),
         ('{"h.csv": [["soon", "later"]]}', r"h.csv\[0\]: timestamp 'soon' is not RFC 3339"),

@@ -48,6 +48,11 @@ def test_config_check_cli_summarises_example():
 # (yaml body, expected error lines): each case breaks the config in one way.
 BAD_CONFIGS = [
     pytest.param("teams: [\n", ["(yaml line 2, column 1): invalid YAML"], id="bad-yaml"),
+    pytest.param(
+        "teams:\n  - " + "[" * 100_000,
+        ["(yaml): invalid YAML: YAML nested too deeply to parse"],
+        id="yaml-nested-deeper-than-the-parser-recurses",
+    ),
     pytest.param("- a\n- b\n", ["(top level): must be a mapping, got list"], id="not-a-mapping"),
     pytest.param(
         GOOD_HEAD + "budgetz: []\n",

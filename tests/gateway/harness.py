@@ -163,9 +163,11 @@ def chat(server: Server, key: str) -> tuple[int, dict[str, Any]]:
 
 
 def admin(server: Server, method: str, path: str, body: Any = None,
-          token: str | None = ADMIN_TOKEN) -> tuple[int, Any, dict[str, str]]:  # fmt: skip
-    """Call the admin API; returns (status, JSON body, headers)."""
-    data = json.dumps(body).encode() if body is not None else None
+          token: str | None = ADMIN_TOKEN, raw: bytes | None = None,
+          ) -> tuple[int, Any, dict[str, str]]:  # fmt: skip
+    """Call the admin API with `body` as JSON (or `raw` bytes); returns (status, JSON
+    body, headers)."""
+    data = raw if raw is not None else json.dumps(body).encode() if body is not None else None
     headers = {"Content-Type": "application/json"}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"

@@ -218,6 +218,14 @@ def test_bad_bodies_are_refused_and_nothing_is_stored(
     assert admin(gw, "GET", "/admin/throttles")[1] == {"throttles": []}
 
 
+@pytest.mark.parametrize("raw", [b"{not json", b"[" * 100_000, b"\xff\xfe"])
+def test_bodies_that_are_not_json_are_400_and_nothing_is_stored(gw: Server, raw: bytes) -> None:
+    got, answer, _ = admin(gw, "PUT", "/admin/throttles/bad", raw=raw)
+    assert got == 400
+    assert answer["error"]["message"] == "body must be a JSON object"
+    assert admin(gw, "GET", "/admin/throttles")[1] == {"throttles": []}
+
+
 def test_admin_needs_the_token(gw: Server) -> None:
     assert admin(gw, "GET", "/admin/throttles", token=None)[0] == 401
     assert admin(gw, "GET", "/admin/throttles", token="wrong")[0] == 401

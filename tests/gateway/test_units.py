@@ -76,11 +76,22 @@ def test_anthropic_stream_usage_is_cumulative_not_added() -> None:
 @pytest.mark.parametrize(
     "body",
     [b"{not json", b"[1, 2]", b'{"usage": {"prompt_tokens": -1}}',
-     b'{"usage": {"prompt_tokens": "12"}}', b'{"usage": {"prompt_tokens": true}}'],
+     b'{"usage": {"prompt_tokens": "12"}}', b'{"usage": {"prompt_tokens": true}}',
+     b"[" * 100_000],
 )  # fmt: skip
 def test_bad_bodies_give_no_usage(body: bytes) -> None:
     result = parse_body("chat", body)
     assert result.usage is None
+
+
+def test_too_deep_body_is_malformed_and_too_deep_event_is_skipped() -> None:
+    assert parse_body("chat", b"[" * 100_000).malformed
+    reader = SSEUsageReader("chat")
+    deep = b"data: " + b"[" * 100_000 + b"\n\n"
+    usage = b'data: {"model": "gpt-4o", "usage": {"prompt_tokens": 3, "completion_tokens": 2}}\n\n'
+    assert reader.feed(deep + usage + b"data: [DONE]\n\n") == [deep, usage, b"data: [DONE]\n\n"]
+    assert reader.usage == TokenUsage(input=3, output=2)
+    assert reader.done
 
 
 def test_missing_usage_is_none_not_zero() -> None:

@@ -38,6 +38,7 @@ from aispend.exporters.billing.model import (
     build_snapshot,
 )
 from aispend.exporters.billing.settings import CostColumn, FocusSettings, FocusTags
+from aispend.parsing import loads_json
 
 MANDATORY_COLUMNS: tuple[str, ...] = (
     "BilledCost",
@@ -467,7 +468,7 @@ def _bad_tag_lines(file: FocusFile, limit: int) -> Iterator[int]:
             if value in NULL_STRINGS:
                 continue
             try:
-                json.loads(value)
+                loads_json(value)
             except ValueError:
                 found += 1
                 yield reader.line_num

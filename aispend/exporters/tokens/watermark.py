@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from aispend.parsing import loads_json
+
 TokenKey = tuple[str, str, str, str, str, str, str]
 """team, project, agent, provider, model, source, token_type"""
 CostKey = tuple[str, str, str, str, str, str]
@@ -47,7 +49,7 @@ def load_state(path: Path) -> State:
     except OSError as exc:
         raise StateError(f"{path}: cannot read the tokens state file: {exc}") from exc
     try:
-        data = json.loads(text)
+        data = loads_json(text)
         if data.get("version") != VERSION:
             raise ValueError(f"unknown version {data.get('version')!r}")
         return State(
