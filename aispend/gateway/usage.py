@@ -16,7 +16,9 @@ Wire formats (as documented by the providers):
   sometimes input too) `message_delta`.
 
 Usage parsers never raise on odd input: a missing or malformed usage gives None
-and the caller counts it as unknown rather than guessing.
+and the caller counts it as unknown rather than guessing. A count above MAX_TOKENS is
+malformed too: no model reads or writes that many tokens in one request, and billing
+it would put a cost in the counters that no later sample can take back.
 """
 
 from __future__ import annotations
@@ -27,10 +29,14 @@ from typing import Any
 from aispend.parsing import loads_json
 from aispend.pricing import TokenUsage
 
+MAX_TOKENS = 1_000_000_000
+"""The most tokens of one kind one request may report: 100x the largest context
+windows (about 10M tokens)."""
+
 
 def _int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError("token count must be a non-negative integer")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TOKENS:
+        raise ValueError(f"token count must be an integer from 0 to {MAX_TOKENS}")
     return value
 
 

@@ -12,7 +12,7 @@ from aispend.config import ApiKey, Config, Team
 from aispend.gateway.attribution import Attributor, client_key
 from aispend.gateway.cli import new_event_loop
 from aispend.gateway.throttle import ThrottleRule, ThrottleStore, ThrottleTable
-from aispend.gateway.usage import SSEUsageReader, parse_body
+from aispend.gateway.usage import MAX_TOKENS, SSEUsageReader, parse_body
 from aispend.pricing import TokenUsage
 
 
@@ -77,7 +77,11 @@ def test_anthropic_stream_usage_is_cumulative_not_added() -> None:
     "body",
     [b"{not json", b"[1, 2]", b'{"usage": {"prompt_tokens": -1}}',
      b'{"usage": {"prompt_tokens": "12"}}', b'{"usage": {"prompt_tokens": true}}',
-     b"[" * 100_000],
+     b"[" * 100_000,
+     # More tokens than any request can hold: an upstream fault, never billed.
+     b'{"usage": {"prompt_tokens": 1000000001}}',
+     b'{"usage": {"prompt_tokens": 1%s}}' % (b"0" * 400),
+     b'{"usage": {"prompt_tokens": 5, "completion_tokens": 1e400}}'],
 )  # fmt: skip
 def test_bad_bodies_give_no_usage(body: bytes) -> None:
     result = parse_body("chat", body)
@@ -92,6 +96,11 @@ def test_too_deep_body_is_malformed_and_too_deep_event_is_skipped() -> None:
     assert reader.feed(deep + usage + b"data: [DONE]\n\n") == [deep, usage, b"data: [DONE]\n\n"]
     assert reader.usage == TokenUsage(input=3, output=2)
     assert reader.done
+
+
+def test_the_largest_plausible_count_is_billed() -> None:
+    body = b'{"usage": {"prompt_tokens": %d, "completion_tokens": 0}}' % MAX_TOKENS
+    assert parse_body("chat", body).usage == TokenUsage(input=MAX_TOKENS, output=0)
 
 
 def test_missing_usage_is_none_not_zero() -> None:
