@@ -179,7 +179,19 @@ def test_malformed_tags_name_the_line(tmp_path: Path) -> None:
     path = _bad_copy(tmp_path, 301, "Tags", '{"business_unit": "Lagos')
     with pytest.raises(FocusError) as err:
         FocusReader([str(path)], tags=TAGS).daily()
-    assert str(err.value) == f"{path}: column Tags is not a JSON object on lines 301"
+    assert str(err.value) == f"{path}: column Tags is not a JSON object on line 301"
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-inf", "1e400"])
+def test_cost_that_is_not_finite_names_the_line(tmp_path: Path, value: str) -> None:
+    # The exporter reads costs as DOUBLE, which takes these; the exact summary's
+    # DECIMAL refuses them on its own.
+    path = _bad_copy(tmp_path, 42, "EffectiveCost", value)
+    with pytest.raises(FocusError) as err:
+        FocusReader([str(path)], tags=TAGS).daily()
+    assert str(err.value) == f"{path}: column EffectiveCost is NaN or infinite on line 42"
+    with pytest.raises(FocusError, match=f"{path}: line 42: "):
+        FocusReader([str(path)]).summarize(["ProviderName"])
 
 
 def test_short_row_names_the_line(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ import datetime as dt
 import glob
 import gzip
 import json
+import math
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -272,6 +273,12 @@ class FocusReader:
         if bad:
             raise FocusError(_bad_tags_message(files, str(bad[0][0])))
 
+    def _check_costs(self, con: Any, table: str, files: Sequence[FocusFile]) -> None:
+        """NaN, Infinity or an overflowing sum: DOUBLE takes them, an exporter must not."""
+        bad = self._run(con, f"SELECT count(*) FROM {table} WHERE NOT isfinite(cost)", files)
+        if bad[0][0]:
+            raise FocusError(_bad_costs_message(files, self.cost_column))
+
     # ------------------------------------------------------------ exporter figures
 
     def daily(self, resource_cap: int | None = None) -> DailyResult:
@@ -312,6 +319,7 @@ class FocusReader:
             files,
         )
         self._check_tags(con, "agg", files)
+        self._check_costs(con, "agg", files)
         null_days = self._run(con, "SELECT count(*) FROM agg WHERE start IS NULL", files)
         if null_days[0][0]:
             raise FocusError(
@@ -448,32 +456,59 @@ def _failing_file(text: str, files: Sequence[FocusFile]) -> str | None:
 def _bad_tags_message(files: Sequence[FocusFile], sample: str) -> str:
     """Find the lines with invalid Tags JSON (only on this error path: a Python scan)."""
     for f in files:
-        lines = list(_bad_tag_lines(f, limit=5))
+        lines = list(_bad_lines(f, "Tags", _not_json, limit=5))
         if lines:
-            where = ", ".join(str(n) for n in lines)
-            what = "rows" if f.parquet else "lines"
-            return f"{f.path}: column Tags is not a JSON object on {what} {where}"
+            return f"{f.path}: column Tags is not a JSON object on {_lines(lines)}"
     return f"column Tags is not valid JSON: {sample[:80]!r}"
 
 
-def _bad_tag_lines(file: FocusFile, limit: int) -> Iterator[int]:
-    if file.parquet or "Tags" not in file.columns:
+def _bad_costs_message(files: Sequence[FocusFile], column: str) -> str:
+    """Find the lines whose cost is not a finite number (only on this error path)."""
+    for f in files:
+        lines = list(_bad_lines(f, column, _not_finite, limit=5))
+        if lines:
+            return f"{f.path}: column {column} is NaN or infinite on {_lines(lines)}"
+    paths = ", ".join(str(f.path) for f in files)
+    return f"{paths}: column {column} is NaN or infinite, or its sum overflows"
+
+
+def _lines(numbers: list[int]) -> str:
+    return ("line " if len(numbers) == 1 else "lines ") + ", ".join(str(n) for n in numbers)
+
+
+def _not_json(value: str) -> bool:
+    try:
+        loads_json(value)
+    except ValueError:
+        return True
+    return False
+
+
+def _not_finite(value: str) -> bool:
+    try:
+        return not math.isfinite(float(value))
+    except ValueError:
+        return False  # not a number at all: DuckDB's cast reports that itself
+
+
+def _bad_lines(
+    file: FocusFile, column: str, is_bad: Callable[[str], bool], limit: int
+) -> Iterator[int]:
+    """Line numbers of a CSV file (not Parquet) whose `column` value `is_bad`."""
+    if file.parquet or column not in file.columns:
         return
     opener = gzip.open if file.path.name.lower().endswith(".gz") else open
     found = 0
     with opener(file.path, "rt", encoding="utf-8-sig", newline="") as fh:
         reader = csv.DictReader(fh)
         for row in reader:
-            value = (row.get("Tags") or "").strip()
-            if value in NULL_STRINGS:
+            value = (row.get(column) or "").strip()
+            if value in NULL_STRINGS or not is_bad(value):
                 continue
-            try:
-                loads_json(value)
-            except ValueError:
-                found += 1
-                yield reader.line_num
-                if found >= limit:
-                    return
+            found += 1
+            yield reader.line_num
+            if found >= limit:
+                return
 
 
 class FocusSource:
