@@ -49,9 +49,14 @@ class ThrottleBody(BaseModel):
     @field_validator("expires_at")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
             raise ValueError("must be RFC 3339 with a time zone, e.g. 2025-01-31T12:00:00Z")
-        return value
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:  # 9999-12-31T23:59:59-14:00 is past year 9999 in UTC
+            raise ValueError("must be within years 1-9999 in UTC") from None
 
     @model_validator(mode="after")
     def _limits(self) -> ThrottleBody:

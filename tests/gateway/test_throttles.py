@@ -205,6 +205,17 @@ def test_expired_rule_is_ignored(gw: Server) -> None:
         ({"team": "search", "mode": "slow", "reason": "x"}, 422, "mode"),
         ({"team": "search", "mode": "rate", "requests_per_minute": -1}, 422, "requests_per_minute"),
         ({"team": "search", "mode": "block", "expires_at": "tomorrow"}, 422, "expires_at"),
+        # Valid RFC 3339, but outside years 1-9999 once in UTC.
+        (
+            {"team": "search", "mode": "block", "expires_at": "9999-12-31T23:59:59-14:00"},
+            422,
+            "expires_at",
+        ),
+        (
+            {"team": "search", "mode": "block", "expires_at": "0001-01-01T00:00:00+14:00"},
+            422,
+            "expires_at",
+        ),
         ({"team": "search", "mode": "block", "colour": "red"}, 422, "colour"),
     ],
 )
