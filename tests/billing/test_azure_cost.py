@@ -272,3 +272,17 @@ def test_other_currency_is_an_error(server: tuple[QueryServer, Path]) -> None:
     assert not cached.refresh()
     assert cached.error == (f"{SCOPE}: cost in EUR, but the config's currency is USD")
     assert cached.snapshot is None
+
+
+@pytest.mark.parametrize("cost", [float("nan"), float("inf"), "1e400"])
+def test_cost_that_is_not_finite_is_an_error(
+    server: tuple[QueryServer, Path], cost: object
+) -> None:
+    # Python's json (which azure-core uses) reads NaN and Infinity; float() takes 1e400.
+    srv, ca = server
+    srv.script(Reply(200, query_result([[cost, 20240914, "Storage", "team", "x", "USD"]])))
+    clock, sleeps = Clock(NOW), []
+    cached = CachedSource(make_source(srv, ca, clock, sleeps), clock)
+    assert not cached.refresh()
+    assert cached.error is not None and cached.error.startswith(f"{SCOPE}: bad Query row 0: ")
+    assert cached.snapshot is None

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -217,6 +218,8 @@ class AzureCostSource:
         for n, row in enumerate(rows):
             try:
                 cost = float(row[i_cost])
+                if not math.isfinite(cost):  # NaN, Infinity, 1e400
+                    raise ValueError("cost is not a finite number")
                 day = parse_usage_date(row[i_date])
             except (TypeError, ValueError, IndexError) as exc:
                 raise AzureCostError(f"{scope.scope}: bad Query row {n}: {row!r:.200}") from exc
