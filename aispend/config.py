@@ -104,10 +104,24 @@ class ModelPrice(StrictModel):
     """Anthropic 1-hour prompt-cache writes; unset: the cache-write price."""
 
 
+MAX_MODEL_NAME = 256
+"""The longest model name aispend looks up (genai-prices' longest is about 60)."""
+
+
 class Prices(StrictModel):
     models: dict[str, ModelPrice] = {}
     gpu: dict[str, Price] = {}
     """GPU hourly price by NVML model name (e.g. "NVIDIA H100 80GB HBM3")."""
+
+    @field_validator("models")
+    @classmethod
+    def _short_names(cls, value: dict[str, ModelPrice]) -> dict[str, ModelPrice]:
+        for name in value:
+            if len(name) > MAX_MODEL_NAME:
+                raise ValueError(
+                    f"model name {name[:40]!r}... is longer than {MAX_MODEL_NAME} characters"
+                )
+        return value
 
 
 class Sources(StrictModel):

@@ -34,7 +34,7 @@ import genai_prices
 from genai_prices import data_snapshot
 from genai_prices.types import ModelInfo, TieredPrices
 
-from aispend.config import Prices
+from aispend.config import MAX_MODEL_NAME, Prices
 from aispend.metrics import OTHER
 
 log = logging.getLogger(__name__)
@@ -114,6 +114,9 @@ class _Entry:
     resolved_at: float
 
 
+_UNKNOWN = _Entry(OTHER, None, None, None, 0.0)
+
+
 class Pricer:
     """Prices token usage; one instance per loaded config."""
 
@@ -157,6 +160,10 @@ class Pricer:
     # ------------------------------------------------------------ internals
 
     def _entry(self, provider: str, model: str) -> _Entry:
+        if len(model) > MAX_MODEL_NAME:
+            # Unknown without a lookup or a cache entry: matching a client's 10 MB name
+            # against every known model blocked the event loop for seconds.
+            return _UNKNOWN
         key = (provider, model)
         entry = self._cache.get(key)
         now = time.monotonic()
@@ -193,7 +200,7 @@ class Pricer:
         return float(result.total_price)
 
     def _log_unknown(self, provider: str, model: str) -> None:
-        key = (provider, model)
+        key = (provider, model[:MAX_MODEL_NAME])
         if key in self._logged_unknown or len(self._logged_unknown) >= _MAX_LOGGED_UNKNOWN:
             return
         self._logged_unknown.add(key)

@@ -7,8 +7,10 @@ import pytest
 from genai_prices.data import providers
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
-from aispend.config import ModelPrice, Prices
+from aispend import pricing
+from aispend.config import MAX_MODEL_NAME, ModelPrice, Prices
 from aispend.pricing import Pricer, PriceResult, TokenUsage, genai_usage
 
 PROVIDERS = ("openai", "azure", "anthropic")
@@ -134,6 +136,38 @@ def test_unknown_model_costs_zero_and_logs_once(caplog: pytest.LogCaptureFixture
         assert pricer.price("openai", "no-such-model", usage) == PriceResult(0.0, False, "other")
     warnings = [r for r in caplog.records if "no-such-model" in r.getMessage()]
     assert len(warnings) == 1
+
+
+def test_overlong_model_name_is_unknown_without_a_lookup(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A client's (or upstream's) 10 MB model name: matched against every known model
+    # it blocked the event loop for about 2 s on this machine, and the cache held it.
+    lookups: list[int] = []
+    real = pricing.data_snapshot.get_snapshot
+
+    def counting_snapshot() -> object:
+        lookups.append(1)
+        return real()
+
+    monkeypatch.setattr(pricing.data_snapshot, "get_snapshot", counting_snapshot)
+    pricer = Pricer(Prices())
+    name = "gpt-4o" + "x" * 10_000_000
+    usage = TokenUsage(input=10, output=10)
+    for _ in range(2):
+        assert pricer.label("openai", name) == "other"
+        assert pricer.price("openai", name, usage) == PriceResult(0.0, False, "other")
+    assert lookups == []
+    assert pricer.label("openai", "gpt-4o" + "y" * (MAX_MODEL_NAME - 6)) == "other"
+    assert lookups == [1]  # a name of the longest length looked up is still looked up
+    warnings = [r.getMessage() for r in caplog.records if "no price for model" in r.getMessage()]
+    assert len(warnings) == 2  # the overlong name once, the 256-character one once
+    assert all(len(w) < 500 for w in warnings)
+
+
+def test_override_name_longer_than_looked_up_is_a_config_error() -> None:
+    with pytest.raises(ValidationError, match=f"longer than {MAX_MODEL_NAME} characters"):
+        Prices(models={"m" * (MAX_MODEL_NAME + 1): ModelPrice(input_per_mtok=1, output_per_mtok=1)})
 
 
 def test_unfamiliar_provider_label_matches_on_model() -> None:
