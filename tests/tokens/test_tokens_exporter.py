@@ -282,3 +282,23 @@ def test_damaged_state_file_is_an_error_not_a_reset(tmp_path: Path) -> None:
     path.write_text('{"version": 1, "watermarks": {"azure_apim": "yesterday"}}')
     with pytest.raises(StateError, match=r"damaged .* fix or delete it"):
         load_state(path)
+
+
+@pytest.mark.parametrize("bad", [-300.0, float("nan"), float("inf")])
+def test_metric_point_that_is_not_a_count_fails_the_poll_and_counts_nothing(
+    azure: FakeAzureServer, tls: tuple[ssl.SSLContext, str], tmp_path: Path, bad: float
+) -> None:
+    # Python's json (azure-core's) reads NaN and Infinity; a negative total would make
+    # the token counter go down, which Prometheus reads as a reset.
+    fake = azure.fake
+    pts = fake.points[AOAI]
+    pts["ProcessedPromptTokens"]["gpt4o-prod"] += [(T0, 300.0), (T0 + timedelta(minutes=1), bad)]
+    config = load(azure, tmp_path)
+    poller = make_poller(config, tls[1], Clock(T0 + timedelta(minutes=10)))
+    poller.poll_once()
+    _, got = scrape(poller)
+    assert got[key(metrics.EXPORTER_UP.name, source=AOAI_SRC)] == 0.0
+    assert tok("support", "gpt-4o", AOAI_SRC, "input") not in got
+    settings = config.sources.azure_tokens
+    assert settings is not None
+    assert AOAI_SRC not in load_state(Path(settings.state_file)).watermarks

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from aispend.exporters.tokens.settings import AzureTokensSettings
-from aispend.exporters.tokens.usage import Usage
+from aispend.exporters.tokens.usage import Usage, token_count
 from aispend.metrics import UNATTRIBUTED_TEAM
 
 SOURCE = "azure_openai_metrics"
@@ -103,4 +103,6 @@ class AoaiMetricsSource:
                 for point in series.data:
                     if point.total is None or not start <= point.timestamp < end:
                         continue
-                    sums[(resource_id, deployment)][token_type] += int(point.total)
+                    sums[(resource_id, deployment)][token_type] += token_count(
+                        point.total, f"Azure Monitor metric {metric.name}"
+                    )

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from aispend.exporters.tokens.settings import AzureTokensSettings
-from aispend.exporters.tokens.usage import Usage
+from aispend.exporters.tokens.usage import SourceError, Usage, token_count
 from aispend.metrics import UNATTRIBUTED_TEAM
 
 SOURCE = "azure_apim"
@@ -33,9 +33,7 @@ QUERY = """ApiManagementGatewayLlmLog
 | summarize PromptTokens = sum(PromptTokens), CompletionTokens = sum(CompletionTokens)
     by ApimSubscriptionId, ProductId, ModelName, DeploymentName"""
 
-
-class SourceError(Exception):
-    """A poll of a source failed; the watermark stays where it was."""
+LOGS_RESULT = "Log Analytics result"
 
 
 def _iso(t: datetime) -> str:
@@ -80,18 +78,9 @@ class ApimLogsSource:
             deployment = row["DeploymentName"] or ""
             model = row["ModelName"] or settings.deployments.get(deployment) or deployment
             acc = sums[(team, project, agent, model)]
-            acc[0] += _count(row["PromptTokens"])
-            acc[1] += _count(row["CompletionTokens"])
+            acc[0] += token_count(row["PromptTokens"], LOGS_RESULT)
+            acc[1] += token_count(row["CompletionTokens"], LOGS_RESULT)
         return [
             Usage(team, project, agent, model, input=i, output=o)
             for (team, project, agent, model), (i, o) in sums.items()
         ]
-
-
-def _count(value: Any) -> int:
-    if value is None:
-        return 0
-    number = int(value)
-    if number < 0:
-        raise SourceError(f"negative token count {number} in Log Analytics result")
-    return number
