@@ -107,6 +107,25 @@ def test_command_failure_and_timeout(make_actuator, tmp_path):
     assert "timed out after 0.5s and was killed" in act.audit()[-1].error
 
 
+def test_label_value_with_a_nul_byte_is_an_error_not_a_retry_loop(make_actuator, tmp_path):
+    # JSON and Alertmanager carry "\u0000" in a label value; no environment variable
+    # can hold it, so the command cannot run: a recorded error, not a 500 to retry.
+    out = tmp_path / "calls.jsonl"
+    act = make_actuator(
+        {
+            "dry_run": False,
+            "rules": [{"name": "run", "match": {"action": "pause"}, "target": "script",
+                       "mode": "pause"}],
+            "targets": {"script": {"type": "command",
+                                   "apply": [sys.executable, "-c", SCRIPT, str(out)]}},
+        }
+    )  # fmt: skip
+    r = act.post(payload(alert(FP, action="pause", project="rank\u0000ing")))
+    assert (r.status_code, r.json()["alerts"][0]["result"]) == (200, "error")
+    assert act.audit()[-1].error.endswith("alert labels: embedded null byte")
+    assert not out.exists()
+
+
 def test_webhook_posts_summary(make_actuator, tmp_path):
     seen: list[Seen] = []
 

@@ -63,6 +63,8 @@ class CommandTarget:
             )
         except OSError as exc:
             raise TargetError(f"cannot run {argv[0]}: {exc.strerror or exc}", False) from exc
+        except ValueError as exc:  # a NUL byte in a label value: no environment can hold it
+            raise TargetError(f"cannot run {argv[0]}: alert labels: {exc}", False) from exc
         try:
             out, _ = await asyncio.wait_for(proc.communicate(), self.settings.timeout)
         except TimeoutError:
