@@ -49,6 +49,8 @@ class FakeArm:
         self.state = "active"
         self.seen: list[Seen] = []
         self.fail_with: int | None = None
+        self.garbage: bytes | None = None
+        """When set, an authorised request is answered 200 with this body."""
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -68,6 +70,8 @@ class FakeArm:
             return web.json_response({"error": {"code": "MissingApiVersionParameter"}}, status=400)
         if self.fail_with:
             return web.json_response({"error": {"code": "ServerBusy"}}, status=self.fail_with)
+        if self.garbage is not None:
+            return web.Response(body=self.garbage, content_type="application/json")
         if request.match_info["sid"] != "search-rerank-agent":
             return web.json_response({"error": {"code": "ResourceNotFound"}}, status=404)
         if request.method == "PATCH":
@@ -181,6 +185,16 @@ def test_errors_are_classified(arm):
     with pytest.raises(TargetError, match="HTTP 404") as err:
         asyncio.run(go())
     assert err.value.retryable is False
+
+
+@pytest.mark.parametrize("body", [b"<html>gateway timeout</html>", b"[" * 100_000])
+def test_answer_that_is_not_json_is_a_retryable_error(arm, body):
+    fake, server, ctx = arm
+    fake.garbage = body
+    with pytest.raises(TargetError) as err:
+        cycle(target(server, ctx, StaticCredential()))
+    assert err.value.retryable is True
+    assert fake.state == "active"
 
 
 def test_untrusted_certificate_is_refused(arm):

@@ -51,6 +51,8 @@ class FakeKubernetes:
             ("cronjobs", "research", "nightly-evals"): {"suspend": False, "labels": {}},
         }
         self.seen: list[Seen] = []
+        self.garbage: bytes | None = None
+        """When set, every authorised request is answered 200 with this body."""
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -71,6 +73,8 @@ class FakeKubernetes:
             return web.json_response({"kind": "Status", "code": 401}, status=401)
         if request.method == "PATCH" and request.content_type != "application/merge-patch+json":
             return web.json_response({"kind": "Status", "code": 415}, status=415)
+        if self.garbage is not None:
+            return web.Response(body=self.garbage, content_type="application/json")
         return None
 
     def _get(self, request: web.Request) -> dict[str, Any] | None:
@@ -278,6 +282,19 @@ def test_missing_object_and_bad_names_are_not_retryable(kube, kubeconfig):
     selector = make(kubeconfig, kind="StatefulSet", namespace="research", selector="agent=${agent}")
     with pytest.raises(TargetError, match="no StatefulSet in namespace research matches"):
         run(selector, action(agent="ghost"))
+
+
+@pytest.mark.parametrize("body", [b"<html>proxy error</html>", b"[" * 100_000, b"[1, 2]"])
+def test_answer_that_is_not_a_json_object_is_a_retryable_error(kube, kubeconfig, body):
+    # A proxy in front of the API server, or a broken one: deeper JSON than the parser
+    # recurses is bad input too, not a RecursionError out of the actuator.
+    fake, _ = kube
+    fake.garbage = body
+    target = make(kubeconfig, kind="Deployment", namespace="${team}", name="${agent}")
+    with pytest.raises(TargetError) as err:
+        run(target, action(team="search", agent="rerank-agent"))
+    assert err.value.retryable is True
+    assert fake.objects[("deployments", "search", "rerank-agent")]["replicas"] == 3
 
 
 def test_explicit_api_server_with_token_file_and_ca_file(kube, tmp_path, ca):

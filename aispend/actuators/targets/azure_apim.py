@@ -21,6 +21,7 @@ import aiohttp
 
 from aispend.actuators.settings import AzureApimTargetSettings
 from aispend.actuators.targets.base import Action, TargetError, render, status_retryable
+from aispend.parsing import loads_json
 
 _SID_RE = re.compile(r"^[A-Za-z0-9._~-]{1,256}$")
 
@@ -122,7 +123,7 @@ class AzureApimTarget:
                     )
                 if resp.status == 204:
                     return {}
-                data = await resp.json(content_type=None)
+                data = await resp.json(content_type=None, loads=loads_json)
         except TargetError:
             raise
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:

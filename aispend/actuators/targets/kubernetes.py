@@ -21,6 +21,7 @@ import aiohttp
 from aispend.actuators.settings import KubernetesTargetSettings
 from aispend.actuators.targets.base import Action, TargetError, render, status_retryable
 from aispend.actuators.targets.kubeauth import KubeAuth, load_auth
+from aispend.parsing import loads_json
 
 MERGE_PATCH = "application/merge-patch+json"
 _DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
@@ -154,7 +155,7 @@ class KubernetesTarget:
                         f"{method} {path}: HTTP {resp.status}: {text}",
                         status_retryable(resp.status),
                     )
-                data = await resp.json(content_type=None)
+                data = await resp.json(content_type=None, loads=loads_json)
         except TargetError:
             raise
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
