@@ -5,6 +5,10 @@ body or a file of 100,000 `[` raises RecursionError. Callers catch ValueError (J
 or yaml.YAMLError (YAML) as "bad input"; RecursionError is neither, so such input
 turned a 400 into a 500 and `aispend config check` into a traceback. These two
 functions raise the callers' own bad-input error instead.
+
+YAML mappings must not repeat a key: PyYAML keeps the last one silently, so a second
+`budgets:` block at the end of aispend.yaml dropped the first block's budgets.
+Prometheus and kubectl refuse duplicate keys in their files too.
 """
 
 from __future__ import annotations
@@ -25,9 +29,33 @@ def loads_json(data: str | bytes) -> Any:
         raise ValueError(f"JSON {TOO_DEEP}") from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a mapping key written twice (merge keys `<<` excepted)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node)
+            except TypeError:  # an unhashable key: construction below reports it
+                continue
+            if first is not key_node:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"found key {key!r} again (first on line {first.start_mark.line + 1})",
+                    key_node.start_mark,
+                )
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_yaml(text: str) -> Any:
-    """`yaml.safe_load`; yaml.YAMLError for any input that is not YAML, too deep included."""
+    """`yaml.safe_load` without duplicate keys; yaml.YAMLError for any input that is not
+    YAML, too deep or with a repeated key included."""
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no arbitrary objects
     except RecursionError:
         raise yaml.YAMLError(f"YAML {TOO_DEEP}") from None

@@ -53,6 +53,12 @@ BAD_CONFIGS = [
         ["(yaml): invalid YAML: YAML nested too deeply to parse"],
         id="yaml-nested-deeper-than-the-parser-recurses",
     ),
+    pytest.param(
+        GOOD_HEAD + "budgets:\n  - {team: search, period: day, amount: 5}\n"
+        "budgets:\n  - {team: search, period: month, amount: 50}\n",
+        ["(yaml line 7, column 1): invalid YAML: found key 'budgets' again (first on line 5)"],
+        id="key-written-twice",
+    ),
     pytest.param("- a\n- b\n", ["(top level): must be a mapping, got list"], id="not-a-mapping"),
     pytest.param(
         GOOD_HEAD + "budgetz: []\n",

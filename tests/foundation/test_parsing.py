@@ -23,3 +23,16 @@ def test_yaml_parses_and_too_deep_is_a_yaml_error() -> None:
         load_yaml("[" * 100_000)
     with pytest.raises(yaml.YAMLError, match="YAML nested too deeply to parse"):
         load_yaml("".join(" " * i + "a:\n" for i in range(3_000)))
+
+
+def test_yaml_key_written_twice_is_an_error_naming_both_lines() -> None:
+    text = "budgets:\n  - {team: a}\ncurrency: USD\nbudgets: []\n"
+    with pytest.raises(yaml.YAMLError, match=r"found key 'budgets' again \(first on line 1\)"):
+        load_yaml(text)
+    with pytest.raises(yaml.YAMLError, match="found key 'x' again"):
+        load_yaml("outer:\n  inner: {x: 1, x: 2}\n")
+
+
+def test_yaml_merge_keys_still_override() -> None:
+    text = "base: &b {x: 1, y: 2}\nd:\n  <<: *b\n  x: 3\n"
+    assert load_yaml(text) == {"base": {"x": 1, "y": 2}, "d": {"x": 3, "y": 2}}
