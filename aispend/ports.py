@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 BASE = 9090
 
 PROMETHEUS = 9090
@@ -19,5 +21,22 @@ DEMO_UPSTREAM = 9190
 DEMO_CHAT_SINK = 9195
 
 
+SPAN = DEMO_CHAT_SINK - BASE
+"""How far above --port-base the highest port lies."""
+
+
 def shifted(port: int, port_base: int) -> int:
     return port + (port_base - BASE)
+
+
+def port_base(text: str) -> int:
+    """argparse type of --port-base: every port it shifts must stay within 1-65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 1 <= value <= 65535 - SPAN:
+        raise argparse.ArgumentTypeError(
+            f"must be 1-{65535 - SPAN}: the stack also uses the {SPAN} ports above it"
+        )
+    return value

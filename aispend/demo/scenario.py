@@ -31,6 +31,7 @@ from typing import Any
 import aiohttp
 
 from aispend import metrics as m
+from aispend import ports
 from aispend.config import Config
 from aispend.demo.history import Targets, write_history
 from aispend.demo.traffic import AgentState, Traffic
@@ -525,7 +526,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_argument(parser)
     parser.add_argument("--once", action="store_true", help="exit after the summary")
     parser.add_argument("--run-dir", default=".run/demo")
-    parser.add_argument("--port-base", type=int, default=9090)
+    parser.add_argument("--port-base", type=ports.port_base, default=9090)
     parser.add_argument("--warmup", type=float, default=45.0, help="seconds of steady traffic")
     parser.add_argument("--days", type=float, default=14.0, help="days of history (default 14)")
     parser.add_argument(

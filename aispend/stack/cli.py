@@ -10,6 +10,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from aispend import ports
 from aispend.config_cli import add_config_argument
 
 
@@ -27,7 +28,7 @@ def add_parser(sub: Any) -> None:
     up.add_argument("--run-dir", default=".run", help="where configs, data and logs go")
     up.add_argument(
         "--port-base",
-        type=int,
+        type=ports.port_base,
         default=9090,
         help="Prometheus port; every other port shifts with it (default 9090)",
     )

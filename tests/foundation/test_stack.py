@@ -70,7 +70,7 @@ def query(base: int, promql: str) -> list[dict]:
         return []
 
 
-def start_stack(tmp_path: Path, base: int) -> subprocess.Popen[str]:
+def start_stack(tmp_path: Path, base: int | str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [
             sys.executable,
@@ -151,4 +151,14 @@ def test_child_failing_at_startup_is_named_and_nothing_is_left(tmp_path: Path):
     assert stack.returncode == 1
     assert "alertmanager exited with status" in output
     assert "address already in use" in output  # the child's own last log lines
+    assert processes_mentioning(str(tmp_path / "run")) == []
+
+
+@pytest.mark.parametrize("base", ["70000", "0", "ninety"])
+def test_port_base_out_of_range_is_refused_before_anything_starts(tmp_path: Path, base: str):
+    stack = start_stack(tmp_path, base)
+    output, _ = stack.communicate(timeout=60)
+    assert stack.returncode == 2
+    assert "argument --port-base: " in output
+    assert not (tmp_path / "run").exists()
     assert processes_mentioning(str(tmp_path / "run")) == []
