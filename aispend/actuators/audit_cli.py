@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 import time
 from datetime import UTC, datetime
@@ -49,6 +50,9 @@ def print_audit(args: argparse.Namespace) -> int:
         records = list(iter_audit(path, since))
     except FileNotFoundError:
         print(f"no actuator state database at {path} (has the actuator run?)", file=sys.stderr)
+        return 1
+    except sqlite3.DatabaseError as exc:  # not a database, or not the actuator's
+        print(f"{path}: not an actuator state database: {exc}", file=sys.stderr)
         return 1
     for r in records:
         print(json.dumps(r.as_dict(), sort_keys=True) if args.json else format_record(r))

@@ -96,6 +96,19 @@ def test_audit_without_database(tmp_path, capsys):
     assert "no actuator state database" in capsys.readouterr().err
 
 
+def test_audit_of_a_file_that_is_not_the_state_database(tmp_path, capsys):
+    garbage = tmp_path / "garbage.sqlite3"
+    garbage.write_text("not sqlite")
+    assert main(["actuator", "audit", "--state-db", str(garbage)]) == 1
+    assert capsys.readouterr().err == (
+        f"{garbage}: not an actuator state database: file is not a database\n"
+    )
+    other = tmp_path / "other.sqlite3"
+    sqlite3.connect(other).execute("CREATE TABLE t (a)").connection.commit()
+    assert main(["actuator", "audit", "--state-db", str(other)]) == 1
+    assert "not an actuator state database: no such table: audit" in capsys.readouterr().err
+
+
 def test_audit_log_is_append_only(tmp_path):
     _fill(tmp_path / "s.sqlite3", lambda: 1.0).close()
     db = sqlite3.connect(tmp_path / "s.sqlite3")
