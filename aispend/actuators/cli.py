@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sqlite3
 import sys
 from typing import Any
 
@@ -101,7 +102,13 @@ def run_server(args: argparse.Namespace) -> int:
     if problems:
         print("aispend actuator: cannot start:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 1
-    store = Store(args.state_db or settings.state_db)
+    state_db = args.state_db or settings.state_db
+    try:
+        store = Store(state_db)
+    except (sqlite3.Error, OSError) as exc:  # not a database, unwritable, a directory
+        print(f"aispend actuator: cannot open the state database {state_db}: {exc}",
+              file=sys.stderr)  # fmt: skip
+        return 1
     criticality = {t.name: t.criticality for t in config.teams}
     app = build_app(settings, criticality, store, token)
     host, port = args.listen

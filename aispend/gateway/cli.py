@@ -74,6 +74,7 @@ def new_event_loop(choice: str) -> asyncio.AbstractEventLoop:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sqlite3
     from pathlib import Path
 
     from aiohttp import web
@@ -92,10 +93,14 @@ def run(args: argparse.Namespace) -> int:
     config = watcher.config
     settings = settings_of(config)
     host, port = args.listen or parse_listen(settings.listen)
+    throttle_db = Path(args.throttle_db or settings.throttle_db)
     try:
-        gateway = build_gateway(config, Path(args.throttle_db) if args.throttle_db else None)
+        gateway = build_gateway(config, throttle_db)
     except SecretError as exc:
         print(f"{path}: {exc}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    except (sqlite3.Error, OSError) as exc:  # not a database, unwritable, a directory
+        print(f"cannot open the throttle database {throttle_db}: {exc}", file=sys.stderr)
         return EXIT_BAD_CONFIG
     loop = new_event_loop(args.event_loop)
 

@@ -154,6 +154,21 @@ def test_start_refused_without_gateway_admin_token(tmp_path):
     assert "t0k3n" not in r.stderr
 
 
+def test_start_refused_when_the_state_database_is_not_one(tmp_path):
+    (tmp_path / "token").write_text("t0k3n")
+    config = tmp_path / "aispend.yaml"
+    config.write_text("teams:\n  - {name: search}\n")
+    db = tmp_path / "state.sqlite3"
+    db.write_text("not sqlite")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    token = str(tmp_path / "token")
+    r = _run("--config", str(config), "--token-file", token, "--state-db", str(db), env=env)
+    assert r.returncode == 1
+    assert f"cannot open the state database {db}: file is not a database" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert db.read_text() == "not sqlite"  # left as it was
+
+
 def test_bad_config_is_reported_by_field(tmp_path):
     data = yaml.safe_load(EXAMPLE_CONFIG.read_text())
     data["actions"]["rules"][0]["target"] = "nowhere"

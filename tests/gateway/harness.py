@@ -53,7 +53,7 @@ class Server:
             return json.loads(response.read())
 
 
-def _env() -> dict[str, str]:
+def process_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO)
     env["OPENAI_API_KEY_FOR_GATEWAY"] = PROVIDER_KEY
@@ -69,7 +69,7 @@ def _serve(name: str, argv: list[str], tmp_path: Path, port: int) -> Iterator[Se
         [sys.executable, "-m", "aispend", *argv],
         tmp_path / f"{name.removeprefix('demo-')}-{port}.log",
         ready_url=f"http://127.0.0.1:{port}/healthz",
-        env=_env(),
+        env=process_env(),
         cwd=REPO,
     )
     proc.start()

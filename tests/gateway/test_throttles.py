@@ -8,6 +8,8 @@ the same file.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import openai
 import pytest
 
 from aispend import metrics as m
+from tests.conftest import free_port
 from tests.gateway.harness import (
     RESEARCH_EVALS,
     SEARCH_CRAWLER,
@@ -23,6 +26,7 @@ from tests.gateway.harness import (
     Server,
     admin,
     gateway,
+    process_env,
     upstream,
     write_config,
 )
@@ -245,3 +249,16 @@ def test_admin_needs_the_token(gw: Server) -> None:
     assert admin(gw, "GET", "/admin/throttles")[1] == {"throttles": []}
     bad_id = admin(gw, "PUT", "/admin/throttles/bad:id", {"team": "s", "mode": "block"})
     assert bad_id[0] == 400
+
+
+def test_start_refused_when_the_throttle_database_is_not_one(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "http://127.0.0.1:9")  # never started: nothing is sent
+    db = tmp_path / "throttles.sqlite3"  # the config's throttle_db
+    db.write_text("not sqlite")
+    argv = [sys.executable, "-m", "aispend", "gateway", "--config", str(config),
+            "--listen", f"127.0.0.1:{free_port()}"]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, env=process_env(), timeout=60)
+    assert done.returncode == 1
+    assert f"cannot open the throttle database {db}: file is not a database" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert db.read_text() == "not sqlite"  # left as it was
