@@ -8,7 +8,9 @@ output_tokens); reasoning models (o1/o3/o4/gpt-5...) report half the output as
 reasoning.
 
 Behaviour is set by flags (defaults) and can be changed per request with headers:
-    X-Demo-Fail: 429 | 500 | timeout | truncate | malformed
+    X-Demo-Fail: 429 | 500 | timeout | truncate | malformed | oversized
+                                   (oversized: one byte more than the gateway keeps: a
+                                    chunked body, or an SSE event that never ends)
     X-Demo-Output-Tokens: N        X-Demo-Latency-Ms: N       X-Demo-Omit-Model: 1
     X-Demo-Cache-Write-Tokens: N   (Anthropic: that many uncached input tokens were
                                     written to the prompt cache)
@@ -36,9 +38,11 @@ from typing import Any
 
 from aiohttp import web
 
+from aispend.gateway.proxy import MAX_UPSTREAM_BODY_BYTES
+from aispend.gateway.usage import MAX_EVENT_BYTES
 from aispend.parsing import loads_json
 
-FAIL_MODES = ("429", "500", "timeout", "truncate", "malformed")
+FAIL_MODES = ("429", "500", "timeout", "truncate", "malformed", "oversized")
 _REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 EMBEDDING_DIMS = 8
 
@@ -171,6 +175,8 @@ class DemoUpstream:
             return web.Response(
                 body=b'{"id": "broken", "choices": [', content_type="application/json"
             )
+        if fail == "oversized":
+            return await _oversized(request, call.stream and kind != "embeddings")
         if call.stream and kind != "embeddings":
             return await self._stream(request, call, truncate=fail == "truncate")
         payload = json.dumps(self._body(call)).encode()
@@ -549,3 +555,25 @@ def _split(tokens: int, chunks: int) -> list[str]:
         count = base + (1 if i < extra else 0)
         out.append((" " if i else "") + _text(count))
     return out
+
+
+async def _oversized(request: web.Request, stream: bool) -> web.StreamResponse:
+    """One byte past what the gateway keeps, without Content-Length: a JSON body, or
+    one SSE event that never ends."""
+    if stream:
+        head, size, content_type = b"data: ", MAX_EVENT_BYTES + 1, "text/event-stream"
+    else:
+        head, size, content_type = b'{"pad": "', MAX_UPSTREAM_BODY_BYTES + 1, "application/json"
+    response = web.StreamResponse(headers={"Content-Type": content_type})
+    await response.prepare(request)
+    block = b"x" * (1 << 20)
+    left = size - len(head)
+    try:
+        await response.write(head)
+        while left > 0:
+            await response.write(block[:left])
+            left -= min(left, len(block))
+        await response.write_eof()
+    except ConnectionError:  # the gateway stopped reading, as it should
+        pass
+    return response

@@ -3,7 +3,8 @@
 Status codes the gateway itself produces (all with an OpenAI-style JSON error):
   400 request body is not a JSON object      404 path not metered / no upstream
   401 unknown client key                     429 throttled (Retry-After, rule id)
-  502 upstream unreachable, truncated body, or a 2xx body that is not JSON
+  502 upstream unreachable, truncated body, a 2xx body that is not JSON, or a body
+      larger than MAX_UPSTREAM_BODY_BYTES
   504 upstream did not answer within read_timeout_s
 Upstream 4xx/5xx pass through with their status and body. A stream that breaks
 after its headers were sent cannot change status: the client connection is closed
@@ -30,7 +31,7 @@ from aispend.gateway import routes
 from aispend.gateway.attribution import UNATTRIBUTED, Attribution, Attributor
 from aispend.gateway.metrics import GatewayMetrics
 from aispend.gateway.throttle import ThrottleTable
-from aispend.gateway.usage import SSEUsageReader, parse_body
+from aispend.gateway.usage import EventTooLarge, SSEUsageReader, parse_body
 from aispend.metrics import OTHER
 from aispend.parsing import loads_json
 from aispend.pricing import Pricer, TokenUsage
@@ -50,6 +51,29 @@ _DROP_RESPONSE = frozenset(
     }
 )  # fmt: skip
 _STREAM_KINDS_WITH_USAGE_OPTION = frozenset({"chat", "completions"})
+MAX_UPSTREAM_BODY_BYTES = 64 * 1024 * 1024
+"""The largest non-streamed upstream body read (the same cap as a client's request)."""
+
+
+class UpstreamTooLarge(Exception):
+    """A non-streamed upstream body is larger than MAX_UPSTREAM_BODY_BYTES."""
+
+
+async def _read_body(upstream: aiohttp.ClientResponse) -> bytes:
+    """The whole body, or UpstreamTooLarge: never more than the cap in memory."""
+    length = upstream.content_length
+    if length is not None:
+        if length > MAX_UPSTREAM_BODY_BYTES:
+            raise UpstreamTooLarge
+        return await upstream.read()  # aiohttp reads exactly `length` bytes
+    parts: list[bytes] = []
+    size = 0
+    async for data in upstream.content.iter_any():
+        size += len(data)
+        if size > MAX_UPSTREAM_BODY_BYTES:
+            raise UpstreamTooLarge
+        parts.append(data)
+    return b"".join(parts)
 
 
 @dataclass(frozen=True)
@@ -266,8 +290,8 @@ class Proxy:
     ) -> web.StreamResponse:
         t_up = time.perf_counter()
         try:
-            payload = await upstream.read()
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            payload = await _read_body(upstream)
+        except (TimeoutError, aiohttp.ClientError, OSError, UpstreamTooLarge) as exc:
             outcome.upstream_s += time.perf_counter() - t_up
             return self._upstream_failed(route, outcome, started, exc)
         outcome.upstream_s += time.perf_counter() - t_up
@@ -323,7 +347,11 @@ class Proxy:
             outcome.upstream_s += time.perf_counter() - t_up
             if not chunk:
                 break
-            events = reader.feed(chunk)
+            try:
+                events = reader.feed(chunk)
+            except EventTooLarge:
+                broken = "too_large"
+                break
             out = chunk if not drop_usage_chunk else b"".join(events)
             if not out:
                 continue
@@ -364,6 +392,12 @@ class Proxy:
         if isinstance(exc, asyncio.TimeoutError):
             status, reason, code = 504, "timeout", "upstream_timeout"
             message = f"the {route.provider} upstream did not answer in time"
+        elif isinstance(exc, UpstreamTooLarge):
+            status, reason, code = 502, "too_large", "upstream_too_large"
+            message = (
+                f"the {route.provider} upstream's response is larger than"
+                f" {MAX_UPSTREAM_BODY_BYTES} bytes"
+            )
         elif isinstance(exc, aiohttp.ClientPayloadError):
             status, reason, code = 502, "truncated", "upstream_truncated"
             message = f"the {route.provider} upstream closed the connection mid-response"

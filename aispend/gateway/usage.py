@@ -32,6 +32,13 @@ from aispend.pricing import TokenUsage
 MAX_TOKENS = 1_000_000_000
 """The most tokens of one kind one request may report: 100x the largest context
 windows (about 10M tokens)."""
+MAX_EVENT_BYTES = 16 * 1024 * 1024
+"""The largest SSE event kept while it is incomplete; the largest real ones, a Responses
+API `response.completed` carrying the whole response, are well under 1 MB."""
+
+
+class EventTooLarge(ValueError):
+    """An upstream SSE event grew past MAX_EVENT_BYTES without ending."""
 
 
 def _int(value: Any) -> int:
@@ -133,16 +140,33 @@ class SSEUsageReader:
         self.usage: TokenUsage | None = None
         self.model: str | None = None
         self.done = False  # saw the provider's end-of-stream marker
-        self._buffer = b""
+        self._pending = bytearray()  # an incomplete event, CRLFs not yet normalised
         self._anthropic_input: dict[str, Any] | None = None
 
     def feed(self, chunk: bytes) -> list[bytes]:
-        self._buffer += chunk
-        if b"\n\n" not in self._buffer and b"\r\n\r\n" not in self._buffer:
+        """The events `chunk` completes; EventTooLarge when one grows past the cap.
+
+        Linear in the stream's size: an incomplete event is appended to, and only the
+        new bytes (plus the 3 before them) are searched for the end of an event."""
+        if self._pending:
+            start = max(0, len(self._pending) - 3)
+            self._pending += chunk
+            pending = self._pending
+            if pending.find(b"\n\n", start) < 0 and pending.find(b"\r\n\r\n", start) < 0:
+                self._check_pending()
+                return []
+            data = bytes(pending)
+        elif b"\n\n" not in chunk and b"\r\n\r\n" not in chunk:
+            self._pending += chunk
+            self._check_pending()
             return []
-        if b"\r\n" in self._buffer:
-            self._buffer = self._buffer.replace(b"\r\n", b"\n")
-        *events, self._buffer = self._buffer.split(b"\n\n")
+        else:
+            data = chunk
+        if b"\r\n" in data:
+            data = data.replace(b"\r\n", b"\n")
+        *events, rest = data.split(b"\n\n")
+        self._pending = bytearray(rest)
+        self._check_pending()
         out: list[bytes] = []
         for event in events:
             if not event:
@@ -153,7 +177,11 @@ class SSEUsageReader:
 
     def pending(self) -> bytes:
         """Bytes of an incomplete last event (forwarded as is at the end)."""
-        return self._buffer
+        return bytes(self._pending)
+
+    def _check_pending(self) -> None:
+        if len(self._pending) > MAX_EVENT_BYTES:
+            raise EventTooLarge(f"an SSE event grew past {MAX_EVENT_BYTES} bytes without ending")
 
     # ------------------------------------------------------------ per provider
 

@@ -146,6 +146,35 @@ def test_malformed_json_gives_502(servers: tuple[Server, Server]) -> None:
     _assert_counted_once(d, "502", unknown="malformed")
 
 
+def test_oversized_body_gives_502(servers: tuple[Server, Server]) -> None:
+    # 64 MiB + 1 byte, chunked (no Content-Length): the gateway stops reading at the cap.
+    _, gw = servers
+    d = Delta(gw)
+    error = _fail(gw, "oversized")
+    d.done()
+    assert error.status_code == 502
+    assert error.response.json()["error"]["code"] == "upstream_too_large"
+    assert d(m.GATEWAY_UPSTREAM_ERRORS.name, provider="openai", reason="too_large") == 1
+    _assert_counted_once(d, "502", unknown="too_large")
+
+
+def test_endless_stream_event_breaks_the_client_and_counts_unknown(
+    servers: tuple[Server, Server],
+) -> None:
+    # One SSE event of 16 MiB + 1 byte that never ends: the gateway drops the stream.
+    _, gw = servers
+    d = Delta(gw)
+    with pytest.raises((httpx2.HTTPError, openai.APIError)):
+        for _ in _client(gw).chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES, stream=True,
+            extra_headers={"X-Demo-Fail": "oversized"},
+        ):  # fmt: skip
+            pass
+    d.done()
+    assert d(m.GATEWAY_UPSTREAM_ERRORS.name, provider="openai", reason="too_large") == 1
+    _assert_counted_once(d, "200", unknown="too_large")
+
+
 def test_truncated_stream_breaks_the_client_and_counts_unknown(
     servers: tuple[Server, Server],
 ) -> None:

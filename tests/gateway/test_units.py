@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from aispend.config import ApiKey, Config, Team
+from aispend.gateway import usage as usage_module
 from aispend.gateway.attribution import Attributor, client_key
 from aispend.gateway.cli import new_event_loop
 from aispend.gateway.throttle import ThrottleRule, ThrottleStore, ThrottleTable
-from aispend.gateway.usage import MAX_TOKENS, SSEUsageReader, parse_body
+from aispend.gateway.usage import MAX_TOKENS, EventTooLarge, SSEUsageReader, parse_body
 from aispend.pricing import TokenUsage
 
 
@@ -101,6 +102,30 @@ def test_too_deep_body_is_malformed_and_too_deep_event_is_skipped() -> None:
 def test_the_largest_plausible_count_is_billed() -> None:
     body = b'{"usage": {"prompt_tokens": %d, "completion_tokens": 0}}' % MAX_TOKENS
     assert parse_body("chat", body).usage == TokenUsage(input=MAX_TOKENS, output=0)
+
+
+def test_events_split_across_many_chunks_and_crlf_boundaries() -> None:
+    usage = b'data: {"model": "m", "usage": {"prompt_tokens": 7, "completion_tokens": 3}}'
+    stream = (b'data: {"choices": [{"delta": {"content": "' + b"a" * 5000 + b'"}}]}\r\n\r\n'
+              + usage + b"\r\n\r\ndata: [DONE]\r\n\r\n")  # fmt: skip
+    for size in (1, 2, 3, 7, 4096):
+        reader = SSEUsageReader("chat")
+        events = []
+        for i in range(0, len(stream), size):
+            events += reader.feed(stream[i : i + size])
+        assert len(events) == 3, size
+        assert events[1] == usage + b"\n\n"
+        assert reader.usage == TokenUsage(input=7, output=3)
+        assert reader.done and reader.pending() == b""
+
+
+def test_event_growing_past_the_cap_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(usage_module, "MAX_EVENT_BYTES", 1000)
+    reader = SSEUsageReader("chat")
+    assert reader.feed(b"data: {}\n\ndata: " + b"x" * 500) == [b"data: {}\n\n"]
+    assert reader.pending() == b"data: " + b"x" * 500
+    with pytest.raises(EventTooLarge):
+        reader.feed(b"x" * 600)
 
 
 def test_missing_usage_is_none_not_zero() -> None:
