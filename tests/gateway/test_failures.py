@@ -114,48 +114,32 @@ def test_anthropic_error_passes_through(servers: tuple[Server, Server]) -> None:
     }
 
 
-def test_timeout_gives_504(servers: tuple[Server, Server]) -> None:
+@pytest.mark.parametrize(
+    ("mode", "status", "code", "error_reason", "unknown"),
+    [
+        ("timeout", 504, "upstream_timeout", "timeout", "timeout"),
+        ("truncate", 502, "upstream_truncated", "truncated", "truncated"),
+        ("malformed", 502, "bad_upstream_response", "malformed_response", "malformed"),
+        # 64 MiB + 1 byte, chunked (no Content-Length): the gateway stops reading at the cap.
+        ("oversized", 502, "upstream_too_large", "too_large", "too_large"),
+    ],
+)
+def test_upstream_failure_gives_its_status_and_is_counted_once(
+    servers: tuple[Server, Server],
+    mode: str,
+    status: int,
+    code: str,
+    error_reason: str,
+    unknown: str,
+) -> None:
     _, gw = servers
     d = Delta(gw)
-    error = _fail(gw, "timeout")
+    error = _fail(gw, mode)
     d.done()
-    assert error.status_code == 504
-    assert error.response.json()["error"]["code"] == "upstream_timeout"
-    assert d(m.GATEWAY_UPSTREAM_ERRORS.name, provider="openai", reason="timeout") == 1
-    _assert_counted_once(d, "504", unknown="timeout")
-
-
-def test_truncated_body_gives_502(servers: tuple[Server, Server]) -> None:
-    _, gw = servers
-    d = Delta(gw)
-    error = _fail(gw, "truncate")
-    d.done()
-    assert error.status_code == 502
-    assert error.response.json()["error"]["code"] == "upstream_truncated"
-    assert d(m.GATEWAY_UPSTREAM_ERRORS.name, provider="openai", reason="truncated") == 1
-    _assert_counted_once(d, "502", unknown="truncated")
-
-
-def test_malformed_json_gives_502(servers: tuple[Server, Server]) -> None:
-    _, gw = servers
-    d = Delta(gw)
-    error = _fail(gw, "malformed")
-    d.done()
-    assert error.status_code == 502
-    assert error.response.json()["error"]["code"] == "bad_upstream_response"
-    _assert_counted_once(d, "502", unknown="malformed")
-
-
-def test_oversized_body_gives_502(servers: tuple[Server, Server]) -> None:
-    # 64 MiB + 1 byte, chunked (no Content-Length): the gateway stops reading at the cap.
-    _, gw = servers
-    d = Delta(gw)
-    error = _fail(gw, "oversized")
-    d.done()
-    assert error.status_code == 502
-    assert error.response.json()["error"]["code"] == "upstream_too_large"
-    assert d(m.GATEWAY_UPSTREAM_ERRORS.name, provider="openai", reason="too_large") == 1
-    _assert_counted_once(d, "502", unknown="too_large")
+    assert error.status_code == status
+    assert error.response.json()["error"]["code"] == code
+    assert d(m.GATEWAY_UPSTREAM_ERRORS.name, provider="openai", reason=error_reason) == 1
+    _assert_counted_once(d, str(status), unknown=unknown)
 
 
 def test_endless_stream_event_breaks_the_client_and_counts_unknown(
