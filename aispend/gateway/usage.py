@@ -166,13 +166,13 @@ class SSEUsageReader:
             data = data.replace(b"\r\n", b"\n")
         *events, rest = data.split(b"\n\n")
         self._pending = bytearray(rest)
-        self._check_pending()
         out: list[bytes] = []
         for event in events:
             if not event:
                 continue
             if self._inspect(event):
                 out.append(event + b"\n\n")
+        self._check_pending()  # after reading the complete events: their usage counts
         return out
 
     def pending(self) -> bytes:

@@ -126,6 +126,12 @@ def test_event_growing_past_the_cap_is_refused(monkeypatch: pytest.MonkeyPatch) 
     assert reader.pending() == b"data: " + b"x" * 500
     with pytest.raises(EventTooLarge):
         reader.feed(b"x" * 600)
+    # Usage in the events a chunk completes is read even when its tail is too large.
+    reader = SSEUsageReader("chat")
+    usage = b'data: {"usage": {"prompt_tokens": 2, "completion_tokens": 1}}\n\n'
+    with pytest.raises(EventTooLarge):
+        reader.feed(usage + b"data: " + b"x" * 1000)
+    assert reader.usage == TokenUsage(input=2, output=1)
 
 
 def test_missing_usage_is_none_not_zero() -> None:
