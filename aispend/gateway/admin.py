@@ -120,7 +120,7 @@ class AdminApi:
         now = now_rfc3339()
         expires = None
         if body.expires_at is not None:
-            expires = body.expires_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+            expires = body.expires_at.isoformat().replace("+00:00", "Z")  # UTC already
         rule = ThrottleRule(
             id=rule_id,
             team=body.team,
