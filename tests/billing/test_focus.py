@@ -194,6 +194,14 @@ def test_cost_that_is_not_finite_names_the_line(tmp_path: Path, value: str) -> N
         FocusReader([str(path)]).summarize(["ProviderName"])
 
 
+def test_row_without_charge_period_start_is_refused(tmp_path: Path) -> None:
+    # The exporter cannot place such a cost on a day; it keeps its last good snapshot.
+    path = _bad_copy(tmp_path, 12, "ChargePeriodStart", "NULL")
+    with pytest.raises(FocusError) as err:
+        FocusReader([str(path)], tags=TAGS).daily()
+    assert str(err.value) == f"{path}: rows without ChargePeriodStart"
+
+
 def test_short_row_names_the_line(tmp_path: Path) -> None:
     path = tmp_path / "short.csv"
     text = SAMPLE.read_text(encoding="utf-8").splitlines()

@@ -273,11 +273,25 @@ class FocusReader:
         if bad:
             raise FocusError(_bad_tags_message(files, str(bad[0][0])))
 
-    def _check_costs(self, con: Any, table: str, files: Sequence[FocusFile]) -> None:
-        """NaN, Infinity or an overflowing sum: DOUBLE takes them, an exporter must not."""
-        bad = self._run(con, f"SELECT count(*) FROM {table} WHERE NOT isfinite(cost)", files)
-        if bad[0][0]:
+    def _check_daily(self, con: Any, table: str, files: Sequence[FocusFile]) -> None:
+        """One scan for what the exporter refuses: Tags that are not JSON; NaN, Infinity
+        or an overflowing sum (DOUBLE takes them, an exporter must not); no start."""
+        bad_tags, bad_costs, no_start = self._run(
+            con,
+            f"""SELECT any_value(tags) FILTER (WHERE tags IS NOT NULL AND NOT json_valid(tags)),
+                       count(*) FILTER (WHERE NOT isfinite(cost)),
+                       count(*) FILTER (WHERE start IS NULL)
+                FROM {table}""",
+            files,
+        )[0]
+        if bad_tags is not None:
+            raise FocusError(_bad_tags_message(files, str(bad_tags)))
+        if bad_costs:
             raise FocusError(_bad_costs_message(files, self.cost_column))
+        if no_start:
+            raise FocusError(
+                f"{', '.join(str(f.path) for f in files)}: rows without ChargePeriodStart"
+            )
 
     # ------------------------------------------------------------ exporter figures
 
@@ -318,13 +332,7 @@ class FocusReader:
             FROM ({src}) GROUP BY ALL""",
             files,
         )
-        self._check_tags(con, "agg", files)
-        self._check_costs(con, "agg", files)
-        null_days = self._run(con, "SELECT count(*) FROM agg WHERE start IS NULL", files)
-        if null_days[0][0]:
-            raise FocusError(
-                f"{', '.join(str(f.path) for f in files)}: rows without ChargePeriodStart"
-            )
+        self._check_daily(con, "agg", files)
         tag = self._tag_sql("tags")
         untagged = _sql_str(metrics.UNTAGGED_TEAM)
         labelled = f"""SELECT coalesce(provider, '') AS provider, coalesce(account, '') AS account,
