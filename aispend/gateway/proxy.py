@@ -222,7 +222,7 @@ class Proxy:
                 400, "request body must be a JSON object", "invalid_request_error", "invalid_json"
             )
         requested = self._requested_model(route, data)
-        outcome.model = self._label_model(route.provider, requested)
+        outcome.model = self._pricer.label(route.provider, requested)
         att = outcome.attribution
         models = (requested.lower(), outcome.model)
         outcome.match_models = models
@@ -420,9 +420,6 @@ class Proxy:
         model = data.get("model")
         return model if isinstance(model, str) and model else OTHER
 
-    def _label_model(self, provider: str, model: str) -> str:
-        return self._pricer.label(provider, model)
-
     def _set_response_model(
         self, route: routes.Route, outcome: _Outcome, response_model: str | None
     ) -> None:
@@ -471,7 +468,7 @@ class Proxy:
                 usage.input + usage.cached_input + usage.output,
             )  # fmt: skip
         else:
-            model = self._label_model(provider, model)
+            model = self._pricer.label(provider, model)
             if operation_ran and unknown_reason is not None:
                 m.inc(m.usage_unknown, (att.team, provider, model, unknown_reason))
         m.inc(m.requests, (att.team, att.project, att.agent, provider, model, str(outcome.status)))
