@@ -2,9 +2,13 @@
 
 The key comes from `Authorization: Bearer <key>` (OpenAI SDKs), `api-key` (Azure
 SDKs) or `x-api-key` (Anthropic SDKs). It is hashed with SHA-256 and looked up in
-`api_keys` of aispend.yaml; the raw key is never stored or logged. When
-`header_refinement` is on, `X-Aispend-Agent` / `X-Aispend-Project` refine the
-attribution within the key's team. Agent label values are capped per team
+`api_keys` of aispend.yaml; the raw key is never stored or logged.
+
+Trust: the key's entry is authoritative. When `header_refinement` is on,
+`X-Aispend-Agent` / `X-Aispend-Project` are labels the client declares: they only
+fill in an agent or project the key's entry leaves unset, never replace a configured
+one (else a client could step out of an agent- or project-scoped throttle), and the
+team is always the key's. Agent label values are capped per team
 (`max_agents_per_team`); later ones fold into `other`, as do unknown projects.
 """
 
@@ -84,8 +88,9 @@ class Attributor:
         found = self.lookup(key)
         if found is None or not self._refine:
             return found
-        agent = headers.get(AGENT_HEADER)
-        project = headers.get(PROJECT_HEADER)
+        # Client-declared labels fill only what the key leaves unset.
+        agent = None if found.agent else headers.get(AGENT_HEADER)
+        project = None if found.project else headers.get(PROJECT_HEADER)
         if agent is None and project is None:
             return found
         return Attribution(

@@ -63,7 +63,7 @@ class GatewaySettings(StrictModel):
     allow_unattributed: bool = False
     """Forward requests with an unknown key as team "unattributed" instead of 401."""
     header_refinement: bool = False
-    """Let X-Aispend-Agent / X-Aispend-Project refine a key's attribution."""
+    """Let X-Aispend-Agent / X-Aispend-Project fill the agent / project a key leaves unset."""
     max_agents_per_team: Annotated[int, Field(ge=1, le=10_000)] = 50
     """Distinct agent label values per team; more fold into agent="other"."""
     admin_token_file: str | None = None

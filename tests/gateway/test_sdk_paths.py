@@ -21,6 +21,7 @@ import pytest
 
 from aispend import metrics as m
 from tests.gateway.harness import (
+    RESEARCH_EVALS,
     SEARCH_RANKER,
     Metrics,
     Server,
@@ -290,18 +291,19 @@ def test_sdk_call_is_metered_exactly(
 
 
 def test_header_refinement_and_unknown_model(servers: tuple[Server, Server]) -> None:
-    """X-Aispend-Project refines within the key's team; an unknown model costs 0 and
-    folds into model="other" with aispend_llm_unpriced_requests_total counting it."""
+    """X-Aispend-Agent names the agent of a key configured without one (research-evals);
+    its configured project stays whatever X-Aispend-Project says. An unknown model costs
+    0 and folds into model="other" with aispend_llm_unpriced_requests_total counting it."""
     _, gw = servers
     before = Metrics.scrape(gw)
-    client = _openai(gw)
+    client = openai.OpenAI(base_url=gw.url + "/v1", api_key=RESEARCH_EVALS, max_retries=0)
     r = client.chat.completions.create(
         model="acme-unknown-llm",
         messages=[{"role": "user", "content": PROMPT}],
-        extra_headers={"X-Aispend-Project": "ranking", "X-Aispend-Agent": "batch-job-7"},
+        extra_headers={"X-Aispend-Project": "finetune", "X-Aispend-Agent": "batch-job-7"},
     )
     after = Metrics.scrape(gw)
-    labels = {"team": "search", "project": "ranking", "agent": "batch-job-7",
+    labels = {"team": "research", "project": "evals", "agent": "batch-job-7",
               "provider": "openai", "model": "other", "source": "gateway"}  # fmt: skip
     assert r.usage is not None
     assert (

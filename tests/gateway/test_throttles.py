@@ -52,10 +52,17 @@ def client(gw: Server, key: str = SEARCH_RANKER) -> openai.OpenAI:
     return openai.OpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0)
 
 
-def call(gw: Server, key: str = SEARCH_RANKER, model: str = "gpt-4o-mini") -> int:
+def call(
+    gw: Server,
+    key: str = SEARCH_RANKER,
+    model: str = "gpt-4o-mini",
+    headers: dict[str, str] | None = None,
+) -> int:
     """One chat request; the HTTP status the client got."""
     try:
-        client(gw, key).chat.completions.create(model=model, messages=MESSAGES)
+        client(gw, key).chat.completions.create(
+            model=model, messages=MESSAGES, extra_headers=headers
+        )
     except openai.APIStatusError as exc:
         return exc.status_code
     return 200
@@ -131,6 +138,46 @@ def test_block_then_delete(gw: Server, up: Server) -> None:
     assert status == 404
     assert body["error"]["code"] == "not_found"
     assert Metrics.scrape(gw).total(m.GATEWAY_THROTTLE_ACTIVE.name) == 0
+
+
+def test_agent_header_cannot_leave_the_keys_agent(gw: Server, up: Server) -> None:
+    """header_refinement is on: X-Aispend-Agent naming another agent does not move a key
+    configured with agent rerank-agent, so its team+agent block still holds; the
+    project the key leaves unset is filled in from X-Aispend-Project."""
+    other = {"X-Aispend-Agent": "rerank-agent-2", "X-Aispend-Project": "ranking"}
+    assert call(gw, headers=other) == 200
+    metrics = Metrics.scrape(gw)
+    labels = {"team": "search", "provider": "openai", "model": "gpt-4o-mini", "status": "200"}
+    assert metrics.value(m.LLM_REQUESTS.name, **labels, project="ranking",
+                         agent="rerank-agent") == 1  # fmt: skip
+    assert metrics.total(m.LLM_REQUESTS.name, agent="rerank-agent-2") == 0
+
+    status, _, _ = admin(gw, "PUT", "/admin/throttles/runaway-2", {
+        "team": "search", "agent": "rerank-agent", "mode": "block", "reason": "runaway",
+    })  # fmt: skip
+    assert status == 200
+    sent = upstream_calls(up)
+    assert call(gw, headers=other) == 429
+    assert call(gw, headers={"X-Aispend-Agent": "rerank-agent-2"}) == 429
+    assert upstream_calls(up) == sent
+    metrics = Metrics.scrape(gw)
+    assert metrics.value(m.GATEWAY_THROTTLED_REQUESTS.name, team="search", project="ranking",
+                         agent="rerank-agent", rule="runaway-2") == 1  # fmt: skip
+    assert metrics.value(m.GATEWAY_THROTTLED_REQUESTS.name, team="search", project="",
+                         agent="rerank-agent", rule="runaway-2") == 1  # fmt: skip
+    assert metrics.total(m.LLM_REQUESTS.name, agent="rerank-agent-2") == 0
+
+
+def test_agent_header_fills_a_key_without_agent(gw: Server) -> None:
+    """The research-evals key has project evals and no agent: X-Aispend-Agent names the
+    agent, and X-Aispend-Project cannot change the configured project."""
+    asked = {"X-Aispend-Agent": "eval-runner", "X-Aispend-Project": "finetune"}
+    assert call(gw, RESEARCH_EVALS, headers=asked) == 200
+    metrics = Metrics.scrape(gw)
+    assert metrics.value(m.LLM_REQUESTS.name, team="research", project="evals",
+                         agent="eval-runner", provider="openai", model="gpt-4o-mini",
+                         status="200") == 1  # fmt: skip
+    assert metrics.total(m.LLM_REQUESTS.name, project="finetune") == 0
 
 
 def test_rate_mode_admits_n_per_minute(gw: Server) -> None:

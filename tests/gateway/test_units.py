@@ -10,7 +10,7 @@ import pytest
 
 from aispend.config import ApiKey, Config, Team
 from aispend.gateway import usage as usage_module
-from aispend.gateway.attribution import Attributor, client_key
+from aispend.gateway.attribution import Attribution, Attributor, client_key
 from aispend.gateway.cli import new_event_loop
 from aispend.gateway.throttle import ThrottleRule, ThrottleStore, ThrottleTable
 from aispend.gateway.usage import MAX_TOKENS, EventTooLarge, SSEUsageReader, parse_body
@@ -187,11 +187,14 @@ def test_block_expiry_and_persistence(tmp_path: Path) -> None:
     assert ThrottleStore(tmp_path / "t.db").load() == []
 
 
-def _config(cap_agents: list[str]) -> Config:
+def _config(
+    team_agents: list[str], key_agent: str | None = None, key_project: str | None = None
+) -> Config:
+    """Team search; the key sk-test with the given agent and project (None: unset)."""
     key = hashlib.sha256(b"sk-test").hexdigest()
     return Config(
-        teams=[Team(name="search", projects=["ranking"], agents=cap_agents)],
-        api_keys=[ApiKey(sha256=key, team="search", agent=cap_agents[0] if cap_agents else None)],
+        teams=[Team(name="search", projects=["ranking", "query-rewrite"], agents=team_agents)],
+        api_keys=[ApiKey(sha256=key, team="search", project=key_project, agent=key_agent)],
     )
 
 
@@ -203,7 +206,7 @@ def test_key_headers_and_agent_cap() -> None:
     att = Attributor(_config(["known"]), header_refinement=True, max_agents_per_team=3)
     headers = {"Authorization": "Bearer sk-test"}
     assert att.attribute({"Authorization": "Bearer nope"}) is None
-    assert att.attribute(headers).agent == "known"  # type: ignore[union-attr]
+    assert att.attribute(headers) == Attribution("search", "", "")
     agents = [
         att.attribute({**headers, "X-Aispend-Agent": name}).agent  # type: ignore[union-attr]
         for name in ["a1", "a2", "a3", "a1", "known", "Bad Name!"]
@@ -212,7 +215,22 @@ def test_key_headers_and_agent_cap() -> None:
     project = att.attribute({**headers, "X-Aispend-Project": "nope"})
     assert project is not None and project.project == "other"
     plain = Attributor(_config(["known"]), header_refinement=False)
-    assert plain.attribute({**headers, "X-Aispend-Agent": "a1"}).agent == "known"  # type: ignore[union-attr]
+    assert plain.attribute({**headers, "X-Aispend-Agent": "a1"}) == Attribution("search", "", "")
+
+
+def test_headers_only_fill_labels_the_key_leaves_unset() -> None:
+    """A key's configured agent and project are authoritative: a header naming another
+    one is ignored (else a client could step out of an agent-scoped throttle)."""
+    asked = {"Authorization": "Bearer sk-test", "X-Aispend-Agent": "a1",
+             "X-Aispend-Project": "query-rewrite"}  # fmt: skip
+    agent_only = Attributor(_config(["known"], key_agent="known"), header_refinement=True)
+    assert agent_only.attribute(asked) == Attribution("search", "query-rewrite", "known")
+    both = Attributor(
+        _config(["known"], key_agent="known", key_project="ranking"), header_refinement=True
+    )
+    assert both.attribute(asked) == Attribution("search", "ranking", "known")
+    neither = Attributor(_config(["known"]), header_refinement=True)
+    assert neither.attribute(asked) == Attribution("search", "query-rewrite", "a1")
 
 
 def test_key_lookup_cache_keeps_answers() -> None:
