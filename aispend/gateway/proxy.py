@@ -1,8 +1,9 @@
 """The forwarding handler: attribute, check throttles, forward, meter, answer.
 
 Status codes the gateway itself produces (all with an OpenAI-style JSON error):
-  400 request body is not a JSON object      404 path not metered / no upstream
-  401 unknown client key                     429 throttled (Retry-After, rule id)
+  400 request body is not a JSON object, or   404 path not metered / no upstream
+      the target is an absolute URL          429 throttled (Retry-After, rule id)
+  401 unknown client key
   502 upstream unreachable, truncated body, a 2xx body that is not JSON, or a body
       larger than MAX_UPSTREAM_BODY_BYTES
   504 upstream did not answer within read_timeout_s
@@ -209,6 +210,16 @@ class Proxy:
     async def _forward(
         self, request: web.Request, route: routes.Route, outcome: _Outcome, started: float
     ) -> web.StreamResponse:
+        if not request.raw_path.startswith("/"):  # absolute form: POST http://host/path
+            outcome.status = 400
+            self._finish(outcome, started, None, operation_ran=False)
+            return error_response(
+                400,
+                "request target must be a path (/v1/...), not an absolute URL: "
+                "use the gateway's URL as the SDK's base URL, not as a proxy",
+                "invalid_request_error",
+                "invalid_request_target",
+            )
         target = self._upstreams.get(route.provider)
         body = await request.read()
         try:
@@ -262,7 +273,10 @@ class Proxy:
                 body = json.dumps(data).encode()
                 drop_usage_chunk = True
         headers = self._upstream_headers(request, target)
-        url = URL(target.base_url + request.raw_path, encoded=True)
+        # Path and query as the client encoded them; never its scheme, host or fragment.
+        rel = request.rel_url
+        query = f"?{rel.raw_query_string}" if rel.raw_query_string else ""
+        url = URL(target.base_url + rel.raw_path + query, encoded=True)
         assert self._session is not None
         t_up = time.perf_counter()
         try:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -177,3 +179,18 @@ def admin(server: Server, method: str, path: str, body: Any = None,
             return response.status, json.loads(response.read()), dict(response.headers)
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read()), dict(exc.headers)
+
+
+def raw_http(server: Server, request: bytes) -> tuple[int, bytes]:
+    """Send `request` byte for byte on a new connection, for what urllib refuses to send
+    (an absolute-form target, non-ASCII header bytes); it should say `Connection:
+    close`. Returns (status, body)."""
+    url = urllib.parse.urlsplit(server.url)
+    assert url.hostname is not None and url.port is not None
+    data = b""
+    with socket.create_connection((url.hostname, url.port), timeout=10) as conn:
+        conn.sendall(request)
+        while chunk := conn.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
