@@ -88,8 +88,9 @@ class AdminApi:
                 "$AISPEND_GATEWAY_ADMIN_TOKEN",
             )
         scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+        # Non-ASCII header bytes arrive as surrogates: "replace" makes them a wrong token.
         if scheme.lower() != "bearer" or not hmac.compare_digest(
-            value.strip().encode(), self._token
+            value.strip().encode("utf-8", "replace"), self._token
         ):
             return _error(401, "missing or wrong bearer token")
         return None

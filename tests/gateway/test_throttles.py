@@ -8,6 +8,7 @@ the same file.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ import pytest
 from aispend import metrics as m
 from tests.conftest import free_port
 from tests.gateway.harness import (
+    ADMIN_TOKEN,
     RESEARCH_EVALS,
     SEARCH_CRAWLER,
     SEARCH_RANKER,
@@ -27,6 +29,7 @@ from tests.gateway.harness import (
     admin,
     gateway,
     process_env,
+    raw_http,
     upstream,
     write_config,
 )
@@ -296,6 +299,22 @@ def test_admin_needs_the_token(gw: Server) -> None:
     assert admin(gw, "GET", "/admin/throttles")[1] == {"throttles": []}
     bad_id = admin(gw, "PUT", "/admin/throttles/bad:id", {"team": "s", "mode": "block"})
     assert bad_id[0] == 400
+
+
+@pytest.mark.parametrize(
+    "token", [b"\xc3\xa9\xff", b"caf\xe9", ADMIN_TOKEN.encode() + b"\xe9"], ids=repr
+)
+def test_admin_non_ascii_token_is_401(gw: Server, token: bytes) -> None:
+    """Header bytes that are not ASCII (UTF-8, latin-1, the token plus one byte) reach
+    the server as surrogates: a wrong token, not a 500."""
+    request = (
+        b"GET /admin/throttles HTTP/1.1\r\nHost: gateway\r\n"
+        b"Authorization: Bearer " + token + b"\r\nConnection: close\r\n\r\n"
+    )
+    status, body = raw_http(gw, request)
+    assert status == 401
+    assert json.loads(body)["error"]["message"] == "missing or wrong bearer token"
+    assert "Traceback" not in gw.proc.log_path.read_text()
 
 
 def test_start_refused_when_the_throttle_database_is_not_one(tmp_path: Path) -> None:
