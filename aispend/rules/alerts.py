@@ -16,6 +16,7 @@ Floor about 1m05s after the first expensive scrape, worst case about 1m50s.
 from __future__ import annotations
 
 from aispend import metrics as m
+from aispend.dashboards.defaults import UIDS
 from aispend.rules.anomaly import BASELINES
 from aispend.rules.anomaly import name as anomaly_name
 from aispend.rules.model import Alert, Group, Runbook
@@ -28,6 +29,13 @@ SCOPE_TEXT = (
     "{{ if $labels.agent }} agent {{ $labels.agent }}{{ end }}"
 )
 _PAST = {"throttle": "throttled", "pause": "paused"}
+# Where each alert's dashboard_url points: the dashboard whose panels show its data.
+OVERVIEW = UIDS["overview"]
+TEAM_SHOWBACK = UIDS["team-showback"]
+LLM = UIDS["llm-token-economics"]
+GPU = UIDS["gpu-fleet"]
+ANOMALIES = UIDS["anomalies-budgets"]
+STACK = UIDS["stack-health"]
 CRITICAL_TEAMS = f'{m.TEAM_INFO.name}{{{m.CRITICALITY}="critical"}}'
 
 
@@ -93,7 +101,7 @@ def budget_alerts(t: Tunables) -> list[Alert]:
             f"Budget exceeded: {SCOPE_TEXT} ({{{{ $labels.period }}}})",
             f"{SCOPE_TEXT} has spent {{{{ $value | humanizePercentage }}}} of its "
             f"{{{{ $labels.period }}}} budget of {amount}.",
-            "aispend-budgets",
+            TEAM_SHOWBACK,
             exceeded_runbook,
         ),
         Alert(
@@ -106,7 +114,7 @@ def budget_alerts(t: Tunables) -> list[Alert]:
             f"Budget soft limit reached: {SCOPE_TEXT} ({{{{ $labels.period }}}})",
             f"{SCOPE_TEXT} has spent {{{{ $value | humanizePercentage }}}} of its "
             f"{{{{ $labels.period }}}} budget of {amount}.",
-            "aispend-budgets",
+            TEAM_SHOWBACK,
         ),
     ]
 
@@ -162,7 +170,7 @@ def budget_alerts(t: Tunables) -> list[Alert]:
                 f'{{{{ $value | printf "%.1f" }}}}x too fast',
                 f'{SCOPE_TEXT} spends at {{{{ $value | printf "%.1f" }}}}x the pace of '
                 f"its {{{{ $labels.period }}}} budget of {amount}.",
-                "aispend-budgets",
+                ANOMALIES,
                 runbook,
             )
         )
@@ -188,7 +196,7 @@ def budget_alerts(t: Tunables) -> list[Alert]:
                 "humanizeTimestamp",
             )
             + ".",
-            "aispend-budgets",
+            TEAM_SHOWBACK,
             Runbook(
                 meaning="Month-to-date spend plus the last "
                 f"{t.forecast_rate_window} rate times the time left exceeds the monthly budget.",
@@ -237,7 +245,7 @@ def anomaly_alerts(t: Tunables) -> list[Alert]:
             "$labels.team $labels.model",
         )
         + '/h ({{ $labels.baseline }} baseline): z-score {{ $value | printf "%.1f" }}.',
-        "aispend-anomalies",
+        ANOMALIES,
         Runbook(
             meaning="Spend per team and model departs from its seasonal prediction by more "
             f"than {num(t.anomaly_sigma)} standard deviations for {t.anomaly_for} "
@@ -271,7 +279,7 @@ def anomaly_alerts(t: Tunables) -> list[Alert]:
         + '/h, {{ $value | printf "%.2f" }}x the highest of the same hour 1, 2 and 3 '
         f"weeks ago, for {t.leak_for} or more (a slow leak, or an always-on floor such as "
         "an idle GPU?).",
-        "aispend-anomalies",
+        ANOMALIES,
     )
     za = anomaly_name("team_agent", f"zscore_rate{t.runaway_rate_window}")
     agent_rate = anomaly_name("team_agent", f"rate{t.runaway_rate_window}")
@@ -301,7 +309,7 @@ def anomaly_alerts(t: Tunables) -> list[Alert]:
             'printf "%.1f"',
         )
         + "x too fast.",
-        "aispend-anomalies",
+        ANOMALIES,
         Runbook(
             meaning=f"One agent's {t.runaway_rate_window} spend rate is more than "
             f"{num(t.runaway_sigma)} standard "
@@ -349,7 +357,7 @@ def anomaly_alerts(t: Tunables) -> list[Alert]:
             'printf "%.1f"',
         )
         + "x too fast. No agent label explains it: notified, not throttled.",
-        "aispend-anomalies",
+        ANOMALIES,
         Runbook(
             meaning="A team's spend on one model (5m rate) is more than "
             f"{num(t.team_runaway_sigma)} standard deviations above its prediction AND alone "
@@ -384,7 +392,7 @@ def gpu_alerts(t: Tunables) -> list[Alert]:
         "(now {{ $value | humanizePercentage }}) and costs "
         + per_hour(f'{m.REC_GPU_COST_RATE.name}{{UUID="%s"}}', "$labels.UUID")
         + "/h.",
-        "aispend-gpu",
+        GPU,
         Runbook(
             meaning=f"A GPU's utilisation stayed below {num(t.gpu_idle_threshold * 100)} % "
             f"for {t.gpu_idle_for} while it costs its hourly price. Non-critical teams get "
@@ -418,7 +426,7 @@ def data_alerts(t: Tunables) -> list[Alert]:
                 'printf "%.4f"',
             )
             + ".",
-            "aispend-llm",
+            LLM,
             Runbook(
                 meaning=f"The p{q} cost of one LLM request (1h window) is more than "
                 f"{num(t.cost_per_request_factor)}x its mean over the last week: bigger "
@@ -438,7 +446,7 @@ def data_alerts(t: Tunables) -> list[Alert]:
             "{{ $value | humanizePercentage }} of AI spend has no team",
             "{{ $value | humanizePercentage }} of the AI spend of the last hour is not "
             f"attributed to a team (more than {num(t.unattributed_max_ratio * 100)} %).",
-            "aispend-overview",
+            OVERVIEW,
             Runbook(
                 meaning="Spend with team `unattributed` (unknown API key, dcgm GPUs without "
                 "a team label) or `untagged` (cloud resources without a team tag) is above "
@@ -459,7 +467,7 @@ def data_alerts(t: Tunables) -> list[Alert]:
             "Billing source {{ $labels.source }} not read for {{ $value | humanizeDuration }}",
             "The billing exporter last read {{ $labels.source }} successfully "
             "{{ $value | humanizeDuration }} ago.",
-            "aispend-stack",
+            STACK,
             Runbook(
                 meaning=f"The billing exporter has not read its source for more than "
                 f"{t.billing_read_max_age}, or the newest bill data is older than "
@@ -479,7 +487,7 @@ def data_alerts(t: Tunables) -> list[Alert]:
             "Bill data of {{ $labels.source }} is {{ $value | humanizeDuration }} old",
             "The newest bill data of {{ $labels.source }} ends "
             "{{ $value | humanizeDuration }} ago.",
-            "aispend-stack",
+            STACK,
         ),
         Alert(
             "AISpendEstimateBillMismatch",
@@ -492,7 +500,7 @@ def data_alerts(t: Tunables) -> list[Alert]:
             "{{ $value | humanizePercentage }} of the bill "
             + query(f'{m.REC_BILL_LAST_DAY.name}{{team="%s"}}', "$labels.team", 'printf "%.2f"')
             + f" (allowed difference {num(t.reconcile_max_diff * 100)} %).",
-            "aispend-overview",
+            OVERVIEW,
             Runbook(
                 meaning="The real-time estimate (gateway, tokens exporter, GPUs) for the UTC "
                 "day of the newest bill differs from the billed cost by more than "
@@ -516,7 +524,7 @@ def stack_alerts(t: Tunables) -> list[Alert]:
             {"severity": "warning", m.REASON: "scrape"},
             "{{ $labels.job }} on {{ $labels.instance }} is down",
             "Prometheus cannot scrape {{ $labels.job }} at {{ $labels.instance }}.",
-            "aispend-stack",
+            STACK,
             Runbook(
                 meaning="Prometheus cannot scrape an aispend process, or an exporter "
                 "cannot read its source (`aispend_exporter_up` 0). Spend from that source "
@@ -534,7 +542,7 @@ def stack_alerts(t: Tunables) -> list[Alert]:
             "Exporter cannot read source {{ $labels.source }}",
             "{{ $labels.job }} at {{ $labels.instance }} answers but its last read of "
             "{{ $labels.source }} failed.",
-            "aispend-stack",
+            STACK,
         ),
         Alert(
             "AISpendActuatorFailing",
@@ -545,7 +553,7 @@ def stack_alerts(t: Tunables) -> list[Alert]:
             "Actuator actions on {{ $labels.target }} fail",
             '{{ $value | printf "%.0f" }} actions on {{ $labels.target }} failed in the '
             "last 10 minutes: guardrails are not being applied.",
-            "aispend-stack",
+            ANOMALIES,
             Runbook(
                 meaning="The actuator received alerts but its actions on a target (gateway "
                 "throttle API, Kubernetes, APIM, command) return errors.",

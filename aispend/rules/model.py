@@ -30,6 +30,8 @@ class Alert:
     summary: str
     description: str
     dashboard: str
+    """uid of the Grafana dashboard whose panels show the alert's data
+    (`aispend.dashboards.defaults.UIDS`)."""
     runbook: Runbook | None = None
     """Set on the first rule of an alert name; later rules (other severities) share it."""
 

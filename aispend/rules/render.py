@@ -32,6 +32,11 @@ def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 _Dumper.add_representer(str, _str)
 
 
+TEAM_QUERY = "{{ if $labels.team }}?var-team={{ $labels.team }}{{ end }}"
+"""Selects the alert's team on the linked dashboard; left out for an alert without a team
+label (an empty `var-team=` would select no team and empty every team-filtered panel)."""
+
+
 def _anchor(alertname: str) -> str:
     return alertname.lower()
 
@@ -43,7 +48,7 @@ def rule_dict(rule: Recording | Alert, t: Tunables) -> dict[str, Any]:
             out["labels"] = dict(sorted(rule.labels.items()))
         return out
     annotations = {
-        "dashboard_url": f"{t.dashboard_url}/{rule.dashboard}?var-team={{{{ $labels.team }}}}",
+        "dashboard_url": f"{t.dashboard_url}/{rule.dashboard}{TEAM_QUERY}",
         "description": rule.description,
         "runbook_url": f"{t.runbook_url}#{_anchor(rule.alert)}",
         "summary": rule.summary,

@@ -3,6 +3,8 @@ tunables override and fail with the field named."""
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import yaml
 
 from aispend import metrics
 from aispend.rules.cli import ALERTS_FILE, RULES_FILE, RUNBOOKS_FILE, generate, render_all
+from aispend.rules.render import TEAM_QUERY
 from aispend.rules.tunables import Tunables, TunablesError, load_tunables
 from tests.conftest import REPO, require_binary
 
@@ -93,6 +96,30 @@ def test_alerts_have_required_labels_and_annotations() -> None:
     runbooks = (REPO / RUNBOOKS_FILE).read_text()
     for name in names:
         assert f"\n## {name}\n" in runbooks
+
+
+def _unknown_dashboard_links(alerts_yaml: str) -> list[str]:
+    """dashboard_url annotations whose /d/<uid> is no uid of dashboards/*.json."""
+    uids = {json.loads(path.read_text())["uid"] for path in (REPO / "dashboards").glob("*.json")}
+    assert len(uids) == 6
+    unknown = []
+    for group in yaml.safe_load(alerts_yaml)["groups"]:
+        for rule in group["rules"]:
+            url = rule["annotations"]["dashboard_url"]
+            match = re.match(r"http://localhost:3000/d/([^/?{]+)", url)
+            assert match, url
+            if match.group(1) not in uids:
+                unknown.append(f"{rule['alert']}: {url}")
+    return unknown
+
+
+def test_dashboard_urls_name_generated_dashboards() -> None:
+    """Every alert links to a dashboard that exists (uid of a generated dashboard)."""
+    assert _unknown_dashboard_links((REPO / ALERTS_FILE).read_text()) == []
+    # The check catches a link to a uid no dashboard has (as the links once were).
+    stale = (REPO / ALERTS_FILE).read_text().replace("/d/aispend-gpu-fleet", "/d/aispend-gpu")
+    link = "http://localhost:3000/d/aispend-gpu" + TEAM_QUERY
+    assert _unknown_dashboard_links(stale) == [f"AISpendGPUIdle: {link}"] * 2
 
 
 def test_acting_alerts_exclude_critical_teams() -> None:
