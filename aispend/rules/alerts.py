@@ -6,11 +6,8 @@ Labels: `severity` (critical | warning | info), `team` where there is one, and `
 is a second rule for them, with `action=notify`. `runbook_url` and `dashboard_url` are
 added in one pass by `render`.
 
-Detection latency of RunawaySpend (scrape and evaluation every 15s, `for: 1m`, the
-actuator route's group_wait 5s): the first 15s scrape shows the jump in the 5m rate,
-a recording evaluation (<= 15s) turns it into a z-score, the alert goes pending at the
-next alert evaluation (<= 15s) and fires 1m later; Alertmanager sends it 5s after.
-Floor about 1m05s after the first expensive scrape, worst case about 1m50s.
+Detection latency of RunawaySpend: derived from the tunables in `latency.py` (the
+runbooks' "Detection latency of RunawaySpend" section).
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from aispend.rules.latency import runaway_latency_markdown
 from aispend.rules.model import Alert, Group, Recording
 from aispend.rules.tunables import Tunables
 
@@ -110,32 +111,11 @@ never get throttle or pause, only notify. Money is in the reporting currency; re
   holiday in one or two of them does not lower the reference: it starts after three
   weeks of history. The weekly prediction is last week's value until
   two weeks and an hour of history add its trend term.
-
-## Detection latency of RunawaySpend
-
-With scrape and rule evaluation every 15s: the first scrape after the agent's jump shows
-it in the 5m rate (<= 15s), a recording evaluation turns it into a z-score (<= 15s), the
-alert goes pending at the next alert evaluation (<= 15s) and fires after `for: {runaway_for}`;
-Alertmanager's actuator route sends it after `group_wait: 5s`. Theoretical floor about
-1m05s after the first expensive scrape, worst case about 1m50s, once both conditions
-hold. The z-score condition holds within a scrape or two for a 20x jump (the 5m rate after
-t seconds is (1 + 19 t / 300) x normal, against a stddev floor of {min_stddev} of the
-prediction). The burn condition (the agent alone spending at least {burn}x its team's
-tightest budget pace) holds once (1 + 19 t / 300) x normal >= {burn} x pace, i.e. after
-t = 300 s x ({burn} x pace / normal - 1) / 19: about 37 s when the agent's normal spend is
-0.3 of the pace, 0 when the 20x rate is many times the pace. Size a demo accordingly.
 """
 
 
 def render_runbooks(groups: list[Group], t: Tunables) -> str:
-    out = [
-        RUNBOOK_INTRO.format(
-            runaway_for=t.runaway_for,
-            runaway_sigma=t.runaway_sigma,
-            min_stddev=f"{t.min_stddev_ratio:.0%}",
-            burn=f"{t.runaway_burn_factor:g}",
-        )
-    ]
+    out = [RUNBOOK_INTRO, runaway_latency_markdown(t)]
     seen: dict[str, list[Alert]] = {}
     for g in groups:
         for rule in g.rules:
