@@ -526,8 +526,10 @@ def stack_alerts(t: Tunables) -> list[Alert]:
                 meaning="Prometheus cannot scrape an aispend process, or an exporter "
                 "cannot read its source (`aispend_exporter_up` 0). Spend from that source "
                 "is missing, so budgets and anomalies under-count.",
-                check='`up{job=~"aispend-.*"}`; the process log (`aispend stack logs` or '
-                "the container's); `aispend_exporter_up{source}`.",
+                check='`up{job=~"aispend-.*"}`; `aispend_exporter_up{source}`; the process '
+                "log: under `aispend stack up` the file `<run-dir>/logs/<component>.log` "
+                "(`.run/logs/` by default, as `stack up` prints; `.run/demo/logs/` for "
+                "`aispend demo`), under Docker Compose `docker compose logs <service>`.",
                 action="Restart the process; fix the source credentials or network.",
             ),
         ),
