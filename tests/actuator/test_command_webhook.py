@@ -68,6 +68,45 @@ def test_command_runs_with_labels_as_env_and_undo_command(make_actuator, tmp_pat
     ]
 
 
+def test_command_gets_no_aispend_secrets_and_refuses_colliding_labels(
+    make_actuator, tmp_path, monkeypatch
+):
+    # The command's output lands in the audit log: the actuator's own tokens must not
+    # be in its environment. Other variables (PATH, cloud CLI settings) pass through.
+    monkeypatch.setenv("AISPEND_ACTUATOR_TOKEN", "actuator-secret-1")
+    monkeypatch.setenv("AISPEND_GATEWAY_ADMIN_TOKEN", "gateway-secret-2")
+    monkeypatch.setenv("MY_GATEWAY_TOKEN", "gateway-secret-3")
+    monkeypatch.setenv("AISPEND_STALE", "from the parent")
+    monkeypatch.setenv("KUBECONFIG_HINT", "kept")
+    out = tmp_path / "env.json"
+    dump = "import json, os, sys; open(sys.argv[1], 'w').write(json.dumps(dict(os.environ)))"
+    act = make_actuator(
+        {
+            "dry_run": False,
+            "rules": [
+                {"name": "run", "match": {"action": "pause"}, "target": "script", "mode": "pause"}
+            ],
+            "targets": {
+                "script": {"type": "command", "apply": [sys.executable, "-c", dump, str(out)]},
+                "gw": {
+                    "type": "gateway",
+                    "urls": ["http://127.0.0.1:9"],
+                    "admin_token_env": "MY_GATEWAY_TOKEN",
+                },
+            },
+        }
+    )
+    assert act.post(payload(alert(FP, action="pause"))).json()["alerts"][0]["result"] == "ok"
+    env = json.loads(out.read_text())
+    assert not {k: v for k, v in env.items() if "-secret-" in v or v == "from the parent"}
+    assert env["KUBECONFIG_HINT"] == "kept" and env["AISPEND_TEAM"] == "search"
+
+    r = act.post(payload(alert("00000000000c0de2", action="pause", TEAM="payments")))
+    result = r.json()["alerts"][0]
+    assert (r.status_code, result["result"]) == (200, "error")
+    assert "labels 'team' and 'TEAM' would both set AISPEND_TEAM" in act.audit()[-1].error
+
+
 def test_command_failure_and_timeout(make_actuator, tmp_path):
     act = make_actuator(
         {

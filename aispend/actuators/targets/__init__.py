@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import aiohttp
 
@@ -26,7 +26,9 @@ def build_target(
     settings: TargetSettings,
     session: aiohttp.ClientSession,
     ssl_context: ssl.SSLContext | None = None,
+    hidden_env: frozenset[str] = frozenset(),
 ) -> Target:
+    """`hidden_env`: environment variables holding secrets, kept from commands."""
     # Imports here keep each target's dependencies (azure-identity) off the others' path.
     if isinstance(settings, GatewayTargetSettings):
         from aispend.actuators.targets.gateway import GatewayTarget
@@ -43,7 +45,7 @@ def build_target(
     if isinstance(settings, CommandTargetSettings):
         from aispend.actuators.targets.command import CommandTarget
 
-        return CommandTarget(name, settings)
+        return CommandTarget(name, settings, hidden_env)
     if isinstance(settings, WebhookTargetSettings):
         from aispend.actuators.targets.webhook import WebhookTarget
 
@@ -52,9 +54,16 @@ def build_target(
 
 
 def build_targets(
-    targets: Mapping[str, TargetSettings], session: aiohttp.ClientSession
+    targets: Mapping[str, TargetSettings],
+    session: aiohttp.ClientSession,
+    secret_envs: Iterable[str] = (),
 ) -> dict[str, Target]:
-    return {name: build_target(name, s, session) for name, s in targets.items()}
+    """`secret_envs`: more variables that hold secrets (the webhook token's)."""
+    hidden = frozenset(
+        [*secret_envs]
+        + [s.admin_token_env for s in targets.values() if isinstance(s, GatewayTargetSettings)]
+    )
+    return {name: build_target(name, s, session, hidden_env=hidden) for name, s in targets.items()}
 
 
 def preflight(targets: Mapping[str, TargetSettings]) -> list[str]:

@@ -1,9 +1,12 @@
 """Command target: run a configured command with the alert's labels in its environment.
 
 Each label becomes `AISPEND_<LABEL>` (upper-cased), plus AISPEND_MODE, AISPEND_RULE,
-AISPEND_FINGERPRINT, AISPEND_STARTS_AT and AISPEND_ACTION (apply|undo). No shell:
-argv is run as given. A non-zero exit is an error that retrying would not fix; a
-timeout kills the command and is retryable.
+AISPEND_FINGERPRINT, AISPEND_STARTS_AT and AISPEND_ACTION (apply|undo). The rest of the
+environment is the actuator's, less every inherited `AISPEND_*` variable and the
+variables that hold aispend's tokens (the command's output lands in the audit log). Two
+labels that upper-case to one name are refused. No shell: argv is run as given. A
+non-zero exit is an error that retrying would not fix; a timeout kills the command and
+is retryable.
 """
 
 from __future__ import annotations
@@ -17,10 +20,18 @@ from aispend.actuators.settings import CommandTargetSettings
 from aispend.actuators.targets.base import Action, TargetError
 
 
-def command_env(action: Action, which: str) -> dict[str, str]:
-    env = dict(os.environ)
+def command_env(action: Action, which: str, hidden: frozenset[str] = frozenset()) -> dict[str, str]:
+    """The command's environment; TargetError when two labels would share one variable."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AISPEND_") and k not in hidden}
+    from_label: dict[str, str] = {}
     for key, value in action.labels.items():
-        env[f"AISPEND_{key.upper()}"] = value
+        name = f"AISPEND_{key.upper()}"
+        if name in from_label:
+            raise TargetError(
+                f"labels {from_label[name]!r} and {key!r} would both set {name}", False
+            )
+        from_label[name] = key
+        env[name] = value
     env.update(
         {
             "AISPEND_MODE": action.mode,
@@ -36,9 +47,12 @@ def command_env(action: Action, which: str) -> dict[str, str]:
 class CommandTarget:
     type = "command"
 
-    def __init__(self, name: str, settings: CommandTargetSettings):
+    def __init__(
+        self, name: str, settings: CommandTargetSettings, hidden_env: frozenset[str] = frozenset()
+    ):
         self.name = name
         self.settings = settings
+        self._hidden_env = hidden_env
 
     async def prepare(self, action: Action) -> dict[str, Any]:
         return {}
@@ -55,7 +69,7 @@ class CommandTarget:
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv,
-                env=command_env(action, which),
+                env=command_env(action, which, self._hidden_env),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
