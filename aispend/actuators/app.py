@@ -75,9 +75,18 @@ def build_app(
         list(m.ACTUATOR_WEBHOOK_REQUESTS.labels),
         registry=registry,
     )
+    # Zero series for each target's failures, so that the first failure is an increase
+    # (AISpendActuatorFailing reads increase(); a series born at 1 shows none).
+    for target in settings.targets:
+        for action in ("apply", "undo"):
+            actions.labels(target, action, "error")
     registry.register(ActiveActionsCollector(store))
+    if not token.strip():  # an empty token would let `Authorization: Bearer` through
+        raise ValueError("the actuator's bearer token is empty")
     expected = token.encode("utf-8")
-    factory = targets_factory or (lambda session: build_targets(settings.targets, session))
+    factory = targets_factory or (
+        lambda session: build_targets(settings.targets, session, [settings.token_env])
+    )
 
     def count(target: str, action: str, result: str) -> None:
         actions.labels(target, action, result).inc()

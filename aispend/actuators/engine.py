@@ -2,10 +2,15 @@
 
 State machine per (fingerprint, startsAt) in the store:
 
-    firing,   no row            -> policy: skipped | dry_run | applying -> applied | failed
-    firing,   applying          -> resume the interrupted apply (same undo data)
+    firing,   no row            -> policy: skipped | dry_run | applying
+                                   applying -> applied | failed (prepare refused)
+                                            | apply_failed (apply refused part-way)
+    firing,   skipped           -> policy again (a cool-down or the team's limit may
+                                   have passed); skipped again leaves the row as it is
+    firing,   applying          -> resume the interrupted apply (same undo data), unless
+                                   dry-run is on now or the team may not be acted on
     firing,   anything else     -> ignored (duplicate, or resolved before its firing)
-    resolved, applying/applied  -> undo -> undone | undo_failed
+    resolved, applying/applied/apply_failed -> undo -> undone | undo_failed
     resolved, no row            -> resolved (so a late firing is ignored)
     resolved, other             -> resolved, nothing to undo / duplicate
 
@@ -13,6 +18,11 @@ The intent (`applying`, with what undo needs) is committed before the target is
 called, and the outcome after, so a crash in between is resumed on redelivery. Calls
 for one fingerprint are serialised by a lock; different alerts proceed concurrently.
 A retryable target error leaves the state as it was and asks for a redelivery.
+
+Targets that change shared objects (`HoldsObjects`: a Deployment, an APIM
+subscription) may be acted on by several alerts at once. A later action takes over
+the object's original state from the earlier one, and undo leaves an object alone
+while another action still holds it: the last one to resolve restores it.
 """
 
 from __future__ import annotations
@@ -23,13 +33,14 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from aispend.actuators import store as st
 from aispend.actuators.payload import Alert
-from aispend.actuators.policy import decide, scope_of
+from aispend.actuators.policy import decide, dry_run_of, forbidden, scope_of
 from aispend.actuators.settings import ActionsSettings, Rule
 from aispend.actuators.store import ActionRow, AuditRecord, Store
-from aispend.actuators.targets.base import Action, Target, TargetError
+from aispend.actuators.targets.base import Action, HoldsObjects, Target, TargetError
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +105,12 @@ class Engine:
     async def _firing(self, alert: Alert) -> Outcome:
         fp, starts = alert.key()
         row = self.store.get(fp, starts)
-        if row is not None:
+        if row is not None and row.state != st.SKIPPED:
             if row.state == st.APPLYING and row.rule is not None:
                 rule = self.settings.rule(row.rule)
+                held = self._held_back(alert, rule)
+                if held is not None:  # stays applying: undone on resolve
+                    return self._note(alert, row, "ignore", f"ignored: not resumed: {held}")
                 return await self._apply(alert, row, rule, resumed=True)
             why = "resolved before firing" if row.state == st.RESOLVED else "duplicate"
             if row.state in (st.UNDONE, st.UNDO_FAILED):
@@ -106,14 +120,26 @@ class Engine:
         # Deciding and recording the intent are serialised per team, so that two
         # alerts of one team cannot both pass max_active_per_team.
         async with self._team_locks.hold(alert.labels.get("team", "")):
-            begun = await self._begin(alert, fp, starts)
+            begun = await self._begin(alert, fp, starts, skipped=row)
         if isinstance(begun, Outcome):
             return begun
         new, rule = begun
         return await self._apply(alert, new, rule, resumed=False)
 
-    async def _begin(self, alert: Alert, fp: str, starts: str) -> Outcome | tuple[ActionRow, Rule]:
-        """Policy, then either a final decision or the recorded intent to apply."""
+    def _held_back(self, alert: Alert, rule: Rule | None) -> str | None:
+        """Why an interrupted apply must not be resumed now (None: resume it)."""
+        if rule is None:
+            return None  # _apply records that the rule is gone
+        never = forbidden(rule, alert.labels, self.criticality)
+        if never is not None:
+            return never
+        return "dry-run" if dry_run_of(rule, self.settings) else None
+
+    async def _begin(
+        self, alert: Alert, fp: str, starts: str, skipped: ActionRow | None
+    ) -> Outcome | tuple[ActionRow, Rule]:
+        """Policy, then either a final decision or the recorded intent to apply.
+        `skipped`: this firing's row when it was skipped before."""
         decision = decide(
             alert.labels,
             self.settings,
@@ -136,6 +162,10 @@ class Engine:
             scope=scope_of(alert.labels),
         )
         if decision.skip is not None:
+            if skipped is not None:
+                return self._note(
+                    alert, skipped, "ignore", f"ignored: still skipped: {decision.skip}"
+                )
             return self._commit(alert, new, "skip", f"skipped: {decision.skip}")
         assert rule is not None
         if decision.dry_run:
@@ -149,16 +179,19 @@ class Engine:
             return self._commit(alert, new, "apply", "error", error="target not configured")
 
         # A newer firing of the same series takes over the older one's action.
-        for old in self.store.active_with_fingerprint(fp):
+        superseded = self.store.active_with_fingerprint(fp)
+        for old in superseded:
             old.state = st.SUPERSEDED
             self.store.record(
                 old,
                 self._audit(alert, old, "ignore", "ignored: superseded", detail=f"by {starts}"),
             )
         try:
-            new.undo_data = await target.prepare(self._action(alert, rule))
+            undo_data = await target.prepare(self._action(alert, rule))
         except TargetError as exc:
+            new.state = st.FAILED  # recorded only if not retryable
             return self._target_failed(alert, new, "apply", exc, record_row=not exc.retryable)
+        new.undo_data = self._take_over(target, rule.target, undo_data, superseded)
         new.state = st.APPLYING
         self.store.record(new, self._audit(alert, new, "apply", "pending"))
         return new, rule
@@ -175,6 +208,8 @@ class Engine:
         try:
             detail = await target.apply(self._action(alert, rule), row.undo_data)
         except TargetError as exc:
+            if not exc.retryable:  # it may have changed some objects (replicas) first
+                row.state = st.APPLY_FAILED
             return self._target_failed(alert, row, "apply", exc, record_row=not exc.retryable)
         row.state = st.APPLIED
         if resumed:
@@ -196,7 +231,7 @@ class Engine:
                 scope=scope_of(alert.labels),
             )
             return self._commit(alert, tomb, "ignore", "ignored: resolved before firing")
-        if row.state in st.ACTIVE_STATES:
+        if row.state in st.ACTIVE_STATES or row.state == st.APPLY_FAILED:
             return await self._undo(alert, row)
         if row.state in (st.SKIPPED, st.DRY_RUN, st.FAILED, st.SUPERSEDED):
             was = row.state
@@ -213,14 +248,58 @@ class Engine:
                 alert, row, "undo", "error", error=f"target {row.target!r} no longer configured"
             )
         action = self._action(alert, rule, row)
-        try:
-            detail = await target.undo(action, row.undo_data)
-        except TargetError as exc:
-            if not exc.retryable:
-                row.state = st.UNDO_FAILED
-            return self._target_failed(alert, row, "undo", exc, record_row=not exc.retryable)
+        undo_data, kept = self._release(target, row)
+        detail = ""
+        if undo_data is not None:
+            try:
+                detail = await target.undo(action, undo_data)
+            except TargetError as exc:
+                if not exc.retryable:
+                    row.state = st.UNDO_FAILED
+                return self._target_failed(alert, row, "undo", exc, record_row=not exc.retryable)
         row.state = st.UNDONE
-        return self._commit(alert, row, "undo", "ok", detail=detail)
+        return self._commit(
+            alert, row, "undo", "ok", detail="; ".join(filter(None, [detail, kept]))
+        )
+
+    # ------------------------------------------------------------ shared objects
+
+    def _take_over(
+        self, target: Target, name: str, undo_data: dict[str, Any], superseded: list[ActionRow]
+    ) -> dict[str, Any]:
+        """Objects another action already holds keep the original state it recorded
+        (what prepare just read is that action's change, not the original)."""
+        if not isinstance(target, HoldsObjects):
+            return undo_data
+        mine = target.originals(undo_data)
+        taken: set[str] = set()
+        for other in [*superseded, *self.store.active_for_target(name)]:
+            for key, state in target.originals(other.undo_data).items():
+                if key in mine and key not in taken:
+                    mine[key] = state
+                    taken.add(key)
+        return target.with_originals(undo_data, mine) if taken else undo_data
+
+    def _release(self, target: Target, row: ActionRow) -> tuple[dict[str, Any] | None, str]:
+        """What undo restores now (None: nothing), and which objects it leaves held."""
+        if not isinstance(target, HoldsObjects):
+            return row.undo_data, ""
+        mine = target.originals(row.undo_data)
+        holders: dict[str, ActionRow] = {}
+        for other in self.store.active_for_target(row.target or ""):
+            if (other.fingerprint, other.starts_at) == (row.fingerprint, row.starts_at):
+                continue
+            for key in target.originals(other.undo_data):
+                holders.setdefault(key, other)
+        held = [key for key in mine if key in holders]
+        if not held:
+            return row.undo_data, ""
+        kept = "left as they are, still held by another alert: " + ", ".join(
+            f"{key} ({holders[key].labels.get('alertname', '?')} {holders[key].fingerprint})"
+            for key in held
+        )
+        free = {key: state for key, state in mine.items() if key not in holders}
+        return (target.with_originals(row.undo_data, free) if free else None), kept
 
     # ------------------------------------------------------------ helpers
 
@@ -240,8 +319,6 @@ class Engine:
     def _target_failed(
         self, alert: Alert, row: ActionRow, which: str, exc: TargetError, record_row: bool
     ) -> Outcome:
-        if record_row and which == "apply":
-            row.state = st.FAILED
         log.warning(
             "%s %s via %s failed (%s): %s",
             which,

@@ -3,7 +3,10 @@
 Pure decisions, no I/O: the caller passes what the store knows (active actions of the
 team, the last time a rule acted on a workload). Order of checks:
 1. first rule whose `match` / `match_re` accept the alert's labels (none: skip);
-2. a team of criticality `critical` is never throttled or paused (`skipped: critical`);
+2. a team of criticality `critical` is never throttled or paused (`skipped: critical`;
+   the team label is compared trimmed and lower-cased, as team names are configured),
+   and neither is an alert without a team label (`skipped: no team label`): its team
+   could be a critical one;
 3. cool-down per rule and workload scope (`skipped: cooldown`);
 4. max active actions per team (`skipped: max active actions`);
 5. dry-run (rule, else global) -> record what would have happened, do nothing.
@@ -36,6 +39,22 @@ def scope_of(labels: Mapping[str, str]) -> str:
     return json.dumps({k: labels.get(k) for k in SCOPE_LABELS}, sort_keys=True)
 
 
+def dry_run_of(rule: Rule, settings: ActionsSettings) -> bool:
+    return settings.dry_run if rule.dry_run is None else rule.dry_run
+
+
+def forbidden(rule: Rule, labels: Mapping[str, str], criticality: Mapping[str, str]) -> str | None:
+    """Why `rule` may never act on these labels, whatever the timing; None if it may."""
+    if rule.mode not in ("throttle", "pause"):
+        return None
+    team = labels.get("team", "").strip()
+    if not team:
+        return "no team label"
+    if criticality.get(team.lower()) == "critical":
+        return "critical"
+    return None
+
+
 def decide(
     labels: Mapping[str, str],
     settings: ActionsSettings,
@@ -47,15 +66,16 @@ def decide(
     rule = next((r for r in settings.rules if r.matches(dict(labels))), None)
     if rule is None:
         return Decision(None, skip="no matching rule")
-    dry_run = settings.dry_run if rule.dry_run is None else rule.dry_run
-    team = labels.get("team", "")
-    if rule.mode in ("throttle", "pause") and criticality.get(team) == "critical":
-        return Decision(rule, skip="critical", dry_run=dry_run)
+    dry_run = dry_run_of(rule, settings)
+    never = forbidden(rule, labels, criticality)
+    if never is not None:
+        return Decision(rule, skip=never, dry_run=dry_run)
     cooldown = settings.cooldown if rule.cooldown is None else rule.cooldown
     if cooldown > 0:
         last = last_action_time(rule.name, scope_of(labels))
         if last is not None and now - last < cooldown:
             return Decision(rule, skip="cooldown", dry_run=dry_run)
+    team = labels.get("team", "")
     limit = settings.max_active_per_team
     if limit is not None and team and rule.mode != "notify" and active_for_team(team) >= limit:
         return Decision(rule, skip="max active actions", dry_run=dry_run)

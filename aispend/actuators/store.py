@@ -26,7 +26,8 @@ UNDONE = "undone"
 RESOLVED = "resolved"  # resolved with nothing to undo (or before its firing arrived)
 SKIPPED = "skipped"
 DRY_RUN = "dry_run"
-FAILED = "failed"  # the target refused; retrying would not help
+FAILED = "failed"  # the target refused before changing anything; retrying would not help
+APPLY_FAILED = "apply_failed"  # apply was refused part-way: what it did is undone on resolve
 SUPERSEDED = "superseded"  # a newer firing of the same fingerprint took over
 UNDO_FAILED = "undo_failed"
 ACTIVE_STATES = (APPLYING, APPLIED)
@@ -172,6 +173,14 @@ class Store:
         ).fetchall()
         return [_action(r) for r in rows]
 
+    def active_for_target(self, target: str) -> list[ActionRow]:
+        """Applied (or being applied) actions of one target, oldest first."""
+        rows = self._db.execute(
+            "SELECT * FROM actions WHERE target = ? AND state IN (?, ?) ORDER BY created_at",
+            (target, *ACTIVE_STATES),
+        ).fetchall()
+        return [_action(r) for r in rows]
+
     def count_active(self, team: str) -> int:
         row = self._db.execute(
             "SELECT COUNT(*) FROM actions WHERE team = ? AND state IN (?, ?)",
@@ -213,10 +222,12 @@ class Store:
         with self._transaction():
             if row is not None:
                 existing = self._db.execute(
-                    "SELECT created_at FROM actions WHERE fingerprint = ? AND starts_at = ?",
+                    "SELECT created_at, state FROM actions WHERE fingerprint = ? AND starts_at = ?",
                     (row.fingerprint, row.starts_at),
                 ).fetchone()
-                row.created_at = float(existing[0]) if existing else now
+                # A skipped firing decided again starts anew (cool-downs count from it).
+                kept = existing is not None and existing[1] != SKIPPED
+                row.created_at = float(existing[0]) if kept else now
                 row.updated_at = now
                 self._db.execute(
                     "INSERT OR REPLACE INTO actions (fingerprint, starts_at, state, rule,"

@@ -202,3 +202,105 @@ def test_untrusted_certificate_is_refused(arm):
     with pytest.raises(TargetError, match=r"(?i)certificate") as err:
         cycle(target(server, ssl.create_default_context(), StaticCredential()))
     assert err.value.retryable is True
+
+
+def test_undo_leaves_a_subscription_reactivated_by_hand(arm):
+    fake, server, ctx = arm
+    t = target(server, ctx, StaticCredential())
+
+    async def go() -> str:
+        async with aiohttp.ClientSession() as session:
+            t._session = session
+            data = await t.prepare(ACTION)
+            await t.apply(ACTION, data)
+            fake.state = "active"  # on-call re-activated it while the alert still fired
+            fake.seen.clear()
+            return await t.undo(ACTION, data)
+
+    assert asyncio.run(go()) == (
+        "APIM subscription search-rerank-agent is active, not suspended: left as it is"
+    )
+    assert [s.method for s in fake.seen] == ["GET"]
+
+
+@pytest.mark.parametrize("sid", [".", "..", "..."])
+def test_subscription_id_of_dots_is_refused(arm, sid):
+    # yarl would resolve "." and ".." in the URL path to the APIM service itself.
+    fake, server, ctx = arm
+    t = target(server, ctx, StaticCredential())
+    bad = Action("f00d", "x", {"team": sid, "agent": ""}, {}, "r", "pause")
+    t.settings = t.settings.model_copy(update={"sid": "${team}"})
+    with pytest.raises(TargetError, match="is not valid") as err:
+        asyncio.run(t.prepare(bad))
+    assert err.value.retryable is False
+    assert fake.seen == []
+
+
+def test_two_alerts_suspending_one_subscription(arm, tmp_path):
+    """Two alerts map to one subscription: it stays suspended until both resolved, then
+    gets back "active" (not the "suspended" the second alert's prepare read)."""
+    from aispend.actuators.engine import Engine
+    from aispend.actuators.payload import Alert
+    from aispend.actuators.settings import ActionsSettings
+    from aispend.actuators.store import Store
+
+    fake, server, ctx = arm
+    settings = ActionsSettings.model_validate(
+        {
+            "dry_run": False,
+            "rules": [
+                {"name": "p", "match": {"action": "pause"}, "target": "apim", "mode": "pause"}
+            ],
+            "targets": {
+                "apim": {
+                    "type": "azure_apim",
+                    "subscription_id": "00000000-0000-0000-0000-000000000000",
+                    "resource_group": "rg-ai",
+                    "service_name": "apim-ai",
+                    "sid": "${team}-${agent}",
+                    "endpoint": server.url,
+                }
+            },
+        }
+    )
+
+    def alert(fp: str, status: str) -> Alert:
+        labels = {
+            "alertname": f"A{fp}",
+            "team": "search",
+            "agent": "rerank-agent",
+            "action": "pause",
+        }
+        return Alert.model_validate(
+            {
+                "status": status,
+                "labels": labels,
+                "startsAt": "2024-05-01T10:00:00Z",
+                "fingerprint": fp,
+            },
+            strict=False,
+        )
+
+    async def go() -> list[str]:
+        async with aiohttp.ClientSession() as session:
+            t = AzureApimTarget(
+                "apim",
+                settings.targets["apim"],
+                session,
+                credential=StaticCredential(),
+                ssl_context=ctx,
+            )  # type: ignore[arg-type]
+            engine = Engine(settings, {}, Store(tmp_path / "s.db"), {"apim": t})
+            states = []
+            for a in (
+                alert("aa", "firing"),
+                alert("bb", "firing"),
+                alert("aa", "resolved"),
+                alert("bb", "resolved"),
+            ):
+                outcome = await engine.handle(a)
+                assert outcome.result == "ok", outcome
+                states.append(fake.state)
+            return states
+
+    assert asyncio.run(go()) == ["suspended", "suspended", "suspended", "active"]

@@ -224,12 +224,25 @@ def test_deployment_scaled_to_zero_and_restored(kube, kubeconfig):
     assert fake.objects[("deployments", "search", "rerank-agent")]["replicas"] == 0
 
     assert undo(target, act, data) == "restored: Deployment search/rerank-agent (replicas=3)"
-    assert (fake.seen[2].method, fake.seen[2].path, fake.seen[2].body) == (
-        "PATCH",
-        path,
-        {"spec": {"replicas": 3}},
-    )
+    # Undo checks the object is still at 0 before it restores the remembered replicas.
+    assert [(s.method, s.path, s.body) for s in fake.seen[2:]] == [
+        ("GET", path, None),
+        ("PATCH", path, {"spec": {"replicas": 3}}),
+    ]
     assert fake.objects[("deployments", "search", "rerank-agent")]["replicas"] == 3
+
+
+def test_undo_leaves_an_object_scaled_by_hand_since_the_pause(kube, kubeconfig):
+    fake, _ = kube
+    target = make(kubeconfig, kind="Deployment", namespace="${team}", name="${agent}")
+    act = action(team="search", agent="rerank-agent")
+    data, _, _ = run(target, act)
+    fake.objects[("deployments", "search", "rerank-agent")]["replicas"] = 5  # on-call, by hand
+    assert undo(target, act, data) == (
+        "changed since the pause, left as they are: Deployment search/rerank-agent (replicas=5)"
+    )
+    assert fake.objects[("deployments", "search", "rerank-agent")]["replicas"] == 5
+    assert [s.method for s in fake.seen[2:]] == ["GET"]
 
 
 def test_statefulsets_by_label_selector(kube, kubeconfig):
@@ -340,17 +353,10 @@ def test_kubeconfig_errors_are_actionable(tmp_path):
         from_kubeconfig(tmp_path / "kc")
 
 
-def test_pause_through_actuator_and_undo_after_restart(kube, kubeconfig, tmp_path):
-    """The remembered replicas live in the state DB: a restarted actuator restores them."""
-    import requests
-
-    from aispend.actuators.app import build_app
-    from aispend.actuators.store import Store
+def _pause_actions(kubeconfig: Path) -> Any:
     from tests.actuator.conftest import config_with_actions
-    from tests.actuator.fakes import TOKEN, alert, payload
 
-    fake, _ = kube
-    config = config_with_actions(
+    return config_with_actions(
         {
             "dry_run": False,
             "rules": [
@@ -372,25 +378,81 @@ def test_pause_through_actuator_and_undo_after_restart(kube, kubeconfig, tmp_pat
             },
         }
     )
+
+
+def _post_each(
+    config: Any, db: Path, bodies: list[dict[str, Any]], fake: FakeKubernetes
+) -> list[int]:
+    """Post each body to a freshly started actuator (a restart between every two) and
+    return the Deployment's replicas after each."""
+    import requests
+
+    from aispend.actuators.app import build_app
+    from aispend.actuators.store import Store
+    from tests.actuator.fakes import TOKEN
+
     teams = {t.name: t.criticality for t in config.teams}
     headers = {"Authorization": f"Bearer {TOKEN}"}
-    fp = "00000000000d3910"
-    for body, replicas in (
-        (payload(alert(fp, action="pause")), 0),
-        (payload(alert(fp, status="resolved", action="pause")), 3),
-    ):
-        store = Store(tmp_path / "state.sqlite3")
+    replicas = []
+    for body in bodies:
+        store = Store(db)
         server = ThreadedServer(build_app(config.actions, teams, store, TOKEN)).start()
         try:
             r = requests.post(f"{server.url}/alerts", json=body, headers=headers, timeout=30)
-            assert (r.status_code, r.json()["alerts"][0]["result"]) == (200, "ok")
+            assert (r.status_code, r.json()["alerts"][0]["result"]) == (200, "ok"), r.text
         finally:
             server.stop()
             store.close()
-        assert fake.objects[("deployments", "search", "rerank-agent")]["replicas"] == replicas
-    # Undo did not read the (then 0) replicas again: GET once, PATCH 0, PATCH 3.
+        replicas.append(fake.objects[("deployments", "search", "rerank-agent")]["replicas"])
+    return replicas
+
+
+def test_pause_through_actuator_and_undo_after_restart(kube, kubeconfig, tmp_path):
+    """The remembered replicas live in the state DB: a restarted actuator restores them."""
+    from tests.actuator.fakes import alert, payload
+
+    fake, _ = kube
+    fp = "00000000000d3910"
+    bodies = [
+        payload(alert(fp, action="pause")),
+        payload(alert(fp, status="resolved", action="pause")),
+    ]
+    assert _post_each(_pause_actions(kubeconfig), tmp_path / "s.db", bodies, fake) == [0, 3]
+    # Undo restored the remembered 3, not the 0 its own check read.
     assert [(s.method, s.body) for s in fake.seen] == [
         ("GET", None),
         ("PATCH", {"spec": {"replicas": 0}}),
+        ("GET", None),
         ("PATCH", {"spec": {"replicas": 3}}),
     ]
+
+
+@pytest.mark.parametrize("last", ["first", "second"])
+def test_two_alerts_pausing_one_deployment(kube, kubeconfig, tmp_path, last):
+    """Two idle GPUs of one workload: two alerts, one Deployment. It stays at 0 until
+    both have resolved, then gets its original 3 back (not the 0 the second one read)."""
+    from tests.actuator.fakes import alert, payload
+
+    fake, _ = kube
+    a = alert("00000000000000a1", action="pause", alertname="AISpendGPUIdle", gpu="0")
+    b = alert("00000000000000b2", action="pause", alertname="AISpendGPUIdle", gpu="1")
+    first, second = (a, b) if last == "second" else (b, a)
+    bodies = [payload(a), payload(b)] + [
+        payload({**x, "status": "resolved"}) for x in (first, second)
+    ]
+    assert _post_each(_pause_actions(kubeconfig), tmp_path / "s.db", bodies, fake) == [0, 0, 0, 3]
+
+
+def test_refiring_alert_keeps_the_original_replicas(kube, kubeconfig, tmp_path):
+    """The same series fires again with a new startsAt before its resolve arrived: the
+    new firing supersedes the old one and takes over its original state."""
+    from tests.actuator.fakes import alert, payload
+
+    fake, _ = kube
+    fp = "00000000000f1a90"
+    bodies = [
+        payload(alert(fp, action="pause")),
+        payload(alert(fp, action="pause", starts_at="2024-05-01T10:20:00Z")),
+        payload(alert(fp, status="resolved", action="pause", starts_at="2024-05-01T10:20:00Z")),
+    ]
+    assert _post_each(_pause_actions(kubeconfig), tmp_path / "s.db", bodies, fake) == [0, 0, 3]

@@ -267,8 +267,15 @@ def test_gateway_rejecting_the_rule_is_not_retried(gateways, make_actuator, admi
     r = act.post(payload(alert(FP)))
     assert r.status_code == 200
     assert r.json()["alerts"][0]["result"] == "error"
-    assert act.states() == {KEY: "failed"}
+    assert act.states() == {KEY: "apply_failed"}
     assert "HTTP 422" in act.audit()[-1].error
+    # The other replica took the rule: resolving removes it there.
+    assert list(gateways[1][0].rules) == [f"am-{FP}"]
+    gateways[0][0].fail_with = None
+    r = act.post(payload(alert(FP, status="resolved")))
+    assert (r.status_code, r.json()["alerts"][0]["result"]) == (200, "ok")
+    assert [list(fake.rules) for fake, _ in gateways] == [[], []]
+    assert act.states() == {KEY: "undone"}
 
 
 def test_undo_tolerates_rule_already_gone(gateways, make_actuator, admin_token_file):

@@ -5,8 +5,9 @@
     PATCH (same URL), If-Match: *, {"properties": {"state": "suspended"}}
 
 prepare remembers `properties.state`; apply suspends; undo PATCHes the remembered
-state back (normally `active`). The bearer token comes from an azure-identity
-credential for `{endpoint}/.default` (DefaultAzureCredential unless configured).
+state back (normally `active`) if the subscription is still suspended. The bearer
+token comes from an azure-identity credential for `{endpoint}/.default`
+(DefaultAzureCredential unless configured).
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ class AzureApimTarget:
 
     def _sid(self, action: Action) -> str:
         sid = render(self.settings.sid, action.labels)
-        if not _SID_RE.fullmatch(sid):
+        if not _SID_RE.fullmatch(sid) or not sid.strip("."):  # "." and ".." are path steps
             raise TargetError(f"APIM subscription id {sid[:100]!r} is not valid", False)
         return sid
 
@@ -87,8 +88,19 @@ class AzureApimTarget:
 
     async def undo(self, action: Action, undo_data: dict[str, Any]) -> str:
         sid, state = undo_data["sid"], undo_data["state"]
+        now = ((await self._request("GET", sid)).get("properties") or {}).get("state")
+        if now != "suspended":  # changed since (re-activated by hand): leave it
+            return f"APIM subscription {sid} is {now}, not suspended: left as it is"
         await self._request("PATCH", sid, {"properties": {"state": state}})
         return f"APIM subscription {sid} back to {state}"
+
+    def originals(self, undo_data: dict[str, Any]) -> dict[str, Any]:
+        return {f"subscription {undo_data['sid']}": undo_data["state"]}
+
+    def with_originals(
+        self, undo_data: dict[str, Any], originals: dict[str, Any]
+    ) -> dict[str, Any]:
+        return {**undo_data, "state": originals[f"subscription {undo_data['sid']}"]}
 
     async def _token(self) -> str:
         try:

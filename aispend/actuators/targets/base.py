@@ -11,7 +11,7 @@ import os
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,24 @@ class Target(Protocol):
         ...
 
 
+@runtime_checkable
+class HoldsObjects(Protocol):
+    """A target whose actions change named objects that two alerts can share (a
+    Deployment paused for each of its idle GPUs, one APIM subscription). The engine uses
+    these to restore an object only when the last action holding it is undone, and to the
+    state it had before the first."""
+
+    def originals(self, undo_data: dict[str, Any]) -> dict[str, Any]:
+        """Object key -> the state undo restores it to."""
+        ...
+
+    def with_originals(
+        self, undo_data: dict[str, Any], originals: dict[str, Any]
+    ) -> dict[str, Any]:
+        """`undo_data` for only the objects keyed in `originals`, with those states."""
+        ...
+
+
 def render(template: str, labels: dict[str, str]) -> str:
     """Fill `${label}` placeholders; TargetError (not retryable) for a missing label."""
     try:
@@ -82,8 +100,9 @@ def read_secret(file: str | None, env: str | None, what: str) -> str:
         if not value:
             raise SecretError(f"{what}: {file} is empty")
         return value
-    if env and os.environ.get(env):
-        return os.environ[env].strip()
+    value = os.environ.get(env, "").strip() if env else ""
+    if value:
+        return value
     where = f"set the file in the config or ${env}" if env else "set the file in the config"
     raise SecretError(f"{what}: no token configured ({where})")
 

@@ -3,9 +3,10 @@
 Plain REST on the API server (no client library needed for four calls):
 - Deployment/StatefulSet: `GET .../{kind}s/{name}/scale` remembers `spec.replicas`,
   `PATCH .../scale` with `application/merge-patch+json` `{"spec": {"replicas": 0}}`;
-  undo patches the remembered replicas back.
+  undo patches the remembered replicas back if the object is still at 0.
 - CronJob: `GET /apis/batch/v1/namespaces/{ns}/cronjobs/{name}` remembers
-  `spec.suspend`, `PATCH` `{"spec": {"suspend": true}}`; undo restores it.
+  `spec.suspend`, `PATCH` `{"spec": {"suspend": true}}`; undo restores it if the
+  CronJob is still suspended.
 Objects are named by a template over the alert labels, or found by a label selector.
 Credentials: the in-cluster service account, else a kubeconfig (see kubeauth).
 """
@@ -86,15 +87,45 @@ class KubernetesTarget:
         return f"{verb}: {self._describe(undo_data)}"
 
     async def undo(self, action: Action, undo_data: dict[str, Any]) -> str:
+        """Restore each object that is still as apply left it; one changed since (scaled
+        by hand) is left as it is."""
+        restored, left = [], []
+        cronjob = undo_data["kind"] == "CronJob"
         for obj in undo_data["objects"]:
-            if undo_data["kind"] == "CronJob":
-                patch: dict[str, Any] = {"spec": {"suspend": obj["suspend"]}}
-            else:
-                patch = {"spec": {"replicas": obj["replicas"]}}
-            await self._request(
-                "PATCH", self._object_path(undo_data["namespace"], obj["name"]), patch
-            )
-        return f"restored: {self._describe(undo_data, restored=True)}"
+            path = self._object_path(undo_data["namespace"], obj["name"])
+            spec = (await self._request("GET", path)).get("spec") or {}
+            name = f"{undo_data['kind']} {undo_data['namespace']}/{obj['name']}"
+            if cronjob and spec.get("suspend") is not True:
+                left.append(f"{name} (suspend={str(bool(spec.get('suspend'))).lower()})")
+                continue
+            if not cronjob and int(spec.get("replicas", 0)) != 0:
+                left.append(f"{name} (replicas={spec.get('replicas')})")
+                continue
+            key = "suspend" if cronjob else "replicas"
+            await self._request("PATCH", path, {"spec": {key: obj[key]}})
+            restored.append(obj)
+        parts = []
+        if restored:
+            parts.append(f"restored: {self._describe({**undo_data, 'objects': restored})}")
+        if left:
+            parts.append("changed since the pause, left as they are: " + ", ".join(left))
+        return "; ".join(parts) or "nothing to restore"
+
+    def originals(self, undo_data: dict[str, Any]) -> dict[str, Any]:
+        return {
+            _key(undo_data, obj["name"]): {k: v for k, v in obj.items() if k != "name"}
+            for obj in undo_data["objects"]
+        }
+
+    def with_originals(
+        self, undo_data: dict[str, Any], originals: dict[str, Any]
+    ) -> dict[str, Any]:
+        objects = [
+            {"name": obj["name"], **originals[_key(undo_data, obj["name"])]}
+            for obj in undo_data["objects"]
+            if _key(undo_data, obj["name"]) in originals
+        ]
+        return {**undo_data, "objects": objects}
 
     # ------------------------------------------------------------ helpers
 
@@ -163,6 +194,10 @@ class KubernetesTarget:
         if not isinstance(data, dict):
             raise TargetError(f"{method} {path}: expected a JSON object", True)
         return data
+
+
+def _key(undo_data: dict[str, Any], name: str) -> str:
+    return f"{undo_data['kind']} {undo_data['namespace']}/{name}"
 
 
 def _checked(value: str, what: str) -> str:
