@@ -172,7 +172,8 @@ def test_start_refused_when_the_state_database_is_not_one(tmp_path):
 def test_bad_config_is_reported_by_field(tmp_path):
     data = yaml.safe_load(EXAMPLE_CONFIG.read_text())
     data["actions"]["rules"][0]["target"] = "nowhere"
-    data["actions"]["rules"][1]["mode"] = "explode"
+    data["actions"]["rules"].append({"name": "second", "match": {"action": "pause"}})
+    data["actions"]["rules"][1].update(target="gateway", mode="explode")
     path = tmp_path / "a.yaml"
     path.write_text(yaml.safe_dump(data))
     r = subprocess.run(

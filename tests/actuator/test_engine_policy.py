@@ -175,3 +175,15 @@ def test_failure_counter_exists_at_zero_before_any_failure() -> None:
     for action in ("apply", "undo"):
         line = f'aispend_actuator_actions_total{{action="{action}",result="error",target="t"}} 0.0'
         assert line in text
+
+
+def test_example_config_sends_no_idle_gpu_to_the_gateway() -> None:
+    # A gateway pause blocks the team's LLM traffic and frees no GPU.
+    from aispend.actuators.policy import decide
+    from aispend.config import load_config
+    from tests.conftest import EXAMPLE_CONFIG
+
+    config = load_config(EXAMPLE_CONFIG)
+    labels = {"alertname": "AISpendGPUIdle", "action": "pause", "team": "research"}
+    decision = decide(labels, config.actions, {}, lambda team: 0, lambda r, s: None, 0.0)
+    assert decision.rule is None or config.actions.targets[decision.rule.target].type != "gateway"
