@@ -7,6 +7,7 @@ from grafanalib import core as g
 from aispend import metrics as m
 from aispend.dashboards import defaults as d
 from aispend.dashboards import queries as q
+from aispend.dashboards import refs as r
 from aispend.dashboards.panels import Query, Row, layout, table, timeseries
 from aispend.rules.promql import seconds
 from aispend.rules.tunables import Tunables
@@ -34,7 +35,7 @@ def build(ctx: d.Context) -> g.Dashboard:
     k = t.anomaly_sigma
     band = q.team_actual_vs_prediction(k, TEAM)
     prediction = timeseries(
-        "Spend vs seasonal prediction (per team)",
+        r.SPEND_VS_PREDICTION.title,
         f"The team's spend per hour (5-minute rate) against its seasonal prediction"
         f" (median of the same time 1-3 weeks ago plus trend; 1-day or 6-hour baseline"
         f" while history is short) with +/- {k:g} sigma bands; the lower band is clamped"
@@ -53,7 +54,7 @@ def build(ctx: d.Context) -> g.Dashboard:
         "Z-scores",
         [
             timeseries(
-                "Z-score, by team and model",
+                r.ZSCORE_BY_TEAM_AND_MODEL.title,
                 f"(5-minute spend rate - prediction) / baseline stddev; SpendAnomaly alerts"
                 f" above {k:g} (guards: minimum spend, baseline variability, opt-outs).",
                 d.SIGMA,
@@ -140,7 +141,6 @@ def build(ctx: d.Context) -> g.Dashboard:
     )
     return d.dashboard(
         "anomalies-budgets",
-        "aispend / Anomalies and budgets",
         "Spend against its seasonal prediction, z-scores, budget burn rates, firing alerts"
         " and the actuator's actions.",
         layout(anomalies, scores, budgets, actions),

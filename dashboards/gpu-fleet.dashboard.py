@@ -6,6 +6,7 @@ from grafanalib import core as g
 from aispend import metrics as m
 from aispend.dashboards import defaults as d
 from aispend.dashboards import queries as q
+from aispend.dashboards import refs as r
 from aispend.dashboards.panels import Query, Row, heatmap, layout, stat, table, timeseries
 from aispend.rules.tunables import Tunables
 
@@ -52,7 +53,7 @@ def build(ctx: d.Context) -> g.Dashboard:
         "Utilisation",
         [
             heatmap(
-                "Utilisation per GPU",
+                r.UTILISATION_PER_GPU.title,
                 "One row per GPU (host and index), coloured by utilisation 0..100 %.",
                 d.RATIO,
                 Query(q.gpu_utilization(TEAM), legend="{{Hostname}} gpu{{gpu}}"),
@@ -64,7 +65,7 @@ def build(ctx: d.Context) -> g.Dashboard:
         "Cost",
         [
             table(
-                f"Idle GPUs (mean utilisation < {idle:.0%} over {t.gpu_idle_for})",
+                r.idle_gpus(idle, t.gpu_idle_for).title,
                 "GPUs whose mean utilisation over the idle window is below the idle"
                 " threshold, with their hourly price: candidates to release.",
                 money,
@@ -86,7 +87,7 @@ def build(ctx: d.Context) -> g.Dashboard:
         "Memory and power",
         [
             timeseries(
-                "Memory used, per GPU",
+                r.MEMORY_PER_GPU.title,
                 "Framebuffer memory used as a share of the GPU's total.",
                 d.RATIO,
                 Query(q.gpu_memory_used_ratio(TEAM), legend="{{Hostname}} gpu{{gpu}}"),
@@ -102,7 +103,6 @@ def build(ctx: d.Context) -> g.Dashboard:
     )
     return d.dashboard(
         "gpu-fleet",
-        "aispend / GPU fleet",
         "GPU utilisation, idle GPUs and their hourly cost, GPU cost by team, memory and power.",
         layout(summary, util, cost, hardware),
         [d.label_variable("team", m.GPU_UTILIZATION, m.TEAM)],

@@ -6,6 +6,7 @@ from grafanalib import core as g
 from aispend import metrics as m
 from aispend.dashboards import defaults as d
 from aispend.dashboards import queries as q
+from aispend.dashboards import refs as r
 from aispend.dashboards.panels import Query, Row, layout, timeseries
 
 TEAM = q.TEAM
@@ -18,7 +19,7 @@ def build(ctx: d.Context) -> g.Dashboard:
         "Volume",
         [
             timeseries(
-                "Tokens per second, by model and type",
+                r.TOKENS_BY_MODEL_AND_TYPE.title,
                 "LLM tokens per second by model and token type (input = uncached prompt,"
                 " cached_input = cache reads, output incl. reasoning).",
                 d.TOKENS_PER_SEC,
@@ -29,7 +30,7 @@ def build(ctx: d.Context) -> g.Dashboard:
                 stacked=True,
             ),
             timeseries(
-                "Requests per second, by model and status",
+                r.REQUESTS_BY_MODEL_AND_STATUS.title,
                 "LLM requests per second by model and the HTTP status returned to the client.",
                 d.REQ_PER_SEC,
                 Query(
@@ -50,7 +51,7 @@ def build(ctx: d.Context) -> g.Dashboard:
                 Query(q.cost_per_1k_requests((m.MODEL,), TEAM, MODEL), legend="{{model}}"),
             ),
             timeseries(
-                "Request cost p50 / p95 / p99",
+                r.REQUEST_COST_QUANTILES.title,
                 "Quantiles of the cost of one request, from the gateway's request-cost"
                 " histogram (interpolated within buckets).",
                 money,
@@ -60,7 +61,7 @@ def build(ctx: d.Context) -> g.Dashboard:
                 ),
             ),
             timeseries(
-                "Cache-read share of input tokens, by model",
+                r.CACHE_READ_SHARE.title,
                 "Cache-read input tokens as a share of all input tokens: higher is cheaper.",
                 d.RATIO,
                 Query(q.cache_read_share((m.MODEL,), TEAM, MODEL), legend="{{model}}"),
@@ -106,7 +107,6 @@ def build(ctx: d.Context) -> g.Dashboard:
     )
     return d.dashboard(
         "llm-token-economics",
-        "aispend / LLM token economics",
         "Tokens, cost per request and its distribution, cache reads, errors, throttles and"
         " the gateway's own overhead.",
         layout(volume, cost, quality),

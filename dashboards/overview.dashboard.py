@@ -5,6 +5,7 @@ from grafanalib import core as g
 from aispend import metrics as m
 from aispend.dashboards import defaults as d
 from aispend.dashboards import queries as q
+from aispend.dashboards import refs as r
 from aispend.dashboards.panels import (
     BUDGET_STEPS,
     Query,
@@ -95,7 +96,7 @@ def build(ctx: d.Context) -> g.Dashboard:
         "Where the money goes",
         [
             timeseries(
-                "Spend per hour, by team",
+                r.SPEND_BY_TEAM.title,
                 "Spend rate per team (5-minute rate, shown per hour), stacked.",
                 money,
                 Query(q.team_spend_rate(TEAM), legend="{{team}}"),
@@ -108,7 +109,7 @@ def build(ctx: d.Context) -> g.Dashboard:
                 Query(q.llm_spend_in_range((m.MODEL,), TEAM), legend="{{model}}", instant=True),
             ),
             piechart(
-                "Spend by source (time range)",
+                r.SPEND_BY_SOURCE.title,
                 "Spend over the time range by where it was measured: gateway, tokens exporter"
                 " (APIM, Azure OpenAI), GPU exporter, dcgm-exporter.",
                 money,
@@ -141,7 +142,6 @@ def build(ctx: d.Context) -> g.Dashboard:
     )
     return d.dashboard(
         "overview",
-        "aispend / Overview",
         "AI spend at a glance: today, month to date, forecast against budget, where it"
         " goes, and which guardrails are active.",
         layout(spend, budgets, where, guardrails),

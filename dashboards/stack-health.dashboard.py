@@ -101,7 +101,6 @@ def build(ctx: d.Context) -> g.Dashboard:
     )
     return d.dashboard(
         "stack-health",
-        "aispend / Stack health",
         "Exporters up and fresh, scrape durations, rule evaluation failures, Alertmanager"
         " notifications and the actuator's answers.",
         layout(up, freshness, rules),

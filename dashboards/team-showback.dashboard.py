@@ -6,6 +6,7 @@ from grafanalib import core as g
 from aispend import metrics as m
 from aispend.dashboards import defaults as d
 from aispend.dashboards import queries as q
+from aispend.dashboards import refs as r
 from aispend.dashboards.panels import (
     Query,
     Row,
@@ -49,14 +50,14 @@ def build(ctx: d.Context) -> g.Dashboard:
                 Query(q.forecast_month_end(TEAM), instant=True),
             ),
             gauge(
-                "Month budget used",
+                r.TEAM_MONTH_BUDGET_USED.title,
                 "Spend this month as a share of the team's month budget.",
                 d.RATIO,
                 Query(q.budget_used("month", TEAM), instant=True),
                 max_value=1.2,
             ),
             gauge(
-                "Day budget used",
+                r.TEAM_DAY_BUDGET_USED.title,
                 "Spend today as a share of the team's day budget (empty for a team without one).",
                 d.RATIO,
                 Query(q.budget_used("day", TEAM), instant=True),
@@ -87,7 +88,7 @@ def build(ctx: d.Context) -> g.Dashboard:
                 stacked=True,
             ),
             timeseries(
-                "Spend per hour, by agent",
+                r.TEAM_SPEND_BY_AGENT.title,
                 "The team's spend rate by agent: a runaway agent shows here first.",
                 money,
                 Query(
@@ -168,7 +169,6 @@ def build(ctx: d.Context) -> g.Dashboard:
     )
     return d.dashboard(
         "team-showback",
-        "aispend / Team showback",
         "One team's AI spend: by project, agent and model, budget burn, tokens, cost per"
         " request, throttles, and the month's chargeback table.",
         layout(summary, spend, usage, chargeback),

@@ -36,6 +36,16 @@ UIDS = {
 }
 """Stable dashboard uids, by dashboard file stem (dashboards/<stem>.dashboard.py)."""
 
+TITLES = {
+    "overview": "aispend / Overview",
+    "team-showback": "aispend / Team showback",
+    "llm-token-economics": "aispend / LLM token economics",
+    "gpu-fleet": "aispend / GPU fleet",
+    "anomalies-budgets": "aispend / Anomalies and budgets",
+    "stack-health": "aispend / Stack health",
+}
+"""Dashboard titles, by stem (the runbooks cite dashboards by title)."""
+
 # Grafana unit ids for everything that is not money.
 RATIO = "percentunit"
 COUNT = "short"
@@ -147,16 +157,16 @@ def dashboard_url(stem: str) -> str:
 
 def dashboard(
     stem: str,
-    title: str,
     description: str,
     panels: Sequence[g.Panel],
     variables: Sequence[g.Template] = (),
     *,
     time_from: str = "now-24h",
 ) -> g.Dashboard:
-    """A dashboard with the shared settings; panel ids are assigned in order."""
+    """A dashboard with the shared settings and the title `TITLES[stem]`; panel ids are
+    assigned in order."""
     return g.Dashboard(
-        title=title,
+        title=TITLES[stem],
         uid=UIDS[stem],
         description=description,
         tags=[TAG],

@@ -13,7 +13,9 @@ runbooks' "Detection latency of RunawaySpend" section).
 from __future__ import annotations
 
 from aispend import metrics as m
+from aispend.dashboards import refs
 from aispend.dashboards.defaults import UIDS
+from aispend.dashboards.refs import cite
 from aispend.rules.anomaly import BASELINES
 from aispend.rules.anomaly import name as anomaly_name
 from aispend.rules.model import Alert, Group, Runbook
@@ -82,7 +84,9 @@ def budget_alerts(t: Tunables) -> list[Alert]:
     exceeded_runbook = Runbook(
         meaning="Spend so far this UTC day or calendar month has reached the budget "
         "(critical) or its soft threshold `soft_ratio` (warning).",
-        check="Open the budgets dashboard for the team; `team_project_agent:aispend_cost:"
+        check="On the "
+        + cite(refs.TEAM_MONTH_BUDGET_USED, refs.TEAM_DAY_BUDGET_USED, refs.TEAM_SPEND_BY_AGENT)
+        + " for the team (the alert's dashboard link); `team_project_agent:aispend_cost:"
         "increase_today` / `..._month` per scope; which agent or model grew "
         "(`team_agent:aispend_cost:rate5m`).",
         action="Agree with the team owner (aispend_team_info owner) whether to raise the "
@@ -250,9 +254,12 @@ def anomaly_alerts(t: Tunables) -> list[Alert]:
             "history is short). Also fires (baseline same_weekday) when every hour for "
             f"{t.leak_for} costs more than {num(t.leak_ratio)}x the same hour on the same "
             "weekday of each of the previous three weeks: slow leaks and always-on floors.",
-            check="Anomalies dashboard: current rate, prediction and stddev "
-            "(`team_model:aispend_cost:rate1h:*`); a new agent or prompt change? "
-            "A GPU left running (GPU dashboard)?",
+            check="On the "
+            + cite(refs.SPEND_VS_PREDICTION, refs.ZSCORE_BY_TEAM_AND_MODEL)
+            + ": current rate, prediction and stddev (`team_model:aispend_cost:rate1h:*`); "
+            "a new agent or prompt change? A GPU left running ("
+            + cite(refs.idle_gpus(t.gpu_idle_threshold, t.gpu_idle_for))
+            + ")?",
             action="If expected (launch, batch job), note it; if a series is always "
             "bursty, opt it out with the `zscore_opt_out` tunable. Otherwise find and stop "
             "the workload.",
@@ -367,7 +374,9 @@ def anomaly_alerts(t: Tunables) -> list[Alert]:
             "healthy workloads too, so a person decides.",
             check="`team_model:aispend_cost:rate5m` against `team_model:aispend_cost:rate1h:"
             "prediction`; by project and source (`team_source:aispend_cost:rate5m`); "
-            "the LLM dashboard for the model's request and token rates.",
+            "the model's request and token rates on the "
+            + cite(refs.REQUESTS_BY_MODEL_AND_STATUS, refs.TOKENS_BY_MODEL_AND_TYPE)
+            + ".",
             action="Find the workload (API key, project, job) and stop or fix it; if it "
             "runs through the gateway, throttle it there by hand (or give its requests an "
             "agent header so RunawaySpend can throttle it next time).",
@@ -395,8 +404,15 @@ def gpu_alerts(t: Tunables) -> list[Alert]:
             f"for {t.gpu_idle_for} while it costs its hourly price. Non-critical teams get "
             "action=pause (the actuator scales the workload down or suspends it); critical "
             "teams get action=notify.",
-            check="GPU dashboard: utilisation, memory and processes on the GPU; is a job "
-            "waiting on data, or was a notebook left open?",
+            check="On the "
+            + cite(
+                refs.UTILISATION_PER_GPU,
+                refs.MEMORY_PER_GPU,
+                refs.idle_gpus(t.gpu_idle_threshold, t.gpu_idle_for),
+            )
+            + f"; the processes on the GPU: `{m.GPU_PROCESS_MEMORY.name}` (aispend's gpu "
+            "exporter; no panel shows it). Is a job waiting on data, or was a notebook "
+            "left open?",
             action="Stop or scale down the workload; the pause is undone when the alert resolves.",
         ),
     )
@@ -428,8 +444,14 @@ def data_alerts(t: Tunables) -> list[Alert]:
                 meaning=f"The p{q} cost of one LLM request (1h window) is more than "
                 f"{num(t.cost_per_request_factor)}x its mean over the last week: bigger "
                 "prompts, lost caching, or a switch to a dearer model.",
-                check="LLM dashboard: tokens per request by type (input, cached_input, "
-                "output, reasoning) for the team and model.",
+                check="On the "
+                + cite(
+                    refs.REQUEST_COST_QUANTILES,
+                    refs.TOKENS_BY_MODEL_AND_TYPE,
+                    refs.CACHE_READ_SHARE,
+                )
+                + " (the link selects the team; select the model too): which token type "
+                f"({', '.join(m.TOKEN_TYPES)}) grew, and whether cache reads fell.",
                 action="Ask the team about prompt or model changes; restore prompt caching.",
             ),
         ),
@@ -448,8 +470,10 @@ def data_alerts(t: Tunables) -> list[Alert]:
                 meaning="Spend with team `unattributed` (unknown API key, dcgm GPUs without "
                 "a team label) or `untagged` (cloud resources without a team tag) is above "
                 "the threshold; showback is incomplete.",
-                check="Overview dashboard, `team_source:aispend_cost:rate5m{team=~"
-                '"unattributed|untagged"}`: which source and model.',
+                check="On the "
+                + cite(refs.SPEND_BY_TEAM, refs.SPEND_BY_SOURCE)
+                + ', and `team_source:aispend_cost:rate5m{team=~"unattributed|untagged"}`: '
+                "which source and model.",
                 action="Map the API keys or GPUs to teams in aispend.yaml; tag the cloud "
                 "resources.",
             ),
@@ -472,7 +496,8 @@ def data_alerts(t: Tunables) -> list[Alert]:
                 check="The billing exporter's log and `aispend_exporter_up{source}`, "
                 "`aispend_source_throttled_total` (HTTP 429), credentials expiry.",
                 action="Fix credentials or the export; real-time estimates and alerts keep "
-                "working, only reconciliation and bill dashboards are stale.",
+                "working; only the reconciliation with the bill (AISpendEstimateBillMismatch) "
+                "goes stale (no dashboard shows bill data).",
             ),
         ),
         Alert(

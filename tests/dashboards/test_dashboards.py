@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from aispend.dashboards.defaults import DATASOURCE, UIDS
+from aispend.dashboards import refs
+from aispend.dashboards.defaults import DATASOURCE, TITLES, UIDS
 from aispend.dashboards.docs import panels, render
 from aispend.dashboards.generate import build_all, sources, stem_of
+from aispend.rules.tunables import Tunables
 from tests.conftest import REPO, require_binary
 from tests.dashboards.panels import DASHBOARDS, all_queries, concrete, dashboard_files, load
 
@@ -52,6 +54,19 @@ def test_uids_are_unique_and_stable() -> None:
     assert {load(p)["uid"] for p in dashboard_files()} == set(UIDS.values())
     for path in dashboard_files():
         assert load(path)["uid"] == UIDS[path.stem]
+
+
+def test_panel_refs_name_panels_of_their_dashboard() -> None:
+    """What the runbooks cite (aispend/dashboards/refs.py) exists in the generated JSON."""
+    t = Tunables()
+    cited = [*refs.ALL, refs.idle_gpus(t.gpu_idle_threshold, t.gpu_idle_for)]
+    titles = {p.stem: {panel["title"] for panel in panels(load(p))} for p in dashboard_files()}
+    for ref in cited:
+        assert ref.title in titles[ref.stem], ref
+    for path in dashboard_files():
+        assert load(path)["title"] == TITLES[path.stem]
+    with pytest.raises(ValueError):
+        refs.cite(refs.SPEND_BY_TEAM, refs.MEMORY_PER_GPU)
 
 
 def test_every_panel_has_modern_type_description_unit_and_queries() -> None:

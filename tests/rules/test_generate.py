@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from aispend import metrics
+from aispend.dashboards.docs import panels
 from aispend.rules.cli import ALERTS_FILE, RULES_FILE, RUNBOOKS_FILE, generate, render_all
 from aispend.rules.render import TEAM_QUERY
 from aispend.rules.tunables import Tunables, TunablesError, load_tunables
@@ -120,6 +121,48 @@ def test_dashboard_urls_name_generated_dashboards() -> None:
     stale = (REPO / ALERTS_FILE).read_text().replace("/d/aispend-gpu-fleet", "/d/aispend-gpu")
     link = "http://localhost:3000/d/aispend-gpu" + TEAM_QUERY
     assert _unknown_dashboard_links(stale) == [f"AISpendGPUIdle: {link}"] * 2
+
+
+CITATION = re.compile(
+    r'dashboard "(?P<dashboard>[^"]+)", panels? (?P<panels>"[^"]+"(?:(?:, | and )"[^"]+")*)'
+)
+
+
+def _runbook_citation_problems(runbooks: str) -> list[str]:
+    """Dashboards and panels the runbooks name that the generated dashboards lack, and
+    dashboards mentioned other than by a citation."""
+    dashboards = [json.loads(p.read_text()) for p in (REPO / "dashboards").glob("*.json")]
+    titles = {d["title"]: {p["title"] for p in panels(d)} for d in dashboards}
+    problems = []
+    for match in CITATION.finditer(runbooks):
+        known = titles.get(match["dashboard"])
+        if known is None:
+            problems.append(f"no dashboard {match['dashboard']!r}")
+            continue
+        for title in re.findall(r'"([^"]+)"', match["panels"]):
+            if title not in known:
+                problems.append(f"{match['dashboard']!r} has no panel {title!r}")
+    rest = CITATION.sub("", runbooks)
+    for phrase in ("the alert's dashboard link", "no dashboard shows"):
+        rest = rest.replace(phrase, "")
+    problems += [f"uncited: {line}" for line in rest.splitlines() if "dashboard" in line]
+    return problems
+
+
+def test_runbooks_cite_panels_that_exist() -> None:
+    runbooks = (REPO / RUNBOOKS_FILE).read_text()
+    assert len(CITATION.findall(runbooks)) >= 6
+    assert _runbook_citation_problems(runbooks) == []
+    # The checks catch what the runbooks once said.
+    old = (
+        'Open the budgets dashboard for the team; dashboard "aispend / GPU fleet", panel '
+        '"Processes on the GPU"; dashboard "aispend / LLM", panel "Tokens per request by type".'
+    )
+    assert _runbook_citation_problems(old) == [
+        "'aispend / GPU fleet' has no panel 'Processes on the GPU'",
+        "no dashboard 'aispend / LLM'",
+        "uncited: Open the budgets dashboard for the team; ; .",
+    ]
 
 
 def test_acting_alerts_exclude_critical_teams() -> None:

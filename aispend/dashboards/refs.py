@@ -1,0 +1,76 @@
+"""Panels that other parts cite by title (the runbooks): each title is spelled once, here.
+
+The dashboard sources (dashboards/*.dashboard.py) title those panels with these
+constants and the runbooks name them with `cite()`, so renaming a panel renames its
+citations; tests/dashboards checks that every ref names a panel of its dashboard.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aispend.dashboards.defaults import TITLES
+
+
+@dataclass(frozen=True)
+class PanelRef:
+    stem: str
+    """The dashboard's file stem (a key of `defaults.UIDS` and `defaults.TITLES`)."""
+    title: str
+
+
+def cite(*refs: PanelRef) -> str:
+    """'dashboard "aispend / X", panels "A", "B" and "C"' (refs of one dashboard)."""
+    stems = {ref.stem for ref in refs}
+    if len(stems) != 1:
+        raise ValueError(f"cite() takes panels of one dashboard, got {sorted(stems)}")
+    titles = [f'"{ref.title}"' for ref in refs]
+    listed = titles[0] if len(titles) == 1 else f"{', '.join(titles[:-1])} and {titles[-1]}"
+    return f'dashboard "{TITLES[refs[0].stem]}", panel{"s" if len(refs) > 1 else ""} {listed}'
+
+
+OVERVIEW = "overview"
+SPEND_BY_TEAM = PanelRef(OVERVIEW, "Spend per hour, by team")
+SPEND_BY_SOURCE = PanelRef(OVERVIEW, "Spend by source (time range)")
+
+TEAM_SHOWBACK = "team-showback"
+TEAM_MONTH_BUDGET_USED = PanelRef(TEAM_SHOWBACK, "Month budget used")
+TEAM_DAY_BUDGET_USED = PanelRef(TEAM_SHOWBACK, "Day budget used")
+TEAM_SPEND_BY_AGENT = PanelRef(TEAM_SHOWBACK, "Spend per hour, by agent")
+
+LLM = "llm-token-economics"
+TOKENS_BY_MODEL_AND_TYPE = PanelRef(LLM, "Tokens per second, by model and type")
+REQUESTS_BY_MODEL_AND_STATUS = PanelRef(LLM, "Requests per second, by model and status")
+REQUEST_COST_QUANTILES = PanelRef(LLM, "Request cost p50 / p95 / p99")
+CACHE_READ_SHARE = PanelRef(LLM, "Cache-read share of input tokens, by model")
+
+GPU = "gpu-fleet"
+UTILISATION_PER_GPU = PanelRef(GPU, "Utilisation per GPU")
+MEMORY_PER_GPU = PanelRef(GPU, "Memory used, per GPU")
+
+
+def idle_gpus(threshold: float, window: str) -> PanelRef:
+    """The idle-GPU table, titled with the idle tunables (gpu_idle_threshold, gpu_idle_for)."""
+    return PanelRef(GPU, f"Idle GPUs (mean utilisation < {threshold:.0%} over {window})")
+
+
+ANOMALIES = "anomalies-budgets"
+SPEND_VS_PREDICTION = PanelRef(ANOMALIES, "Spend vs seasonal prediction (per team)")
+ZSCORE_BY_TEAM_AND_MODEL = PanelRef(ANOMALIES, "Z-score, by team and model")
+
+ALL: tuple[PanelRef, ...] = (
+    SPEND_BY_TEAM,
+    SPEND_BY_SOURCE,
+    TEAM_MONTH_BUDGET_USED,
+    TEAM_DAY_BUDGET_USED,
+    TEAM_SPEND_BY_AGENT,
+    TOKENS_BY_MODEL_AND_TYPE,
+    REQUESTS_BY_MODEL_AND_STATUS,
+    REQUEST_COST_QUANTILES,
+    CACHE_READ_SHARE,
+    UTILISATION_PER_GPU,
+    MEMORY_PER_GPU,
+    SPEND_VS_PREDICTION,
+    ZSCORE_BY_TEAM_AND_MODEL,
+)
+"""Every constant ref (idle_gpus() is built from the tunables)."""
