@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import subprocess
+import urllib.request
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.conftest import REPO, require_binary
+from aispend.procs import ManagedProcess, wait_until
+from tests.conftest import REPO, free_port, require_binary
 
 CONFIG = REPO / "deploy" / "alertmanager.yml"
 
@@ -65,3 +70,77 @@ def test_route(receivers: str, labels: str) -> None:
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.strip() == receivers
+
+
+# ---------------------------------------------------------------- inhibition, for real
+
+
+def _post(am_url: str, labels: dict[str, str]) -> None:
+    now = datetime.now(UTC)
+    body = [{"labels": labels, "startsAt": now.isoformat(),
+             "endsAt": (now + timedelta(hours=1)).isoformat()}]  # fmt: skip
+    request = urllib.request.Request(
+        am_url + "/api/v2/alerts",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+
+
+def _inhibited(am_url: str) -> dict[str, bool]:
+    with urllib.request.urlopen(am_url + "/api/v2/alerts", timeout=10) as response:
+        alerts = json.load(response)
+    return {
+        " ".join(f"{k}={v}" for k, v in sorted(a["labels"].items()) if k != "severity")
+        + f" severity={a['labels']['severity']}": bool(a["status"]["inhibitedBy"])
+        for a in alerts
+    }
+
+
+BUDGET = {"team": "growth", "project": "", "agent": "copywriter-agent", "period": "day"}
+TEAM_MONTH = {"team": "growth", "period": "month"}
+
+
+def test_inhibition_stays_within_one_budget(tmp_path) -> None:
+    """An agent's breached day budget silences that budget's burn and soft-limit alerts,
+    never the team's month burn page (real Alertmanager, real deploy/alertmanager.yml;
+    receivers point at nothing here, which does not affect inhibition)."""
+    port = free_port()
+    am = ManagedProcess(
+        "alertmanager",
+        [require_binary("prometheus-alertmanager"), f"--config.file={CONFIG}",
+         f"--storage.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
+         "--cluster.listen-address="],
+        tmp_path / "alertmanager.log",
+        ready_url=f"http://127.0.0.1:{port}/-/ready",
+    )  # fmt: skip
+    am.start()
+    try:
+        am.wait_ready(30)
+        url = f"http://127.0.0.1:{port}"
+        labels = [
+            {"alertname": "AISpendBudgetExceeded", "severity": "critical", **BUDGET},
+            {"alertname": "AISpendBudgetExceeded", "severity": "warning", **BUDGET},
+            {"alertname": "AISpendBudgetBurnFast", "severity": "critical", **BUDGET},
+            {"alertname": "AISpendBudgetBurnFast", "severity": "critical", **TEAM_MONTH},
+            {"alertname": "AISpendBudgetExceeded", "severity": "warning", **TEAM_MONTH},
+        ]
+        for one in labels:
+            _post(url, {k: v for k, v in one.items() if v})
+        day = "agent=copywriter-agent alertname={} period=day team=growth severity={}"
+        month = "alertname={} period=month team=growth severity={}"
+        expected = {
+            day.format("AISpendBudgetExceeded", "critical"): False,
+            day.format("AISpendBudgetExceeded", "warning"): True,
+            day.format("AISpendBudgetBurnFast", "critical"): True,
+            month.format("AISpendBudgetBurnFast", "critical"): False,
+            month.format("AISpendBudgetExceeded", "warning"): False,
+        }
+        # The inhibitor sees a posted alert a moment after the post returns.
+        with contextlib.suppress(TimeoutError):
+            wait_until(lambda: _inhibited(url) == expected, 10, 0.2)
+        assert _inhibited(url) == expected
+    finally:
+        am.stop()
