@@ -117,6 +117,28 @@ def test_every_bind_mount_is_a_repo_path_mounted_read_only(config: dict[str, Any
     }  # fmt: skip
 
 
+def test_aispend_services_read_the_config_named_by_aispend_config_file(
+    config: dict[str, Any], tmp_path: Path
+) -> None:
+    """Every aispend service mounts one config: aispend.example.yaml unless
+    $AISPEND_CONFIG_FILE names the user's (README: `AISPEND_CONFIG_FILE=./aispend.yaml`)."""
+    aispend = {n for n, s in config["services"].items() if "build" in s}
+
+    def mounts(cfg: dict[str, Any]) -> dict[str, str]:
+        return {
+            name: source
+            for name in aispend
+            for source, target, _ in _binds(cfg["services"][name])
+            if target == "/etc/aispend/aispend.yaml"
+        }
+
+    assert mounts(config) == {name: str(REPO / "aispend.example.yaml") for name in aispend}
+    mine = tmp_path / "aispend.yaml"
+    other = compose_config(*PROFILES, env={"AISPEND_CONFIG_FILE": str(mine)})
+    assert mounts(other) == {name: str(mine) for name in aispend}
+    assert len(aispend) == 9
+
+
 def test_prometheus_mounts_match_its_rule_files(config: dict[str, Any]) -> None:
     prom = yaml.safe_load((REPO / "deploy" / "prometheus.yml").read_text())
     for entry in prom["rule_files"]:
