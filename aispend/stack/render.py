@@ -4,7 +4,9 @@ The files in deploy/ name docker-compose services (`http://gateway:9120`) and se
 files under /etc/aispend/secrets/. Locally, every `service:port` of a known component
 becomes `127.0.0.1:<port>` (shifted by --port-base), secrets live in `<run>/secrets/`
 (created 0600 with a random token when missing), and Prometheus keeps only the scrape
-jobs of the components that run.
+jobs of the components that run. A job whose target Compose mounts from deploy/targets/
+(`file_sd_configs` on /etc/prometheus/targets-NAME.yml, for the optional exporters)
+gets that file's targets inline.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ log = logging.getLogger(__name__)
 
 SECRETS_DIR = "/etc/aispend/secrets/"
 RULES_DIR = "/etc/prometheus/rules/"
+TARGETS_PREFIX = "/etc/prometheus/targets-"
+"""Where Compose mounts deploy/targets/NAME.yml into Prometheus (TARGETS_PREFIX + NAME.yml)."""
 _ADDRESS_RE = re.compile(r"\b(" + "|".join(re.escape(n) for n in COMPONENTS) + r"):(\d{2,5})\b")
 _SECRET_RE = re.compile(re.escape(SECRETS_DIR) + r"([A-Za-z0-9_.-]+)")
 
@@ -74,7 +78,11 @@ def ensure_secrets(text: str, ctx: RunContext) -> list[Path]:
 def render_prometheus(source: Path, ctx: RunContext, components: Iterable[str]) -> str:
     data: dict[str, Any] = yaml.safe_load(source.read_text(encoding="utf-8"))
     jobs = {COMPONENTS[c].job for c in components if COMPONENTS[c].job}
-    data["scrape_configs"] = [s for s in data.get("scrape_configs", []) if s["job_name"] in jobs]
+    data["scrape_configs"] = [
+        _inline_targets(s, ctx.repo_root / "deploy" / "targets")
+        for s in data.get("scrape_configs", [])
+        if s["job_name"] in jobs
+    ]
     rules = []
     for entry in data.get("rule_files", []):
         local = ctx.repo_root / "alert-rules" / entry.removeprefix(RULES_DIR)
@@ -85,6 +93,20 @@ def render_prometheus(source: Path, ctx: RunContext, components: Iterable[str]) 
     data["rule_files"] = rules
     text = yaml.safe_dump(data, sort_keys=False)
     return rewrite(text, ctx)
+
+
+def _inline_targets(job: dict[str, Any], targets_dir: Path) -> dict[str, Any]:
+    """`file_sd_configs` on Compose-mounted target files -> `static_configs` from them."""
+    files = [f for sd in job.get("file_sd_configs", []) for f in sd.get("files", [])]
+    if not files or not all(f.startswith(TARGETS_PREFIX) for f in files):
+        return job
+    static: list[Any] = []
+    for f in files:
+        path = targets_dir / f.removeprefix(TARGETS_PREFIX)
+        static += yaml.safe_load(path.read_text(encoding="utf-8")) or []
+    out = {k: v for k, v in job.items() if k != "file_sd_configs"}
+    out["static_configs"] = static
+    return out
 
 
 def render_all(config_source: Path, ctx: RunContext, components: Iterable[str]) -> None:

@@ -1,5 +1,7 @@
-"""docker-compose.yml: the real `docker-compose config` (Debian package docker-compose,
-no Docker engine needed) accepts it, and everything it mounts exists in the repo.
+"""docker-compose.yml (and docker-compose.gpu.yml / docker-compose.azure.yml, which add
+the optional exporters): the real `docker-compose config` (Debian package
+docker-compose, no Docker engine needed) accepts them, and everything they mount exists
+in the repo.
 
 Also checks it against the other deploy files: every scrape target in
 deploy/prometheus.yml is a compose service listening on that port, and every secret
@@ -21,7 +23,13 @@ import yaml
 
 from tests.conftest import REPO, require_binary
 
-PROFILES = ("demo", "gpu", "azure")
+PROFILES = ("demo",)
+EXTRA_FILES = {
+    "docker-compose.gpu.yml": {"exporter-gpu"},
+    "docker-compose.azure.yml": {"exporter-tokens", "exporter-billing"},
+}
+"""Compose files that add optional exporters (and their scrape targets), by the exporters."""
+TARGETS_PREFIX = "/etc/prometheus/targets-"
 CORE = {"prometheus", "alertmanager", "grafana", "exporter-budgets", "gateway", "actuator"}
 ALL = CORE | {
     "exporter-gpu", "exporter-tokens", "exporter-billing",
@@ -30,9 +38,13 @@ ALL = CORE | {
 SECRET_RE = re.compile(r"/etc/aispend/secrets/([A-Za-z0-9_.-]+)")
 
 
-def compose_config(*profiles: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+def compose_config(
+    *profiles: str, extra: tuple[str, ...] = (), env: dict[str, str] | None = None
+) -> dict[str, Any]:
     binary = require_binary("docker-compose")
     argv = [binary, "-f", str(REPO / "docker-compose.yml")]
+    for name in extra:
+        argv += ["-f", str(REPO / name)]
     for profile in profiles:
         argv += ["--profile", profile]
     done = subprocess.run(
@@ -50,7 +62,7 @@ def compose_config(*profiles: str, env: dict[str, str] | None = None) -> dict[st
 
 @pytest.fixture(scope="module")
 def config() -> dict[str, Any]:
-    return compose_config(*PROFILES)
+    return compose_config(*PROFILES, extra=tuple(EXTRA_FILES))
 
 
 def _binds(service: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -75,15 +87,20 @@ def test_profiles_keep_optional_services_out_of_the_default_stack(
     config: dict[str, Any],
 ) -> None:
     """docker-compose 1.29's `config` prints every service whatever the profiles, so the
-    profiles are read from the file itself (YAML merge keys resolved)."""
+    profiles are read from the file itself (YAML merge keys resolved). The optional
+    exporters are not in docker-compose.yml at all: each extra file adds its exporters
+    and changes nothing else but Prometheus' mounts."""
     raw = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
     profiles = {name: tuple(s.get("profiles", ())) for name, s in raw.items()}
     assert {n for n, p in profiles.items() if not p} == CORE
     assert {n for n, p in profiles.items() if p == ("demo",)} == {
         "demo-upstream", "chat-sink", "demo-traffic",
     }  # fmt: skip
-    assert profiles["exporter-gpu"] == ("gpu",)
-    assert profiles["exporter-tokens"] == profiles["exporter-billing"] == ("azure",)
+    assert set(profiles) == ALL - set().union(*EXTRA_FILES.values())
+    for name, exporters in EXTRA_FILES.items():
+        services = yaml.safe_load((REPO / name).read_text())["services"]
+        assert set(services) == exporters | {"prometheus"}, name
+        assert set(services["prometheus"]) == {"volumes"}, name
     assert config["services"]["demo-traffic"]["command"] == [
         "demo", "traffic", "--gateway", "http://gateway:9120",
     ]  # fmt: skip
@@ -114,6 +131,8 @@ def test_every_bind_mount_is_a_repo_path_mounted_read_only(config: dict[str, Any
     assert seen == {
         "aispend.example.yaml", "deploy/prometheus.yml", "alert-rules",
         "deploy/alertmanager.yml", "deploy/grafana/provisioning", "dashboards",
+        "deploy/targets/exporter-gpu.yml", "deploy/targets/exporter-tokens.yml",
+        "deploy/targets/exporter-billing.yml",
     }  # fmt: skip
 
 
@@ -134,7 +153,9 @@ def test_aispend_services_read_the_config_named_by_aispend_config_file(
 
     assert mounts(config) == {name: str(REPO / "aispend.example.yaml") for name in aispend}
     mine = tmp_path / "aispend.yaml"
-    other = compose_config(*PROFILES, env={"AISPEND_CONFIG_FILE": str(mine)})
+    other = compose_config(
+        *PROFILES, extra=tuple(EXTRA_FILES), env={"AISPEND_CONFIG_FILE": str(mine)}
+    )
     assert mounts(other) == {name: str(mine) for name in aispend}
     assert len(aispend) == 9
 
@@ -147,20 +168,59 @@ def test_prometheus_mounts_match_its_rule_files(config: dict[str, Any]) -> None:
         assert local.exists(), f"deploy/prometheus.yml loads {entry}: {local} is missing"
 
 
+def _targets(job: dict[str, Any], prometheus: dict[str, Any]) -> list[str]:
+    """A job's targets: static, or from the target files mounted into Prometheus."""
+    if "static_configs" in job:
+        return [t for static in job["static_configs"] for t in static["targets"]]
+    mounted = {target: Path(source) for source, target, _ in _binds(prometheus)}
+    out = []
+    for sd in job["file_sd_configs"]:
+        for name in sd["files"]:
+            assert name.startswith(TARGETS_PREFIX), f"job {job['job_name']}: {name}"
+            if name in mounted:
+                for group in yaml.safe_load(mounted[name].read_text()):
+                    out += group["targets"]
+    return out
+
+
 def test_every_scrape_target_is_a_service_listening_on_that_port(config: dict[str, Any]) -> None:
     prom = yaml.safe_load((REPO / "deploy" / "prometheus.yml").read_text())
     services = config["services"]
+    scraped = set()
     for job in prom["scrape_configs"]:
-        for static in job["static_configs"]:
-            for target in static["targets"]:
-                host, port = target.split(":")
-                assert host in services, f"job {job['job_name']}: no service {host}"
-                command = services[host].get("command", [])
-                if "--listen" in command:
-                    listen = command[command.index("--listen") + 1]
-                    assert listen == f"0.0.0.0:{port}", f"{host} listens on {listen}"
-                published = {p["target"] for p in services[host].get("ports", [])}
-                assert int(port) in published, f"{host}: port {port} not published"
+        for target in _targets(job, services["prometheus"]):
+            host, port = target.split(":")
+            assert host in services, f"job {job['job_name']}: no service {host}"
+            command = services[host].get("command", [])
+            if "--listen" in command:
+                listen = command[command.index("--listen") + 1]
+                assert listen == f"0.0.0.0:{port}", f"{host} listens on {listen}"
+            published = {p["target"] for p in services[host].get("ports", [])}
+            assert int(port) in published, f"{host}: port {port} not published"
+            scraped.add(host)
+    assert set().union(*EXTRA_FILES.values()) <= scraped
+
+
+def test_the_core_stack_scrapes_no_optional_exporter() -> None:
+    """Without an extra file Prometheus gets no target for an optional exporter (so no
+    false AISpendExporterDown); each extra file mounts exactly its exporters' targets."""
+    prom = yaml.safe_load((REPO / "deploy" / "prometheus.yml").read_text())
+    optional = {"aispend-gpu", "aispend-tokens", "aispend-billing"}
+    assert {j["job_name"] for j in prom["scrape_configs"] if "file_sd_configs" in j} == optional
+    core = compose_config()
+    for job in prom["scrape_configs"]:
+        targets = _targets(job, core["services"]["prometheus"])
+        assert (targets == []) == (job["job_name"] in optional), job["job_name"]
+    for name, exporters in EXTRA_FILES.items():
+        with_extra = compose_config(extra=(name,))
+        assert exporters <= set(with_extra["services"])
+        hosts = {
+            t.split(":")[0]
+            for job in prom["scrape_configs"]
+            if job["job_name"] in optional
+            for t in _targets(job, with_extra["services"]["prometheus"])
+        }
+        assert hosts == exporters, name
 
 
 def _mounted_configs(service: dict[str, Any]) -> list[Path]:
