@@ -6,17 +6,26 @@ import argparse
 import sys
 from typing import Any
 
-from aispend.config import ConfigError, load_config, resolve_config_path
+from aispend.config import (
+    DEFAULT_CONFIG_FILE,
+    ENV_CONFIG,
+    ConfigError,
+    load_config,
+    resolve_config_path,
+)
 
 EXIT_INVALID = 1
 
 
-def add_config_argument(parser: argparse.ArgumentParser) -> None:
-    """The shared --config option: --config, then $AISPEND_CONFIG, then ./aispend.yaml."""
+def add_config_argument(
+    parser: argparse.ArgumentParser, fallback: str = DEFAULT_CONFIG_FILE
+) -> None:
+    """The shared --config option: --config, then $AISPEND_CONFIG, then ./<fallback>
+    (./aispend.yaml unless the command falls back to another file)."""
     parser.add_argument(
         "--config",
         metavar="FILE",
-        help="aispend.yaml to use (default: $AISPEND_CONFIG, then ./aispend.yaml)",
+        help=f"aispend.yaml to use (default: ${ENV_CONFIG}, then ./{fallback})",
     )
 
 

@@ -51,6 +51,8 @@ DEMO_COMPONENTS = (
     "alertmanager",
     "prometheus",
 )
+DEMO_CONFIG = "aispend.example.yaml"
+"""The demo's config when neither --config nor $AISPEND_CONFIG names one."""
 RUNAWAY_REQUEST_FACTOR = 4.0
 RUNAWAY_TOKEN_FACTOR = 5
 MIN_BUDGET_MULTIPLE = 4.0
@@ -523,7 +525,7 @@ def run_demo(options: DemoOptions, config: Config, printer: Callable[[str], None
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from aispend.config_cli import add_config_argument
 
-    add_config_argument(parser)
+    add_config_argument(parser, fallback=DEMO_CONFIG)
     parser.add_argument("--once", action="store_true", help="exit after the summary")
     parser.add_argument("--run-dir", default=".run/demo")
     parser.add_argument("--port-base", type=ports.port_base, default=9090)
@@ -541,13 +543,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import os
 
-    from aispend.config import ConfigError, load_config
+    from aispend.config import ENV_CONFIG, ConfigError, load_config
     from aispend.procs import ChildFailed
     from aispend.stack.components import MissingBinary
     from aispend.tsdb import TsdbError
 
     # The demo runs on the example config unless told otherwise.
-    config_path = Path(args.config or os.environ.get("AISPEND_CONFIG") or "aispend.example.yaml")
+    config_path = Path(args.config or os.environ.get(ENV_CONFIG) or DEMO_CONFIG)
     try:
         config = load_config(config_path)
     except ConfigError as exc:

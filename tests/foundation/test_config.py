@@ -220,6 +220,33 @@ def test_config_check_uses_env_then_cwd(tmp_path: Path):
     assert result.returncode == 1 and "teams: must not be empty" in result.stderr
 
 
+def test_demo_help_names_the_file_the_demo_falls_back_to(tmp_path: Path):
+    """`aispend demo` falls back to ./aispend.example.yaml (not ./aispend.yaml), and its
+    --help says so."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "AISPEND_CONFIG"}
+
+    def aispend(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "aispend", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=60,
+        )
+
+    help_text = " ".join(aispend("demo", "--help").stdout.split())
+    assert "(default: $AISPEND_CONFIG, then ./aispend.example.yaml)" in help_text
+    (tmp_path / "aispend.yaml").write_text(EXAMPLE_CONFIG.read_text())
+    done = aispend("demo", "--once")  # no aispend.example.yaml here: fails before starting
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == ["aispend.example.yaml: 1 error", "  (file): not found"]
+    help_text = " ".join(aispend("stack", "up", "--help").stdout.split())
+    assert "(default: $AISPEND_CONFIG, then ./aispend.yaml)" in help_text
+
+
 def test_unknown_key_in_nested_section_lists_allowed_keys():
     text = textwrap.dedent(
         """
