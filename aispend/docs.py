@@ -18,7 +18,7 @@ histograms follow the OpenTelemetry GenAI conventions.
 """
 
 COMPONENT_TITLES = {
-    "common": "Common (every aispend process)",
+    "common": "Shared by several processes",
     "budgets": "Budgets exporter (`aispend exporter budgets`)",
     "gateway": "Gateway and tokens exporter (LLM spend)",
     "gpu": "GPU exporter (`aispend exporter gpu`)",
@@ -27,19 +27,58 @@ COMPONENT_TITLES = {
 }
 
 
+PROCESSES = {
+    "gateway": "`aispend gateway`",
+    "budgets": "`aispend exporter budgets`",
+    "gpu": "`aispend exporter gpu`",
+    "tokens": "`aispend exporter tokens`",
+    "billing": "`aispend exporter billing`",
+    "actuator": "`aispend actuator`",
+}
+_EXPORTERS = ("budgets", "gpu", "tokens", "billing")
+_READERS = ("gpu", "tokens", "billing")
+_SLOW_READERS = ("tokens", "billing")
+_CONFIG_WATCHERS = ("gateway", "budgets", "gpu")
+EXPOSED_BY: dict[metrics.MetricSpec, tuple[str, ...]] = {
+    metrics.INFO: ("gateway", *_EXPORTERS),
+    metrics.EXPORTER_UP: _EXPORTERS,
+    metrics.SOURCE_LAST_SUCCESS: _READERS,
+    metrics.SOURCE_CACHE_AGE: _SLOW_READERS,
+    metrics.SOURCE_THROTTLED: _SLOW_READERS,
+    metrics.CONFIG_RELOAD_SUCCESS: _CONFIG_WATCHERS,
+    metrics.CONFIG_RELOAD_TIMESTAMP: _CONFIG_WATCHERS,
+}
+"""Which processes (keys of PROCESSES) expose each shared metric; tests/foundation
+checks it against the real expositions."""
+
+COMMON_NOTE = (
+    "The actuator exposes none of these (only its own metrics, below). The GPU exporter "
+    "exposes the config-reload pair only when it runs with a config file (it watches none "
+    "when started without `--config`, `$AISPEND_CONFIG` or `./aispend.yaml`)."
+)
+
+
 def render_metrics_md() -> str:
     out = [HEADER]
     components = list(dict.fromkeys(m.component for m in metrics.ALL_METRICS))
     for component in components:
         out.append(f"\n## {COMPONENT_TITLES.get(component, component)}\n")
-        out.append("| metric | type | unit | labels | meaning |")
-        out.append("| --- | --- | --- | --- | --- |")
+        shared = component == "common"
+        if shared:
+            out.append(COMMON_NOTE + "\n")
+        out.append(
+            "| metric | type | unit | labels | meaning |" + (" exposed by |" if shared else "")
+        )
+        out.append("| --- | --- | --- | --- | --- |" + (" --- |" if shared else ""))
         for m in metrics.ALL_METRICS:
             if m.component != component:
                 continue
             unit = "money" if m.unit == metrics.MONEY else (m.unit or "-")
             labels = ", ".join(f"`{label}`" for label in m.labels) or "-"
-            out.append(f"| `{m.name}` | {m.type} | {unit} | {labels} | {m.full_help} |")
+            row = f"| `{m.name}` | {m.type} | {unit} | {labels} | {m.full_help} |"
+            if shared:
+                row += " " + ", ".join(PROCESSES[p] for p in EXPOSED_BY[m]) + " |"
+            out.append(row)
     return "\n".join(out) + "\n"
 
 
