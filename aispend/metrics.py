@@ -661,7 +661,7 @@ REC_REQUEST_COST_QUANTILE = _r(
 REC_REQUEST_COST_QUANTILE_1W = _r(
     "team_model:aispend_llm_request_cost:quantile_rate1h:avg_over_time_1w",
     (TEAM, MODEL),
-    "Weekly mean of the hourly request-cost quantile.",
+    "Weekly mean of the hourly request-cost quantile, over the hours that had requests.",
 )
 REC_UNATTRIBUTED_RATIO = _r(
     ":aispend_cost_unattributed:ratio_rate1h",

@@ -442,8 +442,9 @@ def data_alerts(t: Tunables) -> list[Alert]:
             LLM,
             Runbook(
                 meaning=f"The p{q} cost of one LLM request (1h window) is more than "
-                f"{num(t.cost_per_request_factor)}x its mean over the last week: bigger "
-                "prompts, lost caching, or a switch to a dearer model.",
+                f"{num(t.cost_per_request_factor)}x its mean over the hours of the last week "
+                "that had requests: bigger prompts, lost caching, or a switch to a dearer "
+                "model.",
                 check="On the "
                 + cite(
                     refs.REQUEST_COST_QUANTILES,

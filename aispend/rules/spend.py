@@ -240,6 +240,15 @@ def leak_rules(t: Tunables) -> list[Recording]:
 
 
 def request_cost_rules(t: Tunables) -> list[Recording]:
+    """The hourly request-cost quantile, and its mean over the hours of the last week
+    that had requests.
+
+    An hour without requests has a quantile of NaN (histogram_quantile of zero counts),
+    and one NaN makes the whole `avg_over_time` NaN, against which no comparison is ever
+    true: one idle hour would silence CostPerRequestHigh for a week. `>= 0` (a filter,
+    not `bool`) drops the NaN steps, as every comparison with NaN is false, and keeps
+    every real quantile (a cost is never negative); the mean then covers the hours that
+    had requests. A self-comparison (`q == q`) would evaluate the quantile twice."""
     bucket = f"{m.LLM_REQUEST_COST.name}_bucket"
     quantile = (
         f"histogram_quantile({num(t.cost_per_request_quantile)}, "
@@ -247,7 +256,7 @@ def request_cost_rules(t: Tunables) -> list[Recording]:
     )
     return [
         Recording(m.REC_REQUEST_COST_QUANTILE.name, quantile),
-        Recording(m.REC_REQUEST_COST_QUANTILE_1W.name, f"avg_over_time(({quantile})[1w:1h])"),
+        Recording(m.REC_REQUEST_COST_QUANTILE_1W.name, f"avg_over_time(({quantile} >= 0)[1w:1h])"),
     ]
 
 
