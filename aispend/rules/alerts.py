@@ -12,6 +12,8 @@ runbooks' "Detection latency of RunawaySpend" section).
 
 from __future__ import annotations
 
+from textwrap import indent
+
 from aispend import metrics as m
 from aispend.dashboards import refs
 from aispend.dashboards.defaults import UIDS
@@ -212,6 +214,24 @@ def budget_alerts(t: Tunables) -> list[Alert]:
     return alerts
 
 
+def runaway_condition(t: Tunables) -> str:
+    """RunawaySpend's condition: the agents it pages for (and throttles).
+
+    One agent's short-window z-score over runaway_sigma, its spend at least
+    min_hourly_spend, and its spend alone at least runaway_burn_factor x its team's
+    tightest budget pace. TeamRunaway leaves a team to RunawaySpend where this holds
+    for one of its agents; both read it from here, so the two cannot drift apart."""
+    za = anomaly_name("team_agent", f"zscore_rate{t.runaway_rate_window}")
+    agent_rate = anomaly_name("team_agent", f"rate{t.runaway_rate_window}")
+    return (
+        f'{za}{{{m.AGENT}!=""}} > {num(t.runaway_sigma)}\n'
+        f"and on({m.TEAM}, {m.AGENT}) {agent_rate} >= {num(t.min_hourly_spend / 3600)}\n"
+        f"and on({m.TEAM}, {m.AGENT}) (\n"
+        f"  {agent_rate} / on({m.TEAM}) group_left() {m.REC_TEAM_BUDGET_PACE_MIN.name}"
+        f" >= {num(t.runaway_burn_factor)}\n)"
+    )
+
+
 def anomaly_alerts(t: Tunables) -> list[Alert]:
     min_rate = num(t.min_hourly_spend / 3600)
     z = anomaly_name("team_model", "zscore")
@@ -285,15 +305,10 @@ def anomaly_alerts(t: Tunables) -> list[Alert]:
         "an idle GPU?).",
         ANOMALIES,
     )
-    za = anomaly_name("team_agent", f"zscore_rate{t.runaway_rate_window}")
     agent_rate = anomaly_name("team_agent", f"rate{t.runaway_rate_window}")
     runaway = Alert(
         "AISpendRunawaySpend",
-        f'{za}{{{m.AGENT}!=""}} > {num(t.runaway_sigma)}\n'
-        f"and on({m.TEAM}, {m.AGENT}) {agent_rate} >= {min_rate}\n"
-        f"and on({m.TEAM}, {m.AGENT}) (\n"
-        f"  {agent_rate} / on({m.TEAM}) group_left() {m.REC_TEAM_BUDGET_PACE_MIN.name}"
-        f" >= {num(t.runaway_burn_factor)}\n)",
+        runaway_condition(t),
         t.runaway_for,
         {"severity": "critical"},
         "Runaway spend: agent {{ $labels.agent }} of team {{ $labels.team }}",
@@ -340,8 +355,9 @@ def anomaly_alerts(t: Tunables) -> list[Alert]:
         # z-score says little, and this alert pages; the budget burn alerts still watch.
         f"and on({m.TEAM}, {m.MODEL}, {m.BASELINE}) (\n"
         f"  {cv} <= {num(t.max_cv)}\n)\n"
-        # An agent already caught by RunawaySpend (throttled) is not paged twice.
-        f'unless on({m.TEAM}) ({za}{{{m.AGENT}!=""}} > {num(t.runaway_sigma)})',
+        # An agent already caught by RunawaySpend (throttled) is not paged twice: its
+        # whole condition, so that an agent its guards ignore silences nothing.
+        f"unless on({m.TEAM}) (\n{indent(runaway_condition(t), '  ')}\n)",
         t.team_runaway_for,
         {"severity": "critical", "action": "notify"},
         "Runaway spend: team {{ $labels.team }} on {{ $labels.model }}",
