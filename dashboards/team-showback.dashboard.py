@@ -8,8 +8,10 @@ from aispend.dashboards import defaults as d
 from aispend.dashboards import queries as q
 from aispend.dashboards import refs as r
 from aispend.dashboards.panels import (
+    GREEN,
     Query,
     Row,
+    bargauge,
     gauge,
     layout,
     piechart,
@@ -167,11 +169,52 @@ def build(ctx: d.Context) -> g.Dashboard:
         height=9,
         widths=[10, 14],
     )
+    bill = Row(
+        "The bill",
+        [
+            stat(
+                "Billed this month",
+                "The team's cloud bill this month so far, from Azure Cost Management or"
+                " FOCUS exports (the billing exporter's cost column), all services of its"
+                " tagged resources. It lags hours to days; the spend above is the real-time"
+                " estimate. Empty without the billing exporter.",
+                money,
+                Query(q.bill_month((), TEAM), instant=True),
+            ),
+            bargauge(
+                "Billed this month, by service category",
+                "The team's bill this month by FOCUS ServiceCategory: AI spend next to the"
+                " rest of its cloud bill.",
+                money,
+                Query(q.bill_month((m.SERVICE_CATEGORY,), TEAM), legend="{{service_category}}"),
+                max_value=None,
+                thresholds=((GREEN, None),),
+            ),
+            timeseries(
+                "Estimate vs bill, newest billed day",
+                "The real-time estimate divided by the bill for the newest complete day in"
+                " the bill data (1 = they agree). Outside 0.95-1.05, AISpendEstimateBillMismatch"
+                " (info) fires: look for a source missing from the estimate or a price"
+                " override that is off.",
+                d.TIMES,
+                Query(q.estimate_vs_bill(TEAM), legend="{{team}}"),
+            ),
+            stat(
+                "Bill data up to",
+                "End of the newest charge period in the bill data.",
+                d.TIMESTAMP,
+                Query(q.bill_data_end(), instant=True),
+            ),
+        ],
+        height=7,
+        widths=[4, 8, 8, 4],
+    )
     return d.dashboard(
         "team-showback",
         "One team's AI spend: by project, agent and model, budget burn, tokens, cost per"
-        " request, throttles, and the month's chargeback table.",
-        layout(summary, spend, usage, chargeback),
+        " request, throttles, the month's chargeback table, and the bill next to the"
+        " estimate.",
+        layout(summary, spend, usage, chargeback, bill),
         [d.team_variable(multi=False), d.project_variable()],
         time_from="now-7d",
     )

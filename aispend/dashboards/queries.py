@@ -206,6 +206,22 @@ def chargeback(kind: str, *matchers: str) -> str:
     return _with_cost_center(expr)
 
 
+# ---------------------------------------------------------------- the bill
+def bill_month(labels: tuple[str, ...], *matchers: str) -> str:
+    """The cloud bill this month so far (billing exporter: the configured cost column)."""
+    return f"sum{by(labels)} ({sel(m.CLOUD_COST_MONTH_TO_DATE, *matchers)})"
+
+
+def estimate_vs_bill(*matchers: str) -> str:
+    """Real-time estimate / bill for the newest billed day, per team."""
+    return rec(m.REC_ESTIMATE_VS_BILL, *matchers)
+
+
+def bill_data_end() -> str:
+    """End of the newest charge period in the bill data, in ms (Grafana's time unit)."""
+    return f"max({sel(m.CLOUD_COST_DATA_TIMESTAMP)}) * 1000"
+
+
 # ---------------------------------------------------------------- anomalies
 def team_actual_vs_prediction(sigma: float, *matchers: str) -> dict[str, str]:
     """Per team: actual 5m spend rate, seasonal prediction, and +/- sigma bands, per hour.

@@ -9,7 +9,10 @@ simulated LLM upstream, gateway, budgets exporter, actuator, chat sink, with
 `aispend demo traffic` driving the demo agents through the gateway.
 Simulated: the GPUs. No GPU here, so the GPU exporter loads the fake
 libnvidia-ml.so.1 that tests/gpu compiles (one idle A100, one busy H100), which makes
-the GPU fleet dashboard and the data-age panel show data.
+the GPU fleet dashboard and the data-age panel show data. Also simulated: the bill. The
+billing exporter reads a FOCUS export written here (the columns and value formats of
+the FOCUS sample in ../shared/data, with the last three UTC days of the demo teams'
+AI and storage costs), so the bill panels and the estimate-vs-bill ratio show data.
 
 A query that returns nothing fails the test unless its panel is documented as
 alert-only (its description carries defaults.ALERT_ONLY; docs/dashboards.md lists them).
@@ -20,6 +23,7 @@ start of that day or month.
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
 import shutil
@@ -29,7 +33,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +42,7 @@ import yaml
 
 from aispend import metrics as m
 from aispend.procs import ManagedProcess, wait_until
-from tests.conftest import EXAMPLE_CONFIG, REPO, free_port, require_binary
+from tests.conftest import EXAMPLE_CONFIG, REPO, SHARED_DATA, free_port, require_binary
 from tests.dashboards.panels import PanelQuery, all_queries, concrete
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
@@ -46,8 +50,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 HISTORY_DAYS = 14
 RULES_BACKFILL_HOURS = 3
 COMPONENTS = [
-    "demo-upstream", "chat-sink", "exporter-budgets", "exporter-gpu", "gateway",
-    "actuator", "alertmanager", "prometheus",
+    "demo-upstream", "chat-sink", "exporter-budgets", "exporter-gpu", "exporter-billing",
+    "gateway", "actuator", "alertmanager", "prometheus",
 ]  # fmt: skip
 GPU_SOURCE = REPO / "tests" / "gpu" / "fake_nvml" / "fake_nvml.c"
 GIB = 1024**3
@@ -99,9 +103,47 @@ def range_seconds(q: PanelQuery, default: int = 3600) -> int:
     return default if start is None else max(60, int(time.time() - start.timestamp()))
 
 
+def _focus_export(tmp: Path) -> Path:
+    """A FOCUS CSV: per demo team, AI and storage cost for each of the last 3 UTC days."""
+    with (SHARED_DATA / "focus" / "focus_sample.csv").open(encoding="utf-8", newline="") as fh:
+        reader = csv.DictReader(fh)
+        template = next(row for row in reader if row["BillingCurrency"] == "USD")
+        columns = list(reader.fieldnames or [])
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    fmt = "%Y-%m-%d %H:%M:%S"
+    rows = []
+    for back in (3, 2, 1):
+        start = today - timedelta(days=back)
+        for team in ("search", "research", "growth", "support"):
+            for category, service, cost in (
+                ("AI and Machine Learning", "Azure OpenAI Service", 40.0),
+                ("Storage", "Storage Accounts", 7.5),
+            ):
+                rows.append(
+                    template
+                    | {
+                        "ProviderName": "Microsoft",
+                        "ServiceName": service,
+                        "ChargePeriodStart": start.strftime(fmt),
+                        "ChargePeriodEnd": (start + timedelta(days=1)).strftime(fmt),
+                        "ServiceCategory": category,
+                        "EffectiveCost": f"{cost:.2f}",
+                        "BilledCost": f"{cost:.2f}",
+                        "Tags": json.dumps({"team": team}),
+                    }
+                )
+    path = tmp / "focus.csv"
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
 def _config(tmp: Path) -> Path:
     data = yaml.safe_load(EXAMPLE_CONFIG.read_text(encoding="utf-8"))
     data["sources"]["gpu"] = GPU_SECTION
+    data["sources"]["focus"] = {"paths": [str(_focus_export(tmp))]}
     path = tmp / "aispend.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path
