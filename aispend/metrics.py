@@ -674,7 +674,10 @@ REC_ESTIMATE_BILL_DAY = _r(
     "Real-time estimate (LLM + GPU) for the UTC day of the newest bill data.",
 )
 REC_BILL_LAST_DAY = _r(
-    "team:aispend_cloud_cost:last_day", (TEAM,), "Billed cost of the newest complete day."
+    "team:aispend_cloud_cost:last_day",
+    (TEAM,),
+    "Billed cost of the newest complete day, of the services the real-time estimate covers"
+    " (rules tunable reconcile_bill_selectors; default: AI and Machine Learning).",
 )
 REC_ESTIMATE_VS_BILL = _r(
     "team:aispend_estimate_vs_bill:ratio1d",

@@ -542,13 +542,26 @@ def data_alerts(t: Tunables) -> list[Alert]:
             OVERVIEW,
             Runbook(
                 meaning="The real-time estimate (gateway, tokens exporter, GPUs) for the UTC "
-                "day of the newest bill differs from the billed cost by more than "
-                f"{num(t.reconcile_max_diff * 100)} %.",
-                check="Per source (`team_source:aispend_cost:rate5m`) vs bill per service: "
-                "traffic bypassing the gateway, missing prices (`aispend_llm_unpriced_"
-                "requests_total`), negotiated discounts, non-AI cost in the team's bill.",
+                "day of the newest bill differs by more than "
+                f"{num(t.reconcile_max_diff * 100)} % from the billed cost of the services "
+                "it covers: the bill series selected by the `reconcile_bill_selectors` "
+                "tunable ("
+                + "; ".join(
+                    ", ".join(f"{k}={v}" for k, v in sorted(labels.items()))
+                    for labels in t.reconcile_bill_selectors
+                )
+                + "), not the team's whole cloud bill.",
+                check="Per source (`team_source:aispend_cost:rate5m`) vs bill per service "
+                f"(`{m.CLOUD_COST_LAST_DAY.name}`): traffic bypassing the gateway, missing "
+                "prices (`aispend_llm_unpriced_requests_total`), "
+                "negotiated discounts, LLM providers billed outside the cloud (direct API "
+                "keys: estimate above the bill), GPU VMs billed as Compute that no selector "
+                "covers, or AI services that no estimate meters (AI Search, Speech: "
+                "estimate below the bill).",
                 action="Fix prices in aispend.yaml (prices.models, prices.gpu) or route the "
-                "traffic through the gateway; informational, routed nowhere by default.",
+                "traffic through the gateway; make `reconcile_bill_selectors` select what "
+                "the estimate covers (`aispend rules generate --tunables FILE`); "
+                "informational, routed nowhere by default.",
             ),
         ),
     ]

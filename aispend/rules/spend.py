@@ -18,6 +18,7 @@ from aispend.rules.promql import (
     num,
     scope_spend,
     seconds,
+    selector,
     set_label,
     since_start,
     spend,
@@ -187,8 +188,23 @@ def to_date_rules(t: Tunables) -> list[Recording]:
     ]
 
 
+def covered_bill(t: Tunables) -> str:
+    """The bill series of the services the estimate covers (reconcile_bill_selectors);
+    `or` counts a series that more than one label set selects once."""
+    selectors = [
+        selector(
+            m.CLOUD_COST_LAST_DAY.name,
+            [f"{k}={string(v)}" for k, v in sorted(labels.items())],
+        )
+        for labels in t.reconcile_bill_selectors
+    ]
+    return "\n  or ".join(selectors)
+
+
 def reconcile_rules(t: Tunables) -> list[Recording]:
-    """Estimate for the UTC day the newest bill covers vs the bill of that day."""
+    """Estimate for the UTC day the newest bill covers vs the bill of that day, of the
+    services the estimate covers: LLM tokens and GPUs, not the team's storage, network
+    or databases."""
     bill_ts = f"max({m.CLOUD_COST_DATA_TIMESTAMP.name} @ end())"
     bill_day = day_index(f"{bill_ts} - 1")
     estimate = bucket_sum(
@@ -196,7 +212,7 @@ def reconcile_rules(t: Tunables) -> list[Recording]:
     )
     return [
         Recording(m.REC_ESTIMATE_BILL_DAY.name, estimate),
-        Recording(m.REC_BILL_LAST_DAY.name, f"sum by ({m.TEAM}) ({m.CLOUD_COST_LAST_DAY.name})"),
+        Recording(m.REC_BILL_LAST_DAY.name, f"sum by ({m.TEAM}) (\n  {covered_bill(t)}\n)"),
         Recording(
             m.REC_ESTIMATE_VS_BILL.name,
             f"{m.REC_ESTIMATE_BILL_DAY.name} / ({m.REC_BILL_LAST_DAY.name} > 0)",

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 
+from aispend import metrics as m
 from aispend.configbase import StrictModel
 from aispend.parsing import load_yaml
 
@@ -115,9 +116,36 @@ class Tunables(StrictModel):
     actuator_failing_for: str = "5m"
     reconcile_max_diff: float = Field(default=0.05, gt=0, lt=1)
     reconcile_for: str = "1h"
+    reconcile_bill_selectors: list[dict[str, str]] = Field(
+        default=[{m.SERVICE_CATEGORY: "AI and Machine Learning"}], min_length=1
+    )
+    """The billed services the real-time estimate covers: label sets of
+    `aispend_cloud_cost_last_day` (exact values; a bill series counts when it has all the
+    labels of one set). The estimate vs bill ratio divides by these only, not by the
+    team's whole cloud bill (storage, network, databases). Default: FOCUS ServiceCategory
+    "AI and Machine Learning", which holds the LLM services (Azure OpenAI, Bedrock,
+    Vertex AI) on every cloud; the billing exporter gives Azure services the FOCUS
+    categories (`service_categories`). It also holds services no estimate meters (AI
+    Search, Speech): list the LLM services by `service` instead where those weigh. GPUs
+    on cloud VMs are billed as Compute with every other VM, which the bill's labels
+    cannot tell apart: add the set that holds them, e.g. `{service: Virtual Machines,
+    account: gpu-prod}`, or a project tag."""
     # --- links
     runbook_url: str = "https://github.com/aispend/aispend/blob/main/docs/runbooks.md"
     dashboard_url: str = "http://localhost:3000/d"
+
+    @field_validator("reconcile_bill_selectors")
+    @classmethod
+    def _bill_labels(cls, value: list[dict[str, str]]) -> list[dict[str, str]]:
+        for selector in value:
+            unknown = sorted(set(selector) - set(m.CLOUD_COST_LABELS))
+            if not selector or unknown:
+                raise ValueError(
+                    f"each label set needs labels of {m.CLOUD_COST_LAST_DAY.name}"
+                    f" ({', '.join(m.CLOUD_COST_LABELS)})"
+                    + (f", not {', '.join(unknown)}" if unknown else "")
+                )
+        return value
 
 
 def load_tunables(path: Path | None) -> Tunables:

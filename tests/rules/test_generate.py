@@ -202,3 +202,35 @@ def test_tunables_override_and_errors(tmp_path: Path) -> None:
     with pytest.raises(TunablesError) as err:
         load_tunables(bad)
     assert "anomaly_sigma" in str(err.value) and "sigma_typo" in str(err.value)
+
+
+def test_reconcile_bill_selectors(tmp_path: Path) -> None:
+    """The bill side of the reconciliation reads only the selected services; more label
+    sets are joined with `or`; a label the bill series lack is an error naming it."""
+    rules = render_all(Tunables())[RULES_FILE]
+    assert (
+        "sum by (team) (\n"
+        '        aispend_cloud_cost_last_day{service_category="AI and Machine Learning"}\n'
+        "      )" in rules
+    )
+    two = tmp_path / "two.yaml"
+    two.write_text(
+        "reconcile_bill_selectors:\n"
+        "  - {service_category: AI and Machine Learning}\n"
+        "  - {service: Virtual Machines, account: gpu-prod}\n"
+    )
+    rules = render_all(load_tunables(two))[RULES_FILE]
+    assert (
+        '  aispend_cloud_cost_last_day{service_category="AI and Machine Learning"}\n'
+        '        or aispend_cloud_cost_last_day{account="gpu-prod", service="Virtual Machines"}\n'
+        in rules
+    )
+    bad = tmp_path / "bad.yaml"
+    for text, named in (
+        ("reconcile_bill_selectors: [{sku: NC24}]\n", "not sku"),
+        ("reconcile_bill_selectors: []\n", "at least 1 item"),
+    ):
+        bad.write_text(text)
+        with pytest.raises(TunablesError) as err:
+            load_tunables(bad)
+        assert "reconcile_bill_selectors" in str(err.value) and named in str(err.value)
