@@ -21,13 +21,14 @@ def build(ctx: d.Context) -> g.Dashboard:
             timeseries(
                 r.TOKENS_BY_MODEL_AND_TYPE.title,
                 "LLM tokens per second by model and token type (input = uncached prompt,"
-                " cached_input = cache reads, output incl. reasoning).",
+                " cached_input = cache reads, output = all output, reasoning included;"
+                " reasoning = the part of output spent on reasoning). Not stacked:"
+                " reasoning is inside output.",
                 d.TOKENS_PER_SEC,
                 Query(
                     q.tokens_per_second((m.MODEL, m.TOKEN_TYPE), TEAM, MODEL),
                     legend="{{model}} {{token_type}}",
                 ),
-                stacked=True,
             ),
             timeseries(
                 r.REQUESTS_BY_MODEL_AND_STATUS.title,

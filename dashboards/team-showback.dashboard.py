@@ -126,10 +126,10 @@ def build(ctx: d.Context) -> g.Dashboard:
             ),
             timeseries(
                 "Tokens per second, by type",
-                "LLM tokens per second by token type (input, cached input, output, reasoning).",
+                "LLM tokens per second by token type (input, cached input, output, and"
+                " reasoning, which is the part of output spent on reasoning: not stacked).",
                 d.TOKENS_PER_SEC,
                 Query(q.tokens_per_second((m.TOKEN_TYPE,), TEAM, PROJECT), legend="{{token_type}}"),
-                stacked=True,
             ),
             timeseries(
                 "Cost per request, by project",
@@ -156,7 +156,8 @@ def build(ctx: d.Context) -> g.Dashboard:
             table(
                 "Chargeback this month",
                 "Spend, tokens and requests this month (UTC) by project and agent, with the"
-                " team's cost centre, for chargeback.",
+                " team's cost centre, for chargeback. Tokens: input, cached input and output"
+                " (reasoning is part of output, not added again).",
                 d.COUNT,
                 Query(q.chargeback("spend", TEAM, PROJECT), instant=True, table=True),
                 Query(q.chargeback("tokens", TEAM, PROJECT), instant=True, table=True),

@@ -65,6 +65,8 @@ MODEL = match(m.MODEL, "$model")
 TEAM_BUDGET = (eq(m.PERIOD, "month"), eq(m.PROJECT, ""), eq(m.AGENT, ""))
 TEAM_DAY_BUDGET = (eq(m.PERIOD, "day"), eq(m.PROJECT, ""), eq(m.AGENT, ""))
 SPEND_METRICS = (m.LLM_COST, m.GPU_COST)
+NOT_REASONING = ne(m.TOKEN_TYPE, "reasoning")
+"""Reasoning tokens are also counted in `output`: sums over token types leave them out."""
 
 
 def spend(*matchers: str) -> str:
@@ -198,7 +200,7 @@ def chargeback(kind: str, *matchers: str) -> str:
     if kind == "spend":
         expr = spend_in_range(labels, *matchers)
     elif kind == "tokens":
-        expr = sum_increase(sel(m.LLM_TOKENS, *matchers), labels)
+        expr = sum_increase(sel(m.LLM_TOKENS, *matchers, NOT_REASONING), labels)
     elif kind == "requests":
         expr = sum_increase(sel(m.LLM_REQUESTS, *matchers), labels)
     else:

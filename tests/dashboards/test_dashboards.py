@@ -142,3 +142,42 @@ def test_promtool_rejects_a_broken_query(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump({"groups": [{"name": "d", "rules": [rule]}]}))
     done = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True)
     assert done.returncode == 1
+
+
+def test_chargeback_tokens_do_not_count_reasoning_twice(tmp_path: Path) -> None:
+    """Reasoning tokens are also in `output`: 100 input + 50 output (20 of it reasoning)
+    is 150 tokens. Evaluated by promtool over input series."""
+    from aispend import metrics as m
+    from aispend.dashboards import queries as q
+
+    workload = 'team="search",project="ranking",agent="rerank-agent"'
+    series = [
+        {
+            "series": f'{m.LLM_TOKENS.name}{{{workload},model="gpt-4o",token_type="{kind}"}}',
+            "values": f"0+{n}x60",
+        }
+        for kind, n in (("input", 100), ("output", 50), ("reasoning", 20))
+    ]
+    info = f'{m.TEAM_INFO.name}{{team="search",cost_center="cc-42"}}'
+    series.append({"series": info, "values": "1x60"})
+    expr = concrete(q.chargeback("tokens"), {"__range": "1h"})
+    expected = {"labels": f'{{{workload},cost_center="cc-42"}}', "value": 9000}  # 150/min
+    test = {
+        "rule_files": [],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": series,
+                "promql_expr_test": [
+                    {"expr": f"round({expr})", "eval_time": "60m", "exp_samples": [expected]}
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "chargeback.test.yml"
+    path.write_text(yaml.safe_dump(test))
+    done = subprocess.run(
+        [require_binary("promtool"), "test", "rules", str(path)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
