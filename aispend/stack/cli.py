@@ -21,8 +21,10 @@ def add_parser(sub: Any) -> None:
     stack_sub = stack.add_subparsers(dest="stack_command", metavar="ACTION", required=True)
     up = stack_sub.add_parser(
         "up",
-        help="start Prometheus, Alertmanager and the aispend processes",
-        description="Start the stack on loopback ports and keep it up until Ctrl-C.",
+        help="start Prometheus, Alertmanager and aispend processes (--components)",
+        description="Start the stack on loopback ports and keep it up until Ctrl-C. By"
+        f" default: {', '.join(CORE)}; add the gateway and actuator with"
+        " --components +gateway,actuator.",
     )
     add_config_argument(up)
     up.add_argument("--run-dir", default=".run", help="where configs, data and logs go")
@@ -35,7 +37,8 @@ def add_parser(sub: Any) -> None:
     up.add_argument(
         "--components",
         default=",".join(CORE),
-        help=f"comma list, or +list to add to the default (known: {', '.join(COMPONENTS)})",
+        help=f"comma list, or +list to add to the default {','.join(CORE)} (known:"
+        f" {', '.join(COMPONENTS)})",
     )
     up.set_defaults(func=run_up)
 
