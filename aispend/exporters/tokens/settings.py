@@ -17,6 +17,10 @@
 
 Records are counted once: only data older than the settle delay is read, and the
 watermark (up to where each source was counted) and the totals live in `state_file`.
+Each request must reach aispend through one source: an Azure OpenAI resource's
+metrics count every token it served, including traffic that came through the gateway
+or through APIM (the logs above), so `openai_resources` lists only resources that
+nothing else meters; otherwise spend and budgets count those tokens twice.
 """
 
 from __future__ import annotations
