@@ -432,7 +432,48 @@ def gpu_alerts(t: Tunables) -> list[Alert]:
             action="Stop or scale down the workload; the pause is undone when the alert resolves.",
         ),
     )
-    return _by_criticality(idle, "pause")
+    util = m.REC_GPU_UTILIZATION.name
+    unpriced = Alert(
+        "AISpendGPUUnpriced",
+        # The gpu exporter exports an hourly price only for a GPU it has one for; dcgm
+        # GPUs are priced by the model prices recorded from gpu_hourly_prices.
+        f"count by ({m.GPU_MODEL_NAME}, {m.SOURCE}) (\n"
+        f'  ({util}{{{m.SOURCE}="gpu"}} unless on({m.GPU_UUID}) {m.GPU_HOURLY_COST.name})\n'
+        f'  or ({util}{{{m.SOURCE}="dcgm"}}\n'
+        f"    unless on({m.GPU_MODEL_NAME}) {m.REC_GPU_PRICE.name})\n)",
+        t.gpu_unpriced_for,
+        {"severity": "warning"},
+        "No hourly price for GPU model {{ $labels.model_name }} (source {{ $labels.source }})",
+        "Model {{ $labels.model_name }} (source {{ $labels.source }}) has no hourly price, "
+        "for {{ $value }} GPU(s): they have no cost series, so spend, budgets and forecasts "
+        'leave their cost out. {{ if eq $labels.source "dcgm" }}Add the model to the '
+        "gpu_hourly_prices tunable and regenerate the rules (aispend rules generate "
+        "--tunables FILE).{{ else }}Add the model under prices.gpu in aispend.yaml.{{ end }}",
+        GPU,
+        Runbook(
+            meaning="GPUs report utilisation but their model has no hourly price, so they "
+            "get no cost series: spend, budgets, burn rates, forecasts and anomaly alerts "
+            "leave their cost out. source=gpu: aispend's gpu exporter found the "
+            "NVML model name neither under prices.gpu in aispend.yaml nor in its table of "
+            "example prices (it logs `no hourly price for GPU model ...` once, at warning "
+            "level). source=dcgm: dcgm-exporter's modelName is not in the rules' "
+            "`gpu_hourly_prices` tunable (default: "
+            + ", ".join(sorted(t.gpu_hourly_prices) or ["none"])
+            + "). The alert's value is the number of such GPUs.",
+            check=f'Which GPUs: `{util}{{model_name="<model>"}}` (UUID, Hostname, team); '
+            f"the priced models: `{m.REC_GPU_PRICE.name}` (dcgm) and "
+            f"`{m.GPU_HOURLY_COST.name}` (gpu exporter). Names must match exactly (the gpu "
+            "exporter also accepts another case): compare with `nvidia-smi --query-gpu=name "
+            "--format=csv` or dcgm-exporter's modelName label.",
+            action="Add the hourly price you pay per GPU, keyed by the model name the "
+            "alert shows. source=gpu: under prices.gpu in aispend.yaml; the exporter "
+            "rereads the file and exports the cost from its next scrape. source=dcgm: under "
+            "`gpu_hourly_prices` in a tunables YAML file (keep the models already there), "
+            "then `aispend rules generate --tunables FILE` and reload Prometheus. Cost "
+            "counts from then on; the hours before stay unpriced.",
+        ),
+    )
+    return [*_by_criticality(idle, "pause"), unpriced]
 
 
 def data_alerts(t: Tunables) -> list[Alert]:
@@ -553,7 +594,7 @@ def data_alerts(t: Tunables) -> list[Alert]:
                 + "), not the team's whole cloud bill.",
                 check="Per source (`team_source:aispend_cost:rate5m`) vs bill per service "
                 f"(`{m.CLOUD_COST_LAST_DAY.name}`): traffic bypassing the gateway, missing "
-                "prices (`aispend_llm_unpriced_requests_total`), "
+                "prices (`aispend_llm_unpriced_requests_total`, AISpendGPUUnpriced), "
                 "negotiated discounts, LLM providers billed outside the cloud (direct API "
                 "keys: estimate above the bill), GPU VMs billed as Compute that no selector "
                 "covers, or AI services that no estimate meters (AI Search, Speech: "

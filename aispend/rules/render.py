@@ -87,8 +87,9 @@ never get throttle or pause, only notify. Money is in the reporting currency; re
 ## How detection works
 
 - **Spend** combines LLM token cost (gateway, tokens exporter) and GPU cost (aispend's
-  gpu exporter, or dcgm-exporter GPUs priced by the `gpu_hourly_prices` tunable), read
-  from the raw counters. Backfilled history therefore counts at once in baselines and
+  gpu exporter, or dcgm-exporter GPUs priced by the `gpu_hourly_prices` tunable; a GPU
+  model without a price has no cost and raises AISpendGPUUnpriced), read from the raw
+  counters. Backfilled history therefore counts at once in baselines and
   spend-to-date; no recorded-series backfill is needed.
 - **Spend so far** (today, this month, UTC) sums hourly buckets of the period plus
   5-minute buckets since the last full hour: it lags the counters by at most 5 minutes.

@@ -102,7 +102,9 @@ class Tunables(StrictModel):
     gpu_idle_threshold: float = Field(default=0.05, gt=0, lt=1)
     gpu_idle_for: str = "30m"
     gpu_hourly_prices: dict[str, float] = {"NVIDIA H100 80GB HBM3": 6.98}
-    """Hourly price by GPU model for dcgm-exporter GPUs (aispend's gpu exporter has its own)."""
+    """Hourly price by GPU model for dcgm-exporter GPUs (aispend's gpu exporter has its own).
+    A model missing here gets no cost series; AISpendGPUUnpriced names it."""
+    gpu_unpriced_for: str = "15m"
     # --- requests, attribution, data
     cost_per_request_quantile: float = Field(default=0.95, gt=0, lt=1)
     cost_per_request_factor: float = Field(default=2.0, gt=1)

@@ -53,6 +53,8 @@ ROUTES = [
     ),
     ("chat-growth", "alertname=AISpendSpendAnomaly severity=warning team=growth"),
     ("chat-default", "alertname=AISpendUnattributedSpend severity=warning team=unattributed"),
+    # a GPU model without a price: no team, so the default chat
+    ("chat-default", "alertname=AISpendGPUUnpriced severity=warning source=dcgm"),
     ("blackhole", "alertname=AISpendEstimateBillMismatch severity=info team=search"),
     ("chat-default", "alertname=Other"),
 ]

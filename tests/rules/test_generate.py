@@ -87,6 +87,7 @@ def test_alerts_have_required_labels_and_annotations() -> None:
         "AISpendTeamRunaway",
         "AISpendForecastOverrun",
         "AISpendGPUIdle",
+        "AISpendGPUUnpriced",
         "AISpendCostPerRequestHigh",
         "AISpendUnattributedSpend",
         "AISpendBillingDataStale",
@@ -120,7 +121,9 @@ def test_dashboard_urls_name_generated_dashboards() -> None:
     # The check catches a link to a uid no dashboard has (as the links once were).
     stale = (REPO / ALERTS_FILE).read_text().replace("/d/aispend-gpu-fleet", "/d/aispend-gpu")
     link = "http://localhost:3000/d/aispend-gpu" + TEAM_QUERY
-    assert _unknown_dashboard_links(stale) == [f"AISpendGPUIdle: {link}"] * 2
+    assert _unknown_dashboard_links(stale) == [f"AISpendGPUIdle: {link}"] * 2 + [
+        f"AISpendGPUUnpriced: {link}"
+    ]
 
 
 CITATION = re.compile(
