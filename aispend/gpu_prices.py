@@ -15,8 +15,8 @@ from aispend.config import Prices
 # NVML model name -> example hourly price per GPU (USD).
 DEFAULT_GPU_HOURLY_PRICES: dict[str, float] = {
     # Example. p5.48xlarge (8 x H100), US East (N. Virginia), effective accelerator
-    # hourly rate $4.916; source: AWS "Amazon EC2 Capacity Blocks for ML Pricing"
-    # (copy at http://sibshop.uat.jiralog.com/ec2/capacityblocks/pricing), 2024-12.
+    # hourly rate $4.916; source: AWS "Amazon EC2 Capacity Blocks for ML Pricing",
+    # 2024-12.
     "NVIDIA H100 80GB HBM3": 4.916,
     # Example. p5e/p5en (8 x H200), US East (Ohio), effective accelerator hourly
     # rate $5.408; same source and date as above.

@@ -16,6 +16,7 @@ from pydantic import Field, ValidationError, field_validator
 
 from aispend import metrics as m
 from aispend.configbase import StrictModel
+from aispend.gpu_prices import DEFAULT_GPU_HOURLY_PRICES
 from aispend.parsing import load_yaml
 
 Severity = Literal["critical", "warning", "info"]
@@ -101,9 +102,13 @@ class Tunables(StrictModel):
     # --- GPUs
     gpu_idle_threshold: float = Field(default=0.05, gt=0, lt=1)
     gpu_idle_for: str = "30m"
-    gpu_hourly_prices: dict[str, float] = {"NVIDIA H100 80GB HBM3": 6.98}
-    """Hourly price by GPU model for dcgm-exporter GPUs (aispend's gpu exporter has its own).
-    A model missing here gets no cost series; AISpendGPUUnpriced names it."""
+    gpu_hourly_prices: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_GPU_HOURLY_PRICES)
+    )
+    """Hourly price by GPU model for dcgm-exporter GPUs; by default the same table the gpu
+    exporter falls back to (aispend/gpu_prices.py), so one GPU costs the same whichever
+    exporter reports it. A model missing here gets no cost series; AISpendGPUUnpriced
+    names it."""
     gpu_unpriced_for: str = "15m"
     # --- requests, attribution, data
     cost_per_request_quantile: float = Field(default=0.95, gt=0, lt=1)
