@@ -183,7 +183,7 @@ def build(ctx: d.Context) -> g.Dashboard:
                 Query(q.bill_month((), TEAM), instant=True),
             ),
             bargauge(
-                "Billed this month, by service category",
+                r.TEAM_BILL_BY_CATEGORY.title,
                 "The team's bill this month by FOCUS ServiceCategory: AI spend next to the"
                 " rest of its cloud bill.",
                 money,
@@ -192,7 +192,7 @@ def build(ctx: d.Context) -> g.Dashboard:
                 thresholds=((GREEN, None),),
             ),
             timeseries(
-                "Estimate vs bill, newest billed day",
+                r.TEAM_ESTIMATE_VS_BILL.title,
                 "The real-time estimate divided by the bill for the newest complete day in"
                 " the bill data (1 = they agree). Outside 0.95-1.05, AISpendEstimateBillMismatch"
                 " (info) fires: look for a source missing from the estimate or a price"

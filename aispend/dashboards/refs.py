@@ -37,6 +37,8 @@ TEAM_SHOWBACK = "team-showback"
 TEAM_MONTH_BUDGET_USED = PanelRef(TEAM_SHOWBACK, "Month budget used")
 TEAM_DAY_BUDGET_USED = PanelRef(TEAM_SHOWBACK, "Day budget used")
 TEAM_SPEND_BY_AGENT = PanelRef(TEAM_SHOWBACK, "Spend per hour, by agent")
+TEAM_BILL_BY_CATEGORY = PanelRef(TEAM_SHOWBACK, "Billed this month, by service category")
+TEAM_ESTIMATE_VS_BILL = PanelRef(TEAM_SHOWBACK, "Estimate vs bill, newest billed day")
 
 LLM = "llm-token-economics"
 TOKENS_BY_MODEL_AND_TYPE = PanelRef(LLM, "Tokens per second, by model and type")

@@ -530,8 +530,9 @@ def data_alerts(t: Tunables) -> list[Alert]:
                 "the threshold; showback is incomplete.",
                 check="On the "
                 + cite(refs.SPEND_BY_TEAM, refs.SPEND_BY_SOURCE)
-                + ', and `team_source:aispend_cost:rate5m{team=~"unattributed|untagged"}`: '
-                "which source and model.",
+                + ', `team_source:aispend_cost:rate5m{team=~"unattributed|untagged"}` (which '
+                'source) and `team_model:aispend_cost:rate5m{team=~"unattributed|untagged"}` '
+                "(which model).",
                 action="Map the API keys or GPUs to teams in aispend.yaml; tag the cloud "
                 "resources.",
             ),
@@ -580,7 +581,7 @@ def data_alerts(t: Tunables) -> list[Alert]:
             "{{ $value | humanizePercentage }} of the bill "
             + query(f'{m.REC_BILL_LAST_DAY.name}{{team="%s"}}', "$labels.team", 'printf "%.2f"')
             + f" (allowed difference {num(t.reconcile_max_diff * 100)} %).",
-            OVERVIEW,
+            TEAM_SHOWBACK,
             Runbook(
                 meaning="The real-time estimate (gateway, tokens exporter, GPUs) for the UTC "
                 "day of the newest bill differs by more than "
@@ -592,7 +593,9 @@ def data_alerts(t: Tunables) -> list[Alert]:
                     for labels in t.reconcile_bill_selectors
                 )
                 + "), not the team's whole cloud bill.",
-                check="Per source (`team_source:aispend_cost:rate5m`) vs bill per service "
+                check="On the "
+                + cite(refs.TEAM_ESTIMATE_VS_BILL, refs.TEAM_BILL_BY_CATEGORY)
+                + "; per source (`team_source:aispend_cost:rate5m`) vs bill per service "
                 f"(`{m.CLOUD_COST_LAST_DAY.name}`): traffic bypassing the gateway, missing "
                 "prices (`aispend_llm_unpriced_requests_total`, AISpendGPUUnpriced), "
                 "negotiated discounts, LLM providers billed outside the cloud (direct API "
