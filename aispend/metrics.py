@@ -432,7 +432,8 @@ CLOUD_COST_MONTH_TO_DATE = _m(
     "aispend_cloud_cost_month_to_date",
     "gauge",
     MONEY,
-    "Billed cloud cost for the current month so far.",
+    "Cloud cost from the bill for the current month so far (the configured cost: FOCUS"
+    " EffectiveCost by default or BilledCost; Azure ActualCost by default or AmortizedCost).",
     CLOUD_COST_LABELS,
     "billing",
 )
@@ -440,7 +441,8 @@ CLOUD_COST_LAST_DAY = _m(
     "aispend_cloud_cost_last_day",
     "gauge",
     MONEY,
-    "Billed cloud cost for the newest complete day in the data.",
+    "Cloud cost from the bill for the newest complete day in the data (the configured cost,"
+    " as for the month to date).",
     CLOUD_COST_LABELS,
     "billing",
 )
@@ -457,7 +459,7 @@ CLOUD_RESOURCE_COST_MONTH_TO_DATE = _m(
     "aispend_cloud_resource_cost_month_to_date",
     "gauge",
     MONEY,
-    "Billed cloud cost of one resource this month so far (only when configured; the"
+    "Cloud cost from the bill of one resource this month so far (only when configured; the"
     ' costliest N resources, the rest summed under resource="other").',
     (PROVIDER, ACCOUNT, SERVICE, TEAM, RESOURCE),
     "billing",
