@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
+import urllib.request
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -25,6 +28,32 @@ def require_binary(name: str) -> str:
     if path is None:
         pytest.fail(f"{name} not on PATH: run `make setup` (installs the Debian packages)")
     return path
+
+
+def am_post_alert(
+    am_url: str,
+    labels: dict[str, str],
+    ends_at: datetime | None = None,
+    annotations: dict[str, str] | None = None,
+) -> None:
+    """Post one alert to Alertmanager's v2 API, as Prometheus does (started 5 min ago;
+    `ends_at` in the past resolves it)."""
+    now = datetime.now(UTC)
+    body = [{
+        "labels": labels,
+        "annotations": annotations or {},
+        "startsAt": (now - timedelta(minutes=5)).isoformat(),
+        "endsAt": (ends_at or now + timedelta(hours=1)).isoformat(),
+        "generatorURL": "http://prometheus:9090/graph",
+    }]  # fmt: skip
+    request = urllib.request.Request(
+        am_url + "/api/v2/alerts",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from aispend import metrics as m
 from aispend.actuators.store import iter_audit
 from aispend.procs import ManagedProcess, wait_until
 from tests.actuator.fakes import TOKEN, alert, payload
-from tests.conftest import REPO, free_port, require_binary
+from tests.conftest import REPO, am_post_alert, free_port, require_binary
 from tests.gateway import harness
 from tests.gateway.harness import chat
 
@@ -164,25 +164,6 @@ def render_alertmanager(actuator_url: str, secrets: Path, out: Path) -> Path:
     return path
 
 
-def am_post_alert(am_url: str, labels: dict[str, str], ends_at: datetime | None) -> None:
-    now = datetime.now(UTC)
-    body = [{
-        "labels": labels,
-        "annotations": {"summary": "rerank-agent spends 9.1x its usual rate"},
-        "startsAt": (now - timedelta(minutes=5)).isoformat(),
-        "endsAt": (ends_at or now + timedelta(hours=1)).isoformat(),
-        "generatorURL": "http://prometheus:9090/graph",
-    }]  # fmt: skip
-    request = urllib.request.Request(
-        am_url + "/api/v2/alerts",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        assert response.status == 200
-
-
 def test_alertmanager_delivers_to_actuator_which_throttles_real_gateways(tmp_path):
     if not ALERTMANAGER_YML.exists():
         pytest.fail("deploy/alertmanager.yml is missing (the rules part writes it)")
@@ -207,7 +188,8 @@ def test_alertmanager_delivers_to_actuator_which_throttles_real_gateways(tmp_pat
                 "alertname": "AISpendRunawaySpend", "severity": "critical", "team": "search",
                 "agent": "rerank-agent", "action": "throttle",
             }  # fmt: skip
-            am_post_alert(am_url, labels, None)
+            summary = {"summary": "rerank-agent spends 9.1x its usual rate"}
+            am_post_alert(am_url, labels, annotations=summary)
             rules = wait_until(
                 lambda: throttles(g1) or None, 60, 0.2, "the throttle to reach the gateway"
             )
@@ -217,7 +199,7 @@ def test_alertmanager_delivers_to_actuator_which_throttles_real_gateways(tmp_pat
             assert chat(g0, RANKER)[0] == 200
             assert chat(g0, RANKER)[0] == 429
 
-            am_post_alert(am_url, labels, datetime.now(UTC) - timedelta(seconds=1))
+            am_post_alert(am_url, labels, datetime.now(UTC) - timedelta(seconds=1), summary)
             wait_until(lambda: throttles(g0) == {} and throttles(g1) == {}, 60, 0.2, "the undo")
             assert chat(g0, RANKER)[0] == 200
             # Every delivery was authenticated with the token from credentials_file.

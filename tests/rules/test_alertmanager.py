@@ -6,12 +6,11 @@ import contextlib
 import json
 import subprocess
 import urllib.request
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from aispend.procs import ManagedProcess, wait_until
-from tests.conftest import REPO, free_port, require_binary
+from tests.conftest import REPO, am_post_alert, free_port, require_binary
 
 CONFIG = REPO / "deploy" / "alertmanager.yml"
 
@@ -77,20 +76,6 @@ def test_route(receivers: str, labels: str) -> None:
 # ---------------------------------------------------------------- inhibition, for real
 
 
-def _post(am_url: str, labels: dict[str, str]) -> None:
-    now = datetime.now(UTC)
-    body = [{"labels": labels, "startsAt": now.isoformat(),
-             "endsAt": (now + timedelta(hours=1)).isoformat()}]  # fmt: skip
-    request = urllib.request.Request(
-        am_url + "/api/v2/alerts",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        assert response.status == 200
-
-
 def _inhibited(am_url: str) -> dict[str, bool]:
     with urllib.request.urlopen(am_url + "/api/v2/alerts", timeout=10) as response:
         alerts = json.load(response)
@@ -130,7 +115,7 @@ def test_inhibition_stays_within_one_budget(tmp_path) -> None:
             {"alertname": "AISpendBudgetExceeded", "severity": "warning", **TEAM_MONTH},
         ]
         for one in labels:
-            _post(url, {k: v for k, v in one.items() if v})
+            am_post_alert(url, {k: v for k, v in one.items() if v})
         day = "agent=copywriter-agent alertname={} period=day team=growth severity={}"
         month = "alertname={} period=month team=growth severity={}"
         expected = {
