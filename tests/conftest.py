@@ -6,10 +6,14 @@ import json
 import shutil
 import socket
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
+from aispend.procs import ManagedProcess
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIG = REPO / "aispend.example.yaml"
@@ -28,6 +32,28 @@ def require_binary(name: str) -> str:
     if path is None:
         pytest.fail(f"{name} not on PATH: run `make setup` (installs the Debian packages)")
     return path
+
+
+@contextmanager
+def running_alertmanager(config: Path, workdir: Path) -> Iterator[str]:
+    """A real Alertmanager with `config` on a free loopback port; yields its URL and
+    stops it however the block ends."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    am = ManagedProcess(
+        "alertmanager",
+        [require_binary("prometheus-alertmanager"), f"--config.file={config}",
+         f"--storage.path={workdir / 'am-data'}", f"--web.listen-address=127.0.0.1:{port}",
+         "--cluster.listen-address=", f"--web.external-url={url}"],
+        workdir / "alertmanager.log",
+        ready_url=f"{url}/-/ready",
+    )  # fmt: skip
+    am.start()
+    try:
+        am.wait_ready(30)
+        yield url
+    finally:
+        am.stop()
 
 
 def am_post_alert(

@@ -29,7 +29,7 @@ from aispend import metrics as m
 from aispend.actuators.store import iter_audit
 from aispend.procs import ManagedProcess, wait_until
 from tests.actuator.fakes import TOKEN, alert, payload
-from tests.conftest import REPO, am_post_alert, free_port, require_binary
+from tests.conftest import REPO, am_post_alert, free_port, require_binary, running_alertmanager
 from tests.gateway import harness
 from tests.gateway.harness import chat
 
@@ -167,23 +167,11 @@ def render_alertmanager(actuator_url: str, secrets: Path, out: Path) -> Path:
 def test_alertmanager_delivers_to_actuator_which_throttles_real_gateways(tmp_path):
     if not ALERTMANAGER_YML.exists():
         pytest.fail("deploy/alertmanager.yml is missing (the rules part writes it)")
-    binary = require_binary("prometheus-alertmanager")
+    require_binary("prometheus-alertmanager")  # before the stack starts
     with stack(tmp_path) as s:
         g0, g1 = s["gateways"]
         config = render_alertmanager(s["actuator"], s["secrets"], tmp_path)
-        am_port = free_port()
-        am = ManagedProcess(
-            "alertmanager",
-            [binary, f"--config.file={config}", f"--storage.path={tmp_path / 'am-data'}",
-             f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address=",
-             f"--web.external-url=http://127.0.0.1:{am_port}"],
-            tmp_path / "alertmanager.log",
-            ready_url=f"http://127.0.0.1:{am_port}/-/ready",
-        )  # fmt: skip
-        am.start()
-        try:
-            am.wait_ready(30)
-            am_url = f"http://127.0.0.1:{am_port}"
+        with running_alertmanager(config, tmp_path) as am_url:
             labels = {
                 "alertname": "AISpendRunawaySpend", "severity": "critical", "team": "search",
                 "agent": "rerank-agent", "action": "throttle",
@@ -207,8 +195,6 @@ def test_alertmanager_delivers_to_actuator_which_throttles_real_gateways(tmp_pat
                 exposition = response.read().decode()
             assert f'{m.ACTUATOR_WEBHOOK_REQUESTS.name}{{code="200"}}' in exposition
             assert 'code="401"' not in exposition
-        finally:
-            am.stop()
     audit = list(iter_audit(s["db"]))
     applied = [a for a in audit if (a.decision, a.result) == ("apply", "ok")]
     undone = [a for a in audit if (a.decision, a.result) == ("undo", "ok")]

@@ -9,8 +9,8 @@ import urllib.request
 
 import pytest
 
-from aispend.procs import ManagedProcess, wait_until
-from tests.conftest import REPO, am_post_alert, free_port, require_binary
+from aispend.procs import wait_until
+from tests.conftest import REPO, am_post_alert, require_binary, running_alertmanager
 
 CONFIG = REPO / "deploy" / "alertmanager.yml"
 
@@ -94,19 +94,7 @@ def test_inhibition_stays_within_one_budget(tmp_path) -> None:
     """An agent's breached day budget silences that budget's burn and soft-limit alerts,
     never the team's month burn page (real Alertmanager, real deploy/alertmanager.yml;
     receivers point at nothing here, which does not affect inhibition)."""
-    port = free_port()
-    am = ManagedProcess(
-        "alertmanager",
-        [require_binary("prometheus-alertmanager"), f"--config.file={CONFIG}",
-         f"--storage.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
-         "--cluster.listen-address="],
-        tmp_path / "alertmanager.log",
-        ready_url=f"http://127.0.0.1:{port}/-/ready",
-    )  # fmt: skip
-    am.start()
-    try:
-        am.wait_ready(30)
-        url = f"http://127.0.0.1:{port}"
+    with running_alertmanager(CONFIG, tmp_path) as url:
         labels = [
             {"alertname": "AISpendBudgetExceeded", "severity": "critical", **BUDGET},
             {"alertname": "AISpendBudgetExceeded", "severity": "warning", **BUDGET},
@@ -129,5 +117,3 @@ def test_inhibition_stays_within_one_budget(tmp_path) -> None:
         with contextlib.suppress(TimeoutError):
             wait_until(lambda: _inhibited(url) == expected, 10, 0.2)
         assert _inhibited(url) == expected
-    finally:
-        am.stop()
