@@ -73,8 +73,8 @@ def run_server(args: argparse.Namespace) -> int:
     from aispend.actuators.app import build_app
     from aispend.actuators.store import Store
     from aispend.actuators.targets import preflight
-    from aispend.actuators.targets.base import SecretError, read_secret
     from aispend.config import ConfigError, load_config, resolve_config_path
+    from aispend.secrets import SecretError, require_secret
 
     try:
         config = load_config(resolve_config_path(args.config))
@@ -92,7 +92,7 @@ def run_server(args: argparse.Namespace) -> int:
     if dry_run is not None:
         settings = settings.model_copy(update={"dry_run": dry_run})
     try:
-        token = read_secret(
+        token = require_secret(
             args.token_file or settings.token_file, settings.token_env, "actuator webhook token"
         )
     except SecretError as exc:

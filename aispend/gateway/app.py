@@ -26,9 +26,10 @@ from aispend.gateway.admin import AdminApi
 from aispend.gateway.attribution import Attributor
 from aispend.gateway.metrics import GatewayMetrics
 from aispend.gateway.proxy import Proxy, ProxyParts, UpstreamTarget
-from aispend.gateway.settings import GatewaySettings, admin_token, resolve_secret
+from aispend.gateway.settings import GatewaySettings, admin_token
 from aispend.gateway.throttle import ThrottleStore, ThrottleTable
 from aispend.pricing import Pricer
+from aispend.secrets import find_secret
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +60,9 @@ def settings_of(config: Config) -> GatewaySettings:
 def _upstreams(settings: GatewaySettings) -> dict[str, UpstreamTarget]:
     upstreams: dict[str, UpstreamTarget] = {}
     for provider, upstream in settings.upstreams.items():
-        key = resolve_secret(
-            upstream.api_key_env,
+        key = find_secret(
             upstream.api_key_file,
+            upstream.api_key_env,
             f"sources.gateway.upstreams.{provider}",
         )
         auth: tuple[tuple[str, str], ...] = ()

@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     from aispend.config import Config, ConfigError, resolve_config_path
     from aispend.config_watch import ConfigApplyError, ConfigWatcher
     from aispend.gateway.app import build_gateway, proxy_parts, settings_of
-    from aispend.gateway.settings import SecretError
+    from aispend.secrets import SecretError
 
     path = resolve_config_path(args.config)
     try:

@@ -13,18 +13,17 @@ Example::
         admin_token_file: /etc/aispend/secrets/gateway_admin_token
 
 Secrets (provider keys, the admin token) are never in the file itself: each comes
-from an environment variable or a file, read once at start by `resolve_secret`.
+from an environment variable or a file, read once at start by `aispend.secrets.find_secret`.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
 from aispend.configbase import StrictModel
+from aispend.secrets import find_secret
 
 Provider = Literal["openai", "azure", "anthropic"]
 PROVIDERS: tuple[Provider, ...] = ("openai", "azure", "anthropic")
@@ -83,30 +82,8 @@ class GatewaySettings(StrictModel):
         return value
 
 
-class SecretError(Exception):
-    """A configured secret cannot be read; the message names the setting, not the value."""
-
-
-def resolve_secret(env: str | None, file: str | None, what: str) -> str | None:
-    """The secret from the file when one is configured, else from the environment
-    variable; None when neither is set. A configured but unreadable file is an error."""
-    if file:
-        try:
-            value = Path(file).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise SecretError(f"{what}: cannot read {file}: {exc.strerror or exc}") from exc
-        if not value:
-            raise SecretError(f"{what}: {file} is empty")
-        return value
-    if env:
-        value = os.environ.get(env, "").strip()
-        if value:
-            return value
-    return None
-
-
 def admin_token(settings: GatewaySettings) -> str | None:
     """The admin token: `admin_token_file`, else $AISPEND_GATEWAY_ADMIN_TOKEN."""
-    return resolve_secret(
-        ADMIN_TOKEN_ENV, settings.admin_token_file, "sources.gateway.admin_token_file"
+    return find_secret(
+        settings.admin_token_file, ADMIN_TOKEN_ENV, "sources.gateway.admin_token_file"
     )

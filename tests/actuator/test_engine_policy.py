@@ -21,7 +21,8 @@ from aispend.actuators.engine import Engine, Outcome
 from aispend.actuators.payload import Alert
 from aispend.actuators.settings import ActionsSettings
 from aispend.actuators.store import Store
-from aispend.actuators.targets.base import Action, SecretError, TargetError, read_secret
+from aispend.actuators.targets.base import Action, TargetError
+from aispend.secrets import SecretError, require_secret
 
 RULES = [{"name": "pause", "match": {"action": "pause"}, "target": "t", "mode": "pause"}]
 TARGETS = {"t": {"type": "command", "apply": ["true"]}}
@@ -160,9 +161,9 @@ def test_alert_without_team_label_is_not_paused(tmp_path: Path) -> None:
 def test_whitespace_token_is_no_token(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AISPEND_ACTUATOR_TOKEN", "   ")
     with pytest.raises(SecretError, match="no token configured"):
-        read_secret(None, "AISPEND_ACTUATOR_TOKEN", "actuator webhook token")
+        require_secret(None, "AISPEND_ACTUATOR_TOKEN", "actuator webhook token")
     monkeypatch.setenv("AISPEND_ACTUATOR_TOKEN", " tok ")
-    assert read_secret(None, "AISPEND_ACTUATOR_TOKEN", "actuator webhook token") == "tok"
+    assert require_secret(None, "AISPEND_ACTUATOR_TOKEN", "actuator webhook token") == "tok"
     with pytest.raises(ValueError, match="token is empty"):
         build_app(settings(), {}, Store(":memory:"), " ")
 

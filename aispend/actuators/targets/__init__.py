@@ -68,16 +68,16 @@ def build_targets(
 
 def preflight(targets: Mapping[str, TargetSettings]) -> list[str]:
     """Problems that would stop a target from starting (unreadable secrets, no cluster)."""
-    from aispend.actuators.targets.base import SecretError, read_secret
     from aispend.actuators.targets.kubeauth import KubeConfigError, load_auth
+    from aispend.secrets import SecretError, require_secret
 
     problems = []
     for name, s in targets.items():
         try:
             if isinstance(s, GatewayTargetSettings):
-                read_secret(s.admin_token_file, s.admin_token_env, f"target {name}: admin token")
+                require_secret(s.admin_token_file, s.admin_token_env, f"target {name}: admin token")
             elif isinstance(s, WebhookTargetSettings) and s.token_file:
-                read_secret(s.token_file, None, f"target {name}: token")
+                require_secret(s.token_file, None, f"target {name}: token")
             elif isinstance(s, KubernetesTargetSettings):
                 load_auth(s)
         except (SecretError, KubeConfigError) as exc:

@@ -7,10 +7,8 @@ Errors (one hierarchy):
 
 from __future__ import annotations
 
-import os
 import string
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 
@@ -88,27 +86,6 @@ def render(template: str, labels: dict[str, str]) -> str:
         ) from None
     except ValueError as exc:
         raise TargetError(f"bad template {template!r}: {exc}", retryable=False) from None
-
-
-def read_secret(file: str | None, env: str | None, what: str) -> str:
-    """A secret from a file (first line, stripped) or an environment variable."""
-    if file:
-        try:
-            value = Path(file).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise SecretError(f"{what}: cannot read {file}: {exc.strerror or exc}") from None
-        if not value:
-            raise SecretError(f"{what}: {file} is empty")
-        return value
-    value = os.environ.get(env, "").strip() if env else ""
-    if value:
-        return value
-    where = f"set the file in the config or ${env}" if env else "set the file in the config"
-    raise SecretError(f"{what}: no token configured ({where})")
-
-
-class SecretError(Exception):
-    """A configured secret cannot be read; the message never contains the secret."""
 
 
 def status_retryable(status: int) -> bool:

@@ -14,7 +14,8 @@ from typing import Any
 import aiohttp
 
 from aispend.actuators.settings import GatewayTargetSettings
-from aispend.actuators.targets.base import Action, TargetError, read_secret, status_retryable
+from aispend.actuators.targets.base import Action, TargetError, status_retryable
+from aispend.secrets import require_secret
 
 
 def rule_id(fingerprint: str) -> str:
@@ -28,7 +29,7 @@ class GatewayTarget:
         self.name = name
         self.settings = settings
         self._session = session
-        self._token = read_secret(
+        self._token = require_secret(
             settings.admin_token_file, settings.admin_token_env, f"target {name}: admin token"
         )
 

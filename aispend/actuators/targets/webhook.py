@@ -12,7 +12,8 @@ from typing import Any
 import aiohttp
 
 from aispend.actuators.settings import WebhookTargetSettings
-from aispend.actuators.targets.base import Action, TargetError, read_secret, status_retryable
+from aispend.actuators.targets.base import Action, TargetError, status_retryable
+from aispend.secrets import require_secret
 
 
 class WebhookTarget:
@@ -23,7 +24,7 @@ class WebhookTarget:
         self.settings = settings
         self._session = session
         self._token = (
-            read_secret(settings.token_file, None, f"target {name}: token")
+            require_secret(settings.token_file, None, f"target {name}: token")
             if settings.token_file
             else None
         )
