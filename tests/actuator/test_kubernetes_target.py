@@ -328,6 +328,30 @@ def test_explicit_api_server_with_token_file_and_ca_file(kube, tmp_path, ca):
     assert data["objects"] == [{"name": "rerank-agent", "replicas": 3}]
 
 
+@pytest.mark.parametrize("content", [None, b"", b"tok\xffen"])
+def test_unreadable_token_file_is_a_retryable_error(kube, tmp_path, ca, content):
+    """Missing, empty or not UTF-8 when a call is made (the kubelet rewrites the file):
+    a retryable target error that names the file, not a crash, never the token."""
+    _, server = kube
+    token = tmp_path / "token"
+    if content is not None:
+        token.write_bytes(content)
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.crt"))
+    settings = KubernetesTargetSettings(
+        type="kubernetes",
+        kind="Deployment",
+        namespace="search",
+        name="rerank-agent",
+        api_server=server.url,
+        token_file=str(token),
+        ca_file=str(tmp_path / "ca.crt"),
+    )
+    with pytest.raises(TargetError, match=f"kubernetes token: .*{token.name}") as err:
+        run(KubernetesTarget("k8s", settings, None), action())  # type: ignore[arg-type]
+    assert err.value.retryable is True
+    assert "tok" not in str(err.value).replace("token", "")
+
+
 def test_wrong_token_is_an_error_and_untrusted_tls_is_refused(kube, kubeconfig, tmp_path):
     doc = yaml.safe_load(kubeconfig.read_text())
     doc["users"][0]["user"]["token"] = "wrong"

@@ -63,3 +63,22 @@ def test_focus_cost_column_and_empty_paths() -> None:
     found = issues("sources:\n  focus:\n    paths: []\n    cost_column: ListCost\n")
     assert "sources.focus.paths: must not be empty" in found
     assert "sources.focus.cost_column: must be one of 'EffectiveCost' or 'BilledCost'" in found
+
+
+def test_client_secret_file_that_is_not_utf8_is_a_clear_error(tmp_path) -> None:
+    # Read through aispend.secrets like every other secret: the message names the file
+    # and never shows the secret's bytes (Python's UnicodeDecodeError would).
+    from aispend.exporters.billing.azure_cost import make_credential
+    from aispend.exporters.billing.settings import AzureCredential
+    from aispend.secrets import SecretError
+
+    path = tmp_path / "secret"
+    path.write_bytes(b"s3cr\xffet")
+    settings = AzureCredential(
+        kind="client_secret", tenant_id="t", client_id="c", client_secret_file=path
+    )
+    with pytest.raises(SecretError) as err:
+        make_credential(settings)
+    assert str(err.value) == (
+        f"sources.azure_cost.credential.client_secret_file: {path} is not UTF-8 text"
+    )

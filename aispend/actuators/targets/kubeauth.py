@@ -22,6 +22,7 @@ import yaml
 
 from aispend.actuators.settings import KubernetesTargetSettings
 from aispend.parsing import load_yaml
+from aispend.secrets import SecretError, require_secret
 
 SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
@@ -39,11 +40,11 @@ class KubeAuth:
 
     def headers(self) -> dict[str, str]:
         token = self.token
-        if self.token_file:
+        if self.token_file:  # read per request: the kubelet rotates it
             try:
-                token = Path(self.token_file).read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise KubeConfigError(f"cannot read token file {self.token_file}: {exc}") from exc
+                token = require_secret(self.token_file, None, "kubernetes token")
+            except SecretError as exc:
+                raise KubeConfigError(str(exc)) from None
         return {"Authorization": f"Bearer {token}"} if token else {}
 
 

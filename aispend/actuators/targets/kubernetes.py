@@ -21,7 +21,7 @@ import aiohttp
 
 from aispend.actuators.settings import KubernetesTargetSettings
 from aispend.actuators.targets.base import Action, TargetError, render, status_retryable
-from aispend.actuators.targets.kubeauth import KubeAuth, load_auth
+from aispend.actuators.targets.kubeauth import KubeAuth, KubeConfigError, load_auth
 from aispend.parsing import loads_json
 
 MERGE_PATCH = "application/merge-patch+json"
@@ -166,7 +166,11 @@ class KubernetesTarget:
         params: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         url = self._auth.server.rstrip("/") + path
-        headers = {"Accept": "application/json", **self._auth.headers()}
+        try:
+            auth = self._auth.headers()
+        except KubeConfigError as exc:  # the token file is gone or broken: it may come back
+            raise TargetError(f"{method} {path}: {exc}", True) from None
+        headers = {"Accept": "application/json", **auth}
         if body is not None:
             headers["Content-Type"] = MERGE_PATCH
         timeout = aiohttp.ClientTimeout(total=self.settings.timeout)

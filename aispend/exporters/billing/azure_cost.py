@@ -27,7 +27,6 @@ import math
 import time
 import urllib.parse
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from aispend import metrics
@@ -35,6 +34,7 @@ from aispend.exporters.billing.model import CostLabels, DailyCost, Snapshot, bui
 from aispend.exporters.billing.retry import CostManagementRetryPolicy
 from aispend.exporters.billing.service_categories import category_of
 from aispend.exporters.billing.settings import AzureCostSettings, AzureCredential, AzureScope
+from aispend.secrets import require_secret
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,11 @@ def make_credential(settings: AzureCredential) -> Any:
 
     if settings.kind == "client_secret":
         assert settings.client_secret_file is not None
-        secret = Path(settings.client_secret_file).read_text(encoding="utf-8").strip()
+        secret = require_secret(
+            str(settings.client_secret_file),
+            None,
+            "sources.azure_cost.credential.client_secret_file",
+        )
         return identity.ClientSecretCredential(
             str(settings.tenant_id), str(settings.client_id), secret
         )
