@@ -310,10 +310,8 @@ def test_answer_that_is_not_a_json_object_is_a_retryable_error(kube, kubeconfig,
     assert fake.objects[("deployments", "search", "rerank-agent")]["replicas"] == 3
 
 
-def test_explicit_api_server_with_token_file_and_ca_file(kube, tmp_path, ca):
-    """The in-cluster shape: a server URL, a token file, a CA file."""
-    _, server = kube
-    (tmp_path / "token").write_text(K8S_TOKEN + "\n")
+def _in_cluster(server: ThreadedServer, tmp_path: Path, ca: trustme.CA) -> KubernetesTarget:
+    """The in-cluster shape: a server URL, a token file (tmp_path/token), a CA file."""
     ca.cert_pem.write_to_path(str(tmp_path / "ca.crt"))
     settings = KubernetesTargetSettings(
         type="kubernetes",
@@ -324,7 +322,13 @@ def test_explicit_api_server_with_token_file_and_ca_file(kube, tmp_path, ca):
         token_file=str(tmp_path / "token"),
         ca_file=str(tmp_path / "ca.crt"),
     )
-    data, _, _ = run(KubernetesTarget("k8s", settings, None), action())  # type: ignore[arg-type]
+    return KubernetesTarget("k8s", settings, None)  # type: ignore[arg-type]
+
+
+def test_explicit_api_server_with_token_file_and_ca_file(kube, tmp_path, ca):
+    _, server = kube
+    (tmp_path / "token").write_text(K8S_TOKEN + "\n")
+    data, _, _ = run(_in_cluster(server, tmp_path, ca), action())
     assert data["objects"] == [{"name": "rerank-agent", "replicas": 3}]
 
 
@@ -336,18 +340,8 @@ def test_unreadable_token_file_is_a_retryable_error(kube, tmp_path, ca, content)
     token = tmp_path / "token"
     if content is not None:
         token.write_bytes(content)
-    ca.cert_pem.write_to_path(str(tmp_path / "ca.crt"))
-    settings = KubernetesTargetSettings(
-        type="kubernetes",
-        kind="Deployment",
-        namespace="search",
-        name="rerank-agent",
-        api_server=server.url,
-        token_file=str(token),
-        ca_file=str(tmp_path / "ca.crt"),
-    )
     with pytest.raises(TargetError, match=f"kubernetes token: .*{token.name}") as err:
-        run(KubernetesTarget("k8s", settings, None), action())  # type: ignore[arg-type]
+        run(_in_cluster(server, tmp_path, ca), action())
     assert err.value.retryable is True
     assert "tok" not in str(err.value).replace("token", "")
 
