@@ -60,19 +60,5 @@ ANOMALIES = "anomalies-budgets"
 SPEND_VS_PREDICTION = PanelRef(ANOMALIES, "Spend vs seasonal prediction (per team)")
 ZSCORE_BY_TEAM_AND_MODEL = PanelRef(ANOMALIES, "Z-score, by team and model")
 
-ALL: tuple[PanelRef, ...] = (
-    SPEND_BY_TEAM,
-    SPEND_BY_SOURCE,
-    TEAM_MONTH_BUDGET_USED,
-    TEAM_DAY_BUDGET_USED,
-    TEAM_SPEND_BY_AGENT,
-    TOKENS_BY_MODEL_AND_TYPE,
-    REQUESTS_BY_MODEL_AND_STATUS,
-    REQUEST_COST_QUANTILES,
-    CACHE_READ_SHARE,
-    UTILISATION_PER_GPU,
-    MEMORY_PER_GPU,
-    SPEND_VS_PREDICTION,
-    ZSCORE_BY_TEAM_AND_MODEL,
-)
-"""Every constant ref (idle_gpus() is built from the tunables)."""
+ALL: tuple[PanelRef, ...] = tuple(v for v in tuple(globals().values()) if isinstance(v, PanelRef))
+"""Every constant ref, in definition order (idle_gpus() is built from the tunables)."""
