@@ -555,8 +555,10 @@ def data_alerts(t: Tunables) -> list[Alert]:
                 check="The billing exporter's log and `aispend_exporter_up{source}`, "
                 "`aispend_source_throttled_total` (HTTP 429), credentials expiry.",
                 action="Fix credentials or the export; real-time estimates and alerts keep "
-                "working; only the reconciliation with the bill (AISpendEstimateBillMismatch) "
-                "goes stale (no dashboard shows bill data).",
+                "working; only the bill goes stale: the reconciliation "
+                "(AISpendEstimateBillMismatch) and the bill panels of the "
+                + cite(refs.TEAM_BILL_BY_CATEGORY, refs.TEAM_ESTIMATE_VS_BILL)
+                + ".",
             ),
         ),
         Alert(
