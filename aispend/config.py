@@ -178,14 +178,14 @@ class ConfigError(Exception):
         return "\n".join(lines)
 
 
-def resolve_config_path(explicit: str | None = None) -> Path:
-    """--config, then $AISPEND_CONFIG, then ./aispend.yaml."""
+def resolve_config_path(explicit: str | None = None, fallback: str = DEFAULT_CONFIG_FILE) -> Path:
+    """--config, then $AISPEND_CONFIG, then ./<fallback> (./aispend.yaml)."""
     if explicit:
         return Path(explicit)
     env = os.environ.get(ENV_CONFIG)
     if env:
         return Path(env)
-    return Path(DEFAULT_CONFIG_FILE)
+    return Path(fallback)
 
 
 def load_config(path: Path | str) -> Config:

@@ -541,15 +541,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-
-    from aispend.config import ENV_CONFIG, ConfigError, load_config
+    from aispend.config import ConfigError, load_config, resolve_config_path
     from aispend.procs import ChildFailed
     from aispend.stack.components import MissingBinary
     from aispend.tsdb import TsdbError
 
     # The demo runs on the example config unless told otherwise.
-    config_path = Path(args.config or os.environ.get(ENV_CONFIG) or DEMO_CONFIG)
+    config_path = resolve_config_path(args.config, fallback=DEMO_CONFIG)
     try:
         config = load_config(config_path)
     except ConfigError as exc:
