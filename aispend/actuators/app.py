@@ -62,6 +62,8 @@ def build_app(
     targets_factory: TargetsFactory | None = None,
     registry: CollectorRegistry | None = None,
 ) -> web.Application:
+    if not token.strip():  # an empty token would let `Authorization: Bearer` through
+        raise ValueError("the actuator's bearer token is empty")
     registry = registry or CollectorRegistry(auto_describe=True)
     actions = Counter(
         m.ACTUATOR_ACTIONS.family_name,
@@ -81,8 +83,6 @@ def build_app(
         for action in ("apply", "undo"):
             actions.labels(target, action, "error")
     registry.register(ActiveActionsCollector(store))
-    if not token.strip():  # an empty token would let `Authorization: Bearer` through
-        raise ValueError("the actuator's bearer token is empty")
     expected = token.encode("utf-8")
     factory = targets_factory or (
         lambda session: build_targets(settings.targets, session, [settings.token_env])

@@ -271,34 +271,30 @@ class Engine:
         (what prepare just read is that action's change, not the original)."""
         if not isinstance(target, HoldsObjects):
             return undo_data
+        held = _holdings(target, [*superseded, *self.store.active_for_target(name)])
         mine = target.originals(undo_data)
-        taken: set[str] = set()
-        for other in [*superseded, *self.store.active_for_target(name)]:
-            for key, state in target.originals(other.undo_data).items():
-                if key in mine and key not in taken:
-                    mine[key] = state
-                    taken.add(key)
-        return target.with_originals(undo_data, mine) if taken else undo_data
+        taken = {key: held[key][1] for key in mine if key in held}
+        return target.with_originals(undo_data, mine | taken) if taken else undo_data
 
     def _release(self, target: Target, row: ActionRow) -> tuple[dict[str, Any] | None, str]:
         """What undo restores now (None: nothing), and which objects it leaves held."""
         if not isinstance(target, HoldsObjects):
             return row.undo_data, ""
+        others = [
+            other
+            for other in self.store.active_for_target(row.target or "")
+            if (other.fingerprint, other.starts_at) != (row.fingerprint, row.starts_at)
+        ]
+        held = _holdings(target, others)
         mine = target.originals(row.undo_data)
-        holders: dict[str, ActionRow] = {}
-        for other in self.store.active_for_target(row.target or ""):
-            if (other.fingerprint, other.starts_at) == (row.fingerprint, row.starts_at):
-                continue
-            for key in target.originals(other.undo_data):
-                holders.setdefault(key, other)
-        held = [key for key in mine if key in holders]
-        if not held:
+        kept_keys = [key for key in mine if key in held]
+        if not kept_keys:
             return row.undo_data, ""
         kept = "left as they are, still held by another alert: " + ", ".join(
-            f"{key} ({holders[key].labels.get('alertname', '?')} {holders[key].fingerprint})"
-            for key in held
+            f"{key} ({held[key][0].labels.get('alertname', '?')} {held[key][0].fingerprint})"
+            for key in kept_keys
         )
-        free = {key: state for key, state in mine.items() if key not in holders}
+        free = {key: state for key, state in mine.items() if key not in held}
         return (target.with_originals(row.undo_data, free) if free else None), kept
 
     # ------------------------------------------------------------ helpers
@@ -376,3 +372,12 @@ class Engine:
             detail=detail,
             error=error,
         )
+
+
+def _holdings(target: HoldsObjects, rows: list[ActionRow]) -> dict[str, tuple[ActionRow, Any]]:
+    """Object key -> the first of `rows` that holds it, and the original state it recorded."""
+    held: dict[str, tuple[ActionRow, Any]] = {}
+    for row in rows:
+        for key, state in target.originals(row.undo_data).items():
+            held.setdefault(key, (row, state))
+    return held

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 # States of an alert instance in `actions`.
 APPLYING = "applying"  # intent recorded, target call may or may not have happened
@@ -167,17 +167,16 @@ class Store:
         return _action(row) if row else None
 
     def active_with_fingerprint(self, fingerprint: str) -> list[ActionRow]:
-        rows = self._db.execute(
-            "SELECT * FROM actions WHERE fingerprint = ? AND state IN (?, ?)",
-            (fingerprint, *ACTIVE_STATES),
-        ).fetchall()
-        return [_action(r) for r in rows]
+        return self._active("fingerprint", fingerprint)
 
     def active_for_target(self, target: str) -> list[ActionRow]:
         """Applied (or being applied) actions of one target, oldest first."""
+        return self._active("target", target)
+
+    def _active(self, column: Literal["fingerprint", "target"], value: str) -> list[ActionRow]:
         rows = self._db.execute(
-            "SELECT * FROM actions WHERE target = ? AND state IN (?, ?) ORDER BY created_at",
-            (target, *ACTIVE_STATES),
+            f"SELECT * FROM actions WHERE {column} = ? AND state IN (?, ?) ORDER BY created_at",
+            (value, *ACTIVE_STATES),
         ).fetchall()
         return [_action(r) for r in rows]
 

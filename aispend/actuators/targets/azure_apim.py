@@ -95,12 +95,12 @@ class AzureApimTarget:
         return f"APIM subscription {sid} back to {state}"
 
     def originals(self, undo_data: dict[str, Any]) -> dict[str, Any]:
-        return {f"subscription {undo_data['sid']}": undo_data["state"]}
+        return {_key(undo_data): undo_data["state"]}
 
     def with_originals(
         self, undo_data: dict[str, Any], originals: dict[str, Any]
     ) -> dict[str, Any]:
-        return {**undo_data, "state": originals[f"subscription {undo_data['sid']}"]}
+        return {**undo_data, "state": originals[_key(undo_data)]}
 
     async def _token(self) -> str:
         try:
@@ -143,3 +143,8 @@ class AzureApimTarget:
                 f"{method} APIM subscription {sid}: {type(exc).__name__}: {exc}", True
             ) from exc
         return data if isinstance(data, dict) else {}
+
+
+def _key(undo_data: dict[str, Any]) -> str:
+    """The subscription, as HoldsObjects keys it."""
+    return f"subscription {undo_data['sid']}"

@@ -94,7 +94,7 @@ class KubernetesTarget:
         for obj in undo_data["objects"]:
             path = self._object_path(undo_data["namespace"], obj["name"])
             spec = (await self._request("GET", path)).get("spec") or {}
-            name = f"{undo_data['kind']} {undo_data['namespace']}/{obj['name']}"
+            name = _key(undo_data, obj["name"])
             if cronjob and spec.get("suspend") is not True:
                 left.append(f"{name} (suspend={str(bool(spec.get('suspend'))).lower()})")
                 continue
@@ -120,11 +120,8 @@ class KubernetesTarget:
     def with_originals(
         self, undo_data: dict[str, Any], originals: dict[str, Any]
     ) -> dict[str, Any]:
-        objects = [
-            {"name": obj["name"], **originals[_key(undo_data, obj["name"])]}
-            for obj in undo_data["objects"]
-            if _key(undo_data, obj["name"]) in originals
-        ]
+        keyed = ((_key(undo_data, obj["name"]), obj["name"]) for obj in undo_data["objects"])
+        objects = [{"name": name, **originals[key]} for key, name in keyed if key in originals]
         return {**undo_data, "objects": objects}
 
     # ------------------------------------------------------------ helpers
@@ -147,7 +144,7 @@ class KubernetesTarget:
             )
         return names
 
-    def _describe(self, undo_data: dict[str, Any], restored: bool = False) -> str:
+    def _describe(self, undo_data: dict[str, Any]) -> str:
         parts = []
         for obj in undo_data["objects"]:
             was = (
@@ -155,7 +152,7 @@ class KubernetesTarget:
                 if "suspend" in obj
                 else f"replicas={obj['replicas']}"
             )
-            parts.append(f"{undo_data['kind']} {undo_data['namespace']}/{obj['name']} ({was})")
+            parts.append(f"{_key(undo_data, obj['name'])} ({was})")
         return ", ".join(parts)
 
     async def _request(
@@ -201,6 +198,7 @@ class KubernetesTarget:
 
 
 def _key(undo_data: dict[str, Any], name: str) -> str:
+    """One object, as details name it and as HoldsObjects keys it: `Kind namespace/name`."""
     return f"{undo_data['kind']} {undo_data['namespace']}/{name}"
 
 
