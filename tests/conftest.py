@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,6 +56,36 @@ def running_alertmanager(config: Path, workdir: Path) -> Iterator[str]:
         yield url
     finally:
         am.stop()
+
+
+@contextmanager
+def running_prometheus(config: Path, data: Path, *extra: str) -> Iterator[str]:
+    """A real Prometheus with `config` and TSDB `data` on a free loopback port (log next
+    to the TSDB); yields its URL and stops it however the block ends."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    prometheus = ManagedProcess(
+        "prometheus",
+        [require_binary("prometheus"), f"--config.file={config}",
+         f"--storage.tsdb.path={data}", f"--web.listen-address=127.0.0.1:{port}", *extra],
+        data.parent / "prometheus.log",
+        ready_url=f"{url}/-/ready",
+    )  # fmt: skip
+    prometheus.start()
+    try:
+        prometheus.wait_ready(30)
+        yield url
+    finally:
+        prometheus.stop()
+
+
+def prom_query(base: str, expr: str) -> list[dict[str, Any]]:
+    """An instant query's result vector; the query must succeed."""
+    url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    with urllib.request.urlopen(url, timeout=30) as response:
+        body = json.load(response)
+    assert body["status"] == "success", body
+    return list(body["data"]["result"])
 
 
 def am_post_alert(

@@ -30,19 +30,23 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
 from aispend import metrics as m
 from aispend.procs import ManagedProcess, wait_until
-from tests.conftest import EXAMPLE_CONFIG, REPO, SHARED_DATA, free_port, require_binary
+from tests.conftest import (
+    EXAMPLE_CONFIG,
+    REPO,
+    SHARED_DATA,
+    free_port,
+    prom_query,
+    require_binary,
+)
 from tests.dashboards.panels import PanelQuery, all_queries, concrete
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
@@ -76,20 +80,6 @@ GPU_SECTION = {
         {"host": "gpu-node-1", "gpu": 1, "team": "search", "project": "ranking"},
     ],
 }
-
-
-def _get(url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(url, timeout=30) as response:
-        data: dict[str, Any] = json.loads(response.read())
-    return data
-
-
-def query(prom: str, expr: str) -> list[dict[str, Any]]:
-    url = f"{prom}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-    data = _get(url)
-    assert data["status"] == "success", data
-    result: list[dict[str, Any]] = data["data"]["result"]
-    return result
 
 
 def range_seconds(q: PanelQuery, default: int = 3600) -> int:
@@ -235,7 +225,7 @@ def live_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             f" and on() count(histogram_quantile(0.5, rate({overhead}[1m])) >= 0)"
         )
         wait_until(
-            lambda: query(prom, ready),
+            lambda: prom_query(prom, ready),
             timeout=240,
             interval=2,
             what="live gateway traffic scraped twice and the rules evaluated",
@@ -250,9 +240,9 @@ def live_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def test_history_and_rules_backfill_are_in_the_tsdb(live_prometheus: str) -> None:
     """The 14-day history is there (a week-ago rate exists) and so are backfilled rules."""
-    week_ago = query(live_prometheus, f"sum(rate({m.LLM_COST.name}[1h] offset 7d))")
+    week_ago = prom_query(live_prometheus, f"sum(rate({m.LLM_COST.name}[1h] offset 7d))")
     assert len(week_ago) == 1 and float(week_ago[0]["value"][1]) > 0
-    backfilled = query(live_prometheus, f"count({m.REC_TEAM_COST_RATE1H.name} offset 2h)")
+    backfilled = prom_query(live_prometheus, f"count({m.REC_TEAM_COST_RATE1H.name} offset 2h)")
     assert int(backfilled[0]["value"][1]) == 4  # the four demo teams
 
 
@@ -264,7 +254,7 @@ def _concrete(q: PanelQuery) -> str:
 
 
 def _empty(prom: str, queries: list[PanelQuery]) -> list[str]:
-    return [f"{q.name}: {_concrete(q)}" for q in queries if not query(prom, _concrete(q))]
+    return [f"{q.name}: {_concrete(q)}" for q in queries if not prom_query(prom, _concrete(q))]
 
 
 def test_every_panel_query_returns_data(live_prometheus: str) -> None:

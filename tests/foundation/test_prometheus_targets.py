@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 import yaml
 
-from aispend.procs import ManagedProcess, wait_until
+from aispend.procs import wait_until
 from aispend.stack.components import COMPONENTS, CORE, RunContext
 from aispend.stack.render import TARGETS_PREFIX, render_prometheus
-from tests.conftest import REPO, free_port, require_binary
+from tests.conftest import REPO, free_port, prom_query, require_binary, running_prometheus
 
 DEPLOY = REPO / "deploy" / "prometheus.yml"
 OPTIONAL = {
@@ -77,13 +77,6 @@ def test_stack_inlines_the_target_of_an_optional_exporter_it_runs(tmp_path: Path
     assert "WARNING" not in out.stdout + out.stderr
 
 
-def _query(base: str, expr: str) -> list[dict[str, Any]]:
-    url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        result: list[dict[str, Any]] = json.load(resp)["data"]["result"]
-    return result
-
-
 @pytest.mark.integration
 def test_prometheus_scrapes_only_the_exporters_whose_target_is_mounted(tmp_path: Path) -> None:
     """As Compose with docker-compose.gpu.yml and without docker-compose.azure.yml: the
@@ -102,29 +95,12 @@ def test_prometheus_scrapes_only_the_exporters_whose_target_is_mounted(tmp_path:
     gpu = (REPO / "deploy" / "targets" / "exporter-gpu.yml").read_text()
     down = f"127.0.0.1:{free_port()}"
     (tmp_path / "targets-exporter-gpu.yml").write_text(gpu.replace("exporter-gpu:9111", down))
-    port = free_port()
-    prometheus = ManagedProcess(
-        "prometheus",
-        [
-            require_binary("prometheus"),
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        tmp_path / "prometheus.log",
-        ready_url=f"http://127.0.0.1:{port}/-/ready",
-    )
-    base = f"http://127.0.0.1:{port}"
-    prometheus.start()
-    try:
-        prometheus.wait_ready()
+    with running_prometheus(config, tmp_path / "data") as base:
         up = wait_until(
-            lambda: _query(base, 'up{job="aispend-gpu"}'), 30, 0.5, "the GPU job's first scrape"
+            lambda: prom_query(base, 'up{job="aispend-gpu"}'), 30, 0.5, "the GPU job's first scrape"
         )
         assert [(s["metric"]["instance"], s["value"][1]) for s in up] == [(down, "0")]
-        assert _query(base, 'up{job=~"aispend-tokens|aispend-billing"}') == []
+        assert prom_query(base, 'up{job=~"aispend-tokens|aispend-billing"}') == []
         with urllib.request.urlopen(f"{base}/api/v1/targets", timeout=5) as resp:
             active = json.load(resp)["data"]["activeTargets"]
         assert {t["labels"]["job"] for t in active} == {"aispend-gpu"}
-    finally:
-        prometheus.stop()

@@ -9,18 +9,15 @@ exists at once from the backfilled history.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
-import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from aispend.procs import ManagedProcess, wait_until
-from tests.conftest import REPO, free_port, require_binary
+from aispend.procs import wait_until
+from tests.conftest import REPO, prom_query, require_binary, running_prometheus
 
 pytestmark = pytest.mark.integration
 
@@ -41,16 +38,8 @@ def _openmetrics(path: Path, start: int, end: int) -> None:
     path.write_text("\n".join([lines[0], *cost, lines[1], *budget, "# EOF", ""]))
 
 
-def _query(base: str, expr: str) -> list[dict[str, Any]]:
-    url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-    with urllib.request.urlopen(url, timeout=10) as response:
-        body = json.load(response)
-    assert body["status"] == "success", body
-    return list(body["data"]["result"])
-
-
 def test_recorded_series_over_backfilled_history(tmp_path: Path) -> None:
-    promtool, prometheus = require_binary("promtool"), require_binary("prometheus")
+    promtool = require_binary("promtool")
     now = int(time.time()) // 60 * 60
     # Backfilled blocks must end before Prometheus starts appending (else "out of bounds").
     _openmetrics(tmp_path / "history.om", now - 29 * 86400, now)
@@ -73,34 +62,18 @@ def test_recorded_series_over_backfilled_history(tmp_path: Path) -> None:
         "global: {evaluation_interval: 5s}\n"
         f"rule_files: ['{REPO / 'alert-rules' / 'aispend.rules.yml'}']\n"
     )
-    port = free_port()
-    proc = ManagedProcess(
-        "prometheus",
-        [
-            prometheus,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={data}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--storage.tsdb.retention.time=30d",
-        ],
-        tmp_path / "prometheus.log",
-        ready_url=f"http://127.0.0.1:{port}/-/ready",
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        proc.start()
-        proc.wait_ready(30)
+    with running_prometheus(config, data, "--storage.tsdb.retention.time=30d") as base:
         per_second = RATE_PER_MIN / 60
 
         def recorded(expr: str) -> list[dict[str, Any]]:
-            return wait_until(lambda: _query(base, expr), 150, 1.0, what=expr)
+            return wait_until(lambda: prom_query(base, expr), 150, 1.0, what=expr)
 
         [rate] = recorded('team:aispend_cost:rate5m{team="search"}')
-        [stamp] = _query(base, 'timestamp(team:aispend_cost:rate5m{team="search"})')
+        [stamp] = prom_query(base, 'timestamp(team:aispend_cost:rate5m{team="search"})')
         ts = stamp["value"][1]
-        [rate] = _query(base, f'team:aispend_cost:rate5m{{team="search"}} @ {ts}')
+        [rate] = prom_query(base, f'team:aispend_cost:rate5m{{team="search"}} @ {ts}')
         # The recorded value is the rule's formula at its evaluation time ...
-        [raw] = _query(base, f"sum(rate(aispend_llm_cost_total[5m] @ {ts}))")
+        [raw] = prom_query(base, f"sum(rate(aispend_llm_cost_total[5m] @ {ts}))")
         assert float(rate["value"][1]) == float(raw["value"][1])
         assert 0 < float(rate["value"][1]) <= per_second * 1.1  # history ends before now
         [burn] = recorded(
@@ -132,5 +105,3 @@ def test_recorded_series_over_backfilled_history(tmp_path: Path) -> None:
             expected = (last_sample - midnight) / 60 * RATE_PER_MIN
             value = float(today["value"][1])
             assert expected - 5 * RATE_PER_MIN - 1e-9 <= value <= expected + RATE_PER_MIN + 1e-9
-    finally:
-        proc.stop()
