@@ -8,7 +8,7 @@ import socket
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,9 +37,18 @@ def require_binary(name: str) -> str:
 
 
 @contextmanager
-def running_alertmanager(config: Path, workdir: Path) -> Iterator[str]:
-    """A real Alertmanager with `config` on a free loopback port; yields its URL and
-    stops it however the block ends."""
+def _serving(process: ManagedProcess, url: str) -> Iterator[str]:
+    """Start `process`, wait until it is ready, yield `url`; stop it however it ends."""
+    process.start()
+    try:
+        process.wait_ready(30)
+        yield url
+    finally:
+        process.stop()
+
+
+def running_alertmanager(config: Path, workdir: Path) -> AbstractContextManager[str]:
+    """A real Alertmanager with `config` on a free loopback port; yields its URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     am = ManagedProcess(
@@ -50,18 +59,12 @@ def running_alertmanager(config: Path, workdir: Path) -> Iterator[str]:
         workdir / "alertmanager.log",
         ready_url=f"{url}/-/ready",
     )  # fmt: skip
-    am.start()
-    try:
-        am.wait_ready(30)
-        yield url
-    finally:
-        am.stop()
+    return _serving(am, url)
 
 
-@contextmanager
-def running_prometheus(config: Path, data: Path, *extra: str) -> Iterator[str]:
+def running_prometheus(config: Path, data: Path, *extra: str) -> AbstractContextManager[str]:
     """A real Prometheus with `config` and TSDB `data` on a free loopback port (log next
-    to the TSDB); yields its URL and stops it however the block ends."""
+    to the TSDB); yields its URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     prometheus = ManagedProcess(
@@ -71,12 +74,7 @@ def running_prometheus(config: Path, data: Path, *extra: str) -> Iterator[str]:
         data.parent / "prometheus.log",
         ready_url=f"{url}/-/ready",
     )  # fmt: skip
-    prometheus.start()
-    try:
-        prometheus.wait_ready(30)
-        yield url
-    finally:
-        prometheus.stop()
+    return _serving(prometheus, url)
 
 
 def prom_query(base: str, expr: str) -> list[dict[str, Any]]:
