@@ -17,15 +17,17 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from aispend.gateway.http_server import Answer, Request, json_answer
 from aispend.gateway.throttle import ThrottleRule, ThrottleTable, now_rfc3339
 from aispend.parsing import loads_json
 
 log = logging.getLogger(__name__)
 
 _ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+PREFIX = "/admin/"
+_THROTTLES = "/admin/throttles"
 
 ShortText = Annotated[str, Field(min_length=1, max_length=128)]
 
@@ -65,9 +67,11 @@ class ThrottleBody(BaseModel):
         return self
 
 
-def _error(status: int, message: str, **extra: object) -> web.Response:
+def _error(
+    status: int, message: str, headers: tuple[tuple[str, str], ...] = (), **extra: object
+) -> Answer:
     body = {"error": {"message": message, "type": "invalid_request_error", **extra}}
-    return web.json_response(body, status=status)
+    return json_answer(status, body, headers)
 
 
 class AdminApi:
@@ -75,19 +79,30 @@ class AdminApi:
         self._table = table
         self._token = token.encode() if token else None
 
-    def add_routes(self, app: web.Application) -> None:
-        app.router.add_get("/admin/throttles", self.list)
-        app.router.add_put("/admin/throttles/{id}", self.put)
-        app.router.add_delete("/admin/throttles/{id}", self.delete)
+    def handle(self, request: Request) -> Answer:
+        """Answer a request for a path under PREFIX."""
+        path = request.path
+        if path == _THROTTLES:
+            if request.method != "GET":
+                return _error(405, f"{path} takes GET", (("Allow", "GET"),))
+            return self.list(request)
+        rule_id = path.removeprefix(_THROTTLES + "/")
+        if rule_id == path or not rule_id or "/" in rule_id:
+            return _error(404, f"no admin API at {path}", code="not_found")
+        if request.method == "PUT":
+            return self.put(request, rule_id)
+        if request.method == "DELETE":
+            return self.delete(request, rule_id)
+        return _error(405, f"{path} takes PUT or DELETE", (("Allow", "PUT, DELETE"),))
 
-    def _denied(self, request: web.Request) -> web.Response | None:
+    def _denied(self, request: Request) -> Answer | None:
         if self._token is None:
             return _error(
                 403,
                 "admin API disabled: set sources.gateway.admin_token_file or "
                 "$AISPEND_GATEWAY_ADMIN_TOKEN",
             )
-        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+        scheme, _, value = (request.headers.get("Authorization") or "").partition(" ")
         # Non-ASCII header bytes arrive as surrogates: "replace" makes them a wrong token.
         if scheme.lower() != "bearer" or not hmac.compare_digest(
             value.strip().encode("utf-8", "replace"), self._token
@@ -95,21 +110,20 @@ class AdminApi:
             return _error(401, "missing or wrong bearer token")
         return None
 
-    async def list(self, request: web.Request) -> web.Response:
+    def list(self, request: Request) -> Answer:
         denied = self._denied(request)
         if denied:
             return denied
-        return web.json_response({"throttles": [r.to_json() for r in self._table.rules()]})
+        return json_answer(200, {"throttles": [r.to_json() for r in self._table.rules()]})
 
-    async def put(self, request: web.Request) -> web.Response:
+    def put(self, request: Request, rule_id: str) -> Answer:
         denied = self._denied(request)
         if denied:
             return denied
-        rule_id = request.match_info["id"]
         if not _ID_RE.match(rule_id):
             return _error(400, "throttle id must be 1-128 characters of A-Z a-z 0-9 . _ -")
         try:
-            data = loads_json(await request.read())
+            data = loads_json(request.body)
         except (ValueError, UnicodeDecodeError):
             return _error(400, "body must be a JSON object")
         try:
@@ -139,14 +153,13 @@ class AdminApi:
         )
         stored = self._table.upsert(rule)
         log.info("throttle %s set: team=%s mode=%s", rule_id, body.team, body.mode)
-        return web.json_response(stored.to_json())
+        return json_answer(200, stored.to_json())
 
-    async def delete(self, request: web.Request) -> web.Response:
+    def delete(self, request: Request, rule_id: str) -> Answer:
         denied = self._denied(request)
         if denied:
             return denied
-        rule_id = request.match_info["id"]
         if not self._table.delete(rule_id):
             return _error(404, f"no throttle {rule_id!r}", code="not_found")
         log.info("throttle %s deleted", rule_id)
-        return web.json_response({"deleted": rule_id})
+        return json_answer(200, {"deleted": rule_id})

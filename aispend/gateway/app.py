@@ -1,6 +1,6 @@
-"""Wires the gateway together from a loaded Config: one aiohttp application.
+"""Wires the gateway together from a loaded Config: one handler for its HTTP listener.
 
-Routes: GET /metrics, GET /healthz, /admin/throttles (admin API), and every other
+Paths: GET /metrics, GET /healthz, /admin/throttles (admin API), and every other
 path goes to the proxy (which answers 404 for paths it does not meter). Everything
 is validated and resolved here before the first request. A reloaded config is applied
 with `gateway.proxy.reconfigure(proxy_parts(config))`: API keys, prices, upstreams
@@ -13,17 +13,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiohttp
-from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from aispend.config import Config
-from aispend.gateway.admin import AdminApi
+from aispend.gateway import admin
 from aispend.gateway.attribution import Attributor
+from aispend.gateway.http_server import HttpServer, Reply, Request, json_answer
 from aispend.gateway.metrics import GatewayMetrics
 from aispend.gateway.proxy import Proxy, ProxyParts, UpstreamTarget
 from aispend.gateway.settings import GatewaySettings, admin_token
@@ -46,11 +44,43 @@ _AUTH_HEADER = {
 
 @dataclass
 class Gateway:
-    app: web.Application
     table: ThrottleTable
     metrics: GatewayMetrics
     store: ThrottleStore
     proxy: Proxy
+    admin: admin.AdminApi
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def handle(self, request: Request, reply: Reply) -> None:
+        """Every request of the listener: the proxy, /metrics, /healthz or the admin API."""
+        path = request.path
+        if path == "/metrics" or path == "/healthz":
+            if request.method not in ("GET", "HEAD"):
+                reply.send(*json_answer(405, {"error": f"{path} takes GET"}, [("Allow", "GET")]))
+            elif path == "/metrics":
+                body = generate_latest(self.metrics.registry)
+                reply.send(200, [("Content-Type", CONTENT_TYPE_LATEST)], body)
+            else:
+                reply.send(*json_answer(200, {"status": "ok"}))
+        elif path.startswith(admin.PREFIX):
+            reply.send(*self.admin.handle(request))
+        else:
+            await self.proxy.handle(request, reply)
+
+    async def serve(self, host: str, port: int) -> HttpServer:
+        """Listen on host:port (OSError when it cannot) and start the background work."""
+        server = HttpServer(self.handle, max_body=MAX_REQUEST_BYTES)
+        await server.listen(host, port)
+        self._tasks.append(asyncio.create_task(_purge_loop(self.table)))
+        return server
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.proxy.close()
+        self.store.close()
 
 
 def settings_of(config: Config) -> GatewaySettings:
@@ -107,40 +137,11 @@ def build_gateway(config: Config, throttle_db: Path | None = None) -> Gateway:
         parts,
         table=table,
         metrics=metrics,
-        timeout=aiohttp.ClientTimeout(
-            total=None,
-            connect=settings.connect_timeout_s,
-            sock_read=settings.read_timeout_s,
-        ),
+        connect_timeout_s=settings.connect_timeout_s,
+        read_timeout_s=settings.read_timeout_s,
     )
 
-    app = web.Application(client_max_size=MAX_REQUEST_BYTES)
-    registry = metrics.registry
-
-    async def metrics_handler(request: web.Request) -> web.Response:
-        return web.Response(
-            body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )
-
-    async def healthz(request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
-
-    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        await proxy.start()
-        purger = asyncio.create_task(_purge_loop(table))
-        yield
-        purger.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await purger
-        await proxy.close()
-        store.close()
-
-    app.cleanup_ctx.append(lifecycle)
-    app.router.add_get("/metrics", metrics_handler)
-    app.router.add_get("/healthz", healthz)
-    AdminApi(table, token).add_routes(app)
-    app.router.add_route("*", "/{tail:.*}", proxy.handle)
-    return Gateway(app, table, metrics, store, proxy)
+    return Gateway(table, metrics, store, proxy, admin.AdminApi(table, token))
 
 
 async def _purge_loop(table: ThrottleTable) -> None:

@@ -19,11 +19,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aispend.config_cli import add_config_argument
 from aispend.exporters.serve import parse_listen
+
+if TYPE_CHECKING:
+    from aispend.gateway.app import Gateway
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +81,6 @@ def run(args: argparse.Namespace) -> int:
     import sqlite3
     from pathlib import Path
 
-    from aiohttp import web
-
     from aispend.config import Config, ConfigError, resolve_config_path
     from aispend.config_watch import ConfigApplyError, ConfigWatcher
     from aispend.gateway.app import build_gateway, proxy_parts, settings_of
@@ -115,16 +117,34 @@ def run(args: argparse.Namespace) -> int:
     gateway.metrics.registry.register(watcher)
     watcher.install_sighup()
     watcher.start_polling()
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(_serve(gateway, host, port))
+    finally:
+        loop.close()
+
+
+async def _serve(gateway: Gateway, host: str, port: int) -> int:
+    """Serve until SIGTERM or SIGINT, then let requests in flight finish (up to
+    SHUTDOWN_TIMEOUT_S) and close."""
+    try:
+        server = await gateway.serve(host, port)
+    except OSError as exc:
+        log.error("gateway cannot listen on %s:%d: %s", host, port, exc)
+        await gateway.close()
+        return EXIT_CANNOT_LISTEN
+    loop = asyncio.get_running_loop()
     log.info(
         "aispend gateway listening on http://%s:%d (%s event loop)",
         host, port, type(loop).__module__.split(".")[0],
     )  # fmt: skip
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
     try:
-        web.run_app(
-            gateway.app, host=host, port=port, access_log=None, print=None,
-            shutdown_timeout=SHUTDOWN_TIMEOUT_S, loop=loop,
-        )  # fmt: skip
-    except OSError as exc:
-        log.error("gateway cannot listen on %s:%d: %s", host, port, exc)
-        return EXIT_CANNOT_LISTEN
+        await stop.wait()
+    finally:
+        await server.stop(SHUTDOWN_TIMEOUT_S)
+        await gateway.close()
+    log.info("aispend gateway stopped")
     return 0

@@ -6,7 +6,7 @@ Status codes the gateway itself produces (all with an OpenAI-style JSON error):
   401 unknown client key
   502 upstream unreachable, truncated body, a 2xx body that is not JSON, or a body
       larger than MAX_UPSTREAM_BODY_BYTES
-  504 upstream did not answer within read_timeout_s
+  504 upstream did not connect within connect_timeout_s or answer within read_timeout_s
 Upstream 4xx/5xx pass through with their status and body. A stream that breaks
 after its headers were sent cannot change status: the client connection is closed
 so the client sees the break, and the request is counted as usage unknown.
@@ -17,19 +17,14 @@ usage was read, `aispend_llm_usage_unknown_total` otherwise.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-from aiohttp import web
-from multidict import CIMultiDict
-from yarl import URL
-
-from aispend.gateway import routes
+from aispend.gateway import http_client, routes
 from aispend.gateway.attribution import UNATTRIBUTED, Attribution, Attributor
+from aispend.gateway.http_server import Answer, ClientGone, Reply, Request, json_answer
 from aispend.gateway.metrics import GatewayMetrics
 from aispend.gateway.throttle import ThrottleTable
 from aispend.gateway.usage import EventTooLarge, SSEUsageReader, parse_body
@@ -56,27 +51,6 @@ MAX_UPSTREAM_BODY_BYTES = 64 * 1024 * 1024
 """The largest non-streamed upstream body read (the same cap as a client's request)."""
 
 
-class UpstreamTooLarge(Exception):
-    """A non-streamed upstream body is larger than MAX_UPSTREAM_BODY_BYTES."""
-
-
-async def _read_body(upstream: aiohttp.ClientResponse) -> bytes:
-    """The whole body, or UpstreamTooLarge: never more than the cap in memory."""
-    length = upstream.content_length
-    if length is not None:
-        if length > MAX_UPSTREAM_BODY_BYTES:
-            raise UpstreamTooLarge
-        return await upstream.read()  # aiohttp reads exactly `length` bytes
-    parts: list[bytes] = []
-    size = 0
-    async for data in upstream.content.iter_any():
-        size += len(data)
-        if size > MAX_UPSTREAM_BODY_BYTES:
-            raise UpstreamTooLarge
-        parts.append(data)
-    return b"".join(parts)
-
-
 @dataclass(frozen=True)
 class UpstreamTarget:
     base_url: str
@@ -97,14 +71,9 @@ class ProxyParts:
 def error_response(
     status: int, message: str, type_: str, code: str, headers: dict[str, str] | None = None,
     **extra: str,
-) -> web.Response:  # fmt: skip
+) -> Answer:  # fmt: skip
     body = {"error": {"message": message, "type": type_, "code": code, **extra}}
-    return web.Response(
-        status=status,
-        body=json.dumps(body).encode(),
-        content_type="application/json",
-        headers=headers,
-    )
+    return json_answer(status, body, (headers or {}).items())
 
 
 class _Outcome:
@@ -137,13 +106,15 @@ class Proxy:
         *,
         table: ThrottleTable,
         metrics: GatewayMetrics,
-        timeout: aiohttp.ClientTimeout,
+        connect_timeout_s: float,
+        read_timeout_s: float,
     ) -> None:
         self.reconfigure(parts)
         self._table = table
         self._metrics = metrics
-        self._timeout = timeout
-        self._session: aiohttp.ClientSession | None = None
+        self._client = http_client.UpstreamClient(
+            connect_timeout=connect_timeout_s, read_timeout=read_timeout_s
+        )
 
     def reconfigure(self, parts: ProxyParts) -> None:
         """Swap in a reloaded config's parts (called on the event loop, between requests
@@ -154,22 +125,18 @@ class Proxy:
         self._pricer = parts.pricer
         self._attributor = parts.attributor
 
-    async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=300)
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=self._timeout,
-            auto_decompress=False,
-            skip_auto_headers=("User-Agent",),
-        )
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+    def close(self) -> None:
+        self._client.close()
 
     # ------------------------------------------------------------ entry point
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: Request, reply: Reply) -> None:
+        answer = await self._answer(request, reply)
+        if answer is not None:
+            reply.send(*answer)
+
+    async def _answer(self, request: Request, reply: Reply) -> Answer | None:
+        """The whole response, or None when it was streamed to `reply` already."""
         started = time.perf_counter()
         route = routes.match(request.path)
         if route is None:
@@ -199,7 +166,7 @@ class Proxy:
             attribution = UNATTRIBUTED
         outcome = _Outcome(route, attribution)
         try:
-            return await self._forward(request, route, outcome, started)
+            return await self._forward(request, reply, route, outcome, started)
         finally:
             if not outcome.recorded:  # cancelled or an unexpected error
                 outcome.status = outcome.status or 499
@@ -208,9 +175,14 @@ class Proxy:
     # ------------------------------------------------------------ forwarding
 
     async def _forward(
-        self, request: web.Request, route: routes.Route, outcome: _Outcome, started: float
-    ) -> web.StreamResponse:
-        if not request.raw_path.startswith("/"):  # absolute form: POST http://host/path
+        self,
+        request: Request,
+        reply: Reply,
+        route: routes.Route,
+        outcome: _Outcome,
+        started: float,
+    ) -> Answer | None:
+        if not request.target.startswith("/"):  # absolute form: POST http://host/path
             outcome.status = 400
             self._finish(outcome, started, None, operation_ran=False)
             return error_response(
@@ -221,7 +193,7 @@ class Proxy:
                 "invalid_request_target",
             )
         target = self._upstreams.get(route.provider)
-        body = await request.read()
+        body = request.body
         try:
             data = loads_json(body)
         except (ValueError, UnicodeDecodeError):
@@ -274,23 +246,25 @@ class Proxy:
                 drop_usage_chunk = True
         headers = self._upstream_headers(request, target)
         # Path and query as the client encoded them; never its scheme, host or fragment.
-        rel = request.rel_url
-        query = f"?{rel.raw_query_string}" if rel.raw_query_string else ""
-        url = URL(target.base_url + rel.raw_path + query, encoded=True)
-        assert self._session is not None
+        query = f"?{request.query}" if request.query else ""
         t_up = time.perf_counter()
         try:
-            upstream = await self._session.post(url, data=body, headers=headers)
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            upstream = await self._client.post(
+                target.base_url, request.raw_path + query, headers, body
+            )
+        except http_client.UpstreamError as exc:
             outcome.upstream_s += time.perf_counter() - t_up
             return self._upstream_failed(route, outcome, started, exc)
+        except ValueError as exc:  # a header the upstream hop cannot carry
+            outcome.status = 400
+            self._finish(outcome, started, None, operation_ran=False)
+            return error_response(400, str(exc), "invalid_request_error", "invalid_header")
         outcome.upstream_s += time.perf_counter() - t_up
         try:
-            content_type = upstream.headers.get("Content-Type", "")
+            content_type = upstream.header("Content-Type")
             if upstream.status == 200 and content_type.startswith("text/event-stream"):
-                return await self._relay_stream(
-                    request, route, outcome, started, upstream, drop_usage_chunk
-                )
+                await self._relay_stream(reply, route, outcome, started, upstream, drop_usage_chunk)
+                return None
             return await self._relay_body(route, outcome, started, upstream)
         finally:
             upstream.release()
@@ -300,12 +274,12 @@ class Proxy:
         route: routes.Route,
         outcome: _Outcome,
         started: float,
-        upstream: aiohttp.ClientResponse,
-    ) -> web.StreamResponse:
+        upstream: http_client.UpstreamResponse,
+    ) -> Answer:
         t_up = time.perf_counter()
         try:
-            payload = await _read_body(upstream)
-        except (TimeoutError, aiohttp.ClientError, OSError, UpstreamTooLarge) as exc:
+            payload = await upstream.read(MAX_UPSTREAM_BODY_BYTES)
+        except (http_client.UpstreamError, http_client.BodyTooLarge) as exc:
             outcome.upstream_s += time.perf_counter() - t_up
             return self._upstream_failed(route, outcome, started, exc)
         outcome.upstream_s += time.perf_counter() - t_up
@@ -314,7 +288,7 @@ class Proxy:
         if status >= 300:
             outcome.status = status
             self._finish(outcome, started, None, operation_ran=True, unknown_reason=None)
-            return web.Response(status=status, body=payload, headers=headers)
+            return status, headers, payload
         parsed = parse_body(route.kind, payload)
         if parsed.malformed:
             outcome.status = 502
@@ -329,34 +303,32 @@ class Proxy:
         outcome.status = status
         self._set_response_model(route, outcome, parsed.model)
         self._finish(outcome, started, parsed.usage, operation_ran=True)
-        return web.Response(status=status, body=payload, headers=headers)
+        return status, headers, payload
 
     async def _relay_stream(
         self,
-        request: web.Request,
+        reply: Reply,
         route: routes.Route,
         outcome: _Outcome,
         started: float,
-        upstream: aiohttp.ClientResponse,
+        upstream: http_client.UpstreamResponse,
         drop_usage_chunk: bool,
-    ) -> web.StreamResponse:
-        response = web.StreamResponse(status=upstream.status, headers=_response_headers(upstream))
+    ) -> None:
         outcome.status = upstream.status
         reader = SSEUsageReader(route.kind, drop_usage_chunk)
         broken: str | None = None
         client_gone = False
         write_s = 0.0
         t_w = time.perf_counter()
-        await response.prepare(request)
+        await reply.start(upstream.status, _response_headers(upstream))
         write_s += time.perf_counter() - t_w
-        content = upstream.content
         while True:
             t_up = time.perf_counter()
             try:
-                chunk = await content.readany()
-            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                chunk = await upstream.readany()
+            except http_client.UpstreamError as exc:
                 outcome.upstream_s += time.perf_counter() - t_up
-                broken = "timeout" if isinstance(exc, asyncio.TimeoutError) else "truncated"
+                broken = "timeout" if isinstance(exc, http_client.UpstreamTimeout) else "truncated"
                 break
             outcome.upstream_s += time.perf_counter() - t_up
             if not chunk:
@@ -371,8 +343,8 @@ class Proxy:
                 continue
             t_w = time.perf_counter()
             try:
-                await response.write(out)
-            except (ConnectionError, aiohttp.ClientError, RuntimeError):
+                await reply.write(out)
+            except ClientGone:
                 client_gone = True
                 break
             write_s += time.perf_counter() - t_w
@@ -390,37 +362,38 @@ class Proxy:
         if client_gone or broken is not None:
             # The status line is gone already: close the connection so the client sees
             # the break instead of a clean end of stream.
-            if request.transport is not None:
-                request.transport.close()
-            return response
+            reply.abort()
+            return
         if drop_usage_chunk and reader.pending():
-            await response.write(reader.pending())
-        await response.write_eof()
-        return response
+            await reply.write(reader.pending())
+        await reply.end()
 
     # ------------------------------------------------------------ helpers
 
     def _upstream_failed(
         self, route: routes.Route, outcome: _Outcome, started: float, exc: BaseException
-    ) -> web.Response:
-        if isinstance(exc, asyncio.TimeoutError):
+    ) -> Answer:
+        if isinstance(exc, http_client.ConnectFailed) and exc.timed_out:
+            status, reason, code = 504, "connect", "upstream_timeout"
+            message = f"the {route.provider} upstream did not accept a connection in time"
+        elif isinstance(exc, http_client.UpstreamTimeout):
             status, reason, code = 504, "timeout", "upstream_timeout"
             message = f"the {route.provider} upstream did not answer in time"
-        elif isinstance(exc, UpstreamTooLarge):
+        elif isinstance(exc, http_client.BodyTooLarge):
             status, reason, code = 502, "too_large", "upstream_too_large"
             message = (
                 f"the {route.provider} upstream's response is larger than"
                 f" {MAX_UPSTREAM_BODY_BYTES} bytes"
             )
-        elif isinstance(exc, aiohttp.ClientPayloadError):
+        elif isinstance(exc, http_client.ConnectionBroken) and exc.mid_body:
             status, reason, code = 502, "truncated", "upstream_truncated"
             message = f"the {route.provider} upstream closed the connection mid-response"
-        elif isinstance(exc, aiohttp.ClientConnectorError | ConnectionRefusedError):
+        elif isinstance(exc, http_client.ConnectFailed):
             status, reason, code = 502, "connect", "upstream_unreachable"
             message = f"cannot connect to the {route.provider} upstream"
         else:
             status, reason, code = 502, "connection", "upstream_unreachable"
-            message = f"the {route.provider} upstream connection failed: {type(exc).__name__}"
+            message = f"the {route.provider} upstream connection failed: {exc}"
         outcome.status = status
         self._metrics.inc(self._metrics.upstream_errors, (route.provider, reason))
         # A request that reached the upstream may have been billed: its usage is unknown.
@@ -440,14 +413,16 @@ class Proxy:
         if response_model:
             outcome.model = response_model  # priced (and folded) in _finish
 
-    def _upstream_headers(self, request: web.Request, target: UpstreamTarget) -> CIMultiDict[str]:
-        headers: CIMultiDict[str] = CIMultiDict()
-        for name, value in request.headers.items():
-            if name.lower() not in _DROP_REQUEST:
-                headers.add(name, value)
-        for name, value in target.auth_headers:
-            headers[name] = value
-        headers["Accept-Encoding"] = "identity"
+    def _upstream_headers(self, request: Request, target: UpstreamTarget) -> list[tuple[str, str]]:
+        # The provider's auth header names and Accept-Encoding are in _DROP_REQUEST, so
+        # the client's copies are gone before ours are added.
+        headers = [
+            (name, value)
+            for name, value in request.headers.items()
+            if name.lower() not in _DROP_REQUEST
+        ]
+        headers.extend(target.auth_headers)
+        headers.append(("Accept-Encoding", "identity"))
         return headers
 
     def _finish(
@@ -496,9 +471,5 @@ class Proxy:
         m.observe(m.overhead, (provider,), max(0.0, total - outcome.upstream_s))
 
 
-def _response_headers(upstream: aiohttp.ClientResponse) -> CIMultiDict[str]:
-    headers: CIMultiDict[str] = CIMultiDict()
-    for name, value in upstream.headers.items():
-        if name.lower() not in _DROP_RESPONSE:
-            headers.add(name, value)
-    return headers
+def _response_headers(upstream: http_client.UpstreamResponse) -> list[tuple[str, str]]:
+    return [(name, value) for name, value in upstream.headers if name.lower() not in _DROP_RESPONSE]
