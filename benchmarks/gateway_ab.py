@@ -2,8 +2,8 @@
 
 The gateway's added p50 moves by up to 0.3 ms from round to round on a shared machine,
 more than most changes are worth, so compare variants in one run: one simulated
-upstream; aiohttp-bare and nginx (the floors of docs/benchmarks.md); optionally
-uvicorn-bare (`--uvicorn-lib`: uvicorn + httptools with the same aiohttp client); and
+upstream; stack-bare, aiohttp-bare and nginx (the floors of docs/benchmarks.md);
+optionally uvicorn-bare (`--uvicorn-lib`: uvicorn + httptools with the same aiohttp client); and
 `aispend gateway` from each `--tree` (a git worktree per commit to compare). Every path
 runs at a fixed rate in every round, in turn; reported are the medians over rounds of
 the added p50 (the path's p50 minus the direct path's in the same round) and of the
@@ -56,6 +56,7 @@ def main() -> int:
     base = direct.url.rsplit("/v1/", 1)[0]
     targets = [direct]
     try:
+        targets.append(bench.start_bare_stack(tmp, base))
         targets.append(bench.start_bare_aiohttp(tmp, base))
         optional = [bench.start_nginx(tmp, int(base.rsplit(":", 1)[1]))]
         if args.uvicorn_lib:

@@ -150,6 +150,11 @@ def start_bare_aiohttp(tmp: Path, upstream_base: str) -> Target:
     return start_bare_proxy(tmp, upstream_base, "aiohttp-bare", "_bare_aiohttp_proxy.py")
 
 
+def start_bare_stack(tmp: Path, upstream_base: str) -> Target:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return start_bare_proxy(tmp, upstream_base, "stack-bare", "_bare_httptools_proxy.py", env=env)
+
+
 def start_nginx(tmp: Path, upstream_port: int) -> Target | str:
     binary = shutil.which("nginx", path=os.environ.get("PATH", "") + ":/usr/sbin")
     if binary is None:
@@ -390,6 +395,7 @@ def run(args: argparse.Namespace) -> str:
                 ("aispend-asyncio", lambda: start_aispend(tmp, upstream_base, "asyncio",
                                                           "aispend-asyncio"))
             )  # fmt: skip
+            starters.append(("stack-bare", lambda: start_bare_stack(tmp, upstream_base)))
             starters.append(("aiohttp-bare", lambda: start_bare_aiohttp(tmp, upstream_base)))
             starters.append(("nginx", lambda: start_nginx(tmp, upstream_port)))
             if "litellm" not in args.skip:
@@ -452,12 +458,15 @@ def report(
         f"req/s open loop for {args.rate_seconds:.0f} s. Max req/s: `wrk -t2 -c"
         f"{args.concurrency} -d{args.duration}s`. aispend runs with metering, pricing and "
         "the throttle check on every request (uvloop event loop, the default); "
-        "aispend-asyncio is the same gateway on the standard asyncio loop; aiohttp-bare "
-        "is a pass-through proxy on the same HTTP stack doing none of the gateway's work "
-        "(`benchmarks/_bare_aiohttp_proxy.py`), the floor of that stack; nginx is the "
-        "floor of a plain reverse proxy. CPU per request at the fixed rate: time on CPU "
-        "of the path's own processes (the direct row: the upstream's) over the fixed-rate "
-        "run, from /proc schedstat, divided by the requests sent.",
+        "aispend-asyncio is the same gateway on the standard asyncio loop; stack-bare "
+        "is a pass-through proxy on the gateway's own HTTP stack (its httptools listener "
+        "and upstream client, uvloop) doing none of the gateway's work "
+        "(`benchmarks/_bare_httptools_proxy.py`), the floor of that stack; aiohttp-bare "
+        "is the same pass-through on aiohttp's server and client "
+        "(`benchmarks/_bare_aiohttp_proxy.py`), the stack the gateway ran on before; "
+        "nginx is the floor of a plain reverse proxy. CPU per request at the fixed "
+        "rate: time on CPU of the path's own processes (the direct row: the upstream's) "
+        "over the fixed-rate run, from /proc schedstat, divided by the requests sent.",
         "",
         f"Machine: {os.cpu_count()} CPUs, {platform.platform()}, Python "
         f"{platform.python_version()}. The load generators run on the same machine.",

@@ -1,9 +1,9 @@
 """The gateway's upstream HTTP/1.1 client: keep-alive pools per origin, httptools parsing.
 
-Why not aiohttp's client (the gateway's server stays aiohttp): on the 2-vCPU machines of
-docs/benchmarks.md, aiohttp's client costs about 0.3 ms of interpreted code per request,
-a third of the gateway's 1 ms p50 budget. This client does only what the upstream hop
-needs, on the llhttp parser (httptools, the parser under uvicorn):
+Why not aiohttp's client: on the 2-vCPU machines of docs/benchmarks.md it cost about
+0.3 ms of CPU per request at 100 req/s, a third of the gateway's 1 ms p50 budget. This
+client does only what the upstream hop needs, on the llhttp parser (httptools, the
+parser under uvicorn):
 - one request at a time per connection, idle connections kept per origin (LIFO) for
   KEEPALIVE_S, dropped once closed or once the upstream said `Connection: close`;
 - a request body of known length, written with its headers in one write;

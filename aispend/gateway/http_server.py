@@ -226,6 +226,7 @@ class _Connection(asyncio.Protocol):
         self._write_paused = False
         self._drain: asyncio.Future[None] | None = None
         self._reading_paused = False
+        self._refused = False  # sticky: nothing after a refused request is answered
         self._upgrade_request: tuple[Request, bool] | None = None
         self._upgrade_left = 0
         self._upgrade_body: list[bytes] = []
@@ -237,7 +238,6 @@ class _Connection(asyncio.Protocol):
         self._header_count = 0
         self._body: list[bytes] = []
         self._body_size = 0
-        self._refused = False
 
     # ------------------------------------------------------------ asyncio.Protocol
 

@@ -49,8 +49,9 @@ def test_ab_benchmark_smoke() -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
     assert "skipped: uvicorn not installed under /nonexistent/uvicorn-lib" in out
-    rows = dict(re.findall(r"^\| (direct|aiohttp-bare|aispend\[0\]) \| (.+) \|$", out, re.M))
-    assert set(rows) == {"direct", "aiohttp-bare", "aispend[0]"}, out
+    names = r"direct|stack-bare|aiohttp-bare|aispend\[0\]"
+    rows = dict(re.findall(rf"^\| ({names}) \| (.+) \|$", out, re.M))
+    assert set(rows) == {"direct", "stack-bare", "aiohttp-bare", "aispend[0]"}, out
     for name, cells in rows.items():
         added, cpu = (c.strip() for c in cells.split("|"))
         assert added == "—" if name == "direct" else re.fullmatch(r"[+-]\d+\.\d\d", added)

@@ -16,7 +16,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from aispend.gateway.http_server import ClientGone, Headers, HttpServer, Reply, Request
+from aispend.gateway.http_server import (
+    ClientGone,
+    Headers,
+    HttpServer,
+    Reply,
+    Request,
+    _Connection,
+)
 
 MAX_BODY = 1000
 NONE = Headers([])
@@ -231,6 +238,47 @@ def test_bad_requests_get_their_status_and_the_connection_closes(
         assert body  # says what was wrong
         assert r.closed()
     assert listener.seen == []  # the handler never saw it
+
+
+def test_nothing_after_a_refused_request_reaches_the_handler(listener: Listener) -> None:
+    with connect(listener) as sock:
+        with contextlib.suppress(ConnectionError):
+            sock.sendall(post("/echo", b"x" * (MAX_BODY + 1)) + post("/echo", b"smuggled"))
+        r = Reader(sock)
+        assert r.response()[0] == 413
+        assert r.closed()
+    assert listener.seen == []
+
+
+def test_a_refusal_stops_parsing_in_the_same_read() -> None:
+    """The protocol itself, fed one read holding a refused request and another: the
+    second is never queued (on a socket the close usually wins the race anyway)."""
+
+    class Transport:
+        def __init__(self) -> None:
+            self.written = b""
+            self.closed = False
+
+        def write(self, data: bytes) -> None:
+            self.written += data
+
+        def close(self) -> None:
+            self.closed = True
+
+    async def main() -> None:
+        async def handler(request: Request, reply: Reply) -> None:
+            raise AssertionError("the handler must not run")
+
+        conn = _Connection(HttpServer(handler, max_body=MAX_BODY))
+        transport = Transport()
+        conn.connection_made(transport)  # type: ignore[arg-type]
+        conn.data_received(post("/echo", b"x" * (MAX_BODY + 1)) + post("/echo", b"smuggled"))
+        assert transport.written.startswith(b"HTTP/1.1 413 ")
+        assert transport.closed
+        assert not conn._queue
+        assert not conn.busy
+
+    asyncio.run(main())
 
 
 def test_upgrade_request_is_answered_in_http_1_1(listener: Listener) -> None:
