@@ -7,7 +7,8 @@ aispend.gateway.http_client spends about 0.4 ms for the same pass-through.
 
 What it does (and the status it answers when a client breaks a rule):
 - HTTP/1.1 and 1.0; keep-alive; pipelined requests answered in order, reading paused
-  while a request is handled; idle connections closed after IDLE_S;
+  while a request is handled; a connection closed after IDLE_S with no request in
+  flight and no byte received (idle keep-alive, or a request that stopped arriving);
 - bodies with Content-Length or chunked, up to `max_body` bytes (413, before the rest
   is read); `Expect: 100-continue` answered;
 - request target up to MAX_TARGET bytes (414); up to MAX_HEADERS headers of up to
@@ -267,6 +268,8 @@ class _Connection(asyncio.Protocol):
                 return
         try:
             self._parser.feed_data(data)
+            if self._task is None:  # a request still arriving must keep arriving
+                self._arm_idle()
         except httptools.HttpParserUpgrade as exc:
             # llhttp stops at the end of an upgrade request's head: its body and what
             # follows are read here, and the connection goes on in HTTP/1.1.
@@ -294,11 +297,15 @@ class _Connection(asyncio.Protocol):
         self._reset()
 
     def on_url(self, url: bytes) -> None:
+        if self._refused:
+            return
         self._target += url
         if len(self._target) > MAX_TARGET:
             self._refuse(414, f"request target longer than {MAX_TARGET} bytes")
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._refused:
+            return
         self._header_count += 1
         if self._header_count > MAX_HEADERS or len(name) + len(value) > MAX_HEADER_BYTES:
             self._refuse(
@@ -315,7 +322,8 @@ class _Connection(asyncio.Protocol):
             self._refuse(413, f"request body larger than {self._max_body} bytes")
             return
         expect = next((v for n, v in self._headers if n.lower() == "expect"), None)
-        if expect is not None and expect.lower() == "100-continue" and self.transport:
+        # Not while an earlier response is being written: the client's wait times out.
+        if expect and expect.lower() == "100-continue" and self.transport and not self._task:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
@@ -436,6 +444,9 @@ class _Connection(asyncio.Protocol):
         self.close()
 
     def _arm_idle(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
         if self._gone or self._closing:
             return
         if self._server.stopping:

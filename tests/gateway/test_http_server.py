@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from aispend.gateway import http_server
 from aispend.gateway.http_server import (
     ClientGone,
     Headers,
@@ -347,6 +348,22 @@ def test_client_gone_mid_stream_is_seen_by_the_handler(listener: Listener) -> No
     while not listener.events and time.monotonic() < deadline:
         time.sleep(0.01)
     assert listener.events == ["gone"]
+
+
+def test_idle_and_stalled_connections_are_closed(
+    listener: Listener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http_server, "IDLE_S", 0.3)
+    with connect(listener) as idle, connect(listener) as stalled:
+        idle.sendall(post("/echo", b"one"))
+        r = Reader(idle)
+        assert r.response()[2] == b"POST /echo one"
+        stalled.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n01234")
+        started = time.monotonic()
+        assert r.closed()  # recv returns b"" once the server closes (timeout 10 s)
+        assert Reader(stalled).closed()
+        assert time.monotonic() - started < 9
+    assert [q.body for q in listener.seen] == [b"one"]
 
 
 def test_target_forms_and_decoding() -> None:
