@@ -8,10 +8,10 @@ exits with status 1 and every problem listed. It is reloaded on SIGHUP or when t
 changes (API keys, prices, upstreams; see aispend.gateway.app); a bad edit keeps the
 last good config and sets aispend_config_last_reload_success to 0.
 
-Runs on uvloop where it is installed (a dependency on Linux): in same-session A/B runs
-it cut the added p50 latency by 0.2-0.4 ms, though in the latest gateway benchmark the
-difference was within run-to-run noise (docs/benchmarks.md); `--event-loop asyncio`
-runs on the standard loop.
+Runs on uvloop where it is installed (a dependency on Linux); `--event-loop asyncio`
+runs on the standard loop. On the gateway's own HTTP stack (aispend.gateway.http_server
+and http_client) the two were within run-to-run noise in the latest benchmark
+(docs/benchmarks.md: +0.81 and +0.83 ms added p50, JSON).
 """
 
 from __future__ import annotations
