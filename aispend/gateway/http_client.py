@@ -17,7 +17,8 @@ Errors, all UpstreamError:
   ConnectFailed     no connection (refused, DNS, TLS, connect timeout): nothing was sent
   UpstreamTimeout   connected, but the upstream sent nothing for read_timeout_s
   ConnectionBroken  the connection closed or broke before the response was complete
-  BadResponse       the upstream's bytes are not an HTTP/1.1 response
+  BadResponse       the upstream's bytes are not an HTTP/1.1 response, or its headers
+                    pass MAX_HEAD_BYTES
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ KEEPALIVE_S = 30.0
 """How long an idle upstream connection is kept for reuse."""
 HIGH_WATER = 256 * 1024
 """Unread response bytes above which reading from the upstream pauses."""
+MAX_HEAD_BYTES = 256 * 1024
+"""The most header bytes (names and values) one response may carry."""
 
 
 class UpstreamError(Exception):
@@ -131,7 +134,10 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             self._fail(BadResponse("the upstream switched protocols"))
         except httptools.HttpParserError as exc:
-            self._fail(BadResponse(f"the upstream's response is not HTTP/1.1: {exc}"))
+            if isinstance(exc.__context__, BadResponse):  # raised by a callback of ours
+                self._fail(exc.__context__)
+            else:
+                self._fail(BadResponse(f"the upstream's response is not HTTP/1.1: {exc}"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -152,8 +158,12 @@ class _Connection(asyncio.Protocol):
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
-        assert self._response is not None
-        self._response.raw_headers.append((name, value))
+        response = self._response
+        assert response is not None
+        response.head_bytes += len(name) + len(value)
+        if response.head_bytes > MAX_HEAD_BYTES:  # stops the parser: see data_received
+            raise BadResponse(f"the upstream's headers pass {MAX_HEAD_BYTES} bytes")
+        response.raw_headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         response = self._response
@@ -242,6 +252,7 @@ class UpstreamResponse:
         "complete",
         "content_length",
         "error",
+        "head_bytes",
         "headers",
         "headers_done",
         "interim",
@@ -260,6 +271,7 @@ class UpstreamResponse:
         self._waiter: asyncio.Future[None] | None = None
         self.status = 0
         self.raw_headers: list[tuple[bytes, bytes]] = []
+        self.head_bytes = 0
         self.headers: list[tuple[str, str]] = []
         self.content_length: int | None = None
         self.until_close = False

@@ -235,6 +235,28 @@ def test_broken_responses_raise_their_error(
     run(main())
 
 
+def test_endless_headers_are_cut_off() -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await up.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\n")
+        for i in range(100_000):  # 4 MB of headers if nobody stops it
+            writer.write(b"X-Filler-%06d: %s\r\n" % (i, b"v" * 20))
+            if i % 1000 == 0:
+                await writer.drain()
+
+    up = Upstream(script)
+
+    async def main() -> None:
+        async with up:
+            c = client()
+            with pytest.raises(http_client.BadResponse, match="headers pass"):
+                await c.post(up.url, "/", [], b"")
+            assert c._pools[c.origin(up.url)] == []
+            c.close()
+
+    run(main())
+
+
 def test_read_timeout_while_waiting_for_the_head_and_for_the_body() -> None:
     async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await up.read_request(reader)
