@@ -146,6 +146,15 @@ def _head(status: int, headers: list[tuple[str, str]], extra: bytes) -> bytes:
     return b"".join(lines)
 
 
+def _whole(
+    status: int, headers: list[tuple[str, str]], body: bytes, keep_alive: bool, with_body: bool
+) -> bytes:
+    """A response with a Content-Length body (`with_body` False for HEAD: length only)."""
+    close = b"" if keep_alive else b"Connection: close\r\n"
+    head = _head(status, headers, b"Content-Length: %d\r\n%s\r\n" % (len(body), close))
+    return head + body if with_body else head
+
+
 class Reply:
     """The answer to one request: `send` a whole response, or `start` one and `write`
     its body as it comes, then `end` it (or `abort` the connection)."""
@@ -166,9 +175,7 @@ class Reply:
             raise RuntimeError("response already started")
         self.started = self.done = True
         self._keep_alive = self._keep_alive and not self._conn.stopping
-        close = b"" if self._keep_alive else b"Connection: close\r\n"
-        extra = b"Content-Length: %d\r\n%s\r\n" % (len(body), close)
-        self._conn.write(_head(status, headers, extra) + (b"" if self._head_only else body))
+        self._conn.write(_whole(status, headers, body, self._keep_alive, not self._head_only))
 
     async def start(self, status: int, headers: list[tuple[str, str]]) -> None:
         if self.started:
@@ -376,8 +383,12 @@ class _Connection(asyncio.Protocol):
         self._queue.append((request, keep_alive))
         if self._task is None:
             self._task = self._loop.create_task(self._serve())
-        elif not self._reading_paused and self.transport is not None:
-            self.transport.pause_reading()  # pipelined: hold the rest in the socket
+        else:
+            self._pause_reading()  # pipelined: hold the rest in the socket
+
+    def _pause_reading(self) -> None:
+        if not self._reading_paused and self.transport is not None:
+            self.transport.pause_reading()
             self._reading_paused = True
 
     # ------------------------------------------------------------ serving
@@ -432,15 +443,11 @@ class _Connection(asyncio.Protocol):
         still being answered, close after them instead."""
         self._refused = True
         if self._task is not None:
-            if self.transport is not None and not self._reading_paused:
-                self.transport.pause_reading()
-                self._reading_paused = True
+            self._pause_reading()
             return
         if self.transport is not None and not self._closing:
-            body = (message + "\n").encode()
-            extra = b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
-            head = _head(status, [("Content-Type", "text/plain; charset=utf-8")], extra)
-            self.transport.write(head + body)
+            text = [("Content-Type", "text/plain; charset=utf-8")]
+            self.transport.write(_whole(status, text, (message + "\n").encode(), False, True))
         self.close()
 
     def _arm_idle(self) -> None:
