@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -81,3 +82,53 @@ def test_nab_sets_are_summed_per_detector() -> None:
     # Higher recall with as many false alarms as a baseline is not better.
     tied, _ = dq.pooled([([row("aispend x", 3, 5, 3), row("baseline `a`", 1, 5, 3)], 30.0)])
     assert not dq._better_than_baselines(tied[0], tied)
+
+
+def test_detection_sweep_tiny(tmp_path: Path) -> None:
+    out = tmp_path / "benchmarks.md"
+    text = _run("detection_sweep.py", out, "--limit", "1", "--days", "3")
+    assert "## Detection sweep (anomaly tunables, chosen on NAB)" in text
+    assert "benchmarks/detection_sweep.py --limit 1 --days 3" in text
+    assert re.search(
+        r"^- whole series, any configuration, .*: (none of|[\d,]+ of) 41,314", text, re.M
+    )
+    assert "### NAB windows: direction, and who catches them" in text
+
+
+def _sweep_module() -> ModuleType:
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import detection_sweep
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    return detection_sweep
+
+
+def test_sweep_configurations_follow_the_product() -> None:
+    """Every rule off or at one setting; the two z-score alerts share one max_cv; the
+    committed tunables are one of the configurations."""
+    ds = _sweep_module()
+    all_configs = list(ds.configs())
+    assert len(all_configs) == len(set(all_configs)) == 41_314
+    for c in all_configs:
+        if c.z is not None and c.team_runaway is not None:
+            assert dict(c.z)["max_cv"] == dict(c.team_runaway)["max_cv"]
+        assert (c.z is None) == (c.z_baselines == ())
+    assert ds.committed_config() in set(all_configs)
+
+
+def test_sweep_frontier_keeps_the_best_catch_per_false_alarm_count() -> None:
+    ds = _sweep_module()
+    a, b, c, d = (
+        ds.Config(None, (), None, None),
+        *(ds.Config(None, (n,), None, None) for n in "xyz"),
+    )
+    scored = {
+        a: ds.Tally(0, 5, 0),
+        b: ds.Tally(2, 5, 3),
+        c: ds.Tally(1, 5, 3),  # fewer catches for as many false alarms
+        d: ds.Tally(2, 5, 4),  # no more catches for more false alarms
+    }
+    assert ds.frontier(scored) == [(a, scored[a]), (b, scored[b])]
+    assert ds.dominates(ds.Tally(2, 5, 1), ds.Tally(1, 5, 2))
+    assert not ds.dominates(ds.Tally(2, 5, 2), ds.Tally(1, 5, 2))
