@@ -11,11 +11,15 @@ daylight-saving change: such rows are dropped here (counted in the output); the
 
 from __future__ import annotations
 
+import argparse
 import csv
 import itertools
 import json
+import os
+import platform
 import statistics
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,3 +132,28 @@ def fmt_duration(seconds: float | None) -> str:
 
 def fmt_ratio(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
+
+
+def add_subset_arguments(parser: argparse.ArgumentParser, files: str) -> None:
+    """--limit, --days, --rules and --output, shared by the backtest benchmarks."""
+    parser.add_argument("--limit", type=int, help=f"only the first N {files}")
+    parser.add_argument("--days", type=int, help="only the first N days of each history")
+    parser.add_argument("--rules", type=Path, help="rules directory (default alert-rules/)")
+    parser.add_argument(
+        "--output", type=Path, default=REPO / "docs" / "benchmarks.md", help="markdown file"
+    )
+
+
+def measured_on(load_before: float) -> str:
+    """The opening of a section: date, machine and load when the run began."""
+    return (
+        f"Measured {time.strftime('%Y-%m-%d', time.gmtime())} on this machine "
+        f"({os.cpu_count()} CPUs, Python {platform.python_version()}, load average "
+        f"{load_before:.1f} at the start)"
+    )
+
+
+def command_line() -> str:
+    """The command that reproduces this run, as the docs print it."""
+    script = Path(sys.argv[0]).name
+    return f".venv/bin/python benchmarks/{script}" + "".join(f" {a}" for a in sys.argv[1:])

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import re
 import statistics
 import sys
@@ -30,8 +29,11 @@ from pathlib import Path
 from _backtest_data import (
     REPO,
     Dataset,
+    add_subset_arguments,
+    command_line,
     fmt_duration,
     fmt_ratio,
+    measured_on,
     nab_histories,
     spend_traces,
     write_section,
@@ -242,15 +244,10 @@ def pooled_table(rows: list[Row]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--limit", type=int, help="only the first N trace / NAB files")
-    parser.add_argument("--days", type=int, help="only the first N days of each history")
-    parser.add_argument("--rules", type=Path, help="rules directory (default alert-rules/)")
+    add_subset_arguments(parser, "trace / NAB files")
     parser.add_argument("--skip-nab", action="store_true", help="spend traces only")
     parser.add_argument("--skip-traces", action="store_true", help="NAB only")
     parser.add_argument("--keep", type=Path, help="keep the TSDBs under this directory")
-    parser.add_argument(
-        "--output", type=Path, default=REPO / "docs" / "benchmarks.md", help="markdown file"
-    )
     args = parser.parse_args()
     rules_dir = args.rules or default_rules_dir()
     load_before = os.getloadavg()[0]
@@ -298,13 +295,9 @@ def main() -> int:
             f"Goal on NAB, {BETTER_THAN_BASELINES}, per aispend row:\n{verdicts}\n"
         )
         print(parts[-1], flush=True)
-    command = ".venv/bin/python benchmarks/detection_quality.py" + "".join(
-        f" {a}" for a in sys.argv[1:]
-    )
+    command = command_line()
     body = (
-        f"Measured {time.strftime('%Y-%m-%d', time.gmtime())} on this machine "
-        f"({os.cpu_count()} CPUs, Python {platform.python_version()}, load average "
-        f"{load_before:.1f} at the start), total {time.monotonic() - began:.0f} s, with:\n\n"
+        f"{measured_on(load_before)}, total {time.monotonic() - began:.0f} s, with:\n\n"
         f"    {command}\n\n"
         "Each history is backfilled into a temporary TSDB (cost counter sampled every 60 s,"
         " recording rules evaluated every max(group interval, 60 s), or 5 min for rules"

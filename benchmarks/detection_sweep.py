@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -22,7 +21,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from _backtest_data import REPO, Dataset, nab_histories, spend_traces, write_section
+from _backtest_data import (
+    REPO,
+    Dataset,
+    add_subset_arguments,
+    command_line,
+    measured_on,
+    nab_histories,
+    spend_traces,
+    write_section,
+)
 from detection_quality import ANOMALY_ROW, WARM_UP_DAYS, Row, score_rows
 
 from aispend.backtest import baselines, evaluate
@@ -334,13 +342,8 @@ def _fmt_day(ts: int) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--limit", type=int, help="only the first N trace / NAB files")
-    parser.add_argument("--days", type=int, help="only the first N days of each history")
-    parser.add_argument("--rules", type=Path, help="rules directory (default alert-rules/)")
+    add_subset_arguments(parser, "trace / NAB files")
     parser.add_argument("--skip-traces", action="store_true", help="NAB only")
-    parser.add_argument(
-        "--output", type=Path, default=REPO / "docs" / "benchmarks.md", help="markdown file"
-    )
     args = parser.parse_args()
     rules_dir = args.rules or default_rules_dir()
     _check_committed(rules_dir)
@@ -468,18 +471,14 @@ def main() -> int:
             f"{'caught' if key in ever else ''} |"
         )
     directions = {d: sum(1 for f in facts if f.direction == d) for d in ("rise", "fall", "unknown")}
-    command = ".venv/bin/python benchmarks/detection_sweep.py" + "".join(
-        f" {a}" for a in sys.argv[1:]
-    )
+    command = command_line()
     base_text = "; ".join(
         f"`{n}` {t.caught}/{t.incidents} caught with {t.false_alarms} false alarms"
         for n, t in base.items()
     )
     evaluations = sum(len(r.episodes) for r in nab) + (len(traces.episodes) if traces else 0)
     body = (
-        f"Measured {time.strftime('%Y-%m-%d', time.gmtime())} on this machine "
-        f"({os.cpu_count()} CPUs, Python {platform.python_version()}, load average "
-        f"{load_before:.1f} at the start), total {time.monotonic() - began:.0f} s (replays "
+        f"{measured_on(load_before)}, total {time.monotonic() - began:.0f} s (replays "
         f"and {evaluations} alert evaluations {replay_s:.0f} s, scoring {scoring_s:.0f} s), "
         f"with:\n\n    {command}\n\n" + METHOD.replace("\n", " ") + "\n\n"
         f"NAB sets summed. Baselines: {base_text}. The committed configuration "

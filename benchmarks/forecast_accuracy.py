@@ -18,14 +18,19 @@ import argparse
 import calendar
 import datetime as dt
 import os
-import platform
 import re
 import statistics
 import sys
 import time
-from pathlib import Path
 
-from _backtest_data import REPO, spend_traces, write_section
+from _backtest_data import (
+    REPO,
+    add_subset_arguments,
+    command_line,
+    measured_on,
+    spend_traces,
+    write_section,
+)
 
 from aispend import metrics
 from aispend.backtest.engine import Options, default_rules_dir, prepared_prometheus, rule_paths
@@ -78,12 +83,7 @@ def forecast_rate(rules: RuleSet) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--limit", type=int, help="only the first N trace files")
-    parser.add_argument("--days", type=int, help="only the first N days")
-    parser.add_argument("--rules", type=Path, help="rules directory (default alert-rules/)")
-    parser.add_argument(
-        "--output", type=Path, default=REPO / "docs" / "benchmarks.md", help="markdown file"
-    )
+    add_subset_arguments(parser, "trace files")
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
     began = time.monotonic()
@@ -135,9 +135,7 @@ def main() -> int:
         ]
         overall = f"{summary[kind] * 100:.1f} %" if summary[kind] is not None else "n/a"
         rows.append(f"| {labels[kind]} | " + " | ".join(cells) + f" | {overall} |")
-    command = ".venv/bin/python benchmarks/forecast_accuracy.py" + "".join(
-        f" {a}" for a in sys.argv[1:]
-    )
+    command = command_line()
     rule_mape = summary["rule"]
     verdict = (
         "n/a (no complete month in range)"
@@ -145,9 +143,7 @@ def main() -> int:
         else ("met" if rule_mape < GOAL_MAPE else "NOT met")
     )
     body = (
-        f"Measured {time.strftime('%Y-%m-%d', time.gmtime())} on this machine "
-        f"({os.cpu_count()} CPUs, Python {platform.python_version()}, load average "
-        f"{load_before:.1f} at the start), total {time.monotonic() - began:.0f} s "
+        f"{measured_on(load_before)}, total {time.monotonic() - began:.0f} s "
         f"(TSDB build {timings}), with:\n\n    {command}\n\n"
         f"{len(history.teams)} teams, {len(months(history))} complete months; forecasts"
         " read at 23:59 UTC on days 7, 14 and 21; MAPE = mean |forecast - actual| / actual"
