@@ -10,11 +10,11 @@ tunables (METHOD below says how, and is printed into docs/benchmarks.md):
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import os
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,9 +41,11 @@ from aispend.backtest.engine import (
     rule_paths,
     scored_episodes,
 )
-from aispend.backtest.rulefiles import AlertRule, load_rules
+from aispend.backtest.rulefiles import DEFAULT_INTERVAL, AlertRule, load_rules, parse_duration
 from aispend.backtest.scoring import Episode, detections
+from aispend.rules import alerts, anomaly, spend
 from aispend.rules.cli import ALERTS_FILE, RULES_FILE, render_all
+from aispend.rules.model import Alert, Recording
 from aispend.rules.tunables import Tunables
 
 METHOD = """\
@@ -141,16 +143,30 @@ def configs() -> Iterator[Config]:
                     yield Config(z, subset, leak, tr)
 
 
-def _rules_for(component: str, setting: Setting, committed_recording: str) -> list[AlertRule]:
-    """The component's alert rules, rendered with `setting` over the defaults."""
-    files = render_all(Tunables(**dict(setting)))
-    if files[RULES_FILE] != committed_recording:
+@functools.cache
+def _recording(setting: Setting) -> tuple[Recording, ...]:
+    t = Tunables(**dict(setting))
+    return tuple(r for g in spend.groups(t) + anomaly.groups(t) for r in g.rules)  # type: ignore[misc]
+
+
+@functools.cache
+def _rules_for(component: str, setting: Setting) -> tuple[AlertRule, ...]:
+    """The component's alert rules with `setting` over the defaults, built from the rule
+    model as `load_rules` reads them from the rendered file (`_check_committed`)."""
+    if _recording(setting) != _recording(()):
         raise SystemExit(f"{component} {setting}: changes the recording rules; cannot sweep")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / ALERTS_FILE.name
-        path.write_text(files[ALERTS_FILE])
-        alerting = load_rules([path]).alerting
-    return [rule for rule in alerting if _component(rule) == component]
+    out = []
+    for group in alerts.groups(Tunables(**dict(setting))):
+        interval = parse_duration(group.interval) if group.interval else DEFAULT_INTERVAL
+        for rule in group.rules:
+            assert isinstance(rule, Alert)
+            found = AlertRule(
+                rule.alert, rule.expr, parse_duration(rule.for_) if rule.for_ else 0,
+                dict(rule.labels), group.name, interval,
+            )  # fmt: skip
+            if _component(found) == component:
+                out.append(found)
+    return tuple(out)
 
 
 def _component(rule: AlertRule) -> str | None:
@@ -179,7 +195,6 @@ def replay_dataset(
 ) -> Replayed:
     """Replay once; evaluate every swept setting, or only the `wanted` ones."""
     rules = load_rules(rule_paths(rules_dir))
-    committed_recording = (rules_dir / RULES_FILE.name).read_text()
     began = time.monotonic()
     timings: dict[str, float] = {}
     opts = Options(history=REPO)
@@ -193,7 +208,7 @@ def replay_dataset(
             for setting in settings(component):
                 if wanted is not None and (component, setting) not in wanted:
                     continue
-                chosen = _rules_for(component, setting, committed_recording)
+                chosen = _rules_for(component, setting)
                 found = evaluate.alert_episodes(prom, chosen, start, end, opts.eval_interval)
                 out[(component, setting)] = scored_episodes(found)
     found_baselines = {
@@ -324,16 +339,21 @@ def caught_windows(data: Dataset, episodes: list[Episode]) -> set[tuple[str, int
 
 
 def _check_committed(rules_dir: Path) -> None:
-    """The committed settings are in the grid and render the committed alert rules."""
-    committed_recording = (rules_dir / RULES_FILE.name).read_text()
+    """The committed settings are in the grid, and the rules built for them are the
+    committed files' (recording rules, and each swept alert as `load_rules` reads it)."""
+    files = render_all(Tunables())
+    for rel in (RULES_FILE, ALERTS_FILE):
+        if files[rel] != (rules_dir / rel.name).read_text():
+            raise SystemExit(f"{rules_dir / rel.name}: not the rules the defaults generate")
     alerting = load_rules([rules_dir / ALERTS_FILE.name]).alerting
     for component in GRID:
         setting = committed(component)
         if setting not in settings(component):
             raise SystemExit(f"{component}: committed setting {setting} is not in the grid")
-        ours = [r.expr for r in _rules_for(component, setting, committed_recording)]
-        if ours != [r.expr for r in alerting if _component(r) == component]:
-            raise SystemExit(f"{component}: rendered rules differ from {rules_dir}")
+        if list(_rules_for(component, setting)) != [
+            r for r in alerting if _component(r) == component
+        ]:
+            raise SystemExit(f"{component}: rules built from the model differ from {rules_dir}")
 
 
 def _fmt_day(ts: int) -> str:

@@ -117,6 +117,19 @@ def test_sweep_configurations_follow_the_product() -> None:
     assert ds.committed_config() in set(all_configs)
 
 
+def test_sweep_rules_are_the_committed_ones_and_change_no_recording_rule() -> None:
+    """The rules the sweep builds for the committed settings are those the committed
+    files hold, as the backtest reads them; a tunable that would change a recording rule
+    (which the one replay per data set could not reflect) is refused."""
+    ds = _sweep_module()
+    ds._check_committed(REPO / "alert-rules")
+    assert len(ds._rules_for(ds.Z, ds.committed(ds.Z))) == 1
+    loose = dict(ds.committed(ds.Z)) | {"anomaly_sigma": 3.0}
+    assert "> 3\n" in ds._rules_for(ds.Z, tuple(loose.items()))[0].expr
+    with pytest.raises(SystemExit, match="changes the recording rules"):
+        ds._rules_for(ds.Z, (("forecast_rate_window", "1d"),))
+
+
 def test_sweep_frontier_keeps_the_best_catch_per_false_alarm_count() -> None:
     ds = _sweep_module()
     a, b, c, d = (
