@@ -144,9 +144,9 @@ def configs() -> Iterator[Config]:
 
 
 @functools.cache
-def _recording(setting: Setting) -> tuple[Recording, ...]:
+def _recording(setting: Setting) -> tuple[Recording | Alert, ...]:
     t = Tunables(**dict(setting))
-    return tuple(r for g in spend.groups(t) + anomaly.groups(t) for r in g.rules)  # type: ignore[misc]
+    return tuple(r for g in spend.groups(t) + anomaly.groups(t) for r in g.rules)
 
 
 @functools.cache
