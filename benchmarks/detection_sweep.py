@@ -187,7 +187,6 @@ class Replayed:
     episodes: dict[tuple[str, Setting], list[Episode]]
     runaway: list[Episode]
     baselines: dict[str, list[Episode]]
-    seconds: float
 
 
 def replay_dataset(
@@ -216,7 +215,7 @@ def replay_dataset(
     }
     seconds = time.monotonic() - began
     print(f"{data.name}: {len(out)} settings evaluated, {seconds:.0f} s", file=sys.stderr)
-    return Replayed(data, out, runaway, found_baselines, seconds)
+    return Replayed(data, out, runaway, found_baselines)
 
 
 def components_of(config: Config) -> set[tuple[str, Setting]]:
@@ -394,18 +393,18 @@ def main() -> int:
         "every anomaly alert on (z-score, leak and TeamRunaway)": every_alert_on,
     }
     shown: list[Config] = [mine]
-    winners: dict[tuple[str, str, str], list[Config]] = {}
+    views = []  # (scored name, scored, subset name, configurations kept, frontier, winners)
     for scored_name, scored in (("whole series", full), (f"after day {WARM_UP_DAYS}", after)):
         for subset_name, keep in subsets.items():
-            shown += [c for c, _ in frontier({c: t for c, t in scored.items() if keep(c)})]
-            for reading, beats in readings.items():
-                found = [
-                    c
-                    for c, t in scored.items()
-                    if keep(c) and all(beats(t, b) for b in base.values())
-                ]
-                winners[(scored_name, subset_name, reading)] = found
-                shown += best_of(scored, found)
+            kept = {c: t for c, t in scored.items() if keep(c)}
+            best = frontier(kept)
+            winners = {
+                reading: [c for c, t in kept.items() if all(beats(t, b) for b in base.values())]
+                for reading, beats in readings.items()
+            }
+            views.append((scored_name, scored, subset_name, len(kept), best, winners))
+            shown += [c for c, _ in best]
+            shown += [c for found in winners.values() for c in best_of(scored, found)]
     # The spend traces: only the settings of the configurations the report shows.
     traces = (
         None
@@ -425,13 +424,13 @@ def main() -> int:
         row = score_rows(traces.data, ANOMALY_ROW, eps, warm)
         return f"{row.caught}/{row.incidents}, {row.false_alarms}"
 
-    def frontier_table(scored: dict[Config, Tally]) -> str:
+    def frontier_table(best: list[tuple[Config, Tally]]) -> str:
         lines = [
             "| False alarms | Caught | Configuration"
             " | Spend traces after day 7: caught, false alarms |",
             "|---|---|---|---|",
         ]
-        for config, t in frontier(scored):
+        for config, t in best:
             flag = " (committed)" if config == mine else ""
             lines.append(
                 f"| {t.false_alarms} | {t.caught}/{t.incidents} | {config.describe()}{flag} | "
@@ -451,18 +450,15 @@ def main() -> int:
 
     verdict_lines = []
     frontier_parts = []
-    for scored_name, scored in (("whole series", full), (f"after day {WARM_UP_DAYS}", after)):
-        for subset_name, keep in subsets.items():
-            among = sum(1 for c in scored if keep(c))
-            for reading in readings:
-                found = winners[(scored_name, subset_name, reading)]
-                verdict_lines.append(
-                    f"- {scored_name}, {subset_name}, {reading}: {verdict(scored, found, among)}"
-                )
-            frontier_parts.append(
-                f"### Best catches per false-alarm count, NAB, {scored_name}, {subset_name}\n\n"
-                + frontier_table({c: t for c, t in scored.items() if keep(c)})
-            )
+    for scored_name, scored, subset_name, among, best, winners in views:
+        verdict_lines += [
+            f"- {scored_name}, {subset_name}, {reading}: {verdict(scored, found, among)}"
+            for reading, found in winners.items()
+        ]
+        frontier_parts.append(
+            f"### Best catches per false-alarm count, NAB, {scored_name}, {subset_name}\n\n"
+            + frontier_table(best)
+        )
 
     # Which windows any swept setting catches at all: the family's recall ceiling.
     facts = [f for r in nab for f in window_directions(r.data)]
