@@ -76,14 +76,21 @@ class Row:
     recall_by_type: dict[str, str]
 
 
+def scored_range(
+    data: Dataset, episodes: list[Episode], warm_up: int = 0
+) -> tuple[list[Episode], dict[str, tuple[int, int]], int, int]:
+    """What `score_rows` scores: the episodes fired at least `warm_up` into their team's
+    span, each team's span from then on, and the time range (start, end)."""
+    spans = {team: (lo + warm_up, hi) for team, (lo, hi) in data.history.team_spans().items()}
+    kept = [e for e in episodes if e.fired_at >= spans[e.team][0]]
+    return kept, spans, min(lo for lo, _ in spans.values()), data.history.end
+
+
 def score_rows(data: Dataset, name: str, episodes: list[Episode], warm_up: int = 0) -> Row:
     """Score `episodes`; with `warm_up`, only those fired that long after their team's
     data starts (each team's own span: NAB series start and end at different times)."""
-    spans = {team: (lo + warm_up, hi) for team, (lo, hi) in data.history.team_spans().items()}
-    episodes = [e for e in episodes if e.fired_at >= spans[e.team][0]]
+    episodes, spans, start, end = scored_range(data, episodes, warm_up)
     teams = data.history.teams
-    start = min(lo for lo, _ in spans.values())
-    end = data.history.end
     s = score(episodes, data.labels, teams, start, end)
     found = detections(episodes, data.labels, teams, start, end)[0]
     by_type: dict[str, list[bool]] = {}

@@ -31,7 +31,7 @@ from _backtest_data import (
     spend_traces,
     write_section,
 )
-from detection_quality import ANOMALY_ROW, WARM_UP_DAYS, Row, score_rows
+from detection_quality import ANOMALY_ROW, WARM_UP_DAYS, Row, score_rows, scored_range
 
 from aispend.backtest import baselines, evaluate
 from aispend.backtest.engine import (
@@ -331,9 +331,8 @@ def window_directions(data: Dataset) -> list[WindowFact]:
 
 def caught_windows(data: Dataset, episodes: list[Episode]) -> set[tuple[str, int]]:
     """(team, window start) of every window caught, scored as `score_rows` scores."""
-    spans = data.history.team_spans()
-    start = min(lo for lo, _ in spans.values())
-    found = detections(episodes, data.labels, data.history.teams, start, data.history.end)[0]
+    episodes, _, start, end = scored_range(data, episodes)
+    found = detections(episodes, data.labels, data.history.teams, start, end)[0]
     return {(d.team, d.window.start) for d in found if d.delay_seconds is not None}
 
 
