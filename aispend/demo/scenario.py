@@ -26,9 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from aispend import metrics as m
 from aispend import ports
@@ -38,6 +36,9 @@ from aispend.demo.traffic import AgentState, Traffic
 from aispend.demo.workload import CRITICAL_RUNAWAY, RUNAWAY, cost_per_hour
 from aispend.stack.components import COMPONENTS
 from aispend.stack.supervisor import Stack, StackOptions
+
+if TYPE_CHECKING:
+    import aiohttp  # imported where used: building the CLI parser must not load it
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +156,8 @@ class Observer:
         return self.stack.ctx.url(component)
 
     async def _json(self, url: str, **kwargs: Any) -> Any:
+        import aiohttp
+
         try:
             async with self.session.get(url, timeout=aiohttp.ClientTimeout(total=5), **kwargs) as r:
                 if r.status != 200:
@@ -219,6 +222,8 @@ async def drive(
 ) -> DemoResult:
     """Run the scenario and `report` its result; without --once, keep the steady traffic
     going (and the stack watched) until Ctrl-C."""
+    import aiohttp
+
     traffic = Traffic(stack.ctx.url("gateway"), config.prices)
     runner = asyncio.create_task(traffic.run())
     runaway = traffic.states[RUNAWAY]

@@ -18,8 +18,6 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from openai import APIConnectionError, APIStatusError, APITimeoutError, AsyncOpenAI
-
 from aispend.config import Prices
 from aispend.demo.history import usage_of
 from aispend.demo.workload import AGENTS, DemoAgent, cost_per_hour
@@ -70,6 +68,8 @@ class Traffic:
     """Drives every demo agent against one gateway until `stop()`."""
 
     def __init__(self, gateway_url: str, prices: Prices, timeout: float = 15.0):
+        from openai import AsyncOpenAI  # here, not at the top: `aispend --help` stays fast
+
         pricer = Pricer(prices)
         self.states = {
             a.key_name: AgentState(a, pricer.price(a.provider, a.model, usage_of(a)).total)
@@ -112,6 +112,8 @@ class Traffic:
             await asyncio.sleep(state.interval(time.time()))
 
     async def _one(self, state: AgentState) -> None:
+        from openai import APIConnectionError, APIStatusError, APITimeoutError
+
         agent = state.agent
         input_tokens = agent.input_tokens * state.token_multiplier
         output_tokens = agent.output_tokens * state.token_multiplier
