@@ -46,7 +46,7 @@ def add_parser(sub: Any) -> None:
 def run_up(args: argparse.Namespace) -> int:
     from aispend.config import ConfigError, load_config, resolve_config_path
     from aispend.procs import ChildFailed
-    from aispend.stack.components import MissingBinary
+    from aispend.stack.components import MissingBinary, MissingCheckout
     from aispend.stack.supervisor import Stack, StackOptions, parse_components
 
     config_path = resolve_config_path(args.config)
@@ -67,6 +67,9 @@ def run_up(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"aispend stack up: {exc}", file=sys.stderr)
         return 2
+    except MissingCheckout as exc:
+        print(f"aispend stack up: {exc}", file=sys.stderr)
+        return 1
 
     stop = threading.Event()
 

@@ -19,6 +19,11 @@ class MissingBinary(RuntimeError):
     """A server binary the stack needs is not on PATH."""
 
 
+class MissingCheckout(RuntimeError):
+    """The stack's deploy/ files are not there: they live in the repository, not in the
+    installed package, so the stack and the demo run from a checkout."""
+
+
 @dataclass(frozen=True)
 class RunContext:
     run_dir: Path

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -162,3 +163,32 @@ def test_port_base_out_of_range_is_refused_before_anything_starts(tmp_path: Path
     assert "argument --port-base: " in output
     assert not (tmp_path / "run").exists()
     assert processes_mentioning(str(tmp_path / "run")) == []
+
+
+@pytest.mark.parametrize("command", [["stack", "up"], ["demo", "--once"]], ids=" ".join)
+def test_installed_package_without_a_checkout_is_told_where_to_run(
+    tmp_path: Path, command: list[str]
+):
+    # Simulated: a non-editable install. The package alone is copied into a
+    # site-packages folder (as `pip install .` lays it out), so deploy/ and
+    # alert-rules/ are not beside it; the interpreter and its libraries are the real ones.
+    site = tmp_path / "site-packages"
+    shutil.copytree(
+        REPO / "aispend", site / "aispend", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    run_dir = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "-m", "aispend", *command, "--config", str(EXAMPLE_CONFIG),
+         "--run-dir", str(run_dir), "--port-base", str(free_port_base())],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(site)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert f"{site / 'deploy' / 'prometheus.yml'} not found" in done.stderr
+    assert "run them there" in done.stderr
+    assert not run_dir.exists()
+    assert processes_mentioning(str(run_dir)) == []
