@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from aispend.stack.components import COMPONENTS, RunContext
+from aispend.stack.components import COMPONENTS, MissingCheckout, RunContext
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +86,14 @@ def render_prometheus(source: Path, ctx: RunContext, components: Iterable[str]) 
     rules = []
     for entry in data.get("rule_files", []):
         local = ctx.repo_root / "alert-rules" / entry.removeprefix(RULES_DIR)
-        if local.exists():
-            rules.append(str(local))
-        else:
-            log.warning("rule file %s not found; Prometheus runs without it", local)
+        if not local.is_file():
+            # A guardrail stack without its alerts would look healthy and never act.
+            raise MissingCheckout(
+                f"{local} not found: the stack does not start without its rules; run"
+                " `make generate` (or `aispend rules generate`), or restore alert-rules/"
+                " from git"
+            )
+        rules.append(str(local))
     data["rule_files"] = rules
     text = yaml.safe_dump(data, sort_keys=False)
     return rewrite(text, ctx)
@@ -112,10 +116,10 @@ def _inline_targets(job: dict[str, Any], targets_dir: Path) -> dict[str, Any]:
 def render_all(config_source: Path, ctx: RunContext, components: Iterable[str]) -> None:
     """Write prometheus.yml, alertmanager.yml and aispend.yaml into the run dir."""
     components = list(components)
-    ctx.run_dir.mkdir(parents=True, exist_ok=True)
     deploy = ctx.repo_root / "deploy"
 
     prometheus = render_prometheus(deploy / "prometheus.yml", ctx, components)
+    ctx.run_dir.mkdir(parents=True, exist_ok=True)  # after the checks: nothing half-made
     _write(ctx.run_dir / "prometheus.yml", prometheus)
 
     am_source = deploy / "alertmanager.yml"

@@ -165,6 +165,25 @@ def test_port_base_out_of_range_is_refused_before_anything_starts(tmp_path: Path
     assert processes_mentioning(str(tmp_path / "run")) == []
 
 
+def run_from_copy(
+    root: Path, command: list[str], run_dir: Path
+) -> subprocess.CompletedProcess[str]:
+    """`python -m aispend COMMAND` with the package copied under `root` (found first on
+    PYTHONPATH, so `root` is where it looks for deploy/ and alert-rules/)."""
+    shutil.copytree(
+        REPO / "aispend", root / "aispend", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "aispend", *command, "--config", str(EXAMPLE_CONFIG),
+         "--run-dir", str(run_dir), "--port-base", str(free_port_base())],
+        cwd=root.parent,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize("command", [["stack", "up"], ["demo", "--once"]], ids=" ".join)
 def test_installed_package_without_a_checkout_is_told_where_to_run(
     tmp_path: Path, command: list[str]
@@ -173,22 +192,28 @@ def test_installed_package_without_a_checkout_is_told_where_to_run(
     # site-packages folder (as `pip install .` lays it out), so deploy/ and
     # alert-rules/ are not beside it; the interpreter and its libraries are the real ones.
     site = tmp_path / "site-packages"
-    shutil.copytree(
-        REPO / "aispend", site / "aispend", ignore=shutil.ignore_patterns("__pycache__")
-    )
     run_dir = tmp_path / "run"
-    done = subprocess.run(
-        [sys.executable, "-m", "aispend", *command, "--config", str(EXAMPLE_CONFIG),
-         "--run-dir", str(run_dir), "--port-base", str(free_port_base())],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(site)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )  # fmt: skip
+    done = run_from_copy(site, command, run_dir)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "Traceback" not in done.stderr, done.stderr
     assert f"{site / 'deploy' / 'prometheus.yml'} not found" in done.stderr
     assert "run them there" in done.stderr
+    assert not run_dir.exists()
+    assert processes_mentioning(str(run_dir)) == []
+
+
+def test_stack_refuses_to_start_without_its_alert_rules(tmp_path: Path):
+    # A checkout whose alert-rules/ lost the alerting rules file: the stack would run,
+    # look healthy, and never alert. It refuses before it starts or writes anything.
+    checkout = tmp_path / "checkout"
+    shutil.copytree(REPO / "deploy", checkout / "deploy")
+    (checkout / "alert-rules").mkdir()
+    shutil.copy(REPO / "alert-rules" / "aispend.rules.yml", checkout / "alert-rules")
+    run_dir = tmp_path / "run"
+    done = run_from_copy(checkout, ["stack", "up"], run_dir)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    missing = checkout / "alert-rules" / "aispend.alerts.yml"
+    assert f"{missing} not found: the stack does not start without its rules" in done.stderr
     assert not run_dir.exists()
     assert processes_mentioning(str(run_dir)) == []
