@@ -11,7 +11,6 @@ gets that file's targets inline.
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import secrets
@@ -23,22 +22,12 @@ import yaml
 
 from aispend.stack.components import COMPONENTS, MissingCheckout, RunContext
 
-log = logging.getLogger(__name__)
-
 SECRETS_DIR = "/etc/aispend/secrets/"
 RULES_DIR = "/etc/prometheus/rules/"
 TARGETS_PREFIX = "/etc/prometheus/targets-"
 """Where Compose mounts deploy/targets/NAME.yml into Prometheus (TARGETS_PREFIX + NAME.yml)."""
 _ADDRESS_RE = re.compile(r"\b(" + "|".join(re.escape(n) for n in COMPONENTS) + r"):(\d{2,5})\b")
 _SECRET_RE = re.compile(re.escape(SECRETS_DIR) + r"([A-Za-z0-9_.-]+)")
-
-FALLBACK_ALERTMANAGER = """\
-# deploy/alertmanager.yml was missing: alerts are accepted and dropped.
-route:
-  receiver: "null"
-receivers:
-  - name: "null"
-"""
 
 
 def rewrite(text: str, ctx: RunContext) -> str:
@@ -119,17 +108,18 @@ def render_all(config_source: Path, ctx: RunContext, components: Iterable[str]) 
     deploy = ctx.repo_root / "deploy"
 
     prometheus = render_prometheus(deploy / "prometheus.yml", ctx, components)
+    am_source = deploy / "alertmanager.yml"
+    if not am_source.is_file():
+        raise MissingCheckout(
+            f"{am_source} not found: the stack does not start without its alert routes;"
+            " restore deploy/ from git"
+        )
+    alertmanager = am_source.read_text(encoding="utf-8")
+
     ctx.run_dir.mkdir(parents=True, exist_ok=True)  # after the checks: nothing half-made
     _write(ctx.run_dir / "prometheus.yml", prometheus)
-
-    am_source = deploy / "alertmanager.yml"
-    if am_source.exists():
-        raw = am_source.read_text(encoding="utf-8")
-    else:
-        log.warning("%s not found; Alertmanager drops every alert", am_source)
-        raw = FALLBACK_ALERTMANAGER
-    ensure_secrets(raw, ctx)
-    _write(ctx.run_dir / "alertmanager.yml", rewrite(raw, ctx))
+    ensure_secrets(alertmanager, ctx)
+    _write(ctx.run_dir / "alertmanager.yml", rewrite(alertmanager, ctx))
 
     render_config(config_source, ctx)
 

@@ -202,18 +202,21 @@ def test_installed_package_without_a_checkout_is_told_where_to_run(
     assert processes_mentioning(str(run_dir)) == []
 
 
-def test_stack_refuses_to_start_without_its_alert_rules(tmp_path: Path):
-    # A checkout whose alert-rules/ lost the alerting rules file: the stack would run,
-    # look healthy, and never alert. It refuses before it starts or writes anything.
+@pytest.mark.parametrize(
+    "missing",
+    ["alert-rules/aispend.alerts.yml", "alert-rules/aispend.rules.yml", "deploy/alertmanager.yml"],
+)
+def test_stack_refuses_to_start_without_its_rules_or_routes(tmp_path: Path, missing: str):
+    # A checkout that lost one of these files: the stack would run, look healthy, and
+    # never alert (or drop every alert). It refuses before it starts or writes anything.
     checkout = tmp_path / "checkout"
     shutil.copytree(REPO / "deploy", checkout / "deploy")
-    (checkout / "alert-rules").mkdir()
-    shutil.copy(REPO / "alert-rules" / "aispend.rules.yml", checkout / "alert-rules")
+    shutil.copytree(REPO / "alert-rules", checkout / "alert-rules")
+    (checkout / missing).unlink()
     run_dir = tmp_path / "run"
     done = run_from_copy(checkout, ["stack", "up"], run_dir)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "Traceback" not in done.stderr, done.stderr
-    missing = checkout / "alert-rules" / "aispend.alerts.yml"
-    assert f"{missing} not found: the stack does not start without its rules" in done.stderr
+    assert f"{checkout / missing} not found: the stack does not start without its" in (done.stderr)
     assert not run_dir.exists()
     assert processes_mentioning(str(run_dir)) == []
