@@ -80,7 +80,7 @@ def run_up(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, handler)
     try:
         stack.start()
-    except (ChildFailed, MissingBinary, MissingCheckout) as exc:
+    except (ChildFailed, MissingBinary) as exc:
         print(f"aispend stack up: {exc}", file=sys.stderr)
         return 1
     print("aispend stack is up:")

@@ -64,6 +64,40 @@ def ensure_secrets(text: str, ctx: RunContext) -> list[Path]:
     return created
 
 
+def _local_rule_files(prometheus: dict[str, Any], repo_root: Path) -> list[Path]:
+    """The checkout's alert-rules/ files that deploy/prometheus.yml names."""
+    return [
+        repo_root / "alert-rules" / entry.removeprefix(RULES_DIR)
+        for entry in prometheus.get("rule_files", [])
+    ]
+
+
+def check_checkout(repo_root: Path) -> None:
+    """Raise MissingCheckout unless the files the stack renders from are all there: a
+    guardrail stack without its rules or alert routes would look healthy and never act."""
+    deploy = repo_root / "deploy"
+    source = deploy / "prometheus.yml"
+    if not source.is_file():
+        raise MissingCheckout(
+            f"{source} not found: the stack and the demo run from a checkout of"
+            " the aispend repository (deploy/ and alert-rules/ are not part of the"
+            " installed package); run them there, after `make setup` or"
+            " `pip install -e .`"
+        )
+    if not (deploy / "alertmanager.yml").is_file():
+        raise MissingCheckout(
+            f"{deploy / 'alertmanager.yml'} not found: the stack does not start without its"
+            " alert routes; restore deploy/ from git"
+        )
+    for local in _local_rule_files(yaml.safe_load(source.read_text(encoding="utf-8")), repo_root):
+        if not local.is_file():
+            raise MissingCheckout(
+                f"{local} not found: the stack does not start without its rules; run"
+                " `make generate` (or `aispend rules generate`), or restore alert-rules/"
+                " from git"
+            )
+
+
 def render_prometheus(source: Path, ctx: RunContext, components: Iterable[str]) -> str:
     data: dict[str, Any] = yaml.safe_load(source.read_text(encoding="utf-8"))
     jobs = {COMPONENTS[c].job for c in components if COMPONENTS[c].job}
@@ -72,18 +106,7 @@ def render_prometheus(source: Path, ctx: RunContext, components: Iterable[str]) 
         for s in data.get("scrape_configs", [])
         if s["job_name"] in jobs
     ]
-    rules = []
-    for entry in data.get("rule_files", []):
-        local = ctx.repo_root / "alert-rules" / entry.removeprefix(RULES_DIR)
-        if not local.is_file():
-            # A guardrail stack without its alerts would look healthy and never act.
-            raise MissingCheckout(
-                f"{local} not found: the stack does not start without its rules; run"
-                " `make generate` (or `aispend rules generate`), or restore alert-rules/"
-                " from git"
-            )
-        rules.append(str(local))
-    data["rule_files"] = rules
+    data["rule_files"] = [str(local) for local in _local_rule_files(data, ctx.repo_root)]
     text = yaml.safe_dump(data, sort_keys=False)
     return rewrite(text, ctx)
 
@@ -108,15 +131,9 @@ def render_all(config_source: Path, ctx: RunContext, components: Iterable[str]) 
     deploy = ctx.repo_root / "deploy"
 
     prometheus = render_prometheus(deploy / "prometheus.yml", ctx, components)
-    am_source = deploy / "alertmanager.yml"
-    if not am_source.is_file():
-        raise MissingCheckout(
-            f"{am_source} not found: the stack does not start without its alert routes;"
-            " restore deploy/ from git"
-        )
-    alertmanager = am_source.read_text(encoding="utf-8")
+    alertmanager = (deploy / "alertmanager.yml").read_text(encoding="utf-8")
 
-    ctx.run_dir.mkdir(parents=True, exist_ok=True)  # after the checks: nothing half-made
+    ctx.run_dir.mkdir(parents=True, exist_ok=True)
     _write(ctx.run_dir / "prometheus.yml", prometheus)
     ensure_secrets(alertmanager, ctx)
     _write(ctx.run_dir / "alertmanager.yml", rewrite(alertmanager, ctx))

@@ -16,8 +16,8 @@ from pathlib import Path
 from types import TracebackType
 
 from aispend.procs import ChildFailed, ManagedProcess
-from aispend.stack.components import COMPONENTS, CORE, MissingCheckout, RunContext
-from aispend.stack.render import render_all, render_config
+from aispend.stack.components import COMPONENTS, CORE, RunContext
+from aispend.stack.render import check_checkout, render_all, render_config
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +56,7 @@ class Stack:
             config_path=run_dir / "aispend.yaml",
             port_base=options.port_base,
         )
-        prometheus_yml = self.ctx.repo_root / "deploy" / "prometheus.yml"
-        if not prometheus_yml.is_file():
-            raise MissingCheckout(
-                f"{prometheus_yml} not found: the stack and the demo run from a checkout of"
-                " the aispend repository (deploy/ and alert-rules/ are not part of the"
-                " installed package); run them there, after `make setup` or"
-                " `pip install -e .`"
-            )
+        check_checkout(self.ctx.repo_root)  # before the demo writes its history, too
         # Start in the registry's order, whatever order the caller listed them in.
         self.components = [c for c in COMPONENTS if c in options.components]
         self.processes: list[ManagedProcess] = []
