@@ -18,7 +18,7 @@ fields are ignored, so a newer Alertmanager that adds fields still works.
 from __future__ import annotations
 
 import re
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
@@ -35,6 +35,16 @@ def _label_names(value: dict[str, str]) -> dict[str, str]:
     return value
 
 
+def _utc_representable(value: datetime) -> datetime:
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("time is out of range once converted to UTC") from None
+    return value
+
+
+Instant = Annotated[AwareDatetime, AfterValidator(_utc_representable)]
+
 Labels = Annotated[dict[str, Annotated[str, Field(max_length=4096)]], AfterValidator(_label_names)]
 
 
@@ -46,8 +56,8 @@ class Alert(_Model):
     status: Literal["firing", "resolved"]
     labels: Labels
     annotations: dict[str, str] = {}
-    startsAt: AwareDatetime
-    endsAt: AwareDatetime | None = None
+    startsAt: Instant
+    endsAt: Instant | None = None
     generatorURL: str = ""
     fingerprint: Annotated[str, Field(pattern=_FINGERPRINT_RE.pattern)]
 
