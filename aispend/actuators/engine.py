@@ -14,6 +14,13 @@ State machine per (fingerprint, startsAt) in the store:
     resolved, no row            -> resolved (so a late firing is ignored)
     resolved, other             -> resolved, nothing to undo / duplicate
 
+A resolve also undoes the series' earlier instances (same fingerprint, older startsAt)
+that still hold their action: when an alert flaps, Alertmanager replaces the old
+instance by the new one and never sends the old one's resolve. A newer firing that is
+applied takes the older one's action over (`superseded`, recorded with the new intent,
+once the target has been read); one that is skipped, dry-run or refused leaves the older
+action in place until the series resolves.
+
 The intent (`applying`, with what undo needs) is committed before the target is
 called, and the outcome after, so a crash in between is resumed on redelivery. Calls
 for one fingerprint are serialised by a lock; different alerts proceed concurrently.
@@ -22,7 +29,10 @@ A retryable target error leaves the state as it was and asks for a redelivery.
 Targets that change shared objects (`HoldsObjects`: a Deployment, an APIM
 subscription) may be acted on by several alerts at once. A later action takes over
 the object's original state from the earlier one, and undo leaves an object alone
-while another action still holds it: the last one to resolve restores it.
+while another action still holds it: the last one to resolve restores it. An action
+refused part-way (`apply_failed`) still holds what it changed. Reading an object and
+recording who holds it (prepare -> intent; release -> undo -> outcome) is serialised per
+target, so a resolve cannot restore an object between another alert's read and record.
 """
 
 from __future__ import annotations
@@ -31,8 +41,9 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from aispend.actuators import store as st
@@ -93,6 +104,7 @@ class Engine:
         self._clock = clock
         self._locks = _KeyLocks()
         self._team_locks = _KeyLocks()
+        self._object_locks = _KeyLocks()
 
     async def handle(self, alert: Alert) -> Outcome:
         async with self._locks.hold(alert.fingerprint):
@@ -178,22 +190,28 @@ class Engine:
             new.state = st.FAILED
             return self._commit(alert, new, "apply", "error", error="target not configured")
 
-        # A newer firing of the same series takes over the older one's action.
-        superseded = self.store.active_with_fingerprint(fp)
-        for old in superseded:
-            old.state = st.SUPERSEDED
+        async with self._objects_lock(rule.target, target):
+            try:
+                undo_data = await target.prepare(self._action(alert, rule))
+            except TargetError as exc:
+                new.state = st.FAILED  # recorded only if not retryable
+                return self._target_failed(alert, new, "apply", exc, record_row=not exc.retryable)
+            # A newer firing of the same series takes over the older one's action; the
+            # older rows hold their objects until this intent is committed with them.
+            superseded = self.store.holding_with_fingerprint(fp)
+            new.undo_data = self._take_over(target, rule.target, undo_data)
+            new.state = st.APPLYING
+            for old in superseded:
+                old.state = st.SUPERSEDED
             self.store.record(
-                old,
-                self._audit(alert, old, "ignore", "ignored: superseded", detail=f"by {starts}"),
+                new,
+                *[
+                    self._audit(alert, old, "ignore", "ignored: superseded", detail=f"by {starts}")
+                    for old in superseded
+                ],
+                self._audit(alert, new, "apply", "pending"),
+                also=superseded,
             )
-        try:
-            undo_data = await target.prepare(self._action(alert, rule))
-        except TargetError as exc:
-            new.state = st.FAILED  # recorded only if not retryable
-            return self._target_failed(alert, new, "apply", exc, record_row=not exc.retryable)
-        new.undo_data = self._take_over(target, rule.target, undo_data, superseded)
-        new.state = st.APPLYING
-        self.store.record(new, self._audit(alert, new, "apply", "pending"))
         return new, rule
 
     async def _apply(
@@ -220,6 +238,17 @@ class Engine:
 
     async def _resolved(self, alert: Alert) -> Outcome:
         fp, starts = alert.key()
+        earlier = [
+            await self._undo(alert, old)
+            for old in self.store.holding_with_fingerprint(fp)
+            if _instant(old.starts_at) < _instant(starts)
+        ]
+        outcome = await self._resolved_instance(alert, fp, starts)
+        if any(o.retry for o in earlier) and not outcome.retry:
+            return Outcome(outcome.fingerprint, outcome.decision, outcome.result, retry=True)
+        return outcome
+
+    async def _resolved_instance(self, alert: Alert, fp: str, starts: str) -> Outcome:
         row = self.store.get(fp, starts)
         if row is None:
             tomb = ActionRow(
@@ -248,30 +277,36 @@ class Engine:
                 alert, row, "undo", "error", error=f"target {row.target!r} no longer configured"
             )
         action = self._action(alert, rule, row)
-        undo_data, kept = self._release(target, row)
-        detail = ""
-        if undo_data is not None:
-            try:
-                detail = await target.undo(action, undo_data)
-            except TargetError as exc:
-                if not exc.retryable:
-                    row.state = st.UNDO_FAILED
-                return self._target_failed(alert, row, "undo", exc, record_row=not exc.retryable)
-        row.state = st.UNDONE
-        return self._commit(
-            alert, row, "undo", "ok", detail="; ".join(filter(None, [detail, kept]))
-        )
+        async with self._objects_lock(row.target or "", target):
+            undo_data, kept = self._release(target, row)
+            detail = ""
+            if undo_data is not None:
+                try:
+                    detail = await target.undo(action, undo_data)
+                except TargetError as exc:
+                    if not exc.retryable:
+                        row.state = st.UNDO_FAILED
+                    return self._target_failed(
+                        alert, row, "undo", exc, record_row=not exc.retryable
+                    )
+            row.state = st.UNDONE
+            return self._commit(
+                alert, row, "undo", "ok", detail="; ".join(filter(None, [detail, kept]))
+            )
 
     # ------------------------------------------------------------ shared objects
 
-    def _take_over(
-        self, target: Target, name: str, undo_data: dict[str, Any], superseded: list[ActionRow]
-    ) -> dict[str, Any]:
+    def _objects_lock(self, name: str, target: Target) -> AbstractAsyncContextManager[None]:
+        if isinstance(target, HoldsObjects):
+            return self._object_locks.hold(name)
+        return nullcontext()
+
+    def _take_over(self, target: Target, name: str, undo_data: dict[str, Any]) -> dict[str, Any]:
         """Objects another action already holds keep the original state it recorded
         (what prepare just read is that action's change, not the original)."""
         if not isinstance(target, HoldsObjects):
             return undo_data
-        held = _holdings(target, [*superseded, *self.store.active_for_target(name)])
+        held = _holdings(target, self.store.holding_for_target(name))
         mine = target.originals(undo_data)
         taken = {key: held[key][1] for key in mine if key in held}
         return target.with_originals(undo_data, mine | taken) if taken else undo_data
@@ -282,7 +317,7 @@ class Engine:
             return row.undo_data, ""
         others = [
             other
-            for other in self.store.active_for_target(row.target or "")
+            for other in self.store.holding_for_target(row.target or "")
             if (other.fingerprint, other.starts_at) != (row.fingerprint, row.starts_at)
         ]
         held = _holdings(target, others)
@@ -300,7 +335,7 @@ class Engine:
     # ------------------------------------------------------------ helpers
 
     def _action(self, alert: Alert, rule: Rule | None, row: ActionRow | None = None) -> Action:
-        fp, starts = alert.key()
+        fp, starts = (row.fingerprint, row.starts_at) if row else alert.key()
         return Action(
             fingerprint=fp,
             starts_at=starts,
@@ -357,10 +392,9 @@ class Engine:
         detail: str = "",
         error: str = "",
     ) -> AuditRecord:
-        fp, starts = alert.key()
         return AuditRecord(
-            fingerprint=fp,
-            starts_at=starts,
+            fingerprint=row.fingerprint,
+            starts_at=row.starts_at,
             alert_status=alert.status,
             labels=dict(alert.labels),
             decision=decision,
@@ -381,3 +415,8 @@ def _holdings(target: HoldsObjects, rows: list[ActionRow]) -> dict[str, tuple[Ac
         for key, state in target.originals(row.undo_data).items():
             held.setdefault(key, (row, state))
     return held
+
+
+def _instant(starts_at: str) -> datetime:
+    """A stored startsAt (UTC ISO 8601) as a datetime, for ordering instances."""
+    return datetime.fromisoformat(starts_at)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -31,6 +31,10 @@ APPLY_FAILED = "apply_failed"  # apply was refused part-way: what it did is undo
 SUPERSEDED = "superseded"  # a newer firing of the same fingerprint took over
 UNDO_FAILED = "undo_failed"
 ACTIVE_STATES = (APPLYING, APPLIED)
+# States whose target objects may still be changed by the action: undone on resolve,
+# and holders of a shared object's original state. An apply refused part-way may have
+# changed some objects already.
+HOLDING_STATES = (*ACTIVE_STATES, APPLY_FAILED)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS actions (
@@ -166,17 +170,18 @@ class Store:
         ).fetchone()
         return _action(row) if row else None
 
-    def active_with_fingerprint(self, fingerprint: str) -> list[ActionRow]:
-        return self._active("fingerprint", fingerprint)
+    def holding_with_fingerprint(self, fingerprint: str) -> list[ActionRow]:
+        """Actions of one alert series (any startsAt) that may hold objects, oldest first."""
+        return self._holding("fingerprint", fingerprint)
 
-    def active_for_target(self, target: str) -> list[ActionRow]:
-        """Applied (or being applied) actions of one target, oldest first."""
-        return self._active("target", target)
+    def holding_for_target(self, target: str) -> list[ActionRow]:
+        """Actions of one target that may hold objects, oldest first."""
+        return self._holding("target", target)
 
-    def _active(self, column: Literal["fingerprint", "target"], value: str) -> list[ActionRow]:
+    def _holding(self, column: Literal["fingerprint", "target"], value: str) -> list[ActionRow]:
         rows = self._db.execute(
-            f"SELECT * FROM actions WHERE {column} = ? AND state IN (?, ?) ORDER BY created_at",
-            (value, *ACTIVE_STATES),
+            f"SELECT * FROM actions WHERE {column} = ? AND state IN (?, ?, ?) ORDER BY created_at",
+            (value, *HOLDING_STATES),
         ).fetchall()
         return [_action(r) for r in rows]
 
@@ -215,37 +220,40 @@ class Store:
 
     # ------------------------------------------------------------ writes
 
-    def record(self, row: ActionRow | None, *audits: AuditRecord) -> None:
-        """Upsert `row` (if given) and append `audits`, in one durable transaction."""
+    def record(
+        self, row: ActionRow | None, *audits: AuditRecord, also: Sequence[ActionRow] = ()
+    ) -> None:
+        """Upsert `row` (if given) and the rows in `also`, and append `audits`, in one
+        durable transaction."""
         now = self._clock()
         with self._transaction():
-            if row is not None:
+            for each in [*also, *([row] if row is not None else [])]:
                 existing = self._db.execute(
                     "SELECT created_at, state FROM actions WHERE fingerprint = ? AND starts_at = ?",
-                    (row.fingerprint, row.starts_at),
+                    (each.fingerprint, each.starts_at),
                 ).fetchone()
                 # A skipped firing decided again starts anew (cool-downs count from it).
                 kept = existing is not None and existing[1] != SKIPPED
-                row.created_at = float(existing[0]) if kept else now
-                row.updated_at = now
+                each.created_at = float(existing[0]) if kept else now
+                each.updated_at = now
                 self._db.execute(
                     "INSERT OR REPLACE INTO actions (fingerprint, starts_at, state, rule,"
                     " target, mode, dry_run, team, scope, labels, undo_data, created_at,"
                     " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
-                        row.fingerprint,
-                        row.starts_at,
-                        row.state,
-                        row.rule,
-                        row.target,
-                        row.mode,
-                        None if row.dry_run is None else int(row.dry_run),
-                        row.team,
-                        row.scope,
-                        json.dumps(row.labels, sort_keys=True),
-                        json.dumps(row.undo_data, sort_keys=True),
-                        row.created_at,
-                        row.updated_at,
+                        each.fingerprint,
+                        each.starts_at,
+                        each.state,
+                        each.rule,
+                        each.target,
+                        each.mode,
+                        None if each.dry_run is None else int(each.dry_run),
+                        each.team,
+                        each.scope,
+                        json.dumps(each.labels, sort_keys=True),
+                        json.dumps(each.undo_data, sort_keys=True),
+                        each.created_at,
+                        each.updated_at,
                     ),
                 )
             for a in audits:

@@ -1,0 +1,203 @@
+"""An alert series over several instances (flapping: a new startsAt without the old
+one's resolve), and actions that share an object: the action is always undone, and a
+shared object always gets its original state back.
+
+Simulated: the target. `Replicas` stands in for a target whose actions share objects
+(Kubernetes Deployments, APIM subscriptions): it keeps replica counts in memory, can
+fail a read or refuse a write on demand, and can hold a read open, so that the engine's
+bookkeeping is tested without HTTP. The real Kubernetes target's wire format has its own
+tests (test_kubernetes_target.py). The engine and the SQLite store are the real ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aispend.actuators import store as st
+from aispend.actuators.engine import Engine, Outcome
+from aispend.actuators.payload import Alert, PayloadError, parse_payload
+from aispend.actuators.settings import ActionsSettings
+from aispend.actuators.store import Store
+from aispend.actuators.targets.base import Action, HoldsObjects, TargetError
+
+T1, T2 = "2024-05-01T10:00:00Z", "2024-05-01T10:20:00Z"
+
+
+class Replicas:
+    """Objects named by the alert's `objects` label ("x,y"); pause sets them to 0."""
+
+    name, type = "t", "command"
+
+    def __init__(self, **replicas: int) -> None:
+        self.replicas = dict(replicas)
+        self.fail_read: TargetError | None = None
+        self.refuse_write: set[str] = set()
+        self.hold_read: asyncio.Event | None = None
+        self.reading = asyncio.Event()
+
+    async def prepare(self, action: Action) -> dict[str, Any]:
+        if self.fail_read is not None:
+            error, self.fail_read = self.fail_read, None
+            raise error
+        read = {n: self.replicas[n] for n in action.labels["objects"].split(",")}
+        self.reading.set()
+        if self.hold_read is not None:
+            await self.hold_read.wait()
+        return {"replicas": read}
+
+    async def apply(self, action: Action, undo_data: dict[str, Any]) -> str:
+        for name in undo_data["replicas"]:
+            if name in self.refuse_write:
+                raise TargetError(f"PATCH {name}: HTTP 403", retryable=False)
+            self.replicas[name] = 0
+        return "paused"
+
+    async def undo(self, action: Action, undo_data: dict[str, Any]) -> str:
+        self.replicas.update(undo_data["replicas"])
+        return "restored"
+
+    def originals(self, undo_data: dict[str, Any]) -> dict[str, Any]:
+        return dict(undo_data["replicas"])
+
+    def with_originals(
+        self, undo_data: dict[str, Any], originals: dict[str, Any]
+    ) -> dict[str, Any]:
+        return {**undo_data, "replicas": dict(originals)}
+
+
+def settings(**extra: Any) -> ActionsSettings:
+    return ActionsSettings.model_validate(
+        {
+            "dry_run": False,
+            "rules": [
+                {"name": "pause", "match": {"action": "pause"}, "target": "t", "mode": "pause"}
+            ],
+            "targets": {"t": {"type": "command", "apply": ["true"]}},
+            **extra,
+        }
+    )
+
+
+def alert(fp: str, status: str = "firing", starts: str = T1, objects: str = "x") -> Alert:
+    labels = {
+        "alertname": "AISpendGPUIdle",
+        "team": "search",
+        "action": "pause",
+        "objects": objects,
+    }
+    return Alert.model_validate(
+        {"status": status, "labels": labels, "startsAt": starts, "fingerprint": fp}, strict=False
+    )
+
+
+def handle(engine: Engine, a: Alert) -> Outcome:
+    return asyncio.run(engine.handle(a))
+
+
+def test_replicas_fake_is_a_holds_objects_target() -> None:
+    assert isinstance(Replicas(), HoldsObjects)
+
+
+@pytest.mark.parametrize("held_back_by", [{"cooldown": "10m"}, {"max_active_per_team": 1}])
+def test_resolve_undoes_the_earlier_instance_a_held_back_refiring_left(
+    tmp_path: Path, held_back_by: dict[str, Any]
+) -> None:
+    """The re-firing is skipped (its own series' action counts for the cool-down and
+    the team's limit); Alertmanager never resolves the first instance. The resolve of
+    the second must still restore the object."""
+    target = Replicas(x=3)
+    store = Store(tmp_path / "s.db")
+    engine = Engine(settings(**held_back_by), {}, store, {"t": target})
+    assert handle(engine, alert("f1")).result == "ok"
+    assert handle(engine, alert("f1", starts=T2)).result.startswith("skipped")
+    assert target.replicas == {"x": 0}  # the series still fires: the pause stays
+
+    resolved = handle(engine, alert("f1", "resolved", starts=T2))
+    assert (resolved.result, resolved.retry) == ("nothing to undo", False)
+    assert target.replicas == {"x": 3}
+    first = store.get("f1", "2024-05-01T10:00:00+00:00")
+    assert first is not None and first.state == st.UNDONE
+    undo = [a for a in store.audit() if a.decision == "undo" and a.result == "ok"]
+    assert [(a.starts_at, a.alert_status) for a in undo] == [
+        ("2024-05-01T10:00:00+00:00", "resolved")
+    ]
+
+
+@pytest.mark.parametrize("retryable", [True, False])
+def test_refiring_whose_read_fails_keeps_the_original_state(
+    tmp_path: Path, retryable: bool
+) -> None:
+    """The first instance keeps holding the original 3 until the new one's intent is
+    recorded: a failed read (500 retried, or 403) must not hand over the paused 0."""
+    target = Replicas(x=3)
+    engine = Engine(settings(), {}, Store(tmp_path / "s.db"), {"t": target})
+    handle(engine, alert("f1"))
+    target.fail_read = TargetError("GET x: HTTP 500" if retryable else "GET x: HTTP 403", retryable)
+    failed = handle(engine, alert("f1", starts=T2))
+    assert failed.retry is retryable
+    if retryable:  # Alertmanager redelivers; the read now sees the paused 0
+        assert handle(engine, alert("f1", starts=T2)).result == "ok"
+    handle(engine, alert("f1", "resolved", starts=T2))
+    handle(engine, alert("f1", "resolved", starts=T1))
+    assert target.replicas == {"x": 3}
+
+
+def test_an_apply_refused_part_way_still_holds_what_it_changed(tmp_path: Path) -> None:
+    """A pauses x, then y is refused (apply_failed). B pauses x too. A resolves first:
+    x stays paused for B, and B's resolve restores x's original 3, not the 0 B read."""
+    target = Replicas(x=3, y=2)
+    target.refuse_write = {"y"}
+    engine = Engine(settings(), {}, Store(tmp_path / "s.db"), {"t": target})
+    assert handle(engine, alert("a1", objects="x,y")).result == "error"
+    assert target.replicas == {"x": 0, "y": 2}
+    target.refuse_write = set()
+    assert handle(engine, alert("b2", objects="x")).result == "ok"
+    handle(engine, alert("a1", "resolved", objects="x,y"))
+    assert target.replicas["x"] == 0
+    handle(engine, alert("b2", "resolved", objects="x"))
+    assert target.replicas == {"x": 3, "y": 2}
+
+
+def test_a_resolve_cannot_restore_an_object_between_another_alerts_read_and_record(
+    tmp_path: Path,
+) -> None:
+    """B reads x (0, paused by A) and its answer is slow; A resolves meanwhile. Either
+    A leaves x to B, or B reads x after A restored it: never B recording 0 as x's
+    original. A's resolve waits for B's intent to be recorded."""
+    target = Replicas(x=3)
+    engine = Engine(settings(), {}, Store(tmp_path / "s.db"), {"t": target})
+    handle(engine, alert("a1"))
+
+    async def race() -> None:
+        target.hold_read = asyncio.Event()
+        target.reading = asyncio.Event()
+        fire_b = asyncio.create_task(engine.handle(alert("b2")))
+        await target.reading.wait()  # B has read x = 0
+        resolve_a = asyncio.create_task(engine.handle(alert("a1", "resolved")))
+        done, _ = await asyncio.wait([resolve_a], timeout=0.5)
+        assert not done, "A's resolve ran while B's read was not yet recorded"
+        target.hold_read.set()
+        await asyncio.gather(fire_b, resolve_a)
+
+    asyncio.run(race())
+    assert target.replicas == {"x": 0}  # still paused for B
+    target.hold_read = None
+    handle(engine, alert("b2", "resolved"))
+    assert target.replicas == {"x": 3}
+
+
+@pytest.mark.parametrize("starts", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"])
+def test_start_time_that_has_no_utc_form_is_a_payload_error(starts: str) -> None:
+    """It passed validation, then failed converting to UTC: a 500 that Alertmanager
+    retried for ever. Now it is named like any other bad field (the app answers 422)."""
+    alerts = [
+        {"status": "firing", "labels": {"team": "search"}, "startsAt": starts, "fingerprint": "f1"}
+    ]
+    body = json.dumps({"version": "4", "status": "firing", "alerts": alerts}).encode()
+    with pytest.raises(PayloadError, match=r"alerts\.0\.startsAt: .*out of range"):
+        parse_payload(body)
