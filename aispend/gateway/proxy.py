@@ -9,7 +9,10 @@ Status codes the gateway itself produces (all with an OpenAI-style JSON error):
   504 upstream did not connect within connect_timeout_s or answer within read_timeout_s
 Upstream 4xx/5xx pass through with their status and body. A stream that breaks
 after its headers were sent cannot change status: the client connection is closed
-so the client sees the break, and the request is counted as usage unknown.
+so the client sees the break, and the request is counted as usage unknown. So is a
+stream the client leaves before the provider's closing usage count (Anthropic's first
+count is provisional), and one the provider ends with its error event
+(`upstream_errors{reason="stream_error"}`; usage counted when the event carries it).
 
 Every request is recorded exactly once (`_Outcome.record`), tokens only when the
 usage was read, `aispend_llm_usage_unknown_total` otherwise.
@@ -262,7 +265,7 @@ class Proxy:
         outcome.upstream_s += time.perf_counter() - t_up
         try:
             content_type = upstream.header("Content-Type")
-            if upstream.status == 200 and content_type.startswith("text/event-stream"):
+            if upstream.status == 200 and content_type.lower().startswith("text/event-stream"):
                 await self._relay_stream(reply, route, outcome, started, upstream, drop_usage_chunk)
                 return None
             return await self._relay_body(route, outcome, started, upstream)
@@ -320,9 +323,12 @@ class Proxy:
         client_gone = False
         write_s = 0.0
         t_w = time.perf_counter()
-        await reply.start(upstream.status, _response_headers(upstream))
+        try:
+            await reply.start(upstream.status, _response_headers(upstream))
+        except ClientGone:  # gone while the upstream was thinking: it ran all the same
+            client_gone = True
         write_s += time.perf_counter() - t_w
-        while True:
+        while not client_gone:
             t_up = time.perf_counter()
             try:
                 chunk = await upstream.readany()
@@ -349,15 +355,19 @@ class Proxy:
                 break
             write_s += time.perf_counter() - t_w
         outcome.upstream_s += write_s  # time waiting on the client is not gateway overhead
-        if broken is None and not client_gone and not reader.done and reader.usage is None:
+        usage = reader.usage if reader.usage_final else None  # not a provisional count
+        if broken is None and not client_gone and not reader.done and usage is None:
             broken = "truncated"
         if broken is not None:
             self._metrics.inc(self._metrics.upstream_errors, (route.provider, broken))
+        elif reader.failed:
+            self._metrics.inc(self._metrics.upstream_errors, (route.provider, "stream_error"))
         self._set_response_model(route, outcome, reader.model)
-        if reader.usage is not None:
-            self._finish(outcome, started, reader.usage, operation_ran=True)
+        if usage is not None:
+            self._finish(outcome, started, usage, operation_ran=True)
         else:
-            reason = "client_disconnected" if client_gone else (broken or "missing_usage")
+            failed = "upstream_error" if reader.failed else "missing_usage"
+            reason = "client_disconnected" if client_gone else (broken or failed)
             self._finish(outcome, started, None, operation_ran=True, unknown_reason=reason)
         if client_gone or broken is not None:
             # The status line is gone already: close the connection so the client sees

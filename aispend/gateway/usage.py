@@ -15,6 +15,12 @@ Wire formats (as documented by the providers):
   `output_tokens`; streams carry it in `message_start` and (cumulative output,
   sometimes input too) `message_delta`.
 
+In a stream, usage is final only once the provider has sent its closing count: the
+OpenAI usage chunk, the Responses API's closing `response.*` event, Anthropic's
+`message_delta` (or `message_stop`). Anthropic's `message_start` usage is provisional
+(`output_tokens` is 1 or so): a stream cut before its `message_delta` has unknown usage.
+A provider `error` event ends the stream (`failed`).
+
 Usage parsers never raise on odd input: a missing or malformed usage gives None
 and the caller counts it as unknown rather than guessing. A count above MAX_TOKENS is
 malformed too: no model reads or writes that many tokens in one request, and billing
@@ -140,6 +146,8 @@ class SSEUsageReader:
         self.usage: TokenUsage | None = None
         self.model: str | None = None
         self.done = False  # saw the provider's end-of-stream marker
+        self.usage_final = False  # `usage` is the provider's closing count
+        self.failed = False  # the stream ended with the provider's error event
         self._pending = bytearray()  # an incomplete event, CRLFs not yet normalised
         self._anthropic_input: dict[str, Any] | None = None
 
@@ -197,8 +205,10 @@ class SSEUsageReader:
             self._anthropic(data)
             return True
         if self.kind == "responses":
-            if b'"response.completed"' in data or b'"response.incomplete"' in data:
+            if any(marker in data for marker in _RESPONSES_END):
                 self._responses(data)
+            elif b'"error"' in data:
+                self._error(data)
             return True
         return self._openai(data)
 
@@ -215,25 +225,38 @@ class SSEUsageReader:
         usage = openai_usage(parsed["usage"])
         if usage is not None:
             self.usage = usage
+            self.usage_final = True
         # The usage-only chunk (no choices) is dropped when the client did not ask for it.
         return not (self.drop_usage_chunk and not parsed.get("choices"))
 
     def _responses(self, data: bytes) -> None:
         parsed = _loads(data)
-        response = parsed.get("response") if isinstance(parsed, dict) else None
+        if not isinstance(parsed, dict) or parsed.get("type") not in _RESPONSES_END_TYPES:
+            return
+        response = parsed.get("response")
         if not isinstance(response, dict):
             return
         if isinstance(response.get("model"), str):
             self.model = response["model"]
+        self.done = True
+        self.failed = parsed.get("type") == "response.failed"
         usage = responses_usage(response.get("usage"))
         if usage is not None:
             self.usage = usage
-            self.done = True
+            self.usage_final = True
+
+    def _error(self, data: bytes) -> None:
+        parsed = _loads(data)
+        if isinstance(parsed, dict) and parsed.get("type") == "error":
+            self.done = self.failed = True
 
     def _anthropic(self, data: bytes) -> None:
         if b'"message_start"' not in data and b'"message_delta"' not in data:
             if b'"message_stop"' in data:
                 self.done = True
+                self.usage_final = self.usage is not None
+            elif b'"error"' in data:
+                self._error(data)
             return
         parsed = _loads(data)
         if not isinstance(parsed, dict):
@@ -256,6 +279,11 @@ class SSEUsageReader:
                 merged.update({k: v for k, v in delta_usage.items() if v is not None})
                 self._anthropic_input = merged
                 self.usage = anthropic_usage(merged)
+                self.usage_final = self.usage is not None
+
+
+_RESPONSES_END_TYPES = ("response.completed", "response.incomplete", "response.failed")
+_RESPONSES_END = tuple(f'"{t}"'.encode() for t in _RESPONSES_END_TYPES)
 
 
 def _event_data(event: bytes) -> bytes | None:

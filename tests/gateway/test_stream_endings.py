@@ -1,0 +1,273 @@
+"""How a stream ends decides what is billed: only the provider's closing usage count is.
+
+Simulated: the provider. A scripted aiohttp upstream (real loopback socket) sends the
+documented SSE events of Anthropic messages and the OpenAI Responses API, with pauses
+where a test needs the client to act mid-stream; the demo upstream cannot send these
+endings. The gateway is the real process; clients are raw HTTP connections so that a
+test can hang up at an exact point.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from aispend import metrics as m
+from aispend.procs import wait_until
+from tests.actuator.fakes import ThreadedServer
+from tests.gateway.harness import SEARCH_RANKER, Metrics, Server, gateway, write_config
+
+pytestmark = pytest.mark.integration
+
+WHO = {"team": "search", "agent": "rerank-agent"}
+MODEL = "claude-haiku-4-5"
+
+
+def sse(event: str, data: dict[str, Any]) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+START = sse(
+    "message_start",
+    {
+        "type": "message_start",
+        "message": {"model": MODEL, "usage": {"input_tokens": 100, "output_tokens": 1}},
+    },
+)
+TEXT = sse(
+    "content_block_delta",
+    {
+        "type": "content_block_delta",
+        "index": 0,
+        "delta": {"type": "text_delta", "text": "word " * 20},
+    },
+)
+END = sse(
+    "message_delta",
+    {
+        "type": "message_delta",
+        "delta": {"stop_reason": "end_turn"},
+        "usage": {"output_tokens": 500},
+    },
+) + sse("message_stop", {"type": "message_stop"})
+OVERLOADED = sse(
+    "error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+)
+FAILED = sse(
+    "response.failed",
+    {
+        "type": "response.failed",
+        "response": {
+            "model": "gpt-4o-mini",
+            "status": "failed",
+            "error": {"code": "server_error", "message": "failed"},
+            "usage": {"input_tokens": 40, "output_tokens": 12},
+        },
+    },
+)
+
+
+async def scripted(request: web.Request) -> web.StreamResponse:
+    """The upstream answers each request with the events of its `X-Script` header."""
+    script = request.headers["X-Script"]
+    if script == "slow-headers":  # the provider works 1 s before its first byte
+        await asyncio.sleep(1)
+    content_type = "Text/Event-Stream" if script == "mixed-case" else "text/event-stream"
+    response = web.StreamResponse(headers={"Content-Type": content_type})
+    await response.prepare(request)
+    parts: list[bytes | float] = {
+        "anthropic-long": [START, TEXT, 0.3, *[TEXT] * 20, 1.0, END],
+        "anthropic-error": [START, TEXT, OVERLOADED],
+        "responses-failed": [FAILED],
+        "slow-headers": [
+            b'data: {"choices":[],"usage":{"prompt_tokens":10,"completion_tokens":5}}\n\n',
+            b"data: [DONE]\n\n",
+        ],
+        "mixed-case": [
+            b'data: {"choices":[],"usage":{"prompt_tokens":10,"completion_tokens":5}}\n\n',
+            b"data: [DONE]\n\n",
+        ],
+    }[script]
+    for part in parts:
+        if isinstance(part, float):
+            await asyncio.sleep(part)
+        else:
+            await response.write(part)
+    await response.write_eof()
+    return response
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("stream-endings")
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", scripted)
+    upstream = ThreadedServer(app).start()
+    try:
+        with gateway(tmp, write_config(tmp, upstream.url)) as gw:
+            yield gw
+    finally:
+        upstream.stop()
+
+
+def _post(gw: Server, path: str, script: str, body: dict[str, Any]) -> http.client.HTTPConnection:
+    conn = http.client.HTTPConnection(gw.url.removeprefix("http://"), timeout=10)
+    headers = {
+        "Authorization": f"Bearer {SEARCH_RANKER}",
+        "x-api-key": SEARCH_RANKER,
+        "X-Script": script,
+    }
+    conn.request("POST", path, json.dumps(body), headers)
+    return conn
+
+
+def _messages(gw: Server, script: str) -> http.client.HTTPConnection:
+    body = {
+        "model": MODEL,
+        "max_tokens": 1000,
+        "stream": True,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    return _post(gw, "/v1/messages", script, body)
+
+
+def _settle(gw: Server, before: Metrics) -> Metrics:
+    """The scrape once the gateway has recorded one more request."""
+    wanted = before.total(m.LLM_REQUESTS.name, **WHO) + 1
+    wait_until(
+        lambda: Metrics.scrape(gw).total(m.LLM_REQUESTS.name, **WHO) == wanted,
+        15,
+        what="the gateway to record the request",
+    )
+    return Metrics.scrape(gw)
+
+
+def _delta(before: Metrics, after: Metrics, name: str, **labels: str) -> float:
+    return after.total(name, **labels) - before.total(name, **labels)
+
+
+def test_complete_anthropic_stream_bills_the_closing_count(servers: Server) -> None:
+    before = Metrics.scrape(servers)
+    conn = _messages(servers, "anthropic-long")
+    try:
+        body = conn.getresponse().read()
+    finally:
+        conn.close()
+    assert b"message_stop" in body
+    after = _settle(servers, before)
+    assert _delta(before, after, m.LLM_TOKENS.name, token_type="input", **WHO) == 100
+    assert _delta(before, after, m.LLM_TOKENS.name, token_type="output", **WHO) == 500
+    assert _delta(before, after, m.LLM_USAGE_UNKNOWN.name) == 0
+
+
+def test_anthropic_stream_left_mid_answer_is_usage_unknown_not_one_token(servers: Server) -> None:
+    """message_start says output_tokens 1; the user stops after hundreds. Billing that 1
+    would under-count silently: the request is usage unknown, like an OpenAI stream."""
+    before = Metrics.scrape(servers)
+    conn = _messages(servers, "anthropic-long")
+    try:
+        response = conn.getresponse()
+        assert response.status == 200
+        assert b"message_start" in response.read1(65536)
+    finally:
+        conn.close()
+    after = _settle(servers, before)
+    assert _delta(before, after, m.LLM_TOKENS.name) == 0
+    assert _delta(before, after, m.LLM_COST.name) == 0
+    assert (
+        _delta(
+            before,
+            after,
+            m.LLM_USAGE_UNKNOWN.name,
+            team="search",
+            provider="anthropic",
+            reason="client_disconnected",
+        )
+        == 1
+    )
+
+
+def test_anthropic_error_event_ends_the_stream_with_usage_unknown(servers: Server) -> None:
+    before = Metrics.scrape(servers)
+    conn = _messages(servers, "anthropic-error")
+    try:
+        body = conn.getresponse().read()  # a clean end: the error event is the answer
+    finally:
+        conn.close()
+    assert b"overloaded_error" in body
+    after = _settle(servers, before)
+    assert _delta(before, after, m.LLM_TOKENS.name) == 0
+    assert (
+        _delta(
+            before, after, m.LLM_USAGE_UNKNOWN.name, provider="anthropic", reason="upstream_error"
+        )
+        == 1
+    )
+    assert (
+        _delta(
+            before,
+            after,
+            m.GATEWAY_UPSTREAM_ERRORS.name,
+            provider="anthropic",
+            reason="stream_error",
+        )
+        == 1
+    )
+
+
+def test_responses_stream_ending_in_response_failed_is_relayed_and_billed(servers: Server) -> None:
+    before = Metrics.scrape(servers)
+    body = {"model": "gpt-4o-mini", "input": "hi", "stream": True}
+    conn = _post(servers, "/v1/responses", "responses-failed", body)
+    try:
+        answer = conn.getresponse().read()  # IncompleteRead here if the gateway cut it
+    finally:
+        conn.close()
+    assert b"response.failed" in answer
+    after = _settle(servers, before)
+    assert _delta(before, after, m.LLM_TOKENS.name, token_type="input", **WHO) == 40
+    assert _delta(before, after, m.LLM_TOKENS.name, token_type="output", **WHO) == 12
+    assert _delta(before, after, m.LLM_USAGE_UNKNOWN.name) == 0
+    assert _delta(before, after, m.GATEWAY_UPSTREAM_ERRORS.name, reason="truncated") == 0
+    assert (
+        _delta(
+            before, after, m.GATEWAY_UPSTREAM_ERRORS.name, provider="openai", reason="stream_error"
+        )
+        == 1
+    )
+
+
+def test_client_gone_before_the_stream_started_is_usage_unknown(servers: Server) -> None:
+    """The provider ran the request (and may bill it) though nobody read the answer."""
+    before = Metrics.scrape(servers)
+    body = {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    conn = _post(servers, "/v1/chat/completions", "slow-headers", body)
+    conn.close()  # before the provider's first byte
+    after = _settle(servers, before)
+    assert (
+        _delta(
+            before, after, m.LLM_USAGE_UNKNOWN.name, provider="openai", reason="client_disconnected"
+        )
+        == 1
+    )
+
+
+def test_stream_content_type_is_matched_without_case(servers: Server) -> None:
+    before = Metrics.scrape(servers)
+    body = {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    conn = _post(servers, "/v1/chat/completions", "mixed-case", body)
+    try:
+        response = conn.getresponse()
+        answer = response.read()
+    finally:
+        conn.close()
+    assert response.status == 200, answer
+    after = _settle(servers, before)
+    assert _delta(before, after, m.LLM_TOKENS.name, token_type="input", **WHO) == 10
+    assert _delta(before, after, m.LLM_TOKENS.name, token_type="output", **WHO) == 5
