@@ -83,7 +83,7 @@ class ApiKey(StrictModel):
     @field_validator("sha256")
     @classmethod
     def _is_digest(cls, value: str) -> str:
-        if not _SHA256_RE.match(value):
+        if not _SHA256_RE.fullmatch(value):
             raise ValueError(
                 "must be the SHA-256 hex digest of the key (64 lowercase hex characters), "
                 "never the key itself"
@@ -146,7 +146,7 @@ class Config(StrictModel):
     @field_validator("currency")
     @classmethod
     def _iso_currency(cls, value: str) -> str:
-        if not _CURRENCY_RE.match(value):
+        if not _CURRENCY_RE.fullmatch(value):
             raise ValueError("must be an ISO 4217 code such as USD or EUR")
         return value
 

@@ -25,7 +25,7 @@ from aispend.parsing import loads_json
 
 log = logging.getLogger(__name__)
 
-_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,128}")
 PREFIX = "/admin/"
 _THROTTLES = "/admin/throttles"
 
@@ -120,7 +120,7 @@ class AdminApi:
         denied = self._denied(request)
         if denied:
             return denied
-        if not _ID_RE.match(rule_id):
+        if not _ID_RE.fullmatch(rule_id):
             return _error(400, "throttle id must be 1-128 characters of A-Z a-z 0-9 . _ -")
         try:
             data = loads_json(request.body)

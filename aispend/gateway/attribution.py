@@ -105,7 +105,7 @@ class Attributor:
 
     def _agent_label(self, team: str, agent: str) -> str:
         agent = agent.strip().lower()
-        if not _LABEL_SAFE.match(agent):
+        if not _LABEL_SAFE.fullmatch(agent):
             return OTHER
         if agent in self._configured_agents.get(team, ()):
             return agent

@@ -102,6 +102,14 @@ BAD_CONFIGS = [
         id="bad-key-hash",
     ),
     pytest.param(
+        GOOD_HEAD + f'api_keys:\n  - {{sha256: "{DIGEST}\\n", team: search}}\n',
+        [
+            "api_keys[0].sha256: must be the SHA-256 hex digest of the key "
+            "(64 lowercase hex characters), never the key itself"
+        ],
+        id="key-hash-with-a-newline",
+    ),
+    pytest.param(
         GOOD_HEAD
         + f"api_keys:\n  - {{sha256: {DIGEST}, team: search}}\n"
         + f"  - {{sha256: {DIGEST}, team: support}}\n",

@@ -297,8 +297,10 @@ def test_admin_needs_the_token(gw: Server) -> None:
     put = admin(gw, "PUT", "/admin/throttles/x", {"team": "search", "mode": "block"}, token="no")
     assert put[0] == 401
     assert admin(gw, "GET", "/admin/throttles")[1] == {"throttles": []}
-    bad_id = admin(gw, "PUT", "/admin/throttles/bad:id", {"team": "s", "mode": "block"})
-    assert bad_id[0] == 400
+    for bad in ("bad:id", "bad%0A", "bad%0D%0Ax"):  # a newline would reach logs and 429s
+        bad_id = admin(gw, "PUT", f"/admin/throttles/{bad}", {"team": "s", "mode": "block"})
+        assert bad_id[0] == 400, bad
+    assert admin(gw, "GET", "/admin/throttles")[1] == {"throttles": []}
 
 
 @pytest.mark.parametrize(
