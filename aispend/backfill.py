@@ -135,6 +135,15 @@ def run_focus(args: argparse.Namespace) -> int:
     if not result.rows:
         print("aispend backfill: the files hold no cost rows; nothing written", file=sys.stderr)
         return 1
+    if len(result.currencies) != 1 or not result.currencies[0]:
+        found = ", ".join(c or "(empty)" for c in result.currencies)
+        print(
+            f"aispend backfill: the files' BillingCurrency must be one currency, found {found}:"
+            " the series carry no currency and would add them up; backfill each currency's"
+            " files on their own, into the stack whose config has that currency",
+            file=sys.stderr,
+        )
+        return 1
     series = daily_series(result.rows)
     tsdb = Path(args.tsdb)
     tsdb.mkdir(parents=True, exist_ok=True)
@@ -157,7 +166,8 @@ def run_focus(args: argparse.Namespace) -> int:
         return 1
     days = sorted({p[0] for points in series.values() for p in points})
     print(
-        f"wrote {len(series)} series x {len(days)} days ({days[0]} to {days[-1]}) into {tsdb};"
+        f"wrote {len(series)} series x {len(days)} days ({days[0]} to {days[-1]}),"
+        f" in {result.currencies[0]}, into {tsdb};"
         " run Prometheus with a --storage.tsdb.retention.time longer than this history"
     )
     return 0

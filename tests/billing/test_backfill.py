@@ -136,3 +136,28 @@ def test_backfilled_history_returns_the_files_daily_totals(
     mtd = by_label(query(url, f"sum by (provider) ({MTD})", month_end), "provider")
     for provider, total in per_provider.items():
         assert mtd[provider] == pytest.approx(float(total), abs=1e-9), provider
+
+
+def test_files_in_two_currencies_are_refused(tmp_path: Path) -> None:
+    """The backfilled series carry no currency: EUR rows would be added to USD ones."""
+    require_binary("promtool")
+    with SAMPLE.open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for row in rows[:10]:
+        row["BillingCurrency"] = "EUR"
+    mixed = tmp_path / "mixed.csv"
+    with mixed.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    tsdb = tmp_path / "tsdb"
+    done = subprocess.run(
+        [sys.executable, "-m", "aispend", "backfill", "focus", str(mixed), "--tsdb", str(tsdb)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "BillingCurrency must be one currency, found EUR, USD" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not tsdb.exists()

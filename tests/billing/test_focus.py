@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import re
 import subprocess
 import sys
 from collections import defaultdict
@@ -20,9 +21,9 @@ import duckdb
 import pytest
 
 from aispend import metrics
-from aispend.exporters.billing.focus import FocusError, FocusReader
+from aispend.exporters.billing.focus import FocusError, FocusReader, FocusSource
 from aispend.exporters.billing.model import build_snapshot
-from aispend.exporters.billing.settings import FocusTags
+from aispend.exporters.billing.settings import FocusSettings, FocusTags
 from tests.conftest import SHARED_DATA, require_binary
 
 SAMPLE = SHARED_DATA / "focus" / "focus_sample.csv"
@@ -259,3 +260,49 @@ def test_once_output_passes_promtool(tmp_path: Path) -> None:
         check=False,
     )
     assert check.returncode == 0 and check.stdout == b"" and check.stderr == b"", check
+
+
+def test_a_file_reached_by_two_paths_is_read_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relative and an absolute path, or a symlink, to one export: counted once."""
+    monkeypatch.chdir(SAMPLE.parent)
+    link = tmp_path / "link.csv"
+    link.symlink_to(SAMPLE)
+    reader = FocusReader([SAMPLE.name, str(SAMPLE), str(link)], "BilledCost")
+    assert reader.summarize([])[1] == FocusReader([str(SAMPLE)], "BilledCost").summarize([])[1]
+
+
+def test_tag_key_outside_ascii_is_matched(tmp_path: Path) -> None:
+    """The JSON path must carry the key's own characters: DuckDB does not decode \\u."""
+    rows = sample_rows()
+    for row in rows:
+        if row["Tags"] != "NULL":
+            tags = json.loads(row["Tags"])
+            if "business_unit" in tags:
+                tags["équipe"] = tags.pop("business_unit")
+            row["Tags"] = json.dumps(tags, ensure_ascii=False)
+    path = tmp_path / "focus.csv"
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    tags = FocusTags(team="équipe", project="application", environment="environment")
+    teams = {r.labels.team for r in FocusReader([str(path)], "BilledCost", tags).daily().rows}
+    expected = {r.labels.team for r in FocusReader([str(SAMPLE)], "BilledCost", TAGS).daily().rows}
+    assert teams == expected
+    assert teams - {metrics.UNTAGGED_TEAM}
+
+
+@pytest.mark.parametrize(("currency", "named"), [("EUR", "EUR"), ("", "(empty)")])
+def test_rows_in_another_currency_or_none_are_refused(
+    tmp_path: Path, currency: str, named: str
+) -> None:
+    """The exporter's series carry no currency: a row not in the config's would be added
+    to the rest as if it were."""
+    path = _bad_copy(tmp_path, 10, "BillingCurrency", currency)
+    source = FocusSource(FocusSettings(paths=[str(path)], cost_column="BilledCost"), "USD")
+    with pytest.raises(
+        FocusError, match=rf"BillingCurrency {re.escape(named)}, but the config's currency is USD"
+    ):
+        source.fetch()

@@ -95,8 +95,12 @@ class DailyResult:
 
 
 def expand_paths(patterns: Sequence[str]) -> list[Path]:
-    """Paths and globs -> sorted distinct files; a pattern that matches nothing is an error."""
+    """Paths and globs -> sorted distinct files; a pattern that matches nothing is an error.
+
+    A file reached twice (two patterns, `./x` and its absolute path, a symlink) is read
+    once: its cost would otherwise be counted twice."""
     found: list[Path] = []
+    seen: set[Path] = set()
     for pattern in patterns:
         matches = (
             sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
@@ -106,7 +110,11 @@ def expand_paths(patterns: Sequence[str]) -> list[Path]:
             raise FocusError(
                 f"{pattern}: no such file" + (" (glob matched none)" if matches == [] else "")
             )
-        found.extend(f for f in files if f not in found)
+        for file in files:
+            real = file.resolve()
+            if real not in seen:
+                seen.add(real)
+                found.append(file)
     return found
 
 
@@ -261,7 +269,8 @@ class FocusReader:
 
     def _tag_sql(self, column: str) -> str:
         keys = (self.tags.team, self.tags.project, self.tags.environment)
-        paths = ", ".join(_sql_str("$." + json.dumps(k)) for k in keys)
+        # DuckDB's JSON paths do not decode \u escapes: keep the key's own characters.
+        paths = ", ".join(_sql_str("$." + json.dumps(k, ensure_ascii=False)) for k in keys)
         return f"json_extract_string({column}, [{paths}])"
 
     def _check_tags(self, con: Any, table: str, files: Sequence[FocusFile]) -> None:
@@ -352,11 +361,12 @@ class FocusReader:
         )
         stats = self._run(
             con,
-            "SELECT max(period_end), list(DISTINCT currency ORDER BY currency) FROM labelled",
+            "SELECT max(period_end), list(DISTINCT cur ORDER BY cur)"
+            " FROM (SELECT period_end, coalesce(trim(currency), '') AS cur FROM labelled)",
             files,
         )
         newest_end = float(stats[0][0]) if stats[0][0] is not None else None
-        currencies = tuple(c for c in (stats[0][1] or []) if c is not None)
+        currencies = tuple(stats[0][1] or [])  # "": rows without a BillingCurrency
         daily = [DailyCost(CostLabels(*(str(v) for v in r[:7])), r[7], float(r[8])) for r in rows]
         resources: tuple[ResourceCost, ...] = ()
         if resource_cap and daily:
@@ -538,7 +548,7 @@ class FocusSource:
         fetched_at = self._clock()
         cap = self.settings.max_resources if self.settings.resource_series else None
         result = self.reader.daily(resource_cap=cap)
-        other = [c for c in result.currencies if c != self.currency]
+        other = [c or "(empty)" for c in result.currencies if c != self.currency]
         if other:
             raise FocusError(
                 f"{', '.join(self.settings.paths)}: BillingCurrency {', '.join(other)}, but the"
