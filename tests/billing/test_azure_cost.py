@@ -286,3 +286,51 @@ def test_cost_that_is_not_finite_is_an_error(
     assert not cached.refresh()
     assert cached.error is not None and cached.error.startswith(f"{SCOPE}: bad Query row 0: ")
     assert cached.snapshot is None
+
+
+NAMELESS = [{"type": "Number"}, *query_result([])["properties"]["columns"][1:]]
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (query_result([[10.0, 20240914, "VM"]]), "bad Query row 0: [10.0, 20240914, 'VM']"),
+        (
+            query_result([[10.0, float("inf"), "VM", "team", "x", "USD"]]),
+            "bad Query row 0: [10.0, inf, 'VM', 'team', 'x', 'USD']",
+        ),
+        (
+            {"properties": {"columns": NAMELESS, "rows": []}},
+            "Query response has a column without a name",
+        ),
+    ],
+    ids=["short-row", "infinite-date", "nameless-column"],
+)
+def test_malformed_query_answer_is_an_error_naming_the_scope(
+    server: tuple[QueryServer, Path], body: dict[str, Any], error: str
+) -> None:
+    """Before: `list index out of range`, `'name'`, `cannot convert float infinity to
+    integer`, without the scope. The old snapshot is kept either way."""
+    srv, ca = server
+    srv.script(Reply(200, body))
+    clock, sleeps = Clock(NOW), []
+    cached = CachedSource(make_source(srv, ca, clock, sleeps), clock)
+    assert not cached.refresh()
+    assert cached.error is not None and cached.error.startswith(f"{SCOPE}: {error}")
+    assert cached.snapshot is None
+
+
+def test_next_link_repeating_with_its_parameters_reordered_is_a_loop(
+    server: tuple[QueryServer, Path],
+) -> None:
+    srv, ca = server
+    base = f"{srv.base_url}/{SCOPE}/providers/Microsoft.CostManagement/query"
+    srv.script(
+        Reply(200, query_result(PAGE1, f"{base}?$skiptoken=A&api-version=2025-03-01")),
+        Reply(200, query_result(PAGE2, f"{base}?api-version=2025-03-01&$skiptoken=A")),
+    )
+    clock, sleeps = Clock(NOW), []
+    cached = CachedSource(make_source(srv, ca, clock, sleeps), clock)
+    assert not cached.refresh()
+    assert cached.error is not None and "nextLink repeats itself" in cached.error
+    assert len(srv.requests) == 2  # PAGE2 is not counted twice

@@ -167,7 +167,7 @@ class AzureCostSource:
         body = query_definition(self.settings)
         params: dict[str, str] = {}
         rows: list[DailyCost] = []
-        seen: set[str] = set()
+        seen: set[tuple[tuple[str, str], ...]] = set()
         for _ in range(MAX_PAGES):
             try:
                 result = client.query.usage(scope.scope, body, params=dict(params))
@@ -180,6 +180,10 @@ class AzureCostSource:
                 raise AzureCostError(
                     f"{scope.scope}: Cost Management query failed: {_short(str(exc))}"
                 ) from exc
+            except (ValueError, TypeError) as exc:  # a body the SDK cannot deserialise
+                raise AzureCostError(
+                    f"{scope.scope}: unreadable Query response: {_short(str(exc))}"
+                ) from exc
             if result is None:  # 204 No Content: nothing in the period
                 return rows
             props = result.properties
@@ -189,16 +193,22 @@ class AzureCostSource:
             link = props.next_link
             if not link:
                 return rows
-            if link in seen:
-                raise AzureCostError(f"{scope.scope}: nextLink repeats itself: {link}")
-            seen.add(link)
             params = _next_params(link)
+            page = tuple(sorted(params.items()))  # the same page, its parameters reordered
+            if page in seen:
+                raise AzureCostError(f"{scope.scope}: nextLink repeats itself: {link}")
+            seen.add(page)
         raise AzureCostError(f"{scope.scope}: more than {MAX_PAGES} result pages")
 
     def parse_rows(
         self, scope: AzureScope, columns: list[Any], rows: list[list[Any]]
     ) -> list[DailyCost]:
-        names = [str(getattr(c, "name", None) or c["name"]) for c in columns]
+        try:
+            names = [str(getattr(c, "name", None) or c["name"]) for c in columns]
+        except (KeyError, TypeError) as exc:
+            raise AzureCostError(
+                f"{scope.scope}: Query response has a column without a name: {columns!r:.200}"
+            ) from exc
         index = {n.lower(): i for i, n in enumerate(names)}
 
         def col(*candidates: str, required: bool = True) -> int | None:
@@ -225,15 +235,16 @@ class AzureCostSource:
                 if not math.isfinite(cost):  # NaN, Infinity, 1e400
                     raise ValueError("cost is not a finite number")
                 day = parse_usage_date(row[i_date])
-            except (TypeError, ValueError, IndexError) as exc:
+                currency = row[i_currency] if i_currency is not None else None
+                service = str(row[i_service] or "")
+                team = str(row[i_team] or "").strip() if i_team is not None else ""
+            except (TypeError, ValueError, IndexError, OverflowError) as exc:
                 raise AzureCostError(f"{scope.scope}: bad Query row {n}: {row!r:.200}") from exc
-            if i_currency is not None and row[i_currency] and row[i_currency] != self.currency:
+            if currency and currency != self.currency:
                 raise AzureCostError(
-                    f"{scope.scope}: cost in {row[i_currency]}, but the config's currency is"
+                    f"{scope.scope}: cost in {currency}, but the config's currency is"
                     f" {self.currency}"
                 )
-            service = str(row[i_service] or "")
-            team = str(row[i_team] or "").strip() if i_team is not None else ""
             labels = CostLabels(
                 provider=PROVIDER,
                 account=scope.account,
