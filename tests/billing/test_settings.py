@@ -82,3 +82,34 @@ def test_client_secret_file_that_is_not_utf8_is_a_clear_error(tmp_path) -> None:
     assert str(err.value) == (
         f"sources.azure_cost.credential.client_secret_file: {path} is not UTF-8 text"
     )
+
+
+@pytest.mark.parametrize(
+    ("second", "message"),
+    [
+        ("/Subscriptions/ABC/", "scopes[1] is scopes[0] again (scopes ignore case)"),
+        ("subscriptions/abc/resourceGroups/rg", "scopes[0] and scopes[1] overlap"),
+    ],
+)
+def test_a_scope_counted_twice_is_refused(second: str, message: str) -> None:
+    """Each scope's cost is added up: the same scope twice, or a resource group of a
+    listed subscription, would double its cost."""
+    found = issues(
+        "sources:\n  azure_cost:\n"
+        f"    scopes: [{{scope: subscriptions/abc}}, {{scope: {second}}}]\n"
+    )
+    assert len(found) == 1
+    assert found[0].startswith(f"sources.azure_cost.scopes: {message}")
+
+
+def test_an_openai_resource_listed_twice_is_refused() -> None:
+    rid = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.CognitiveServices/accounts/a"
+    found = issues(
+        "sources:\n  azure_tokens:\n    metrics_endpoint: https://eastus.metrics.monitor.azure.com\n"
+        f"    openai_resources: [{{id: {rid}, team: search}},"
+        f" {{id: {rid.replace('rg', 'RG')}, team: search}}]\n"
+    )
+    assert found == [
+        "sources.azure_tokens.openai_resources: openai_resources[1] is openai_resources[0]"
+        " again (Azure resource ids ignore case)"
+    ]

@@ -38,7 +38,7 @@ Seconds = Annotated[float, Field(ge=60)]
 
 
 def _tag_key(value: str) -> str:
-    if not _TAG_KEY_RE.match(value):
+    if not _TAG_KEY_RE.fullmatch(value):
         raise ValueError("must be a tag key of 1-512 characters without quotes or backslashes")
     return value
 
@@ -53,7 +53,7 @@ class AzureScope(StrictModel):
     @classmethod
     def _known_scope(cls, value: str) -> str:
         value = value.strip().strip("/")
-        if not _SCOPE_RE.match(value):
+        if not _SCOPE_RE.fullmatch(value):
             raise ValueError(
                 "must be a Cost Management scope: subscriptions/<id>,"
                 " subscriptions/<id>/resourceGroups/<name>,"
@@ -111,6 +111,23 @@ class AzureCostSettings(StrictModel):
     @classmethod
     def _tag(cls, value: str) -> str:
         return _tag_key(value)
+
+    @field_validator("scopes")
+    @classmethod
+    def _no_overlap(cls, scopes: list[AzureScope]) -> list[AzureScope]:
+        """Each scope's cost is added up: a scope listed twice, or inside another one
+        (a resource group of a listed subscription), would be counted twice."""
+        folded = [s.scope.lower() for s in scopes]
+        for j, inner in enumerate(folded):
+            for i, outer in enumerate(folded[:j]):
+                if inner == outer:
+                    raise ValueError(f"scopes[{j}] is scopes[{i}] again (scopes ignore case)")
+                if inner.startswith(outer + "/") or outer.startswith(inner + "/"):
+                    raise ValueError(
+                        f"scopes[{i}] and scopes[{j}] overlap (one is inside the other):"
+                        " their common cost would be counted twice"
+                    )
+        return scopes
 
 
 class FocusTags(StrictModel):

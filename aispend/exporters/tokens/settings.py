@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from aispend.configbase import Name, StrictModel
 
@@ -63,6 +63,21 @@ class AzureTokensSettings(StrictModel):
     """Log records ingested later than this after they were generated are not seen."""
     max_retries: Annotated[int, Field(ge=0, le=10)] = 3
     state_file: str = "aispend-tokens-state.json"
+
+    @field_validator("openai_resources")
+    @classmethod
+    def _distinct_resources(cls, resources: list[OpenAIResource]) -> list[OpenAIResource]:
+        """A resource listed twice would be read twice (its tokens doubled), with one
+        owner silently winning."""
+        first: dict[str, int] = {}
+        for j, resource in enumerate(resources):
+            i = first.setdefault(resource.id.lower().rstrip("/"), j)
+            if i != j:
+                raise ValueError(
+                    f"openai_resources[{j}] is openai_resources[{i}] again"
+                    " (Azure resource ids ignore case)"
+                )
+        return resources
 
     @model_validator(mode="after")
     def _endpoint_for_metrics(self) -> AzureTokensSettings:
