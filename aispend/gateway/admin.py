@@ -42,8 +42,8 @@ class ThrottleBody(BaseModel):
     agent: ShortText | None = None
     model: ShortText | None = None
     mode: Literal["block", "rate"]
-    requests_per_minute: Annotated[int, Field(gt=0, le=10_000_000)] | None = None
-    tokens_per_minute: Annotated[int, Field(gt=0, le=10_000_000_000)] | None = None
+    requests_per_minute: Annotated[int, Field(strict=True, gt=0, le=10_000_000)] | None = None
+    tokens_per_minute: Annotated[int, Field(strict=True, gt=0, le=10_000_000_000)] | None = None
     reason: Annotated[str, Field(max_length=1024)] = ""
     alert_fingerprint: Annotated[str, Field(max_length=256)] | None = None
     expires_at: datetime | None = None

@@ -258,6 +258,13 @@ def test_expired_rule_is_ignored(gw: Server) -> None:
         ({"team": "search", "mode": "rate", "reason": "x"}, 422, "(body)"),
         ({"team": "search", "mode": "slow", "reason": "x"}, 422, "mode"),
         ({"team": "search", "mode": "rate", "requests_per_minute": -1}, 422, "requests_per_minute"),
+        # true is not 1 and "5" is not 5: a caller with a type bug gets an error
+        (
+            {"team": "search", "mode": "rate", "requests_per_minute": True},
+            422,
+            "requests_per_minute",
+        ),
+        ({"team": "search", "mode": "rate", "tokens_per_minute": "5"}, 422, "tokens_per_minute"),
         ({"team": "search", "mode": "block", "expires_at": "tomorrow"}, 422, "expires_at"),
         # Valid RFC 3339, but outside years 1-9999 once in UTC.
         (
