@@ -196,9 +196,12 @@ class Engine:
             except TargetError as exc:
                 new.state = st.FAILED  # recorded only if not retryable
                 return self._target_failed(alert, new, "apply", exc, record_row=not exc.retryable)
-            # A newer firing of the same series takes over the older one's action; the
+            # A newer firing of the same series takes over the older one's action on this
+            # target (one on another target is undone when the series resolves); the
             # older rows hold their objects until this intent is committed with them.
-            superseded = self.store.holding_with_fingerprint(fp)
+            superseded = [
+                old for old in self.store.holding_with_fingerprint(fp) if old.target == rule.target
+            ]
             new.undo_data = self._take_over(target, rule.target, undo_data)
             new.state = st.APPLYING
             for old in superseded:

@@ -191,6 +191,27 @@ def test_a_resolve_cannot_restore_an_object_between_another_alerts_read_and_reco
     assert target.replicas == {"x": 3}
 
 
+def test_refiring_on_another_target_leaves_the_first_action_to_the_resolve(
+    tmp_path: Path,
+) -> None:
+    """The rule was moved to another target between two firings (config changed, actuator
+    restarted): the new action cannot take over the old one's objects, so both are
+    undone when the series resolves."""
+    old, new = Replicas(x=3), Replicas(x=5)
+    targets = {
+        "t": {"type": "command", "apply": ["true"]},
+        "t2": {"type": "command", "apply": ["true"]},
+    }
+    moved = [{"name": "pause", "match": {"action": "pause"}, "target": "t2", "mode": "pause"}]
+    db = tmp_path / "s.db"
+    handle(Engine(settings(targets=targets), {}, Store(db), {"t": old, "t2": new}), alert("f1"))
+    engine = Engine(settings(targets=targets, rules=moved), {}, Store(db), {"t": old, "t2": new})
+    assert handle(engine, alert("f1", starts=T2)).result == "ok"
+    assert (old.replicas, new.replicas) == ({"x": 0}, {"x": 0})
+    handle(engine, alert("f1", "resolved", starts=T2))
+    assert (old.replicas, new.replicas) == ({"x": 3}, {"x": 5})
+
+
 @pytest.mark.parametrize("starts", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"])
 def test_start_time_that_has_no_utc_form_is_a_payload_error(starts: str) -> None:
     """It passed validation, then failed converting to UTC: a 500 that Alertmanager
