@@ -148,6 +148,21 @@ class Metrics:
         return sum(v for (n, ls), v in self.samples.items() if n == name and want <= ls)
 
 
+class Delta:
+    """Metric changes across one action."""
+
+    def __init__(self, gw: Server) -> None:
+        self.gw = gw
+        self.before = Metrics.scrape(gw)
+
+    def done(self) -> Delta:
+        self.after = Metrics.scrape(self.gw)
+        return self
+
+    def __call__(self, name: str, **labels: str) -> float:
+        return self.after.total(name, **labels) - self.before.total(name, **labels)
+
+
 def chat(server: Server, key: str) -> tuple[int, dict[str, Any]]:
     """One small chat completion with `key`; returns (status, JSON body)."""
     body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})

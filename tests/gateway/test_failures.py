@@ -23,6 +23,7 @@ from aispend.procs import wait_until
 from tests.conftest import free_port
 from tests.gateway.harness import (
     SEARCH_RANKER,
+    Delta,
     Metrics,
     Server,
     gateway,
@@ -45,21 +46,6 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, 
 
 def _client(gw: Server) -> openai.OpenAI:
     return openai.OpenAI(base_url=gw.url + "/v1", api_key=SEARCH_RANKER, max_retries=0)
-
-
-class Delta:
-    """Metric changes across one action."""
-
-    def __init__(self, gw: Server) -> None:
-        self.gw = gw
-        self.before = Metrics.scrape(gw)
-
-    def done(self) -> Delta:
-        self.after = Metrics.scrape(self.gw)
-        return self
-
-    def __call__(self, name: str, **labels: str) -> float:
-        return self.after.total(name, **labels) - self.before.total(name, **labels)
 
 
 def _fail(gw: Server, mode: str, stream: bool = False) -> openai.APIStatusError:

@@ -21,7 +21,7 @@ from aiohttp import web
 from aispend import metrics as m
 from aispend.procs import wait_until
 from tests.actuator.fakes import ThreadedServer
-from tests.gateway.harness import SEARCH_RANKER, Metrics, Server, gateway, write_config
+from tests.gateway.harness import SEARCH_RANKER, Delta, Metrics, Server, gateway, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -137,39 +137,40 @@ def _messages(gw: Server, script: str) -> http.client.HTTPConnection:
     return _post(gw, "/v1/messages", script, body)
 
 
-def _settle(gw: Server, before: Metrics) -> Metrics:
-    """The scrape once the gateway has recorded one more request."""
-    wanted = before.total(m.LLM_REQUESTS.name, **WHO) + 1
+def _answer(conn: http.client.HTTPConnection) -> tuple[int, bytes]:
+    """Status and whole body (IncompleteRead if the gateway cut the stream); closes `conn`."""
+    try:
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def _settle(d: Delta) -> Delta:
+    """`d` done once the gateway has recorded one more request."""
+    wanted = d.before.total(m.LLM_REQUESTS.name, **WHO) + 1
     wait_until(
-        lambda: Metrics.scrape(gw).total(m.LLM_REQUESTS.name, **WHO) == wanted,
+        lambda: Metrics.scrape(d.gw).total(m.LLM_REQUESTS.name, **WHO) == wanted,
         15,
         what="the gateway to record the request",
     )
-    return Metrics.scrape(gw)
-
-
-def _delta(before: Metrics, after: Metrics, name: str, **labels: str) -> float:
-    return after.total(name, **labels) - before.total(name, **labels)
+    return d.done()
 
 
 def test_complete_anthropic_stream_bills_the_closing_count(servers: Server) -> None:
-    before = Metrics.scrape(servers)
-    conn = _messages(servers, "anthropic-long")
-    try:
-        body = conn.getresponse().read()
-    finally:
-        conn.close()
-    assert b"message_stop" in body
-    after = _settle(servers, before)
-    assert _delta(before, after, m.LLM_TOKENS.name, token_type="input", **WHO) == 100
-    assert _delta(before, after, m.LLM_TOKENS.name, token_type="output", **WHO) == 500
-    assert _delta(before, after, m.LLM_USAGE_UNKNOWN.name) == 0
+    d = Delta(servers)
+    status, body = _answer(_messages(servers, "anthropic-long"))
+    assert status == 200 and b"message_stop" in body
+    _settle(d)
+    assert d(m.LLM_TOKENS.name, token_type="input", **WHO) == 100
+    assert d(m.LLM_TOKENS.name, token_type="output", **WHO) == 500
+    assert d(m.LLM_USAGE_UNKNOWN.name) == 0
 
 
 def test_anthropic_stream_left_mid_answer_is_usage_unknown_not_one_token(servers: Server) -> None:
     """message_start says output_tokens 1; the user stops after hundreds. Billing that 1
     would under-count silently: the request is usage unknown, like an OpenAI stream."""
-    before = Metrics.scrape(servers)
+    d = Delta(servers)
     conn = _messages(servers, "anthropic-long")
     try:
         response = conn.getresponse()
@@ -177,97 +178,51 @@ def test_anthropic_stream_left_mid_answer_is_usage_unknown_not_one_token(servers
         assert b"message_start" in response.read1(65536)
     finally:
         conn.close()
-    after = _settle(servers, before)
-    assert _delta(before, after, m.LLM_TOKENS.name) == 0
-    assert _delta(before, after, m.LLM_COST.name) == 0
-    assert (
-        _delta(
-            before,
-            after,
-            m.LLM_USAGE_UNKNOWN.name,
-            team="search",
-            provider="anthropic",
-            reason="client_disconnected",
-        )
-        == 1
-    )
+    _settle(d)
+    assert d(m.LLM_TOKENS.name) == 0
+    assert d(m.LLM_COST.name) == 0
+    unknown = d(m.LLM_USAGE_UNKNOWN.name, provider="anthropic", reason="client_disconnected")
+    assert unknown == 1
 
 
 def test_anthropic_error_event_ends_the_stream_with_usage_unknown(servers: Server) -> None:
-    before = Metrics.scrape(servers)
-    conn = _messages(servers, "anthropic-error")
-    try:
-        body = conn.getresponse().read()  # a clean end: the error event is the answer
-    finally:
-        conn.close()
-    assert b"overloaded_error" in body
-    after = _settle(servers, before)
-    assert _delta(before, after, m.LLM_TOKENS.name) == 0
-    assert (
-        _delta(
-            before, after, m.LLM_USAGE_UNKNOWN.name, provider="anthropic", reason="upstream_error"
-        )
-        == 1
-    )
-    assert (
-        _delta(
-            before,
-            after,
-            m.GATEWAY_UPSTREAM_ERRORS.name,
-            provider="anthropic",
-            reason="stream_error",
-        )
-        == 1
-    )
+    d = Delta(servers)
+    status, body = _answer(_messages(servers, "anthropic-error"))  # a clean end
+    assert status == 200 and b"overloaded_error" in body
+    _settle(d)
+    assert d(m.LLM_TOKENS.name) == 0
+    assert d(m.LLM_USAGE_UNKNOWN.name, provider="anthropic", reason="upstream_error") == 1
+    assert d(m.GATEWAY_UPSTREAM_ERRORS.name, provider="anthropic", reason="stream_error") == 1
 
 
 def test_responses_stream_ending_in_response_failed_is_relayed_and_billed(servers: Server) -> None:
-    before = Metrics.scrape(servers)
+    d = Delta(servers)
     body = {"model": "gpt-4o-mini", "input": "hi", "stream": True}
-    conn = _post(servers, "/v1/responses", "responses-failed", body)
-    try:
-        answer = conn.getresponse().read()  # IncompleteRead here if the gateway cut it
-    finally:
-        conn.close()
-    assert b"response.failed" in answer
-    after = _settle(servers, before)
-    assert _delta(before, after, m.LLM_TOKENS.name, token_type="input", **WHO) == 40
-    assert _delta(before, after, m.LLM_TOKENS.name, token_type="output", **WHO) == 12
-    assert _delta(before, after, m.LLM_USAGE_UNKNOWN.name) == 0
-    assert _delta(before, after, m.GATEWAY_UPSTREAM_ERRORS.name, reason="truncated") == 0
-    assert (
-        _delta(
-            before, after, m.GATEWAY_UPSTREAM_ERRORS.name, provider="openai", reason="stream_error"
-        )
-        == 1
-    )
+    status, answer = _answer(_post(servers, "/v1/responses", "responses-failed", body))
+    assert status == 200 and b"response.failed" in answer
+    _settle(d)
+    assert d(m.LLM_TOKENS.name, token_type="input", **WHO) == 40
+    assert d(m.LLM_TOKENS.name, token_type="output", **WHO) == 12
+    assert d(m.LLM_USAGE_UNKNOWN.name) == 0
+    assert d(m.GATEWAY_UPSTREAM_ERRORS.name, reason="truncated") == 0
+    assert d(m.GATEWAY_UPSTREAM_ERRORS.name, provider="openai", reason="stream_error") == 1
 
 
 def test_client_gone_before_the_stream_started_is_usage_unknown(servers: Server) -> None:
     """The provider ran the request (and may bill it) though nobody read the answer."""
-    before = Metrics.scrape(servers)
+    d = Delta(servers)
     body = {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
     conn = _post(servers, "/v1/chat/completions", "slow-headers", body)
     conn.close()  # before the provider's first byte
-    after = _settle(servers, before)
-    assert (
-        _delta(
-            before, after, m.LLM_USAGE_UNKNOWN.name, provider="openai", reason="client_disconnected"
-        )
-        == 1
-    )
+    _settle(d)
+    assert d(m.LLM_USAGE_UNKNOWN.name, provider="openai", reason="client_disconnected") == 1
 
 
 def test_stream_content_type_is_matched_without_case(servers: Server) -> None:
-    before = Metrics.scrape(servers)
+    d = Delta(servers)
     body = {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
-    conn = _post(servers, "/v1/chat/completions", "mixed-case", body)
-    try:
-        response = conn.getresponse()
-        answer = response.read()
-    finally:
-        conn.close()
-    assert response.status == 200, answer
-    after = _settle(servers, before)
-    assert _delta(before, after, m.LLM_TOKENS.name, token_type="input", **WHO) == 10
-    assert _delta(before, after, m.LLM_TOKENS.name, token_type="output", **WHO) == 5
+    status, answer = _answer(_post(servers, "/v1/chat/completions", "mixed-case", body))
+    assert status == 200, answer
+    _settle(d)
+    assert d(m.LLM_TOKENS.name, token_type="input", **WHO) == 10
+    assert d(m.LLM_TOKENS.name, token_type="output", **WHO) == 5
