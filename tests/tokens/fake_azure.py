@@ -7,7 +7,7 @@ Simulated because Azure cannot be reached from the tests. Shapes follow the REST
   reads the exporter's ingestion-time window out of the query text and performs the
   documented join + summarize over the records it holds.
 - Metrics data plane batch API, `POST /subscriptions/{sub}/metrics:getBatch?starttime=
-  &endtime=&interval=&metricnames=&aggregation=&filter=` with body `{"resourceids": [...]}`,
+  &endtime=&interval=&metricnames=&aggregation=&filter=&top=` with body `{"resourceids": [...]}`,
   answering `{"values": [{"starttime", "endtime", "interval", "namespace",
   "resourceregion", "resourceid", "value": [{"id", "name": {"value", "localizedValue"},
   "unit", "timeseries": [{"metadatavalues": [{"name": {"value": ...}, "value": ...}],
@@ -96,6 +96,8 @@ class FakeAzure:
     def metrics_answer(self, query: dict[str, list[str]], body: dict[str, Any]) -> dict[str, Any]:
         start, end = _t(query["starttime"][0]), _t(query["endtime"][0])
         names = query["metricnames"][0].split(",")
+        # With a filter, at most `top` series per resource and metric (documented default 10).
+        top = int(query.get("top", ["10"])[0]) if "filter" in query else None
         values = []
         for rid in body["resourceids"]:
             metrics = []
@@ -112,6 +114,8 @@ class FakeAzure:
                             "data": data,
                         }
                     )
+                if top is not None:
+                    series = series[:top]
                 metrics.append(
                     {
                         "id": f"{rid}/providers/Microsoft.Insights/metrics/{name}",

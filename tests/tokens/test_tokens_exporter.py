@@ -302,3 +302,43 @@ def test_metric_point_that_is_not_a_count_fails_the_poll_and_counts_nothing(
     settings = config.sources.azure_tokens
     assert settings is not None
     assert AOAI_SRC not in load_state(Path(settings.state_file)).watermarks
+
+
+def _twelve_deployments(fake: FakeAzure) -> None:
+    for n in range(12):
+        fake.points[AOAI]["ProcessedPromptTokens"][f"gpt4o-{n:02}"] += [(T0, 100.0)]
+
+
+def test_every_deployment_of_a_resource_is_counted(
+    azure: FakeAzureServer, tls: tuple[ssl.SSLContext, str], tmp_path: Path
+) -> None:
+    """With a dimension filter Azure returns 10 series unless `top` says more: 12
+    deployments would be counted as 10 and the watermark would move past the rest."""
+    _twelve_deployments(azure.fake)
+    poller = make_poller(load(azure, tmp_path), tls[1], Clock(T0 + timedelta(minutes=10)))
+    poller.poll_once()
+    _, got = scrape(poller)
+    counted = sum(
+        v
+        for k, v in got.items()
+        if k[0] == metrics.LLM_TOKENS.name and ("source", AOAI_SRC) in k[1]
+    )
+    assert counted == 1200
+
+
+def test_an_answer_as_long_as_the_series_cap_fails_the_poll(
+    azure: FakeAzureServer,
+    tls: tuple[ssl.SSLContext, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("aispend.exporters.tokens.aoai_metrics.MAX_SERIES", 12)
+    _twelve_deployments(azure.fake)
+    config = load(azure, tmp_path)
+    poller = make_poller(config, tls[1], Clock(T0 + timedelta(minutes=10)))
+    poller.poll_once()
+    _, got = scrape(poller)
+    assert got[key(metrics.EXPORTER_UP.name, source=AOAI_SRC)] == 0.0
+    settings = config.sources.azure_tokens
+    assert settings is not None
+    assert AOAI_SRC not in load_state(Path(settings.state_file)).watermarks

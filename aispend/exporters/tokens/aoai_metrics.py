@@ -10,6 +10,10 @@ and `GeneratedTokens` (configurable: `InputTokens`, `OutputTokens`,
 
 Only minute buckets with start in [watermark, now - settle delay) are counted, each
 once. Cache reads are a part of the prompt tokens, so input = prompt - cached.
+
+With a dimension filter the API returns at most `top` series per resource and metric
+(10 when not given): the query asks for MAX_SERIES, and an answer that reaches it fails
+the poll (it may be cut short) rather than count some deployments and move on.
 """
 
 from __future__ import annotations
@@ -19,13 +23,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from aispend.exporters.tokens.settings import AzureTokensSettings
-from aispend.exporters.tokens.usage import Usage, token_count
+from aispend.exporters.tokens.usage import SourceError, Usage, token_count
 from aispend.metrics import UNATTRIBUTED_TEAM
 
 SOURCE = "azure_openai_metrics"
 NAMESPACE = "Microsoft.CognitiveServices/accounts"
 DEPLOYMENT_DIMENSION = "ModelDeploymentName"
 BATCH = 50  # resource ids per metrics:getBatch call
+MAX_SERIES = 1000  # `top`: deployments per resource and metric (the default is 10)
 
 TOKEN_TYPE_OF_METRIC = {
     "processedprompttokens": "input",
@@ -66,6 +71,7 @@ class AoaiMetricsSource:
                     granularity=timedelta(minutes=1),
                     aggregations=["Total"],
                     filter=f"{DEPLOYMENT_DIMENSION} eq '*'",
+                    max_results=MAX_SERIES,
                 )
                 for result in results:
                     self._add(result, start, end, sums)
@@ -97,6 +103,11 @@ class AoaiMetricsSource:
             token_type = TOKEN_TYPE_OF_METRIC.get(str(metric.name).lower())
             if token_type is None:
                 continue
+            if len(metric.timeseries) >= MAX_SERIES:
+                raise SourceError(
+                    f"{resource_id}: {metric.name} answered {len(metric.timeseries)} deployment"
+                    f" series, the most one query returns: the answer may be cut short"
+                )
             for series in metric.timeseries:
                 dims = {k.lower(): v for k, v in (series.metadata_values or {}).items()}
                 deployment = str(dims.get(DEPLOYMENT_DIMENSION.lower()) or "")
