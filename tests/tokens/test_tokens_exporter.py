@@ -9,6 +9,7 @@ LogsQueryClient, azure-monitor-querymetrics' MetricsClient, azure-core's pipelin
 
 from __future__ import annotations
 
+import json
 import ssl
 import subprocess
 import time
@@ -27,6 +28,7 @@ from aispend.config import Config, parse_config
 from aispend.exporters.tokens.collector import TokensPoller, build_sources
 from aispend.exporters.tokens.watermark import StateError, load_state
 from aispend.pricing import Pricer
+from aispend.procs import wait_until
 from tests.conftest import require_binary
 from tests.gpu.helpers import key, samples
 from tests.tokens.fake_azure import TOKEN, FakeAzure, FakeAzureServer, LlmRecord
@@ -342,3 +344,46 @@ def test_an_answer_as_long_as_the_series_cap_fails_the_poll(
     settings = config.sources.azure_tokens
     assert settings is not None
     assert AOAI_SRC not in load_state(Path(settings.state_file)).watermarks
+
+
+@pytest.mark.parametrize(
+    ("watermarks", "tokens", "why"),
+    [
+        ({"azure_apim": "2025-01-01T00:00:00"}, [], "has no UTC offset"),
+        ({"azure_apim": "2999-01-01T00:00:00+00:00"}, [], "is in the future"),
+        ({}, [["search", "", "", "azure", "gpt-4o", APIM, "input", float("nan")]], "finite"),
+        ({}, [["search", "", "", "azure", "gpt-4o", APIM, "input", -5]], "finite"),
+        ({}, [["search", "", "", "azure", "gpt-4o", APIM, "input", True]], "not a number"),
+    ],
+    ids=["naive-watermark", "future-watermark", "nan-total", "negative-total", "bool-total"],
+)
+def test_state_file_values_that_cannot_be_right_are_an_error(
+    tmp_path: Path, watermarks: dict[str, str], tokens: list[list[Any]], why: str
+) -> None:
+    """A naive watermark crashed the poller thread at its first comparison; a future one
+    stopped counting; a NaN or negative total was served as a counter (a reset)."""
+    path = tmp_path / "tokens.json"
+    state = {"version": 1, "watermarks": watermarks, "tokens": tokens, "cost": []}
+    path.write_text(json.dumps(state))
+    with pytest.raises(StateError, match=why):
+        load_state(path)
+
+
+def test_the_poll_loop_survives_an_unexpected_error(
+    azure: FakeAzureServer, tls: tuple[ssl.SSLContext, str], tmp_path: Path
+) -> None:
+    poller = make_poller(load(azure, tmp_path), tls[1], Clock(T0 + timedelta(minutes=10)))
+    calls = []
+
+    def poll_once() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise TypeError("a bug")
+
+    poller.poll_once = poll_once  # type: ignore[method-assign]
+    poller._settings = poller._settings.model_copy(update={"poll_interval_seconds": 0})
+    poller.start()
+    try:
+        wait_until(lambda: len(calls) >= 2, 10, what="a second poll after the error")
+    finally:
+        poller.stop()

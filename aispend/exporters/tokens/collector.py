@@ -167,7 +167,10 @@ class TokensPoller:
     def start(self) -> None:
         def loop() -> None:
             while not self._stop.is_set():
-                self.poll_once()
+                try:
+                    self.poll_once()
+                except Exception:  # a bug must not stop polling for good; the state is kept
+                    log.exception("tokens poll failed")
                 self._stop.wait(self._settings.poll_interval_seconds)
 
         self._thread = threading.Thread(target=loop, name="tokens-poller", daemon=True)

@@ -11,10 +11,11 @@ never a torn one. A state file that cannot be read is an error the user must res
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from aispend.parsing import loads_json
@@ -25,6 +26,8 @@ CostKey = tuple[str, str, str, str, str, str]
 """team, project, agent, provider, model, source"""
 
 VERSION = 1
+FUTURE_TOLERANCE = timedelta(days=1)
+"""How far ahead of this host's clock a stored watermark may be (clock skew)."""
 
 
 class StateError(Exception):
@@ -53,15 +56,34 @@ def load_state(path: Path) -> State:
         if data.get("version") != VERSION:
             raise ValueError(f"unknown version {data.get('version')!r}")
         return State(
-            watermarks={k: datetime.fromisoformat(v) for k, v in data["watermarks"].items()},
-            tokens={_key(row[:-1], 7): float(row[-1]) for row in data["tokens"]},  # type: ignore[misc]
-            cost={_key(row[:-1], 6): float(row[-1]) for row in data["cost"]},  # type: ignore[misc]
+            watermarks={k: _watermark(v) for k, v in data["watermarks"].items()},
+            tokens={_key(row[:-1], 7): _total(row[-1]) for row in data["tokens"]},  # type: ignore[misc]
+            cost={_key(row[:-1], 6): _total(row[-1]) for row in data["cost"]},  # type: ignore[misc]
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise StateError(
             f"{path}: tokens state file is damaged ({exc}); fix or delete it (deleting "
             "recounts from initial_lookback_seconds)"
         ) from exc
+
+
+def _watermark(value: str) -> datetime:
+    """An ISO 8601 time with its UTC offset, not in the future (it would stop counting)."""
+    at = datetime.fromisoformat(value)
+    if at.tzinfo is None:
+        raise ValueError(f"watermark {value!r} has no UTC offset (e.g. +00:00)")
+    if at > datetime.now(UTC) + FUTURE_TOLERANCE:
+        raise ValueError(f"watermark {value!r} is in the future")
+    return at
+
+
+def _total(value: object) -> float:
+    """A counter total: a finite number >= 0 (NaN, or a negative reads as a reset)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"total {value!r} is not a number")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"total {value!r} is not a finite number >= 0")
+    return float(value)
 
 
 def _key(values: list[str], size: int) -> tuple[str, ...]:
