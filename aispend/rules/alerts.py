@@ -242,7 +242,10 @@ def anomaly_alerts(t: Tunables) -> list[Alert]:
         for entry in t.zscore_opt_out
         if set(entry) <= {m.TEAM, m.MODEL}
     )
-    cv = "team_model:aispend_cost:rate1h:stddev / team_model:aispend_cost:rate1h:avg"
+    # The baseline's stddev at most max_cv x its mean, multiplied out: as a ratio, a flat
+    # zero baseline (a model idle for the whole window) is 0/0, and NaN <= x is false, so
+    # a jump from nothing could never fire.
+    cv = "team_model:aispend_cost:rate1h:stddev <= team_model:aispend_cost:rate1h:avg"
     baselines = [b for b in BASELINES if b in t.anomaly_baselines]
     z_used = (
         z if len(baselines) == len(BASELINES) else f'{z}{{{m.BASELINE}=~"{"|".join(baselines)}"}}'
@@ -252,7 +255,7 @@ def anomaly_alerts(t: Tunables) -> list[Alert]:
         f"{z_used} > {num(t.anomaly_sigma)}\n"
         f"and on({m.TEAM}, {m.MODEL}) team_model:aispend_cost:rate5m >= {min_rate}\n"
         f"and on({m.TEAM}, {m.MODEL}, {m.BASELINE}) (\n"
-        f"  {cv} <= {num(t.max_cv)}\n)" + opt_out,
+        f"  {cv} * {num(t.max_cv)}\n)" + opt_out,
         t.anomaly_for,
         {"severity": "warning"},
         "Unusual spend: team {{ $labels.team }} on {{ $labels.model }}",
@@ -354,7 +357,7 @@ def anomaly_alerts(t: Tunables) -> list[Alert]:
         # SpendAnomaly's normality guard: on a bursty series (stddev above the mean) a
         # z-score says little, and this alert pages; the budget burn alerts still watch.
         f"and on({m.TEAM}, {m.MODEL}, {m.BASELINE}) (\n"
-        f"  {cv} <= {num(t.max_cv)}\n)\n"
+        f"  {cv} * {num(t.max_cv)}\n)\n"
         # An agent already caught by RunawaySpend (throttled) is not paged twice: its
         # whole condition, so that an agent its guards ignore silences nothing.
         f"unless on({m.TEAM}) (\n{indent(runaway_condition(t), '  ')}\n)",

@@ -206,7 +206,10 @@ def reconcile_rules(t: Tunables) -> list[Recording]:
     services the estimate covers: LLM tokens and GPUs, not the team's storage, network
     or databases."""
     bill_ts = f"max({m.CLOUD_COST_DATA_TIMESTAMP.name} @ end())"
-    bill_day = day_index(f"{bill_ts} - 1")
+    # The last day complete at the data timestamp, as the exporter's last_day: the day
+    # before it (a timestamp at midnight closes that day; one at noon, from a source
+    # whose timestamp is its fetch time, has today's partial row, not today's bill).
+    bill_day = f"({day_index(bill_ts)} - 1)"
     estimate = bucket_sum(
         spend("increase", "1h", (m.TEAM,)), f"{STEP_DAY} == on() {bill_day}", "4d", "1h"
     )
