@@ -24,7 +24,7 @@ from azure.core.credentials import AccessToken
 from prometheus_client import CollectorRegistry, generate_latest
 
 from aispend import metrics
-from aispend.config import Config, parse_config
+from aispend.config import Config, ConfigError, parse_config
 from aispend.exporters.tokens.collector import TokensPoller, build_sources
 from aispend.exporters.tokens.watermark import StateError, load_state
 from aispend.pricing import Pricer
@@ -387,3 +387,25 @@ def test_the_poll_loop_survives_an_unexpected_error(
         wait_until(lambda: len(calls) >= 2, 10, what="a second poll after the error")
     finally:
         poller.stop()
+
+
+@pytest.mark.parametrize(
+    ("names", "error"),
+    [
+        (
+            "[ProcessedPromptTokens, InputTokens, GeneratedTokens]",
+            "'ProcessedPromptTokens' and 'InputTokens' both count input tokens",
+        ),
+        ("[ProcessedPromptTokens, TokenTransaction]", "'TokenTransaction' is not a token metric"),
+    ],
+)
+def test_metric_names_that_would_count_twice_or_nothing_are_refused(names: str, error: str) -> None:
+    text = (
+        "teams: [{name: search}]\nsources:\n  azure_tokens:\n"
+        "    metrics_endpoint: https://eastus.metrics.monitor.azure.com\n"
+        f"    metric_names: {names}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    [issue] = info.value.issues
+    assert str(issue).startswith(f"sources.azure_tokens.metric_names: {error}")

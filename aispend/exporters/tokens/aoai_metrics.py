@@ -22,7 +22,7 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any
 
-from aispend.exporters.tokens.settings import AzureTokensSettings
+from aispend.exporters.tokens.settings import TOKEN_TYPE_OF_METRIC, AzureTokensSettings
 from aispend.exporters.tokens.usage import SourceError, Usage, token_count
 from aispend.metrics import UNATTRIBUTED_TEAM
 
@@ -31,14 +31,6 @@ NAMESPACE = "Microsoft.CognitiveServices/accounts"
 DEPLOYMENT_DIMENSION = "ModelDeploymentName"
 BATCH = 50  # resource ids per metrics:getBatch call
 MAX_SERIES = 1000  # `top`: deployments per resource and metric (the default is 10)
-
-TOKEN_TYPE_OF_METRIC = {
-    "processedprompttokens": "input",
-    "inputtokens": "input",
-    "generatedtokens": "output",
-    "outputtokens": "output",
-    "cachereadinputtokens": "cached_input",
-}
 
 
 def resource_of_metric(metric_id: str) -> str:

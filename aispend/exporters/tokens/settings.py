@@ -32,6 +32,14 @@ from pydantic import Field, field_validator, model_validator
 from aispend.configbase import Name, StrictModel
 
 DEFAULT_METRIC_NAMES = ("ProcessedPromptTokens", "GeneratedTokens")
+TOKEN_TYPE_OF_METRIC = {
+    "processedprompttokens": "input",
+    "inputtokens": "input",
+    "generatedtokens": "output",
+    "outputtokens": "output",
+    "cachereadinputtokens": "cached_input",
+}
+"""Azure OpenAI token metrics (names matched case-insensitively) -> token type."""
 
 
 class Owner(StrictModel):
@@ -63,6 +71,25 @@ class AzureTokensSettings(StrictModel):
     """Log records ingested later than this after they were generated are not seen."""
     max_retries: Annotated[int, Field(ge=0, le=10)] = 3
     state_file: str = "aispend-tokens-state.json"
+
+    @field_validator("metric_names")
+    @classmethod
+    def _known_metrics(cls, names: list[str]) -> list[str]:
+        """Each a token metric, one per token type: two (ProcessedPromptTokens and
+        InputTokens) would count the same tokens twice; an unknown one, none."""
+        by_type: dict[str, str] = {}
+        for name in names:
+            token_type = TOKEN_TYPE_OF_METRIC.get(name.lower())
+            if token_type is None:
+                known = ", ".join(sorted(TOKEN_TYPE_OF_METRIC))
+                raise ValueError(f"{name!r} is not a token metric (known, any case: {known})")
+            if token_type in by_type:
+                raise ValueError(
+                    f"{by_type[token_type]!r} and {name!r} both count {token_type} tokens:"
+                    " they would be counted twice; keep one"
+                )
+            by_type[token_type] = name
+        return names
 
     @field_validator("openai_resources")
     @classmethod
