@@ -79,8 +79,15 @@ def test_config_accepts_the_file_with_every_profile(config: dict[str, Any]) -> N
     assert set(config["services"]) == ALL
     assert set(config["volumes"]) == {
         "prometheus-data", "alertmanager-data", "grafana-data", "gateway-state",
-        "actuator-state",
+        "actuator-state", "tokens-state",
     }  # fmt: skip
+    # Each service that keeps state keeps it in a volume at the image's WORKDIR.
+    for service, volume in (
+        ("gateway", "gateway-state"),
+        ("actuator", "actuator-state"),
+        ("exporter-tokens", "tokens-state"),
+    ):
+        assert (volume, "/var/lib/aispend", "rw") in _binds(config["services"][service]), service
 
 
 def test_profiles_keep_optional_services_out_of_the_default_stack(
