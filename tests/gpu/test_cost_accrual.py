@@ -136,3 +136,32 @@ def test_errors_are_counted_per_call_and_lost_or_unpriced_gpus_do_not_break_the_
         assert "GPU-lost" not in value.text
     finally:
         collector.close()
+
+
+def test_a_gpu_that_goes_away_is_not_charged_for_its_absence(
+    fake_nvml_loaded: Path, gpu_env: dict[str, Path]
+) -> None:
+    """GPU 1 is lost (no UUID: skipped whole) for 9 hours between two present hours: it
+    is charged for the 2 hours it was seen, not 11."""
+    clock = Clock(0.0)
+    collector, registry = make_collector(gpu_env["config"], clock)
+    value = Scrapes(registry)
+    try:
+        value.scrape()
+        clock.now += 3600
+        value.scrape()
+        data = state()
+        data["devices"][1]["lost"] = True
+        write_state(fake_nvml_loaded, data)
+        for _ in range(9):
+            clock.now += 3600
+            value.scrape()
+        del data["devices"][1]["lost"]
+        write_state(fake_nvml_loaded, data)
+        value.scrape()  # seen again: its clock starts here
+        clock.now += 3600
+        value.scrape()
+        assert value(metrics.GPU_COST.name, G1) == pytest.approx(H100_PRICE * 2)
+        assert value(metrics.GPU_COST.name, G0) == pytest.approx(A100_PRICE * 11)
+    finally:
+        collector.close()

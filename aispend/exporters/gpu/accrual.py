@@ -54,6 +54,13 @@ class CostAccrual:
         with self._lock:
             self._last_seen.pop(uuid, None)
 
+    def forget_others(self, present: set[str]) -> None:
+        """Stop the clocks of GPUs not in `present` (gone from a complete read): one that
+        comes back is charged from its return, not for the time it was away."""
+        with self._lock:
+            for uuid in set(self._last_seen) - present:
+                del self._last_seen[uuid]
+
     def totals(self) -> dict[Labels, Accrued]:
         with self._lock:
             return {k: Accrued(v.cost, v.idle_cost) for k, v in self._totals.items()}

@@ -84,6 +84,7 @@ class GpuCollector:
         families = _Families()
         if gpus is not None:
             host = config.settings.hostname or socket.gethostname()
+            self._accrual.forget_others({gpu.uuid for gpu in gpus})
             for gpu in gpus:
                 self._add_gpu(families, gpu, host, config)
             self._last_success = self._wall_clock()
