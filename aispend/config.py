@@ -47,8 +47,8 @@ def _finite(value: float) -> float:
     return value
 
 
-Money = typing.Annotated[float, Field(gt=0), AfterValidator(_finite)]
-Price = typing.Annotated[float, Field(ge=0), AfterValidator(_finite)]
+Money = typing.Annotated[float, Field(strict=True, gt=0), AfterValidator(_finite)]
+Price = typing.Annotated[float, Field(strict=True, ge=0), AfterValidator(_finite)]
 
 
 class Team(StrictModel):

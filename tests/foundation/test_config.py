@@ -94,6 +94,11 @@ BAD_CONFIGS = [
         id="bad-period",
     ),
     pytest.param(
+        GOOD_HEAD + "budgets:\n  - {team: search, period: day, amount: true}\n",
+        ["budgets[0].amount: must be a number"],
+        id="amount-true-is-not-1",
+    ),
+    pytest.param(
         GOOD_HEAD + "api_keys:\n  - {sha256: sk-live-123, team: search}\n",
         [
             "api_keys[0].sha256: must be the SHA-256 hex digest of the key "
