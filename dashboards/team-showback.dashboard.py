@@ -94,7 +94,7 @@ def build(ctx: d.Context) -> g.Dashboard:
                 "The team's spend rate by agent: a runaway agent shows here first.",
                 money,
                 Query(
-                    q.spend_rate_by(m.REC_TEAM_AGENT_COST_RATE5M, m.AGENT, TEAM),
+                    q.spend_rate_by(m.REC_COST_RATE5M, m.AGENT, TEAM, PROJECT),
                     legend="{{agent}}",
                 ),
                 stacked=True,
@@ -156,8 +156,10 @@ def build(ctx: d.Context) -> g.Dashboard:
             table(
                 "Chargeback this month",
                 "Spend, tokens and requests this month (UTC) by project and agent, with the"
-                " team's cost centre, for chargeback. Tokens: input, cached input and output"
-                " (reasoning is part of output, not added again).",
+                " team's cost centre, for chargeback (a team without one, e.g. unattributed,"
+                " is listed without it). Spend includes GPUs, dcgm-exporter's too (from their"
+                " recorded cost rate). Tokens: input, cached input and output (reasoning is"
+                " part of output, not added again).",
                 d.COUNT,
                 Query(q.chargeback("spend", TEAM, PROJECT), instant=True, table=True),
                 Query(q.chargeback("tokens", TEAM, PROJECT), instant=True, table=True),

@@ -147,8 +147,11 @@ def forecast_vs_budget(*matchers: str) -> str:
 
 
 def forecast_vs_budget_total(*matchers: str) -> str:
+    """Forecast of the teams with a month budget / their budgets (a team without one,
+    e.g. unattributed, is in neither sum)."""
     forecast = rec(m.REC_FORECAST_MONTH_END, *TEAM_SCOPE, *matchers)
-    return f"sum({forecast}) / {month_budget_total(*matchers)}"
+    budgets = sel(m.BUDGET, eq(m.PERIOD, "month"), *TEAM_SCOPE, *matchers)
+    return f"sum({forecast} and on ({m.TEAM}) {budgets}) / {month_budget_total(*matchers)}"
 
 
 def budget_used(period: str, *matchers: str) -> str:
@@ -166,9 +169,20 @@ def budget_exhaustion(*matchers: str) -> str:
     return f"1000 * {rec(m.REC_BUDGET_EXHAUSTION, *TEAM_SCOPE, *matchers)}"
 
 
+def integral_in_range(rate: str) -> str:
+    """The integral of a recorded per-second rate over the panel's range, from the
+    samples there are (a series that starts partway through counts from its start)."""
+    return f"sum_over_time({rate}[{RANGE}:1m]) * 60"
+
+
 def spend_in_range(labels: tuple[str, ...] = (), *matchers: str) -> str:
-    """Spend over the panel's time range, from the raw counters (LLM and GPU)."""
-    return sum_increase(spend(*matchers), labels)
+    """Spend over the panel's time range: the raw counters (LLM and GPU), and the GPUs
+    that dcgm-exporter reports, which have no counter, only a recorded cost rate."""
+    dcgm = rec(m.REC_GPU_COST_RATE, eq(m.SOURCE, "dcgm"), *matchers)
+    return (
+        f"sum{by(labels)} (increase({spend(*matchers)}[{RANGE}])"
+        f" or {integral_in_range(dcgm)})"
+    )
 
 
 def llm_spend_in_range(labels: tuple[str, ...], *matchers: str) -> str:
@@ -176,9 +190,9 @@ def llm_spend_in_range(labels: tuple[str, ...], *matchers: str) -> str:
 
 
 def source_spend_in_range(*matchers: str) -> str:
-    """Spend by source over the panel's range (mean recorded rate x range)."""
-    rate = f"avg_over_time({rec(m.REC_TEAM_SOURCE_COST_RATE5M, *matchers)}[{RANGE}])"
-    return f"sum by ({m.SOURCE}) ({rate}) * $__range_s"
+    """Spend by source over the panel's range (the recorded rate, integrated)."""
+    rate = rec(m.REC_TEAM_SOURCE_COST_RATE5M, *matchers)
+    return f"sum by ({m.SOURCE}) ({integral_in_range(rate)})"
 
 
 def day_vs_previous_weeks(*matchers: str) -> tuple[str, str]:
@@ -189,9 +203,14 @@ def day_vs_previous_weeks(*matchers: str) -> tuple[str, str]:
     )
 
 
-def _with_cost_center(expr: str) -> str:
+def _with_cost_center(expr: str, labels: tuple[str, ...]) -> str:
+    """`expr` with each team's cost centre; a team without one (unattributed, or the
+    budgets exporter down) keeps its rows, without a cost centre."""
     info = f"max by ({m.TEAM}, {m.COST_CENTER}) ({sel(m.TEAM_INFO)})"
-    return f"{expr} * on ({m.TEAM}) group_left ({m.COST_CENTER}) {info}"
+    return (
+        f"{expr} * on ({m.TEAM}) group_left ({m.COST_CENTER}) {info}"
+        f" or on ({', '.join(labels)}) {expr}"
+    )
 
 
 def chargeback(kind: str, *matchers: str) -> str:
@@ -205,7 +224,7 @@ def chargeback(kind: str, *matchers: str) -> str:
         expr = sum_increase(sel(m.LLM_REQUESTS, *matchers), labels)
     else:
         raise ValueError(kind)
-    return _with_cost_center(expr)
+    return _with_cost_center(expr, labels)
 
 
 # ---------------------------------------------------------------- the bill
@@ -331,7 +350,8 @@ def gpu_idle(threshold: float, window: str, *matchers: str) -> str:
     """Hourly price of each GPU whose mean utilisation over `window` is below threshold."""
     util = f"avg_over_time({rec(m.REC_GPU_UTILIZATION, *matchers)}[{window}])"
     keys = ", ".join((m.HOSTNAME, m.GPU, m.GPU_UUID, m.GPU_MODEL_NAME, m.TEAM))
-    price = f"max by ({keys}) ({sel(m.GPU_HOURLY_COST, *matchers)})"
+    # From the recorded cost rate: it has dcgm-exporter's GPUs too, as the alert has.
+    price = per_hour(f"max by ({keys}) ({rec(m.REC_GPU_COST_RATE, *matchers)})")
     return f"{price} and on ({m.GPU_UUID}) ({util} < {threshold:g})"
 
 

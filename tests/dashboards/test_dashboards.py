@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -144,6 +145,23 @@ def test_promtool_rejects_a_broken_query(tmp_path: Path) -> None:
     assert done.returncode == 1
 
 
+def _promtool_expr_test(
+    tmp_path: Path, series: list[dict[str, str]], cases: list[dict[str, Any]]
+) -> None:
+    """Evaluate panel queries over input series with `promtool test rules` (1m samples)."""
+    test = {
+        "rule_files": [],
+        "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "input_series": series, "promql_expr_test": cases}],
+    }
+    path = tmp_path / "panels.test.yml"
+    path.write_text(yaml.safe_dump(test))
+    done = subprocess.run(
+        [require_binary("promtool"), "test", "rules", str(path)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_chargeback_tokens_do_not_count_reasoning_twice(tmp_path: Path) -> None:
     """Reasoning tokens are also in `output`: 100 input + 50 output (20 of it reasoning)
     is 150 tokens. Evaluated by promtool over input series."""
@@ -162,22 +180,83 @@ def test_chargeback_tokens_do_not_count_reasoning_twice(tmp_path: Path) -> None:
     series.append({"series": info, "values": "1x60"})
     expr = concrete(q.chargeback("tokens"), {"__range": "1h"})
     expected = {"labels": f'{{{workload},cost_center="cc-42"}}', "value": 9000}  # 150/min
-    test = {
-        "rule_files": [],
-        "evaluation_interval": "1m",
-        "tests": [
-            {
-                "interval": "1m",
-                "input_series": series,
-                "promql_expr_test": [
-                    {"expr": f"round({expr})", "eval_time": "60m", "exp_samples": [expected]}
-                ],
-            }
-        ],
-    }
-    path = tmp_path / "chargeback.test.yml"
-    path.write_text(yaml.safe_dump(test))
-    done = subprocess.run(
-        [require_binary("promtool"), "test", "rules", str(path)], capture_output=True, text=True
+    _promtool_expr_test(
+        tmp_path,
+        series,
+        [{"expr": f"round({expr})", "eval_time": "60m", "exp_samples": [expected]}],
     )
-    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_chargeback_spend_has_dcgm_gpus_and_teams_without_a_cost_centre(tmp_path: Path) -> None:
+    """Search (cost centre cc-42) spends 1/min on LLM tokens; unattributed spends 2/min
+    and has no team info row; research's dcgm-exporter GPU costs 0.05/s (180/h), known
+    only as a recorded rate. Over the hour each keeps its own row. Rounded to tens: the
+    1m subquery takes both ends of the range (61 samples of the GPU's rate, 183)."""
+    from aispend import metrics as m
+    from aispend.dashboards import queries as q
+
+    llm = m.LLM_COST.name
+    gpu = 'gpu="0",UUID="GPU-1",model_name="H100",Hostname="n1",team="research"'
+    series = [
+        {"series": f'{llm}{{team="search",project="ranking",agent="a",source="gateway"}}',
+         "values": "0+1x70"},
+        {"series": f'{llm}{{team="unattributed",project="",agent="",source="gateway"}}',
+         "values": "0+2x70"},
+        {"series": f'{m.TEAM_INFO.name}{{team="search",cost_center="cc-42"}}', "values": "1x70"},
+        {"series": f'{m.REC_GPU_COST_RATE.name}{{{gpu},project="evals",source="dcgm"}}',
+         "values": "0.05x70"},
+    ]  # fmt: skip
+    expr = concrete(q.chargeback("spend"), {"__range": "1h"})
+    expected = [
+        {"labels": '{team="search",project="ranking",agent="a",cost_center="cc-42"}', "value": 60},
+        {"labels": '{team="unattributed"}', "value": 120},  # empty labels are absent
+        {"labels": '{team="research",project="evals"}', "value": 180},
+    ]
+    _promtool_expr_test(
+        tmp_path,
+        series,
+        [{"expr": f"round({expr}, 10)", "eval_time": "70m", "exp_samples": expected}],
+    )
+
+
+def test_spend_by_source_counts_a_source_from_when_it_starts(tmp_path: Path) -> None:
+    """Over a 24h range, a source that starts 2h before its end spent 2h of its rate, not
+    24h of it (a mean of the samples there are, times the range, said 24h)."""
+    from aispend import metrics as m
+    from aispend.dashboards import queries as q
+
+    rate = m.REC_TEAM_SOURCE_COST_RATE5M.name
+    series = [
+        {"series": f'{rate}{{team="search",source="gateway"}}', "values": "0.01x1440"},
+        {"series": f'{rate}{{team="search",source="tokens"}}', "values": "_x1320 0.01x120"},
+    ]
+    expr = concrete(q.source_spend_in_range(), {"__range": "24h"})
+    expected = [
+        {"labels": '{source="gateway"}', "value": 860},  # 0.01/s x 86400 s = 864
+        {"labels": '{source="tokens"}', "value": 70},  # 0.01/s x 7200 s = 72 (not 864)
+    ]
+    _promtool_expr_test(
+        tmp_path,
+        series,
+        [{"expr": f"round({expr}, 10)", "eval_time": "1440m", "exp_samples": expected}],
+    )
+
+
+def test_forecast_against_budget_leaves_out_teams_without_a_budget(tmp_path: Path) -> None:
+    from aispend import metrics as m
+    from aispend.dashboards import queries as q
+
+    forecast = m.REC_FORECAST_MONTH_END.name
+    budget = m.BUDGET.name
+    series = [
+        {"series": f'{forecast}{{team="search",project="",agent=""}}', "values": "80x5"},
+        {"series": f'{forecast}{{team="unattributed",project="",agent=""}}', "values": "500x5"},
+        {"series": f'{budget}{{team="search",project="",agent="",period="month"}}',
+         "values": "100x5"},
+    ]  # fmt: skip
+    expr = concrete(q.forecast_vs_budget_total())
+    _promtool_expr_test(
+        tmp_path,
+        series,
+        [{"expr": expr, "eval_time": "5m", "exp_samples": [{"labels": "{}", "value": 0.8}]}],
+    )
