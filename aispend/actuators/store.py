@@ -336,7 +336,8 @@ def iter_audit(path: Path | str, since: float | None = None) -> Iterator[AuditRe
     """Read the audit log of a state database (used by `aispend actuator audit`)."""
     if not Path(path).exists():
         raise FileNotFoundError(str(path))
-    db = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True)
+    # as_uri() escapes the path: a "#" or "?" in it would end the file name in a URI.
+    db = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
     db.row_factory = sqlite3.Row
     try:
         query = "SELECT * FROM audit"

@@ -203,3 +203,14 @@ def test_dry_run_env_is_validated(tmp_path):
     r = _run("--config", str(EXAMPLE_CONFIG), "--token-file", str(tmp_path / "token"), env=env)
     assert r.returncode == 2
     assert "$AISPEND_ACTUATOR_DRY_RUN: expected true or false, got 'maybe'" in r.stderr
+
+
+@pytest.mark.parametrize("name", ["state#prod.sqlite3", "state?x.sqlite3", "state %41.sqlite3"])
+def test_audit_reads_a_database_whose_name_has_uri_characters(tmp_path, capsys, name):
+    """The read-only open is a file: URI; a '#' or '?' in the name ended the file name
+    there, so another file was opened (and created)."""
+    _fill(tmp_path / name, lambda: 1.0).close()
+    assert main(["actuator", "audit", "--state-db", str(tmp_path / name), "--json"]) == 0
+    assert '"fingerprint": "ab12"' in capsys.readouterr().out
+    # Only the database and SQLite's own WAL files: no other file opened or created.
+    assert {p.name for p in tmp_path.iterdir()} <= {name, f"{name}-wal", f"{name}-shm"}
