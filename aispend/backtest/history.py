@@ -136,6 +136,10 @@ class History:
         return {team: sorted(b.items()) for team, b in sorted(out.items())}
 
 
+MAX_UNIX_SECONDS = 1e11
+"""Year 5138: a larger Unix number is milliseconds or nanoseconds, not seconds."""
+
+
 def parse_timestamp(text: str) -> int:
     """Unix seconds from RFC 3339, `YYYY-MM-DD HH:MM:SS[.f]` (UTC) or a Unix number."""
     value = text.strip()
@@ -144,9 +148,14 @@ def parse_timestamp(text: str) -> int:
     except ValueError:
         pass
     else:
-        if math.isfinite(number):
-            return int(number)
-        raise ValueError(f"timestamp {text!r} is not a time")
+        if not math.isfinite(number):
+            raise ValueError(f"timestamp {text!r} is not a time")
+        if not 0 <= number < MAX_UNIX_SECONDS:
+            raise ValueError(
+                f"timestamp {text!r} is not Unix seconds from 1970 to 5138"
+                + (" (milliseconds? divide by 1000)" if number >= MAX_UNIX_SECONDS else "")
+            )
+        return int(number)
     try:
         parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
@@ -186,6 +195,8 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
         reader = csv.DictReader(handle)
         if reader.fieldnames is None:
             raise HistoryError(f"{path}: empty file (expected a header line)")
+        # As _header reads them: "timestamp, team, cost" names the same columns.
+        reader.fieldnames = [name.strip() for name in reader.fieldnames]
         try:
             for row in reader:
                 yield reader.line_num, row
@@ -278,7 +289,18 @@ def load_focus(path: Path, team_tag: str = "team", cost_column: str = "BilledCos
     if cost_column not in header:
         raise HistoryError(f"{path} line 1: missing column {cost_column} (FOCUS cost column)")
     days: dict[str, dict[int, float]] = {}
+    currency: tuple[str, int] | None = None  # the first row's, and its line
+    check_currency = "BillingCurrency" in header
     for line, row in _rows(path):
+        row_currency = (row.get("BillingCurrency") or "").strip()
+        if currency is None:
+            currency = (row_currency, line)
+        if check_currency and (row_currency != currency[0] or not row_currency):
+            raise HistoryError(
+                f"{path} line {line}: BillingCurrency {row_currency or '(empty)'!s}, but line"
+                f" {currency[1]} has {currency[0] or '(empty)'}: one currency per history"
+                " (the costs would be added up)"
+            )
         start_text = (row.get("ChargePeriodStart") or "").strip()
         try:
             ts = parse_timestamp(start_text)

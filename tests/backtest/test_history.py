@@ -91,6 +91,11 @@ def test_nab_style_and_unix_timestamps(tmp_path: Path) -> None:
             "h.csv line 2: empty team",
         ),
         (
+            "timestamp,team,cost\n1785542400000,a,1\n",  # milliseconds: year 58551
+            "h.csv line 2: timestamp '1785542400000' is not Unix seconds from 1970 to 5138"
+            " (milliseconds? divide by 1000)",
+        ),
+        (
             "timestamp,team,cost\n2026-08-01T00:00:00Z,a,1\n2026-08-01T00:05:00Z,a\n",
             "h.csv line 3: too few fields",
         ),
@@ -167,4 +172,23 @@ def test_focus_tags_nested_too_deeply_names_the_line(tmp_path: Path) -> None:
         "focus.csv",
     )
     with pytest.raises(HistoryError, match=r"focus.csv line 2: Tags is not a JSON object"):
+        load_history(path)
+
+
+def test_header_with_spaces_after_the_commas(tmp_path: Path) -> None:
+    rows = "2026-08-01T00:00:00Z,a,1\n2026-08-01T00:05:00Z,a,2\n"
+    path = write(tmp_path, "timestamp, team, cost\n" + rows)
+    assert load_history(path).series == {SeriesKey("a"): [(1785542400, 1.0), (1785542700, 2.0)]}
+
+
+def test_focus_export_in_two_currencies_is_refused(tmp_path: Path) -> None:
+    header = FOCUS_HEADER.replace("\n", ",BillingCurrency\n")
+    path = write(
+        tmp_path,
+        header
+        + "1.5,2024-09-01 10:00:00,2024-09-01 11:00:00,AWS,NULL,USD\n"
+        + "2.5,2024-09-01 22:00:00,2024-09-01 23:00:00,AWS,NULL,EUR\n",
+        "focus.csv",
+    )
+    with pytest.raises(HistoryError, match=r"focus.csv line 3: BillingCurrency EUR, but line 2"):
         load_history(path)
