@@ -21,7 +21,7 @@ from aispend.dashboards.refs import cite
 from aispend.rules.anomaly import BASELINES
 from aispend.rules.anomaly import name as anomaly_name
 from aispend.rules.model import Alert, Group, Runbook
-from aispend.rules.promql import num, seconds, set_label
+from aispend.rules.promql import num, seconds, set_label, string
 from aispend.rules.spend import SCOPE, budget
 from aispend.rules.tunables import BurnWindow, Tunables
 
@@ -237,7 +237,7 @@ def anomaly_alerts(t: Tunables) -> list[Alert]:
     z = anomaly_name("team_model", "zscore")
     opt_out = "".join(
         f"\nunless on({m.TEAM}, {m.MODEL}) {z}{{"
-        + ", ".join(f'{k}="{v}"' for k, v in sorted(entry.items()))
+        + ", ".join(f"{k}={string(v)}" for k, v in sorted(entry.items()))
         + "}"
         for entry in t.zscore_opt_out
         if set(entry) <= {m.TEAM, m.MODEL}

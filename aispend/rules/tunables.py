@@ -9,17 +9,29 @@ rendered per second, the unit of every recorded `:rate*` series.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import AfterValidator, Field, ValidationError, field_validator
 
 from aispend import metrics as m
 from aispend.configbase import StrictModel
 from aispend.gpu_prices import DEFAULT_GPU_HOURLY_PRICES
 from aispend.parsing import load_yaml
+from aispend.rules.promql import seconds
 
 Severity = Literal["critical", "warning", "info"]
+
+
+def _duration(value: str) -> str:
+    if seconds(value) <= 0:  # ValueError names a string that is not a duration
+        raise ValueError(f"{value!r} must be longer than 0s")
+    return value
+
+
+Duration = Annotated[str, AfterValidator(_duration)]
+"""A Prometheus duration (30s, 5m, 1h30m): checked here, not when promtool reads the rules."""
+HourlyPrice = Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)]
 
 
 class BurnWindow(StrictModel):
@@ -27,8 +39,8 @@ class BurnWindow(StrictModel):
 
     severity: Literal["critical", "warning"]
     factor: float = Field(gt=0)
-    long: str
-    short: str
+    long: Duration
+    short: Duration
 
 
 # Google SRE workbook, chapter "Alerting on SLOs", for a 30-day period.
@@ -54,7 +66,7 @@ class Tunables(StrictModel):
     # Chosen on the labelled spend traces (docs/benchmarks.md, "Detection tuning"): at
     # 3 sigma / 15m the z-score alone raised ~3 false alarms per team per 30 days.
     anomaly_sigma: float = Field(default=5.0, gt=0)
-    anomaly_for: str = "30m"
+    anomaly_for: Duration = "30m"
     min_hourly_spend: float = Field(default=1.0, ge=0)
     """Sparse-series guard: no z-score alert while the series spends less (per hour)."""
     max_cv: float = Field(default=1.0, gt=0)
@@ -72,14 +84,14 @@ class Tunables(StrictModel):
     runaway_sigma: float = Field(default=6.0, gt=0)
     runaway_burn_factor: float = Field(default=1.0, gt=0)
     """The agent alone burns its team's tightest budget at least this fast."""
-    runaway_rate_window: str = "2m"
+    runaway_rate_window: Duration = "2m"
     """RunawaySpend reads the agent's spend rate over this window: short, so a loop is
     caught in about a minute (8 samples at a 15s scrape; the burn guard keeps noise out)."""
-    runaway_for: str = "30s"
+    runaway_for: Duration = "30s"
     team_runaway_sigma: float = Field(default=10.0, gt=0)
     """Higher than runaway_sigma: a team's 5m rate is noisier than an agent's loop."""
     team_runaway_burn_factor: float = Field(default=2.0, gt=0)
-    team_runaway_for: str = "2m"
+    team_runaway_for: Duration = "2m"
     """TeamRunaway (team and model 5m z-score over team_runaway_sigma, and the team's
     spend on that model alone burns team_runaway_burn_factor x the team's tightest budget
     pace): for spend without an agent label, which RunawaySpend cannot see."""
@@ -87,42 +99,42 @@ class Tunables(StrictModel):
     leak_ratio: float = Field(default=1.5, gt=1)
     """Below the smallest leak in the labelled spend traces (2x)."""
     min_daily_spend: float = Field(default=24.0, ge=0)
-    leak_for: str = "3h"
+    leak_for: Duration = "3h"
     # --- budgets
     month_burn: tuple[BurnWindow, ...] = MONTH_BURN
     day_burn: tuple[BurnWindow, ...] = DAY_BURN
-    burn_fast_for: str = "2m"
-    burn_slow_for: str = "15m"
-    budget_exceeded_for: str = "1m"
-    forecast_rate_window: str = "7d"
+    burn_fast_for: Duration = "2m"
+    burn_slow_for: Duration = "15m"
+    budget_exceeded_for: Duration = "1m"
+    forecast_rate_window: Duration = "7d"
     """Month-end forecast: month so far + this rate x time left. A whole number of weeks
     weighs every weekday alike (1d swings with the weekly rhythm: MAPE 12 % against 6 %
     on the spend traces)."""
-    forecast_for: str = "1h"
+    forecast_for: Duration = "1h"
     # --- GPUs
     gpu_idle_threshold: float = Field(default=0.05, gt=0, lt=1)
-    gpu_idle_for: str = "30m"
-    gpu_hourly_prices: dict[str, float] = Field(
+    gpu_idle_for: Duration = "30m"
+    gpu_hourly_prices: dict[str, HourlyPrice] = Field(
         default_factory=lambda: dict(DEFAULT_GPU_HOURLY_PRICES)
     )
     """Hourly price by GPU model for dcgm-exporter GPUs; by default the same table the gpu
     exporter falls back to (aispend/gpu_prices.py), so one GPU costs the same whichever
     exporter reports it. A model missing here gets no cost series; AISpendGPUUnpriced
     names it."""
-    gpu_unpriced_for: str = "15m"
+    gpu_unpriced_for: Duration = "15m"
     # --- requests, attribution, data
     cost_per_request_quantile: float = Field(default=0.95, gt=0, lt=1)
     cost_per_request_factor: float = Field(default=2.0, gt=1)
-    cost_per_request_for: str = "30m"
+    cost_per_request_for: Duration = "30m"
     unattributed_max_ratio: float = Field(default=0.1, gt=0, lt=1)
-    unattributed_for: str = "1h"
-    billing_read_max_age: str = "6h"
-    billing_data_max_age: str = "3d"
-    billing_stale_for: str = "30m"
-    exporter_down_for: str = "5m"
-    actuator_failing_for: str = "5m"
+    unattributed_for: Duration = "1h"
+    billing_read_max_age: Duration = "6h"
+    billing_data_max_age: Duration = "3d"
+    billing_stale_for: Duration = "30m"
+    exporter_down_for: Duration = "5m"
+    actuator_failing_for: Duration = "5m"
     reconcile_max_diff: float = Field(default=0.05, gt=0, lt=1)
-    reconcile_for: str = "1h"
+    reconcile_for: Duration = "1h"
     reconcile_bill_selectors: list[dict[str, str]] = Field(
         default=[{m.SERVICE_CATEGORY: "AI and Machine Learning"}], min_length=1
     )
@@ -140,6 +152,17 @@ class Tunables(StrictModel):
     # --- links
     runbook_url: str = "https://github.com/aispend/aispend/blob/main/docs/runbooks.md"
     dashboard_url: str = "http://localhost:3000/d"
+
+    @field_validator("zscore_opt_out")
+    @classmethod
+    def _opt_out_labels(cls, value: list[dict[str, str]]) -> list[dict[str, str]]:
+        for entry in value:
+            if not entry or set(entry) - {m.TEAM, m.MODEL}:
+                raise ValueError(
+                    f"each label set has labels {m.TEAM} and/or {m.MODEL}, not"
+                    f" {', '.join(sorted(set(entry) - {m.TEAM, m.MODEL})) or 'none'}"
+                )
+        return value
 
     @field_validator("reconcile_bill_selectors")
     @classmethod

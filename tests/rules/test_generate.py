@@ -237,3 +237,42 @@ def test_reconcile_bill_selectors(tmp_path: Path) -> None:
         with pytest.raises(TunablesError) as err:
             load_tunables(bad)
         assert "reconcile_bill_selectors" in str(err.value) and named in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("anomaly_for: banana\n", "anomaly_for: Value error, not a Prometheus duration: 'banana'"),
+        ("gpu_idle_for: 0m\n", "gpu_idle_for: Value error, '0m' must be longer than 0s"),
+        (
+            "month_burn: [{severity: critical, factor: 14.4, long: 1x, short: 5m}]\n",
+            "month_burn.0.long: Value error, not a Prometheus duration: '1x'",
+        ),
+        ("gpu_hourly_prices: {H100: .nan}\n", "gpu_hourly_prices.H100:"),
+        ("gpu_hourly_prices: {H100: -1}\n", "gpu_hourly_prices.H100:"),
+        ("zscore_opt_out: [{teams: research}]\n", "zscore_opt_out:"),
+    ],
+)
+def test_tunables_that_would_break_or_silently_change_the_rules(
+    tmp_path: Path, text: str, named: str
+) -> None:
+    """Each was accepted: rules promtool rejects (a bad duration), a traceback (a bad
+    burn window), `vector(NaN)` as a price, or an opt-out silently dropped."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    with pytest.raises(TunablesError) as err:
+        load_tunables(bad)
+    assert named in str(err.value)
+
+
+def test_opt_out_label_value_with_a_quote_gives_valid_rules(tmp_path: Path) -> None:
+    tunables = tmp_path / "t.yaml"
+    tunables.write_text("zscore_opt_out: [{team: 'a\"b'}]\n")
+    alerts = render_all(load_tunables(tunables))[ALERTS_FILE]
+    assert 'zscore{team="a\\"b"}' in alerts
+    path = tmp_path / "alerts.yml"
+    path.write_text(alerts)
+    done = subprocess.run(
+        [require_binary("promtool"), "check", "rules", str(path)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
