@@ -99,7 +99,16 @@ def _config_series(
 @contextlib.contextmanager
 def _work_dir(keep: Path | None) -> Iterator[Path]:
     if keep is not None:
-        keep.mkdir(parents=True, exist_ok=True)
+        # A kept replay of another run would be mixed into this one's TSDB.
+        if keep.exists() and (not keep.is_dir() or any(keep.iterdir())):
+            raise tsdb.BacktestError(
+                f"--keep {keep}: must be a new or empty directory (it holds another replay,"
+                " which would be mixed into this one)"
+            )
+        try:
+            keep.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise tsdb.BacktestError(f"--keep {keep}: {exc.strerror or exc}") from exc
         yield keep
         return
     with tempfile.TemporaryDirectory(prefix="aispend-backtest-") as tmp:
@@ -169,6 +178,13 @@ def run_backtest(opts: Options) -> Result:
     labels = (
         labels_mod.load_labels(opts.labels, opts.history, opts.label_key) if opts.labels else None
     )
+    if labels is not None and isinstance(source, History):
+        unknown = sorted(t for t in labels.windows if t is not None and t not in source.teams)
+        if unknown:  # a typo would score nothing and say so nowhere
+            raise labels_mod.LabelsError(
+                f"labels entry {labels.key!r} has windows for team(s) {', '.join(unknown)},"
+                f" which the history does not have (its teams: {', '.join(source.teams)})"
+            )
     rules = select_alerts(
         load_rules(rule_paths(opts.rules_dir or default_rules_dir())), opts.alerts
     )

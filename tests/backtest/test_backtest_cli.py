@@ -215,6 +215,11 @@ def test_existing_tsdb_directory_replays_the_same(
     rules = ["--rules", str(setup["rules"]), "--alerts", "TestHighSpend", "--json"]
     assert main(["backtest", "--history", str(setup["history"]), "--keep", str(keep), *rules]) == 0
     first = json.loads(capsys.readouterr().out)
+    # The kept directory is not reused: its TSDB would be mixed into the next replay.
+    kept = sorted(p.relative_to(keep) for p in keep.rglob("*"))
+    assert main(["backtest", "--history", str(setup["history"]), "--keep", str(keep), *rules]) == 1
+    assert "must be a new or empty directory" in capsys.readouterr().err
+    assert sorted(p.relative_to(keep) for p in keep.rglob("*")) == kept
     labels = ["--labels", str(setup["labels"]), "--label-key", "traces/hist.csv"]
     assert main(["backtest", "--history", str(keep / "data"), *labels, *rules]) == 0
     again = json.loads(capsys.readouterr().out)
@@ -250,3 +255,18 @@ def test_missing_rows_are_zero_spend_or_unknown(
         ("team-a", "2026-08-02T12"),
     ]
     assert no_spend(["--missing-rows", "unknown"]) == []
+
+
+def test_labels_for_a_team_the_history_lacks_are_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Team "A" for team "a": before, nothing was scored and nothing said so."""
+    history = tmp_path / "h.csv"
+    history.write_text("timestamp,team,cost\n2026-08-01T00:00:00Z,a,1\n2026-08-01T00:05:00Z,a,1\n")
+    labels = tmp_path / "labels.json"
+    window = ["2026-08-01 00:00:00", "2026-08-01 01:00:00"]
+    labels.write_text(json.dumps({"h.csv": {"A": [window]}}))
+    assert main(["backtest", "--history", str(history), "--labels", str(labels)]) == 2
+    err = capsys.readouterr().err
+    assert "has windows for team(s) A, which the history does not have (its teams: a)" in err
+    assert "Traceback" not in err
