@@ -146,17 +146,26 @@ def run_focus(args: argparse.Namespace) -> int:
         return 1
     series = daily_series(result.rows)
     tsdb = Path(args.tsdb)
-    tsdb.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="aispend-backfill-") as tmp:
-        om = Path(args.openmetrics) if args.openmetrics else Path(tmp) / "history.om.txt"
-        with om.open("w", encoding="utf-8") as fh:
-            fh.writelines(openmetrics(series))
-        done = subprocess.run(
-            [promtool, "tsdb", "create-blocks-from", "openmetrics", "--quiet", str(om), str(tsdb)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+    # Checked before anything is written: no empty --tsdb left behind by a bad option.
+    if tsdb.exists() and not tsdb.is_dir():
+        print(f"aispend backfill: --tsdb {tsdb}: must be a directory", file=sys.stderr)
+        return 1
+    if args.openmetrics and Path(args.openmetrics).is_dir():
+        where = args.openmetrics
+        print(f"aispend backfill: --openmetrics {where}: must be a file", file=sys.stderr)
+        return 1
+    try:
+        tsdb.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="aispend-backfill-") as tmp:
+            om = Path(args.openmetrics) if args.openmetrics else Path(tmp) / "history.om.txt"
+            with om.open("w", encoding="utf-8") as fh:
+                fh.writelines(openmetrics(series))
+            command = ["tsdb", "create-blocks-from", "openmetrics", "--quiet", str(om), str(tsdb)]
+            done = subprocess.run([promtool, *command], capture_output=True, text=True, check=False)
+    except OSError as exc:
+        where = exc.filename or tsdb
+        print(f"aispend backfill: cannot write {where}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     if done.returncode != 0:
         print(
             f"aispend backfill: promtool failed ({done.returncode}):\n"

@@ -8,6 +8,7 @@ repository root). CI regenerates them and fails on a difference.
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,13 +35,16 @@ def render_all(tunables: Any) -> dict[Path, str]:
 def generate(out: Path, tunables_path: Path | None = None) -> list[Path]:
     from aispend.rules.tunables import load_tunables
 
-    written = []
-    for rel, text in render_all(load_tunables(tunables_path)).items():
-        path = out / rel
+    files = {out / rel: text for rel, text in render_all(load_tunables(tunables_path)).items()}
+    # Every folder first, then the files: a path that cannot be written leaves none of
+    # them half-updated (rules from these tunables with runbooks from others).
+    for path in files:
         path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "is a directory", str(path))
+    for path, text in files.items():
         path.write_text(text, encoding="utf-8")
-        written.append(path)
-    return written
+    return list(files)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -51,6 +55,10 @@ def _run(args: argparse.Namespace) -> int:
     except TunablesError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        where = exc.filename or args.out
+        print(f"error: cannot write {where}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     for path in paths:
         print(path)
     return 0

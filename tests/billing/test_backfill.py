@@ -161,3 +161,37 @@ def test_files_in_two_currencies_are_refused(tmp_path: Path) -> None:
     assert "BillingCurrency must be one currency, found EUR, USD" in done.stderr
     assert "Traceback" not in done.stderr
     assert not tsdb.exists()
+
+
+@pytest.mark.parametrize(
+    ("make", "args", "message"),
+    [
+        ("file", ["--tsdb", "{tmp}/afile"], "--tsdb {tmp}/afile: must be a directory"),
+        ("file", ["--tsdb", "{tmp}/afile/sub"], "cannot write {tmp}/afile/sub: Not a directory"),
+        (
+            "dir",
+            ["--tsdb", "{tmp}/tsdb", "--openmetrics", "{tmp}/adir"],
+            "--openmetrics {tmp}/adir: must be a file",
+        ),
+    ],
+)
+def test_output_paths_that_cannot_be_written_are_clear_errors(
+    tmp_path: Path, make: str, args: list[str], message: str
+) -> None:
+    """They were tracebacks, and the bad --openmetrics left an empty --tsdb behind."""
+    require_binary("promtool")
+    if make == "file":
+        (tmp_path / "afile").touch()
+    else:
+        (tmp_path / "adir").mkdir()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    argv = [a.format(tmp=tmp_path) for a in args]
+    done = subprocess.run(
+        [sys.executable, "-m", "aispend", "backfill", "focus", str(SAMPLE), *argv],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr == f"aispend backfill: {message.format(tmp=tmp_path)}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == before

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -276,3 +277,18 @@ def test_opt_out_label_value_with_a_quote_gives_valid_rules(tmp_path: Path) -> N
         [require_binary("promtool"), "check", "rules", str(path)], capture_output=True, text=True
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_generate_into_a_path_that_cannot_be_written_writes_nothing(tmp_path: Path) -> None:
+    """`docs` is a file: the error names it, and no rule file was written before it."""
+    (tmp_path / "docs").write_text("not a directory")
+    done = subprocess.run(
+        [sys.executable, "-m", "aispend", "rules", "generate", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"error: cannot write {tmp_path / 'docs'}")
+    assert "Traceback" not in done.stderr
+    assert not list(tmp_path.rglob("*.yml"))
