@@ -179,10 +179,7 @@ def spend_in_range(labels: tuple[str, ...] = (), *matchers: str) -> str:
     """Spend over the panel's time range: the raw counters (LLM and GPU), and the GPUs
     that dcgm-exporter reports, which have no counter, only a recorded cost rate."""
     dcgm = rec(m.REC_GPU_COST_RATE, eq(m.SOURCE, "dcgm"), *matchers)
-    return (
-        f"sum{by(labels)} (increase({spend(*matchers)}[{RANGE}])"
-        f" or {integral_in_range(dcgm)})"
-    )
+    return f"sum{by(labels)} (increase({spend(*matchers)}[{RANGE}]) or {integral_in_range(dcgm)})"
 
 
 def llm_spend_in_range(labels: tuple[str, ...], *matchers: str) -> str:
