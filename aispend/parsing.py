@@ -9,11 +9,15 @@ functions raise the callers' own bad-input error instead.
 YAML mappings must not repeat a key: PyYAML keeps the last one silently, so a second
 `budgets:` block at the end of aispend.yaml dropped the first block's budgets.
 Prometheus and kubectl refuse duplicate keys in their files too.
+
+A time with a UTC offset can be valid and still have no UTC form (9999-12-31T23:59:59
+at -01:00 is past year 9999): `to_utc` makes that a ValueError, not an OverflowError.
 """
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import yaml
@@ -27,6 +31,14 @@ def loads_json(data: str | bytes) -> Any:
         return json.loads(data)
     except RecursionError:
         raise ValueError(f"JSON {TOO_DEEP}") from None
+
+
+def to_utc(value: datetime) -> datetime:
+    """An aware `value` in UTC; ValueError when it falls outside years 1-9999 there."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range once in UTC: must be within years 1-9999") from None
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

@@ -18,10 +18,12 @@ fields are ignored, so a newer Alertmanager that adds fields still works.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from aispend.parsing import to_utc
 
 MAX_ALERTS = 1000
 _LABEL_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -36,10 +38,7 @@ def _label_names(value: dict[str, str]) -> dict[str, str]:
 
 
 def _utc_representable(value: datetime) -> datetime:
-    try:
-        value.astimezone(UTC)
-    except OverflowError:
-        raise ValueError("time is out of range once converted to UTC") from None
+    to_utc(value)  # key() converts it later: it must have a UTC form
     return value
 
 
@@ -63,7 +62,7 @@ class Alert(_Model):
 
     def key(self) -> tuple[str, str]:
         """The idempotency key: fingerprint and startsAt (UTC, ISO 8601)."""
-        return self.fingerprint, self.startsAt.astimezone(UTC).isoformat()
+        return self.fingerprint, to_utc(self.startsAt).isoformat()
 
 
 class WebhookPayload(_Model):

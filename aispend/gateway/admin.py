@@ -14,14 +14,14 @@ from __future__ import annotations
 import hmac
 import logging
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from aispend.gateway.http_server import Answer, Request, json_answer
 from aispend.gateway.throttle import ThrottleRule, ThrottleTable, now_rfc3339
-from aispend.parsing import loads_json
+from aispend.parsing import loads_json, to_utc
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +55,7 @@ class ThrottleBody(BaseModel):
             return None
         if value.tzinfo is None:
             raise ValueError("must be RFC 3339 with a time zone, e.g. 2025-01-31T12:00:00Z")
-        try:
-            return value.astimezone(UTC)
-        except OverflowError:  # 9999-12-31T23:59:59-14:00 is past year 9999 in UTC
-            raise ValueError("must be within years 1-9999 in UTC") from None
+        return to_utc(value)  # 9999-12-31T23:59:59-14:00 is past year 9999 in UTC
 
     @model_validator(mode="after")
     def _limits(self) -> ThrottleBody:
