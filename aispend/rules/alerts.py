@@ -239,8 +239,7 @@ def anomaly_alerts(t: Tunables) -> list[Alert]:
         f"\nunless on({m.TEAM}, {m.MODEL}) {z}{{"
         + ", ".join(f"{k}={string(v)}" for k, v in sorted(entry.items()))
         + "}"
-        for entry in t.zscore_opt_out
-        if set(entry) <= {m.TEAM, m.MODEL}
+        for entry in t.zscore_opt_out  # labels team and/or model: checked in Tunables
     )
     # The baseline's stddev at most max_cv x its mean, multiplied out: as a ratio, a flat
     # zero baseline (a model idle for the whole window) is 0/0, and NaN <= x is false, so

@@ -157,10 +157,11 @@ class Tunables(StrictModel):
     @classmethod
     def _opt_out_labels(cls, value: list[dict[str, str]]) -> list[dict[str, str]]:
         for entry in value:
-            if not entry or set(entry) - {m.TEAM, m.MODEL}:
+            other = sorted(set(entry) - {m.TEAM, m.MODEL})
+            if not entry or other:
                 raise ValueError(
                     f"each label set has labels {m.TEAM} and/or {m.MODEL}, not"
-                    f" {', '.join(sorted(set(entry) - {m.TEAM, m.MODEL})) or 'none'}"
+                    f" {', '.join(other) or 'none'}"
                 )
         return value
 
