@@ -58,6 +58,17 @@ def _panel_md(panel: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _variables_md(data: dict[str, Any]) -> list[str]:
+    """One line per query variable: where its values come from."""
+    lines = [
+        f"- `${v['name']}`: `{v['query']}`"
+        + (", one value" if not v.get("multi") else ", any number of values or All")
+        for v in data.get("templating", {}).get("list", [])
+        if v.get("type") == "query"
+    ]
+    return ["Variables:", "", *lines, ""] if lines else []
+
+
 def render(generated: list[Generated]) -> str:
     out = [HEADER]
     out.append("| dashboard | uid | file | panels |")
@@ -74,6 +85,7 @@ def render(generated: list[Generated]) -> str:
         out.append("")
         out.append(item.data.get("description", ""))
         out.append("")
+        out.extend(_variables_md(item.data))
         for panel in panels(item.data):
             out.extend(_panel_md(panel))
             if is_alert_only(panel):
