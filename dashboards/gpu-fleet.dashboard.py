@@ -105,6 +105,6 @@ def build(ctx: d.Context) -> g.Dashboard:
         "gpu-fleet",
         "GPU utilisation, idle GPUs and their hourly cost, GPU cost by team, memory and power.",
         layout(summary, util, cost, hardware),
-        [d.label_variable("team", m.GPU_UTILIZATION, m.TEAM)],
+        [d.label_variable("team", m.TEAM, m.REC_GPU_UTILIZATION)],
         time_from="now-6h",
     )

@@ -111,6 +111,6 @@ def build(ctx: d.Context) -> g.Dashboard:
         "Tokens, cost per request and its distribution, cache reads, errors, throttles and"
         " the gateway's own overhead.",
         layout(volume, cost, quality),
-        [d.team_variable(), d.model_variable()],
+        [d.llm_team_variable(), d.model_variable()],
         time_from="now-6h",
     )

@@ -102,15 +102,21 @@ def datasource_variable() -> g.Template:
 
 def label_variable(
     name: str,
-    spec: m.MetricSpec,
     label: str,
-    *,
+    *series: m.MetricSpec | m.RecordedSeries,
     matchers: str = "",
     multi: bool = True,
     title: str | None = None,
 ) -> g.Template:
-    """A query variable over the values of `label` on `spec` (All = any value)."""
-    selector = f"{spec.name}{{{matchers}}}" if matchers else spec.name
+    """A query variable over the values of `label` on any of `series` (All = any value).
+
+    More than one series becomes one selector on `__name__`, so the list is their union.
+    """
+    if len(series) == 1:
+        selector = f"{series[0].name}{{{matchers}}}" if matchers else series[0].name
+    else:
+        names = "|".join(s.name for s in series)
+        selector = f'{{__name__=~"{names}"{", " + matchers if matchers else ""}}}'
     return g.Template(
         name=name,
         label=title or name.capitalize(),
@@ -124,16 +130,29 @@ def label_variable(
     )
 
 
+TEAM_SOURCES = (m.REC_TEAM_COST_RATE5M, m.CLOUD_COST_MONTH_TO_DATE, m.TEAM_INFO)
+"""Where the team list comes from: spend (LLM, aispend and dcgm GPUs), the bill, and the
+configured teams, so a team with GPU spend only, a bill only, or no spend yet is listed."""
+
+
 def team_variable(*, multi: bool = True) -> g.Template:
-    return label_variable("team", m.LLM_COST, m.TEAM, multi=multi)
+    return label_variable("team", m.TEAM, *TEAM_SOURCES, multi=multi)
 
 
 def project_variable() -> g.Template:
-    return label_variable("project", m.LLM_COST, m.PROJECT, matchers=f'{m.TEAM}=~"$team"')
+    """Projects with spend of any kind (a GPU-only project too) in the chosen teams."""
+    return label_variable(
+        "project", m.PROJECT, m.REC_TEAM_PROJECT_COST_RATE5M, matchers=f'{m.TEAM}=~"$team"'
+    )
+
+
+def llm_team_variable() -> g.Template:
+    """Teams with LLM spend, for dashboards about tokens and models."""
+    return label_variable("team", m.TEAM, m.LLM_COST)
 
 
 def model_variable() -> g.Template:
-    return label_variable("model", m.LLM_COST, m.MODEL, matchers=f'{m.TEAM}=~"$team"')
+    return label_variable("model", m.MODEL, m.LLM_COST, matchers=f'{m.TEAM}=~"$team"')
 
 
 def links() -> list[g.DashboardLink]:

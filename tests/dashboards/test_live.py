@@ -26,10 +26,13 @@ import contextlib
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -47,7 +50,7 @@ from tests.conftest import (
     prom_query,
     require_binary,
 )
-from tests.dashboards.panels import PanelQuery, all_queries, concrete
+from tests.dashboards.panels import PanelQuery, all_queries, concrete, dashboard_files, load
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -273,3 +276,55 @@ def test_every_panel_query_returns_data(live_prometheus: str) -> None:
         )
     empty = _empty(live_prometheus, required)
     assert empty == [], "panels without data in the demo:\n" + "\n".join(empty)
+
+
+_LABEL_VALUES = re.compile(r"label_values\((?P<selector>.+), (?P<label>\w+)\)")
+
+
+def _variable_values(prom: str, query: str, values: dict[str, str]) -> list[str]:
+    """What Grafana lists for a `label_values(selector, label)` variable over the last
+    7 days (the label values API with the selector as match[], as Grafana asks it)."""
+    found = _LABEL_VALUES.fullmatch(query)
+    assert found, f"not a label_values query: {query}"
+    end = time.time()
+    params = {
+        "match[]": concrete(found["selector"], values),
+        "start": str(end - 7 * 86400),
+        "end": str(end),
+    }
+    url = f"{prom}/api/v1/label/{found['label']}/values?" + urllib.parse.urlencode(params)
+    with urllib.request.urlopen(url, timeout=30) as response:
+        body = json.load(response)
+    assert body["status"] == "success", body
+    return sorted(body["data"])
+
+
+def _variables() -> list[tuple[str, str, str]]:
+    return [
+        (load(path)["title"], v["name"], v["query"])
+        for path in dashboard_files()
+        for v in load(path)["templating"]["list"]
+        if v["type"] == "query"
+    ]
+
+
+def test_every_dashboard_variable_lists_values(live_prometheus: str) -> None:
+    """Each variable lists values; the team list has every configured team, and a team's
+    projects include one that has GPU spend only (research/finetune: the fake GPU 0)."""
+    from aispend.config import load_config
+
+    teams = {t.name for t in load_config(EXAMPLE_CONFIG).teams}
+    variables = _variables()
+    assert len(variables) == 7
+    for dashboard, name, query in variables:
+        listed = _variable_values(live_prometheus, query, {"team": ".*"})
+        assert listed, f"{dashboard}: ${name} lists nothing ({query})"
+        if name == "team" and "showback" in dashboard.lower():
+            assert teams <= set(listed), f"{dashboard}: ${name} lists {listed}"
+    (project,) = [q for d, n, q in variables if n == "project"]
+    wait_until(
+        lambda: "finetune" in _variable_values(live_prometheus, project, {"team": "research"}),
+        timeout=240,
+        interval=5,
+        what="the GPU-only project research/finetune listed by the $project variable",
+    )
