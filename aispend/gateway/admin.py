@@ -7,6 +7,9 @@
 Every call needs `Authorization: Bearer <token>` (sources.gateway.admin_token_file
 or $AISPEND_GATEWAY_ADMIN_TOKEN); without a configured token the API answers 403.
 Bad bodies get 400 (not JSON) or 422 (naming the field); nothing is stored then.
+Team, project and agent are label names as the gateway writes them (lowercase a-z 0-9
+_ . -), and the team must be one the gateway attributes to (aispend.yaml's teams or
+unattributed): any other rule would match no request.
 """
 
 from __future__ import annotations
@@ -14,11 +17,13 @@ from __future__ import annotations
 import hmac
 import logging
 import re
+from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from aispend.configbase import Name
 from aispend.gateway.http_server import Answer, Request, json_answer
 from aispend.gateway.throttle import ThrottleRule, ThrottleTable, now_rfc3339
 from aispend.parsing import loads_json, to_utc
@@ -37,9 +42,9 @@ class ThrottleBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    team: ShortText
-    project: ShortText | None = None
-    agent: ShortText | None = None
+    team: Name
+    project: Name | None = None
+    agent: Name | None = None
     model: ShortText | None = None
     mode: Literal["block", "rate"]
     requests_per_minute: Annotated[int, Field(strict=True, gt=0, le=10_000_000)] | None = None
@@ -72,9 +77,13 @@ def _error(
 
 
 class AdminApi:
-    def __init__(self, table: ThrottleTable, token: str | None) -> None:
+    def __init__(
+        self, table: ThrottleTable, token: str | None, teams: Callable[[], Collection[str]]
+    ) -> None:
+        """`teams` gives the teams requests are attributed to now (it follows reloads)."""
         self._table = table
         self._token = token.encode() if token else None
+        self._teams = teams
 
     def handle(self, request: Request) -> Answer:
         """Answer a request for a path under PREFIX."""
@@ -129,6 +138,15 @@ class AdminApi:
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first["loc"]) or "(body)"
             return _error(422, f"{field}: {first['msg']}", field=field)
+        teams = self._teams()
+        if body.team not in teams:
+            known = ", ".join(sorted(teams))
+            return _error(
+                422,
+                f"team: {body.team!r} is not a team of this gateway ({known}):"
+                " a throttle for it would match no request",
+                field="team",
+            )
         now = now_rfc3339()
         expires = None
         if body.expires_at is not None:

@@ -141,7 +141,7 @@ def build_gateway(config: Config, throttle_db: Path | None = None) -> Gateway:
         read_timeout_s=settings.read_timeout_s,
     )
 
-    return Gateway(table, metrics, store, proxy, admin.AdminApi(table, token))
+    return Gateway(table, metrics, store, proxy, admin.AdminApi(table, token, proxy.teams))
 
 
 async def _purge_loop(table: ThrottleTable) -> None:

@@ -69,6 +69,11 @@ class Attributor:
         # Known keys only: the hash costs more than the rest of attribution together.
         self._known: dict[str, Attribution] = {}
 
+    @property
+    def teams(self) -> frozenset[str]:
+        """Every team a request can be attributed to: the configured ones and unattributed."""
+        return frozenset(self._projects) | {UNATTRIBUTED_TEAM}
+
     def lookup(self, key: str) -> Attribution | None:
         """The key's attribution, or None when the key is unknown."""
         found = self._known.get(key)

@@ -128,6 +128,10 @@ class Proxy:
         self._pricer = parts.pricer
         self._attributor = parts.attributor
 
+    def teams(self) -> frozenset[str]:
+        """The teams of the config now applied (a reload changes them)."""
+        return self._attributor.teams
+
     def close(self) -> None:
         self._client.close()
 

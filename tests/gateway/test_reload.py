@@ -19,7 +19,15 @@ import yaml
 
 from aispend import metrics as m
 from aispend.procs import wait_until
-from tests.gateway.harness import Metrics, Server, chat, gateway, upstream, write_config
+from tests.gateway.harness import (
+    Metrics,
+    Server,
+    admin,
+    chat,
+    gateway,
+    upstream,
+    write_config,
+)
 
 NEW_KEY = "sk-added-by-a-reload"
 WAIT_S = 15.0
@@ -79,3 +87,22 @@ def test_sighup_adds_a_key_and_bad_edits_keep_the_last_good_config(tmp_path: Pat
             config.write_text(yaml.safe_dump(good, sort_keys=False) + "# edited\n")
             wait_until(lambda: _reload_ok(gw) == 1, WAIT_S, what="the watcher reload")
             assert _status(gw, NEW_KEY) == 200
+
+
+def test_a_team_added_by_a_reload_can_be_throttled(tmp_path: Path) -> None:
+    """The admin API checks a throttle's team against the config applied now."""
+    body = {"team": "platform", "mode": "block", "reason": "x"}
+    with upstream(tmp_path) as up:
+        config = write_config(tmp_path, up.url)
+        with gateway(tmp_path, config) as gw:
+            assert admin(gw, "PUT", "/admin/throttles/platform", body)[0] == 422
+            data = yaml.safe_load(config.read_text())
+            data["teams"].append({"name": "platform"})
+            config.write_text(yaml.safe_dump(data, sort_keys=False))
+            assert gw.proc.proc is not None
+            os.kill(gw.proc.proc.pid, signal.SIGHUP)
+            wait_until(
+                lambda: admin(gw, "PUT", "/admin/throttles/platform", body)[0] == 200,
+                WAIT_S,
+                what="the throttle for the new team",
+            )

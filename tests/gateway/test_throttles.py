@@ -278,6 +278,12 @@ def test_expired_rule_is_ignored(gw: Server) -> None:
             "expires_at",
         ),
         ({"team": "search", "mode": "block", "colour": "red"}, 422, "colour"),
+        # Labels are lowercase in traffic: "Search" or "Rerank-Agent" would match nothing.
+        ({"team": "Search", "mode": "block"}, 422, "team"),
+        ({"team": "search", "agent": "Rerank-Agent", "mode": "block"}, 422, "agent"),
+        ({"team": "search", "project": "a b", "mode": "block"}, 422, "project"),
+        # Well formed, but no such team in aispend.yaml: no request is attributed to it.
+        ({"team": "serch", "mode": "block"}, 422, "team"),
     ],
 )
 def test_bad_bodies_are_refused_and_nothing_is_stored(
@@ -288,6 +294,23 @@ def test_bad_bodies_are_refused_and_nothing_is_stored(
     assert answer["error"]["field"] == field
     assert field in answer["error"]["message"]
     assert admin(gw, "GET", "/admin/throttles")[1] == {"throttles": []}
+
+
+def test_unknown_team_error_names_the_known_teams(gw: Server) -> None:
+    got, answer, _ = admin(gw, "PUT", "/admin/throttles/typo", {"team": "serch", "mode": "block"})
+    assert got == 422
+    assert answer["error"]["message"] == (
+        "team: 'serch' is not a team of this gateway (growth, research, search, support,"
+        " unattributed): a throttle for it would match no request"
+    )
+
+
+def test_unattributed_team_can_be_throttled(up: Server, tmp_path: Path) -> None:
+    config = write_config(tmp_path, up.url, allow_unattributed=True)
+    with gateway(tmp_path, config) as gw:
+        body = {"team": "unattributed", "mode": "block", "reason": "unknown keys"}
+        assert admin(gw, "PUT", "/admin/throttles/unknown-keys", body)[0] == 200
+        assert call(gw, key="sk-nobody-knows") == 429
 
 
 @pytest.mark.parametrize("raw", [b"{not json", b"[" * 100_000, b"\xff\xfe"])
