@@ -38,7 +38,7 @@ ShortText = Annotated[str, Field(min_length=1, max_length=128)]
 
 
 class ThrottleBody(BaseModel):
-    """The PUT body (contracts.md)."""
+    """The PUT body (README, "Throttling by hand")."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -1,7 +1,7 @@
 """Test helpers: aiohttp servers in a background thread, fake upstream APIs, payloads.
 
 The fakes speak the documented wire formats of what the actuator calls:
-- FakeGatewayAdmin: the gateway throttle admin API of contracts.md (PUT/DELETE/GET
+- FakeGatewayAdmin: the gateway throttle admin API of aispend/gateway/admin.py (PUT/DELETE/GET
   /admin/throttles, bearer token), used before and beside the real gateway;
 - FakeKubernetes: the apps/v1 scale subresource and batch/v1 CronJob endpoints;
 - FakeArm: the ARM API Management subscription GET/PATCH (served over HTTPS).
@@ -89,7 +89,7 @@ async def _seen(request: web.Request) -> Seen:
 
 @dataclass
 class FakeGatewayAdmin:
-    """The gateway throttle admin API (contracts.md), state in memory."""
+    """The gateway throttle admin API (aispend/gateway/admin.py), state in memory."""
 
     token: str = ADMIN_TOKEN
     rules: dict[str, dict[str, Any]] = field(default_factory=dict)

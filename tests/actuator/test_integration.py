@@ -140,7 +140,7 @@ ALERTMANAGER_YML = REPO / "deploy" / "alertmanager.yml"
 
 
 def render_alertmanager(actuator_url: str, secrets: Path, out: Path) -> Path:
-    """deploy/alertmanager.yml as `aispend stack up` renders it (contracts.md)."""
+    """deploy/alertmanager.yml as `aispend stack up` renders it."""
     text = ALERTMANAGER_YML.read_text()
     text = re.sub(r"http://actuator:\d+", actuator_url, text)
     text = text.replace("/etc/aispend/secrets/", str(secrets) + "/")

@@ -1,6 +1,6 @@
 """The actuator end to end over HTTP, against two fake gateway replicas.
 
-The gateways are fakes of the admin API (contracts.md) because this file checks the
+The gateways are fakes of the admin API (aispend/gateway/admin.py) because this file checks the
 actuator's own logic: auth, validation, policy, idempotency, undo, audit, metrics.
 test_integration.py repeats the main path with the real gateway and Alertmanager.
 """
