@@ -144,6 +144,6 @@ def build(ctx: d.Context) -> g.Dashboard:
         "Spend against its seasonal prediction, z-scores, budget burn rates, firing alerts"
         " and the actuator's actions.",
         layout(anomalies, scores, budgets, actions),
-        [d.team_variable()],
+        [d.spend_team_variable()],
         time_from="now-2d",
     )

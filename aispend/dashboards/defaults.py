@@ -146,6 +146,12 @@ def project_variable() -> g.Template:
     )
 
 
+def spend_team_variable() -> g.Template:
+    """Teams with spend (LLM or GPU), for panels repeated per team over spend series:
+    a team with a bill or a config entry only would repeat as an empty panel."""
+    return label_variable("team", m.TEAM, m.REC_TEAM_COST_RATE5M)
+
+
 def llm_team_variable() -> g.Template:
     """Teams with LLM spend, for dashboards about tokens and models."""
     return label_variable("team", m.TEAM, m.LLM_COST)
