@@ -29,7 +29,7 @@ from aispend.exporters.billing.settings import AzureCostSettings, FocusSettings
 from aispend.exporters.gpu.settings import GpuSettings
 from aispend.exporters.tokens.settings import AzureTokensSettings
 from aispend.gateway.settings import GatewaySettings
-from aispend.parsing import load_yaml
+from aispend.parsing import load_yaml, validation_message
 
 Criticality = Literal["critical", "standard", "experimental"]
 Period = Literal["day", "month"]
@@ -264,7 +264,7 @@ def _pydantic_issue(error: Any) -> ConfigIssue:
     elif kind == "too_short":
         message = "must not be empty"
     elif kind == "value_error":
-        message = str(ctx.get("error", error["msg"]))
+        message = validation_message(error)
     else:
         message = error["msg"][0].lower() + error["msg"][1:]
     return ConfigIssue(format_path(loc), message)

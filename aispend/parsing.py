@@ -10,6 +10,9 @@ YAML mappings must not repeat a key: PyYAML keeps the last one silently, so a se
 `budgets:` block at the end of aispend.yaml dropped the first block's budgets.
 Prometheus and kubectl refuse duplicate keys in their files too.
 
+Pydantic prefixes a validator's own message with "Value error, ";
+`validation_message` gives the message as the validator wrote it.
+
 A time with a UTC offset can be valid and still have no UTC form (9999-12-31T23:59:59
 at -01:00 is past year 9999): `to_utc` makes that a ValueError, not an OverflowError.
 """
@@ -17,6 +20,7 @@ at -01:00 is past year 9999): `to_utc` makes that a ValueError, not an OverflowE
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +35,16 @@ def loads_json(data: str | bytes) -> Any:
         return json.loads(data)
     except RecursionError:
         raise ValueError(f"JSON {TOO_DEEP}") from None
+
+
+def validation_message(error: Mapping[str, Any]) -> str:
+    """One pydantic error's message; a ValueError raised by a validator without the
+    "Value error, " pydantic puts in front of it."""
+    if error.get("type") == "value_error":
+        raised = (error.get("ctx") or {}).get("error")
+        if raised is not None:
+            return str(raised)
+    return str(error["msg"])
 
 
 def to_utc(value: datetime) -> datetime:

@@ -23,7 +23,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from aispend.parsing import to_utc
+from aispend.parsing import to_utc, validation_message
 
 MAX_ALERTS = 1000
 _LABEL_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -97,4 +97,4 @@ def parse_payload(body: bytes) -> WebhookPayload:
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         if first["type"] == "json_invalid":
             raise PayloadError(f"body is not valid JSON: {first['msg']}") from None
-        raise PayloadError(f"{loc}: {first['msg']}{more}") from None
+        raise PayloadError(f"{loc}: {validation_message(first)}{more}") from None

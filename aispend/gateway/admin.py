@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from aispend.configbase import Name
 from aispend.gateway.http_server import Answer, Request, json_answer
 from aispend.gateway.throttle import ThrottleRule, ThrottleTable, now_rfc3339
-from aispend.parsing import loads_json, to_utc
+from aispend.parsing import loads_json, to_utc, validation_message
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ class AdminApi:
         except ValidationError as exc:
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first["loc"]) or "(body)"
-            return _error(422, f"{field}: {first['msg']}", field=field)
+            return _error(422, f"{field}: {validation_message(first)}", field=field)
         teams = self._teams()
         if body.team not in teams:
             known = ", ".join(sorted(teams))

@@ -17,7 +17,7 @@ from pydantic import AfterValidator, Field, ValidationError, field_validator
 from aispend import metrics as m
 from aispend.configbase import StrictModel
 from aispend.gpu_prices import DEFAULT_GPU_HOURLY_PRICES
-from aispend.parsing import load_yaml
+from aispend.parsing import load_yaml, validation_message
 from aispend.rules.promql import seconds
 
 Severity = Literal["critical", "warning", "info"]
@@ -193,7 +193,7 @@ def load_tunables(path: Path | None) -> Tunables:
         return Tunables.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            f"{'.'.join(str(p) for p in e['loc'])}: {validation_message(e)}" for e in exc.errors()
         )
         raise TunablesError(f"{path}: {problems}") from exc
 

@@ -144,7 +144,7 @@ def test_invalid_alert_field_is_named(gateways, make_actuator, admin_token_file)
     bad = alert(FP)
     bad["labels"]["team\n"] = "x"  # Python's `$` would accept the trailing newline
     assert act.post(payload(bad)).json()["error"] == (
-        "alerts.0.labels: Value error, 'team\n' is not a valid label name"
+        "alerts.0.labels: 'team\n' is not a valid label name"
     )
     bad = alert("not-hex!")
     assert (

@@ -296,13 +296,24 @@ def test_bad_bodies_are_refused_and_nothing_is_stored(
     assert admin(gw, "GET", "/admin/throttles")[1] == {"throttles": []}
 
 
-def test_unknown_team_error_names_the_known_teams(gw: Server) -> None:
-    got, answer, _ = admin(gw, "PUT", "/admin/throttles/typo", {"team": "serch", "mode": "block"})
-    assert got == 422
-    assert answer["error"]["message"] == (
-        "team: 'serch' is not a team of this gateway (growth, research, search, support,"
-        " unattributed): a throttle for it would match no request"
-    )
+@pytest.mark.parametrize(
+    ("team", "message"),
+    [
+        (
+            "serch",
+            "team: 'serch' is not a team of this gateway (growth, research, search, support,"
+            " unattributed): a throttle for it would match no request",
+        ),
+        (
+            "Search",  # the validator's own words, without pydantic's "Value error, "
+            "team: must be 1-63 characters of a-z, 0-9, '_', '-', '.', starting with a letter"
+            " or digit",
+        ),
+    ],
+)
+def test_team_errors_say_what_is_wrong(gw: Server, team: str, message: str) -> None:
+    got, answer, _ = admin(gw, "PUT", "/admin/throttles/x", {"team": team, "mode": "block"})
+    assert (got, answer["error"]["message"]) == (422, message)
 
 
 def test_unattributed_team_can_be_throttled(up: Server, tmp_path: Path) -> None:
