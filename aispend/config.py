@@ -3,7 +3,10 @@
 `load_config(path)` returns a validated `Config` or raises `ConfigError`, whose
 `issues` list every problem as `path.to.field: message` (e.g.
 `budgets[2].amount: must be > 0`). Structural errors come from pydantic; the
-cross-references (budget of an unknown team, duplicate names) are checked after.
+cross-references (budget of an unknown team, duplicate names) are checked after. When
+some entries have structural errors, the cross-references of the entries that are
+valid are still checked, so every error arrives in one report; they are checked only
+when `teams:` itself is valid, as every reference is checked against it.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import AfterValidator, Field, ValidationError, field_validator
+from pydantic import AfterValidator, Field, TypeAdapter, ValidationError, field_validator
 from pydantic import BaseModel as _BaseModel
 
 from aispend.actuators.settings import ActionsSettings as Actions
@@ -210,8 +213,12 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(source, [_pydantic_issue(e) for e in exc.errors()]) from exc
-    issues = list(_cross_check(config))
+        issues = [_pydantic_issue(e) for e in exc.errors()]
+        refs = _valid_parts(data)
+        if refs is not None:
+            issues += [i for i in _cross_check(refs) if i not in issues]
+        raise ConfigError(source, issues) from exc
+    issues = list(_cross_check(_References.of(config)))
     if issues:
         raise ConfigError(source, issues)
     return config
@@ -319,9 +326,69 @@ def _unwrap(annotation: Any) -> Any:
 # ---------------------------------------------------------------- cross-references
 
 
-def _cross_check(config: Config) -> Iterator[ConfigIssue]:
+@dataclass(frozen=True)
+class _References:
+    """What the cross-reference checks read: the teams, and the entries naming them
+    with their index in the file (entries with structural errors are left out)."""
+
+    teams: Sequence[Team]
+    budgets: Sequence[tuple[int, Budget]]
+    api_keys: Sequence[tuple[int, ApiKey]]
+    sources: Sources | None
+
+    @staticmethod
+    def of(config: Config) -> _References:
+        return _References(
+            config.teams,
+            list(enumerate(config.budgets)),
+            list(enumerate(config.api_keys)),
+            config.sources,
+        )
+
+    def team(self, name: str) -> Team | None:
+        return next((t for t in self.teams if t.name == name), None)
+
+
+def _valid_parts(data: dict[str, Any]) -> _References | None:
+    """The valid parts of a config that failed validation; None when `teams:` is not
+    valid (a reference to a team whose entry is broken would read as unknown)."""
+    try:
+        teams = _TEAMS.validate_python(data.get("teams"))
+    except ValidationError:
+        return None
+    if not teams:
+        return None
+    try:
+        sources: Sources | None = Sources.model_validate(data.get("sources", {}))
+    except ValidationError:
+        sources = None
+    return _References(
+        teams,
+        _valid_entries(data.get("budgets"), Budget),
+        _valid_entries(data.get("api_keys"), ApiKey),
+        sources,
+    )
+
+
+_TEAMS = TypeAdapter(list[Team])
+_Entry = typing.TypeVar("_Entry", Budget, ApiKey)
+
+
+def _valid_entries(raw: object, model: type[_Entry]) -> list[tuple[int, _Entry]]:
+    if not isinstance(raw, list):
+        return []
+    valid = []
+    for i, entry in enumerate(raw):
+        try:
+            valid.append((i, model.model_validate(entry)))
+        except ValidationError:
+            continue
+    return valid
+
+
+def _cross_check(refs: _References) -> Iterator[ConfigIssue]:
     teams: dict[str, int] = {}
-    for i, team in enumerate(config.teams):
+    for i, team in enumerate(refs.teams):
         if team.name in teams:
             yield ConfigIssue(
                 f"teams[{i}].name",
@@ -337,8 +404,8 @@ def _cross_check(config: Config) -> Iterator[ConfigIssue]:
                 seen.add(name)
 
     scopes: dict[tuple[str, str | None, str | None, str], int] = {}
-    for i, budget in enumerate(config.budgets):
-        yield from _check_scope(config, f"budgets[{i}]", budget.team, budget.project, budget.agent)
+    for i, budget in refs.budgets:
+        yield from _check_scope(refs, f"budgets[{i}]", budget.team, budget.project, budget.agent)
         scope = (budget.team, budget.project, budget.agent, budget.period)
         first_budget = scopes.setdefault(scope, i)
         if first_budget != i:
@@ -347,29 +414,30 @@ def _cross_check(config: Config) -> Iterator[ConfigIssue]:
                 f"duplicate budget for this scope and period (first at budgets[{first_budget}])",
             )
 
-    yield from _check_source_owners(config)
+    if refs.sources is not None:
+        yield from _check_source_owners(refs, refs.sources)
 
     digests: dict[str, int] = {}
-    for i, api_key in enumerate(config.api_keys):
+    for i, api_key in refs.api_keys:
         yield from _check_scope(
-            config, f"api_keys[{i}]", api_key.team, api_key.project, api_key.agent
+            refs, f"api_keys[{i}]", api_key.team, api_key.project, api_key.agent
         )
         first = digests.setdefault(api_key.sha256, i)
         if first != i:
             yield ConfigIssue(f"api_keys[{i}].sha256", f"duplicate key (also api_keys[{first}])")
 
 
-def _check_source_owners(config: Config) -> Iterator[ConfigIssue]:
+def _check_source_owners(refs: _References, sources: Sources) -> Iterator[ConfigIssue]:
     """Teams, projects and agents named in `sources:` must exist in `teams:`."""
-    gpu = config.sources.gpu
+    gpu = sources.gpu
     if gpu is not None:
         for i, entry in enumerate(gpu.attribution):
             yield from _check_scope(
-                config, f"sources.gpu.attribution[{i}]", entry.team, entry.project, None
+                refs, f"sources.gpu.attribution[{i}]", entry.team, entry.project, None
             )
         for uid, pod in gpu.pods.items():
-            yield from _check_scope(config, f"sources.gpu.pods.{uid}", pod.team, pod.project, None)
-    tokens = config.sources.azure_tokens
+            yield from _check_scope(refs, f"sources.gpu.pods.{uid}", pod.team, pod.project, None)
+    tokens = sources.azure_tokens
     if tokens is not None:
         for kind, owners in (
             ("subscriptions", tokens.subscriptions),
@@ -377,19 +445,19 @@ def _check_source_owners(config: Config) -> Iterator[ConfigIssue]:
         ):
             for key, owner in owners.items():
                 path = f"sources.azure_tokens.{kind}.{key}"
-                yield from _check_scope(config, path, owner.team, owner.project, owner.agent)
+                yield from _check_scope(refs, path, owner.team, owner.project, owner.agent)
         for i, resource in enumerate(tokens.openai_resources):
             if resource.team is not None:
                 path = f"sources.azure_tokens.openai_resources[{i}]"
-                yield from _check_scope(config, path, resource.team, resource.project, None)
+                yield from _check_scope(refs, path, resource.team, resource.project, None)
 
 
 def _check_scope(
-    config: Config, path: str, team_name: str, project: str | None, agent: str | None
+    refs: _References, path: str, team_name: str, project: str | None, agent: str | None
 ) -> Iterator[ConfigIssue]:
-    team = config.team(team_name)
+    team = refs.team(team_name)
     if team is None:
-        known = ", ".join(t.name for t in config.teams)
+        known = ", ".join(t.name for t in refs.teams)
         yield ConfigIssue(f"{path}.team", f"unknown team '{team_name}' (teams: {known})")
         return
     if project is not None and agent is not None:

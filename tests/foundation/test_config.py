@@ -180,6 +180,33 @@ BAD_CONFIGS = [
         ["sources.prometheus_url: unknown key"],
         id="unknown-source",
     ),
+    # Structural and cross-reference errors arrive in one report (they came in two
+    # rounds: the references were checked only once everything else was valid).
+    pytest.param(
+        GOOD_HEAD + "  - {name: search}\n"
+        "budgets:\n"
+        "  - {team: search, period: day, amount: -5}\n"
+        "  - {team: serch, period: day, amount: 5}\n"
+        "api_keys:\n"
+        f"  - {{sha256: {DIGEST}, team: support, agent: bot}}\n"
+        "sources:\n  gpu: {attribution: [{host: h, gpu: 0, team: nobody}]}\n",
+        [
+            "budgets[0].amount: must be > 0",
+            "teams[2].name: duplicate team 'search' (first at teams[0])",
+            "budgets[1].team: unknown team 'serch'",
+            "sources.gpu.attribution[0].team: unknown team 'nobody'",
+            "api_keys[0].agent: team 'support' has no agent 'bot'",
+        ],
+        id="structural-and-reference-errors-together",
+    ),
+    # A broken team entry: its name may be the one a budget refers to, so references
+    # are not checked against a partial team list (no false "unknown team").
+    pytest.param(
+        GOOD_HEAD + "  - {name: research, criticality: urgent}\n"
+        "budgets:\n  - {team: research, period: day, amount: 5}\n",
+        ["teams[2].criticality: must be one of"],
+        id="broken-team-entry-skips-reference-checks",
+    ),
 ]
 
 
