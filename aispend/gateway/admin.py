@@ -8,8 +8,9 @@ Every call needs `Authorization: Bearer <token>` (sources.gateway.admin_token_fi
 or $AISPEND_GATEWAY_ADMIN_TOKEN); without a configured token the API answers 403.
 Bad bodies get 400 (not JSON) or 422 (naming the field); nothing is stored then.
 Team, project and agent are label names as the gateway writes them (lowercase a-z 0-9
-_ . -), and the team must be one the gateway attributes to (aispend.yaml's teams or
-unattributed): any other rule would match no request.
+_ . -), the team must be one the gateway attributes to (aispend.yaml's teams or
+unattributed) and the project one of that team's (or `other`): any other rule would
+match no request.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import hmac
 import logging
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -78,12 +79,16 @@ def _error(
 
 class AdminApi:
     def __init__(
-        self, table: ThrottleTable, token: str | None, teams: Callable[[], Collection[str]]
+        self,
+        table: ThrottleTable,
+        token: str | None,
+        projects_by_team: Callable[[], Mapping[str, Collection[str]]],
     ) -> None:
-        """`teams` gives the teams requests are attributed to now (it follows reloads)."""
+        """`projects_by_team` gives the teams requests are attributed to now, with the
+        projects they carry (it follows config reloads)."""
         self._table = table
         self._token = token.encode() if token else None
-        self._teams = teams
+        self._projects_by_team = projects_by_team
 
     def handle(self, request: Request) -> Answer:
         """Answer a request for a path under PREFIX."""
@@ -138,15 +143,9 @@ class AdminApi:
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first["loc"]) or "(body)"
             return _error(422, f"{field}: {validation_message(first)}", field=field)
-        teams = self._teams()
-        if body.team not in teams:
-            known = ", ".join(sorted(teams))
-            return _error(
-                422,
-                f"team: {body.team!r} is not a team of this gateway ({known}):"
-                " a throttle for it would match no request",
-                field="team",
-            )
+        unmatched = self._unmatched(body)
+        if unmatched is not None:
+            return unmatched
         now = now_rfc3339()
         expires = None
         if body.expires_at is not None:
@@ -169,6 +168,28 @@ class AdminApi:
         stored = self._table.upsert(rule)
         log.info("throttle %s set: team=%s mode=%s", rule_id, body.team, body.mode)
         return json_answer(200, stored.to_json())
+
+    def _unmatched(self, body: ThrottleBody) -> Answer | None:
+        """A 422 for a team or project no request is attributed to, else None."""
+        projects_by_team = self._projects_by_team()
+        projects = projects_by_team.get(body.team)
+        if projects is None:
+            known = ", ".join(sorted(projects_by_team))
+            return _error(
+                422,
+                f"team: {body.team!r} is not a team of this gateway ({known}):"
+                " a throttle for it would match no request",
+                field="team",
+            )
+        if body.project is not None and body.project not in projects:
+            known = ", ".join(sorted(projects)) or "none"
+            return _error(
+                422,
+                f"project: team {body.team!r} has no project {body.project!r} ({known}):"
+                " a throttle for it would match no request",
+                field="project",
+            )
+        return None
 
     def delete(self, request: Request, rule_id: str) -> Answer:
         denied = self._denied(request)

@@ -141,7 +141,8 @@ def build_gateway(config: Config, throttle_db: Path | None = None) -> Gateway:
         read_timeout_s=settings.read_timeout_s,
     )
 
-    return Gateway(table, metrics, store, proxy, admin.AdminApi(table, token, proxy.teams))
+    admin_api = admin.AdminApi(table, token, proxy.projects_by_team)
+    return Gateway(table, metrics, store, proxy, admin_api)
 
 
 async def _purge_loop(table: ThrottleTable) -> None:

@@ -70,9 +70,11 @@ class Attributor:
         self._known: dict[str, Attribution] = {}
 
     @property
-    def teams(self) -> frozenset[str]:
-        """Every team a request can be attributed to: the configured ones and unattributed."""
-        return frozenset(self._projects) | {UNATTRIBUTED_TEAM}
+    def projects_by_team(self) -> dict[str, frozenset[str]]:
+        """Every team a request can be attributed to (the configured ones and
+        unattributed), with the projects its requests can carry."""
+        projects = {team: names | {OTHER} for team, names in self._projects.items()}
+        return projects | {UNATTRIBUTED_TEAM: frozenset()}
 
     def lookup(self, key: str) -> Attribution | None:
         """The key's attribution, or None when the key is unknown."""

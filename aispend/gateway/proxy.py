@@ -128,9 +128,9 @@ class Proxy:
         self._pricer = parts.pricer
         self._attributor = parts.attributor
 
-    def teams(self) -> frozenset[str]:
-        """The teams of the config now applied (a reload changes them)."""
-        return self._attributor.teams
+    def projects_by_team(self) -> dict[str, frozenset[str]]:
+        """The teams and projects of the config now applied (a reload changes them)."""
+        return self._attributor.projects_by_team
 
     def close(self) -> None:
         self._client.close()

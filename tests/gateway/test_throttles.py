@@ -282,8 +282,11 @@ def test_expired_rule_is_ignored(gw: Server) -> None:
         ({"team": "Search", "mode": "block"}, 422, "team"),
         ({"team": "search", "agent": "Rerank-Agent", "mode": "block"}, 422, "agent"),
         ({"team": "search", "project": "a b", "mode": "block"}, 422, "project"),
-        # Well formed, but no such team in aispend.yaml: no request is attributed to it.
+        # Well formed, but no such team (or project of it) in aispend.yaml: no request
+        # is attributed to it.
         ({"team": "serch", "mode": "block"}, 422, "team"),
+        ({"team": "search", "project": "rankng", "mode": "block"}, 422, "project"),
+        ({"team": "unattributed", "project": "ranking", "mode": "block"}, 422, "project"),
     ],
 )
 def test_bad_bodies_are_refused_and_nothing_is_stored(
@@ -297,12 +300,17 @@ def test_bad_bodies_are_refused_and_nothing_is_stored(
 
 
 @pytest.mark.parametrize(
-    ("team", "message"),
+    ("team", "message"),  # team or team/project
     [
         (
             "serch",
             "team: 'serch' is not a team of this gateway (growth, research, search, support,"
             " unattributed): a throttle for it would match no request",
+        ),
+        (
+            "search/rankng",
+            "project: team 'search' has no project 'rankng' (other, query-rewrite, ranking):"
+            " a throttle for it would match no request",
         ),
         (
             "Search",  # the validator's own words, without pydantic's "Value error, "
@@ -312,7 +320,9 @@ def test_bad_bodies_are_refused_and_nothing_is_stored(
     ],
 )
 def test_team_errors_say_what_is_wrong(gw: Server, team: str, message: str) -> None:
-    got, answer, _ = admin(gw, "PUT", "/admin/throttles/x", {"team": team, "mode": "block"})
+    team, _, project = team.partition("/")
+    body = {"team": team, "mode": "block"} | ({"project": project} if project else {})
+    got, answer, _ = admin(gw, "PUT", "/admin/throttles/x", body)
     assert (got, answer["error"]["message"]) == (422, message)
 
 
