@@ -115,6 +115,7 @@ def run_focus(args: argparse.Namespace) -> int:
 
     from aispend.exporters.billing.focus import FocusError, FocusReader
     from aispend.exporters.billing.settings import FocusTags
+    from aispend.parsing import validation_message
 
     promtool = shutil.which("promtool")
     if promtool is None:
@@ -125,7 +126,8 @@ def run_focus(args: argparse.Namespace) -> int:
             team=args.team_tag, project=args.project_tag, environment=args.environment_tag
         )
     except ValidationError as exc:
-        print(f"aispend backfill: bad tag key: {exc.errors()[0]['msg']}", file=sys.stderr)
+        reason = validation_message(exc.errors()[0])
+        print(f"aispend backfill: bad tag key: {reason}", file=sys.stderr)
         return 2
     try:
         result = FocusReader(args.files, args.cost, tags).daily()

@@ -61,13 +61,15 @@ def run_summarize(args: argparse.Namespace) -> int:
 
     from aispend.exporters.billing.focus import FocusError, FocusReader
     from aispend.exporters.billing.settings import FocusTags
+    from aispend.parsing import validation_message
 
     try:
         tags = FocusTags(
             team=args.team_tag, project=args.project_tag, environment=args.environment_tag
         )
     except ValidationError as exc:
-        print(f"aispend focus summarize: bad tag key: {exc.errors()[0]['msg']}", file=sys.stderr)
+        reason = validation_message(exc.errors()[0])
+        print(f"aispend focus summarize: bad tag key: {reason}", file=sys.stderr)
         return 2
     reader = FocusReader(args.files, args.cost, tags)
     try:

@@ -306,3 +306,31 @@ def test_rows_in_another_currency_or_none_are_refused(
         FocusError, match=rf"BillingCurrency {re.escape(named)}, but the config's currency is USD"
     ):
         source.fetch()
+
+
+@pytest.mark.parametrize(
+    ("command", "prog"),
+    [
+        (["focus", "summarize"], "aispend focus summarize"),
+        (["backfill", "focus"], "aispend backfill"),
+    ],
+)
+def test_bad_tag_key_is_one_line_in_the_validators_words(
+    command: list[str], prog: str, tmp_path: Path
+) -> None:
+    """Checked before any file is read (backfill needs promtool on PATH to get there)."""
+    if command[0] == "backfill":
+        require_binary("promtool")
+    done = subprocess.run(
+        [sys.executable, "-m", "aispend", *command, str(SAMPLE), "--team-tag", 'a"b']
+        + (["--tsdb", str(tmp_path / "tsdb")] if command[0] == "backfill" else []),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr == (
+        f"{prog}: bad tag key: must be a tag key of 1-512 characters without quotes or"
+        " backslashes\n"
+    )
+    assert not (tmp_path / "tsdb").exists()
