@@ -111,23 +111,15 @@ def openmetrics(series: dict[CostLabels, list[tuple[dt.date, float, float]]]) ->
 
 
 def run_focus(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
-
     from aispend.exporters.billing.focus import FocusError, FocusReader
-    from aispend.exporters.billing.settings import FocusTags
-    from aispend.parsing import validation_message
+    from aispend.focus_cli import tags_from_arguments
 
     promtool = shutil.which("promtool")
     if promtool is None:
         print("aispend backfill: promtool not on PATH (Debian package prometheus)", file=sys.stderr)
         return 1
-    try:
-        tags = FocusTags(
-            team=args.team_tag, project=args.project_tag, environment=args.environment_tag
-        )
-    except ValidationError as exc:
-        reason = validation_message(exc.errors()[0])
-        print(f"aispend backfill: bad tag key: {reason}", file=sys.stderr)
+    tags = tags_from_arguments(args, "aispend backfill")
+    if tags is None:
         return 2
     try:
         result = FocusReader(args.files, args.cost, tags).daily()

@@ -16,7 +16,10 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aispend.exporters.billing.settings import FocusTags
 
 DEFAULT_BY = ["ProviderName"]
 
@@ -29,6 +32,23 @@ def add_tag_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--environment-tag", default="environment", metavar="KEY", help="tag key of the environment"
     )
+
+
+def tags_from_arguments(args: argparse.Namespace, prog: str) -> FocusTags | None:
+    """The `add_tag_arguments` keys as FocusTags; None after printing why they are bad."""
+    from pydantic import ValidationError
+
+    from aispend.exporters.billing.settings import FocusTags
+    from aispend.parsing import validation_message
+
+    try:
+        return FocusTags(
+            team=args.team_tag, project=args.project_tag, environment=args.environment_tag
+        )
+    except ValidationError as exc:
+        reason = validation_message(exc.errors()[0])
+        print(f"{prog}: bad tag key: {reason}", file=sys.stderr)
+        return None
 
 
 def add_parser(sub: Any) -> None:
@@ -57,19 +77,10 @@ def add_parser(sub: Any) -> None:
 
 
 def run_summarize(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
-
     from aispend.exporters.billing.focus import FocusError, FocusReader
-    from aispend.exporters.billing.settings import FocusTags
-    from aispend.parsing import validation_message
 
-    try:
-        tags = FocusTags(
-            team=args.team_tag, project=args.project_tag, environment=args.environment_tag
-        )
-    except ValidationError as exc:
-        reason = validation_message(exc.errors()[0])
-        print(f"aispend focus summarize: bad tag key: {reason}", file=sys.stderr)
+    tags = tags_from_arguments(args, "aispend focus summarize")
+    if tags is None:
         return 2
     reader = FocusReader(args.files, args.cost, tags)
     try:
