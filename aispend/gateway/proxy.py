@@ -21,7 +21,9 @@ usage was read, `aispend_llm_usage_unknown_total` otherwise.
 from __future__ import annotations
 
 import json
+import re
 import time
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +52,9 @@ _DROP_RESPONSE = frozenset(
     }
 )  # fmt: skip
 _STREAM_KINDS_WITH_USAGE_OPTION = frozenset({"chat", "completions"})
+# Azure OpenAI answers 400 "Unknown parameter: 'stream_options'" before this api-version.
+_AZURE_STREAM_OPTIONS_SINCE = "2024-08-01"
+_API_VERSION_DATE = re.compile(r"(\d{4}-\d{2}-\d{2})(-preview)?")
 MAX_UPSTREAM_BODY_BYTES = 64 * 1024 * 1024
 """The largest non-streamed upstream body read (the same cap as a client's request)."""
 
@@ -243,7 +248,7 @@ class Proxy:
             )
         stream = data.get("stream") is True
         drop_usage_chunk = False
-        if stream and route.kind in _STREAM_KINDS_WITH_USAGE_OPTION:
+        if stream and _takes_usage_option(route, request.query):
             options = data.get("stream_options")
             if not (isinstance(options, dict) and options.get("include_usage") is True):
                 options = dict(options) if isinstance(options, dict) else {}
@@ -483,6 +488,17 @@ class Proxy:
                 total,
             )
         m.observe(m.overhead, (provider,), max(0.0, total - outcome.upstream_s))
+
+
+def _takes_usage_option(route: routes.Route, query: str) -> bool:
+    """Whether the upstream accepts `stream_options.include_usage` on this request."""
+    if route.kind not in _STREAM_KINDS_WITH_USAGE_OPTION:
+        return False
+    if route.provider != "azure":
+        return True
+    versions = urllib.parse.parse_qs(query).get("api-version", [])
+    found = _API_VERSION_DATE.fullmatch(versions[0]) if len(versions) == 1 else None
+    return found is not None and found.group(1) >= _AZURE_STREAM_OPTIONS_SINCE
 
 
 def _response_headers(upstream: http_client.UpstreamResponse) -> list[tuple[str, str]]:

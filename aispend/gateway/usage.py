@@ -215,8 +215,14 @@ class SSEUsageReader:
     def _openai(self, data: bytes) -> bool:
         if self.model is None and b'"model"' in data:
             parsed = _loads(data)
-            if isinstance(parsed, dict) and isinstance(parsed.get("model"), str):
-                self.model = parsed["model"]
+            model = parsed.get("model") if isinstance(parsed, dict) else None
+            if isinstance(model, str) and model:  # Azure's content-filter chunk says ""
+                self.model = model
+        if b'"error"' in data:  # the provider's in-band error: `data: {"error": {...}}`
+            parsed = _loads(data)
+            if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
+                self.done = self.failed = True
+                return True
         if b'"usage"' not in data or b'"usage":null' in data or b'"usage": null' in data:
             return True
         parsed = _loads(data)

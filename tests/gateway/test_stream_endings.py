@@ -1,7 +1,8 @@
 """How a stream ends decides what is billed: only the provider's closing usage count is.
 
 Simulated: the provider. A scripted aiohttp upstream (real loopback socket) sends the
-documented SSE events of Anthropic messages and the OpenAI Responses API, with pauses
+documented SSE events of Anthropic messages, the OpenAI Responses API and chat
+completions (OpenAI's in-band error chunk, Azure's content-filter chunk), with pauses
 where a test needs the client to act mid-stream; the demo upstream cannot send these
 endings. The gateway is the real process; clients are raw HTTP connections so that a
 test can hang up at an exact point.
@@ -72,10 +73,32 @@ FAILED = sse(
     },
 )
 
+# Azure OpenAI's first chunk: prompt filter results, with an empty model and no choices.
+AZURE_FILTER = (
+    b'data: {"choices":[],"created":0,"id":"","model":"","object":"",'
+    b'"prompt_filter_results":[{"prompt_index":0,"content_filter_results":{}}]}\n\n'
+)
+AZURE_TEXT = (
+    b'data: {"choices":[{"index":0,"delta":{"content":"hi"}}],"id":"c1",'
+    b'"model":"gpt-4o-2024-08-06","object":"chat.completion.chunk"}\n\n'
+)
+USAGE_10_5 = b'data: {"choices":[],"usage":{"prompt_tokens":10,"completion_tokens":5}}\n\n'
+OPENAI_TEXT = b'data: {"choices":[{"index":0,"delta":{"content":"hi"}}],"model":"gpt-4o-mini"}\n\n'
+OPENAI_ERROR = (
+    b'data: {"error":{"message":"The server had an error while processing your request.",'
+    b'"type":"server_error","param":null,"code":null}}\n\n'
+)
+RECEIVED: list[dict[str, Any]] = []
+"""Request bodies the upstream got (the `record` script)."""
+
 
 async def scripted(request: web.Request) -> web.StreamResponse:
     """The upstream answers each request with the events of its `X-Script` header."""
     script = request.headers["X-Script"]
+    if script == "record":  # usage only when asked for, as OpenAI and Azure do
+        RECEIVED.append(await request.json())
+        options = RECEIVED[-1].get("stream_options") or {}
+        script = "usage" if options.get("include_usage") else "no-usage"
     if script == "slow-headers":  # the provider works 1 s before its first byte
         await asyncio.sleep(1)
     content_type = "Text/Event-Stream" if script == "mixed-case" else "text/event-stream"
@@ -93,6 +116,10 @@ async def scripted(request: web.Request) -> web.StreamResponse:
             b'data: {"choices":[],"usage":{"prompt_tokens":10,"completion_tokens":5}}\n\n',
             b"data: [DONE]\n\n",
         ],
+        "azure-filter": [AZURE_FILTER, AZURE_TEXT, USAGE_10_5, b"data: [DONE]\n\n"],
+        "openai-error": [OPENAI_TEXT, OPENAI_ERROR],
+        "usage": [OPENAI_TEXT, USAGE_10_5, b"data: [DONE]\n\n"],
+        "no-usage": [OPENAI_TEXT, b"data: [DONE]\n\n"],
     }[script]
     for part in parts:
         if isinstance(part, float):
@@ -226,3 +253,63 @@ def test_stream_content_type_is_matched_without_case(servers: Server) -> None:
     _settle(d)
     assert d(m.LLM_TOKENS.name, token_type="input", **WHO) == 10
     assert d(m.LLM_TOKENS.name, token_type="output", **WHO) == 5
+
+
+def _chat_stream(gw: Server, path: str, script: str) -> tuple[int, bytes]:
+    body = {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    return _answer(_post(gw, path, script, body))
+
+
+def test_azure_stream_is_priced_at_the_model_azure_served(servers: Server) -> None:
+    """Azure's first chunk says model "": the served model comes in the next chunk. The
+    deployment is not in azure_deployments, so only the served model can price it."""
+    d = Delta(servers)
+    path = "/openai/deployments/prod-gpt4o/chat/completions?api-version=2024-10-21"
+    status, answer = _chat_stream(servers, path, "azure-filter")
+    assert status == 200, answer
+    _settle(d)
+    assert d(m.LLM_TOKENS.name, provider="azure", model="gpt-4o", token_type="input") == 10
+    assert d(m.LLM_TOKENS.name, provider="azure", model="gpt-4o", token_type="output") == 5
+    assert d(m.LLM_COST.name, provider="azure", model="gpt-4o") > 0
+    assert d(m.LLM_UNPRICED_REQUESTS.name) == 0
+
+
+def test_openai_error_chunk_ends_the_stream_as_a_stream_error(servers: Server) -> None:
+    """OpenAI reports a failure mid-stream as `data: {"error": ...}` and no [DONE]: the
+    client gets the error chunk and a clean end, not a cut connection."""
+    d = Delta(servers)
+    status, answer = _chat_stream(servers, "/v1/chat/completions", "openai-error")  # a clean end
+    assert status == 200 and b"server_error" in answer
+    _settle(d)
+    assert d(m.LLM_TOKENS.name) == 0
+    assert d(m.LLM_USAGE_UNKNOWN.name, provider="openai", reason="upstream_error") == 1
+    assert d(m.GATEWAY_UPSTREAM_ERRORS.name, provider="openai", reason="stream_error") == 1
+    assert d(m.GATEWAY_UPSTREAM_ERRORS.name, reason="truncated") == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "asked"),
+    [
+        ("/v1/chat/completions", True),
+        ("/openai/deployments/chat-prod/chat/completions?api-version=2024-10-21", True),
+        ("/openai/deployments/chat-prod/chat/completions?api-version=2024-08-01-preview", True),
+        ("/openai/deployments/chat-prod/chat/completions?api-version=2024-06-01", False),
+        ("/openai/deployments/chat-prod/chat/completions?api-version=2024-02-15-preview", False),
+        ("/openai/deployments/chat-prod/chat/completions", False),
+    ],
+)
+def test_usage_is_asked_for_only_where_the_api_version_takes_it(
+    servers: Server, path: str, asked: bool
+) -> None:
+    """Azure answers 400 to `stream_options` before api-version 2024-08-01(-preview): such
+    a stream goes upstream as the client sent it and is counted as usage unknown."""
+    d = Delta(servers)
+    RECEIVED.clear()
+    status, answer = _chat_stream(servers, path, "record")
+    assert status == 200, answer
+    assert b'"usage"' not in answer  # the client did not ask for it
+    _settle(d)
+    (received,) = RECEIVED
+    assert ("stream_options" in received) is asked
+    assert d(m.LLM_TOKENS.name, token_type="input", **WHO) == (10 if asked else 0)
+    assert d(m.LLM_USAGE_UNKNOWN.name, reason="missing_usage") == (0 if asked else 1)
