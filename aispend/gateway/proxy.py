@@ -55,6 +55,8 @@ _STREAM_KINDS_WITH_USAGE_OPTION = frozenset({"chat", "completions"})
 # Azure OpenAI answers 400 "Unknown parameter: 'stream_options'" before this api-version.
 _AZURE_STREAM_OPTIONS_SINCE = "2024-08-01"
 _API_VERSION_DATE = re.compile(r"(\d{4}-\d{2}-\d{2})(-preview)?")
+MAX_SERVED_DEPLOYMENTS = 1000
+"""Azure deployments whose served model the gateway remembers for throttle matching."""
 MAX_UPSTREAM_BODY_BYTES = 64 * 1024 * 1024
 """The largest non-streamed upstream body read (the same cap as a client's request)."""
 
@@ -118,6 +120,9 @@ class Proxy:
         read_timeout_s: float,
     ) -> None:
         self.reconfigure(parts)
+        # Azure deployment -> label of the model it last served: a throttle on that model
+        # then stops the deployment too, as its spend is labelled with that model.
+        self._served_by_deployment: dict[str, str] = {}
         self._table = table
         self._metrics = metrics
         self._client = http_client.UpstreamClient(
@@ -219,7 +224,10 @@ class Proxy:
         requested = self._requested_model(route, data)
         outcome.model = self._pricer.label(route.provider, requested)
         att = outcome.attribution
-        models = (requested.lower(), outcome.model)
+        models: tuple[str, ...] = (requested.lower(), outcome.model)
+        served = self._served_by_deployment.get(route.deployment or "")
+        if served is not None:
+            models = (*models, served)
         outcome.match_models = models
         refusal = self._table.check(att.team, att.project, att.agent, models)
         if refusal is not None:
@@ -429,8 +437,14 @@ class Proxy:
     def _set_response_model(
         self, route: routes.Route, outcome: _Outcome, response_model: str | None
     ) -> None:
-        if response_model:
-            outcome.model = response_model  # priced (and folded) in _finish
+        if not response_model:
+            return
+        outcome.model = response_model  # priced (and folded) in _finish
+        served = self._served_by_deployment
+        if route.deployment is not None and (
+            route.deployment in served or len(served) < MAX_SERVED_DEPLOYMENTS
+        ):
+            served[route.deployment] = self._pricer.label(route.provider, response_model)
 
     def _upstream_headers(self, request: Request, target: UpstreamTarget) -> list[tuple[str, str]]:
         # The provider's auth header names and Accept-Encoding are in _DROP_REQUEST, so

@@ -210,6 +210,30 @@ def test_model_scoped_rule(gw: Server) -> None:
     assert call(gw, model="gpt-4o-mini") == 200
 
 
+def test_model_scoped_rule_stops_an_unlisted_azure_deployment(gw: Server) -> None:
+    """The deployment is not in azure_deployments: its spend is labelled with the model
+    Azure served through it, and a rule on that model stops it from then on."""
+    azure = openai.AzureOpenAI(
+        azure_endpoint=gw.url, api_key=SEARCH_RANKER, api_version="2024-10-21", max_retries=0
+    )
+
+    def via_azure() -> int:
+        try:
+            azure.chat.completions.create(model="prod-mini", messages=MESSAGES)
+        except openai.APIStatusError as exc:
+            return exc.status_code
+        return 200
+
+    assert via_azure() == 200  # the demo upstream serves gpt-4o-mini-2024-07-18
+    status, _, _ = admin(gw, "PUT", "/admin/throttles/no-mini", {
+        "team": "search", "model": "gpt-4o-mini", "mode": "block", "reason": "too expensive",
+    })  # fmt: skip
+    assert status == 200
+    assert via_azure() == 429
+    assert call(gw, model="gpt-4o-mini") == 429
+    assert call(gw, model="gpt-4o") == 200
+
+
 def test_token_rate_limit(gw: Server) -> None:
     """tokens_per_minute: each demo answer costs its usage; the budget may go negative."""
     status, _, _ = admin(gw, "PUT", "/admin/throttles/tok", {
