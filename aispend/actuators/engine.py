@@ -14,12 +14,14 @@ State machine per (fingerprint, startsAt) in the store:
     resolved, no row            -> resolved (so a late firing is ignored)
     resolved, other             -> resolved, nothing to undo / duplicate
 
-A resolve also undoes the series' earlier instances (same fingerprint, older startsAt)
-that still hold their action: when an alert flaps, Alertmanager replaces the old
-instance by the new one and never sends the old one's resolve. A newer firing that is
-applied takes the older one's action over (`superseded`, recorded with the new intent,
-once the target has been read); one that is skipped, dry-run or refused leaves the older
-action in place until the series resolves.
+A resolve also undoes the series' other instances (same fingerprint) that began before
+it ended (its endsAt) and still hold their action: when an alert flaps, Alertmanager
+replaces the old instance by the new one and never sends the old one's resolve; with
+an HA Prometheus pair, a replica's earlier startsAt can reach Alertmanager after the
+first notification, so the resolve carries an earlier startsAt than the firing did.
+A newer firing that is applied takes the older one's action over (`superseded`,
+recorded with the new intent, once the target has been read); one that is skipped,
+dry-run or refused leaves the older action in place until the series resolves.
 
 The intent (`applying`, with what undo needs) is committed before the target is
 called, and the outcome after, so a crash in between is resumed on redelivery. Calls
@@ -52,6 +54,7 @@ from aispend.actuators.policy import decide, dry_run_of, forbidden, scope_of
 from aispend.actuators.settings import ActionsSettings, Rule
 from aispend.actuators.store import ActionRow, AuditRecord, Store
 from aispend.actuators.targets.base import Action, HoldsObjects, Target, TargetError
+from aispend.parsing import to_utc
 
 log = logging.getLogger(__name__)
 
@@ -241,10 +244,11 @@ class Engine:
 
     async def _resolved(self, alert: Alert) -> Outcome:
         fp, starts = alert.key()
+        ended = _ended(alert)
         earlier = [
             await self._undo(alert, old)
             for old in self.store.holding_with_fingerprint(fp)
-            if _instant(old.starts_at) < _instant(starts)
+            if old.starts_at != starts and _instant(old.starts_at) < ended
         ]
         outcome = await self._resolved_instance(alert, fp, starts)
         if any(o.retry for o in earlier) and not outcome.retry:
@@ -418,6 +422,12 @@ def _holdings(target: HoldsObjects, rows: list[ActionRow]) -> dict[str, tuple[Ac
         for key, state in target.originals(row.undo_data).items():
             held.setdefault(key, (row, state))
     return held
+
+
+def _ended(alert: Alert) -> datetime:
+    """When a resolved instance ended: its endsAt, or its startsAt when that is later."""
+    starts = to_utc(alert.startsAt)
+    return starts if alert.endsAt is None else max(starts, to_utc(alert.endsAt))
 
 
 def _instant(starts_at: str) -> datetime:

@@ -186,8 +186,10 @@ class Store:
         return [_action(r) for r in rows]
 
     def count_active(self, team: str) -> int:
+        """The team's throttles and pauses in force (notifications hold nothing back)."""
         row = self._db.execute(
-            "SELECT COUNT(*) FROM actions WHERE team = ? AND state IN (?, ?)",
+            "SELECT COUNT(*) FROM actions WHERE team = ? AND state IN (?, ?)"
+            " AND mode IS NOT 'notify'",
             (team, *ACTIVE_STATES),
         ).fetchone()
         return int(row[0])

@@ -83,16 +83,24 @@ def settings(**extra: Any) -> ActionsSettings:
     )
 
 
-def alert(fp: str, status: str = "firing", starts: str = T1, objects: str = "x") -> Alert:
+def alert(
+    fp: str,
+    status: str = "firing",
+    starts: str = T1,
+    objects: str = "x",
+    ends: str | None = None,
+    action: str = "pause",
+) -> Alert:
     labels = {
         "alertname": "AISpendGPUIdle",
         "team": "search",
-        "action": "pause",
+        "action": action,
         "objects": objects,
     }
-    return Alert.model_validate(
-        {"status": status, "labels": labels, "startsAt": starts, "fingerprint": fp}, strict=False
-    )
+    body = {"status": status, "labels": labels, "startsAt": starts, "fingerprint": fp}
+    if ends is not None:
+        body["endsAt"] = ends
+    return Alert.model_validate(body, strict=False)
 
 
 def handle(engine: Engine, a: Alert) -> Outcome:
@@ -126,6 +134,50 @@ def test_resolve_undoes_the_earlier_instance_a_held_back_refiring_left(
     assert [(a.starts_at, a.alert_status) for a in undo] == [
         ("2024-05-01T10:00:00+00:00", "resolved")
     ]
+
+
+def test_resolve_with_an_earlier_start_than_the_firing_undoes_it(tmp_path: Path) -> None:
+    """HA Prometheus pair: the replica whose alert began earlier reached Alertmanager after
+    the first notification, so the firing said T2 and the resolve says T1 (Alertmanager
+    keeps the earliest startsAt). The instance that began before the resolve's endsAt is
+    the one resolved."""
+    target = Replicas(x=3)
+    store = Store(tmp_path / "s.db")
+    engine = Engine(settings(), {}, store, {"t": target})
+    assert handle(engine, alert("f1", starts=T2)).result == "ok"
+    resolved = handle(engine, alert("f1", "resolved", starts=T1, ends="2024-05-01T10:40:00Z"))
+    assert resolved.retry is False
+    assert target.replicas == {"x": 3}
+    second = store.get("f1", "2024-05-01T10:20:00+00:00")
+    assert second is not None and second.state == st.UNDONE
+
+
+def test_a_redelivered_old_resolve_leaves_a_newer_instance_alone(tmp_path: Path) -> None:
+    target = Replicas(x=3)
+    engine = Engine(settings(), {}, Store(tmp_path / "s.db"), {"t": target})
+    old_resolve = alert("f1", "resolved", starts=T1, ends="2024-05-01T10:10:00Z")
+    handle(engine, alert("f1"))
+    handle(engine, old_resolve)
+    assert target.replicas == {"x": 3}
+    assert handle(engine, alert("f1", starts=T2)).result == "ok"  # began after T1 ended
+    handle(engine, old_resolve)
+    assert target.replicas == {"x": 0}
+
+
+def test_notifications_do_not_count_towards_the_teams_limit(tmp_path: Path) -> None:
+    """max_active_per_team bounds throttles and pauses; a firing notify rule holds nothing
+    and must not keep a runaway workload from being paused."""
+    both = settings(max_active_per_team=1)
+    notify = both.rules[0].model_copy(update={"name": "tell", "mode": "notify"})
+    notify = notify.model_copy(update={"match": {"action": "notify"}})
+    engine_settings = both.model_copy(update={"rules": [notify, *both.rules]})
+    target = Replicas(x=3, y=3)
+    engine = Engine(engine_settings, {}, Store(tmp_path / "s.db"), {"t": target})
+    assert handle(engine, alert("f1", objects="y", action="notify")).result == "ok"
+    assert handle(engine, alert("f2", objects="x")).result == "ok"
+    assert handle(engine, alert("f3", objects="x", starts=T2)).result == (
+        "skipped: max active actions"
+    )
 
 
 @pytest.mark.parametrize("retryable", [True, False])
