@@ -10,7 +10,9 @@ State machine per (fingerprint, startsAt) in the store:
     firing,   applying          -> resume the interrupted apply (same undo data), unless
                                    dry-run is on now or the team may not be acted on
     firing,   anything else     -> ignored (duplicate, or resolved before its firing)
-    resolved, applying/applied/apply_failed -> undo -> undone | undo_failed
+    resolved, applying/applied/apply_failed/undo_failed -> undo -> undone | undo_failed
+                                   (undo_failed is answered 503: Alertmanager redelivers
+                                   the resolve until the undo succeeds)
     resolved, no row            -> resolved (so a late firing is ignored)
     resolved, other             -> resolved, nothing to undo / duplicate
 
@@ -267,7 +269,7 @@ class Engine:
                 scope=scope_of(alert.labels),
             )
             return self._commit(alert, tomb, "ignore", "ignored: resolved before firing")
-        if row.state in st.ACTIVE_STATES or row.state == st.APPLY_FAILED:
+        if row.state in st.ACTIVE_STATES or row.state in (st.APPLY_FAILED, st.UNDO_FAILED):
             return await self._undo(alert, row)
         if row.state in (st.SKIPPED, st.DRY_RUN, st.FAILED, st.SUPERSEDED):
             was = row.state
@@ -276,13 +278,16 @@ class Engine:
         return self._note(alert, row, "ignore", "ignored: duplicate")
 
     async def _undo(self, alert: Alert, row: ActionRow) -> Outcome:
+        """Undo `row`'s action. A failure of any kind asks for a redelivery: the workload
+        stays throttled or paused until an undo succeeds (once its cause is fixed)."""
         target = self.targets.get(row.target or "")
         rule = self.settings.rule(row.rule or "")
         if target is None:
             row.state = st.UNDO_FAILED
-            return self._commit(
+            failed = self._commit(
                 alert, row, "undo", "error", error=f"target {row.target!r} no longer configured"
             )
+            return Outcome(failed.fingerprint, failed.decision, failed.result, retry=True)
         action = self._action(alert, rule, row)
         async with self._objects_lock(row.target or "", target):
             undo_data, kept = self._release(target, row)
@@ -293,9 +298,10 @@ class Engine:
                 except TargetError as exc:
                     if not exc.retryable:
                         row.state = st.UNDO_FAILED
-                    return self._target_failed(
+                    failed = self._target_failed(
                         alert, row, "undo", exc, record_row=not exc.retryable
                     )
+                    return Outcome(failed.fingerprint, failed.decision, failed.result, retry=True)
             row.state = st.UNDONE
             return self._commit(
                 alert, row, "undo", "ok", detail="; ".join(filter(None, [detail, kept]))

@@ -278,6 +278,26 @@ def test_gateway_rejecting_the_rule_is_not_retried(gateways, make_actuator, admi
     assert act.states() == {KEY: "undone"}
 
 
+def test_undo_refused_is_answered_503_until_a_redelivery_undoes_it(
+    gateways, make_actuator, admin_token_file
+):
+    """A refused undo (the gateway's admin token was rotated: 401) leaves the workload
+    throttled: the actuator asks Alertmanager to redeliver the resolve, and the
+    redelivery after the fix undoes it."""
+    act = make_actuator(gateway_actions(_urls(gateways), admin_token_file))
+    assert act.post(payload(alert(FP))).status_code == 200
+    gateways[0][0].fail_with = 401
+    r = act.post(payload(alert(FP, status="resolved")))
+    assert (r.status_code, r.json()["alerts"][0]["result"]) == (503, "error")
+    assert act.states() == {KEY: "undo_failed"}
+    assert list(gateways[0][0].rules) == [f"am-{FP}"]
+    gateways[0][0].fail_with = None
+    r = act.post(payload(alert(FP, status="resolved")))
+    assert (r.status_code, r.json()["alerts"][0]["result"]) == (200, "ok")
+    assert act.states() == {KEY: "undone"}
+    assert all(fake.rules == {} for fake, _ in gateways)
+
+
 def test_undo_tolerates_rule_already_gone(gateways, make_actuator, admin_token_file):
     act = make_actuator(gateway_actions(_urls(gateways), admin_token_file))
     act.post(payload(alert(FP)))
