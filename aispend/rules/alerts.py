@@ -341,7 +341,10 @@ def anomaly_alerts(t: Tunables) -> list[Alert]:
             check="Audit log of the actuator; the gateway's throttle table "
             "(`aispend_gateway_throttle_active`); the agent's requests and tokens.",
             action="Fix the agent (loop, retry storm, prompt bloat). The throttle is undone "
-            "when the alert resolves; to keep it off meanwhile, silence the alert.",
+            "when the alert resolves. To lift it sooner, delete it at the gateway "
+            "(`DELETE /admin/throttles/am-<fingerprint>`, README \"Throttling by hand\"). "
+            "Do not silence the alert: Alertmanager sends no resolve for a silenced alert, "
+            "so the actuator would never undo the throttle.",
         ),
     )
     zt = anomaly_name("team_model", "zscore")
@@ -661,8 +664,11 @@ def stack_alerts(t: Tunables) -> list[Alert]:
                 "throttle API, Kubernetes, APIM, command) return errors.",
                 check="The actuator's audit log (result error, with the target's answer); "
                 "the target's reachability and the actuator's credentials for it.",
-                action="Fix the target or credentials; then Alertmanager's retries or the "
-                "next group_interval deliver the alert again. Act by hand meanwhile.",
+                action="Fix the target or credentials. A failed undo (a workload left "
+                "throttled or paused) is retried: the actuator answers 503, so Alertmanager "
+                "redelivers the resolve until the undo succeeds. A refused apply (result "
+                "error) is not retried for that alert; a retryable one (error: retry) is. "
+                "Act by hand meanwhile (README \"Throttling by hand\").",
             ),
         ),
     ]
