@@ -371,6 +371,43 @@ def test_kubeconfig_errors_are_actionable(tmp_path):
         from_kubeconfig(tmp_path / "kc")
 
 
+@pytest.mark.parametrize(
+    ("cluster", "user", "message"),
+    [
+        ({"certificate-authority-data": "bm90IGEgY2VydA=="}, {"token": "t"}, "SSLError"),
+        ({"certificate-authority-data": "%%%"}, {"token": "t"}, "not base64"),
+        ({}, {"client-certificate-data": "bm90", "client-key-data": "a b"}, "not base64"),
+        ({}, {"client-certificate-data": "bm90", "client-key-data": "bm90"}, "SSLError"),
+        ({}, "not-a-mapping", "AttributeError"),
+    ],
+)
+def test_bad_kubeconfig_contents_are_config_errors(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    cluster: dict[str, Any],
+    user: Any,
+    message: str,
+) -> None:
+    """Not a traceback at start: preflight reports KubeConfigError in one line, and no
+    temporary copy of a client certificate or key is left behind."""
+    import tempfile
+
+    from aispend.actuators.targets.kubeauth import KubeConfigError
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+    doc = {
+        "current-context": "c",
+        "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
+        "clusters": [{"name": "k", "cluster": {"server": "https://127.0.0.1:6443", **cluster}}],
+        "users": [{"name": "u", "user": user}],
+    }
+    (tmp_path / "kc").write_text(yaml.safe_dump(doc))
+    with pytest.raises(KubeConfigError, match=message):
+        from_kubeconfig(tmp_path / "kc")
+    assert not list(tmp_path.glob("aispend-kube-*"))
+
+
 def _pause_actions(kubeconfig: Path) -> Any:
     from tests.actuator.conftest import config_with_actions
 

@@ -11,6 +11,7 @@ request because kubelet rotates it); else a kubeconfig (`kubeconfig`, $KUBECONFI
 from __future__ import annotations
 
 import base64
+import binascii
 import os
 import ssl
 import tempfile
@@ -77,6 +78,18 @@ def from_kubeconfig(path: Path) -> KubeAuth:
         ) from exc
     if not isinstance(doc, dict):
         raise KubeConfigError(f"kubeconfig {path}: not a mapping")
+    try:
+        return _from_document(doc, path)
+    except KubeConfigError:
+        raise
+    except binascii.Error as exc:
+        raise KubeConfigError(f"kubeconfig {path}: a *-data entry is not base64: {exc}") from exc
+    # Bad PEM, a key that does not match its certificate, a wrong-typed entry.
+    except (ValueError, TypeError, AttributeError, OSError) as exc:
+        raise KubeConfigError(f"kubeconfig {path}: {type(exc).__name__}: {exc}") from exc
+
+
+def _from_document(doc: dict[str, Any], path: Path) -> KubeAuth:
     ctx_name = doc.get("current-context")
     context = _named(doc, "contexts", ctx_name, path).get("context") or {}
     cluster = _named(doc, "clusters", context.get("cluster"), path).get("cluster") or {}
@@ -91,14 +104,14 @@ def from_kubeconfig(path: Path) -> KubeAuth:
         ctx = False
     elif cluster.get("certificate-authority-data"):
         ctx = ssl.create_default_context(
-            cadata=base64.b64decode(cluster["certificate-authority-data"]).decode("ascii")
+            cadata=base64.b64decode(cluster["certificate-authority-data"], validate=True).decode()
         )
     elif cluster.get("certificate-authority"):
         ctx = _context(str(base / cluster["certificate-authority"]))
     temps: list[str] = []
-    cert = _file_or_data(user, "client-certificate", base, temps)
-    key = _file_or_data(user, "client-key", base, temps)
     try:
+        cert = _file_or_data(user, "client-certificate", base, temps)
+        key = _file_or_data(user, "client-key", base, temps)
         if cert and key:
             if not isinstance(ctx, ssl.SSLContext):
                 verify = ctx is not False
@@ -136,7 +149,7 @@ def _file_or_data(user: dict[str, Any], key: str, base: Path, temps: list[str]) 
     fd, name = tempfile.mkstemp(prefix="aispend-kube-", suffix=".pem")
     temps.append(name)
     with os.fdopen(fd, "wb") as f:
-        f.write(base64.b64decode(data))
+        f.write(base64.b64decode(data, validate=True))
     return name
 
 
