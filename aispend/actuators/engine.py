@@ -7,6 +7,8 @@ State machine per (fingerprint, startsAt) in the store:
                                             | apply_failed (apply refused part-way)
     firing,   skipped           -> policy again (a cool-down or the team's limit may
                                    have passed); skipped again leaves the row as it is
+    firing,   dry_run           -> policy again once its rule is no longer dry-run (the
+                                   rollout: dry-run first, then live for what still fires)
     firing,   applying          -> resume the interrupted apply (same undo data), unless
                                    dry-run is on now or the team may not be acted on
     firing,   anything else     -> ignored (duplicate, or resolved before its firing)
@@ -122,7 +124,7 @@ class Engine:
     async def _firing(self, alert: Alert) -> Outcome:
         fp, starts = alert.key()
         row = self.store.get(fp, starts)
-        if row is not None and row.state != st.SKIPPED:
+        if row is not None and not self._decide_again(row):
             if row.state == st.APPLYING and row.rule is not None:
                 rule = self.settings.rule(row.rule)
                 held = self._held_back(alert, rule)
@@ -143,6 +145,13 @@ class Engine:
         new, rule = begun
         return await self._apply(alert, new, rule, resumed=False)
 
+    def _decide_again(self, row: ActionRow) -> bool:
+        """Whether a repeated firing goes through the policy again."""
+        if row.state == st.SKIPPED:
+            return True
+        rule = self.settings.rule(row.rule or "")
+        return row.state == st.DRY_RUN and rule is not None and not dry_run_of(rule, self.settings)
+
     def _held_back(self, alert: Alert, rule: Rule | None) -> str | None:
         """Why an interrupted apply must not be resumed now (None: resume it)."""
         if rule is None:
@@ -156,7 +165,7 @@ class Engine:
         self, alert: Alert, fp: str, starts: str, skipped: ActionRow | None
     ) -> Outcome | tuple[ActionRow, Rule]:
         """Policy, then either a final decision or the recorded intent to apply.
-        `skipped`: this firing's row when it was skipped before."""
+        `skipped`: this firing's row when it was skipped (or dry-run) before."""
         decision = decide(
             alert.labels,
             self.settings,
@@ -179,7 +188,7 @@ class Engine:
             scope=scope_of(alert.labels),
         )
         if decision.skip is not None:
-            if skipped is not None:
+            if skipped is not None and skipped.state == st.SKIPPED:
                 return self._note(
                     alert, skipped, "ignore", f"ignored: still skipped: {decision.skip}"
                 )

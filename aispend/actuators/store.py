@@ -234,8 +234,9 @@ class Store:
                     "SELECT created_at, state FROM actions WHERE fingerprint = ? AND starts_at = ?",
                     (each.fingerprint, each.starts_at),
                 ).fetchone()
-                # A skipped firing decided again starts anew (cool-downs count from it).
-                kept = existing is not None and existing[1] != SKIPPED
+                # A skipped or dry-run firing decided again starts anew (cool-downs
+                # count from it).
+                kept = existing is not None and existing[1] not in (SKIPPED, DRY_RUN)
                 each.created_at = float(existing[0]) if kept else now
                 each.updated_at = now
                 self._db.execute(

@@ -180,6 +180,22 @@ def test_notifications_do_not_count_towards_the_teams_limit(tmp_path: Path) -> N
     )
 
 
+def test_a_firing_seen_in_dry_run_is_acted_on_once_dry_run_is_off(tmp_path: Path) -> None:
+    """The rollout: dry-run first, then live. An alert still firing (repeats keep its
+    startsAt) is acted on at its next repeat, and undone on resolve."""
+    target = Replicas(x=3)
+    store = Store(tmp_path / "s.db")
+    rehearsal = Engine(settings(dry_run=True), {}, store, {"t": target})
+    assert handle(rehearsal, alert("f1")).result == "dry_run"
+    assert handle(rehearsal, alert("f1")).result == "ignored: duplicate"
+    live = Engine(settings(), {}, store, {"t": target})
+    assert handle(live, alert("f1")).result == "ok"
+    assert target.replicas == {"x": 0}
+    assert handle(live, alert("f1")).result == "ignored: duplicate"
+    assert handle(live, alert("f1", "resolved")).result == "ok"
+    assert target.replicas == {"x": 3}
+
+
 @pytest.mark.parametrize("retryable", [True, False])
 def test_refiring_whose_read_fails_keeps_the_original_state(
     tmp_path: Path, retryable: bool
