@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from aispend import metrics
 from aispend.exporters.billing.azure_cost import AzureCostSource
 from aispend.exporters.billing.collector import BillingCollector, CachedSource
+from aispend.exporters.billing.model import CostLabels, DailyCost, Snapshot, build_snapshot
 from aispend.exporters.billing.retry import QPU_RETRY_AFTER
 from aispend.exporters.billing.settings import AzureCostSettings
 from tests.billing.azure_server import QueryServer, Reply, query_result, running_query_server
@@ -334,3 +335,35 @@ def test_next_link_repeating_with_its_parameters_reordered_is_a_loop(
     assert not cached.refresh()
     assert cached.error is not None and "nextLink repeats itself" in cached.error
     assert len(srv.requests) == 2  # PAGE2 is not counted twice
+
+
+class _CountingSource:
+    """A source whose month-to-date grows by 100 on every fetch (simulated: the collector's
+    cache is under test, not a billing API)."""
+
+    name = "azure_cost"
+    refresh_interval = 60.0
+    throttled = 0
+    labels = CostLabels("Microsoft", "prod", "Compute", "Virtual Machines", "search", "", "")
+
+    def __init__(self) -> None:
+        self.cost = 0.0
+
+    def fetch(self) -> Snapshot:
+        self.cost += 100.0
+        return build_snapshot([DailyCost(self.labels, dt.date(2024, 9, 14), self.cost)], None, NOW)
+
+
+def test_a_scrape_serves_the_newest_snapshot_after_two_refreshes_between_scrapes() -> None:
+    """With refresh and scrape both every 60 s (or Prometheus away), two refreshes can
+    come between scrapes; the freed snapshot's id may be the new one's."""
+    source = _CountingSource()
+    cached = CachedSource(source, lambda: NOW)
+    reg = registry_for(cached, Clock(NOW))
+    labels = dict(zip(CostLabels._fields, source.labels, strict=True))
+    served = []
+    for _ in range(100):
+        cached.refresh()
+        cached.refresh()
+        served.append(reg.get_sample_value(metrics.CLOUD_COST_MONTH_TO_DATE.name, labels))
+    assert served == [200.0 * (i + 1) for i in range(100)]

@@ -140,13 +140,14 @@ class BillingCollector:
     def __init__(self, sources: Sequence[CachedSource], clock: Callable[[], float] = time.time):
         self.sources = list(sources)
         self._clock = clock
-        self._cost_cache: tuple[tuple[int, ...], tuple[Metric, ...]] | None = None
+        # The snapshots the families were built from: kept (not their ids, which a new
+        # snapshot may reuse once an old one is freed) and compared by identity.
+        self._cost_cache: tuple[tuple[Snapshot | None, ...], tuple[Metric, ...]] | None = None
 
     def _cost_families(self) -> tuple[Metric, ...]:
-        snapshots = [c.snapshot for c in self.sources]
-        key = tuple(id(s) for s in snapshots)
+        snapshots = tuple(c.snapshot for c in self.sources)
         cached = self._cost_cache
-        if cached is not None and cached[0] == key:
+        if cached is not None and all(a is b for a, b in zip(cached[0], snapshots, strict=True)):
             return cached[1]
         mtd = metrics.CLOUD_COST_MONTH_TO_DATE.gauge()
         last = metrics.CLOUD_COST_LAST_DAY.gauge()
@@ -165,7 +166,7 @@ class BillingCollector:
                     seen_resources.add(rkey)
                     resource.add_metric(list(rkey), r.month_to_date)
         families = (mtd, last, resource)
-        self._cost_cache = (key, families)
+        self._cost_cache = (snapshots, families)
         return families
 
     def collect(self) -> Iterator[Metric]:
