@@ -155,10 +155,12 @@ def test_missing_columns_are_all_named(tmp_path: Path) -> None:
     )
 
 
-def _bad_copy(tmp_path: Path, line: int, column: str, value: str) -> Path:
-    """The sample with one field replaced on the given file line (header = line 1)."""
+def _bad_copy(tmp_path: Path, line: int, column: str, value: str, **also: str) -> Path:
+    """The sample with one field (and `also`) replaced on the given file line (header =
+    line 1)."""
     rows = sample_rows()
     rows[line - 2][column] = value
+    rows[line - 2].update(also)
     path = tmp_path / "bad.csv"
     with path.open("w", encoding="utf-8", newline="") as fh:
         writer = csv.DictWriter(fh, list(rows[0]), quoting=csv.QUOTE_MINIMAL)
@@ -193,6 +195,23 @@ def test_cost_that_is_not_finite_names_the_line(tmp_path: Path, value: str) -> N
     assert str(err.value) == f"{path}: column EffectiveCost is NaN or infinite on line 42"
     with pytest.raises(FocusError, match=f"{path}: line 42: "):
         FocusReader([str(path)]).summarize(["ProviderName"])
+
+
+@pytest.mark.parametrize("value", ["", "NULL"])
+@pytest.mark.parametrize("alone", [True, False])
+def test_empty_cost_names_the_line(tmp_path: Path, value: str, alone: bool) -> None:
+    """FOCUS costs are never null. A sum would count one as 0 beside other rows, and
+    alone in its group the sum is null (the exporter crashed on it)."""
+    also = {"ServiceName": "A Service No Other Row Has"} if alone else {}
+    path = _bad_copy(tmp_path, 42, "EffectiveCost", value, **also)
+    expected = f"{path}: column EffectiveCost is empty on line 42 (FOCUS: never null)"
+    for read in (
+        lambda: FocusReader([str(path)], tags=TAGS).daily(),
+        lambda: FocusReader([str(path)]).summarize(["ProviderName"]),
+    ):
+        with pytest.raises(FocusError) as err:
+            read()
+        assert str(err.value) == expected
 
 
 def test_row_without_charge_period_start_is_refused(tmp_path: Path) -> None:

@@ -284,17 +284,21 @@ class FocusReader:
 
     def _check_daily(self, con: Any, table: str, files: Sequence[FocusFile]) -> None:
         """One scan for what the exporter refuses: Tags that are not JSON; NaN, Infinity
-        or an overflowing sum (DOUBLE takes them, an exporter must not); no start."""
-        bad_tags, bad_costs, no_start = self._run(
+        or an overflowing sum (DOUBLE takes them, an exporter must not); an empty cost
+        (FOCUS: never null; a sum would count it as 0); no start."""
+        bad_tags, bad_costs, null_costs, no_start = self._run(
             con,
             f"""SELECT any_value(tags) FILTER (WHERE tags IS NOT NULL AND NOT json_valid(tags)),
                        count(*) FILTER (WHERE NOT isfinite(cost)),
+                       coalesce(sum(null_costs), 0),
                        count(*) FILTER (WHERE start IS NULL)
                 FROM {table}""",
             files,
         )[0]
         if bad_tags is not None:
             raise FocusError(_bad_tags_message(files, str(bad_tags)))
+        if null_costs:
+            raise FocusError(_null_costs_message(files, self.cost_column))
         if bad_costs:
             raise FocusError(_bad_costs_message(files, self.cost_column))
         if no_start:
@@ -337,7 +341,8 @@ class FocusReader:
             SELECT ProviderName AS provider, BillingAccountId AS account,
                    ServiceCategory AS category, ServiceName AS service, Tags AS tags,
                    ChargePeriodStart AS start, ChargePeriodEnd AS "end"{resource_key},
-                   BillingCurrency AS currency, sum({cost}) AS cost
+                   BillingCurrency AS currency, sum({cost}) AS cost,
+                   count(*) - count({cost}) AS null_costs
             FROM ({src}) GROUP BY ALL""",
             files,
         )
@@ -422,9 +427,12 @@ class FocusReader:
         self._run(
             con,
             f"CREATE TEMP TABLE agg AS SELECT {key}{tags}, sum({_ident(self.cost_column)}) AS cost,"
-            f" count(*) AS n FROM ({src}) GROUP BY ALL",
+            f" count(*) AS n, count(*) - count({_ident(self.cost_column)}) AS null_costs"
+            f" FROM ({src}) GROUP BY ALL",
             files,
         )
+        if self._run(con, "SELECT coalesce(sum(null_costs), 0) FROM agg", files)[0][0]:
+            raise FocusError(_null_costs_message(files, self.cost_column))
         if derived:
             self._check_tags(con, "agg", files)
         outs = []
@@ -490,11 +498,23 @@ def _bad_costs_message(files: Sequence[FocusFile], column: str) -> str:
     return f"{paths}: column {column} is NaN or infinite, or its sum overflows"
 
 
+def _null_costs_message(files: Sequence[FocusFile], column: str) -> str:
+    """Find the lines whose cost is empty or NULL (only on this error path)."""
+    for f in files:
+        lines = list(_bad_lines(f, column, _is_null, limit=5))
+        if lines:
+            return f"{f.path}: column {column} is empty on {_lines(lines)} (FOCUS: never null)"
+    paths = ", ".join(str(f.path) for f in files)
+    return f"{paths}: column {column} is empty (null) on some rows (FOCUS: never null)"
+
+
 def _lines(numbers: list[int]) -> str:
     return ("line " if len(numbers) == 1 else "lines ") + ", ".join(str(n) for n in numbers)
 
 
 def _not_json(value: str) -> bool:
+    if value in NULL_STRINGS:
+        return False
     try:
         loads_json(value)
     except ValueError:
@@ -502,7 +522,13 @@ def _not_json(value: str) -> bool:
     return False
 
 
+def _is_null(value: str) -> bool:
+    return value in NULL_STRINGS
+
+
 def _not_finite(value: str) -> bool:
+    if value in NULL_STRINGS:
+        return False
     try:
         return not math.isfinite(float(value))
     except ValueError:
@@ -512,7 +538,7 @@ def _not_finite(value: str) -> bool:
 def _bad_lines(
     file: FocusFile, column: str, is_bad: Callable[[str], bool], limit: int
 ) -> Iterator[int]:
-    """Line numbers of a CSV file (not Parquet) whose `column` value `is_bad`."""
+    """Line numbers of a CSV file (not Parquet) whose `column` value (stripped) `is_bad`."""
     if file.parquet or column not in file.columns:
         return
     opener = gzip.open if file.path.name.lower().endswith(".gz") else open
@@ -521,7 +547,7 @@ def _bad_lines(
         reader = csv.DictReader(fh)
         for row in reader:
             value = (row.get(column) or "").strip()
-            if value in NULL_STRINGS or not is_bad(value):
+            if not is_bad(value):
                 continue
             found += 1
             yield reader.line_num
