@@ -126,7 +126,8 @@ def test_query_pages_and_exported_figures(server: tuple[QueryServer, Path]) -> N
         == second.body
         == {
             "type": "ActualCost",
-            "timeframe": "MonthToDate",
+            "timeframe": "Custom",
+            "timePeriod": {"from": "2024-08-01T00:00:00Z", "to": "2024-09-15T23:59:59Z"},
             "dataset": {
                 "granularity": "Daily",
                 "aggregation": {"totalCost": {"name": "Cost", "function": "Sum"}},
@@ -150,6 +151,43 @@ def test_query_pages_and_exported_figures(server: tuple[QueryServer, Path]) -> N
     assert reg.get_sample_value(metrics.EXPORTER_UP.name, src) == 1.0
     assert reg.get_sample_value(metrics.SOURCE_LAST_SUCCESS.name, src) == NOW
     assert sleeps == []
+
+
+def test_a_new_month_without_rows_keeps_the_last_day_and_a_fresh_timestamp(
+    server: tuple[QueryServer, Path],
+) -> None:
+    """At 01:00 on October 1 Azure has no October rows yet. The query reaches back to
+    September 1, so the bill of September 30 and the data timestamp stay (MonthToDate
+    alone answered nothing: timestamp 0, AISpendBillingDataStale paged, bill panels
+    emptied); October's month to date is 0 so far, not September's total."""
+    srv, ca = server
+    september = [
+        [100.0, 20240929, "Virtual Machines", "team", "search", "USD"],
+        [40.0, 20240930, "Virtual Machines", "team", "search", "USD"],
+    ]
+    october = [[7.0, 20241001, "Virtual Machines", "team", "search", "USD"]]
+    srv.script(Reply(200, query_result(september)), Reply(200, query_result(september + october)))
+    clock, sleeps = Clock(dt.datetime(2024, 10, 1, 1, 0, tzinfo=dt.UTC).timestamp()), []
+    cached = CachedSource(make_source(srv, ca, clock, sleeps), clock)
+    reg = registry_for(cached, clock)
+    mtd, last = metrics.CLOUD_COST_MONTH_TO_DATE.name, metrics.CLOUD_COST_LAST_DAY.name
+    stamp = metrics.CLOUD_COST_DATA_TIMESTAMP.name
+
+    assert cached.refresh(), cached.error
+    assert srv.requests[0].body["timePeriod"] == {
+        "from": "2024-09-01T00:00:00Z",
+        "to": "2024-10-01T23:59:59Z",
+    }
+    october_1 = dt.datetime(2024, 10, 1, tzinfo=dt.UTC).timestamp()
+    assert reg.get_sample_value(stamp, {"source": "azure_cost"}) == october_1
+    assert reg.get_sample_value(last, VM) == 40.0
+    assert reg.get_sample_value(mtd, VM) == 0.0
+
+    clock.now = october_1 + 86400 + 3600  # October 2, 01:00: October 1 is complete
+    assert cached.refresh(), cached.error
+    assert reg.get_sample_value(stamp, {"source": "azure_cost"}) == october_1 + 86400
+    assert reg.get_sample_value(last, VM) == 7.0
+    assert reg.get_sample_value(mtd, VM) == 7.0
 
 
 def test_429_waits_for_the_qpu_retry_after(server: tuple[QueryServer, Path]) -> None:

@@ -1,7 +1,10 @@
 """Azure Cost Management: month-to-date daily cost per service and team tag.
 
 For each configured scope, one `query.usage` call (azure-mgmt-costmanagement)
-asks for the month to date at Daily granularity, the configured cost type
+asks for daily cost from the first day of the previous month to today (UTC), so that
+the last complete day and a fresh data timestamp survive the first hours of a month
+that has no rows yet; month to date sums the current month's days. The query has the
+configured cost type
 (ActualCost or AmortizedCost), grouped by the ServiceName dimension and the team
 tag (the API allows two groupings per query; these two are what the metrics need),
 and follows `nextLink` pages. The response is the documented Query shape:
@@ -69,10 +72,16 @@ def make_credential(settings: AzureCredential) -> Any:
     return identity.DefaultAzureCredential()
 
 
-def query_definition(settings: AzureCostSettings) -> dict[str, Any]:
+def query_definition(settings: AzureCostSettings, today: dt.date) -> dict[str, Any]:
+    """The Query body: daily cost from the first day of the previous month to `today`."""
+    previous_month = (today.replace(day=1) - dt.timedelta(days=1)).replace(day=1)
     return {
         "type": settings.cost_type,
-        "timeframe": "MonthToDate",
+        "timeframe": "Custom",
+        "timePeriod": {
+            "from": f"{previous_month.isoformat()}T00:00:00Z",
+            "to": f"{today.isoformat()}T23:59:59Z",
+        },
         "dataset": {
             "granularity": "Daily",
             "aggregation": {"totalCost": {"name": COST_COLUMN, "function": "Sum"}},
@@ -155,16 +164,17 @@ class AzureCostSource:
 
     def fetch(self) -> Snapshot:
         fetched_at = self._clock()
+        today = dt.datetime.fromtimestamp(fetched_at, dt.UTC).date()
         rows: list[DailyCost] = []
         for scope in self.settings.scopes:
-            rows.extend(self.query_scope(scope))
-        return build_snapshot(rows, None, fetched_at)
+            rows.extend(self.query_scope(scope, today))
+        return build_snapshot(rows, None, fetched_at, month=(today.year, today.month))
 
-    def query_scope(self, scope: AzureScope) -> list[DailyCost]:
+    def query_scope(self, scope: AzureScope, today: dt.date) -> list[DailyCost]:
         from azure.core.exceptions import AzureError, HttpResponseError
 
         client = self.client()
-        body = query_definition(self.settings)
+        body = query_definition(self.settings, today)
         params: dict[str, str] = {}
         rows: list[DailyCost] = []
         seen: set[tuple[tuple[str, str], ...]] = set()

@@ -83,8 +83,10 @@ def build_snapshot(
     newest_period_end: float | None,
     fetched_at: float,
     resources: tuple[ResourceCost, ...] = (),
+    month: tuple[int, int] | None = None,
 ) -> Snapshot:
-    """Month-to-date and last-complete-day figures per label set."""
+    """Month-to-date and last-complete-day figures per label set. Month to date is of
+    `month` (year, month), by default the newest day's month."""
     by_day: dict[dt.date, dict[CostLabels, float]] = defaultdict(lambda: defaultdict(float))
     for row in rows:
         by_day[row.day][row.labels] += row.cost
@@ -97,7 +99,7 @@ def build_snapshot(
     )
     complete = [d for d in by_day if utc_midnight(d) + 86400 <= data_ts]
     last_day = max(complete) if complete else None
-    month = (newest.year, newest.month)
+    month = month or (newest.year, newest.month)
     mtd: dict[CostLabels, float] = defaultdict(float)
     for day, costs in by_day.items():
         if (day.year, day.month) == month:

@@ -90,7 +90,7 @@ class AzureCredential(StrictModel):
 
 
 class AzureCostSettings(StrictModel):
-    """Azure Cost Management Query API, month to date at daily granularity."""
+    """Azure Cost Management Query API: daily cost since the previous month began."""
 
     scopes: list[AzureScope] = Field(min_length=1)
     cost_type: Literal["ActualCost", "AmortizedCost"] = "ActualCost"
