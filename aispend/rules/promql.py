@@ -81,16 +81,31 @@ def spend(
     dcgm_sel = selector(m.REC_GPU_COST_RATE.name, [f'{m.SOURCE}="dcgm"', *matchers])
     if window == "5m" and fn == "rate" and not offset:
         dcgm = dcgm_sel
+    elif fn in ("rate", "increase"):
+        dcgm = integral(dcgm_sel, window, offset)
+        if fn == "rate":
+            dcgm = f"{dcgm} / {seconds(window)}"
     else:
         dcgm = f"avg_over_time({_window(dcgm_sel, window, offset)})"
-        if fn == "increase":
-            dcgm = f"{dcgm} * {seconds(window)}"
     if m.SOURCE in by:
         gpu = set_label(gpu, m.SOURCE, "gpu")
     if m.MODEL in by:
         gpu = f'label_replace({gpu}, "{m.MODEL}", "$1", "{m.GPU_MODEL_NAME}", "(.+)")'
         dcgm = f'label_replace({dcgm}, "{m.MODEL}", "$1", "{m.GPU_MODEL_NAME}", "(.+)")'
     return f"sum by ({', '.join(by)}) ({llm} or {gpu} or {dcgm})"
+
+
+INTEGRAL_MAX_STEPS = 360
+
+
+def integral(rate: str, window: str, offset: str | None = None) -> str:
+    """The integral of a recorded per-second rate over `window`: its value at subquery
+    steps of 1m or more (at most INTEGRAL_MAX_STEPS of them), times the step. A series
+    present for part of the window counts for that part only; `avg_over_time * window`
+    would charge a GPU that ran for 1 hour of a day for the whole day."""
+    step = 60 * max(1, -(-seconds(window) // (60 * INTEGRAL_MAX_STEPS)))
+    at = f" offset {offset}" if offset else ""
+    return f"sum_over_time({rate}[{window}:{duration(step)}]{at}) * {step}"
 
 
 def covered(by: Sequence[str], start: str, matchers: Sequence[str] = ()) -> str:
