@@ -41,9 +41,10 @@ def build(ctx: d.Context) -> g.Dashboard:
             ),
             stat(
                 "Idle GPU cost per hour",
-                f"Cost per hour accrued by GPUs below {idle:.0%} utilisation.",
+                f"Cost per hour of the GPUs below {idle:.0%} utilisation now (aispend gpu"
+                " exporter and dcgm-exporter).",
                 money,
-                Query(q.gpu_idle_cost_rate((), TEAM), instant=True),
+                Query(q.gpu_idle_cost_rate(idle, TEAM), instant=True),
                 decimals=2,
             ),
         ],

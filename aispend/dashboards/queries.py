@@ -294,9 +294,11 @@ def cache_read_share(labels: tuple[str, ...], *matchers: str) -> str:
 
 
 def non_2xx_share(labels: tuple[str, ...], *matchers: str) -> str:
-    """Share of requests answered with anything but 2xx (errors, throttles, 4xx)."""
+    """Share of requests answered with anything but 2xx (errors, throttles, 4xx); a
+    group with no 2xx at all is 1, not missing."""
     ok = requests_per_second(labels, *matchers, match(m.STATUS, "2.."))
-    return f"1 - ({ok} / {requests_per_second(labels, *matchers)})"
+    every = requests_per_second(labels, *matchers)
+    return f"1 - (({ok} or 0 * {every}) / {every})"
 
 
 def throttled_per_second(labels: tuple[str, ...], *matchers: str) -> str:
@@ -356,8 +358,14 @@ def gpu_cost_rate(labels: tuple[str, ...], *matchers: str) -> str:
     return per_hour(f"sum{by(labels)} ({rec(m.REC_GPU_COST_RATE, *matchers)})")
 
 
-def gpu_idle_cost_rate(labels: tuple[str, ...], *matchers: str) -> str:
-    return per_hour(sum_rate(sel(m.GPU_IDLE_COST, *matchers), labels))
+def gpu_idle_cost_rate(threshold: float, *matchers: str) -> str:
+    """Cost per hour of the GPUs below `threshold` utilisation now. From the recorded
+    rates, so that dcgm-exporter's GPUs count, as in the idle table and the alert (the
+    aispend exporter's idle cost counter has only its own GPUs)."""
+    keys = ", ".join((m.HOSTNAME, m.GPU, m.GPU_UUID, m.GPU_MODEL_NAME, m.TEAM))
+    price = f"max by ({keys}) ({rec(m.REC_GPU_COST_RATE, *matchers)})"
+    util = rec(m.REC_GPU_UTILIZATION, *matchers)
+    return per_hour(f"sum ({price} and on ({m.GPU_UUID}) ({util} < {threshold:g}))")
 
 
 def gpu_memory_used_ratio(*matchers: str) -> str:

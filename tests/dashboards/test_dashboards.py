@@ -260,3 +260,48 @@ def test_forecast_against_budget_leaves_out_teams_without_a_budget(tmp_path: Pat
         series,
         [{"expr": expr, "eval_time": "5m", "exp_samples": [{"labels": "{}", "value": 0.8}]}],
     )
+
+
+def test_idle_gpu_cost_counts_dcgm_gpus(tmp_path: Path) -> None:
+    """Two dcgm-exporter GPUs (recorded series only): the idle one (1 %) costs 0.001/s,
+    3.6/h; the busy one is left out. The counter of aispend's exporter had neither."""
+    from aispend import metrics as m
+    from aispend.dashboards import queries as q
+
+    def gpu(uuid: str) -> str:
+        return f'Hostname="n1",gpu="0",UUID="{uuid}",model_name="H100",team="research"'
+
+    series = [
+        {"series": f"{m.REC_GPU_UTILIZATION.name}{{{gpu('GPU-idle')}}}", "values": "0.01x10"},
+        {"series": f"{m.REC_GPU_UTILIZATION.name}{{{gpu('GPU-busy')}}}", "values": "0.9x10"},
+        {"series": f'{m.REC_GPU_COST_RATE.name}{{{gpu("GPU-idle")},source="dcgm"}}',
+         "values": "0.001x10"},
+        {"series": f'{m.REC_GPU_COST_RATE.name}{{{gpu("GPU-busy")},source="dcgm"}}',
+         "values": "0.002x10"},
+    ]  # fmt: skip
+    expr = concrete(q.gpu_idle_cost_rate(0.05), {"team": ".*"})
+    _promtool_expr_test(
+        tmp_path,
+        series,
+        [{"expr": f"round({expr}, 0.01)", "eval_time": "5m", "exp_samples": [{"value": 3.6}]}],
+    )
+
+
+def test_non_2xx_share_of_a_model_whose_every_request_fails_is_one(tmp_path: Path) -> None:
+    from aispend import metrics as m
+    from aispend.dashboards import queries as q
+
+    requests = m.LLM_REQUESTS.name
+    series = [
+        {"series": f'{requests}{{team="a",model="gpt-4o",status="200"}}', "values": "0+10x20"},
+        {"series": f'{requests}{{team="a",model="gpt-4o",status="502"}}', "values": "0+10x20"},
+        {"series": f'{requests}{{team="a",model="o3",status="502"}}', "values": "0+10x20"},
+    ]
+    expr = concrete(q.non_2xx_share((m.MODEL,)), {"team": ".*"})
+    expected = [
+        {"labels": '{model="gpt-4o"}', "value": 0.5},
+        {"labels": '{model="o3"}', "value": 1},  # upstream down: every request failed
+    ]
+    _promtool_expr_test(
+        tmp_path, series, [{"expr": expr, "eval_time": "10m", "exp_samples": expected}]
+    )
