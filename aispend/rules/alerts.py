@@ -342,7 +342,7 @@ def anomaly_alerts(t: Tunables) -> list[Alert]:
             "(`aispend_gateway_throttle_active`); the agent's requests and tokens.",
             action="Fix the agent (loop, retry storm, prompt bloat). The throttle is undone "
             "when the alert resolves. To lift it sooner, delete it at the gateway "
-            "(`DELETE /admin/throttles/am-<fingerprint>`, README \"Throttling by hand\"). "
+            '(`DELETE /admin/throttles/am-<fingerprint>`, README "Throttling by hand"). '
             "Do not silence the alert: Alertmanager sends no resolve for a silenced alert, "
             "so the actuator would never undo the throttle.",
         ),
@@ -668,7 +668,7 @@ def stack_alerts(t: Tunables) -> list[Alert]:
                 "throttled or paused) is retried: the actuator answers 503, so Alertmanager "
                 "redelivers the resolve until the undo succeeds. A refused apply (result "
                 "error) is not retried for that alert; a retryable one (error: retry) is. "
-                "Act by hand meanwhile (README \"Throttling by hand\").",
+                'Act by hand meanwhile (README "Throttling by hand").',
             ),
         ),
     ]
