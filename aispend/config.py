@@ -112,9 +112,18 @@ MAX_MODEL_NAME = 256
 
 
 class Prices(StrictModel):
+    """Prices in the reporting currency (`currency`)."""
+
     models: dict[str, ModelPrice] = {}
     gpu: dict[str, Price] = {}
     """GPU hourly price by NVML model name (e.g. "NVIDIA H100 80GB HBM3")."""
+    usd_rate: Money | None = None
+    """How much of `currency` one US dollar buys: converts the bundled prices, which are
+    in US dollars (genai-prices' token prices, the example GPU prices). Required when
+    `currency` is not USD; `models` and `gpu` above are in `currency` already."""
+
+    def usd_to_currency(self) -> float:
+        return 1.0 if self.usd_rate is None else self.usd_rate
 
     @field_validator("models")
     @classmethod
@@ -217,8 +226,10 @@ def parse_config(text: str, source: str = "<config>") -> Config:
         refs = _valid_parts(data)
         if refs is not None:
             issues += [i for i in _cross_check(refs) if i not in issues]
+        issues += [i for i in _currency_check(*_valid_currency(data)) if i not in issues]
         raise ConfigError(source, issues) from exc
     issues = list(_cross_check(_References.of(config)))
+    issues += _currency_check(config.currency, config.prices)
     if issues:
         raise ConfigError(source, issues)
     return config
@@ -384,6 +395,30 @@ def _valid_entries(raw: object, model: type[_Entry]) -> list[tuple[int, _Entry]]
         except ValidationError:
             continue
     return valid
+
+
+def _valid_currency(data: dict[str, Any]) -> tuple[str | None, Prices | None]:
+    currency = data.get("currency", "USD")
+    try:
+        prices: Prices | None = Prices.model_validate(data.get("prices", {}))
+    except ValidationError:
+        prices = None
+    valid = isinstance(currency, str) and _CURRENCY_RE.fullmatch(currency) is not None
+    return (currency if valid else None), prices
+
+
+def _currency_check(currency: str | None, prices: Prices | None) -> Iterator[ConfigIssue]:
+    """The bundled prices are in US dollars: another currency needs their rate."""
+    if currency is None or prices is None:
+        return
+    if currency != "USD" and prices.usd_rate is None:
+        yield ConfigIssue(
+            "prices.usd_rate",
+            f"required with currency {currency}: genai-prices' token prices and the example"
+            f" GPU prices are in US dollars; set how many {currency} one US dollar buys",
+        )
+    elif currency == "USD" and prices.usd_rate not in (None, 1.0):
+        yield ConfigIssue("prices.usd_rate", "only for a currency other than USD (it is USD)")
 
 
 def _cross_check(refs: _References) -> Iterator[ConfigIssue]:

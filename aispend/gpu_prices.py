@@ -28,16 +28,18 @@ DEFAULT_GPU_HOURLY_PRICES: dict[str, float] = {
 
 
 def gpu_hourly_price(model_name: str, prices: Prices) -> float | None:
-    """Hourly price of one GPU of `model_name`; None when neither config nor table knows it.
+    """Hourly price of one GPU of `model_name` in the reporting currency; None when
+    neither config nor table knows it.
 
     Matching is exact first, then case-insensitive (NVML names are stable strings such
-    as "NVIDIA H100 80GB HBM3"); `prices.gpu` always wins over the examples.
+    as "NVIDIA H100 80GB HBM3"); `prices.gpu` always wins over the examples, which are
+    in US dollars (converted with `prices.usd_rate`).
     """
-    for table in (prices.gpu, DEFAULT_GPU_HOURLY_PRICES):
+    for table, scale in ((prices.gpu, 1.0), (DEFAULT_GPU_HOURLY_PRICES, prices.usd_to_currency())):
         if model_name in table:
-            return float(table[model_name])
+            return float(table[model_name]) * scale
         folded = model_name.casefold()
         for name, price in table.items():
             if name.casefold() == folded:
-                return float(price)
+                return float(price) * scale
     return None

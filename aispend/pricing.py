@@ -1,9 +1,10 @@
 """Token prices: genai-prices' bundled data plus the overrides in `prices.models`.
 
 `Pricer(prices).price(provider, model, usage)` prices one request's token usage in the
-reporting currency. Config overrides (`prices.models`, per million tokens) win over the
-bundled genai-prices data, which is read from the installed package and never fetched
-from the network. An unknown model costs 0 with `priced=False` and `model="other"`, and
+reporting currency. Config overrides (`prices.models`, per million tokens, in that
+currency) win over the bundled genai-prices data (US dollars, converted with
+`prices.usd_rate`), which is read from the installed package and never fetched from
+the network. An unknown model costs 0 with `priced=False` and `model="other"`, and
 is logged once per (provider, model).
 
 Token semantics (`TokenUsage`): `input` excludes cache reads and includes cache writes,
@@ -136,6 +137,7 @@ class Pricer:
                 cache_write_1h=(write if write_1h is None else write_1h) / _MTOK,
             )
         self._override_names = {name.lower(): name for name in prices.models}
+        self._usd = prices.usd_to_currency()  # genai-prices' prices are in US dollars
         self._cache: dict[tuple[str, str], _Entry] = {}
         self._logged_unknown: set[tuple[str, str]] = set()
 
@@ -192,12 +194,12 @@ class Pricer:
                 found = None
         if found is None:
             return _Entry(OTHER, None, None, None, now)
-        rates = _flat_rates(found, datetime.now(tz=UTC))
+        rates = _flat_rates(found, datetime.now(tz=UTC), self._usd)
         return _Entry(found.id, found, provider_id, rates, now)
 
     def _calc(self, entry: _Entry, model: str, usage: TokenUsage) -> float:
         result = genai_prices.calc_price(genai_usage(usage), model, provider_id=entry.provider_id)
-        return float(result.total_price)
+        return float(result.total_price) * self._usd
 
     def _log_unknown(self, provider: str, model: str) -> None:
         key = (provider, model[:MAX_MODEL_NAME])
@@ -229,8 +231,9 @@ def genai_usage(usage: TokenUsage) -> genai_prices.Usage:
     return genai_prices.Usage(**values)
 
 
-def _flat_rates(model: ModelInfo, when: datetime) -> _Rates | None:
-    """Per-token rates when the model's current price sheet is flat, else None."""
+def _flat_rates(model: ModelInfo, when: datetime, scale: float = 1.0) -> _Rates | None:
+    """Per-token rates (times `scale`) when the model's current price sheet is flat,
+    else None."""
     from genai_prices.units import _get_registry
 
     sheet = model.get_prices(when)
@@ -261,10 +264,10 @@ def _flat_rates(model: ModelInfo, when: datetime) -> _Rates | None:
     out = values["output_mtok"]
     write = values.get("cache_write_mtok", inp)
     return _Rates(
-        input=float(inp / _MTOK),
-        output=float(out / _MTOK),
-        cached_input=float(values.get("cache_read_mtok", inp) / _MTOK),
-        reasoning=float(values.get("output_reasoning_mtok", out) / _MTOK),
-        cache_write=float(write / _MTOK),
-        cache_write_1h=float(values.get("cache_write_1h_mtok", write) / _MTOK),
+        input=float(inp / _MTOK) * scale,
+        output=float(out / _MTOK) * scale,
+        cached_input=float(values.get("cache_read_mtok", inp) / _MTOK) * scale,
+        reasoning=float(values.get("output_reasoning_mtok", out) / _MTOK) * scale,
+        cache_write=float(write / _MTOK) * scale,
+        cache_write_1h=float(values.get("cache_write_1h_mtok", write) / _MTOK) * scale,
     )

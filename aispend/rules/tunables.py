@@ -117,10 +117,11 @@ class Tunables(StrictModel):
     gpu_hourly_prices: dict[str, HourlyPrice] = Field(
         default_factory=lambda: dict(DEFAULT_GPU_HOURLY_PRICES)
     )
-    """Hourly price by GPU model for dcgm-exporter GPUs; by default the same table the gpu
-    exporter falls back to (aispend/gpu_prices.py), so one GPU costs the same whichever
-    exporter reports it. A model missing here gets no cost series; AISpendGPUUnpriced
-    names it."""
+    """Hourly price by GPU model for dcgm-exporter GPUs, in the reporting currency; by
+    default the same table the gpu exporter falls back to (aispend/gpu_prices.py, US
+    dollars: with another currency, set these in a tunables file), so one GPU costs the
+    same whichever exporter reports it. A model missing here gets no cost series;
+    AISpendGPUUnpriced names it."""
     gpu_unpriced_for: Duration = "15m"
     # --- requests, attribution, data
     cost_per_request_quantile: float = Field(default=0.95, gt=0, lt=1)

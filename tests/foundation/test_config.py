@@ -161,6 +161,33 @@ BAD_CONFIGS = [
         "currency: dollars\n" + GOOD_HEAD, ["currency: must be an ISO 4217 code"], id="bad-currency"
     ),
     pytest.param(
+        "currency: EUR\n" + GOOD_HEAD,
+        [
+            "prices.usd_rate: required with currency EUR: genai-prices' token prices and the"
+            " example GPU prices are in US dollars; set how many EUR one US dollar buys"
+        ],
+        id="currency-without-usd-rate",
+    ),
+    pytest.param(
+        "currency: EUR\nteams: []\n",
+        [
+            "teams: must not be empty",
+            "prices.usd_rate: required with currency EUR: genai-prices' token prices and the"
+            " example GPU prices are in US dollars; set how many EUR one US dollar buys",
+        ],
+        id="currency-without-usd-rate-beside-another-error",
+    ),
+    pytest.param(
+        GOOD_HEAD + "prices:\n  usd_rate: 0.9\n",
+        ["prices.usd_rate: only for a currency other than USD (it is USD)"],
+        id="usd-rate-with-usd",
+    ),
+    pytest.param(
+        "currency: EUR\n" + GOOD_HEAD + "prices:\n  usd_rate: 0\n",
+        ["prices.usd_rate: must be > 0"],
+        id="usd-rate-zero",
+    ),
+    pytest.param(
         GOOD_HEAD + "budgets:\n  - {team: search, period: day}\n"
         "  - {team: search, period: month, amount: 5, soft_ratio: 1.5}\n",
         ["budgets[0].amount: required", "budgets[1].soft_ratio: must be <= 1"],

@@ -202,3 +202,24 @@ def test_label_of_unknown_model_logs_once_with_price(caplog: pytest.LogCaptureFi
     assert pricer.price("openai", "no-such-model", TokenUsage(input=1)).priced is False
     assert pricer.label("openai", "no-such-model") == "other"
     assert len([r for r in caplog.records if "no-such-model" in r.getMessage()]) == 1
+
+
+def test_bundled_prices_are_converted_from_us_dollars_and_overrides_are_not() -> None:
+    """currency EUR with usd_rate 0.8: genai-prices' dollars x 0.8 on both the fast path
+    and the calculator's (tiered sheets); `prices.models` is in EUR already. The same
+    for GPUs: the example hourly prices are dollars, `prices.gpu` is not."""
+    from aispend.gpu_prices import DEFAULT_GPU_HOURLY_PRICES, gpu_hourly_price
+
+    usage = TokenUsage(input=250_000, output=567, cached_input=89, reasoning=45, cache_write=321)
+    override = {"acme-internal-llm": ModelPrice(input_per_mtok=0.5, output_per_mtok=1.5)}
+    euro = Pricer(Prices(usd_rate=0.8, models=override))
+    for provider, model in MODELS:
+        expected = 0.8 * _expected(provider, model, usage)
+        assert euro.price(provider, model, usage).total == pytest.approx(expected, rel=1e-12)
+    assert euro.price("openai", "acme-internal-llm", usage).total == pytest.approx(
+        (250_000 * 0.5 + 567 * 1.5 + 89 * 0.5) / 1e6, rel=1e-12
+    )
+    prices = Prices(usd_rate=0.8, gpu={"NVIDIA L4": 0.7})
+    h100 = DEFAULT_GPU_HOURLY_PRICES["NVIDIA H100 80GB HBM3"]
+    assert gpu_hourly_price("NVIDIA H100 80GB HBM3", prices) == pytest.approx(0.8 * h100)
+    assert gpu_hourly_price("NVIDIA L4", prices) == 0.7
