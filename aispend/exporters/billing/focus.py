@@ -490,22 +490,32 @@ def _bad_tags_message(files: Sequence[FocusFile], sample: str) -> str:
 
 def _bad_costs_message(files: Sequence[FocusFile], column: str) -> str:
     """Find the lines whose cost is not a finite number (only on this error path)."""
-    for f in files:
-        lines = list(_bad_lines(f, column, _not_finite, limit=5))
-        if lines:
-            return f"{f.path}: column {column} is NaN or infinite on {_lines(lines)}"
-    paths = ", ".join(str(f.path) for f in files)
-    return f"{paths}: column {column} is NaN or infinite, or its sum overflows"
+    return _cost_lines_message(
+        files, column, _not_finite, "is NaN or infinite", "is NaN or infinite, or its sum overflows"
+    )
 
 
 def _null_costs_message(files: Sequence[FocusFile], column: str) -> str:
     """Find the lines whose cost is empty or NULL (only on this error path)."""
+    never = " (FOCUS: never null)"
+    return _cost_lines_message(files, column, _is_null, "is empty", "is empty on some rows", never)
+
+
+def _cost_lines_message(
+    files: Sequence[FocusFile],
+    column: str,
+    is_bad: Callable[[str], bool],
+    problem: str,
+    unplaced: str,
+    note: str = "",
+) -> str:
+    """`FILE: column C <problem> on lines ...`, or without lines (Parquet, or a sum)."""
     for f in files:
-        lines = list(_bad_lines(f, column, _is_null, limit=5))
+        lines = list(_bad_lines(f, column, is_bad, limit=5))
         if lines:
-            return f"{f.path}: column {column} is empty on {_lines(lines)} (FOCUS: never null)"
+            return f"{f.path}: column {column} {problem} on {_lines(lines)}{note}"
     paths = ", ".join(str(f.path) for f in files)
-    return f"{paths}: column {column} is empty (null) on some rows (FOCUS: never null)"
+    return f"{paths}: column {column} {unplaced}{note}"
 
 
 def _lines(numbers: list[int]) -> str:
