@@ -202,7 +202,8 @@ def budget_alerts(t: Tunables) -> list[Alert]:
             TEAM_SHOWBACK,
             Runbook(
                 meaning="Month-to-date spend plus the last "
-                f"{t.forecast_rate_window} rate times the time left exceeds the monthly budget.",
+                f"{t.forecast_rate_window} rate (over the hours there are, for a scope with "
+                "less history) times the time left exceeds the monthly budget.",
                 check="`team_project_agent:aispend_cost:forecast_month_end` and "
                 "`team_project_agent:aispend_budget:exhaustion_timestamp_seconds`; was "
                 "there a one-off spike (then the forecast drops within a day)?",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from aispend import metrics as m
 from aispend.rules.model import Group, Recording
 from aispend.rules.promql import (
+    SCOPES,
     STEP_DAY,
     bucket_sum,
     covered,
@@ -50,13 +51,19 @@ def forecast_rate(t: Tunables) -> tuple[str, list[Recording]]:
 
     A window longer than the burn windows (7d) is summed from hourly increases: the same
     spend per second over the window (up to the last full hour), without loading a week
-    of raw samples per series in one step."""
+    of raw samples per series in one step. Until a scope's history covers the window
+    (a new install, team or agent), the sum is over the hours it has: over the whole
+    window, two days of steady spend read as 2/7 of their rate."""
     window = t.forecast_rate_window
     rate = f"{m.REC_SCOPE_COST_RATE_PREFIX}{window}"
     if window in burn_windows(t):
         return rate, []
-    hourly = f"sum_over_time(({scope_spend('increase', '1h')})[{window}:1h])"
-    return rate, [Recording(rate, f"{hourly} / {seconds(window)}")]
+    hours = f"({scope_spend('increase', '1h')})[{window}:1h]"
+    whole = f"sum_over_time({hours}) / {seconds(window)}"
+    partial = f"sum_over_time({hours}) / (count_over_time({hours}) * 3600)"
+    history = " or ".join(covered(by, window, matchers) for by, matchers in SCOPES)
+    expr = f"({whole}\n  and on({SCOPE}) ({history}))\nor\n{partial}"
+    return rate, [Recording(rate, expr)]
 
 
 def gpu_rules(t: Tunables) -> list[Recording]:
