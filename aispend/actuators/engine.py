@@ -19,10 +19,11 @@ State machine per (fingerprint, startsAt) in the store:
     resolved, other             -> resolved, nothing to undo / duplicate
 
 A resolve also undoes the series' other instances (same fingerprint) that began before
-it ended (its endsAt) and still hold their action: when an alert flaps, Alertmanager
-replaces the old instance by the new one and never sends the old one's resolve; with
-an HA Prometheus pair, a replica's earlier startsAt can reach Alertmanager after the
-first notification, so the resolve carries an earlier startsAt than the firing did.
+it ended (its endsAt) and still hold their action (or failed to undo it): when an alert
+flaps, Alertmanager replaces the old instance by the new one and never sends the old
+one's resolve; with an HA Prometheus pair, a replica's earlier startsAt can reach
+Alertmanager after the first notification, so the resolve carries an earlier startsAt
+than the firing did.
 A newer firing that is applied takes the older one's action over (`superseded`,
 recorded with the new intent, once the target has been read); one that is skipped,
 dry-run or refused leaves the older action in place until the series resolves.
@@ -258,7 +259,7 @@ class Engine:
         ended = _ended(alert)
         earlier = [
             await self._undo(alert, old)
-            for old in self.store.holding_with_fingerprint(fp)
+            for old in self.store.to_undo_with_fingerprint(fp)
             if old.starts_at != starts and _instant(old.starts_at) < ended
         ]
         outcome = await self._resolved_instance(alert, fp, starts)

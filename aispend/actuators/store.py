@@ -174,14 +174,25 @@ class Store:
         """Actions of one alert series (any startsAt) that may hold objects, oldest first."""
         return self._holding("fingerprint", fingerprint)
 
+    def to_undo_with_fingerprint(self, fingerprint: str) -> list[ActionRow]:
+        """Actions of one alert series that a resolve undoes: those that may hold objects
+        and those whose undo failed (tried again), oldest first."""
+        return self._holding("fingerprint", fingerprint, (*HOLDING_STATES, UNDO_FAILED))
+
     def holding_for_target(self, target: str) -> list[ActionRow]:
         """Actions of one target that may hold objects, oldest first."""
         return self._holding("target", target)
 
-    def _holding(self, column: Literal["fingerprint", "target"], value: str) -> list[ActionRow]:
+    def _holding(
+        self,
+        column: Literal["fingerprint", "target"],
+        value: str,
+        states: tuple[str, ...] = HOLDING_STATES,
+    ) -> list[ActionRow]:
+        marks = ", ".join("?" * len(states))
         rows = self._db.execute(
-            f"SELECT * FROM actions WHERE {column} = ? AND state IN (?, ?, ?) ORDER BY created_at",
-            (value, *HOLDING_STATES),
+            f"SELECT * FROM actions WHERE {column} = ? AND state IN ({marks}) ORDER BY created_at",
+            (value, *states),
         ).fetchall()
         return [_action(r) for r in rows]
 

@@ -36,6 +36,7 @@ class Replicas:
     def __init__(self, **replicas: int) -> None:
         self.replicas = dict(replicas)
         self.fail_read: TargetError | None = None
+        self.fail_undo: TargetError | None = None
         self.refuse_write: set[str] = set()
         self.hold_read: asyncio.Event | None = None
         self.reading = asyncio.Event()
@@ -58,6 +59,9 @@ class Replicas:
         return "paused"
 
     async def undo(self, action: Action, undo_data: dict[str, Any]) -> str:
+        if self.fail_undo is not None:
+            error, self.fail_undo = self.fail_undo, None
+            raise error
         self.replicas.update(undo_data["replicas"])
         return "restored"
 
@@ -150,6 +154,23 @@ def test_resolve_with_an_earlier_start_than_the_firing_undoes_it(tmp_path: Path)
     assert target.replicas == {"x": 3}
     second = store.get("f1", "2024-05-01T10:20:00+00:00")
     assert second is not None and second.state == st.UNDONE
+
+
+def test_an_earlier_instance_whose_undo_failed_is_undone_on_redelivery(tmp_path: Path) -> None:
+    """The flapping case (the re-firing held back by the cool-down) with the first undo
+    refused (403): the resolve asks for a redelivery, which undoes it."""
+    target = Replicas(x=3)
+    store = Store(tmp_path / "s.db")
+    engine = Engine(settings(cooldown="10m"), {}, store, {"t": target})
+    handle(engine, alert("f1"))
+    assert handle(engine, alert("f1", starts=T2)).result.startswith("skipped")
+    target.fail_undo = TargetError("PATCH x: HTTP 403", retryable=False)
+    assert handle(engine, alert("f1", "resolved", starts=T2)).retry is True
+    assert target.replicas == {"x": 0}
+    first = store.get("f1", "2024-05-01T10:00:00+00:00")
+    assert first is not None and first.state == st.UNDO_FAILED
+    assert handle(engine, alert("f1", "resolved", starts=T2)).retry is False
+    assert target.replicas == {"x": 3}
 
 
 def test_a_redelivered_old_resolve_leaves_a_newer_instance_alone(tmp_path: Path) -> None:
