@@ -49,7 +49,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -140,7 +140,7 @@ class Engine:
         # Deciding and recording the intent are serialised per team, so that two
         # alerts of one team cannot both pass max_active_per_team.
         async with self._team_locks.hold(alert.labels.get("team", "")):
-            begun = await self._begin(alert, fp, starts, skipped=row)
+            begun = await self._begin(alert, fp, starts, previous=row)
         if isinstance(begun, Outcome):
             return begun
         new, rule = begun
@@ -163,10 +163,10 @@ class Engine:
         return "dry-run" if dry_run_of(rule, self.settings) else None
 
     async def _begin(
-        self, alert: Alert, fp: str, starts: str, skipped: ActionRow | None
+        self, alert: Alert, fp: str, starts: str, previous: ActionRow | None
     ) -> Outcome | tuple[ActionRow, Rule]:
         """Policy, then either a final decision or the recorded intent to apply.
-        `skipped`: this firing's row when it was skipped (or dry-run) before."""
+        `previous`: this firing's row when it was skipped (or dry-run) before."""
         decision = decide(
             alert.labels,
             self.settings,
@@ -189,9 +189,9 @@ class Engine:
             scope=scope_of(alert.labels),
         )
         if decision.skip is not None:
-            if skipped is not None and skipped.state == st.SKIPPED:
+            if previous is not None and previous.state == st.SKIPPED:
                 return self._note(
-                    alert, skipped, "ignore", f"ignored: still skipped: {decision.skip}"
+                    alert, previous, "ignore", f"ignored: still skipped: {decision.skip}"
                 )
             return self._commit(alert, new, "skip", f"skipped: {decision.skip}")
         assert rule is not None
@@ -264,7 +264,7 @@ class Engine:
         ]
         outcome = await self._resolved_instance(alert, fp, starts)
         if any(o.retry for o in earlier) and not outcome.retry:
-            return Outcome(outcome.fingerprint, outcome.decision, outcome.result, retry=True)
+            return replace(outcome, retry=True)
         return outcome
 
     async def _resolved_instance(self, alert: Alert, fp: str, starts: str) -> Outcome:
@@ -297,7 +297,7 @@ class Engine:
             failed = self._commit(
                 alert, row, "undo", "error", error=f"target {row.target!r} no longer configured"
             )
-            return Outcome(failed.fingerprint, failed.decision, failed.result, retry=True)
+            return replace(failed, retry=True)
         action = self._action(alert, rule, row)
         async with self._objects_lock(row.target or "", target):
             undo_data, kept = self._release(target, row)
@@ -311,7 +311,7 @@ class Engine:
                     failed = self._target_failed(
                         alert, row, "undo", exc, record_row=not exc.retryable
                     )
-                    return Outcome(failed.fingerprint, failed.decision, failed.result, retry=True)
+                    return replace(failed, retry=True)
             row.state = st.UNDONE
             return self._commit(
                 alert, row, "undo", "ok", detail="; ".join(filter(None, [detail, kept]))
