@@ -345,12 +345,17 @@ def gpu_mean_utilization(*matchers: str) -> str:
     return f"avg({rec(m.REC_GPU_UTILIZATION, *matchers)})"
 
 
+def _gpu_cost_per_second(*matchers: str) -> str:
+    """Each GPU's cost per second, from the recorded cost rate: it has dcgm-exporter's
+    GPUs too, as the alert has."""
+    keys = ", ".join((m.HOSTNAME, m.GPU, m.GPU_UUID, m.GPU_MODEL_NAME, m.TEAM))
+    return f"max by ({keys}) ({rec(m.REC_GPU_COST_RATE, *matchers)})"
+
+
 def gpu_idle(threshold: float, window: str, *matchers: str) -> str:
     """Hourly price of each GPU whose mean utilisation over `window` is below threshold."""
     util = f"avg_over_time({rec(m.REC_GPU_UTILIZATION, *matchers)}[{window}])"
-    keys = ", ".join((m.HOSTNAME, m.GPU, m.GPU_UUID, m.GPU_MODEL_NAME, m.TEAM))
-    # From the recorded cost rate: it has dcgm-exporter's GPUs too, as the alert has.
-    price = per_hour(f"max by ({keys}) ({rec(m.REC_GPU_COST_RATE, *matchers)})")
+    price = per_hour(_gpu_cost_per_second(*matchers))
     return f"{price} and on ({m.GPU_UUID}) ({util} < {threshold:g})"
 
 
@@ -362,8 +367,7 @@ def gpu_idle_cost_rate(threshold: float, *matchers: str) -> str:
     """Cost per hour of the GPUs below `threshold` utilisation now. From the recorded
     rates, so that dcgm-exporter's GPUs count, as in the idle table and the alert (the
     aispend exporter's idle cost counter has only its own GPUs)."""
-    keys = ", ".join((m.HOSTNAME, m.GPU, m.GPU_UUID, m.GPU_MODEL_NAME, m.TEAM))
-    price = f"max by ({keys}) ({rec(m.REC_GPU_COST_RATE, *matchers)})"
+    price = _gpu_cost_per_second(*matchers)
     util = rec(m.REC_GPU_UTILIZATION, *matchers)
     return per_hour(f"sum ({price} and on ({m.GPU_UUID}) ({util} < {threshold:g}))")
 
