@@ -10,7 +10,6 @@ from aispend.dashboards import queries as q
 from aispend.dashboards import refs as r
 from aispend.dashboards.panels import Query, Row, layout, table, timeseries
 from aispend.rules.promql import seconds
-from aispend.rules.tunables import Tunables
 
 TEAM = q.TEAM
 
@@ -31,16 +30,17 @@ def _band_style() -> list[dict[str, object]]:
 
 def build(ctx: d.Context) -> g.Dashboard:
     money = ctx.money
-    t = Tunables()
+    t = ctx.tunables
     k = t.anomaly_sigma
-    band = q.team_actual_vs_prediction(k, TEAM)
+    band = q.team_actual_vs_prediction(t, TEAM)
     prediction = timeseries(
         r.SPEND_VS_PREDICTION.title,
         f"The team's spend per hour (5-minute rate) against its seasonal prediction"
         f" (median of the same time 1-3 weeks ago plus trend; 1-day or 6-hour baseline"
         f" while history is short) with +/- {k:g} sigma bands; the lower band is clamped"
-        f" at 0. The band's sigma is the root of the summed per-model variances. Repeats"
-        f" per selected team.",
+        f" at 0. The band's sigma is the root of the summed per-model variances, each"
+        f" model's stddev at least {t.min_stddev_ratio:.0%} of its prediction, as in the"
+        f" z-score. Repeats per selected team.",
         money,
         Query(band["actual"], legend="{{team}} actual"),
         Query(band["prediction"], legend="{{team}} prediction"),
@@ -102,7 +102,8 @@ def build(ctx: d.Context) -> g.Dashboard:
             ),
             table(
                 "Month budget runs out at",
-                f"When each team's month budget is used up at {q.forecast_basis()}"
+                "When each team's month budget is used up at"
+                f" {q.forecast_basis(t.forecast_rate_window)}"
                 " (now if it already is).",
                 d.TIMESTAMP,
                 Query(q.budget_exhaustion(TEAM), instant=True, table=True),

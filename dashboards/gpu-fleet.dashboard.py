@@ -8,14 +8,13 @@ from aispend.dashboards import defaults as d
 from aispend.dashboards import queries as q
 from aispend.dashboards import refs as r
 from aispend.dashboards.panels import Query, Row, heatmap, layout, stat, table, timeseries
-from aispend.rules.tunables import Tunables
 
 TEAM = q.TEAM
 
 
 def build(ctx: d.Context) -> g.Dashboard:
     money = ctx.money
-    t = Tunables()
+    t = ctx.tunables
     idle = t.gpu_idle_threshold
     summary = Row(
         "Fleet",

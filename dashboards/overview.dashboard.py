@@ -23,6 +23,7 @@ TEAM = q.TEAM
 
 def build(ctx: d.Context) -> g.Dashboard:
     money = ctx.money
+    basis = q.forecast_basis(ctx.tunables.forecast_rate_window)
     spend = Row(
         "Spend",
         [
@@ -41,7 +42,7 @@ def build(ctx: d.Context) -> g.Dashboard:
             ),
             stat(
                 "Forecast month end",
-                f"Month to date plus {q.forecast_basis()} until the end of the month.",
+                f"Month to date plus {basis}, until the end of the month.",
                 money,
                 Query(q.forecast_month_end(TEAM), instant=True),
             ),

@@ -20,7 +20,6 @@ from aispend.dashboards.panels import (
     timeseries,
 )
 from aispend.rules.promql import seconds
-from aispend.rules.tunables import Tunables
 
 TEAM = q.TEAM
 PROJECT = q.PROJECT
@@ -28,7 +27,8 @@ PROJECT = q.PROJECT
 
 def build(ctx: d.Context) -> g.Dashboard:
     money = ctx.money
-    tunables = Tunables()
+    basis = q.forecast_basis(ctx.tunables.forecast_rate_window)
+    tunables = ctx.tunables
     burn_windows = sorted({w.long for w in tunables.month_burn}, key=seconds)
     summary = Row(
         "$team",
@@ -47,7 +47,7 @@ def build(ctx: d.Context) -> g.Dashboard:
             ),
             stat(
                 "Forecast month end",
-                f"Month to date plus {q.forecast_basis()} until the end of the month.",
+                f"Month to date plus {basis}, until the end of the month.",
                 money,
                 Query(q.forecast_month_end(TEAM), instant=True),
             ),

@@ -1,5 +1,5 @@
-"""`aispend dashboards generate`: dashboards/*.json and docs/dashboards.md from the
-grafanalib sources in dashboards/*.dashboard.py."""
+"""`aispend dashboards generate [--tunables FILE]`: dashboards/*.json and
+docs/dashboards.md from the grafanalib sources in dashboards/*.dashboard.py."""
 
 from __future__ import annotations
 
@@ -23,6 +23,12 @@ def add_parser(sub: Any) -> None:
         default="USD",
         help="reporting currency for money units (default USD, as aispend.example.yaml)",
     )
+    gen.add_argument(
+        "--tunables",
+        help="the YAML tunables file the rules were generated from (`aispend rules generate"
+        " --tunables`), so panel thresholds, windows and the titles the runbooks cite match"
+        " the rules (default: built-ins)",
+    )
     gen.set_defaults(func=_run_generate)
 
 
@@ -32,10 +38,16 @@ def _run_generate(args: argparse.Namespace) -> int:
     from aispend.dashboards.defaults import Context
     from aispend.dashboards.docs import render
     from aispend.dashboards.generate import DashboardError, build_all, write_all
+    from aispend.rules.tunables import TunablesError, load_tunables
 
     root = Path(args.root)
     directory = root / "dashboards"
-    ctx = Context(currency=args.currency)
+    try:
+        tunables = load_tunables(Path(args.tunables) if args.tunables else None)
+    except TunablesError as exc:  # exit 2, as `aispend rules generate` for the same file
+        print(f"aispend dashboards generate: {exc}", file=sys.stderr)
+        return 2
+    ctx = Context(currency=args.currency, tunables=tunables)
     try:
         written = write_all(directory, ctx)
         docs = root / "docs" / "dashboards.md"

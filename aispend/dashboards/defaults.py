@@ -9,11 +9,12 @@ one JSON works against any Prometheus.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from grafanalib import core as g
 
 from aispend import metrics as m
+from aispend.rules.tunables import Tunables
 
 TAG = "aispend"
 SCHEMA_VERSION = 39  # Grafana 10.4 / 11
@@ -83,6 +84,9 @@ class Context:
     """Settings a dashboard is built for (passed to each dashboard's `build`)."""
 
     currency: str = "USD"
+    tunables: Tunables = field(default_factory=Tunables)
+    """The rules' tunables: panel thresholds, windows and titles (the runbooks cite the
+    idle-GPU table by a title built from them) follow the rules the dashboards sit beside."""
 
     @property
     def money(self) -> str:

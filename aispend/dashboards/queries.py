@@ -13,18 +13,25 @@ month and an hourly figure reads naturally next to them.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aispend import metrics as m
+
+if TYPE_CHECKING:
+    from aispend.rules.tunables import Tunables
 
 RATE = "$__rate_interval"
 RANGE = "$__range"
 HOUR = 3600
 
 
-def forecast_basis() -> str:
-    """What the month-end forecast and budget exhaustion extrapolate, for descriptions."""
-    from aispend.rules.tunables import Tunables
-
-    return f"the spend rate of the last {Tunables().forecast_rate_window}"
+def forecast_basis(window: str) -> str:
+    """What the month-end forecast and budget exhaustion extrapolate, for descriptions
+    (`window`: the forecast_rate_window tunable)."""
+    return (
+        f"the spend rate over the last {window},"
+        " or over the hours there are while the history is shorter"
+    )
 
 
 ALERTS = "ALERTS"
@@ -241,17 +248,25 @@ def bill_data_end() -> str:
 
 
 # ---------------------------------------------------------------- anomalies
-def team_actual_vs_prediction(sigma: float, *matchers: str) -> dict[str, str]:
-    """Per team: actual 5m spend rate, seasonal prediction, and +/- sigma bands, per hour.
+def team_actual_vs_prediction(t: Tunables, *matchers: str) -> dict[str, str]:
+    """Per team: actual 5m spend rate, seasonal prediction, and +/- anomaly_sigma bands,
+    per hour.
 
     The team's prediction is the sum of its per-model predictions; its stddev is the
-    root of the summed per-model variances (models treated as independent). The lower
-    band is clamped at 0.
+    root of the summed per-model variances (models treated as independent), each
+    stddev floored as the z-score's denominator is (at least min_stddev_ratio x the
+    prediction): for a team with one model, the band is where SpendAnomaly's z-score
+    passes anomaly_sigma. The lower band is clamped at 0.
     """
-    pred = f"sum by ({m.TEAM}) ({rec(m.REC_TEAM_MODEL_PREDICTION, *matchers)})"
+    from aispend.rules.anomaly import floored_stddev
+
+    prediction = rec(m.REC_TEAM_MODEL_PREDICTION, *matchers)
     stddev_name = m.REC_TEAM_MODEL_PREDICTION.name.replace(":prediction", ":stddev")
-    std = f"sqrt(sum by ({m.TEAM}) ({sel(stddev_name, *matchers)} ^ 2))"
+    floored = floored_stddev(sel(stddev_name, *matchers), prediction, t)
+    pred = f"sum by ({m.TEAM}) ({prediction})"
+    std = f"sqrt(sum by ({m.TEAM}) ({floored} ^ 2))"
     actual = f"sum by ({m.TEAM}) ({rec(m.REC_TEAM_MODEL_COST_RATE5M, *matchers)})"
+    sigma = t.anomaly_sigma
     return {
         "actual": per_hour(actual),
         "prediction": per_hour(pred),

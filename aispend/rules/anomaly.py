@@ -125,11 +125,7 @@ def level_rules(level: str, by: Sequence[str], t: Tunables) -> list[Recording]:
                 f"({union})\nand on({on}, {m.BASELINE}) {prediction}",
             )
         )
-    stddev = name(level, "rate1h:stddev")
-    floor = (
-        f"max without (floor) ({set_label(stddev, 'floor', 'stddev')}"
-        f" or {set_label(f'{prediction} * {num(t.min_stddev_ratio)}', 'floor', 'prediction')})"
-    )
+    floor = floored_stddev(name(level, "rate1h:stddev"), prediction, t)
 
     def zscore(record: str, rate: str) -> Recording:
         return Recording(
@@ -144,6 +140,15 @@ def level_rules(level: str, by: Sequence[str], t: Tunables) -> list[Recording]:
         rules.append(Recording(fast_rate, spend("rate", t.runaway_rate_window, by)))
         rules.append(zscore(name(level, f"zscore_rate{t.runaway_rate_window}"), fast_rate))
     return rules
+
+
+def floored_stddev(stddev: str, prediction: str, t: Tunables) -> str:
+    """The z-score's denominator: the baseline's stddev, at least min_stddev_ratio x the
+    prediction (selectors of one level's `rate1h:stddev` and `rate1h:prediction`)."""
+    return (
+        f"max without (floor) ({set_label(stddev, 'floor', 'stddev')}"
+        f" or {set_label(f'{prediction} * {num(t.min_stddev_ratio)}', 'floor', 'prediction')})"
+    )
 
 
 def groups(t: Tunables) -> list[Group]:

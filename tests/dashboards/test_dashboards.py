@@ -305,3 +305,89 @@ def test_non_2xx_share_of_a_model_whose_every_request_fails_is_one(tmp_path: Pat
     _promtool_expr_test(
         tmp_path, series, [{"expr": expr, "eval_time": "10m", "exp_samples": expected}]
     )
+
+
+def test_prediction_band_floors_each_stddev_as_the_zscore_does(tmp_path: Path) -> None:
+    """Model a: prediction 0.01/s with a flat history (stddev 0), floored to 10 % of the
+    prediction, 0.001; model b: 0.02/s, stddev 0.004 (above its floor 0.002). Upper band
+    (0.03 + 5 x sqrt(0.001^2 + 0.004^2)) x 3600 = 182.22 per hour; with the raw stddevs
+    it read 180, and a flat one-model team had a zero-width band its z-score never used."""
+    from aispend import metrics as m
+    from aispend.dashboards import queries as q
+
+    prediction = m.REC_TEAM_MODEL_PREDICTION.name
+    stddev = prediction.replace(":prediction", ":stddev")
+
+    def labels(model: str) -> str:
+        return f'team="search",model="{model}",baseline="1w"'
+
+    series = [
+        {"series": f"{prediction}{{{labels('a')}}}", "values": "0.01x10"},
+        {"series": f"{stddev}{{{labels('a')}}}", "values": "0x10"},
+        {"series": f"{prediction}{{{labels('b')}}}", "values": "0.02x10"},
+        {"series": f"{stddev}{{{labels('b')}}}", "values": "0.004x10"},
+    ]
+    band = q.team_actual_vs_prediction(Tunables(), q.TEAM)
+    upper, lower = (concrete(band[k], {"team": ".*"}) for k in ("upper", "lower"))
+    _promtool_expr_test(
+        tmp_path,
+        series,
+        [
+            {
+                "expr": f"round({upper}, 0.01)",
+                "eval_time": "5m",
+                "exp_samples": [{"labels": '{team="search"}', "value": 182.22}],
+            },
+            {
+                "expr": f"round({lower}, 0.01)",
+                "eval_time": "5m",
+                "exp_samples": [{"labels": '{team="search"}', "value": 33.78}],
+            },
+        ],
+    )
+
+
+def test_dashboards_generate_with_the_rules_tunables(tmp_path: Path) -> None:
+    """`dashboards generate --tunables` builds from the same file as `rules generate
+    --tunables`: the idle-GPU table the runbooks cite exists under its tuned title, and
+    the bands and burn windows follow the tunables. A bad file writes nothing."""
+    import shutil
+
+    from aispend.cli import main
+    from aispend.rules.cli import RUNBOOKS_FILE, render_all
+    from aispend.rules.tunables import load_tunables
+
+    tunables_file = tmp_path / "tunables.yml"
+    tunables_file.write_text(
+        "gpu_idle_threshold: 0.1\ngpu_idle_for: 2h\nanomaly_sigma: 4\nmin_stddev_ratio: 0.2\n"
+    )
+    (tmp_path / "dashboards").mkdir()
+    for source in sources(DASHBOARDS):
+        shutil.copy(source, tmp_path / "dashboards" / source.name)
+    root = ["dashboards", "generate", "--root", str(tmp_path)]
+
+    assert main([*root, "--tunables", str(tmp_path / "missing.yml")]) == 2
+    tunables_file_bad = tmp_path / "bad.yml"
+    tunables_file_bad.write_text("gpu_idle_threshold: 2\n")
+    assert main([*root, "--tunables", str(tunables_file_bad)]) == 2
+    assert not list((tmp_path / "dashboards").glob("*.json"))
+
+    assert main([*root, "--tunables", str(tunables_file)]) == 0
+    t = load_tunables(tunables_file)
+    idle = refs.idle_gpus(t.gpu_idle_threshold, t.gpu_idle_for)
+    assert idle.title == "Idle GPUs (mean utilisation < 10% over 2h)"
+    assert refs.cite(idle) in render_all(t)[RUNBOOKS_FILE]
+    gpu = json.loads((tmp_path / "dashboards" / "gpu-fleet.json").read_text())
+    assert idle.title in {p["title"] for p in panels(gpu)}
+    anomalies = json.loads((tmp_path / "dashboards" / "anomalies-budgets.json").read_text())
+    legends = {
+        target.get("legendFormat")
+        for panel in panels(anomalies)
+        if panel["title"] == refs.SPEND_VS_PREDICTION.title
+        for target in panel["targets"]
+    }
+    assert "{{team}} + 4 sigma" in legends
+    exprs = [target["expr"] for panel in panels(anomalies) for target in panel["targets"]]
+    assert any("* 0.2," in expr and "4 * sqrt" in expr for expr in exprs)
+    docs = (tmp_path / "docs" / "dashboards.md").read_text(encoding="utf-8")
+    assert idle.title in docs
