@@ -29,6 +29,7 @@ def build(ctx: d.Context) -> g.Dashboard:
     money = ctx.money
     basis = q.forecast_basis(ctx.tunables.forecast_rate_window)
     tunables = ctx.tunables
+    diff = tunables.reconcile_max_diff
     burn_windows = sorted({w.long for w in tunables.month_burn}, key=seconds)
     summary = Row(
         "$team",
@@ -196,9 +197,10 @@ def build(ctx: d.Context) -> g.Dashboard:
             timeseries(
                 r.TEAM_ESTIMATE_VS_BILL.title,
                 "The real-time estimate divided by the bill for the newest complete day in"
-                " the bill data (1 = they agree). Outside 0.95-1.05, AISpendEstimateBillMismatch"
-                " (info) fires: look for a source missing from the estimate or a price"
-                " override that is off.",
+                f" the bill data (1 = they agree). Outside {1 - diff:g}-{1 + diff:g},"
+                " AISpendEstimateBillMismatch (info) fires: look for a source missing from"
+                " the estimate or a price override that is off. Empty while billing sources"
+                " disagree on their newest complete day.",
                 d.TIMES,
                 Query(q.estimate_vs_bill(TEAM), legend="{{team}}"),
             ),

@@ -600,7 +600,10 @@ def data_alerts(t: Tunables) -> list[Alert]:
                     ", ".join(f"{k}={v}" for k, v in sorted(labels.items()))
                     for labels in t.reconcile_bill_selectors
                 )
-                + "), not the team's whole cloud bill.",
+                + "), not the team's whole cloud bill. With several billing sources, "
+                "the comparison is made only while the newest complete day of each is the "
+                f"same (`{m.CLOUD_COST_DATA_TIMESTAMP.name}` per source): a source a day "
+                "behind would set another day's bill against the estimate.",
                 check="On the "
                 + cite(refs.TEAM_ESTIMATE_VS_BILL, refs.TEAM_BILL_BY_CATEGORY)
                 + "; per source (`team_source:aispend_cost:rate5m`) vs bill per service "

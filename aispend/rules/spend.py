@@ -211,7 +211,7 @@ def covered_bill(t: Tunables) -> str:
 def reconcile_rules(t: Tunables) -> list[Recording]:
     """Estimate for the UTC day the newest bill covers vs the bill of that day, of the
     services the estimate covers: LLM tokens and GPUs, not the team's storage, network
-    or databases."""
+    or databases. With several billing sources, only while their newest days agree."""
     bill_ts = f"max({m.CLOUD_COST_DATA_TIMESTAMP.name} @ end())"
     # The last day complete at the data timestamp, as the exporter's last_day: the day
     # before it (a timestamp at midnight closes that day; one at noon, from a source
@@ -220,12 +220,19 @@ def reconcile_rules(t: Tunables) -> list[Recording]:
     estimate = bucket_sum(
         spend("increase", "1h", (m.TEAM,)), f"{STEP_DAY} == on() {bill_day}", "4d", "1h"
     )
+    # Each source's last_day is its own newest complete day: while one source is a day
+    # behind another, the summed bill mixes two days, so there is no ratio until they agree.
+    same_day = (
+        f"{day_index(f'min({m.CLOUD_COST_DATA_TIMESTAMP.name})')}"
+        f" == on() {day_index(f'max({m.CLOUD_COST_DATA_TIMESTAMP.name})')}"
+    )
     return [
         Recording(m.REC_ESTIMATE_BILL_DAY.name, estimate),
         Recording(m.REC_BILL_LAST_DAY.name, f"sum by ({m.TEAM}) (\n  {covered_bill(t)}\n)"),
         Recording(
             m.REC_ESTIMATE_VS_BILL.name,
-            f"{m.REC_ESTIMATE_BILL_DAY.name} / ({m.REC_BILL_LAST_DAY.name} > 0)",
+            f"{m.REC_ESTIMATE_BILL_DAY.name} / ({m.REC_BILL_LAST_DAY.name} > 0)\n"
+            f"  and on() ({same_day})",
         ),
     ]
 
