@@ -69,6 +69,9 @@ class FakeAzure:
     )
     requests: list[tuple[str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    failed_metrics: dict[str, str] = field(default_factory=dict)
+    """Metric name -> errorCode: answered in a 200 with no series, as the batch API
+    reports a query failure for one metric ("'Success' or the error details")."""
 
     # ------------------------------------------------------------ Log Analytics
     def logs_answer(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -116,6 +119,7 @@ class FakeAzure:
                     )
                 if top is not None:
                     series = series[:top]
+                error = self.failed_metrics.get(name)
                 metrics.append(
                     {
                         "id": f"{rid}/providers/Microsoft.Insights/metrics/{name}",
@@ -123,8 +127,9 @@ class FakeAzure:
                         "name": {"value": name, "localizedValue": name},
                         "displayDescription": "",
                         "unit": "Count",
-                        "timeseries": series,
-                        "errorCode": "Success",
+                        "timeseries": [] if error else series,
+                        "errorCode": error or "Success",
+                        **({"errorMessage": f"query of {name} failed"} if error else {}),
                     }
                 )
             values.append(

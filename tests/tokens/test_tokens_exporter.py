@@ -306,6 +306,35 @@ def test_metric_point_that_is_not_a_count_fails_the_poll_and_counts_nothing(
     assert AOAI_SRC not in load_state(Path(settings.state_file)).watermarks
 
 
+def test_a_metric_the_answer_says_failed_fails_the_poll_and_is_counted_later(
+    azure: FakeAzureServer, tls: tuple[ssl.SSLContext, str], tmp_path: Path
+) -> None:
+    """A 200 getBatch answer whose ProcessedPromptTokens carries an errorCode (and no
+    series) read as a window without traffic: counted as 0 and never read again."""
+    fake = azure.fake
+    fake.points[AOAI]["ProcessedPromptTokens"]["gpt4o-prod"] += [
+        (T0, 300.0),
+        (T0 + timedelta(minutes=2), 700.0),
+    ]
+    fake.failed_metrics["ProcessedPromptTokens"] = "InternalServerError"
+    config = load(azure, tmp_path)
+    clock = Clock(T0 + timedelta(minutes=10))
+    poller = make_poller(config, tls[1], clock)
+    poller.poll_once()
+    _, got = scrape(poller)
+    assert got[key(metrics.EXPORTER_UP.name, source=AOAI_SRC)] == 0.0
+    settings = config.sources.azure_tokens
+    assert settings is not None
+    assert AOAI_SRC not in load_state(Path(settings.state_file)).watermarks
+
+    fake.failed_metrics.clear()
+    clock.now = T0 + timedelta(minutes=11)
+    poller.poll_once()
+    _, got = scrape(poller)
+    assert got[key(metrics.EXPORTER_UP.name, source=AOAI_SRC)] == 1.0
+    assert got[tok("support", "gpt-4o", AOAI_SRC, "input")] == 1000
+
+
 def _twelve_deployments(fake: FakeAzure) -> None:
     for n in range(12):
         fake.points[AOAI]["ProcessedPromptTokens"][f"gpt4o-{n:02}"] += [(T0, 100.0)]

@@ -14,6 +14,10 @@ once. Cache reads are a part of the prompt tokens, so input = prompt - cached.
 With a dimension filter the API returns at most `top` series per resource and metric
 (10 when not given): the query asks for MAX_SERIES, and an answer that reaches it fails
 the poll (it may be cut short) rather than count some deployments and move on.
+
+A 200 answer may still carry a failed metric: its `errorCode` is not "Success" and it
+has no series. The SDK's `Metric` drops errorCode, so that would read as a window with
+no traffic; the raw answer is checked instead, and such a poll fails.
 """
 
 from __future__ import annotations
@@ -36,6 +40,28 @@ MAX_SERIES = 1000  # `top`: deployments per resource and metric (the default is 
 def resource_of_metric(metric_id: str) -> str:
     """Lowercase resource id of `<resource>/providers/Microsoft.Insights/metrics/<name>`."""
     return metric_id.lower().split("/providers/microsoft.insights/metrics/")[0]
+
+
+def refuse_failed_metrics(response: Any) -> None:
+    """azure-core response hook: a SourceError for a metric the answer says failed."""
+    if response.http_response.status_code != 200:
+        return  # the SDK raises for an error status
+    try:
+        body = response.http_response.json()
+    except ValueError:
+        return  # the SDK reports a body it cannot read
+    results = body.get("values") if isinstance(body, dict) else None
+    for result in results if isinstance(results, list) else []:
+        metrics = result.get("value") if isinstance(result, dict) else None
+        for metric in metrics if isinstance(metrics, list) else []:
+            code = metric.get("errorCode") if isinstance(metric, dict) else None
+            if code not in (None, "Success"):
+                name = metric.get("name")
+                name = name.get("value") if isinstance(name, dict) else name
+                raise SourceError(
+                    f"{result.get('resourceid', '?')}: metric {name} failed in Azure Monitor:"
+                    f" {code}: {metric.get('errorMessage') or 'no message'}"
+                )
 
 
 class AoaiMetricsSource:
@@ -64,6 +90,7 @@ class AoaiMetricsSource:
                     aggregations=["Total"],
                     filter=f"{DEPLOYMENT_DIMENSION} eq '*'",
                     max_results=MAX_SERIES,
+                    raw_response_hook=refuse_failed_metrics,
                 )
                 for result in results:
                     self._add(result, start, end, sums)
