@@ -69,6 +69,9 @@ class FakeAzure:
     )
     requests: list[tuple[str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    held: dict[str, threading.Event] = field(default_factory=dict)
+    """API ("logs" or "metrics") -> event: its answers wait until the event is set (a slow
+    call, or a client sleeping out a long Retry-After)."""
     failed_metrics: dict[str, str] = field(default_factory=dict)
     """Metric name -> errorCode: answered in a 200 with no series, as the batch API
     reports a query failure for one metric ("'Success' or the error details")."""
@@ -172,6 +175,9 @@ def make_handler(fake: FakeAzure) -> type[BaseHTTPRequestHandler]:
             with fake.lock:
                 fake.requests.append((api, self.path))
                 failure = fake.fail_next[api].pop(0) if fake.fail_next[api] else None
+                held = fake.held.get(api)
+            if held is not None:
+                held.wait(timeout=30)
             if failure is not None:
                 status, headers = failure
                 self._send(

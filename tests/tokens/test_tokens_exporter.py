@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import ssl
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -404,17 +405,43 @@ def test_the_poll_loop_survives_an_unexpected_error(
     poller = make_poller(load(azure, tmp_path), tls[1], Clock(T0 + timedelta(minutes=10)))
     calls = []
 
-    def poll_once() -> None:
+    def poll_source(source: Any) -> None:
         calls.append(1)
         if len(calls) == 1:
             raise TypeError("a bug")
 
-    poller.poll_once = poll_once  # type: ignore[method-assign]
+    poller._poll_source = poll_source  # type: ignore[method-assign]
     poller._settings = poller._settings.model_copy(update={"poll_interval_seconds": 0})
     poller.start()
     try:
-        wait_until(lambda: len(calls) >= 2, 10, what="a second poll after the error")
+        wait_until(lambda: len(calls) >= 3, 10, what="more polls after the error")
     finally:
+        poller.stop()
+
+
+def test_a_source_held_up_does_not_hold_up_the_other(
+    azure: FakeAzureServer, tls: tuple[ssl.SSLContext, str], tmp_path: Path
+) -> None:
+    """azure-core sleeps out a 429's Retry-After inside the call, however long (the
+    backoff settings do not cap it). Simulated by holding the Log Analytics answer until
+    released: meanwhile the metrics source is still polled and counted."""
+    fake = azure.fake
+    fake.points[AOAI]["ProcessedPromptTokens"]["gpt4o-prod"] += [(T0, 300.0)]
+    released = threading.Event()
+    fake.held["logs"] = released
+    poller = make_poller(load(azure, tmp_path), tls[1], Clock(T0 + timedelta(minutes=10)))
+    poller.start()
+    try:
+        wait_until(
+            lambda: scrape(poller)[1].get(tok("support", "gpt-4o", AOAI_SRC, "input")) == 300,
+            10,
+            what="the metrics source counted while the logs answer is held",
+        )
+        assert poller.status[APIM].last_success is None
+        released.set()
+        wait_until(lambda: poller.status[APIM].last_success is not None, 10, what="the logs poll")
+    finally:
+        released.set()
         poller.stop()
 
 

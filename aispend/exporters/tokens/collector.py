@@ -14,6 +14,10 @@ Each poll reads, per source, the window [watermark, now - settle delay) cut to w
 minutes, prices it, and commits new totals and the new watermark to the state file
 in one atomic write before they are served. A failed poll (outage, 429 after the
 retries, bad response) changes nothing; the next poll reads the same window again.
+
+Each source is polled by its own thread: azure-core sleeps out a 429's Retry-After
+(minutes, uncapped by the backoff settings) inside the call, and that must not hold up
+the other source. Their commits to the shared state file are serialised.
 """
 
 from __future__ import annotations
@@ -77,10 +81,11 @@ class TokensPoller:
         self._currency = currency
         self._now = now
         self._lock = threading.Lock()
-        self._poll_lock = threading.Lock()
+        self._commit_lock = threading.Lock()
+        self._source_locks: dict[str, threading.Lock] = {}
         self.status: dict[str, SourceStatus] = {}
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     # ---------------------------------------------------------------- polling
 
@@ -89,6 +94,7 @@ class TokensPoller:
             self._sources = list(sources)
             for source in sources:
                 self.status.setdefault(source.name, SourceStatus())
+                self._source_locks.setdefault(source.name, threading.Lock())
 
     def on_throttled(self, source: str) -> None:
         with self._lock:
@@ -100,9 +106,13 @@ class TokensPoller:
             return self._state
 
     def poll_once(self) -> None:
-        with self._poll_lock:
-            for source in self._sources:
-                self._poll_source(source)
+        """Poll every source once, in turn (`--once`)."""
+        for source in self._sources:
+            self.poll_source(source)
+
+    def poll_source(self, source: Source) -> None:
+        with self._source_locks[source.name]:
+            self._poll_source(source)
 
     def _poll_source(self, source: Source) -> None:
         settings = self._settings
@@ -125,20 +135,21 @@ class TokensPoller:
                     _one_line(exc),
                 )
                 return
-            new = self._state.copy()
-            for usage in usages:
-                self._add(new, source.name, usage)
-            new.watermarks[source.name] = end
-            try:
-                save_state(self._state_path, new)
-            except OSError as exc:
-                status.up = False
-                log.error(
-                    "%s: cannot write %s, not counting: %s", source.name, self._state_path, exc
-                )
-                return
-            with self._lock:
-                self._state = new
+            with self._commit_lock:  # the other source's thread commits to the same state
+                new = self._state.copy()
+                for usage in usages:
+                    self._add(new, source.name, usage)
+                new.watermarks[source.name] = end
+                try:
+                    save_state(self._state_path, new)
+                except OSError as exc:
+                    status.up = False
+                    log.error(
+                        "%s: cannot write %s, not counting: %s", source.name, self._state_path, exc
+                    )
+                    return
+                with self._lock:
+                    self._state = new
             log.info(
                 "%s: counted %s..%s (%d usage rows)",
                 source.name,
@@ -165,21 +176,27 @@ class TokensPoller:
         state.cost[base] = state.cost.get(base, 0.0) + price.total
 
     def start(self) -> None:
-        def loop() -> None:
+        """One polling thread per source."""
+
+        def loop(source: Source) -> None:
             while not self._stop.is_set():
                 try:
-                    self.poll_once()
+                    self.poll_source(source)
                 except Exception:  # a bug must not stop polling for good; the state is kept
-                    log.exception("tokens poll failed")
+                    log.exception("%s: tokens poll failed", source.name)
                 self._stop.wait(self._settings.poll_interval_seconds)
 
-        self._thread = threading.Thread(target=loop, name="tokens-poller", daemon=True)
-        self._thread.start()
+        for source in self._sources:
+            thread = threading.Thread(
+                target=loop, args=(source,), name=f"tokens-poller-{source.name}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        for thread in self._threads:
+            thread.join(timeout=10)
 
     # ---------------------------------------------------------------- collector
 
