@@ -199,6 +199,11 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
         reader.fieldnames = [name.strip() for name in reader.fieldnames]
         try:
             for row in reader:
+                if None in row:  # DictReader's key for the fields past the header's
+                    raise HistoryError(
+                        f"{path} line {reader.line_num}: too many fields"
+                        f" (expected {len(reader.fieldnames)}; quote a value that holds a comma)"
+                    )
                 yield reader.line_num, row
         except (csv.Error, UnicodeDecodeError) as exc:
             raise HistoryError(f"{path} line {reader.line_num}: not CSV: {exc}") from exc
@@ -341,4 +346,5 @@ def _focus_team(path: Path, line: int, tags: str | None, team_tag: str) -> str:
     if not isinstance(parsed, dict):
         raise HistoryError(f"{path} line {line}: Tags is not a JSON object")
     value = parsed.get(team_tag)
-    return str(value).strip() if value not in (None, "") else metrics.UNTAGGED_TEAM
+    team = str(value).strip() if value is not None else ""
+    return team or metrics.UNTAGGED_TEAM  # a blank tag as the billing exporter reads it

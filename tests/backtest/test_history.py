@@ -100,6 +100,11 @@ def test_nab_style_and_unix_timestamps(tmp_path: Path) -> None:
             "h.csv line 3: too few fields",
         ),
         (
+            # An unquoted thousands separator: "1,234.50" read as 1 with 234.50 dropped.
+            "timestamp,team,cost\n2026-08-01T00:00:00Z,a,1,234.50\n2026-08-01T00:05:00Z,a,2\n",
+            "h.csv line 2: too many fields (expected 3; quote a value that holds a comma)",
+        ),
+        (
             "timestamp,team,cost\n"
             "2026-08-01T00:00:00Z,a,1\n2026-08-01T00:05:00Z,a,1\n2026-08-01T00:12:00Z,a,1\n",
             "irregular step: gaps of 420 s are not a multiple of the smallest gap (300 s)",
@@ -130,7 +135,10 @@ def test_focus_export_is_summed_per_day_and_team_tag(tmp_path: Path) -> None:
         + '1.5,2024-09-01 10:00:00,2024-09-01 11:00:00,AWS,"{""team"": ""search""}"\n'
         + '2.5,2024-09-01 22:00:00,2024-09-01 23:00:00,AWS,"{""team"": ""search""}"\n'
         + '4,2024-09-03 00:00:00,2024-09-04 00:00:00,Microsoft,"{""team"": ""search""}"\n'
-        + "0.25,2024-09-02 00:00:00,2024-09-03 00:00:00,Microsoft,NULL\n",
+        + "0.25,2024-09-02 00:00:00,2024-09-03 00:00:00,Microsoft,NULL\n"
+        # A blank team tag is untagged, as the billing exporter and backfill read it (it
+        # was team "", a series without a team label that no team alert scores).
+        + '0.5,2024-09-02 00:00:00,2024-09-03 00:00:00,Microsoft,"{""team"": "" ""}"\n',
         "focus.csv",
     )
     history = load_history(path)
@@ -139,7 +147,7 @@ def test_focus_export_is_summed_per_day_and_team_tag(tmp_path: Path) -> None:
     assert history.step == day
     assert history.series == {
         SeriesKey("search", source="focus"): [(d0, 4.0), (d0 + day, 0.0), (d0 + 2 * day, 4.0)],
-        SeriesKey("untagged", source="focus"): [(d0 + day, 0.25)],
+        SeriesKey("untagged", source="focus"): [(d0 + day, 0.75)],
     }
 
 
