@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,24 @@ def _seconds(text: str) -> int:
     return value
 
 
+def _headroom(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value <= 0:  # 0 or NaN derived no budget, silently
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
+
+
+def _regex(text: str) -> str:
+    try:
+        re.compile(text)
+    except re.error as exc:
+        raise argparse.ArgumentTypeError(f"not a regular expression: {text!r}: {exc}") from None
+    return text
+
+
 def add_parser(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser("backtest", help=HELP, description=HELP)
     p.add_argument(
@@ -50,7 +70,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--rules", type=Path, help="directory with aispend.rules.yml/.alerts.yml")
     p.add_argument("--config", type=Path, help="aispend.yaml for budgets and team criticality")
     p.add_argument(
-        "--alerts", help="regex of alert names to replay (default: all)", metavar="REGEX"
+        "--alerts",
+        type=_regex,
+        help="regex of alert names to replay (default: all)",
+        metavar="REGEX",
     )
     p.add_argument(
         "--scrape",
@@ -66,7 +89,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--budget-headroom",
-        type=float,
+        type=_headroom,
         default=DEFAULT_HEADROOM,
         help="teams without a configured budget get headroom x their typical spend "
         f"(default {DEFAULT_HEADROOM})",

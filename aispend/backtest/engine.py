@@ -19,7 +19,7 @@ import aispend
 from aispend.backtest import evaluate, openmetrics, tsdb
 from aispend.backtest import labels as labels_mod
 from aispend.backtest.history import History, load_history
-from aispend.backtest.rulefiles import DEFAULT_INTERVAL, RuleSet, load_rules
+from aispend.backtest.rulefiles import DEFAULT_INTERVAL, RulesError, RuleSet, load_rules
 from aispend.backtest.scoring import Detection, Episode, Score, detections, score
 
 RULE_FILES = ("aispend.rules.yml", "aispend.alerts.yml")
@@ -156,7 +156,11 @@ def select_alerts(rules: RuleSet, pattern: str | None) -> RuleSet:
     if pattern is None:
         return rules
     regex = re.compile(pattern)
-    return RuleSet(rules.recording, [a for a in rules.alerting if regex.fullmatch(a.alert)])
+    chosen = [a for a in rules.alerting if regex.fullmatch(a.alert)]
+    if not chosen:  # a typo would replay nothing and read as "no alert would have fired"
+        names = ", ".join(sorted({a.alert for a in rules.alerting}))
+        raise RulesError(f"--alerts {pattern!r} matches no alert of the rules: {names}")
+    return RuleSet(rules.recording, chosen)
 
 
 def scored_episodes(episodes: list[Episode]) -> list[Episode]:

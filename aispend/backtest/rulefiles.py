@@ -81,21 +81,48 @@ def load_rules(paths: Iterable[Path | str], default_interval: int = DEFAULT_INTE
 
 
 def _add_group(out: RuleSet, path: Path, group: Any, default_interval: int) -> None:
+    if not isinstance(group, dict):
+        raise RulesError(f"{path}: a group is not a mapping (name, rules): {group!r:.60}")
     name = str(group.get("name", ""))
-    interval = parse_duration(group["interval"]) if "interval" in group else default_interval
-    for rule in group.get("rules") or []:
-        labels = {str(k): str(v) for k, v in (rule.get("labels") or {}).items()}
+    where = f"{path}: group {name}"
+    interval = (
+        _duration(group["interval"], f"{where}: interval")
+        if "interval" in group
+        else default_interval
+    )
+    rules = group.get("rules") or []
+    if not isinstance(rules, list):
+        raise RulesError(f"{where}: rules is not a list")
+    for index, rule in enumerate(rules):
+        at = f"{where}: rule {index + 1}"
+        if not isinstance(rule, dict):
+            raise RulesError(f"{at}: not a mapping")
+        if "record" not in rule and "alert" not in rule:
+            raise RulesError(f"{at}: a rule with neither record nor alert")
+        at = f"{where}: {rule.get('record') or rule.get('alert')}"
+        expr = rule.get("expr")
+        if not isinstance(expr, (str, int, float)) or not str(expr).strip():
+            raise RulesError(f"{at}: no expr")
+        raw_labels = rule.get("labels") or {}
+        if not isinstance(raw_labels, dict):
+            raise RulesError(f"{at}: labels is not a mapping")
+        labels = {str(k): str(v) for k, v in raw_labels.items()}
         if "record" in rule:
             out.recording.append(
-                RecordingRule(rule["record"], str(rule["expr"]), labels, name, interval)
-            )
-        elif "alert" in rule:
-            for_s = parse_duration(rule["for"]) if rule.get("for") else 0
-            out.alerting.append(
-                AlertRule(rule["alert"], str(rule["expr"]), for_s, labels, name, interval)
+                RecordingRule(str(rule["record"]), str(expr), labels, name, interval)
             )
         else:
-            raise RulesError(f"{path}: group {name}: a rule with neither record nor alert")
+            for_s = _duration(rule["for"], f"{at}: for") if rule.get("for") else 0
+            out.alerting.append(
+                AlertRule(str(rule["alert"]), str(expr), for_s, labels, name, interval)
+            )
+
+
+def _duration(value: Any, where: str) -> int:
+    try:
+        return parse_duration(value)
+    except RulesError as exc:
+        raise RulesError(f"{where}: {exc}") from None
 
 
 def referenced_names(expr: str) -> set[str]:

@@ -270,3 +270,42 @@ def test_labels_for_a_team_the_history_lacks_are_an_error(
     err = capsys.readouterr().err
     assert "has windows for team(s) A, which the history does not have (its teams: a)" in err
     assert "Traceback" not in err
+
+
+def test_bad_alerts_regex_headroom_and_rule_files_are_clear(
+    setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each is refused before any replay, without a traceback. An --alerts typo replayed
+    no rule and read as "No alert would have fired"; a headroom of 0 or NaN derived no
+    budget, silently; a malformed rule file was a KeyError or AttributeError."""
+    base = ["backtest", "--history", str(setup["history"]), "--rules", str(setup["rules"])]
+    assert main([*base, "--alerts", "TestHigh"]) == 2
+    err = capsys.readouterr().err
+    assert "--alerts 'TestHigh' matches no alert of the rules: TestHighSpend, TestNoSpend" in err
+    for argv, message in [
+        (["--alerts", "("], "--alerts: not a regular expression: '('"),
+        (["--budget-headroom", "0"], "--budget-headroom: must be a finite number > 0, got '0'"),
+        (["--budget-headroom", "nan"], "must be a finite number > 0, got 'nan'"),
+    ]:
+        with pytest.raises(SystemExit) as exit_:
+            main([*base, *argv])
+        assert exit_.value.code == 2
+        assert message in capsys.readouterr().err
+
+    bad = tmp_path / "bad-rules"
+    bad.mkdir()
+    (bad / "aispend.rules.yml").write_text(RECORDING)
+    alerts = bad / "aispend.alerts.yml"
+    for text, message in [
+        ("groups:\n- name: g\n  rules:\n  - alert: A\n    for: 5m\n", "group g: A: no expr"),
+        ("groups:\n- g\n", "a group is not a mapping (name, rules): 'g'"),
+        ("groups:\n- name: g\n  rules:\n  - alert: A\n    expr: up\n    for: soon\n",
+         "group g: A: for: not a Prometheus duration: 'soon'"),
+        ("groups:\n- name: g\n  rules: [x]\n", "group g: rule 1: not a mapping"),
+    ]:  # fmt: skip
+        alerts.write_text(text)
+        argv = ["backtest", "--history", str(setup["history"]), "--rules", str(bad)]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert f"aispend backtest: {alerts}: {message}" in err
+        assert "Traceback" not in err
