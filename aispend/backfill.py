@@ -2,7 +2,8 @@
 
 The export's daily costs become the series the billing exporter would have served
 at the end of each UTC day, one sample per series per day, timestamped at the day's
-end (00:00 UTC of the next day):
+end (00:00 UTC of the next day). Only days complete in the data count, as in the
+exporter: a last day the export covers in part (data up to 06:00) is left out, and said.
 
 - `aispend_cloud_cost_last_day`: that day's cost;
 - `aispend_cloud_cost_month_to_date`: the month's cost up to and including that day;
@@ -24,13 +25,20 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from aispend import metrics
-from aispend.exporters.billing.model import CostLabels, DailyCost, utc_midnight
+from aispend.exporters.billing.model import (
+    CostLabels,
+    DailyCost,
+    data_timestamp,
+    is_complete,
+    utc_midnight,
+)
 
 DAY_SECONDS = 86400
 
@@ -138,7 +146,19 @@ def run_focus(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    series = daily_series(result.rows)
+    newest = max(row.day for row in result.rows)
+    data_ts = data_timestamp(newest, result.newest_period_end, time.time())
+    rows = [row for row in result.rows if is_complete(row.day, data_ts)]
+    partial = sorted({row.day for row in result.rows if not is_complete(row.day, data_ts)})
+    data_end = dt.datetime.fromtimestamp(data_ts, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    if not rows:
+        print(
+            f"aispend backfill: the files hold no complete day (data up to {data_end});"
+            " nothing written",
+            file=sys.stderr,
+        )
+        return 1
+    series = daily_series(rows)
     tsdb = Path(args.tsdb)
     # Checked before anything is written: no empty --tsdb left behind by a bad option.
     if tsdb.exists() and not tsdb.is_dir():
@@ -147,6 +167,10 @@ def run_focus(args: argparse.Namespace) -> int:
     if args.openmetrics and Path(args.openmetrics).is_dir():
         where = args.openmetrics
         print(f"aispend backfill: --openmetrics {where}: must be a file", file=sys.stderr)
+        return 1
+    if args.openmetrics and not Path(args.openmetrics).parent.is_dir():
+        where = Path(args.openmetrics).parent
+        print(f"aispend backfill: --openmetrics: no directory {where}", file=sys.stderr)
         return 1
     try:
         tsdb.mkdir(parents=True, exist_ok=True)
@@ -173,4 +197,9 @@ def run_focus(args: argparse.Namespace) -> int:
         f" in {result.currencies[0]}, into {tsdb};"
         " run Prometheus with a --storage.tsdb.retention.time longer than this history"
     )
+    if partial:
+        print(
+            f"left out {', '.join(str(d) for d in partial)}: not complete in the data"
+            f" (up to {data_end}); backfill a later export for it"
+        )
     return 0

@@ -173,6 +173,11 @@ def test_files_in_two_currencies_are_refused(tmp_path: Path) -> None:
             ["--tsdb", "{tmp}/tsdb", "--openmetrics", "{tmp}/adir"],
             "--openmetrics {tmp}/adir: must be a file",
         ),
+        (
+            "dir",
+            ["--tsdb", "{tmp}/tsdb", "--openmetrics", "{tmp}/no/such/om.txt"],
+            "--openmetrics: no directory {tmp}/no/such",
+        ),
     ],
 )
 def test_output_paths_that_cannot_be_written_are_clear_errors(
@@ -195,3 +200,73 @@ def test_output_paths_that_cannot_be_written_are_clear_errors(
     assert done.returncode == 1
     assert done.stderr == f"aispend backfill: {message.format(tmp=tmp_path)}\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_a_day_the_export_covers_in_part_is_left_out(tmp_path: Path) -> None:
+    """Hourly rows of 1.0 for 2024-09-29 (24) and 2024-09-30 00:00-06:00 (6): only the
+    29th is a complete day, as the billing exporter's last_day says. The 30th was written
+    as a last_day of 6.0 and counted in the month to date."""
+    require_binary("promtool")
+    with SAMPLE.open(encoding="utf-8", newline="") as fh:
+        template = next(csv.DictReader(fh))
+    start = dt.datetime(2024, 9, 29)
+    rows = []
+    for hour in range(30):
+        row = dict(template)
+        begin, end = start + dt.timedelta(hours=hour), start + dt.timedelta(hours=hour + 1)
+        row["ChargePeriodStart"] = begin.strftime("%Y-%m-%d %H:%M:%S")
+        row["ChargePeriodEnd"] = end.strftime("%Y-%m-%d %H:%M:%S")
+        row["BilledCost"] = row["EffectiveCost"] = "1.0"
+        rows.append(row)
+    export = tmp_path / "partial.csv"
+    with export.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, list(template))
+        writer.writeheader()
+        writer.writerows(rows)
+    om = tmp_path / "history.om.txt"
+    argv = [str(export), "--tsdb", str(tmp_path / "tsdb"), "--openmetrics", str(om)]
+    done = subprocess.run(
+        [sys.executable, "-m", "aispend", "backfill", "focus", *argv],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "x 1 days (2024-09-29 to 2024-09-29)" in done.stdout
+    assert (
+        "left out 2024-09-30: not complete in the data (up to 2024-09-30 06:00 UTC)" in done.stdout
+    )
+    samples = [line.rsplit(" ", 2) for line in om.read_text().splitlines() if line[0] != "#"]
+    end_of_29th = str(int(day_end("2024-09-29")))
+    assert [(name.split("{")[0], value, ts) for name, value, ts in samples] == [
+        (LAST_DAY, "24.0", end_of_29th),
+        (MTD, "24.0", end_of_29th),
+    ]
+
+    only_partial = tmp_path / "only-partial.csv"
+    with only_partial.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, list(template))
+        writer.writeheader()
+        writer.writerows(rows[24:])
+    tsdb = tmp_path / "tsdb2"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "aispend",
+            "backfill",
+            "focus",
+            str(only_partial),
+            "--tsdb",
+            str(tsdb),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr == (
+        "aispend backfill: the files hold no complete day (data up to 2024-09-30 06:00 UTC);"
+        " nothing written\n"
+    )
+    assert not tsdb.exists()

@@ -78,6 +78,18 @@ def utc_midnight(day: dt.date) -> float:
     return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp()
 
 
+def data_timestamp(newest_day: dt.date, newest_period_end: float | None, read_at: float) -> float:
+    """End of the newest charge period covered (the end of the newest day when the data
+    does not say), never later than the time the data was read."""
+    end = newest_period_end if newest_period_end is not None else utc_midnight(newest_day) + 86400
+    return min(end, read_at)
+
+
+def is_complete(day: dt.date, data_ts: float) -> bool:
+    """The day has fully ended by the data timestamp (its bill is whole)."""
+    return utc_midnight(day) + 86400 <= data_ts
+
+
 def build_snapshot(
     rows: Iterable[DailyCost],
     newest_period_end: float | None,
@@ -93,11 +105,8 @@ def build_snapshot(
     if not by_day:
         return Snapshot({}, newest_period_end or 0.0, fetched_at, None, None, resources)
     newest = max(by_day)
-    data_ts = min(
-        newest_period_end if newest_period_end is not None else utc_midnight(newest) + 86400,
-        fetched_at,
-    )
-    complete = [d for d in by_day if utc_midnight(d) + 86400 <= data_ts]
+    data_ts = data_timestamp(newest, newest_period_end, fetched_at)
+    complete = [d for d in by_day if is_complete(d, data_ts)]
     last_day = max(complete) if complete else None
     month = month or (newest.year, newest.month)
     mtd: dict[CostLabels, float] = defaultdict(float)
