@@ -39,6 +39,7 @@ from aispend.exporters.billing.model import (
     is_complete,
     utc_midnight,
 )
+from aispend.tsdb import escape_label_value
 
 DAY_SECONDS = 86400
 
@@ -66,13 +67,9 @@ def add_parser(sub: Any) -> None:
     focus.set_defaults(func=run_focus)
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
 def _labels(labels: CostLabels) -> str:
     pairs = zip(metrics.CLOUD_COST_LABELS, labels, strict=True)
-    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in pairs) + "}"
+    return "{" + ",".join(f'{k}="{escape_label_value(v)}"' for k, v in pairs) + "}"
 
 
 def daily_series(
@@ -108,7 +105,7 @@ def openmetrics(series: dict[CostLabels, list[tuple[dt.date, float, float]]]) ->
         (metrics.CLOUD_COST_LAST_DAY, 1),
         (metrics.CLOUD_COST_MONTH_TO_DATE, 2),
     ):
-        yield f"# HELP {spec.name} {_escape(spec.full_help)}\n"
+        yield f"# HELP {spec.name} {escape_label_value(spec.full_help)}\n"
         yield f"# TYPE {spec.name} gauge\n"
         for labels, points in series.items():
             text = _labels(labels)

@@ -19,6 +19,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 
+def escape_label_value(value: str) -> str:
+    """A label value as OpenMetrics text writes it between double quotes."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
 class TsdbError(RuntimeError):
     """promtool or the temporary Prometheus failed; the message has its output."""
 

@@ -24,6 +24,7 @@ from typing import Protocol, TextIO
 
 from aispend import __version__, metrics
 from aispend.backtest.history import DAY, History, SeriesKey
+from aispend.tsdb import escape_label_value
 
 DEFAULT_SCRAPE = 60
 DEFAULT_HEADROOM = 1.5
@@ -89,12 +90,8 @@ def derive_budgets(history: History, headroom: float = DEFAULT_HEADROOM) -> list
 def label_text(labels: dict[str, str]) -> str:
     if not labels:
         return ""
-    body = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items()))
+    body = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in sorted(labels.items()))
     return "{" + body + "}"
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def _scrape_times(start: int, end: int, scrape: int) -> range:

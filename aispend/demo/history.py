@@ -22,6 +22,7 @@ from aispend import metrics as m
 from aispend.config import Config, Prices
 from aispend.demo.workload import AGENTS, DemoAgent, cost_per_hour
 from aispend.pricing import Pricer, TokenUsage
+from aispend.tsdb import escape_label_value
 
 NOISE_SIGMA = 0.15
 GAUGE_STEP = 240.0
@@ -51,7 +52,7 @@ def cost_per_request(agent: DemoAgent, prices: Prices) -> float:
 
 
 def _labels(pairs: dict[str, str]) -> str:
-    return "{" + ",".join(f'{k}="{v}"' for k, v in pairs.items()) + "}"
+    return "{" + ",".join(f'{k}="{escape_label_value(v)}"' for k, v in pairs.items()) + "}"
 
 
 def generate(
@@ -157,11 +158,25 @@ def write_history(
     return path
 
 
+MAX_DAYS = 60
+
+
+def history_days(text: str) -> float:
+    """argparse type of --days: a number of days in (0, MAX_DAYS]."""
+    try:
+        days = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < days <= MAX_DAYS:  # NaN too
+        raise argparse.ArgumentTypeError(f"must be in (0, {MAX_DAYS}], got {text!r}")
+    return days
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from aispend.config_cli import add_config_argument
 
     add_config_argument(parser)
-    parser.add_argument("--days", type=float, default=14, help="history length (default 14)")
+    parser.add_argument("--days", type=history_days, default=14, help="history length (default 14)")
     parser.add_argument("--out", required=True, metavar="DIR", help="directory to write into")
     parser.add_argument(
         "--tsdb",
@@ -181,9 +196,6 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc.report(), file=sys.stderr)
         return 1
-    if not 0 < args.days <= 60:
-        print("aispend demo history: --days must be in (0, 60]", file=sys.stderr)
-        return 2
     path = write_history(config, Path(args.out), args.days)
     print(f"wrote {path}")
     if args.tsdb:

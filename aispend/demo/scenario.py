@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import shutil
 import sys
 import time
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from aispend import metrics as m
 from aispend import ports
 from aispend.config import Config
-from aispend.demo.history import Targets, write_history
+from aispend.demo.history import Targets, history_days, write_history
 from aispend.demo.traffic import AgentState, Traffic
 from aispend.demo.workload import CRITICAL_RUNAWAY, RUNAWAY, cost_per_hour
 from aispend.stack.components import COMPONENTS
@@ -527,6 +528,16 @@ def run_demo(options: DemoOptions, config: Config, printer: Callable[[str], None
         stack.stop()
 
 
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value < math.inf:  # NaN too
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from aispend.config_cli import add_config_argument
 
@@ -534,11 +545,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--once", action="store_true", help="exit after the summary")
     parser.add_argument("--run-dir", default=".run/demo")
     parser.add_argument("--port-base", type=ports.port_base, default=9090)
-    parser.add_argument("--warmup", type=float, default=45.0, help="seconds of steady traffic")
-    parser.add_argument("--days", type=float, default=14.0, help="days of history (default 14)")
+    parser.add_argument(
+        "--warmup", type=_non_negative, default=45.0, help="seconds of steady traffic"
+    )
+    parser.add_argument(
+        "--days", type=history_days, default=14.0, help="days of history (default 14)"
+    )
     parser.add_argument(
         "--rules-backfill-hours",
-        type=float,
+        type=_non_negative,
         default=24.0,
         help="backfill recorded series over this many hours (default 24; 0 = none)",
     )
