@@ -33,6 +33,16 @@ LAST_DAY = metrics.CLOUD_COST_LAST_DAY.name
 MTD = metrics.CLOUD_COST_MONTH_TO_DATE.name
 
 
+def backfill(*args: str) -> subprocess.CompletedProcess[str]:
+    """`aispend backfill focus ARGS` in a child process."""
+    return subprocess.run(
+        [sys.executable, "-m", "aispend", "backfill", "focus", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
 def day_end(day: str) -> float:
     d = dt.date.fromisoformat(day) + dt.timedelta(days=1)
     return dt.datetime(d.year, d.month, d.day, tzinfo=dt.UTC).timestamp()
@@ -55,24 +65,8 @@ def expected() -> tuple[dict[str, dict[str, Decimal]], dict[str, Decimal]]:
 @pytest.fixture
 def prometheus(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     tsdb = tmp_path / "tsdb"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "aispend",
-            "backfill",
-            "focus",
-            str(SAMPLE),
-            "--tsdb",
-            str(tsdb),
-            "--cost",
-            "BilledCost",
-            "--team-tag",
-            "business_unit",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
+    done = backfill(
+        str(SAMPLE), "--tsdb", str(tsdb), "--cost", "BilledCost", "--team-tag", "business_unit"
     )
     assert done.returncode == 0, done.stderr
     assert "x 30 days (2024-09-01 to 2024-09-30)" in done.stdout
@@ -151,12 +145,7 @@ def test_files_in_two_currencies_are_refused(tmp_path: Path) -> None:
         writer.writeheader()
         writer.writerows(rows)
     tsdb = tmp_path / "tsdb"
-    done = subprocess.run(
-        [sys.executable, "-m", "aispend", "backfill", "focus", str(mixed), "--tsdb", str(tsdb)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = backfill(str(mixed), "--tsdb", str(tsdb))
     assert done.returncode == 1
     assert "BillingCurrency must be one currency, found EUR, USD" in done.stderr
     assert "Traceback" not in done.stderr
@@ -191,12 +180,7 @@ def test_output_paths_that_cannot_be_written_are_clear_errors(
         (tmp_path / "adir").mkdir()
     before = sorted(p.name for p in tmp_path.iterdir())
     argv = [a.format(tmp=tmp_path) for a in args]
-    done = subprocess.run(
-        [sys.executable, "-m", "aispend", "backfill", "focus", str(SAMPLE), *argv],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = backfill(str(SAMPLE), *argv)
     assert done.returncode == 1
     assert done.stderr == f"aispend backfill: {message.format(tmp=tmp_path)}\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == before
@@ -225,12 +209,7 @@ def test_a_day_the_export_covers_in_part_is_left_out(tmp_path: Path) -> None:
         writer.writerows(rows)
     om = tmp_path / "history.om.txt"
     argv = [str(export), "--tsdb", str(tmp_path / "tsdb"), "--openmetrics", str(om)]
-    done = subprocess.run(
-        [sys.executable, "-m", "aispend", "backfill", "focus", *argv],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = backfill(*argv)
     assert done.returncode == 0, done.stderr
     assert "x 1 days (2024-09-29 to 2024-09-29)" in done.stdout
     assert (
@@ -249,21 +228,7 @@ def test_a_day_the_export_covers_in_part_is_left_out(tmp_path: Path) -> None:
         writer.writeheader()
         writer.writerows(rows[24:])
     tsdb = tmp_path / "tsdb2"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "aispend",
-            "backfill",
-            "focus",
-            str(only_partial),
-            "--tsdb",
-            str(tsdb),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = backfill(str(only_partial), "--tsdb", str(tsdb))
     assert done.returncode == 1
     assert done.stderr == (
         "aispend backfill: the files hold no complete day (data up to 2024-09-30 06:00 UTC);"

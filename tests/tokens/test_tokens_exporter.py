@@ -123,6 +123,15 @@ def scrape(poller: TokensPoller) -> tuple[str, dict[Any, float]]:
     return text, samples(text, "aispend_")
 
 
+def assert_metrics_poll_failed(poller: TokensPoller, config: Config) -> None:
+    """The metrics source is down and its watermark was not moved (nothing counted)."""
+    _, got = scrape(poller)
+    assert got[key(metrics.EXPORTER_UP.name, source=AOAI_SRC)] == 0.0
+    settings = config.sources.azure_tokens
+    assert settings is not None
+    assert AOAI_SRC not in load_state(Path(settings.state_file)).watermarks
+
+
 def tok(team: str, model: str, source: str, token_type: str, project: str = "", agent: str = ""):
     return key(
         metrics.LLM_TOKENS.name,
@@ -299,12 +308,8 @@ def test_metric_point_that_is_not_a_count_fails_the_poll_and_counts_nothing(
     config = load(azure, tmp_path)
     poller = make_poller(config, tls[1], Clock(T0 + timedelta(minutes=10)))
     poller.poll_once()
-    _, got = scrape(poller)
-    assert got[key(metrics.EXPORTER_UP.name, source=AOAI_SRC)] == 0.0
-    assert tok("support", "gpt-4o", AOAI_SRC, "input") not in got
-    settings = config.sources.azure_tokens
-    assert settings is not None
-    assert AOAI_SRC not in load_state(Path(settings.state_file)).watermarks
+    assert_metrics_poll_failed(poller, config)
+    assert tok("support", "gpt-4o", AOAI_SRC, "input") not in scrape(poller)[1]
 
 
 def test_a_metric_the_answer_says_failed_fails_the_poll_and_is_counted_later(
@@ -322,11 +327,7 @@ def test_a_metric_the_answer_says_failed_fails_the_poll_and_is_counted_later(
     clock = Clock(T0 + timedelta(minutes=10))
     poller = make_poller(config, tls[1], clock)
     poller.poll_once()
-    _, got = scrape(poller)
-    assert got[key(metrics.EXPORTER_UP.name, source=AOAI_SRC)] == 0.0
-    settings = config.sources.azure_tokens
-    assert settings is not None
-    assert AOAI_SRC not in load_state(Path(settings.state_file)).watermarks
+    assert_metrics_poll_failed(poller, config)
 
     fake.failed_metrics.clear()
     clock.now = T0 + timedelta(minutes=11)
@@ -369,11 +370,7 @@ def test_an_answer_as_long_as_the_series_cap_fails_the_poll(
     config = load(azure, tmp_path)
     poller = make_poller(config, tls[1], Clock(T0 + timedelta(minutes=10)))
     poller.poll_once()
-    _, got = scrape(poller)
-    assert got[key(metrics.EXPORTER_UP.name, source=AOAI_SRC)] == 0.0
-    settings = config.sources.azure_tokens
-    assert settings is not None
-    assert AOAI_SRC not in load_state(Path(settings.state_file)).watermarks
+    assert_metrics_poll_failed(poller, config)
 
 
 @pytest.mark.parametrize(
