@@ -15,6 +15,15 @@ the part of `cache_write` kept for an hour (2x the input price), `output` includ
 parent's (1h cache write -> cache write -> input, reasoning -> output), as genai-prices
 does.
 
+`price_total` prices usage summed over many requests (the tokens exporter reads
+per-minute totals): a tiered (long-context) price is per request, chosen by that
+request's input tokens, so a sum is priced at the base tier, never at a tier that no
+single request may have reached. Requests past a tier's start are then undercounted.
+
+Overrides match the model as asked or as answered, and also the genai-prices model the
+name resolves to: OpenAI answers with dated names (`gpt-4o-mini-2024-07-18`), and an
+override for `gpt-4o-mini` must still apply.
+
 Hot path: the model lookup is cached per (provider, model); for the common flat
 price sheets (no tiers) the price is computed from cached per-token rates instead of
 calling genai-prices' general calculator (about 100 us); anything else (tiered
@@ -113,6 +122,8 @@ class _Entry:
     provider_id: str | None
     rates: _Rates | None
     resolved_at: float
+    base_rates: _Rates | None = None
+    """The rates with every tiered price at its base tier (for `price_total`)."""
 
 
 _UNKNOWN = _Entry(OTHER, None, None, None, 0.0)
@@ -159,6 +170,14 @@ class Pricer:
             return PriceResult(0.0, False, OTHER)
         return PriceResult(self._calc(entry, model, usage), True, entry.name)
 
+    def price_total(self, provider: str, model: str, usage: TokenUsage) -> PriceResult:
+        """Price usage summed over many requests: tiered prices at their base tier."""
+        entry = self._entry(provider, model)
+        rates = entry.rates or entry.base_rates
+        if rates is not None:
+            return PriceResult(rates.cost(usage), True, entry.name)
+        return self.price(provider, model, usage)
+
     # ------------------------------------------------------------ internals
 
     def _entry(self, provider: str, model: str) -> _Entry:
@@ -194,8 +213,13 @@ class Pricer:
                 found = None
         if found is None:
             return _Entry(OTHER, None, None, None, now)
-        rates = _flat_rates(found, datetime.now(tz=UTC), self._usd)
-        return _Entry(found.id, found, provider_id, rates, now)
+        override = self._overrides.get(found.id.lower())
+        if override is not None:
+            return _Entry(self._override_names[found.id.lower()], None, None, override, now)
+        when = datetime.now(tz=UTC)
+        rates = _flat_rates(found, when, self._usd)
+        base = rates or _flat_rates(found, when, self._usd, tiers_at_base=True)
+        return _Entry(found.id, found, provider_id, rates, now, base)
 
     def _calc(self, entry: _Entry, model: str, usage: TokenUsage) -> float:
         result = genai_prices.calc_price(genai_usage(usage), model, provider_id=entry.provider_id)
@@ -231,9 +255,11 @@ def genai_usage(usage: TokenUsage) -> genai_prices.Usage:
     return genai_prices.Usage(**values)
 
 
-def _flat_rates(model: ModelInfo, when: datetime, scale: float = 1.0) -> _Rates | None:
+def _flat_rates(
+    model: ModelInfo, when: datetime, scale: float = 1.0, tiers_at_base: bool = False
+) -> _Rates | None:
     """Per-token rates (times `scale`) when the model's current price sheet is flat,
-    else None."""
+    else None; with `tiers_at_base`, a tiered price counts as its base tier."""
     from genai_prices.units import _get_registry
 
     sheet = model.get_prices(when)
@@ -243,7 +269,9 @@ def _flat_rates(model: ModelInfo, when: datetime, scale: float = 1.0) -> _Rates 
         if value is None or key.startswith("_"):
             continue
         if key in _FAST_KEYS:
-            if isinstance(value, TieredPrices) or not isinstance(value, Decimal):
+            if isinstance(value, TieredPrices) and tiers_at_base:
+                value = value.base
+            if not isinstance(value, Decimal):
                 return None
             values[key] = value
             continue

@@ -223,3 +223,44 @@ def test_bundled_prices_are_converted_from_us_dollars_and_overrides_are_not() ->
     h100 = DEFAULT_GPU_HOURLY_PRICES["NVIDIA H100 80GB HBM3"]
     assert gpu_hourly_price("NVIDIA H100 80GB HBM3", prices) == pytest.approx(0.8 * h100)
     assert gpu_hourly_price("NVIDIA L4", prices) == 0.7
+
+
+@pytest.mark.parametrize("provider", ["openai", "azure"])
+def test_an_override_applies_to_the_dated_name_openai_answers_with(provider: str) -> None:
+    """The gateway prices the model named in the response: OpenAI and Azure answer
+    `gpt-4o-mini-2024-07-18`, and an override keyed `gpt-4o-mini` was skipped for the
+    bundled list price (0.15 / 0.60), with the same model label."""
+    pricer = Pricer(
+        Prices(models={"gpt-4o-mini": ModelPrice(input_per_mtok=1.5, output_per_mtok=6)})
+    )
+    usage = TokenUsage(input=1_000_000, output=1_000_000)
+    result = pricer.price(provider, "gpt-4o-mini-2024-07-18", usage)
+    assert result == PriceResult(pytest.approx(7.5), True, "gpt-4o-mini")
+    assert pricer.label(provider, "gpt-4o-mini-2024-07-18") == "gpt-4o-mini"
+
+
+def _tiered_model() -> str:
+    """An OpenAI model whose current input price is tiered (long context)."""
+    from datetime import UTC, datetime
+
+    from genai_prices.types import TieredPrices
+
+    now = datetime.now(tz=UTC)
+    for provider in providers:
+        if provider.id == "openai":
+            for model in provider.models:
+                if isinstance(model.get_prices(now).input_mtok, TieredPrices):
+                    return model.id
+    pytest.skip("no tiered OpenAI model in this genai-prices release")
+
+
+def test_a_sum_of_requests_is_priced_at_the_base_tier() -> None:
+    """300 requests of 2,000 input / 200 output tokens, read as one per-window total by
+    the tokens exporter, crossed the long-context tier (a per-request price) and were
+    charged its rate on every token."""
+    model = _tiered_model()
+    pricer = Pricer(Prices())
+    one = pricer.price("openai", model, TokenUsage(input=2_000, output=200)).total
+    total = TokenUsage(input=600_000, output=60_000)
+    assert pricer.price_total("openai", model, total).total == pytest.approx(300 * one)
+    assert pricer.price("openai", model, total).total > 300 * one  # one request that large

@@ -462,3 +462,29 @@ def test_metric_names_that_would_count_twice_or_nothing_are_refused(names: str, 
         parse_config(text)
     [issue] = info.value.issues
     assert str(issue).startswith(f"sources.azure_tokens.metric_names: {error}")
+
+
+def test_window_totals_are_priced_without_the_long_context_tier(
+    azure: FakeAzureServer, tls: tuple[ssl.SSLContext, str], tmp_path: Path
+) -> None:
+    """A window's tokens are a sum over many requests: 600k input tokens in an hour of
+    2,000-token requests are charged the base rate, not the tier a single 600k-token
+    request would reach (it was 1.8x for gpt-5.4)."""
+    from aispend.exporters.tokens.usage import Usage
+    from aispend.pricing import TokenUsage
+    from tests.gateway.test_pricing import _tiered_model
+
+    model = _tiered_model()
+
+    class OneWindow:
+        name = AOAI_SRC
+
+        def fetch(self, start: datetime, end: datetime) -> list[Usage]:
+            return [Usage("support", "", "", model, input=600_000, output=60_000)]
+
+    poller = make_poller(load(azure, tmp_path), tls[1], Clock(T0 + timedelta(minutes=10)))
+    poller.set_sources([OneWindow()])
+    poller.poll_once()
+    pricer = Pricer(parse_config(CONFIG % {"url": "x", "aoai": AOAI, "state": "s"}).prices)
+    request = pricer.price("azure", model, TokenUsage(input=2_000, output=200)).total
+    assert sum(poller.state.cost.values()) == pytest.approx(300 * request)

@@ -162,7 +162,8 @@ class TokensPoller:
 
     def _add(self, state: State, source: str, usage: Usage) -> None:
         tokens = TokenUsage(input=usage.input, output=usage.output, cached_input=usage.cached_input)
-        price = self._pricer.price(PROVIDER, usage.model, tokens)
+        # Totals over many requests (per minute or per window): no long-context tier.
+        price = self._pricer.price_total(PROVIDER, usage.model, tokens)
         model = price.model
         base = (usage.team, usage.project, usage.agent, PROVIDER, model, source)
         for token_type, count in (
