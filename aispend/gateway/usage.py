@@ -2,11 +2,13 @@
 
 Wire formats (as documented by the providers):
 - OpenAI chat / completions / embeddings (and Azure OpenAI): `usage.prompt_tokens`
-  (cache reads included, `prompt_tokens_details.cached_tokens`),
+  (cache reads included, `prompt_tokens_details.cached_tokens`; cache writes, where the
+  model prices them, `prompt_tokens_details.cache_write_tokens`, as genai-prices reads),
   `usage.completion_tokens` (reasoning included,
   `completion_tokens_details.reasoning_tokens`). Streams carry it in a final chunk
   with `"choices": []` when `stream_options.include_usage` is set.
-- OpenAI responses: `usage.input_tokens` (`input_tokens_details.cached_tokens`),
+- OpenAI responses: `usage.input_tokens` (`input_tokens_details.cached_tokens` and
+  `.cache_write_tokens`),
   `usage.output_tokens` (`output_tokens_details.reasoning_tokens`); streams carry the
   whole response in the `response.completed` event.
 - Anthropic messages: `usage.input_tokens` (uncached), `cache_read_input_tokens`,
@@ -69,11 +71,15 @@ def openai_usage(usage: Any) -> TokenUsage | None:
             return responses_usage(usage)
         prompt = _int(usage["prompt_tokens"])
         completion = _opt_int(usage, "completion_tokens")
-        cached = min(_opt_int(usage.get("prompt_tokens_details"), "cached_tokens"), prompt)
+        details = usage.get("prompt_tokens_details")
+        cached = min(_opt_int(details, "cached_tokens"), prompt)
+        written = min(_opt_int(details, "cache_write_tokens"), prompt - cached)
         reasoning = _opt_int(usage.get("completion_tokens_details"), "reasoning_tokens")
     except (KeyError, ValueError):
         return None
-    return TokenUsage(prompt - cached, completion, cached, min(reasoning, completion))
+    return TokenUsage(
+        prompt - cached, completion, cached, min(reasoning, completion), cache_write=written
+    )
 
 
 def responses_usage(usage: Any) -> TokenUsage | None:
@@ -83,11 +89,13 @@ def responses_usage(usage: Any) -> TokenUsage | None:
     try:
         inp = _int(usage["input_tokens"])
         out = _opt_int(usage, "output_tokens")
-        cached = min(_opt_int(usage.get("input_tokens_details"), "cached_tokens"), inp)
+        details = usage.get("input_tokens_details")
+        cached = min(_opt_int(details, "cached_tokens"), inp)
+        written = min(_opt_int(details, "cache_write_tokens"), inp - cached)
         reasoning = _opt_int(usage.get("output_tokens_details"), "reasoning_tokens")
     except (KeyError, ValueError):
         return None
-    return TokenUsage(inp - cached, out, cached, min(reasoning, out))
+    return TokenUsage(inp - cached, out, cached, min(reasoning, out), cache_write=written)
 
 
 def anthropic_usage(usage: Any) -> TokenUsage | None:

@@ -139,6 +139,56 @@ def test_missing_usage_is_none_not_zero() -> None:
     assert (result.usage, result.model, result.malformed) == (None, "gpt-4o", False)
 
 
+@pytest.mark.parametrize(
+    ("kind", "body"),
+    [
+        ("chat", {"usage": {"prompt_tokens": 120_000, "completion_tokens": 2_000,
+                            "prompt_tokens_details": {"cached_tokens": 20_000,
+                                                      "cache_write_tokens": 90_000}}}),
+        ("responses", {"usage": {"input_tokens": 120_000, "output_tokens": 2_000,
+                                 "input_tokens_details": {"cached_tokens": 20_000,
+                                                          "cache_write_tokens": 90_000}}}),
+    ],
+)  # fmt: skip
+def test_openai_cache_writes_are_read_and_priced_as_genai_prices_does(
+    kind: str, body: dict[str, object]
+) -> None:
+    """genai-prices reads OpenAI's `cache_write_tokens` (models that price cache writes
+    at 1.25x input); the gateway dropped it and priced the writes as plain input."""
+    from datetime import UTC, datetime
+
+    import genai_prices
+    from genai_prices.data import providers
+
+    from aispend.config import Prices
+    from aispend.pricing import Pricer
+
+    result = parse_body(kind, json.dumps({"model": "m", **body}).encode())
+    assert result.usage == TokenUsage(
+        input=100_000, output=2_000, cached_input=20_000, cache_write=90_000
+    )
+    now = datetime.now(tz=UTC)
+    for provider in providers:
+        if provider.id != "openai":
+            continue
+        for model in provider.models:
+            if model.get_prices(now).cache_write_mtok is not None:
+                expected = genai_prices.calc_price(
+                    genai_prices.Usage(
+                        input_tokens=120_000,
+                        output_tokens=2_000,
+                        cache_read_tokens=20_000,
+                        cache_write_tokens=90_000,
+                    ),
+                    model.id,
+                    provider_id="openai",
+                ).total_price
+                got = Pricer(Prices()).price("openai", model.id, result.usage).total
+                assert got == pytest.approx(float(expected)), model.id
+                return
+    pytest.skip("no OpenAI model with a cache-write price in this genai-prices release")
+
+
 def _rule(rule_id: str, **kw: object) -> ThrottleRule:
     base: dict[str, object] = dict(
         id=rule_id, team="search", project=None, agent=None, model=None, mode="rate",
