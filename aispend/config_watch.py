@@ -1,6 +1,7 @@
 """Keep a live Config: reload on SIGHUP or file change, keep the last good one.
 
-A `ConfigWatcher` is also a prometheus-client collector that exports
+A change of the reporting `currency` is refused (restart to apply it). A
+`ConfigWatcher` is also a prometheus-client collector that exports
 `aispend_config_last_reload_success` and its timestamp, so a bad edit shows up in
 Prometheus instead of silently taking effect or crashing the process.
 """
@@ -63,6 +64,7 @@ class ConfigWatcher:
         self._stamp = self._file_stamp()
         try:
             config = load_config(self.path)
+            self._check_currency(config)
             if self.on_reload:
                 self.on_reload(config)
         except (ConfigError, ConfigApplyError) as exc:
@@ -76,6 +78,18 @@ class ConfigWatcher:
         self._last_success_time = self._clock()
         log.info("config reloaded from %s", self.path)
         return True
+
+    def _check_currency(self, config: Config) -> None:
+        """The money counters already served are in the running currency: a new one
+        would be added to them (the gateway priced in it while aispend_info said the
+        old one). Changing it takes a restart of each aispend process."""
+        old = self.config.currency
+        if config.currency != old:
+            raise ConfigApplyError(
+                f"{self.path}: currency changed from {old} to {config.currency}, which a"
+                " running process cannot apply (its cost counters are in "
+                f"{old}): restart it to use {config.currency}"
+            )
 
     def check_for_change(self) -> bool:
         """Reload if the file's mtime, size or inode changed; True if it did."""
