@@ -20,6 +20,9 @@ per-minute totals): a tiered (long-context) price is per request, chosen by that
 request's input tokens, so a sum is priced at the base tier, never at a tier that no
 single request may have reached. Requests past a tier's start are then undercounted.
 
+The gateway passes the `service_tier` an OpenAI response names: priority, flex and
+the other tiers genai-prices lists as price variants are priced at their own rates.
+
 Overrides match the model as asked or as answered, and also the genai-prices model the
 name resolves to: OpenAI answers with dated names (`gpt-4o-mini-2024-07-18`), and an
 override for `gpt-4o-mini` must still apply.
@@ -35,7 +38,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -55,6 +58,8 @@ PROVIDER_IDS = {"openai": "openai", "azure": "azure", "anthropic": "anthropic"}
 _MTOK = 1_000_000
 _RATES_TTL_S = 3600.0  # bundled prices can change by date; re-resolve hourly
 _MAX_LOGGED_UNKNOWN = 1000
+_MAX_SERVICE_TIERS = 8  # cached per model
+_STANDARD_TIERS = {"default", "auto", "standard"}
 
 # Price keys whose units aispend never reports (other modalities, searches, audio
 # hours, characters): they add nothing to a text-token price.
@@ -124,6 +129,8 @@ class _Entry:
     resolved_at: float
     base_rates: _Rates | None = None
     """The rates with every tiered price at its base tier (for `price_total`)."""
+    by_service_tier: dict[str, _Rates | None] = field(default_factory=dict)
+    """Flat rates per service tier the model was answered with (None: not flat)."""
 
 
 _UNKNOWN = _Entry(OTHER, None, None, None, 0.0)
@@ -161,8 +168,14 @@ class Pricer:
             return OTHER
         return entry.name
 
-    def price(self, provider: str, model: str, usage: TokenUsage) -> PriceResult:
+    def price(
+        self, provider: str, model: str, usage: TokenUsage, service_tier: str | None = None
+    ) -> PriceResult:
+        """`service_tier`: the tier the response says served it (OpenAI's `priority`,
+        `flex`...), priced at that tier's variant where genai-prices has one."""
         entry = self._entry(provider, model)
+        if service_tier and entry.model is not None and service_tier not in _STANDARD_TIERS:
+            return PriceResult(self._tier_cost(entry, model, usage, service_tier), True, entry.name)
         if entry.rates is not None:
             return PriceResult(entry.rates.cost(usage), True, entry.name)
         if entry.model is None:
@@ -221,9 +234,30 @@ class Pricer:
         base = rates or _flat_rates(found, when, self._usd, tiers_at_base=True)
         return _Entry(found.id, found, provider_id, rates, now, base)
 
-    def _calc(self, entry: _Entry, model: str, usage: TokenUsage) -> float:
-        result = genai_prices.calc_price(genai_usage(usage), model, provider_id=entry.provider_id)
+    def _calc(
+        self, entry: _Entry, model: str, usage: TokenUsage, service_tier: str | None = None
+    ) -> float:
+        result = genai_prices.calc_price(
+            genai_usage(usage),
+            model,
+            provider_id=entry.provider_id,
+            price_context={"service_tier": service_tier} if service_tier else None,
+        )
         return float(result.total_price) * self._usd
+
+    def _tier_cost(self, entry: _Entry, model: str, usage: TokenUsage, tier: str) -> float:
+        assert entry.model is not None
+        tiers = entry.by_service_tier
+        if tier in tiers:
+            rates = tiers[tier]
+        else:
+            sheet = entry.model.get_prices(datetime.now(tz=UTC), {"service_tier": tier})
+            rates = _sheet_rates(sheet, self._usd)
+            if len(tiers) < _MAX_SERVICE_TIERS:  # the name comes from the upstream
+                tiers[tier] = rates
+        if rates is not None:
+            return rates.cost(usage)
+        return self._calc(entry, model, usage, tier)
 
     def _log_unknown(self, provider: str, model: str) -> None:
         key = (provider, model[:MAX_MODEL_NAME])
@@ -260,9 +294,13 @@ def _flat_rates(
 ) -> _Rates | None:
     """Per-token rates (times `scale`) when the model's current price sheet is flat,
     else None; with `tiers_at_base`, a tiered price counts as its base tier."""
+    return _sheet_rates(model.get_prices(when), scale, tiers_at_base)
+
+
+def _sheet_rates(sheet: Any, scale: float = 1.0, tiers_at_base: bool = False) -> _Rates | None:
+    """`_flat_rates` of one price sheet (a genai-prices ModelPrice)."""
     from genai_prices.units import _get_registry
 
-    sheet = model.get_prices(when)
     registry = _get_registry()
     values: dict[str, Decimal] = {}
     for key, value in sheet.__dict__.items():

@@ -95,6 +95,7 @@ class _Outcome:
         "model",
         "recorded",
         "route",
+        "service_tier",
         "status",
         "upstream_s",
     )
@@ -103,6 +104,7 @@ class _Outcome:
         self.route = route
         self.attribution = attribution
         self.model = OTHER
+        self.service_tier: str | None = None
         self.match_models: tuple[str, ...] = ()
         self.status = 0
         self.upstream_s = 0.0
@@ -322,6 +324,7 @@ class Proxy:
             )
         outcome.status = status
         self._set_response_model(route, outcome, parsed.model)
+        outcome.service_tier = parsed.service_tier
         self._finish(outcome, started, parsed.usage, operation_ran=True)
         return status, headers, payload
 
@@ -380,6 +383,7 @@ class Proxy:
         elif reader.failed:
             self._metrics.inc(self._metrics.upstream_errors, (route.provider, "stream_error"))
         self._set_response_model(route, outcome, reader.model)
+        outcome.service_tier = reader.service_tier
         if usage is not None:
             self._finish(outcome, started, usage, operation_ran=True)
         else:
@@ -477,7 +481,7 @@ class Proxy:
         provider = route.provider
         model = outcome.model
         if usage is not None:
-            priced = self._pricer.price(provider, model, usage)
+            priced = self._pricer.price(provider, model, usage, outcome.service_tier)
             model = priced.model
             if not priced.priced:
                 m.inc(m.unpriced, (provider, OTHER))

@@ -120,6 +120,14 @@ class BodyResult:
     usage: TokenUsage | None
     model: str | None
     malformed: bool = False
+    service_tier: str | None = None
+    """OpenAI's `service_tier` of the response (priority and flex are priced apart)."""
+
+
+def service_tier_of(data: Any) -> str | None:
+    """The `service_tier` an OpenAI response object names, if a plausible one."""
+    tier = data.get("service_tier") if isinstance(data, dict) else None
+    return tier if isinstance(tier, str) and 0 < len(tier) <= 32 else None
 
 
 def parse_body(kind: str, body: bytes) -> BodyResult:
@@ -136,8 +144,8 @@ def parse_body(kind: str, body: bytes) -> BodyResult:
     if kind == "anthropic":
         return BodyResult(anthropic_usage(raw), model)
     if kind == "responses":
-        return BodyResult(responses_usage(raw), model)
-    return BodyResult(openai_usage(raw), model)
+        return BodyResult(responses_usage(raw), model, service_tier=service_tier_of(data))
+    return BodyResult(openai_usage(raw), model, service_tier=service_tier_of(data))
 
 
 class SSEUsageReader:
@@ -153,6 +161,7 @@ class SSEUsageReader:
         self.drop_usage_chunk = drop_usage_chunk
         self.usage: TokenUsage | None = None
         self.model: str | None = None
+        self.service_tier: str | None = None  # as the usage chunk or final response says
         self.done = False  # saw the provider's end-of-stream marker
         self.usage_final = False  # `usage` is the provider's closing count
         self.failed = False  # the stream ended with the provider's error event
@@ -240,6 +249,7 @@ class SSEUsageReader:
         if usage is not None:
             self.usage = usage
             self.usage_final = True
+            self.service_tier = service_tier_of(parsed)
         # The usage-only chunk (no choices) is dropped when the client did not ask for it.
         return not (self.drop_usage_chunk and not parsed.get("choices"))
 
@@ -254,6 +264,7 @@ class SSEUsageReader:
             self.model = response["model"]
         self.done = True
         self.failed = parsed.get("type") == "response.failed"
+        self.service_tier = service_tier_of(response)
         usage = responses_usage(response.get("usage"))
         if usage is not None:
             self.usage = usage

@@ -264,3 +264,38 @@ def test_a_sum_of_requests_is_priced_at_the_base_tier() -> None:
     total = TokenUsage(input=600_000, output=60_000)
     assert pricer.price_total("openai", model, total).total == pytest.approx(300 * one)
     assert pricer.price("openai", model, total).total > 300 * one  # one request that large
+
+
+TIERED_SERVICE = [
+    (m.id, v.when["service_tier"])
+    for p in providers
+    if p.id == "openai"
+    for m in p.models
+    for v in (m.price_variants or ())
+    if "service_tier" in v.when and not m.id.startswith("ft:")
+]
+
+
+@pytest.mark.parametrize(("model", "tier"), TIERED_SERVICE)
+def test_service_tier_prices_match_genai_prices(model: str, tier: str) -> None:
+    usage = TokenUsage(input=90_000, output=10_000, cached_input=10_000, reasoning=2_000)
+    expected = genai_prices.calc_price(
+        genai_usage(usage), model, provider_id="openai", price_context={"service_tier": tier}
+    )
+    got = Pricer(Prices()).price("openai", model, usage, tier)
+    assert got.total == pytest.approx(float(expected.total_price), rel=1e-9)
+
+
+def test_the_service_tier_is_read_from_bodies() -> None:
+    import json
+
+    from aispend.gateway.usage import parse_body
+
+    def body(tier: object, usage: dict[str, int]) -> bytes:
+        return json.dumps({"service_tier": tier, "usage": usage}).encode()
+
+    chat = {"prompt_tokens": 10, "completion_tokens": 5}
+    assert parse_body("chat", body("flex", chat)).service_tier == "flex"
+    responses = {"input_tokens": 1, "output_tokens": 1}
+    assert parse_body("responses", body("priority", responses)).service_tier == "priority"
+    assert parse_body("chat", body(5, chat)).service_tier is None

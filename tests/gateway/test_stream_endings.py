@@ -88,6 +88,12 @@ OPENAI_ERROR = (
     b'data: {"error":{"message":"The server had an error while processing your request.",'
     b'"type":"server_error","param":null,"code":null}}\n\n'
 )
+# OpenAI's usage chunk of a request served at the priority tier (`service_tier` is in
+# every chunk of the stream).
+PRIORITY_USAGE = (
+    b'data: {"choices":[],"model":"gpt-4o-mini","service_tier":"priority",'
+    b'"usage":{"prompt_tokens":100000,"completion_tokens":10000}}\n\n'
+)
 RECEIVED: list[dict[str, Any]] = []
 """Request bodies the upstream got (the `record` script)."""
 
@@ -119,6 +125,7 @@ async def scripted(request: web.Request) -> web.StreamResponse:
         "azure-filter": [AZURE_FILTER, AZURE_TEXT, USAGE_10_5, b"data: [DONE]\n\n"],
         "openai-error": [OPENAI_TEXT, OPENAI_ERROR],
         "usage": [OPENAI_TEXT, USAGE_10_5, b"data: [DONE]\n\n"],
+        "priority": [OPENAI_TEXT, PRIORITY_USAGE, b"data: [DONE]\n\n"],
         "no-usage": [OPENAI_TEXT, b"data: [DONE]\n\n"],
     }[script]
     for part in parts:
@@ -313,3 +320,27 @@ def test_usage_is_asked_for_only_where_the_api_version_takes_it(
     assert ("stream_options" in received) is asked
     assert d(m.LLM_TOKENS.name, token_type="input", **WHO) == (10 if asked else 0)
     assert d(m.LLM_USAGE_UNKNOWN.name, reason="missing_usage") == (0 if asked else 1)
+
+
+def test_a_stream_served_at_the_priority_tier_is_priced_at_it(servers: Server) -> None:
+    """OpenAI's `service_tier: priority` costs more than the default tier (genai-prices
+    has it as a price variant); the gateway priced every request at the default."""
+    import genai_prices
+
+    from aispend.pricing import TokenUsage, genai_usage
+
+    d = Delta(servers)
+    status, answer = _chat_stream(servers, "/v1/chat/completions", "priority")
+    assert status == 200, answer
+    _settle(d)
+    usage = genai_usage(TokenUsage(input=100_000, output=10_000))
+    priority, default = (
+        float(
+            genai_prices.calc_price(
+                usage, "gpt-4o-mini", provider_id="openai", price_context={"service_tier": tier}
+            ).total_price
+        )
+        for tier in ("priority", "default")
+    )
+    assert priority > default
+    assert d(m.LLM_COST.name, provider="openai", model="gpt-4o-mini") == pytest.approx(priority)
