@@ -26,15 +26,22 @@ SECRETS_DIR = "/etc/aispend/secrets/"
 RULES_DIR = "/etc/prometheus/rules/"
 TARGETS_PREFIX = "/etc/prometheus/targets-"
 """Where Compose mounts deploy/targets/NAME.yml into Prometheus (TARGETS_PREFIX + NAME.yml)."""
-_ADDRESS_RE = re.compile(r"\b(" + "|".join(re.escape(n) for n in COMPONENTS) + r"):(\d{2,5})\b")
-_SECRET_RE = re.compile(re.escape(SECRETS_DIR) + r"([A-Za-z0-9_.-]+)")
+_ADDRESS_RE = re.compile(
+    r"(?<![\w.-])(" + "|".join(re.escape(n) for n in COMPONENTS) + r"):(\d{2,5})\b"
+)
+"""A whole host name (not the end of `llm-gateway`, `my.prometheus`) and its port."""
+_SECRET_RE = re.compile(re.escape(SECRETS_DIR) + r"([A-Za-z0-9_.-]*[A-Za-z0-9_-])")
 
 
 def rewrite(text: str, ctx: RunContext) -> str:
-    """docker-compose addresses -> loopback ports; secret paths -> the run dir."""
+    """docker-compose addresses -> loopback ports; secret paths -> the run dir.
+
+    Only a component's own Compose address (`gateway:9120`) is its; `gateway:4000` is
+    some other service of that name, left as written."""
 
     def address(match: re.Match[str]) -> str:
-        return ctx.address(match.group(1))
+        name, port = match.group(1), int(match.group(2))
+        return ctx.address(name) if port == COMPONENTS[name].port else match.group(0)
 
     text = _ADDRESS_RE.sub(address, text)
     return text.replace(SECRETS_DIR, str(ctx.run_dir / "secrets") + "/")
@@ -49,7 +56,11 @@ def ensure_secrets(text: str, ctx: RunContext) -> list[Path]:
     created = []
     secret_dir = ctx.run_dir / "secrets"
     secret_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    for name in sorted(set(_SECRET_RE.findall(text))):
+    # Comments name secret files in prose ("key in /etc/aispend/secrets/x."): not those.
+    uncommented = "\n".join(
+        line.split(" #", 1)[0] for line in text.splitlines() if not line.lstrip().startswith("#")
+    )
+    for name in sorted(set(_SECRET_RE.findall(uncommented))):
         path = secret_dir / name
         if path.exists():
             continue
@@ -143,9 +154,35 @@ def render_all(config_source: Path, ctx: RunContext, components: Iterable[str]) 
 
 def render_config(config_source: Path, ctx: RunContext) -> None:
     """aispend.yaml with local addresses and secret paths, atomically replaced."""
-    raw = config_source.read_text(encoding="utf-8")
+    raw = _compose_defaults(config_source.read_text(encoding="utf-8"))
     ensure_secrets(raw, ctx)
     _write(ctx.config_path, rewrite(raw, ctx))
+
+
+def _compose_defaults(raw: str) -> str:
+    """`raw` with the defaults that name a Compose address written out, so that
+    `rewrite` makes them local: a gateway target without `urls` calls
+    http://gateway:9120, which no local process answers."""
+    from aispend.actuators.settings import GatewayTargetSettings
+
+    try:
+        data = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw  # the processes that read it say what is wrong
+    actions = data.get("actions") if isinstance(data, dict) else None
+    targets = actions.get("targets") if isinstance(actions, dict) else None
+    if not isinstance(targets, dict):
+        return raw
+    missing = [
+        t
+        for t in targets.values()
+        if isinstance(t, dict) and t.get("type") == "gateway" and "urls" not in t
+    ]
+    if not missing:
+        return raw
+    for target in missing:
+        target["urls"] = list(GatewayTargetSettings.model_fields["urls"].default)
+    return yaml.safe_dump(data, sort_keys=False)
 
 
 def _write(path: Path, text: str) -> None:

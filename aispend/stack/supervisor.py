@@ -102,10 +102,17 @@ class Stack:
 
             raise ChildFailed(dead.name, code, tail(dead.log_path))
         stamp = self._source_stamp()
-        if stamp != self._config_stamp:
-            self._config_stamp = stamp
-            log.info("%s changed: re-rendering for the running processes", self.options.config)
+        if stamp is None or stamp == self._config_stamp:
+            return  # gone for a moment (a checkout, an editor's rename): keep what runs
+        try:
             render_config(self.options.config, self.ctx)
+        except (OSError, ValueError) as exc:  # gone or unreadable between stat and read
+            log.warning(
+                "%s cannot be read, keeping the running config: %s", self.options.config, exc
+            )
+            return
+        self._config_stamp = stamp
+        log.info("%s changed: re-rendered for the running processes", self.options.config)
 
     def _source_stamp(self) -> tuple[int, int] | None:
         try:
