@@ -43,6 +43,20 @@ def add_parser(sub: Any) -> None:
     up.set_defaults(func=run_up)
 
 
+class StopRequested(BaseException):
+    """SIGINT or SIGTERM while the stack was starting (a BaseException, as
+    KeyboardInterrupt, so that no `except Exception` on the way swallows it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _install(handler: Any) -> None:
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
 def run_up(args: argparse.Namespace) -> int:
     from aispend.config import ConfigError, load_config, resolve_config_path
     from aispend.procs import ChildFailed
@@ -76,10 +90,20 @@ def run_up(args: argparse.Namespace) -> int:
     def handler(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+    def interrupt_start(signum: int, frame: FrameType | None) -> None:
+        # While starting, a signal must cut a wait for a slow child (up to its ready
+        # timeout): Stack.start stops what it started. A second signal only sets `stop`.
+        _install(handler)
+        raise StopRequested(signum)
+
+    _install(interrupt_start)
     try:
         stack.start()
+        _install(handler)
+    except StopRequested as exc:
+        stack.stop()  # Stack.start stopped its children; this covers a signal just after
+        print("aispend stack up: stopped while starting; nothing is left running", file=sys.stderr)
+        return 128 + exc.signum
     except (ChildFailed, MissingBinary) as exc:
         print(f"aispend stack up: {exc}", file=sys.stderr)
         return 1

@@ -71,7 +71,9 @@ def query(base: int, promql: str) -> list[dict]:
         return []
 
 
-def start_stack(tmp_path: Path, base: int | str) -> subprocess.Popen[str]:
+def start_stack(
+    tmp_path: Path, base: int | str, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [
             sys.executable,
@@ -90,6 +92,7 @@ def start_stack(tmp_path: Path, base: int | str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        env=env,
     )
 
 
@@ -153,6 +156,44 @@ def test_child_failing_at_startup_is_named_and_nothing_is_left(tmp_path: Path):
     assert "alertmanager exited with status" in output
     assert "address already in use" in output  # the child's own last log lines
     assert processes_mentioning(str(tmp_path / "run")) == []
+
+
+def test_ctrl_c_while_a_child_is_starting_stops_everything_at_once(tmp_path: Path):
+    """Ctrl-C only set an event that the start never looked at: a Prometheus slow to get
+    ready (replaying its WAL) kept the stack starting until its 60 s ready timeout.
+    Simulated: a `prometheus` on PATH that runs but never answers /-/ready."""
+    require_binary("prometheus-alertmanager")
+    fakebin = tmp_path / "fakebin"
+    fakebin.mkdir()
+    fake = fakebin / "prometheus"
+    fake.write_text("#!/bin/sh\nsleep 300\n")
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{fakebin}:{os.environ['PATH']}"}
+    stack = start_stack(tmp_path, free_port_base(), env)
+    run_dir = str(tmp_path / "run")
+    try:
+        wait_until(
+            lambda: any(str(fake) in _cmdline(pid) for pid in processes_mentioning(run_dir)),
+            60,
+            what="the fake prometheus to start",
+        )
+        stack.send_signal(signal.SIGINT)
+        output, _ = stack.communicate(timeout=45)  # under the 60 s ready timeout
+    finally:
+        if stack.poll() is None:
+            stack.kill()
+            stack.communicate()
+    assert stack.returncode == 128 + signal.SIGINT, output
+    assert "stopped while starting; nothing is left running" in output
+    assert "Traceback" not in output
+    assert processes_mentioning(run_dir) == []
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
 
 
 @pytest.mark.parametrize("base", ["70000", "0", "ninety"])
