@@ -49,17 +49,13 @@ def free_port_base(components=CORE) -> int:
 
 def processes_mentioning(text: str) -> list[int]:
     """PIDs whose command line contains `text` (the test's unique run dir)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if text in cmdline:
-            found.append(int(entry.name))
-    return found
+    return [
+        int(entry.name)
+        for entry in Path("/proc").iterdir()
+        if entry.name.isdigit()
+        and int(entry.name) != os.getpid()
+        and text in _cmdline(int(entry.name))
+    ]
 
 
 def query(base: int, promql: str) -> list[dict]:
