@@ -9,16 +9,18 @@ GENERATED := alert-rules dashboards docs/metrics.md docs/dashboards.md docs/runb
 
 .PHONY: setup system-packages demo stack test check-generated generate lint bench clean
 
-setup: $(STAMP) system-packages
+setup: system-packages $(STAMP)
 
-$(STAMP): pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+# system-packages first: on Debian the venv needs python3-venv (ensurepip). A venv
+# left without pip by an earlier failed try is made again.
+$(STAMP): pyproject.toml | system-packages
+	@$(PY) -m pip --version >/dev/null 2>&1 || { rm -rf $(VENV); $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
 system-packages:
-	@scripts/ensure-system-packages.sh wrk:wrk
+	@PYTHON=$(PYTHON) scripts/ensure-system-packages.sh wrk:wrk
 
 demo: setup
 	$(PY) -m aispend demo $(if $(DEMO_ONCE),--once,)

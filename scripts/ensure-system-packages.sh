@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Install the Debian packages aispend runs for real (Prometheus, Alertmanager, and gcc
-# for the fake NVML library the GPU tests build, docker-compose to validate
-# docker-compose.yml) when they are missing.
+# Install the Debian packages aispend needs when they are missing: python3-venv (the
+# venv), Prometheus and Alertmanager (run for real), gcc for the fake NVML library the
+# GPU tests build, docker-compose to validate docker-compose.yml.
 set -euo pipefail
 
 missing=()
+# The venv needs python3 with its venv module (ensurepip): on Debian that is python3-venv.
+python="${PYTHON:-python3}"
+command -v "$python" >/dev/null || missing+=(python3)
+"$python" -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 command -v prometheus >/dev/null || missing+=(prometheus)
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null \
@@ -28,3 +32,14 @@ echo "installing Debian packages: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 apt-get install -y -q --no-install-recommends "${missing[@]}"
+
+# Installed here for their binaries only. On a systemd host Debian starts them as
+# services on :9090 and :9093, the ports `make demo` and `aispend stack up` use.
+if [ -d /run/systemd/system ]; then
+  for pkg in prometheus prometheus-alertmanager; do
+    if printf '%s\n' "${missing[@]}" | grep -qx "$pkg"; then
+      echo "stopping and disabling the $pkg service the package started (aispend runs its own)"
+      systemctl disable --now "$pkg" || true
+    fi
+  done
+fi
