@@ -563,7 +563,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from aispend.config import ConfigError, load_config, resolve_config_path
     from aispend.procs import ChildFailed
-    from aispend.stack.components import MissingBinary, MissingCheckout
+    from aispend.stack.components import MissingBinary, MissingCheckout, PortInUse
     from aispend.tsdb import TsdbError
 
     # The demo runs on the example config unless told otherwise.
@@ -589,6 +589,6 @@ def run(args: argparse.Namespace) -> int:
             logging.getLogger(name).setLevel(logging.WARNING)
     try:
         return run_demo(options, config, lambda line: print(line, flush=True))
-    except (ChildFailed, MissingBinary, MissingCheckout, TsdbError) as exc:
+    except (ChildFailed, MissingBinary, MissingCheckout, PortInUse, TsdbError) as exc:
         print(f"aispend demo: {exc}", file=sys.stderr)
         return 1

@@ -19,6 +19,11 @@ class MissingBinary(RuntimeError):
     """A server binary the stack needs is not on PATH."""
 
 
+class PortInUse(RuntimeError):
+    """Another process listens on a port the stack needs (a system Prometheus on :9090,
+    say): its readiness answer would pass for the stack's own."""
+
+
 class MissingCheckout(RuntimeError):
     """The stack's deploy/ files are not there: they live in the repository, not in the
     installed package, so the stack and the demo run from a checkout."""

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
 from aispend.procs import ChildFailed, ManagedProcess
-from aispend.stack.components import COMPONENTS, CORE, RunContext
+from aispend.stack.components import COMPONENTS, CORE, PortInUse, RunContext
 from aispend.stack.render import check_checkout, render_all, render_config
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,13 @@ class Stack:
         self._config_stamp = self._source_stamp()
 
     def start(self) -> None:
+        busy = self.ports_in_use()
+        if busy:
+            raise PortInUse(
+                f"port{'s' if len(busy) > 1 else ''} {', '.join(busy)} already in use by"
+                " another process: stop it (a Debian prometheus or prometheus-alertmanager"
+                " service, say) or move the stack with --port-base"
+            )
         render_all(self.options.config, self.ctx, self.components)
         try:
             for name in self.components:
@@ -70,6 +78,20 @@ class Stack:
         except BaseException:
             self.stop()
             raise
+
+    def ports_in_use(self) -> list[str]:
+        """`PORT (component)` for each port of the stack that something listens on."""
+        busy = []
+        for name in self.components:
+            port = self.ctx.port(name)
+            with socket.socket() as probe:
+                # As the servers bind: a port in TIME_WAIT after the last run is free.
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind((self.ctx.listen_host, port))
+                except OSError:
+                    busy.append(f"{port} ({name})")
+        return busy
 
     def _start_one(self, name: str) -> None:
         component = COMPONENTS[name]

@@ -136,12 +136,16 @@ def test_stack_scrapes_budgets_and_stops_cleanly(tmp_path: Path):
     assert processes_mentioning(run_dir) == []
 
 
-def test_child_failing_at_startup_is_named_and_nothing_is_left(tmp_path: Path):
+def test_a_port_in_use_is_named_before_anything_starts(tmp_path: Path):
+    """A Debian prometheus-alertmanager service on the port: the stack's readiness check
+    was answered by it (for Prometheus, "aispend stack is up" was printed) before its own
+    child failed to bind."""
     require_binary("prometheus-alertmanager")
     base = free_port_base()
+    port = ports.shifted(ports.ALERTMANAGER, base)
     blocker = socket.socket()
     blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    blocker.bind(("127.0.0.1", ports.shifted(ports.ALERTMANAGER, base)))
+    blocker.bind(("127.0.0.1", port))
     blocker.listen()
     try:
         stack = start_stack(tmp_path, base)
@@ -149,8 +153,25 @@ def test_child_failing_at_startup_is_named_and_nothing_is_left(tmp_path: Path):
     finally:
         blocker.close()
     assert stack.returncode == 1
-    assert "alertmanager exited with status" in output
-    assert "address already in use" in output  # the child's own last log lines
+    assert f"port {port} (alertmanager) already in use by another process" in output
+    assert "aispend stack is up" not in output
+    assert processes_mentioning(str(tmp_path / "run")) == []
+
+
+def test_child_failing_at_startup_is_named_and_nothing_is_left(tmp_path: Path):
+    """Simulated: an `alertmanager` on PATH that exits at once with an error of its own."""
+    require_binary("prometheus-alertmanager")
+    fakebin = tmp_path / "fakebin"
+    fakebin.mkdir()
+    fake = fakebin / "prometheus-alertmanager"
+    fake.write_text("#!/bin/sh\necho 'bad flag: --no-such-option' >&2\nexit 3\n")
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{fakebin}:{os.environ['PATH']}"}
+    stack = start_stack(tmp_path, free_port_base(), env)
+    output, _ = stack.communicate(timeout=90)
+    assert stack.returncode == 1
+    assert "alertmanager exited with status 3" in output
+    assert "bad flag: --no-such-option" in output  # the child's own last log lines
     assert processes_mentioning(str(tmp_path / "run")) == []
 
 
