@@ -395,13 +395,16 @@ def anomaly_alerts(t: Tunables) -> list[Alert]:
             "usage, GPUs) shows up here. action=notify: a whole-team throttle would stop "
             "healthy workloads too, so a person decides.",
             check="`team_model:aispend_cost:rate5m` against `team_model:aispend_cost:rate1h:"
-            "prediction`; by project and source (`team_source:aispend_cost:rate5m`); "
+            "prediction`; by project (`team_project:aispend_cost:rate5m`) and source "
+            "(`team_source:aispend_cost:rate5m`); "
             "the model's request and token rates on the "
             + cite(refs.REQUESTS_BY_MODEL_AND_STATUS, refs.TOKENS_BY_MODEL_AND_TYPE)
             + ".",
             action="Find the workload (API key, project, job) and stop or fix it; if it "
             "runs through the gateway, throttle it there by hand (or give its requests an "
-            "agent header so RunawaySpend can throttle it next time).",
+            "`X-Aispend-Agent` header, which the gateway reads with "
+            "`sources.gateway.header_refinement: true`, so RunawaySpend can throttle it "
+            "next time).",
         ),
     )
     return [spend_anomaly, leak, *_by_criticality(runaway, "throttle"), team_runaway]
@@ -424,8 +427,10 @@ def gpu_alerts(t: Tunables) -> list[Alert]:
         Runbook(
             meaning=f"A GPU's utilisation stayed below {num(t.gpu_idle_threshold * 100)} % "
             f"for {t.gpu_idle_for} while it costs its hourly price. Non-critical teams get "
-            "action=pause (the actuator scales the workload down or suspends it); critical "
-            "teams get action=notify.",
+            "action=pause: the actuator scales the workload down or suspends it if an "
+            "`actions.rules` entry sends action=pause to a Kubernetes or command target "
+            "(none by default: the example's is commented out), else it only records the "
+            "alert. Critical teams get action=notify.",
             check="On the "
             + cite(
                 refs.UTILISATION_PER_GPU,
@@ -435,7 +440,8 @@ def gpu_alerts(t: Tunables) -> list[Alert]:
             + f"; the processes on the GPU: `{m.GPU_PROCESS_MEMORY.name}` (aispend's gpu "
             "exporter; no panel shows it). Is a job waiting on data, or was a notebook "
             "left open?",
-            action="Stop or scale down the workload; the pause is undone when the alert resolves.",
+            action="Stop or scale down the workload. A pause the actuator applied is undone "
+            "when the alert resolves.",
         ),
     )
     util = m.REC_GPU_UTILIZATION.name
@@ -531,16 +537,19 @@ def data_alerts(t: Tunables) -> list[Alert]:
             f"attributed to a team (more than {num(t.unattributed_max_ratio * 100)} %).",
             OVERVIEW,
             Runbook(
-                meaning="Spend with team `unattributed` (unknown API key, dcgm GPUs without "
-                "a team label) or `untagged` (cloud resources without a team tag) is above "
-                "the threshold; showback is incomplete.",
+                meaning="Real-time AI spend (LLM tokens and GPUs) with team `unattributed` "
+                "is above the threshold: an API key the gateway does not know, an Azure "
+                "OpenAI resource or APIM subscription without a team in aispend.yaml, a "
+                "GPU without an owner (aispend's exporter without attribution, dcgm GPUs "
+                "without a team label). Showback is incomplete. Cloud bill rows without a "
+                "team tag (team `untagged` on the bill series) are not in this ratio.",
                 check="On the "
                 + cite(refs.SPEND_BY_TEAM, refs.SPEND_BY_SOURCE)
-                + ', `team_source:aispend_cost:rate5m{team=~"unattributed|untagged"}` (which '
-                'source) and `team_model:aispend_cost:rate5m{team=~"unattributed|untagged"}` '
+                + ', `team_source:aispend_cost:rate5m{team="unattributed"}` (which '
+                'source) and `team_model:aispend_cost:rate5m{team="unattributed"}` '
                 "(which model).",
-                action="Map the API keys or GPUs to teams in aispend.yaml; tag the cloud "
-                "resources.",
+                action="Map the API keys, Azure OpenAI resources, APIM subscriptions or GPUs "
+                "to teams in aispend.yaml.",
             ),
         ),
         Alert(
