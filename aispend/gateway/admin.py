@@ -18,6 +18,7 @@ from __future__ import annotations
 import hmac
 import logging
 import re
+import time
 from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
 from typing import Annotated, Literal
@@ -150,6 +151,13 @@ class AdminApi:
         expires = None
         if body.expires_at is not None:
             expires = body.expires_at.isoformat().replace("+00:00", "Z")  # UTC already
+            if body.expires_at.timestamp() <= time.time():
+                # Stored, it was purged at once: a 200 for a throttle that never acted.
+                return _error(
+                    422,
+                    f"expires_at: {expires} has already passed (now {now})",
+                    field="expires_at",
+                )
         rule = ThrottleRule(
             id=rule_id,
             team=body.team,

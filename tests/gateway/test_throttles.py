@@ -266,11 +266,18 @@ def test_throttles_survive_restart(up: Server, tmp_path: Path) -> None:
         assert int(info.value.response.headers["Retry-After"]) > 60
 
 
-def test_expired_rule_is_ignored(gw: Server) -> None:
-    status, _, _ = admin(gw, "PUT", "/admin/throttles/old", {
+def test_an_expiry_already_past_is_refused(gw: Server) -> None:
+    """It was answered 200 with the rule, then purged at once: a throttle that never
+    acted (the README's own example had a date that had passed). A rule that expires
+    later stops acting then: test_units.test_block_expiry_and_persistence."""
+    status, body, _ = admin(gw, "PUT", "/admin/throttles/old", {
         "team": "search", "mode": "block", "reason": "x", "expires_at": "2001-01-01T00:00:00Z",
     })  # fmt: skip
-    assert status == 200
+    assert status == 422
+    assert body["error"]["field"] == "expires_at"
+    assert body["error"]["message"].startswith(
+        "expires_at: 2001-01-01T00:00:00Z has already passed (now "
+    )
     assert call(gw) == 200
     assert admin(gw, "GET", "/admin/throttles")[1] == {"throttles": []}
 
