@@ -1,7 +1,8 @@
 """Secrets (tokens, provider keys) from a file or an environment variable.
 
 A configured file wins over the variable. Values are stripped, checked to be UTF-8
-text, and never appear in an error message.
+text on one line (a token goes into an HTTP header, where a line break or control
+character is refused on every request), and never appear in an error message.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ def find_secret(file: str | None, env: str | None, what: str) -> str | None:
             raise SecretError(f"{what}: {file} is not UTF-8 text") from None
         if not value:
             raise SecretError(f"{what}: {file} is empty")
+        _one_line(value, what, file)
         return value
     value = os.environ.get(env, "").strip() if env else ""
     if not value:
@@ -35,7 +37,17 @@ def find_secret(file: str | None, env: str | None, what: str) -> str | None:
         value.encode("utf-8")  # undecodable bytes arrive as surrogates
     except UnicodeEncodeError:
         raise SecretError(f"{what}: ${env} is not valid UTF-8") from None
+    _one_line(value, what, f"${env}")
     return value
+
+
+def _one_line(value: str, what: str, where: str) -> None:
+    """A SecretError when `value` holds a line break or another control character
+    (two keys pasted into one file, say); the message says which, not the value."""
+    for char in value:
+        if ord(char) < 0x20 or ord(char) == 0x7F:
+            kind = "more than one line" if char in "\r\n" else "a control character"
+            raise SecretError(f"{what}: {where} holds {kind}: one token on one line")
 
 
 def require_secret(file: str | None, env: str | None, what: str) -> str:

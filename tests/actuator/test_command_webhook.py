@@ -230,3 +230,41 @@ def test_notify_is_allowed_for_critical_teams(make_actuator, tmp_path):
     r = act.post(payload(alert(FP, team="support", agent="reply-agent")))
     assert r.json()["alerts"][0]["result"] == "ok"
     assert json.loads(out.read_text())["AISPEND_TEAM"] == "support"
+
+
+def test_a_header_the_http_client_refuses_is_a_final_target_error() -> None:
+    """Tokens are one line since find_secret checks them (tests/foundation/test_secrets);
+    should a header still be refused, aiohttp's ValueError was no TargetError and the
+    alert was answered 500 "cannot record the decision", its row left `applying`."""
+    import asyncio
+
+    import aiohttp
+    import pytest
+
+    from aispend.actuators.settings import WebhookTargetSettings
+    from aispend.actuators.targets.base import Action, TargetError
+    from aispend.actuators.targets.webhook import WebhookTarget
+
+    async def receive(request: web.Request) -> web.Response:
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_post("/hook", receive)
+    server = ThreadedServer(app).start()
+
+    async def post() -> TargetError:
+        async with aiohttp.ClientSession() as session:
+            settings = WebhookTargetSettings(type="webhook", url=f"{server.url}/hook")
+            target = WebhookTarget("hook", settings, session)
+            target._token = "line-one\nline-two"
+            action = Action(FP, "2024-05-01T10:00:00Z", {}, {}, "rule", "notify")
+            with pytest.raises(TargetError) as err:
+                await target.apply(action, {})
+            return err.value
+
+    try:
+        error = asyncio.run(post())
+    finally:
+        server.stop()
+    assert not error.retryable
+    assert "request refused by the client" in str(error) and "line-one" not in str(error)

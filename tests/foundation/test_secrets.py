@@ -32,7 +32,14 @@ def test_file_wins_and_values_are_stripped(tmp_path: Path, monkeypatch: pytest.M
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(b"", "is empty"), (b"tok\xff\xfeen", "is not UTF-8 text")],
+    [
+        (b"", "is empty"),
+        (b"tok\xff\xfeen", "is not UTF-8 text"),
+        # Two keys pasted in one file: every proxied request was answered 400 "header
+        # 'Authorization' holds a line break", and actuator targets 500 or 503.
+        (b"sk-old\nsk-new\n", "holds more than one line: one token on one line"),
+        (b"sk-\x07bell", "holds a control character: one token on one line"),
+    ],
 )
 def test_bad_file_is_a_secret_error_without_the_value(
     tmp_path: Path, content: bytes, message: str
@@ -72,3 +79,61 @@ def test_gateway_and_actuator_refuse_a_token_that_is_not_utf8(tmp_path: Path) ->
         assert done.returncode == 1, done.stderr
         assert what in done.stderr and "Traceback" not in done.stderr
         assert "tok" not in done.stderr.replace("token", "")
+
+
+def test_a_variable_with_two_lines_is_a_secret_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("X_TOKEN", "sk-old\nsk-new")
+    with pytest.raises(SecretError) as err:
+        find_secret(None, "X_TOKEN", WHAT)
+    assert str(err.value) == f"{WHAT}: $X_TOKEN holds more than one line: one token on one line"
+
+
+def test_the_gateway_refuses_to_start_with_a_two_line_provider_key(tmp_path: Path) -> None:
+    data = yaml.safe_load(EXAMPLE_CONFIG.read_text(encoding="utf-8"))
+    openai = data["sources"]["gateway"]["upstreams"]["openai"]
+    openai.pop("api_key_env", None)
+    openai["api_key_file"] = str(tmp_path / "openai-key")
+    (tmp_path / "openai-key").write_text("sk-old-secret\nsk-new-secret\n", encoding="utf-8")
+    (tmp_path / "admin").write_text("admin-token", encoding="utf-8")
+    data["sources"]["gateway"]["admin_token_file"] = str(tmp_path / "admin")
+    config = tmp_path / "aispend.yaml"
+    config.write_text(yaml.safe_dump(data), encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "aispend", "gateway", "--config", str(config)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "holds more than one line" in done.stderr and "Traceback" not in done.stderr
+    assert "secret" not in done.stderr.replace("openai-key", "")
+
+
+def test_the_actuator_refuses_to_start_with_a_two_line_webhook_token(tmp_path: Path) -> None:
+    """Every alert was answered 500 "cannot record the decision" (aiohttp's ValueError
+    for a line break in a header), and its row stayed `applying`."""
+    data = yaml.safe_load(EXAMPLE_CONFIG.read_text(encoding="utf-8"))
+    (tmp_path / "actuator").write_text("actuator-token", encoding="utf-8")
+    (tmp_path / "hook").write_text("hook-old-secret\nhook-new-secret\n", encoding="utf-8")
+    data["actions"]["token_file"] = str(tmp_path / "actuator")
+    data["actions"]["state_db"] = str(tmp_path / "state.sqlite3")
+    data["actions"]["targets"]["hook"] = {
+        "type": "webhook",
+        "url": "http://127.0.0.1:9/hook",
+        "token_file": str(tmp_path / "hook"),
+    }
+    config = tmp_path / "aispend.yaml"
+    config.write_text(yaml.safe_dump(data), encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "aispend", "actuator", "--config", str(config)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "target hook: token" in done.stderr and "holds more than one line" in done.stderr
+    assert "Traceback" not in done.stderr and "hook-old-secret" not in done.stderr

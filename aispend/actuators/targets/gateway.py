@@ -114,3 +114,7 @@ class GatewayTarget:
             raise
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise TargetError(f"{method} {url}: {type(exc).__name__}: {exc}", True) from exc
+        except ValueError as exc:  # a header aiohttp refuses: sending again cannot help
+            raise TargetError(
+                f"{method} {url}: request refused by the client: {exc}", False
+            ) from exc

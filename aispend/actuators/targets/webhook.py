@@ -67,3 +67,5 @@ class WebhookTarget:
             raise
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise TargetError(f"POST webhook: {type(exc).__name__}: {exc}", True) from exc
+        except ValueError as exc:  # a header aiohttp refuses: sending again cannot help
+            raise TargetError(f"POST webhook: request refused by the client: {exc}", False) from exc
