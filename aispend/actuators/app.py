@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -112,6 +113,10 @@ def build_app(
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return answer(413, {"error": f"body larger than {MAX_BODY} bytes"})
+        except RequestPayloadError as exc:  # e.g. Content-Encoding: gzip on a plain body
+            return answer(400, {"error": f"body cannot be read: {exc}"})
+        except ConnectionResetError:  # the client left mid-body: nothing to decide on
+            return answer(400, {"error": "the client closed the connection mid-body"})
         try:
             payload = parse_payload(body)
         except PayloadError as exc:

@@ -15,7 +15,7 @@ import requests
 
 from aispend import metrics as m
 from tests.actuator.conftest import gateway_actions
-from tests.actuator.fakes import alert, payload
+from tests.actuator.fakes import TOKEN, alert, payload
 from tests.conftest import require_binary
 
 FP = "a1b2c3d4e5f60718"
@@ -128,6 +128,26 @@ def test_invalid_bodies(gateways, make_actuator, admin_token_file, raw, status, 
     r = act.post(None, raw=raw)
     assert r.status_code == status
     assert r.json()["error"].startswith(message)
+    assert act.audit() == []
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_a_body_that_cannot_be_decoded_is_400(gateways, make_actuator, admin_token_file, encoding):
+    """`Content-Encoding: gzip` on a plain body was a 500 (a retry) with an aiohttp
+    traceback in the log; br and zstd already gave aiohttp's own 400."""
+    act = make_actuator(gateway_actions(_urls(gateways), admin_token_file))
+    r = requests.post(
+        f"{act.url}/alerts",
+        data=b'{"version": "4"}',
+        headers={
+            "Authorization": f"Bearer {TOKEN}",
+            "Content-Type": "application/json",
+            "Content-Encoding": encoding,
+        },
+        timeout=30,
+    )
+    assert r.status_code == 400
+    assert r.json()["error"].startswith("body cannot be read: ")
     assert act.audit() == []
 
 
