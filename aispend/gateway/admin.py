@@ -78,6 +78,12 @@ def _error(
     return json_answer(status, body, headers)
 
 
+def _bad_id(rule_id: str) -> Answer | None:
+    if _ID_RE.fullmatch(rule_id):
+        return None
+    return _error(400, "throttle id must be 1-128 characters of A-Z a-z 0-9 . _ -")
+
+
 class AdminApi:
     def __init__(
         self,
@@ -132,8 +138,9 @@ class AdminApi:
         denied = self._denied(request)
         if denied:
             return denied
-        if not _ID_RE.fullmatch(rule_id):
-            return _error(400, "throttle id must be 1-128 characters of A-Z a-z 0-9 . _ -")
+        bad_id = _bad_id(rule_id)
+        if bad_id:
+            return bad_id
         try:
             data = loads_json(request.body)
         except (ValueError, UnicodeDecodeError):
@@ -203,6 +210,9 @@ class AdminApi:
         denied = self._denied(request)
         if denied:
             return denied
+        bad_id = _bad_id(rule_id)  # no such rule can exist (and SQLite refuses surrogates)
+        if bad_id:
+            return bad_id
         if not self._table.delete(rule_id):
             return _error(404, f"no throttle {rule_id!r}", code="not_found")
         log.info("throttle %s deleted", rule_id)

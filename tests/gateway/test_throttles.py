@@ -382,6 +382,9 @@ def test_admin_needs_the_token(gw: Server) -> None:
     for bad in ("bad:id", "bad%0A", "bad%0D%0Ax"):  # a newline would reach logs and 429s
         bad_id = admin(gw, "PUT", f"/admin/throttles/{bad}", {"team": "s", "mode": "block"})
         assert bad_id[0] == 400, bad
+    # DELETE checks the id too: %ff decodes to a surrogate that SQLite refused with a 500.
+    for bad in ("%ff", "bad%0A", "x" * 129):
+        assert admin(gw, "DELETE", f"/admin/throttles/{bad}")[0] == 400, bad
     assert admin(gw, "GET", "/admin/throttles")[1] == {"throttles": []}
 
 
