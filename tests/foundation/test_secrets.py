@@ -98,14 +98,7 @@ def test_the_gateway_refuses_to_start_with_a_two_line_provider_key(tmp_path: Pat
     data["sources"]["gateway"]["admin_token_file"] = str(tmp_path / "admin")
     config = tmp_path / "aispend.yaml"
     config.write_text(yaml.safe_dump(data), encoding="utf-8")
-    done = subprocess.run(
-        [sys.executable, "-m", "aispend", "gateway", "--config", str(config)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = _start(["gateway"], config)
     assert done.returncode != 0
     assert "holds more than one line" in done.stderr and "Traceback" not in done.stderr
     assert "secret" not in done.stderr.replace("openai-key", "")
@@ -126,14 +119,19 @@ def test_the_actuator_refuses_to_start_with_a_two_line_webhook_token(tmp_path: P
     }
     config = tmp_path / "aispend.yaml"
     config.write_text(yaml.safe_dump(data), encoding="utf-8")
-    done = subprocess.run(
-        [sys.executable, "-m", "aispend", "actuator", "--config", str(config)],
-        cwd=tmp_path,
+    done = _start(["actuator"], config)
+    assert done.returncode != 0
+    assert "target hook: token" in done.stderr and "holds more than one line" in done.stderr
+    assert "Traceback" not in done.stderr and "hook-old-secret" not in done.stderr
+
+
+def _start(argv: list[str], config: Path) -> subprocess.CompletedProcess[str]:
+    """`aispend ARGV --config CONFIG`, run from the config's directory; it must exit."""
+    return subprocess.run(
+        [sys.executable, "-m", "aispend", *argv, "--config", str(config)],
+        cwd=config.parent,
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
-    assert done.returncode != 0
-    assert "target hook: token" in done.stderr and "holds more than one line" in done.stderr
-    assert "Traceback" not in done.stderr and "hook-old-secret" not in done.stderr

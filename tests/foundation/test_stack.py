@@ -161,12 +161,9 @@ def test_a_port_in_use_is_named_before_anything_starts(tmp_path: Path):
 def test_child_failing_at_startup_is_named_and_nothing_is_left(tmp_path: Path):
     """Simulated: an `alertmanager` on PATH that exits at once with an error of its own."""
     require_binary("prometheus-alertmanager")
-    fakebin = tmp_path / "fakebin"
-    fakebin.mkdir()
-    fake = fakebin / "prometheus-alertmanager"
-    fake.write_text("#!/bin/sh\necho 'bad flag: --no-such-option' >&2\nexit 3\n")
-    fake.chmod(0o755)
-    env = {**os.environ, "PATH": f"{fakebin}:{os.environ['PATH']}"}
+    _, env = _fake_binary(
+        tmp_path, "prometheus-alertmanager", "echo 'bad flag: --no-such-option' >&2\nexit 3"
+    )
     stack = start_stack(tmp_path, free_port_base(), env)
     output, _ = stack.communicate(timeout=90)
     assert stack.returncode == 1
@@ -180,12 +177,7 @@ def test_ctrl_c_while_a_child_is_starting_stops_everything_at_once(tmp_path: Pat
     ready (replaying its WAL) kept the stack starting until its 60 s ready timeout.
     Simulated: a `prometheus` on PATH that runs but never answers /-/ready."""
     require_binary("prometheus-alertmanager")
-    fakebin = tmp_path / "fakebin"
-    fakebin.mkdir()
-    fake = fakebin / "prometheus"
-    fake.write_text("#!/bin/sh\nsleep 300\n")
-    fake.chmod(0o755)
-    env = {**os.environ, "PATH": f"{fakebin}:{os.environ['PATH']}"}
+    fake, env = _fake_binary(tmp_path, "prometheus", "sleep 300")
     stack = start_stack(tmp_path, free_port_base(), env)
     run_dir = str(tmp_path / "run")
     try:
@@ -204,6 +196,16 @@ def test_ctrl_c_while_a_child_is_starting_stops_everything_at_once(tmp_path: Pat
     assert "stopped while starting; nothing is left running" in output
     assert "Traceback" not in output
     assert processes_mentioning(run_dir) == []
+
+
+def _fake_binary(tmp_path: Path, name: str, script: str) -> tuple[Path, dict[str, str]]:
+    """A shell script named `name` first on PATH; returns it and the environment."""
+    fakebin = tmp_path / "fakebin"
+    fakebin.mkdir(exist_ok=True)
+    fake = fakebin / name
+    fake.write_text(f"#!/bin/sh\n{script}\n")
+    fake.chmod(0o755)
+    return fake, {**os.environ, "PATH": f"{fakebin}:{os.environ['PATH']}"}
 
 
 def _cmdline(pid: int) -> str:
