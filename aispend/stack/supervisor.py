@@ -62,6 +62,7 @@ class Stack:
         self.components = [c for c in COMPONENTS if c in options.components]
         self.processes: list[ManagedProcess] = []
         self._config_stamp = self._source_stamp()
+        self._unreadable_stamp: tuple[int, int] | None = None
 
     def start(self) -> None:
         busy = self.ports_in_use()
@@ -124,11 +125,12 @@ class Stack:
 
             raise ChildFailed(dead.name, code, tail(dead.log_path))
         stamp = self._source_stamp()
-        if stamp is None or stamp == self._config_stamp:
+        if stamp is None or stamp in (self._config_stamp, self._unreadable_stamp):
             return  # gone for a moment (a checkout, an editor's rename): keep what runs
         try:
             render_config(self.options.config, self.ctx)
         except (OSError, ValueError) as exc:  # gone or unreadable between stat and read
+            self._unreadable_stamp = stamp  # said once, tried again when it changes
             log.warning(
                 "%s cannot be read, keeping the running config: %s", self.options.config, exc
             )

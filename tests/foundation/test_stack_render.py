@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
 import yaml
 
 from aispend.stack.components import RunContext
@@ -63,7 +64,9 @@ def test_secret_paths_in_comments_create_no_files(tmp_path: Path) -> None:
     assert created == ["actuator_token", "chat_token", "pagerduty_routing_key"]
 
 
-def test_a_config_gone_for_a_moment_keeps_the_stack_running(tmp_path: Path) -> None:
+def test_a_config_gone_for_a_moment_keeps_the_stack_running(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """A checkout, a stash or an editor's rename removes aispend.yaml for a moment: the
     next check raised FileNotFoundError, and the stack stopped every process."""
     source = tmp_path / "aispend.yaml"
@@ -76,6 +79,9 @@ def test_a_config_gone_for_a_moment_keeps_the_stack_running(tmp_path: Path) -> N
     stack.check()  # gone: the running config stays
     source.mkdir()  # a path that cannot be read as a file
     stack.check()
+    stack.check()  # said once, not at every check
+    warnings = [r for r in caplog.records if "cannot be read" in r.getMessage()]
+    assert len(warnings) == 1
     source.rmdir()
     text = EXAMPLE_CONFIG.read_text(encoding="utf-8").replace("currency: USD", "currency: USD\n")
     source.write_text(text, encoding="utf-8")
