@@ -39,7 +39,7 @@ from aispend.exporters.billing.model import (
     is_complete,
     utc_midnight,
 )
-from aispend.tsdb import escape_label_value
+from aispend.tsdb import escape_label_value, label_text
 
 DAY_SECONDS = 86400
 
@@ -65,11 +65,6 @@ def add_parser(sub: Any) -> None:
     )
     add_tag_arguments(focus)
     focus.set_defaults(func=run_focus)
-
-
-def _labels(labels: CostLabels) -> str:
-    pairs = zip(metrics.CLOUD_COST_LABELS, labels, strict=True)
-    return "{" + ",".join(f'{k}="{escape_label_value(v)}"' for k, v in pairs) + "}"
 
 
 def daily_series(
@@ -108,7 +103,7 @@ def openmetrics(series: dict[CostLabels, list[tuple[dt.date, float, float]]]) ->
         yield f"# HELP {spec.name} {escape_label_value(spec.full_help)}\n"
         yield f"# TYPE {spec.name} gauge\n"
         for labels, points in series.items():
-            text = _labels(labels)
+            text = label_text(dict(zip(metrics.CLOUD_COST_LABELS, labels, strict=True)))
             for point in points:
                 ts = int(utc_midnight(point[0])) + DAY_SECONDS
                 yield f"{spec.name}{text} {point[index]!r} {ts}\n"

@@ -24,6 +24,15 @@ def escape_label_value(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
+def label_text(labels: dict[str, str]) -> str:
+    """`{k="v",...}` of an OpenMetrics sample line, names sorted, values escaped ("" for
+    no labels)."""
+    if not labels:
+        return ""
+    body = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in sorted(labels.items()))
+    return "{" + body + "}"
+
+
 class TsdbError(RuntimeError):
     """promtool or the temporary Prometheus failed; the message has its output."""
 

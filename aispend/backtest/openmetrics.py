@@ -24,7 +24,7 @@ from typing import Protocol, TextIO
 
 from aispend import __version__, metrics
 from aispend.backtest.history import DAY, History, SeriesKey
-from aispend.tsdb import escape_label_value
+from aispend.tsdb import label_text
 
 DEFAULT_SCRAPE = 60
 DEFAULT_HEADROOM = 1.5
@@ -85,13 +85,6 @@ def derive_budgets(history: History, headroom: float = DEFAULT_HEADROOM) -> list
         if day > 0:
             out.append(BudgetSeries(team, "day", day))
     return out
-
-
-def label_text(labels: dict[str, str]) -> str:
-    if not labels:
-        return ""
-    body = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in sorted(labels.items()))
-    return "{" + body + "}"
 
 
 def _scrape_times(start: int, end: int, scrape: int) -> range:

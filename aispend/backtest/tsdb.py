@@ -28,7 +28,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from aispend.backtest.openmetrics import Sink, SplitSink, label_text
+from aispend.backtest.openmetrics import Sink, SplitSink
 from aispend.backtest.rulefiles import (
     RecordingRule,
     longest_range,
@@ -36,6 +36,7 @@ from aispend.backtest.rulefiles import (
     write_rule_file,
 )
 from aispend.procs import ManagedProcess
+from aispend.tsdb import label_text
 
 log = logging.getLogger(__name__)
 

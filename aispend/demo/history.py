@@ -22,7 +22,7 @@ from aispend import metrics as m
 from aispend.config import Config, Prices
 from aispend.demo.workload import AGENTS, DemoAgent, cost_per_hour
 from aispend.pricing import Pricer, TokenUsage
-from aispend.tsdb import escape_label_value
+from aispend.tsdb import label_text
 
 NOISE_SIGMA = 0.15
 GAUGE_STEP = 240.0
@@ -49,10 +49,6 @@ def usage_of(agent: DemoAgent) -> TokenUsage:
 
 def cost_per_request(agent: DemoAgent, prices: Prices) -> float:
     return Pricer(prices).price(agent.provider, agent.model, usage_of(agent)).total
-
-
-def _labels(pairs: dict[str, str]) -> str:
-    return "{" + ",".join(f'{k}="{escape_label_value(v)}"' for k, v in pairs.items()) + "}"
 
 
 def generate(
@@ -87,10 +83,10 @@ def generate(
             m.PROVIDER: agent.provider,
             m.MODEL: priced.model,  # the label the gateway gives it
         }
-        cost_l = _labels({**base, m.SOURCE: "gateway", **gw})
-        req_l = _labels({**base, m.STATUS: "200", **gw})
+        cost_l = label_text({**base, m.SOURCE: "gateway", **gw})
+        req_l = label_text({**base, m.STATUS: "200", **gw})
         tok_l = {
-            kind: _labels({**base, m.SOURCE: "gateway", m.TOKEN_TYPE: kind, **gw})
+            kind: label_text({**base, m.SOURCE: "gateway", m.TOKEN_TYPE: kind, **gw})
             for kind in ("input", "cached_input", "output")
         }
         cost = requests = 0.0
@@ -121,7 +117,7 @@ def generate(
     yield f"# HELP {m.BUDGET.name} {m.BUDGET.full_help}\n# TYPE {m.BUDGET.name} gauge\n"
     for b in config.budgets:
         scope = {m.TEAM: b.team, m.PROJECT: b.project or "", m.AGENT: b.agent or ""}
-        lab = _labels({**scope, m.PERIOD: b.period, **bud})
+        lab = label_text({**scope, m.PERIOD: b.period, **bud})
         yield from (f"{m.BUDGET.name}{lab} {b.amount} {t:.0f}\n" for t in gauge_times)
     spec = m.BUDGET_SOFT_RATIO
     yield f"# HELP {spec.name} {spec.full_help}\n# TYPE {spec.name} gauge\n"
@@ -129,12 +125,12 @@ def generate(
         if b.soft_ratio is None:
             continue
         scope = {m.TEAM: b.team, m.PROJECT: b.project or "", m.AGENT: b.agent or ""}
-        lab = _labels({**scope, m.PERIOD: b.period, **bud})
+        lab = label_text({**scope, m.PERIOD: b.period, **bud})
         yield from (f"{spec.name}{lab} {b.soft_ratio} {t:.0f}\n" for t in gauge_times)
     info = m.TEAM_INFO
     yield f"# HELP {info.name} {info.full_help}\n# TYPE {info.name} gauge\n"
     for team in config.teams:
-        lab = _labels(
+        lab = label_text(
             {
                 m.COST_CENTER: team.cost_center,
                 m.CRITICALITY: team.criticality,
