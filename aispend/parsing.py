@@ -13,14 +13,18 @@ Prometheus and kubectl refuse duplicate keys in their files too.
 Pydantic prefixes a validator's own message with "Value error, ";
 `validation_message` gives the message as the validator wrote it.
 
+`number_argument` is the body of an argparse type for a number within bounds (NaN and
+infinity are numbers to float(), so the bounds must refuse them).
+
 A time with a UTC offset can be valid and still have no UTC form (9999-12-31T23:59:59
 at -01:00 is past year 9999): `to_utc` makes that a ValueError, not an OverflowError.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -85,3 +89,15 @@ def load_yaml(text: str) -> Any:
         return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no arbitrary objects
     except RecursionError:
         raise yaml.YAMLError(f"YAML {TOO_DEEP}") from None
+
+
+def number_argument(text: str, accept: Callable[[float], bool], expected: str) -> float:
+    """`text` as a float that `accept` takes, else argparse.ArgumentTypeError ("not a
+    number: 'x'", or "must be EXPECTED, got 'x'")."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not accept(value):
+        raise argparse.ArgumentTypeError(f"must be {expected}, got {text!r}")
+    return value

@@ -37,13 +37,10 @@ def _seconds(text: str) -> int:
 
 
 def _headroom(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value) or value <= 0:  # 0 or NaN derived no budget, silently
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
-    return value
+    from aispend.parsing import number_argument
+
+    # 0 or NaN derived no budget, silently.
+    return number_argument(text, lambda v: 0 < v < math.inf, "a finite number > 0")
 
 
 def _regex(text: str) -> str:

@@ -21,6 +21,7 @@ from pathlib import Path
 from aispend import metrics as m
 from aispend.config import Config, Prices
 from aispend.demo.workload import AGENTS, DemoAgent, cost_per_hour
+from aispend.parsing import number_argument
 from aispend.pricing import Pricer, TokenUsage
 from aispend.tsdb import label_text
 
@@ -159,13 +160,7 @@ MAX_DAYS = 60
 
 def history_days(text: str) -> float:
     """argparse type of --days: a number of days in (0, MAX_DAYS]."""
-    try:
-        days = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < days <= MAX_DAYS:  # NaN too
-        raise argparse.ArgumentTypeError(f"must be in (0, {MAX_DAYS}], got {text!r}")
-    return days
+    return number_argument(text, lambda days: 0 < days <= MAX_DAYS, f"in (0, {MAX_DAYS}]")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

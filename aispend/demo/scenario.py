@@ -529,13 +529,9 @@ def run_demo(options: DemoOptions, config: Config, printer: Callable[[str], None
 
 
 def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 <= value < math.inf:  # NaN too
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
-    return value
+    from aispend.parsing import number_argument
+
+    return number_argument(text, lambda v: 0 <= v < math.inf, "a finite number >= 0")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
