@@ -60,11 +60,14 @@ class GatewayTarget:
     async def apply(self, action: Action, undo_data: dict[str, Any]) -> str:
         body = self.body(action)
         rid = undo_data.get("rule_id") or rule_id(action.fingerprint)
-        await self._each("PUT", rid, body, ok=(200, 201))
+        # Where undo will delete it: the replicas recorded with the intent, even when a
+        # resumed apply runs after the replica list changed.
+        urls = undo_data.get("urls") or list(self.settings.urls)
+        await self._each("PUT", rid, body, ok=(200, 201), urls=urls)
         scope = "/".join(
             str(body[k]) for k in ("team", "project", "agent", "model") if body[k] is not None
         )
-        return f"{body['mode']} rule {rid} on {scope} at {len(self.settings.urls)} gateway(s)"
+        return f"{body['mode']} rule {rid} on {scope} at {len(urls)} gateway(s)"
 
     async def undo(self, action: Action, undo_data: dict[str, Any]) -> str:
         rid = undo_data.get("rule_id") or rule_id(action.fingerprint)
