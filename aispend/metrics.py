@@ -478,7 +478,7 @@ ACTUATOR_ACTIVE_ACTIONS = _m(
     "aispend_actuator_active_actions",
     "gauge",
     "",
-    "Actions applied and not yet undone.",
+    "Actions in force: applied, or whose apply or undo failed, and not yet undone.",
     (TARGET, TEAM),
     "actuator",
 )

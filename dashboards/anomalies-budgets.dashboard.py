@@ -133,7 +133,8 @@ def build(ctx: d.Context) -> g.Dashboard:
             ),
             table(
                 "Actions in force",
-                "Actions applied and not yet undone, by target and team. " + d.ALERT_ONLY,
+                "Actions in force (applied, or whose apply or undo failed, and not yet"
+                " undone), by target and team. " + d.ALERT_ONLY,
                 d.COUNT,
                 Query(q.actuator_active_actions(), instant=True, table=True),
                 columns={"Value": "active"},

@@ -11,6 +11,11 @@ State machine per (fingerprint, startsAt) in the store:
                                    rollout: dry-run first, then live for what still fires)
     firing,   applying          -> resume the interrupted apply (same undo data), unless
                                    dry-run is on now or the team may not be acted on
+    firing,   undone            -> policy again if it is the series' newest instance:
+                                   Alertmanager resolves an alert that Prometheus has not
+                                   re-sent by its endsAt (a slow Prometheus restart, a
+                                   partition), then fires it again with the same startsAt;
+                                   an older instance's firing is a stale copy, ignored
     firing,   anything else     -> ignored (duplicate, or resolved before its firing)
     resolved, applying/applied/apply_failed/undo_failed -> undo -> undone | undo_failed
                                    (undo_failed is answered 503: Alertmanager redelivers
@@ -37,7 +42,9 @@ Targets that change shared objects (`HoldsObjects`: a Deployment, an APIM
 subscription) may be acted on by several alerts at once. A later action takes over
 the object's original state from the earlier one, and undo leaves an object alone
 while another action still holds it: the last one to resolve restores it. An action
-refused part-way (`apply_failed`) still holds what it changed. Reading an object and
+refused part-way (`apply_failed`) still holds what it changed. An action whose undo
+failed (`undo_failed`) left its objects changed: a later action on them takes over its
+original state and supersedes it, so the later one's undo restores them. Reading an object and
 recording who holds it (prepare -> intent; release -> undo -> outcome) is serialised per
 target, so a resolve cannot restore an object between another alert's read and record.
 """
@@ -150,6 +157,12 @@ class Engine:
         """Whether a repeated firing goes through the policy again."""
         if row.state == st.SKIPPED:
             return True
+        if row.state == st.UNDONE:
+            # Fired again after its own resolve: Alertmanager resolves an alert that
+            # Prometheus has not re-sent by its endsAt, and fires it again with the same
+            # startsAt once Prometheus gets through. A firing of an older instance than
+            # the series' newest is a stale redelivery.
+            return row.starts_at == self.store.newest_start(row.fingerprint)
         rule = self.settings.rule(row.rule or "")
         return row.state == st.DRY_RUN and rule is not None and not dry_run_of(rule, self.settings)
 
@@ -176,6 +189,7 @@ class Engine:
             self._clock(),
         )
         rule = decision.rule
+        again = "fired again after its resolve" if previous and previous.state == st.UNDONE else ""
         new = ActionRow(
             fingerprint=fp,
             starts_at=starts,
@@ -218,8 +232,11 @@ class Engine:
                 old for old in self.store.holding_with_fingerprint(fp) if old.target == rule.target
             ]
             new.undo_data = self._take_over(target, rule.target, undo_data)
+            # An action whose undo failed, on objects this one now holds too, hands its
+            # original state over: this action restores it when it is undone.
+            taken = self._failed_undos_taken_over(target, new)
             new.state = st.APPLYING
-            for old in superseded:
+            for old in (*superseded, *taken):
                 old.state = st.SUPERSEDED
             self.store.record(
                 new,
@@ -227,8 +244,18 @@ class Engine:
                     self._audit(alert, old, "ignore", "ignored: superseded", detail=f"by {starts}")
                     for old in superseded
                 ],
-                self._audit(alert, new, "apply", "pending"),
-                also=superseded,
+                *[
+                    self._audit(
+                        alert,
+                        old,
+                        "ignore",
+                        "ignored: superseded",
+                        detail=f"its undo failed; {fp} {starts} now restores its objects",
+                    )
+                    for old in taken
+                ],
+                self._audit(alert, new, "apply", "pending", detail=again),
+                also=[*superseded, *taken],
             )
         return new, rule
 
@@ -329,10 +356,23 @@ class Engine:
         (what prepare just read is that action's change, not the original)."""
         if not isinstance(target, HoldsObjects):
             return undo_data
-        held = _holdings(target, self.store.holding_for_target(name))
+        held = _holdings(target, self.store.in_force_for_target(name))
         mine = target.originals(undo_data)
         taken = {key: held[key][1] for key in mine if key in held}
         return target.with_originals(undo_data, mine | taken) if taken else undo_data
+
+    def _failed_undos_taken_over(self, target: Target, new: ActionRow) -> list[ActionRow]:
+        """Rows whose undo failed and whose objects are all held by `new`."""
+        if not isinstance(target, HoldsObjects):
+            return []
+        mine = set(target.originals(new.undo_data))
+        return [
+            row
+            for row in self.store.in_force_for_target(new.target or "")
+            if row.state == st.UNDO_FAILED
+            and (row.fingerprint, row.starts_at) != (new.fingerprint, new.starts_at)
+            and set(target.originals(row.undo_data)) <= mine
+        ]
 
     def _release(self, target: Target, row: ActionRow) -> tuple[dict[str, Any] | None, str]:
         """What undo restores now (None: nothing), and which objects it leaves held."""

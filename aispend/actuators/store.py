@@ -16,6 +16,7 @@ import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,6 +36,9 @@ ACTIVE_STATES = (APPLYING, APPLIED)
 # and holders of a shared object's original state. An apply refused part-way may have
 # changed some objects already.
 HOLDING_STATES = (*ACTIVE_STATES, APPLY_FAILED)
+# States whose action may still be in force on its objects: counted against the team's
+# limit and shown as in force. An undo that failed left its objects changed.
+IN_FORCE_STATES = (*HOLDING_STATES, UNDO_FAILED)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS actions (
@@ -170,6 +174,13 @@ class Store:
         ).fetchone()
         return _action(row) if row else None
 
+    def newest_start(self, fingerprint: str) -> str | None:
+        """The stored startsAt of the series' newest instance."""
+        rows = self._db.execute(
+            "SELECT starts_at FROM actions WHERE fingerprint = ?", (fingerprint,)
+        ).fetchall()
+        return max((str(r[0]) for r in rows), key=datetime.fromisoformat, default=None)
+
     def holding_with_fingerprint(self, fingerprint: str) -> list[ActionRow]:
         """Actions of one alert series (any startsAt) that may hold objects, oldest first."""
         return self._holding("fingerprint", fingerprint)
@@ -177,11 +188,16 @@ class Store:
     def to_undo_with_fingerprint(self, fingerprint: str) -> list[ActionRow]:
         """Actions of one alert series that a resolve undoes: those that may hold objects
         and those whose undo failed (tried again), oldest first."""
-        return self._holding("fingerprint", fingerprint, (*HOLDING_STATES, UNDO_FAILED))
+        return self._holding("fingerprint", fingerprint, IN_FORCE_STATES)
 
     def holding_for_target(self, target: str) -> list[ActionRow]:
         """Actions of one target that may hold objects, oldest first."""
         return self._holding("target", target)
+
+    def in_force_for_target(self, target: str) -> list[ActionRow]:
+        """Actions of one target that may hold objects or whose undo failed (their objects
+        may still be changed, so they still know the original state), oldest first."""
+        return self._holding("target", target, IN_FORCE_STATES)
 
     def _holding(
         self,
@@ -198,10 +214,11 @@ class Store:
 
     def count_active(self, team: str) -> int:
         """The team's throttles and pauses in force (notifications hold nothing back)."""
+        marks = ", ".join("?" * len(IN_FORCE_STATES))
         row = self._db.execute(
-            "SELECT COUNT(*) FROM actions WHERE team = ? AND state IN (?, ?)"
+            f"SELECT COUNT(*) FROM actions WHERE team = ? AND state IN ({marks})"
             " AND mode IS NOT 'notify'",
-            (team, *ACTIVE_STATES),
+            (team, *IN_FORCE_STATES),
         ).fetchone()
         return int(row[0])
 
@@ -215,11 +232,13 @@ class Store:
         return float(row[0]) if row[0] is not None else None
 
     def active_counts(self) -> dict[tuple[str, str], int]:
-        """(target, team) -> number of actions applied and not undone."""
+        """(target, team) -> number of actions in force (applied, or whose apply or undo
+        failed, and not undone)."""
+        marks = ", ".join("?" * len(IN_FORCE_STATES))
         rows = self._db.execute(
             "SELECT target, COALESCE(team, ''), COUNT(*) FROM actions"
-            " WHERE state IN (?, ?) GROUP BY target, team",
-            ACTIVE_STATES,
+            f" WHERE state IN ({marks}) GROUP BY target, team",
+            IN_FORCE_STATES,
         ).fetchall()
         return {(str(r[0]), str(r[1])): int(r[2]) for r in rows}
 
@@ -245,9 +264,9 @@ class Store:
                     "SELECT created_at, state FROM actions WHERE fingerprint = ? AND starts_at = ?",
                     (each.fingerprint, each.starts_at),
                 ).fetchone()
-                # A skipped or dry-run firing decided again starts anew (cool-downs
-                # count from it).
-                kept = existing is not None and existing[1] not in (SKIPPED, DRY_RUN)
+                # A skipped, dry-run or undone firing decided again starts anew
+                # (cool-downs count from it).
+                kept = existing is not None and existing[1] not in (SKIPPED, DRY_RUN, UNDONE)
                 each.created_at = float(existing[0]) if kept else now
                 each.updated_at = now
                 self._db.execute(

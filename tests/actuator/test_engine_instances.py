@@ -301,6 +301,82 @@ def test_refiring_on_another_target_leaves_the_first_action_to_the_resolve(
     assert (old.replicas, new.replicas) == ({"x": 3}, {"x": 5})
 
 
+def _fail_undo(engine: Engine, target: Replicas, a: Alert) -> None:
+    """Resolve `a` with its undo refused (403: not retryable, e.g. an expired token)."""
+    target.fail_undo = TargetError("PATCH x: HTTP 403", retryable=False)
+    resolved = handle(engine, a)
+    assert (resolved.result, resolved.retry) == ("error", True)
+    assert target.replicas["x"] == 0
+
+
+@pytest.mark.parametrize("second", ["another alert", "the same series, new startsAt"])
+def test_a_failed_undo_hands_the_original_to_the_next_action_on_the_object(
+    tmp_path: Path, second: str
+) -> None:
+    """A's undo was refused, so x stays at 0; B pauses x before A's resolve is retried
+    (Alertmanager may never resend it). B must restore x's original 3, not the 0 it read,
+    and A, taken over, has nothing left to undo."""
+    target = Replicas(x=3)
+    store = Store(tmp_path / "s.db")
+    engine = Engine(settings(), {}, store, {"t": target})
+    handle(engine, alert("a1"))
+    _fail_undo(engine, target, alert("a1", "resolved"))
+    b = alert("b2", starts=T2) if second == "another alert" else alert("a1", starts=T2)
+    assert handle(engine, b).result == "ok"
+    first = store.get("a1", "2024-05-01T10:00:00+00:00")
+    assert first is not None and first.state == st.SUPERSEDED
+    assert store.active_counts() == {("t", "search"): 1}
+    handle(engine, alert(b.fingerprint, "resolved", starts=T2))
+    assert target.replicas == {"x": 3}
+    again = handle(engine, alert("a1", "resolved"))  # A's resolve, retried at last
+    assert again.retry is False and target.replicas == {"x": 3}
+
+
+def test_an_action_whose_undo_failed_is_still_in_force(tmp_path: Path) -> None:
+    """x is still paused: the team's limit and the in-force count see it."""
+    target = Replicas(x=3, y=2)
+    store = Store(tmp_path / "s.db")
+    engine = Engine(settings(max_active_per_team=1), {}, store, {"t": target})
+    handle(engine, alert("a1"))
+    _fail_undo(engine, target, alert("a1", "resolved"))
+    assert store.active_counts() == {("t", "search"): 1}
+    assert handle(engine, alert("b2", objects="y")).result == "skipped: max active actions"
+    assert handle(engine, alert("a1", "resolved")).retry is False
+    assert store.active_counts() == {}
+
+
+def test_an_alert_that_fires_again_after_its_resolve_is_acted_on_again(tmp_path: Path) -> None:
+    """Prometheus could not reach Alertmanager past the alert's endsAt, so Alertmanager
+    resolved it (x restored); once Prometheus gets through, the same alert (same startsAt)
+    fires again. It must be paused again, and undone on its next resolve."""
+    target = Replicas(x=3)
+    store = Store(tmp_path / "s.db")
+    engine = Engine(settings(), {}, store, {"t": target})
+    handle(engine, alert("f1"))
+    handle(engine, alert("f1", "resolved"))
+    assert target.replicas == {"x": 3}
+    assert handle(engine, alert("f1")).result == "ok"
+    assert target.replicas == {"x": 0}
+    pending = [a for a in store.audit() if a.result == "pending"]
+    assert pending[-1].detail == "fired again after its resolve"
+    assert handle(engine, alert("f1")).result == "ignored: duplicate"  # a repeat
+    handle(engine, alert("f1", "resolved"))
+    assert target.replicas == {"x": 3}
+
+
+def test_a_stale_firing_of_an_instance_older_than_the_newest_is_ignored(tmp_path: Path) -> None:
+    """T1 was undone by the resolve of the newer T2 (held back by the cool-down); a late
+    copy of T1's firing must not pause x again: nothing would ever resolve it."""
+    target = Replicas(x=3)
+    engine = Engine(settings(cooldown="10m"), {}, Store(tmp_path / "s.db"), {"t": target})
+    handle(engine, alert("f1"))
+    handle(engine, alert("f1", starts=T2))
+    handle(engine, alert("f1", "resolved", starts=T2))
+    assert target.replicas == {"x": 3}
+    assert handle(engine, alert("f1")).result == "ignored: already resolved"
+    assert target.replicas == {"x": 3}
+
+
 @pytest.mark.parametrize("starts", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"])
 def test_start_time_that_has_no_utc_form_is_a_payload_error(starts: str) -> None:
     """It passed validation, then failed converting to UTC: a 500 that Alertmanager
