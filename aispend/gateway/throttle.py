@@ -6,6 +6,7 @@ and/or `tokens_per_minute` through token buckets (capacity = the per-minute limi
 refilled continuously). Tokens are only known after the response, so a token budget
 is charged afterwards and may go negative; requests are refused until it refills.
 Buckets live in memory: a restart starts them full, the rules themselves persist.
+A refusal's Retry-After is the bucket's refill time, never past the rule's expiry.
 
 The admin API writes through `ThrottleTable.upsert` / `delete`, which update SQLite
 first and then the in-memory index the proxy reads (keyed by team, so a request of a
@@ -245,9 +246,11 @@ class ThrottleTable:
             active.tokens.refill(now)
             if active.tokens.level <= 0:
                 wait = max(wait, active.tokens.wait_for(1))
-        if wait > 0:
-            return Refusal(rule, max(1, math.ceil(wait)))
-        return None
+        if wait <= 0:
+            return None
+        if active.expires is not None:
+            wait = min(wait, active.expires - wall)  # the rule is gone then
+        return Refusal(rule, max(1, math.ceil(wait)))
 
     # ------------------------------------------------------------ index
 

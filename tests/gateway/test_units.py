@@ -220,6 +220,25 @@ def test_rate_bucket_refills_with_time(tmp_path: Path) -> None:
     assert table.check("growth", "", "a", ("m",)) is None  # other teams untouched
 
 
+def test_rate_retry_after_stops_at_the_rules_expiry(tmp_path: Path) -> None:
+    """A 200k-token request under a 10k tokens-per-minute rule that ends in 300 s: the
+    bucket (10k - 200k) takes 1141 s to refill, but the rule is gone in 300, so Retry-After
+    says 300, as a block rule's does. The clocks are fakes so the numbers are exact."""
+    clock = Clock()
+    table = ThrottleTable(ThrottleStore(tmp_path / "t.db"), clock=clock, wall=clock)
+    table.upsert(_rule("r", tokens_per_minute=10_000, expires_at="1970-01-01T00:21:40Z"))
+    assert table.check("search", "", "a", ("m",)) is None
+    table.charge_tokens("search", "", "a", ("m",), 200_000)
+    refusal = table.check("search", "", "a", ("m",))
+    assert refusal is not None and refusal.retry_after == 300  # 1300 - 1000, not 1141
+    clock.now = 1299.5
+    refusal = table.check("search", "", "a", ("m",))
+    assert refusal is not None and refusal.retry_after == 1  # ceil(0.5)
+    table.upsert(_rule("r", tokens_per_minute=10_000, expires_at="1970-01-01T01:00:00Z"))
+    refusal = table.check("search", "", "a", ("m",))  # far expiry: the bucket's wait
+    assert refusal is not None and refusal.retry_after == 841  # (1 + 190000) / 166.7 - 299.5
+
+
 def test_block_expiry_and_persistence(tmp_path: Path) -> None:
     clock = Clock()
     store = ThrottleStore(tmp_path / "t.db")
