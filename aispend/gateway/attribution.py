@@ -8,8 +8,11 @@ Trust: the key's entry is authoritative. When `header_refinement` is on,
 `X-Aispend-Agent` / `X-Aispend-Project` are labels the client declares: they only
 fill in an agent or project the key's entry leaves unset, never replace a configured
 one (else a client could step out of an agent- or project-scoped throttle), and the
-team is always the key's. Agent label values are capped per team
-(`max_agents_per_team`); later ones fold into `other`, as do unknown projects.
+team is always the key's. A header never names an agent or project that an `api_keys`
+entry of the team is pinned to: that value folds into `other` (else a key without an
+agent could bill its spend to another key's agent and get that key throttled). Agent
+label values are capped per team (`max_agents_per_team`); later ones fold into `other`,
+as do unknown projects.
 """
 
 from __future__ import annotations
@@ -66,6 +69,14 @@ class Attributor:
         # Configured agents always keep their own label; others share the cap.
         self._configured_agents = {t.name: frozenset(t.agents) for t in config.teams}
         self._seen_agents: dict[str, set[str]] = {t.name: set() for t in config.teams}
+        # Labels some key is pinned to: only that key's requests carry them.
+        self._pinned_agents: dict[str, set[str]] = {}
+        self._pinned_projects: dict[str, set[str]] = {}
+        for k in config.api_keys:
+            if k.agent:
+                self._pinned_agents.setdefault(k.team, set()).add(k.agent)
+            if k.project:
+                self._pinned_projects.setdefault(k.team, set()).add(k.project)
         # Known keys only: the hash costs more than the rest of attribution together.
         self._known: dict[str, Attribution] = {}
 
@@ -108,11 +119,13 @@ class Attributor:
 
     def _project_label(self, team: str, project: str) -> str:
         project = project.strip().lower()
+        if project in self._pinned_projects.get(team, ()):
+            return OTHER
         return project if project in self._projects.get(team, ()) else OTHER
 
     def _agent_label(self, team: str, agent: str) -> str:
         agent = agent.strip().lower()
-        if not _LABEL_SAFE.fullmatch(agent):
+        if not _LABEL_SAFE.fullmatch(agent) or agent in self._pinned_agents.get(team, ()):
             return OTHER
         if agent in self._configured_agents.get(team, ()):
             return agent

@@ -62,7 +62,8 @@ class GatewaySettings(StrictModel):
     allow_unattributed: bool = False
     """Forward requests with an unknown key as team "unattributed" instead of 401."""
     header_refinement: bool = False
-    """Let X-Aispend-Agent / X-Aispend-Project fill the agent / project a key leaves unset."""
+    """Let X-Aispend-Agent / X-Aispend-Project fill the agent / project a key leaves unset
+    (never with one another key of the team is pinned to)."""
     max_agents_per_team: Annotated[int, Field(ge=1, le=10_000)] = 50
     """Distinct agent label values per team; more fold into agent="other"."""
     admin_token_file: str | None = None

@@ -8,6 +8,7 @@ the same file.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import openai
 import pytest
+import yaml
 
 from aispend import metrics as m
 from tests.conftest import free_port
@@ -181,6 +183,29 @@ def test_agent_header_fills_a_key_without_agent(gw: Server) -> None:
                          agent="eval-runner", provider="openai", model="gpt-4o-mini",
                          status="200") == 1  # fmt: skip
     assert metrics.total(m.LLM_REQUESTS.name, project="finetune") == 0
+
+
+def test_a_key_without_agent_cannot_bill_another_keys_agent(up: Server, tmp_path: Path) -> None:
+    """A search key with no agent sends X-Aispend-Agent: crawler-agent, the agent the
+    search-crawler key is pinned to: its spend is labelled agent="other", so an alert on
+    crawler-agent's spend sees only the crawler's own requests."""
+    shared = "sk-search-shared-for-tests"
+    config = write_config(tmp_path, up.url)
+    data = yaml.safe_load(config.read_text())
+    digest = hashlib.sha256(shared.encode()).hexdigest()
+    data["api_keys"].append({"sha256": digest, "team": "search", "description": "shared"})
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    with gateway(tmp_path, config) as gw:
+        asked = {"X-Aispend-Agent": "crawler-agent", "X-Aispend-Project": "ranking"}
+        assert call(gw, shared, headers=asked) == 200
+        metrics = Metrics.scrape(gw)
+        assert metrics.total(m.LLM_REQUESTS.name, team="search", agent="crawler-agent") == 0
+        assert metrics.value(m.LLM_REQUESTS.name, team="search", project="ranking",
+                             agent="other", provider="openai", model="gpt-4o-mini",
+                             status="200") == 1  # fmt: skip
+        assert call(gw, SEARCH_CRAWLER) == 200
+        metrics = Metrics.scrape(gw)
+        assert metrics.total(m.LLM_REQUESTS.name, team="search", agent="crawler-agent") == 1
 
 
 def test_rate_mode_admits_n_per_minute(gw: Server) -> None:

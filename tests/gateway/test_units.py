@@ -302,6 +302,27 @@ def test_headers_only_fill_labels_the_key_leaves_unset() -> None:
     assert neither.attribute(asked) == Attribution("search", "query-rewrite", "a1")
 
 
+def test_headers_cannot_name_another_keys_pinned_agent_or_project() -> None:
+    """sk-crawler is pinned to agent crawler-agent and project ranking; sk-test (same
+    team, neither set) declaring them gets `other`: else its spend lands on the crawler's
+    labels and the throttle an alert puts on them stops the crawler's key. Configured
+    agents and projects no key is pinned to are still accepted."""
+    crawler = hashlib.sha256(b"sk-crawler").hexdigest()
+    config = _config(["known", "crawler-agent"])
+    config.api_keys.append(
+        ApiKey(sha256=crawler, team="search", project="ranking", agent="crawler-agent")
+    )
+    att = Attributor(config, header_refinement=True)
+    shared = {"Authorization": "Bearer sk-test"}
+    for agent, project in [("crawler-agent", "ranking"), (" Crawler-Agent", "RANKING ")]:
+        asked = {**shared, "X-Aispend-Agent": agent, "X-Aispend-Project": project}
+        assert att.attribute(asked) == Attribution("search", "other", "other")
+    asked = {**shared, "X-Aispend-Agent": "known", "X-Aispend-Project": "query-rewrite"}
+    assert att.attribute(asked) == Attribution("search", "query-rewrite", "known")
+    pinned = {"Authorization": "Bearer sk-crawler", "X-Aispend-Agent": "known"}
+    assert att.attribute(pinned) == Attribution("search", "ranking", "crawler-agent")
+
+
 def test_key_lookup_cache_keeps_answers() -> None:
     att = Attributor(_config(["known"]))
     first = att.lookup("sk-test")
