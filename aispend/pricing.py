@@ -159,12 +159,14 @@ class Pricer:
         self._cache: dict[tuple[str, str], _Entry] = {}
         self._logged_unknown: set[tuple[str, str]] = set()
 
-    def label(self, provider: str, model: str) -> str:
+    def label(self, provider: str, model: str, *, log_unknown: bool = True) -> str:
         """The model label `price` reports for `model` ("other" when unknown), without
-        pricing anything: the gateway labels every request with it before forwarding."""
+        pricing anything: the gateway labels every request with it before forwarding.
+        `log_unknown=False` for a lookup that is not a request (the throttle admin API)."""
         entry = self._entry(provider, model)
         if entry.rates is None and entry.model is None:
-            self._log_unknown(provider, model)
+            if log_unknown:
+                self._log_unknown(provider, model)
             return OTHER
         return entry.name
 

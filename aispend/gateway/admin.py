@@ -10,7 +10,10 @@ Bad bodies get 400 (not JSON) or 422 (naming the field); nothing is stored then.
 Team, project and agent are label names as the gateway writes them (lowercase a-z 0-9
 _ . -), the team must be one the gateway attributes to (aispend.yaml's teams or
 unattributed) and the project one of that team's (or `other`): any other rule would
-match no request.
+match no request. The model is stored as the spend labels it: a name the prices know
+under another label (a dated `gpt-4o-2024-08-06`, labelled `gpt-4o`) is refused with
+the label to use, as the rule would miss requests for that label; a name they do not
+know (spend labelled `other`) matches requests that name it.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from aispend.configbase import Name
 from aispend.gateway.http_server import Answer, Request, json_answer
 from aispend.gateway.throttle import ThrottleRule, ThrottleTable, now_rfc3339
+from aispend.metrics import OTHER
 from aispend.parsing import loads_json, to_utc, validation_message
 
 log = logging.getLogger(__name__)
@@ -54,6 +58,11 @@ class ThrottleBody(BaseModel):
     reason: Annotated[str, Field(max_length=1024)] = ""
     alert_fingerprint: Annotated[str, Field(max_length=256)] | None = None
     expires_at: datetime | None = None
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _strip(cls, value: object) -> object:
+        return value.strip() if isinstance(value, str) else value  # " gpt-4o" matched nothing
 
     @field_validator("expires_at")
     @classmethod
@@ -90,12 +99,15 @@ class AdminApi:
         table: ThrottleTable,
         token: str | None,
         projects_by_team: Callable[[], Mapping[str, Collection[str]]],
+        model_labels: Callable[[str], Collection[str]],
     ) -> None:
         """`projects_by_team` gives the teams requests are attributed to now, with the
-        projects they carry (it follows config reloads)."""
+        projects they carry; `model_labels` the model labels of the spend of a request
+        naming a model, one per provider (both follow config reloads)."""
         self._table = table
         self._token = token.encode() if token else None
         self._projects_by_team = projects_by_team
+        self._model_labels = model_labels
 
     def handle(self, request: Request) -> Answer:
         """Answer a request for a path under PREFIX."""
@@ -154,6 +166,9 @@ class AdminApi:
         unmatched = self._unmatched(body)
         if unmatched is not None:
             return unmatched
+        model, refused = self._model(body.model)
+        if refused is not None:
+            return refused
         now = now_rfc3339()
         expires = None
         if body.expires_at is not None:
@@ -170,7 +185,7 @@ class AdminApi:
             team=body.team,
             project=body.project,
             agent=body.agent,
-            model=body.model.lower() if body.model else None,
+            model=model,
             mode=body.mode,
             requests_per_minute=body.requests_per_minute if body.mode == "rate" else None,
             tokens_per_minute=body.tokens_per_minute if body.mode == "rate" else None,
@@ -205,6 +220,25 @@ class AdminApi:
                 field="project",
             )
         return None
+
+    def _model(self, model: str | None) -> tuple[str | None, Answer | None]:
+        """The rule's model as the spend labels it, or a 422 naming the label to use."""
+        if model is None:
+            return None, None
+        model = model.lower()
+        named = {label for label in self._model_labels(model) if label != OTHER}
+        if not named:
+            return model, None  # "other", or a name the prices do not know: matched as asked
+        for label in named:
+            if label.lower() == model:
+                return label, None  # an override's label keeps its case in the spend
+        use = " or ".join(repr(label) for label in sorted(named))
+        return None, _error(
+            422,
+            f"model: the gateway labels the spend of {model!r} as {use}, and a rule"
+            f" matches that label (a rule on {model!r} misses requests for {use}): use {use}",
+            field="model",
+        )
 
     def delete(self, request: Request, rule_id: str) -> Answer:
         denied = self._denied(request)

@@ -141,7 +141,7 @@ def build_gateway(config: Config, throttle_db: Path | None = None) -> Gateway:
         read_timeout_s=settings.read_timeout_s,
     )
 
-    admin_api = admin.AdminApi(table, token, proxy.projects_by_team)
+    admin_api = admin.AdminApi(table, token, proxy.projects_by_team, proxy.model_labels)
     return Gateway(table, metrics, store, proxy, admin_api)
 
 

@@ -144,6 +144,14 @@ class Proxy:
         """The teams and projects of the config now applied (a reload changes them)."""
         return self._attributor.projects_by_team
 
+    def model_labels(self, model: str) -> frozenset[str]:
+        """The model labels the spend of a request naming `model` gets, one per provider
+        (from the prices of the config now applied)."""
+        return frozenset(
+            self._pricer.label(provider, model, log_unknown=False)
+            for provider in routes.OTEL_PROVIDER
+        )
+
     def close(self) -> None:
         self._client.close()
 

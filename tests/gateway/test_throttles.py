@@ -235,6 +235,44 @@ def test_model_scoped_rule(gw: Server) -> None:
     assert call(gw, model="gpt-4o-mini") == 200
 
 
+@pytest.mark.parametrize(
+    ("model", "label"),
+    [("gpt-4o-2024-08-06", "gpt-4o"), ("claude-3-5-sonnet-20241022", "claude-3-5-sonnet")],
+)
+def test_a_model_that_is_not_the_spend_label_is_refused(gw: Server, model: str, label: str) -> None:
+    """The spend of a request for gpt-4o answered by gpt-4o-2024-08-06 is labelled
+    gpt-4o: a rule on the dated name missed it and the PUT said 200. Now it is a 422
+    naming the label to use, and nothing is stored."""
+    status, answer, _ = admin(gw, "PUT", "/admin/throttles/dated", {
+        "team": "search", "model": model, "mode": "block", "reason": "x",
+    })  # fmt: skip
+    assert status == 422
+    assert answer["error"]["field"] == "model"
+    assert answer["error"]["message"].endswith(f"): use {label!r}")
+    assert admin(gw, "GET", "/admin/throttles")[1] == {"throttles": []}
+
+
+def test_model_names_are_stored_as_the_spend_labels_them(gw: Server) -> None:
+    """ " gpt-4o" (pasted with a space) was stored as is and matched nothing; a name the
+    prices do not know is spend model "other" and matches the requests that name it."""
+    for rule_id, model, stored in [
+        ("spaced", " GPT-4o\t", "gpt-4o"),
+        ("unknown", "Acme-Unknown-LLM", "acme-unknown-llm"),
+        ("others", "other", "other"),
+    ]:
+        status, answer, _ = admin(gw, "PUT", f"/admin/throttles/{rule_id}", {
+            "team": "research", "model": model, "mode": "block", "reason": "x",
+        })  # fmt: skip
+        assert (status, answer["model"]) == (200, stored)
+    assert call(gw, RESEARCH_EVALS, model="gpt-4o") == 429
+    assert call(gw, RESEARCH_EVALS, model="acme-unknown-llm") == 429
+    assert call(gw, RESEARCH_EVALS, model="gpt-4o-mini") == 200
+    admin(gw, "DELETE", "/admin/throttles/unknown")
+    assert call(gw, RESEARCH_EVALS, model="acme-unknown-llm") == 429  # by the "other" rule
+    admin(gw, "DELETE", "/admin/throttles/others")
+    assert call(gw, RESEARCH_EVALS, model="acme-unknown-llm") == 200
+
+
 def test_model_scoped_rule_stops_an_unlisted_azure_deployment(gw: Server) -> None:
     """The deployment is not in azure_deployments: its spend is labelled with the model
     Azure served through it, and a rule on that model stops it from then on."""
@@ -334,6 +372,8 @@ def test_an_expiry_already_past_is_refused(gw: Server) -> None:
             "expires_at",
         ),
         ({"team": "search", "mode": "block", "colour": "red"}, 422, "colour"),
+        ({"team": "search", "model": " ", "mode": "block"}, 422, "model"),
+        ({"team": "search", "model": "gpt-4o-mini-2024-07-18", "mode": "block"}, 422, "model"),
         # Labels are lowercase in traffic: "Search" or "Rerank-Agent" would match nothing.
         ({"team": "Search", "mode": "block"}, 422, "team"),
         ({"team": "search", "agent": "Rerank-Agent", "mode": "block"}, 422, "agent"),
