@@ -16,6 +16,7 @@ Behaviour is set by flags (defaults) and can be changed per request with headers
                                     written to the prompt cache)
     X-Demo-Cache-Write-1h-Tokens: N   (of those, that many with a 1-hour lifetime)
     X-Demo-Chunk-Interval-Ms: N
+    X-Demo-Embedding-Dims: N       (numbers per embedding vector; one vector per input)
 or at run time with `POST /_demo/config` (JSON of `Behaviour` fields).
 `GET /_demo/stats` counts the requests received per path (tests use it to prove
 that a throttled request never reached the provider). With `expect_key` set,
@@ -179,7 +180,10 @@ class DemoUpstream:
             return await _oversized(request, call.stream and kind != "embeddings")
         if call.stream and kind != "embeddings":
             return await self._stream(request, call, truncate=fail == "truncate")
-        payload = json.dumps(self._body(call)).encode()
+        if kind == "embeddings":
+            payload = _embeddings_body(call, body, headers)
+        else:
+            payload = json.dumps(self._body(call)).encode()
         if fail == "truncate":
             response = web.StreamResponse(headers={"Content-Type": "application/json"})
             response.content_length = len(payload)
@@ -263,16 +267,6 @@ class DemoUpstream:
             }
         elif call.kind == "responses":
             body = _response_object(call, n, now, text, "completed")
-        elif call.kind == "embeddings":
-            vector = base64.b64encode(
-                struct.pack(f"<{EMBEDDING_DIMS}f", *([0.125] * EMBEDDING_DIMS))
-            )
-            body = {
-                "object": "list",
-                "data": [{"object": "embedding", "index": 0, "embedding": vector.decode()}],
-                "model": call.model,
-                "usage": {"prompt_tokens": call.input_tokens, "total_tokens": call.input_tokens},
-            }
         elif call.kind == "completions":
             body = {
                 "id": f"cmpl-demo{n:08d}",
@@ -555,6 +549,38 @@ def _split(tokens: int, chunks: int) -> list[str]:
         count = base + (1 if i < extra else 0)
         out.append((" " if i else "") + _text(count))
     return out
+
+
+def _embeddings_body(call: _Call, body: dict[str, Any], headers: Any) -> bytes:
+    """One vector per input, base64 or (`encoding_format: "float"`) a JSON array of
+    `X-Demo-Embedding-Dims` numbers (default EMBEDDING_DIMS), laid out as OpenAI does:
+    `data`, then `model`, then `usage` last. Built as bytes: a full float batch is
+    hundreds of MB."""
+    dims = max(1, min(int(headers.get("X-Demo-Embedding-Dims", EMBEDDING_DIMS)), 16384))
+    if body.get("encoding_format") == "float":
+        vector = b"[" + b",".join([b"0.0123456789"] * dims) + b"]"
+    else:
+        packed = struct.pack(f"<{dims}f", *([0.125] * dims))
+        vector = b'"' + base64.b64encode(packed) + b'"'
+    inputs = body.get("input")
+    count = len(inputs) if isinstance(inputs, list) and inputs else 1
+    if isinstance(inputs, list) and all(isinstance(i, int) for i in inputs):
+        count = 1  # one input given as token ids
+    items = b",".join(
+        b'{"object": "embedding", "index": %d, "embedding": %s}' % (i, vector) for i in range(count)
+    )
+    usage = {"prompt_tokens": call.input_tokens, "total_tokens": call.input_tokens}
+    return b"".join(
+        [
+            b'{"object": "list", "data": [',
+            items,
+            b'], "model": ',
+            json.dumps(call.model).encode(),
+            b', "usage": ',
+            json.dumps(usage).encode(),
+            b"}",
+        ]
+    )
 
 
 async def _oversized(request: web.Request, stream: bool) -> web.StreamResponse:

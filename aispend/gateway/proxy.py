@@ -57,8 +57,10 @@ _AZURE_STREAM_OPTIONS_SINCE = "2024-08-01"
 _API_VERSION_DATE = re.compile(r"(\d{4}-\d{2}-\d{2})(-preview)?")
 MAX_SERVED_DEPLOYMENTS = 1000
 """Azure deployments whose served model the gateway remembers for throttle matching."""
-MAX_UPSTREAM_BODY_BYTES = 64 * 1024 * 1024
-"""The largest non-streamed upstream body read (the same cap as a client's request)."""
+MAX_UPSTREAM_BODY_BYTES = 256 * 1024 * 1024
+"""The largest non-streamed upstream body read. A small request can get a large answer:
+a full batch of float embeddings (2048 inputs of text-embedding-3-large, 3072 numbers
+each) is about 180 MiB of JSON as OpenAI formats it; the provider charges it either way."""
 
 
 @dataclass(frozen=True)

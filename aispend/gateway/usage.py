@@ -31,6 +31,9 @@ it would put a cost in the counters that no later sample can take back.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +46,12 @@ windows (about 10M tokens)."""
 MAX_EVENT_BYTES = 16 * 1024 * 1024
 """The largest SSE event kept while it is incomplete; the largest real ones, a Responses
 API `response.completed` carrying the whole response, are well under 1 MB."""
+WHOLE_PARSE_MAX_BYTES = 4 * 1024 * 1024
+"""Larger bodies are read from their tail when they can be (`parse_body`)."""
+_TAIL_BYTES = 64 * 1024
+_OBJECT_START = re.compile(rb"\s*\{")
+_USAGE_KEY = re.compile(rb'"usage"\s*:\s*')
+_MODEL_BEFORE_USAGE = re.compile(r'"model"\s*:\s*("(?:[^"\\]|\\.)*")\s*,\s*$')
 
 
 class EventTooLarge(ValueError):
@@ -131,13 +140,48 @@ def service_tier_of(data: Any) -> str | None:
 
 
 def parse_body(kind: str, body: bytes) -> BodyResult:
-    """Usage and model of a whole (non-streamed) JSON response body."""
+    """Usage and model of a whole (non-streamed) JSON response body. A large one whose
+    last member is `usage` (embeddings: `data` holds the vectors, `usage` ends the
+    object) is read from its tail: parsing all of it would stall every other request."""
+    if len(body) > WHOLE_PARSE_MAX_BYTES:
+        tail = _tail_members(body)
+        if tail is not None:
+            return _body_result(kind, tail)
     try:
         data = loads_json(body)
     except (ValueError, UnicodeDecodeError):
         return BodyResult(None, None, malformed=True)
     if not isinstance(data, dict):
         return BodyResult(None, None, malformed=True)
+    return _body_result(kind, data)
+
+
+def _tail_members(body: bytes) -> dict[str, Any] | None:
+    """{"usage": ..., "model": ...} when `usage` is the last member of the top-level
+    object (exactly one closing brace follows its value); None when it is not."""
+    if _OBJECT_START.match(body) is None:
+        return None
+    tail = body[-_TAIL_BYTES:]
+    at = tail.rfind(b'"usage"')
+    key = _USAGE_KEY.match(tail, at) if at >= 0 else None
+    if key is None:
+        return None
+    try:
+        text = tail[key.end() :].decode()
+        usage, end = json.JSONDecoder().raw_decode(text)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    if not isinstance(usage, dict) or text[end:].strip() != "}":
+        return None
+    model = _MODEL_BEFORE_USAGE.search(tail[:at].decode(errors="replace"))
+    members: dict[str, Any] = {"usage": usage}
+    if model is not None:
+        with contextlib.suppress(ValueError):  # a bad escape: the requested model stands
+            members["model"] = json.loads(model.group(1))
+    return members
+
+
+def _body_result(kind: str, data: dict[str, Any]) -> BodyResult:
     model = data.get("model")
     model = model if isinstance(model, str) and model else None
     raw = data.get("usage")

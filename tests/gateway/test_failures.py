@@ -17,6 +17,7 @@ import anthropic
 import httpx2
 import openai
 import pytest
+import requests
 
 from aispend import metrics as m
 from aispend.procs import wait_until
@@ -126,6 +127,37 @@ def test_upstream_failure_gives_its_status_and_is_counted_once(
     assert error.response.json()["error"]["code"] == code
     assert d(m.GATEWAY_UPSTREAM_ERRORS.name, provider="openai", reason=error_reason) == 1
     _assert_counted_once(d, str(status), unknown=unknown)
+
+
+def test_a_float_embeddings_batch_larger_than_a_request_is_passed_and_metered(
+    servers: tuple[Server, Server],
+) -> None:
+    """2048 inputs of 3072 float numbers: about 78 MiB of JSON for a request of a few
+    KB. The provider charged it; the gateway used to answer 502 at 64 MiB, leaving it
+    unmetered (and SDKs retry a 502, so it was charged again)."""
+    up, gw = servers
+    d = Delta(gw)
+    answer = requests.post(
+        gw.url + "/v1/embeddings",
+        json={"model": "text-embedding-3-small", "input": ["hello"] * 2048,
+              "encoding_format": "float"},
+        headers={"Authorization": f"Bearer {SEARCH_RANKER}", "X-Demo-Embedding-Dims": "3072"},
+        timeout=120,
+    )  # fmt: skip
+    d.done()
+    assert answer.status_code == 200
+    assert len(answer.content) > 64 * 1024 * 1024
+    body = answer.content
+    assert body.startswith(b'{"object": "list", "data": [{"object": "embedding", "index": 0,')
+    assert body.count(b'"object": "embedding"') == 2048
+    usage = json.loads(body[body.rindex(b'{"prompt_tokens"') : -1])
+    assert usage["prompt_tokens"] > 2048
+    assert (
+        d(m.LLM_TOKENS.name, **WHO, model="text-embedding-3-small", token_type="input")
+        == (usage["prompt_tokens"])
+    )
+    assert d(m.LLM_COST.name, **WHO) > 0
+    assert d(m.LLM_USAGE_UNKNOWN.name) == 0
 
 
 def test_endless_stream_event_breaks_the_client_and_counts_unknown(

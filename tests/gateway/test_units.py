@@ -99,6 +99,44 @@ def test_too_deep_body_is_malformed_and_too_deep_event_is_skipped() -> None:
     assert reader.done
 
 
+def _large(*members: bytes) -> bytes:
+    """A JSON object past WHOLE_PARSE_MAX_BYTES: a big `data` member, then `members`."""
+    data = b'"data": [' + b",".join([b"[0.0123456789, -0.5]"] * 200_000) + b"]"
+    body = b"{" + b", ".join([data, *members]) + b"}"
+    assert len(body) > usage_module.WHOLE_PARSE_MAX_BYTES
+    return body
+
+
+USAGE = b'"usage": {"prompt_tokens": 7, "total_tokens": 7}'
+
+
+@pytest.mark.parametrize(
+    ("body", "model", "tokens"),
+    [
+        # Embeddings: `usage` last, read from the tail.
+        (_large(b'"model": "text-embedding-3-large"', USAGE), "text-embedding-3-large", 7),
+        (_large(b'"model":"m\\u00e9"', b'"usage":{"prompt_tokens":7}'), "m\u00e9", 7),
+        # `usage` not last, or only in a nested object: the whole body is parsed.
+        (_large(USAGE, b'"model": "m"'), "m", 7),
+        (_large(b'"model": "m"', b'"meta": {"usage": {"prompt_tokens": 99}}'), "m", None),
+        (_large(b'"x": {"model": "n", "usage": {"prompt_tokens": 99}}'), None, None),
+        (_large(b'"note": "\\"usage\\": {\\"prompt_tokens\\": 99}}"'), None, None),
+    ],
+)
+def test_a_large_body_is_read_as_a_whole_parse_would_read_it(
+    body: bytes, model: str | None, tokens: int | None
+) -> None:
+    whole = json.loads(body)
+    result = parse_body("embeddings", body)
+    assert not result.malformed and result.model == model == whole.get("model")
+    assert (result.usage.input if result.usage else None) == tokens
+
+
+def test_a_large_body_that_is_not_json_is_malformed() -> None:
+    assert parse_body("chat", _large(USAGE)[1:]).malformed
+    assert parse_body("chat", _large(USAGE)[:-1]).malformed
+
+
 def test_the_largest_plausible_count_is_billed() -> None:
     body = b'{"usage": {"prompt_tokens": %d, "completion_tokens": 0}}' % MAX_TOKENS
     assert parse_body("chat", body).usage == TokenUsage(input=MAX_TOKENS, output=0)
