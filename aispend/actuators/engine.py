@@ -219,7 +219,7 @@ class Engine:
             new.state = st.FAILED
             return self._commit(alert, new, "apply", "error", error="target not configured")
 
-        async with self._objects_lock(rule.target, target):
+        async with self._objects_lock(target):
             try:
                 undo_data = await target.prepare(self._action(alert, rule))
             except TargetError as exc:
@@ -231,7 +231,7 @@ class Engine:
             superseded = [
                 old for old in self.store.holding_with_fingerprint(fp) if old.target == rule.target
             ]
-            new.undo_data = self._take_over(target, rule.target, undo_data)
+            new.undo_data = self._take_over(target, undo_data)
             # An action whose undo failed, on objects this one now holds too, hands its
             # original state over: this action restores it when it is undone.
             taken = self._failed_undos_taken_over(target, new)
@@ -326,7 +326,7 @@ class Engine:
             )
             return replace(failed, retry=True)
         action = self._action(alert, rule, row)
-        async with self._objects_lock(row.target or "", target):
+        async with self._objects_lock(target):
             undo_data, kept = self._release(target, row)
             detail = ""
             if undo_data is not None:
@@ -346,17 +346,26 @@ class Engine:
 
     # ------------------------------------------------------------ shared objects
 
-    def _objects_lock(self, name: str, target: Target) -> AbstractAsyncContextManager[None]:
+    def _objects_lock(self, target: Target) -> AbstractAsyncContextManager[None]:
         if isinstance(target, HoldsObjects):
-            return self._object_locks.hold(name)
+            return self._object_locks.hold(f"{target.type} {target.objects_scope}")
         return nullcontext()
 
-    def _take_over(self, target: Target, name: str, undo_data: dict[str, Any]) -> dict[str, Any]:
+    def _sharing(self, target: HoldsObjects) -> list[str]:
+        """The configured targets that reach the same objects as `target` (itself too)."""
+        return [
+            name
+            for name, other in self.targets.items()
+            if isinstance(other, HoldsObjects)
+            and (other.type, other.objects_scope) == (target.type, target.objects_scope)
+        ]
+
+    def _take_over(self, target: Target, undo_data: dict[str, Any]) -> dict[str, Any]:
         """Objects another action already holds keep the original state it recorded
         (what prepare just read is that action's change, not the original)."""
         if not isinstance(target, HoldsObjects):
             return undo_data
-        held = _holdings(target, self.store.in_force_for_target(name))
+        held = _holdings(target, self.store.in_force_for_targets(self._sharing(target)))
         mine = target.originals(undo_data)
         taken = {key: held[key][1] for key in mine if key in held}
         return target.with_originals(undo_data, mine | taken) if taken else undo_data
@@ -368,7 +377,7 @@ class Engine:
         mine = set(target.originals(new.undo_data))
         return [
             row
-            for row in self.store.in_force_for_target(new.target or "")
+            for row in self.store.in_force_for_targets(self._sharing(target))
             if row.state == st.UNDO_FAILED
             and (row.fingerprint, row.starts_at) != (new.fingerprint, new.starts_at)
             and set(target.originals(row.undo_data)) <= mine
@@ -380,7 +389,7 @@ class Engine:
             return row.undo_data, ""
         others = [
             other
-            for other in self.store.holding_for_target(row.target or "")
+            for other in self.store.holding_for_targets(self._sharing(target))
             if (other.fingerprint, other.starts_at) != (row.fingerprint, row.starts_at)
         ]
         held = _holdings(target, others)

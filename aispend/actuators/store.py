@@ -188,27 +188,28 @@ class Store:
     def to_undo_with_fingerprint(self, fingerprint: str) -> list[ActionRow]:
         """Actions of one alert series that a resolve undoes: those that may hold objects
         and those whose undo failed (tried again), oldest first."""
-        return self._holding("fingerprint", fingerprint, IN_FORCE_STATES)
+        return self._holding("fingerprint", fingerprint, states=IN_FORCE_STATES)
 
-    def holding_for_target(self, target: str) -> list[ActionRow]:
-        """Actions of one target that may hold objects, oldest first."""
-        return self._holding("target", target)
+    def holding_for_targets(self, targets: Sequence[str]) -> list[ActionRow]:
+        """Actions of these targets that may hold objects, oldest first."""
+        return self._holding("target", *targets)
 
-    def in_force_for_target(self, target: str) -> list[ActionRow]:
-        """Actions of one target that may hold objects or whose undo failed (their objects
-        may still be changed, so they still know the original state), oldest first."""
-        return self._holding("target", target, IN_FORCE_STATES)
+    def in_force_for_targets(self, targets: Sequence[str]) -> list[ActionRow]:
+        """Actions of these targets that may hold objects or whose undo failed (their
+        objects may still be changed, so they still know the original state), oldest first."""
+        return self._holding("target", *targets, states=IN_FORCE_STATES)
 
     def _holding(
         self,
         column: Literal["fingerprint", "target"],
-        value: str,
+        *values: str,
         states: tuple[str, ...] = HOLDING_STATES,
     ) -> list[ActionRow]:
-        marks = ", ".join("?" * len(states))
+        each, marks = ", ".join("?" * len(values)), ", ".join("?" * len(states))
         rows = self._db.execute(
-            f"SELECT * FROM actions WHERE {column} = ? AND state IN ({marks}) ORDER BY created_at",
-            (value, *states),
+            f"SELECT * FROM actions WHERE {column} IN ({each}) AND state IN ({marks})"
+            " ORDER BY created_at",
+            (*values, *states),
         ).fetchall()
         return [_action(r) for r in rows]
 

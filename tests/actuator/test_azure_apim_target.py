@@ -304,3 +304,26 @@ def test_two_alerts_suspending_one_subscription(arm, tmp_path):
             return states
 
     assert asyncio.run(go()) == ["suspended", "suspended", "suspended", "active"]
+
+
+def test_the_objects_scope_is_the_apim_service(
+    arm: tuple[FakeArm, ThreadedServer, ssl.SSLContext],
+) -> None:
+    """Two targets on one APIM service share holds on its subscriptions (ARM ids are
+    case-insensitive); another service does not."""
+    _, server, ctx = arm
+    one = target(server, ctx, StaticCredential())
+    other = AzureApimTarget(
+        "apim2",
+        one.settings.model_copy(update={"service_name": "APIM-AI", "sid": "x"}),
+        None,  # type: ignore[arg-type]
+        credential=StaticCredential(),
+    )
+    third = AzureApimTarget(
+        "apim3",
+        one.settings.model_copy(update={"service_name": "apim-other"}),
+        None,  # type: ignore[arg-type]
+        credential=StaticCredential(),
+    )
+    assert one.objects_scope == other.objects_scope != third.objects_scope
+    assert one.objects_scope.endswith("/providers/microsoft.apimanagement/service/apim-ai")

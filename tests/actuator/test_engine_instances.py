@@ -33,8 +33,9 @@ class Replicas:
 
     name, type = "t", "command"
 
-    def __init__(self, **replicas: int) -> None:
-        self.replicas = dict(replicas)
+    def __init__(self, shares: Replicas | None = None, **replicas: int) -> None:
+        self.replicas = shares.replicas if shares else dict(replicas)
+        self.objects_scope = f"memory {id(self.replicas)}"  # one dict: the same objects
         self.fail_read: TargetError | None = None
         self.fail_undo: TargetError | None = None
         self.refuse_write: set[str] = set()
@@ -375,6 +376,34 @@ def test_a_stale_firing_of_an_instance_older_than_the_newest_is_ignored(tmp_path
     assert target.replicas == {"x": 3}
     assert handle(engine, alert("f1")).result == "ignored: already resolved"
     assert target.replicas == {"x": 3}
+
+
+def test_two_targets_that_reach_the_same_object_share_its_hold(tmp_path: Path) -> None:
+    """Two targets on one API server (one naming the Deployment, one selecting it): A
+    pauses x through t, B through t2. A's resolve must leave x paused for B, and B's
+    restore the original 3. A target reaching other objects under the same key (another
+    cluster) is not held back by them."""
+    t = Replicas(x=3)
+    t2, elsewhere = Replicas(shares=t), Replicas(x=5)
+    rules = [
+        {"name": n, "match": {"action": n}, "target": n, "mode": "pause"} for n in ("t", "t2", "t3")
+    ]
+    targets = {n: {"type": "command", "apply": ["true"]} for n in ("t", "t2", "t3")}
+    engine = Engine(
+        settings(rules=rules, targets=targets),
+        {},
+        Store(tmp_path / "s.db"),
+        {"t": t, "t2": t2, "t3": elsewhere},
+    )
+    handle(engine, alert("a1", action="t"))
+    handle(engine, alert("b2", action="t2"))
+    handle(engine, alert("c3", action="t3"))
+    handle(engine, alert("a1", "resolved", action="t"))
+    assert t.replicas == {"x": 0}
+    handle(engine, alert("c3", "resolved", action="t3"))
+    assert elsewhere.replicas == {"x": 5}
+    handle(engine, alert("b2", "resolved", action="t2"))
+    assert t.replicas == {"x": 3}
 
 
 @pytest.mark.parametrize("starts", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"])

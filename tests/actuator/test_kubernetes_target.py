@@ -511,3 +511,12 @@ def test_refiring_alert_keeps_the_original_replicas(kube, kubeconfig, tmp_path):
         payload(alert(fp, status="resolved", action="pause", starts_at="2024-05-01T10:20:00Z")),
     ]
     assert _post_each(_pause_actions(kubeconfig), tmp_path / "s.db", bodies, fake) == [0, 0, 3]
+
+
+def test_targets_on_one_api_server_share_an_objects_scope(kube, kubeconfig):
+    """The engine lets two targets share holds on an object only when they reach the
+    same API server: by name and by selector here, one cluster."""
+    by_name = make(kubeconfig, kind="Deployment", namespace="search", name="rerank-agent")
+    by_selector = make(kubeconfig, kind="Deployment", namespace="search", selector="a=b")
+    _, server = kube
+    assert by_name.objects_scope == by_selector.objects_scope == server.url.rstrip("/")

@@ -57,6 +57,7 @@ class AzureApimTarget:
         self._credential = credential or make_credential(settings.credential)
         self._ssl = ssl_context
         self._scope = settings.endpoint.rstrip("/") + "/.default"
+        self.objects_scope = self.url("").rsplit("/subscriptions/", 1)[0].lower()  # ARM ids
 
     def url(self, sid: str) -> str:
         s = self.settings

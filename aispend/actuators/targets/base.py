@@ -63,7 +63,11 @@ class HoldsObjects(Protocol):
     """A target whose actions change named objects that two alerts can share (a
     Deployment paused for each of its idle GPUs, one APIM subscription). The engine uses
     these to restore an object only when the last action holding it is undone, and to the
-    state it had before the first."""
+    state it had before the first. Targets of one type with the same `objects_scope` (an
+    API server, an APIM service) reach the same objects under the same keys."""
+
+    type: str
+    objects_scope: str
 
     def originals(self, undo_data: dict[str, Any]) -> dict[str, Any]:
         """Object key -> the state undo restores it to."""

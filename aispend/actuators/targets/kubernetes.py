@@ -47,6 +47,7 @@ class KubernetesTarget:
         self.settings = settings
         self._session = session
         self._auth = auth or load_auth(settings)
+        self.objects_scope = self._auth.server.rstrip("/")
 
     # ------------------------------------------------------------ paths
 
