@@ -5,7 +5,9 @@ providers' documented wire formats, JSON and SSE, over a real loopback socket; i
 answers 401 unless the request carries the provider key, so every success also proves
 that the gateway injected the provider key (the clients only hold aispend keys).
 Each test checks the exact token and cost counter deltas on /metrics against the
-usage the SDK reported, priced by genai-prices' own `calc_price`.
+usage the SDK reported, priced by genai-prices' own `calc_price`, and that the client
+got the exact text the demo upstream sent ("token" repeated once per output token not
+spent on reasoning), so a gateway that drops or garbles content fails.
 """
 
 from __future__ import annotations
@@ -33,6 +35,11 @@ from tests.gateway.harness import (
 pytestmark = pytest.mark.integration
 
 PROMPT = "Summarise the quarterly spend report for the search team, briefly. " * 3
+
+
+def _demo_text(tokens: int) -> str:
+    """The text the demo upstream answers with for that many visible output tokens."""
+    return " ".join(["token"] * tokens)
 
 
 @dataclass(frozen=True)
@@ -91,7 +98,7 @@ def chat(gw: Server) -> Seen:
     r = _openai(gw).chat.completions.create(
         model="gpt-4o-mini", messages=[{"role": "user", "content": PROMPT}]
     )
-    assert r.choices[0].message.content
+    assert r.choices[0].message.content == _demo_text(40)
     return _chat_usage("openai", "gpt-4o-mini", r.usage)
 
 
@@ -106,22 +113,29 @@ def chat_stream_reasoning(gw: Server) -> Seen:
     )
     # The client asked for usage: it gets the usage-only chunk.
     assert chunks[-1].choices == []
+    # o3-mini is a reasoning model: half of the 40 output tokens are visible text.
+    text = "".join(c.choices[0].delta.content or "" for c in chunks[:-1])
+    assert text == _demo_text(20)
+    assert chunks[-2].choices[0].finish_reason == "stop"
     return _chat_usage("openai", "o3-mini", chunks[-1].usage)
 
 
 def completions(gw: Server) -> Seen:
     r = _openai(gw).completions.create(model="gpt-3.5-turbo-instruct", prompt=PROMPT)
+    assert r.choices[0].text == _demo_text(40)
     return _chat_usage("openai", "gpt-3.5-turbo-instruct", r.usage)
 
 
 def embeddings(gw: Server) -> Seen:
     r = _openai(gw).embeddings.create(model="text-embedding-3-small", input=[PROMPT, "x"])
-    assert len(r.data[0].embedding) == 8
+    assert len(r.data) == 1  # the demo upstream embeds the whole input as one vector
+    assert r.data[0].embedding == [0.125] * 8
     return Seen("openai", "text-embedding-3-small", r.usage.prompt_tokens, 0, 0, 0)
 
 
 def responses(gw: Server) -> Seen:
     r = _openai(gw).responses.create(model="o4-mini", input=PROMPT)
+    assert r.output_text == _demo_text(20)  # reasoning model: half the output is visible
     u = r.usage
     assert u is not None
     return Seen(
@@ -132,9 +146,11 @@ def responses(gw: Server) -> Seen:
 
 def responses_stream(gw: Server) -> Seen:
     with _openai(gw).responses.stream(model="gpt-4o", input=PROMPT) as stream:
-        for _ in stream:
-            pass
-        u = stream.get_final_response().usage
+        deltas = [e.delta for e in stream if e.type == "response.output_text.delta"]
+        final = stream.get_final_response()
+    assert len(deltas) == 5  # the module's upstream streams 5 content chunks
+    assert "".join(deltas) == final.output_text == _demo_text(40)
+    u = final.usage
     assert u is not None
     return Seen(
         "openai", "gpt-4o", u.input_tokens, u.input_tokens_details.cached_tokens,
@@ -147,6 +163,7 @@ def azure_chat(gw: Server) -> Seen:
         model="chat-prod", messages=[{"role": "user", "content": PROMPT}]
     )
     assert r.model == "gpt-4o-mini-2024-07-18"
+    assert r.choices[0].message.content == _demo_text(40)
     return _chat_usage("azure", r.model, r.usage)
 
 
@@ -158,8 +175,12 @@ def azure_chat_stream(gw: Server) -> Seen:
             model="chat-prod", messages=[{"role": "user", "content": PROMPT}], stream=True
         )
     )
+    # The upstream's role chunk, 5 content chunks and the finish chunk, in that order.
+    assert len(chunks) == 7
     assert all(c.usage is None for c in chunks)
-    assert all(c.choices for c in chunks)
+    assert all(len(c.choices) == 1 for c in chunks)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == _demo_text(40)
+    assert chunks[-1].choices[0].finish_reason == "stop"
     # The demo upstream's deterministic usage for this prompt (see its docstring).
     inp = 1 + len(PROMPT) // 4
     return Seen("azure", "gpt-4o-mini-2024-07-18", inp, inp // 4, 40, 0)
@@ -167,6 +188,9 @@ def azure_chat_stream(gw: Server) -> Seen:
 
 def azure_embeddings(gw: Server) -> Seen:
     r = _azure(gw).embeddings.create(model="embed-prod", input=PROMPT)
+    assert r.model == "text-embedding-3-small"
+    assert len(r.data) == 1
+    assert r.data[0].embedding == [0.125] * 8
     return Seen("azure", "text-embedding-3-small", r.usage.prompt_tokens, 0, 0, 0)
 
 
@@ -174,6 +198,7 @@ def anthropic_messages(gw: Server) -> Seen:
     r = _anthropic(gw).messages.create(
         model="claude-haiku-4-5", max_tokens=30, messages=[{"role": "user", "content": PROMPT}]
     )
+    assert [b.text for b in r.content if b.type == "text"] == [_demo_text(30)]
     u = r.usage
     cached = u.cache_read_input_tokens or 0
     return Seen("anthropic", "claude-haiku-4-5", u.input_tokens + cached, cached,
@@ -186,6 +211,7 @@ def anthropic_cache_write(gw: Server) -> Seen:
         model="claude-haiku-4-5", max_tokens=30, messages=[{"role": "user", "content": PROMPT}],
         extra_headers={"X-Demo-Cache-Write-Tokens": "7"},
     )  # fmt: skip
+    assert [b.text for b in r.content if b.type == "text"] == [_demo_text(30)]
     u = r.usage
     cached = u.cache_read_input_tokens or 0
     written = u.cache_creation_input_tokens or 0
@@ -200,7 +226,10 @@ def anthropic_cache_write_1h_stream(gw: Server) -> Seen:
         model="claude-haiku-4-5", max_tokens=25, messages=[{"role": "user", "content": PROMPT}],
         extra_headers={"X-Demo-Cache-Write-Tokens": "9", "X-Demo-Cache-Write-1h-Tokens": "4"},
     ) as stream:  # fmt: skip
+        text = "".join(stream.text_stream)
         final = stream.get_final_message()
+    assert text == _demo_text(25)
+    assert [b.text for b in final.content if b.type == "text"] == [_demo_text(25)]
     u = final.usage
     assert u.cache_creation is not None
     cached = u.cache_read_input_tokens or 0
@@ -215,7 +244,10 @@ def anthropic_stream(gw: Server) -> Seen:
     with _anthropic(gw).messages.stream(
         model="claude-haiku-4-5", max_tokens=25, messages=[{"role": "user", "content": PROMPT}]
     ) as stream:
+        text = "".join(stream.text_stream)
         final = stream.get_final_message()
+    assert text == _demo_text(25)
+    assert [b.text for b in final.content if b.type == "text"] == [_demo_text(25)]
     u = final.usage
     cached = u.cache_read_input_tokens or 0
     assert u.output_tokens == 25
