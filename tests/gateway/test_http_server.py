@@ -359,10 +359,10 @@ def test_idle_and_stalled_connections_are_closed(
         r = Reader(idle)
         assert r.response()[2] == b"POST /echo one"
         stalled.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n01234")
-        started = time.monotonic()
-        assert r.closed()  # recv returns b"" once the server closes (timeout 10 s)
+        # recv returns b"" once the server closes; if it never closes, the sockets'
+        # own 10 s timeout raises TimeoutError and fails the test (IDLE_S is 75 s).
+        assert r.closed()
         assert Reader(stalled).closed()
-        assert time.monotonic() - started < 9
     assert [q.body for q in listener.seen] == [b"one"]
 
 
