@@ -1,5 +1,8 @@
 """Config reload of the running gateway (real process, real signals, real files).
 
+Simulated: the provider (the demo upstream on loopback; no provider account can be
+reached here). It only answers the chat calls that show which keys the gateway accepts.
+
 A new API key takes effect on SIGHUP without a restart; a config that does not load,
 or names a provider key file that cannot be read, is refused: the last good config
 keeps serving and aispend_config_last_reload_success drops to 0 until a good file is
