@@ -1,0 +1,45 @@
+"""docs/benchmarks.md against itself: prose that points at another run names that
+run's date. Nothing is run; the file's text is read.
+"""
+
+from __future__ import annotations
+
+import re
+
+from tests.conftest import REPO
+
+DOC = REPO / "docs" / "benchmarks.md"
+DATE = r"\d{4}-\d{2}-\d{2}"
+
+
+def _section(text: str, title: str) -> str:
+    start = text.index(f"\n## {title}")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else None]
+
+
+def _paragraphs(text: str) -> list[str]:
+    """Blank-line paragraphs and list items, each on one line."""
+    parts = re.split(r"\n\s*\n|\n(?=- )", text)
+    return [" ".join(p.split()) for p in parts if p.strip()]
+
+
+def test_prose_about_the_detection_run_names_its_date() -> None:
+    """A sentence that points at the detection run "above" says which run (its date), and
+    where it gives the date beside the pointer, that is the date of the run above now:
+    a rerun of detection_quality.py must not leave older claims reading as current."""
+    text = DOC.read_text(encoding="utf-8")
+    quality = _section(text, "Detection quality (backtest)")
+    measured = re.search(rf"^Measured ({DATE}) ", quality, re.M)
+    assert measured
+    pointers = re.compile(r"(?:Detection quality|quality|run) above", re.I)
+    checked = 0
+    for paragraph in _paragraphs(text):
+        for sentence in re.split(r"(?<=[.;])\s+(?=[A-Z])", paragraph):
+            if not pointers.search(sentence):
+                continue
+            checked += 1
+            assert re.search(DATE, sentence), f"no date in: {sentence}"
+            for date in re.findall(rf"(?:quality|run) above,? \(({DATE})", sentence):
+                assert date == measured.group(1), f"run above is {measured.group(1)}: {sentence}"
+    assert checked >= 3
