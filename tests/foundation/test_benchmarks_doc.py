@@ -1,5 +1,6 @@
-"""docs/benchmarks.md against itself: prose that points at another run names that
-run's date. Nothing is run; the file's text is read.
+"""docs/benchmarks.md against itself and the benchmark scripts: prose that points at
+another run names that run's date, and figures no committed command reproduces say so.
+Nothing is run; the file's text is read.
 """
 
 from __future__ import annotations
@@ -43,3 +44,29 @@ def test_prose_about_the_detection_run_names_its_date() -> None:
             for date in re.findall(rf"(?:quality|run) above,? \(({DATE})", sentence):
                 assert date == measured.group(1), f"run above is {measured.group(1)}: {sentence}"
     assert checked >= 3
+
+
+def test_litellm_rows_come_with_their_setup() -> None:
+    """The LiteLLM rows need a venv that nothing in the repository creates: the doc gives
+    the commands, at the path benchmarks/gateway_overhead.py reads."""
+    script = (REPO / "benchmarks" / "gateway_overhead.py").read_text(encoding="utf-8")
+    venv = re.search(r'^LITELLM_VENV = Path\("([^"]+)"\)$', script, re.M)
+    assert venv
+    overhead = _section(DOC.read_text(encoding="utf-8"), "Gateway overhead")
+    assert "| litellm | json |" in overhead
+    flat = " ".join(overhead.split())
+    assert f"python3 -m venv {venv.group(1)} && {venv.group(1)}/bin/pip install" in flat
+
+
+def test_figures_without_a_committed_command_say_so() -> None:
+    """Figures from tools or throwaway scripts that are not in the repository are marked
+    as not reproducible from it (the project's rule: figures come with their command)."""
+    text = DOC.read_text(encoding="utf-8")
+    committed = "\n".join(p.read_text(encoding="utf-8") for p in (REPO / "benchmarks").glob("*.py"))
+    assert "py-spy" not in committed and "py_spy" not in committed
+    markers = ("(py-spy,", '"TeamRunaway only" rows', "stand-alone replay")
+    for marker in markers:
+        found = [p for p in _paragraphs(text) if marker in p]
+        assert found, marker
+        for paragraph in found:
+            assert "not reproducible from the repository" in paragraph.lower(), paragraph
