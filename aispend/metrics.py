@@ -115,6 +115,14 @@ class MetricSpec:
         return self.name
 
     @property
+    def created_name(self) -> str:
+        """The `_created` series prometheus_client exposes beside a counter: when each
+        of its series was created (Unix seconds)."""
+        if self.type != "counter":
+            raise ValueError(f"{self.name} is a {self.type}, not a counter")
+        return self.family_name + "_created"
+
+    @property
     def full_help(self) -> str:
         if self.unit == MONEY:
             return f"{self.help} In the reporting currency (aispend_info currency label)."

@@ -76,7 +76,10 @@ def spend(
     """Spend per second (`fn="rate"`) or in total (`fn="increase"`) over `window`, summed
     by `by`. GPU series get `model` = GPU model name and `source` = gpu | dcgm; they have
     no `agent`, so a matcher on agent leaves them out, as it should."""
-    llm = f"{fn}({_window(selector(m.LLM_COST.name, matchers), window, offset)})"
+    if fn == "increase":
+        llm = counter_increase(m.LLM_COST, matchers, window, offset)
+    else:
+        llm = f"{fn}({_window(selector(m.LLM_COST.name, matchers), window, offset)})"
     gpu = f"{fn}({_window(selector(m.GPU_COST.name, matchers), window, offset)})"
     dcgm_sel = selector(m.REC_GPU_COST_RATE.name, [f'{m.SOURCE}="dcgm"', *matchers])
     if window == "5m" and fn == "rate" and not offset:
@@ -93,6 +96,37 @@ def spend(
         gpu = f'label_replace({gpu}, "{m.MODEL}", "$1", "{m.GPU_MODEL_NAME}", "(.+)")'
         dcgm = f'label_replace({dcgm}, "{m.MODEL}", "$1", "{m.GPU_MODEL_NAME}", "(.+)")'
     return f"sum by ({', '.join(by)}) ({llm} or {gpu} or {dcgm})"
+
+
+LOOKBACK = 300
+"""Prometheus's default lookback (5m): how long after its creation a series' first
+sample may come and still be counted by `counter_increase`."""
+
+
+def counter_increase(
+    counter: m.MetricSpec, matchers: Sequence[str], window: str, offset: str | None = None
+) -> str:
+    """`increase()` over `window`, plus the first value of a series created in it.
+
+    increase() needs two samples, so it never counts a series' first one: the gateway
+    creates a label set's counter at its first request, which the first scrape already
+    shows, and that spend was lost (a new team's, agent's or model's first requests, and
+    after a restart those of a label set idle since). A series whose `_created` time falls
+    in the window and that had no sample when the window began counts with its value at
+    the window's end instead: all of it was spent in the window. Gated on `_created` (not
+    just the missing sample) so that a counter whose scrapes failed for a while is not
+    counted whole again; a restart whose earlier samples are in the window is left to
+    increase()'s own reset handling."""
+    sel = selector(counter.name, matchers)
+    created = selector(counter.created_name, matchers)
+    shift = seconds(offset) if offset else 0
+    at = f" offset {offset}" if offset else ""
+    since = seconds(window) + shift + LOOKBACK
+    new = (
+        f"((({sel}{at}) and (({created}{at}) > (time() - {since})))"
+        f" unless ({sel} offset {duration(seconds(window) + shift)}))"
+    )
+    return f"((increase({_window(sel, window, offset)}) unless {new}) or {new})"
 
 
 INTEGRAL_MAX_STEPS = 360

@@ -289,6 +289,28 @@ def test_exactly_once_across_late_records_throttling_outage_and_restart(
     )
 
 
+def test_a_cost_series_keeps_its_creation_time_across_restarts(
+    azure: FakeAzureServer, tls: tuple[ssl.SSLContext, str], tmp_path: Path
+) -> None:
+    """The rules count a new series' first value from its `_created` time (increase()
+    never counts a first sample). It comes from the state file, so a restarted exporter
+    does not make an old series look new: its whole total would count again."""
+    seed(azure.fake)
+    config = load(azure, tmp_path)
+    clock = Clock(T0 + timedelta(minutes=10))
+    before = time.time()
+    poller = make_poller(config, tls[1], clock)
+    poller.poll_once()
+    after = time.time()
+    series = cost("search", "gpt-4o", APIM, agent="rerank-agent")
+    created = (metrics.LLM_COST.created_name, series[1])
+    _, got = scrape(poller)
+    assert before <= got[created] <= after
+    time.sleep(0.01)
+    _, again = scrape(make_poller(config, tls[1], clock))
+    assert again[created] == got[created] and again[series] == got[series]
+
+
 def test_damaged_state_file_is_an_error_not_a_reset(tmp_path: Path) -> None:
     path = tmp_path / "tokens.json"
     path.write_text('{"version": 1, "watermarks": {"azure_apim": "yesterday"}}')

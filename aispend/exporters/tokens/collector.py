@@ -174,6 +174,8 @@ class TokensPoller:
             if count:
                 key = (*base, token_type)
                 state.tokens[key] = state.tokens.get(key, 0.0) + count
+        if base not in state.cost:
+            state.cost_created[base] = time.time()
         state.cost[base] = state.cost.get(base, 0.0) + price.total
 
     def start(self) -> None:
@@ -213,7 +215,7 @@ class TokensPoller:
         yield tokens
         cost = metrics.LLM_COST.counter()
         for cost_key, value in sorted(state.cost.items()):
-            cost.add_metric(list(cost_key), value)
+            cost.add_metric(list(cost_key), value, created=state.cost_created.get(cost_key))
         yield cost
 
         up = metrics.EXPORTER_UP.gauge()

@@ -39,9 +39,14 @@ class State:
     watermarks: dict[str, datetime] = field(default_factory=dict)
     tokens: dict[TokenKey, float] = field(default_factory=dict)
     cost: dict[CostKey, float] = field(default_factory=dict)
+    cost_created: dict[CostKey, float] = field(default_factory=dict)
+    """When each cost series was first counted (Unix seconds; exported as `_created`, so
+    that the rules count its first value). Files written before it have none."""
 
     def copy(self) -> State:
-        return State(dict(self.watermarks), dict(self.tokens), dict(self.cost))
+        return State(
+            dict(self.watermarks), dict(self.tokens), dict(self.cost), dict(self.cost_created)
+        )
 
 
 def load_state(path: Path) -> State:
@@ -59,6 +64,10 @@ def load_state(path: Path) -> State:
             watermarks={k: _watermark(v) for k, v in data["watermarks"].items()},
             tokens={_key(row[:-1], 7): _total(row[-1]) for row in data["tokens"]},  # type: ignore[misc]
             cost={_key(row[:-1], 6): _total(row[-1]) for row in data["cost"]},  # type: ignore[misc]
+            cost_created={
+                _key(row[:-1], 6): _total(row[-1])  # type: ignore[misc]
+                for row in data.get("cost_created", [])
+            },
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise StateError(
@@ -98,6 +107,7 @@ def save_state(path: Path, state: State) -> None:
         "watermarks": {k: v.isoformat() for k, v in sorted(state.watermarks.items())},
         "tokens": [[*k, v] for k, v in sorted(state.tokens.items())],
         "cost": [[*k, v] for k, v in sorted(state.cost.items())],
+        "cost_created": [[*k, v] for k, v in sorted(state.cost_created.items())],
     }
     directory = path.parent if str(path.parent) else Path(".")
     directory.mkdir(parents=True, exist_ok=True)
