@@ -135,7 +135,7 @@ def test_a_float_embeddings_batch_larger_than_a_request_is_passed_and_metered(
     """2048 inputs of 3072 float numbers: about 78 MiB of JSON for a request of a few
     KB. The provider charged it; the gateway used to answer 502 at 64 MiB, leaving it
     unmetered (and SDKs retry a 502, so it was charged again)."""
-    up, gw = servers
+    _, gw = servers
     d = Delta(gw)
     answer = requests.post(
         gw.url + "/v1/embeddings",
