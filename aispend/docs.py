@@ -57,6 +57,15 @@ COMMON_NOTE = (
     "when started without `--config`, `$AISPEND_CONFIG` or `./aispend.yaml`)."
 )
 
+BILLING_NOTE = (
+    "Each cost is booked on the UTC day its charge period starts. The data timestamp is "
+    "the end of the newest FOCUS charge period of a day or less (a month's tax or fee ends "
+    "with the month, however far the export reaches), else the end of the newest day "
+    "(always so for Azure Cost Management, which reports days); a day is complete once "
+    "the data timestamp has passed its end."
+)
+SECTION_NOTES = {"common": COMMON_NOTE, "billing": BILLING_NOTE}
+
 
 def render_metrics_md() -> str:
     out = [HEADER]
@@ -64,8 +73,8 @@ def render_metrics_md() -> str:
     for component in components:
         out.append(f"\n## {COMPONENT_TITLES.get(component, component)}\n")
         shared = component == "common"
-        if shared:
-            out.append(COMMON_NOTE + "\n")
+        if component in SECTION_NOTES:
+            out.append(SECTION_NOTES[component] + "\n")
         out.append(
             "| metric | type | unit | labels | meaning |" + (" exposed by |" if shared else "")
         )

@@ -235,3 +235,41 @@ def test_a_day_the_export_covers_in_part_is_left_out(tmp_path: Path) -> None:
         " nothing written\n"
     )
     assert not tsdb.exists()
+
+
+def test_a_month_long_row_does_not_complete_a_partial_day(tmp_path: Path) -> None:
+    """Hourly rows up to 2024-09-30 06:00 and a tax row for all of September: the 30th is
+    still partial and left out. The tax row's end (10-01) made it count as complete."""
+    require_binary("promtool")
+    with SAMPLE.open(encoding="utf-8", newline="") as fh:
+        template = next(csv.DictReader(fh))
+    rows = []
+    for hour in range(6):
+        row = dict(template)
+        row["ChargePeriodStart"] = f"2024-09-30 0{hour}:00:00"
+        row["ChargePeriodEnd"] = f"2024-09-30 0{hour + 1}:00:00"
+        rows.append(row)
+    for day in range(1, 30):
+        row = dict(template)
+        row["ChargePeriodStart"] = f"2024-09-{day:02d} 00:00:00"
+        row["ChargePeriodEnd"] = f"2024-09-{day + 1:02d} 00:00:00"
+        rows.append(row)
+    tax = template | {"ServiceName": "Tax", "ChargePeriodStart": "2024-09-01 00:00:00"}
+    rows.append(tax | {"ChargePeriodEnd": "2024-10-01 00:00:00", "BilledCost": "0.5"})
+    export = tmp_path / "partial.csv"
+    with export.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, list(template))
+        writer.writeheader()
+        writer.writerows(rows)
+    om = tmp_path / "history.om.txt"
+    argv = [str(export), "--tsdb", str(tmp_path / "tsdb"), "--openmetrics", str(om)]
+    done = backfill(*argv, "--cost", "BilledCost")
+    assert done.returncode == 0, done.stderr
+    assert "x 29 days (2024-09-01 to 2024-09-29)" in done.stdout
+    assert "left out 2024-09-30: not complete in the data (up to 2024-09-30 06:00 UTC)" in (
+        done.stdout
+    )
+    samples = [line.rsplit(" ", 2) for line in om.read_text().splitlines() if line[0] != "#"]
+    assert str(int(day_end("2024-09-30"))) not in {ts for _, _, ts in samples}
+    tax_mtd = [v for n, v, _ in samples if n.startswith(MTD) and 'service="Tax"' in n]
+    assert tax_mtd[-1] == "0.5"

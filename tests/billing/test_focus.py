@@ -353,3 +353,50 @@ def test_bad_tag_key_is_one_line_in_the_validators_words(
         " backslashes\n"
     )
     assert not (tmp_path / "tsdb").exists()
+
+
+def write_rows(path: Path, rows: list[dict[str, str]]) -> Path:
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def month_long_tax(template: dict[str, str]) -> dict[str, str]:
+    """A row charged for the whole of September, as AWS and Azure bill tax and fees."""
+    return template | {
+        "ChargeCategory": "Tax",
+        "ServiceName": "Tax",
+        "ServiceCategory": "Other",
+        "ChargePeriodStart": "2024-09-01 00:00:00",
+        "ChargePeriodEnd": "2024-10-01 00:00:00",
+        "BilledCost": "0.5",
+        "EffectiveCost": "0.5",
+        "Tags": "NULL",
+    }
+
+
+def test_a_month_long_row_does_not_extend_the_data(tmp_path: Path) -> None:
+    """An export whose usage stops at 2024-09-10 06:00, read ten days later, with one
+    month-long tax row: the data still ends at 09-10 06:00 (09-10 is partial, and the
+    staleness alert sees a 10-day-old data timestamp). It read up to the read time:
+    09-10 served as the complete last day, and the alert silenced."""
+    cut = "2024-09-10 06:00:00"
+    kept = [r for r in sample_rows() if r["ChargePeriodEnd"] <= cut]
+    path = write_rows(tmp_path / "partial.csv", [*kept, month_long_tax(kept[0])])
+    read_at = 1726833600.0  # 2024-09-20 12:00 UTC
+    source = FocusSource(FocusSettings(paths=[str(path)], tags=TAGS), "USD", clock=lambda: read_at)
+    snapshot = source.fetch()
+    assert snapshot.data_timestamp == 1725948000.0  # 2024-09-10 06:00 UTC
+    assert str(snapshot.last_day) == "2024-09-09"
+    month = sum(f.month_to_date for f in snapshot.costs.values())
+    want = sum(Decimal(r["EffectiveCost"]) for r in kept) + Decimal("0.5")
+    assert month == pytest.approx(float(want), abs=1e-9)  # the tax is still counted
+
+    # Only long rows: no row says how far the data reaches; the end of the newest day.
+    only_tax = write_rows(tmp_path / "tax.csv", [month_long_tax(kept[0])])
+    result = FocusReader([str(only_tax)]).daily()
+    assert result.newest_period_end is None
+    snapshot = build_snapshot(result.rows, result.newest_period_end, fetched_at=read_at)
+    assert snapshot.data_timestamp == 1725235200.0  # 2024-09-02 00:00 UTC

@@ -70,6 +70,7 @@ DERIVED_COLUMNS = ("team", "project", "environment")
 """Columns `summarize --by` accepts on top of the file's: parsed from `Tags`."""
 
 NULL_STRINGS = ("NULL", "")
+DAY_SECONDS = 86400
 EXACT = "DECIMAL(38,18)"
 FAST = "DOUBLE"
 
@@ -89,7 +90,7 @@ class FocusFile:
 @dataclass(frozen=True)
 class DailyResult:
     rows: list[DailyCost]
-    newest_period_end: float | None
+    newest_period_end: float | None  # of the charge periods of a day or less
     resources: tuple[ResourceCost, ...]
     currencies: tuple[str, ...]
 
@@ -354,6 +355,7 @@ class FocusReader:
                    coalesce(nullif(trim(t[1]), ''), {untagged}) AS team,
                    coalesce(trim(t[2]), '') AS project, coalesce(trim(t[3]), '') AS environment,
                    CAST(CAST(start AS TIMESTAMPTZ) AS DATE) AS day,
+                   epoch(CAST(start AS TIMESTAMPTZ)) AS period_start,
                    epoch(CAST("end" AS TIMESTAMPTZ)) AS period_end,
                    cost, currency{", resource" if resource_cap else ""}
             FROM (SELECT *, {tag} AS t FROM agg)"""
@@ -364,10 +366,14 @@ class FocusReader:
                       day, sum(cost) FROM labelled GROUP BY ALL""",
             files,
         )
+        # The data reaches as far as its rows of a day or less: a longer row (a month's
+        # tax or fee, booked on its first day) ends where the month ends, whatever the
+        # export covers so far. No such row: the end of the newest day (data_timestamp).
         stats = self._run(
             con,
-            "SELECT max(period_end), list(DISTINCT cur ORDER BY cur)"
-            " FROM (SELECT period_end, coalesce(trim(currency), '') AS cur FROM labelled)",
+            f"SELECT max(period_end) FILTER (WHERE period_end - period_start <= {DAY_SECONDS}),"
+            " list(DISTINCT cur ORDER BY cur) FROM (SELECT period_start, period_end,"
+            " coalesce(trim(currency), '') AS cur FROM labelled)",
             files,
         )
         newest_end = float(stats[0][0]) if stats[0][0] is not None else None

@@ -6,7 +6,8 @@ label set per UTC day. `build_snapshot` turns them into what a scrape serves:
 - month to date: the sum over the month of the newest day in the data;
 - last day: the newest day that has fully ended by the data timestamp;
 - data timestamp: the end of the newest charge period covered (never later than the
-  time the data was read).
+  time the data was read); FOCUS counts only periods of a day or less, since a month's
+  fee ends with the month however far the export reaches.
 """
 
 from __future__ import annotations
