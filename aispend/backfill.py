@@ -4,6 +4,8 @@ The export's daily costs become the series the billing exporter would have serve
 at the end of each UTC day, one sample per series per day, timestamped at the day's
 end (00:00 UTC of the next day). Only days complete in the data count, as in the
 exporter: a last day the export covers in part (data up to 06:00) is left out, and said.
+Rows are booked on days as the exporter books them (the same reader): a correction of
+an earlier month on the first day of the billing period that invoices it.
 
 - `aispend_cloud_cost_last_day`: that day's cost;
 - `aispend_cloud_cost_month_to_date`: the month's cost up to and including that day;

@@ -58,7 +58,11 @@ COMMON_NOTE = (
 )
 
 BILLING_NOTE = (
-    "Each cost is booked on the UTC day its charge period starts. The data timestamp is "
+    "Each cost is booked on the UTC day its charge period starts, except that a FOCUS row "
+    "charged before its billing period (a correction or refund of an earlier month, or "
+    "late usage) counts in the billing period that invoices it, on that period's first "
+    "day: the month to date is that invoice's so far (`aispend focus summarize --by "
+    "BillingPeriodStart`). The data timestamp is "
     "the end of the newest FOCUS charge period of a day or less (a month's tax or fee ends "
     "with the month, however far the export reaches), else the end of the newest day "
     "(always so for Azure Cost Management, which reports days); a day is complete once "

@@ -8,7 +8,10 @@
 Sums are exact (decimal arithmetic in DuckDB), grouped by the `--by` columns and by
 BillingCurrency (never adding two currencies). `--by team|project|environment` reads
 those from the `Tags` JSON through the given tag keys (untagged team: `untagged`).
-The same reader feeds the billing exporter, so this is how to check its figures.
+The same reader feeds the billing exporter, so this is how to check its figures:
+`--by BillingPeriodStart` gives each invoice's total, which the exporter's month to date
+matches (a row charged before its billing period, such as a correction of an earlier
+month, is booked on the first day of the billing period that invoices it).
 """
 
 from __future__ import annotations

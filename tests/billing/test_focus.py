@@ -57,6 +57,20 @@ def parse_output(text: str, n_keys: int) -> dict[tuple[str, ...], Decimal]:
     return {tuple(r[:n_keys]): Decimal(r[-1]) for r in rows[1:]}
 
 
+def write_rows(path: Path, rows: list[dict[str, str]]) -> Path:
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def booked_day(row: dict[str, str]) -> str:
+    """The day the exporter books a row on: its charge day, or the first day of its
+    billing period when charged before it."""
+    return max(row["ChargePeriodStart"][:10], row["BillingPeriodStart"][:10])
+
+
 @pytest.mark.parametrize("cost", ["EffectiveCost", "BilledCost"])
 @pytest.mark.parametrize("by", [["ProviderName"], ["ServiceCategory"]])
 def test_summarize_totals_equal_an_independent_decimal_sum(by: list[str], cost: str) -> None:
@@ -112,29 +126,41 @@ def test_gzip_and_parquet_read_the_same(tmp_path: Path) -> None:
 
 
 def test_exporter_figures_match_the_file() -> None:
-    """Month to date per team = the file's September total per business_unit tag; the
-    last day is 2024-09-30; the data timestamp is the newest ChargePeriodEnd."""
+    """Per team, each day's and each month's cost = the file's per business_unit tag, each
+    row on its booked day. The sample bills one Oracle row of 2024-09-30 22:00 in October:
+    it is booked on 10-01, which makes October the newest month (month to date: that row
+    alone) and 10-01 a partial day; the last complete day is 2024-09-30. The data
+    timestamp is the newest ChargePeriodEnd."""
     result = FocusReader([str(SAMPLE)], "BilledCost", TAGS).daily()
     snapshot = build_snapshot(result.rows, result.newest_period_end, fetched_at=2e9)
+    september = build_snapshot(
+        result.rows, result.newest_period_end, fetched_at=2e9, month=(2024, 9)
+    )
     assert snapshot.data_timestamp == 1727740800.0  # 2024-10-01T00:00:00Z
     assert str(snapshot.last_day) == "2024-09-30"
-    by_team: dict[str, float] = defaultdict(float)
-    last_by_team: dict[str, float] = defaultdict(float)
-    for labels, figures in snapshot.costs.items():
-        by_team[labels.team] += figures.month_to_date
-        last_by_team[labels.team] += figures.last_day
-    expected: dict[str, Decimal] = defaultdict(Decimal)
-    expected_last: dict[str, Decimal] = defaultdict(Decimal)
+    assert snapshot.month == (2024, 10)
+    expected: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
     for row in sample_rows():
         tags = {} if row["Tags"] == "NULL" else json.loads(row["Tags"])
         team = tags.get("business_unit") or metrics.UNTAGGED_TEAM
-        expected[team] += Decimal(row["BilledCost"])
-        if row["ChargePeriodStart"].startswith("2024-09-30"):
-            expected_last[team] += Decimal(row["BilledCost"])
-    assert set(by_team) == set(expected)
-    for team, total in expected.items():
-        assert by_team[team] == pytest.approx(float(total), abs=1e-9), team
-        assert last_by_team[team] == pytest.approx(float(expected_last[team]), abs=1e-9), team
+        day = booked_day(row)
+        cost = Decimal(row["BilledCost"])
+        expected[day[:7]][team] += cost
+        if day == "2024-09-30":
+            expected["last"][team] += cost
+    assert dict(expected["2024-10"]) == {"DenverDesign": Decimal("0.24")}
+    for figures, month in ((snapshot, "2024-10"), (september, "2024-09")):
+        by_team: dict[str, float] = defaultdict(float)
+        last_by_team: dict[str, float] = defaultdict(float)
+        for labels, fig in figures.costs.items():
+            by_team[labels.team] += fig.month_to_date
+            last_by_team[labels.team] += fig.last_day
+        assert set(by_team) == set(expected[month]) | set(expected["last"])
+        for team in by_team:
+            want = expected[month].get(team, Decimal(0))
+            want_last = expected["last"].get(team, Decimal(0))
+            assert by_team[team] == pytest.approx(float(want), abs=1e-9), (month, team)
+            assert last_by_team[team] == pytest.approx(float(want_last), abs=1e-9), team
 
 
 def test_missing_columns_are_all_named(tmp_path: Path) -> None:
@@ -245,12 +271,16 @@ def test_unknown_by_column_and_missing_file(tmp_path: Path) -> None:
 
 
 def test_once_output_passes_promtool(tmp_path: Path) -> None:
+    """The sample's September billing period (its one row billed in October left out, so
+    that September is the month served, with more resources than the cap)."""
+    september = [r for r in sample_rows() if r["BillingPeriodStart"].startswith("2024-09")]
+    export = write_rows(tmp_path / "september.csv", september)
     config = tmp_path / "aispend.yaml"
     config.write_text(
         "teams: [{name: search}]\n"
         "sources:\n"
         "  focus:\n"
-        f"    paths: ['{SAMPLE}']\n"
+        f"    paths: ['{export}']\n"
         "    cost_column: BilledCost\n"
         "    tags: {team: business_unit, project: application}\n"
         "    resource_series: true\n"
@@ -355,14 +385,6 @@ def test_bad_tag_key_is_one_line_in_the_validators_words(
     assert not (tmp_path / "tsdb").exists()
 
 
-def write_rows(path: Path, rows: list[dict[str, str]]) -> Path:
-    with path.open("w", encoding="utf-8", newline="") as fh:
-        writer = csv.DictWriter(fh, list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
-
-
 def month_long_tax(template: dict[str, str]) -> dict[str, str]:
     """A row charged for the whole of September, as AWS and Azure bill tax and fees."""
     return template | {
@@ -400,3 +422,41 @@ def test_a_month_long_row_does_not_extend_the_data(tmp_path: Path) -> None:
     assert result.newest_period_end is None
     snapshot = build_snapshot(result.rows, result.newest_period_end, fetched_at=read_at)
     assert snapshot.data_timestamp == 1725235200.0  # 2024-09-02 00:00 UTC
+
+
+def test_a_correction_of_a_closed_month_counts_in_the_month_that_bills_it(
+    tmp_path: Path,
+) -> None:
+    """October's export (the sample moved a month on) with a -5 refund of September usage,
+    filed as FOCUS prescribes: BillingPeriod October, ChargePeriod in September. It is in
+    October's month to date, which then equals the October invoice. It was booked on
+    09-15, in no month the exporter serves: the refund vanished from every figure."""
+    rows = []
+    for row in sample_rows():
+        for column in ("ChargePeriodStart", "ChargePeriodEnd"):
+            row[column] = row[column].replace("2024-10-01", "2024-11-01").replace("-09-", "-10-")
+        row["BillingPeriodStart"] = "2024-10-01 00:00:00"
+        row["BillingPeriodEnd"] = "2024-11-01 00:00:00"
+        rows.append(row)
+    refund = rows[0] | {
+        "ChargeCategory": "Credit",
+        "ChargeClass": "Correction",
+        "ChargePeriodStart": "2024-09-15 00:00:00",
+        "ChargePeriodEnd": "2024-09-16 00:00:00",
+        "BilledCost": "-5",
+        "EffectiveCost": "-5",
+        "Tags": '{"business_unit": "ViennaAI"}',
+    }
+    path = write_rows(tmp_path / "october.csv", [*rows, refund])
+    result = FocusReader([str(path)], "EffectiveCost", TAGS).daily()
+    refund_rows = [r for r in result.rows if r.cost == -5.0]
+    assert [(r.labels.team, str(r.day)) for r in refund_rows] == [("ViennaAI", "2024-10-01")]
+    snapshot = build_snapshot(result.rows, result.newest_period_end, fetched_at=2e9)
+    assert snapshot.month == (2024, 10)
+    _, invoice = FocusReader([str(path)]).summarize(["BillingPeriodStart"])
+    assert invoice == [("2024-10-01 00:00:00", "USD", invoice[0][2])]
+    month = sum(f.month_to_date for f in snapshot.costs.values())
+    assert month == pytest.approx(float(invoice[0][2]), abs=1e-9)
+    vienna = sum(f.month_to_date for k, f in snapshot.costs.items() if k.team == "ViennaAI")
+    want = sum(Decimal(r["EffectiveCost"]) for r in [*rows, refund] if "ViennaAI" in r["Tags"])
+    assert vienna == pytest.approx(float(want), abs=1e-9)

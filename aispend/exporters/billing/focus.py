@@ -3,10 +3,12 @@
 `FocusReader` validates that every file carries the FOCUS 1.0 mandatory columns
 (naming each one that is missing), then aggregates the chosen cost column
 (EffectiveCost or BilledCost) per provider, billing account, service category,
-service, UTC day and `Tags`. Tags (a JSON object; a MAP in some Parquet exports) are
-parsed once per distinct value, after the aggregation, into team / project /
-environment through the configured tag keys. Cost without a team tag is kept under
-team `untagged` (`metrics.UNTAGGED_TEAM`), never dropped.
+service, UTC day and `Tags`. A row's day is that of its ChargePeriodStart, or the first
+day of its billing period when it is charged before it (FOCUS files corrections of a
+closed period in the billing period that invoices them). Tags (a JSON object; a MAP in
+some Parquet exports) are parsed once per distinct value, after the aggregation, into
+team / project / environment through the configured tag keys. Cost without a team tag
+is kept under team `untagged` (`metrics.UNTAGGED_TEAM`), never dropped.
 
 CSV files are read with an explicit dialect and explicit column types (no sniffing),
 so a malformed file fails with the file, the line and the column: DuckDB's own error,
@@ -327,6 +329,7 @@ class FocusReader:
             "ServiceName",
             "ChargePeriodStart",
             "ChargePeriodEnd",
+            "BillingPeriodStart",
             "BillingCurrency",
             "Tags",
             self.cost_column,
@@ -341,7 +344,8 @@ class FocusReader:
             f"""CREATE TEMP TABLE agg AS
             SELECT ProviderName AS provider, BillingAccountId AS account,
                    ServiceCategory AS category, ServiceName AS service, Tags AS tags,
-                   ChargePeriodStart AS start, ChargePeriodEnd AS "end"{resource_key},
+                   ChargePeriodStart AS start, ChargePeriodEnd AS "end",
+                   BillingPeriodStart AS billing_start{resource_key},
                    BillingCurrency AS currency, sum({cost}) AS cost,
                    count(*) - count({cost}) AS null_costs
             FROM ({src}) GROUP BY ALL""",
@@ -350,11 +354,18 @@ class FocusReader:
         self._check_daily(con, "agg", files)
         tag = self._tag_sql("tags")
         untagged = _sql_str(metrics.UNTAGGED_TEAM)
+        # A row charged before its billing period (a correction or late usage of a period
+        # already invoiced) counts in the period that invoices it: on that period's first
+        # day. On its own day it would fall in a month no figure shows any more.
+        day = (
+            "greatest(CAST(CAST(start AS TIMESTAMPTZ) AS DATE),"
+            " CAST(CAST(billing_start AS TIMESTAMPTZ) AS DATE))"
+        )
         labelled = f"""SELECT coalesce(provider, '') AS provider, coalesce(account, '') AS account,
                    coalesce(category, '') AS category, coalesce(service, '') AS service,
                    coalesce(nullif(trim(t[1]), ''), {untagged}) AS team,
                    coalesce(trim(t[2]), '') AS project, coalesce(trim(t[3]), '') AS environment,
-                   CAST(CAST(start AS TIMESTAMPTZ) AS DATE) AS day,
+                   {day} AS day,
                    epoch(CAST(start AS TIMESTAMPTZ)) AS period_start,
                    epoch(CAST("end" AS TIMESTAMPTZ)) AS period_end,
                    cost, currency{", resource" if resource_cap else ""}
