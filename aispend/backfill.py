@@ -17,12 +17,22 @@ Prometheus `--storage.tsdb.path`). So `sum_over_time(aispend_cloud_cost_last_day
 is the cost of the 30 days before, and `last_over_time(...[1d])` shows the daily
 figure on a dashboard. Prometheus deletes blocks older than its retention
 (`--storage.tsdb.retention.time`, 15d by default): give it one longer than the history.
+
+Where DIR already holds samples of these series (an earlier backfill), Prometheus keeps
+those over new ones at the same timestamps, so a later export that restates a day could
+not correct it. Before writing, the existing samples in the range are read
+(`promtool tsdb dump`, which also reads a directory a running Prometheus holds); if a
+day would get another value, nothing is written and the days are named, with how to
+replace them. The same values again (a re-run of one export) are fine.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
+import math
+import re
 import shutil
 import subprocess
 import sys
@@ -44,6 +54,10 @@ from aispend.exporters.billing.model import (
 from aispend.tsdb import escape_label_value, label_text
 
 DAY_SECONDS = 86400
+SERIES = (metrics.CLOUD_COST_LAST_DAY, metrics.CLOUD_COST_MONTH_TO_DATE)
+
+SampleKey = tuple[str, frozenset[tuple[str, str]], int]
+"""(metric name, labels with a value, timestamp in ms): one sample of the backfill."""
 
 
 def add_parser(sub: Any) -> None:
@@ -54,7 +68,11 @@ def add_parser(sub: Any) -> None:
     focus = kinds.add_parser("focus", help="daily cost series from FOCUS files")
     focus.add_argument("files", nargs="+", metavar="FILE", help="FOCUS files or globs")
     focus.add_argument(
-        "--tsdb", required=True, metavar="DIR", help="Prometheus data dir to write blocks into"
+        "--tsdb",
+        required=True,
+        metavar="DIR",
+        help="Prometheus data dir to write blocks into; days it already holds with other"
+        " values (an earlier backfill of a since restated export) are refused",
     )
     focus.add_argument(
         "--cost",
@@ -112,6 +130,126 @@ def openmetrics(series: dict[CostLabels, list[tuple[dt.date, float, float]]]) ->
     yield "# EOF\n"
 
 
+def planned_samples(
+    series: dict[CostLabels, list[tuple[dt.date, float, float]]],
+) -> dict[SampleKey, float]:
+    """The samples `openmetrics` writes, keyed as Prometheus stores them (no empty labels)."""
+    out: dict[SampleKey, float] = {}
+    for labels, points in series.items():
+        pairs = zip(metrics.CLOUD_COST_LABELS, labels, strict=True)
+        key = frozenset((k, v) for k, v in pairs if v)
+        for day, last_day, month_to_date in points:
+            ts = (int(utc_midnight(day)) + DAY_SECONDS) * 1000
+            out[(metrics.CLOUD_COST_LAST_DAY.name, key, ts)] = last_day
+            out[(metrics.CLOUD_COST_MONTH_TO_DATE.name, key, ts)] = month_to_date
+    return out
+
+
+def _newest_block_end(tsdb: Path) -> int | None:
+    """The largest maxTime (ms, exclusive) of the blocks in `tsdb`; None without blocks."""
+    ends = []
+    for meta in tsdb.glob("*/meta.json"):
+        try:
+            ends.append(int(json.loads(meta.read_text(encoding="utf-8"))["maxTime"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not a block (or one being written): promtool reads what it can
+    return max(ends) if ends else None
+
+
+_DUMP_LINE = re.compile(r"^\{(.*)\} (\S+) (-?\d+)$")
+_DUMP_LABEL = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"(?:, |$)')
+_GO_ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|.)")
+_GO_CHARS = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+
+
+def _go_unquote(text: str) -> str:
+    """A label value as `promtool tsdb dump` prints it (Go strconv.Quote) -> the value."""
+
+    def one(match: re.Match[str]) -> str:
+        code = match.group(1)
+        if len(code) > 1:
+            return chr(int(code[1:], 16))
+        return _GO_CHARS.get(code, code)
+
+    return _GO_ESCAPE.sub(one, text)
+
+
+def existing_samples(
+    promtool: str, tsdb: Path, first_ms: int, last_ms: int
+) -> dict[SampleKey, float]:
+    """Samples of the backfill's two series already in `tsdb` from `first_ms` to
+    `last_ms`. A backfill writes blocks, never the write-ahead log, so the range ends
+    before the newest block's end: promtool then has no WAL to replay (it would in a
+    Prometheus' live range, and fail where there is no WAL). Scraped series (job,
+    instance labels) are skipped. Raises OSError when promtool fails."""
+    newest = _newest_block_end(tsdb)
+    if newest is None or first_ms > min(last_ms, newest - 1):
+        return {}
+    names = "|".join(spec.name for spec in SERIES)
+    argv = [
+        promtool,
+        "tsdb",
+        "dump",
+        f"--min-time={first_ms}",
+        f"--max-time={min(last_ms, newest - 1)}",
+        f'--match={{__name__=~"{names}"}}',
+        str(tsdb),
+    ]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise OSError(f"promtool tsdb dump failed ({done.returncode}): {done.stderr.strip()}")
+    allowed = {"__name__", *metrics.CLOUD_COST_LABELS}
+    out: dict[SampleKey, float] = {}
+    for line in done.stdout.splitlines():
+        match = _DUMP_LINE.match(line)
+        if match is None:
+            continue
+        labels = {k: _go_unquote(v) for k, v in _DUMP_LABEL.findall(match.group(1))}
+        if not labels.keys() <= allowed:
+            continue  # a scraped series (job, instance): not written by a backfill
+        name = labels.pop("__name__", "")
+        key = (name, frozenset(labels.items()), int(match.group(3)))
+        out[key] = float(match.group(2))
+    return out
+
+
+def restated_days(
+    planned: dict[SampleKey, float], existing: dict[SampleKey, float]
+) -> list[dt.date]:
+    """Days (ending at a planned timestamp) whose existing samples differ from the
+    planned ones; a series the backfill does not write there counts as 0."""
+    stamps = {key[2] for key in planned}
+    days = set()
+    for key, value in existing.items():
+        if key[2] not in stamps:
+            continue
+        if not math.isclose(value, planned.get(key, 0.0), rel_tol=1e-9, abs_tol=1e-9):
+            days.add(dt.datetime.fromtimestamp(key[2] / 1000 - DAY_SECONDS, dt.UTC).date())
+    return sorted(days)
+
+
+def _days_text(days: list[dt.date]) -> str:
+    if len(days) <= 6:
+        return ", ".join(str(d) for d in days)
+    return f"{len(days)} days from {days[0]} to {days[-1]}"
+
+
+def restated_message(tsdb: Path, days: list[dt.date]) -> str:
+    names = "|".join(spec.name for spec in SERIES)
+    start, end = (f"{d + dt.timedelta(days=1)}T00:00:00Z" for d in (days[0], days[-1]))
+    return (
+        f"aispend backfill: {tsdb} already holds other values for {_days_text(days)}"
+        " (an earlier backfill; this export restates them), and Prometheus keeps the"
+        " samples it holds: nothing written. To replace those days, delete the old samples"
+        " and run this again: with Prometheus running with --web.enable-admin-api, POST"
+        f' /api/v1/admin/tsdb/delete_series?match[]={{__name__=~"{names}"}}'
+        f"&start={start}&end={end} (a day's samples are at its end). Or backfill into an"
+        f" empty directory and, with Prometheus stopped, replace the blocks in {tsdb} that"
+        " hold those days with the new ones (`promtool tsdb list` shows their time ranges;"
+        " the new backfill must cover every day they hold)."
+    )
+
+
 def run_focus(args: argparse.Namespace) -> int:
     from aispend.exporters.billing.focus import FocusError, FocusReader
     from aispend.focus_cli import tags_from_arguments
@@ -166,6 +304,22 @@ def run_focus(args: argparse.Namespace) -> int:
         where = Path(args.openmetrics).parent
         print(f"aispend backfill: --openmetrics: no directory {where}", file=sys.stderr)
         return 1
+    planned = planned_samples(series)
+    if tsdb.is_dir():
+        stamps = [key[2] for key in planned]
+        try:
+            existing = existing_samples(promtool, tsdb, min(stamps), max(stamps))
+        except OSError as exc:
+            print(
+                f"aispend backfill: cannot read the samples already in {tsdb} (to check that"
+                f" this export does not restate days written before): {exc}",
+                file=sys.stderr,
+            )
+            return 1
+        restated = restated_days(planned, existing)
+        if restated:
+            print(restated_message(tsdb, restated), file=sys.stderr)
+            return 1
     try:
         tsdb.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="aispend-backfill-") as tmp:
@@ -194,6 +348,8 @@ def run_focus(args: argparse.Namespace) -> int:
     if partial:
         print(
             f"left out {', '.join(str(d) for d in partial)}: not complete in the data"
-            f" (up to {data_end}); backfill a later export for it"
+            f" (up to {data_end}); backfill a later export into the same --tsdb for it"
+            " (if that export restates days written now, it is refused and says how to"
+            " replace them)"
         )
     return 0

@@ -218,8 +218,10 @@ def test_a_day_the_export_covers_in_part_is_left_out(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "x 1 days (2024-09-29 to 2024-09-29)" in done.stdout
     assert (
-        "left out 2024-09-30: not complete in the data (up to 2024-09-30 06:00 UTC)" in done.stdout
-    )
+        "left out 2024-09-30: not complete in the data (up to 2024-09-30 06:00 UTC); backfill a"
+        " later export into the same --tsdb for it (if that export restates days written now,"
+        " it is refused and says how to replace them)\n"
+    ) in done.stdout
     samples = [line.rsplit(" ", 2) for line in om.read_text().splitlines() if line[0] != "#"]
     end_of_29th = str(int(day_end("2024-09-29")))
     assert [(name.split("{")[0], value, ts) for name, value, ts in samples] == [
@@ -278,3 +280,80 @@ def test_a_month_long_row_does_not_complete_a_partial_day(tmp_path: Path) -> Non
     assert str(int(day_end("2024-09-30"))) not in {ts for _, _, ts in samples}
     tax_mtd = [v for n, v, _ in samples if n.startswith(MTD) and 'service="Tax"' in n]
     assert tax_mtd[-1] == "0.5"
+
+
+def _blocks(tsdb: Path) -> set[str]:
+    return {p.name for p in tsdb.iterdir() if (p / "meta.json").exists()}
+
+
+def test_a_restated_day_already_backfilled_is_refused(tmp_path: Path) -> None:
+    """The documented workflow: backfill an export up to 09-09, then a later export into
+    the same --tsdb. Prometheus keeps the samples it holds where blocks overlap, so a
+    later export that restates 09-05 (+1.0) could not correct it: it was written
+    (exit 0) and history stayed wrong. Now it is refused before anything is written; the
+    same export again, or a later one that only adds days, is written."""
+    require_binary("promtool")
+    with SAMPLE.open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    first = [r for r in rows if r["ChargePeriodEnd"] <= "2024-09-10 00:00:00"]
+    restated = [
+        r | {"BilledCost": str(Decimal(r["BilledCost"]) + 1)}
+        if r["ChargePeriodStart"].startswith("2024-09-05")
+        else r
+        for r in rows
+    ]
+    files = {}
+    for name, data in (("sep09", first), ("later", rows), ("restated", restated)):
+        files[name] = tmp_path / f"{name}.csv"
+        with files[name].open("w", encoding="utf-8", newline="") as fh:
+            writer = csv.DictWriter(fh, list(rows[0]))
+            writer.writeheader()
+            writer.writerows(data)
+    tsdb = tmp_path / "tsdb"
+    argv = ["--tsdb", str(tsdb), "--cost", "BilledCost", "--team-tag", "business_unit"]
+    done = backfill(str(files["sep09"]), *argv)
+    assert done.returncode == 0, done.stderr
+    assert "x 9 days (2024-09-01 to 2024-09-09)" in done.stdout
+    again = backfill(str(files["sep09"]), *argv)  # a re-run: the same values
+    assert again.returncode == 0, again.stderr
+    before = _blocks(tsdb)
+
+    done = backfill(str(files["restated"]), *argv)
+    assert done.returncode == 1
+    # 09-05's last day, and the month to date of 09-05 to 09-09, differ
+    assert done.stderr.startswith(
+        f"aispend backfill: {tsdb} already holds other values for 2024-09-05, 2024-09-06,"
+        " 2024-09-07, 2024-09-08, 2024-09-09 (an earlier backfill; this export restates"
+        " them), and Prometheus keeps the samples it holds: nothing written. To replace"
+        " those days, delete the old samples and run this again: with Prometheus running"
+        " with --web.enable-admin-api, POST /api/v1/admin/tsdb/delete_series?match[]="
+        '{__name__=~"aispend_cloud_cost_last_day|aispend_cloud_cost_month_to_date"}'
+        "&start=2024-09-06T00:00:00Z&end=2024-09-10T00:00:00Z (a day's samples are at its"
+        " end). Or backfill into an empty directory"
+    )
+    assert done.stdout == ""
+    assert _blocks(tsdb) == before
+
+    done = backfill(str(files["later"]), *argv)
+    assert done.returncode == 0, done.stderr
+    assert "x 30 days (2024-09-01 to 2024-09-30)" in done.stdout
+    assert _blocks(tsdb) > before
+
+
+def test_a_tsdb_whose_samples_cannot_be_read_is_refused(tmp_path: Path) -> None:
+    """Without the check a restated day would be written unseen: refuse, with promtool's
+    reason. (A block directory with a meta.json but no chunks: promtool reports it.)"""
+    require_binary("promtool")
+    tsdb = tmp_path / "tsdb"
+    block = tsdb / "01M96HGCJDWT468C5RZRS95A0N"
+    block.mkdir(parents=True)
+    meta = {"ulid": block.name, "minTime": 1725235200000, "maxTime": 1727740800001}
+    (block / "meta.json").write_text(json.dumps({**meta, "version": 1}), encoding="utf-8")
+    done = backfill(str(SAMPLE), "--tsdb", str(tsdb))
+    assert done.returncode == 1
+    assert done.stderr.startswith(
+        f"aispend backfill: cannot read the samples already in {tsdb} (to check that this"
+        f" export does not restate days written before): promtool tsdb dump failed (1):"
+        f" corrupted block {block.name}"
+    )
+    assert sorted(p.name for p in tsdb.iterdir()) == [block.name]
