@@ -248,6 +248,22 @@ def test_row_without_charge_period_start_is_refused(tmp_path: Path) -> None:
     assert str(err.value) == f"{path}: rows without ChargePeriodStart"
 
 
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("ChargePeriodStart", "09/18/2024 22:00:00"),
+        ("ChargePeriodEnd", "tomorrow"),
+        ("BillingPeriodStart", "2024-13-01 00:00:00"),
+    ],
+)
+def test_malformed_period_names_the_line(tmp_path: Path, column: str, value: str) -> None:
+    """The module promises file, line and column; DuckDB's cast error gave neither line."""
+    path = _bad_copy(tmp_path, 22, column, value)
+    with pytest.raises(FocusError) as err:
+        FocusReader([str(path)], tags=TAGS).daily()
+    assert str(err.value) == f"{path}: column {column} is not a timestamp on line 22: {value!r}"
+
+
 def test_short_row_names_the_line(tmp_path: Path) -> None:
     path = tmp_path / "short.csv"
     text = SAMPLE.read_text(encoding="utf-8").splitlines()

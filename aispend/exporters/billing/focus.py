@@ -13,7 +13,8 @@ is kept under team `untagged` (`metrics.UNTAGGED_TEAM`), never dropped.
 CSV files are read with an explicit dialect and explicit column types (no sniffing),
 so a malformed file fails with the file, the line and the column: DuckDB's own error,
 shortened by `_explain`. Charge periods are grouped as read and parsed (as UTC, which
-FOCUS requires) only after the aggregation, once per distinct value.
+FOCUS requires) only after the aggregation, once per distinct value; a value that is
+not a timestamp is then looked up on its lines (a Python scan, only on that error).
 """
 
 from __future__ import annotations
@@ -72,6 +73,12 @@ DERIVED_COLUMNS = ("team", "project", "environment")
 """Columns `summarize --by` accepts on top of the file's: parsed from `Tags`."""
 
 NULL_STRINGS = ("NULL", "")
+TIME_COLUMNS = {
+    "start": "ChargePeriodStart",
+    "end": "ChargePeriodEnd",
+    "billing_start": "BillingPeriodStart",
+}
+"""Timestamps of the exporter's aggregate (alias -> FOCUS column), checked as such."""
 DAY_SECONDS = 86400
 EXACT = "DECIMAL(38,18)"
 FAST = "DOUBLE"
@@ -288,16 +295,25 @@ class FocusReader:
     def _check_daily(self, con: Any, table: str, files: Sequence[FocusFile]) -> None:
         """One scan for what the exporter refuses: Tags that are not JSON; NaN, Infinity
         or an overflowing sum (DOUBLE takes them, an exporter must not); an empty cost
-        (FOCUS: never null; a sum would count it as 0); no start."""
-        bad_tags, bad_costs, null_costs, no_start = self._run(
+        (FOCUS: never null; a sum would count it as 0); no start; a period that is not a
+        timestamp (DuckDB's cast error would not say where)."""
+        times = [
+            f"list(DISTINCT {_ident(alias)}) FILTER (WHERE {_ident(alias)} IS NOT NULL"
+            f" AND TRY_CAST({_ident(alias)} AS TIMESTAMPTZ) IS NULL)"
+            for alias in TIME_COLUMNS
+        ]
+        bad_tags, bad_costs, null_costs, no_start, *bad_times = self._run(
             con,
             f"""SELECT any_value(tags) FILTER (WHERE tags IS NOT NULL AND NOT json_valid(tags)),
                        count(*) FILTER (WHERE NOT isfinite(cost)),
                        coalesce(sum(null_costs), 0),
-                       count(*) FILTER (WHERE start IS NULL)
+                       count(*) FILTER (WHERE start IS NULL), {", ".join(times)}
                 FROM {table}""",
             files,
         )[0]
+        for column, bad in zip(TIME_COLUMNS.values(), bad_times, strict=True):
+            if bad:
+                raise FocusError(_bad_times_message(files, column, {str(v).strip() for v in bad}))
         if bad_tags is not None:
             raise FocusError(_bad_tags_message(files, str(bad_tags)))
         if null_costs:
@@ -510,6 +526,17 @@ def _bad_costs_message(files: Sequence[FocusFile], column: str) -> str:
     return _cost_lines_message(
         files, column, _not_finite, "is NaN or infinite", "is NaN or infinite, or its sum overflows"
     )
+
+
+def _bad_times_message(files: Sequence[FocusFile], column: str, bad: set[str]) -> str:
+    """`FILE: column C is not a timestamp on lines ...: 'value'` (only on this error path)."""
+    sample = repr(sorted(bad)[0])
+    for f in files:
+        lines = list(_bad_lines(f, column, lambda v: v in bad, limit=5))
+        if lines:
+            return f"{f.path}: column {column} is not a timestamp on {_lines(lines)}: {sample}"
+    paths = ", ".join(str(f.path) for f in files)
+    return f"{paths}: column {column} is not a timestamp: {sample}"
 
 
 def _null_costs_message(files: Sequence[FocusFile], column: str) -> str:
