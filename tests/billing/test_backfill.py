@@ -24,6 +24,7 @@ import pytest
 
 from aispend import metrics
 from aispend.procs import ManagedProcess
+from tests.billing.focus_files import write_rows
 from tests.conftest import SHARED_DATA, free_port, require_binary
 
 pytestmark = pytest.mark.integration
@@ -144,11 +145,7 @@ def test_files_in_two_currencies_are_refused(tmp_path: Path) -> None:
         rows = list(csv.DictReader(fh))
     for row in rows[:10]:
         row["BillingCurrency"] = "EUR"
-    mixed = tmp_path / "mixed.csv"
-    with mixed.open("w", encoding="utf-8", newline="") as fh:
-        writer = csv.DictWriter(fh, list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    mixed = write_rows(tmp_path / "mixed.csv", rows)
     tsdb = tmp_path / "tsdb"
     done = backfill(str(mixed), "--tsdb", str(tsdb))
     assert done.returncode == 1
@@ -207,11 +204,7 @@ def test_a_day_the_export_covers_in_part_is_left_out(tmp_path: Path) -> None:
         row["ChargePeriodEnd"] = end.strftime("%Y-%m-%d %H:%M:%S")
         row["BilledCost"] = row["EffectiveCost"] = "1.0"
         rows.append(row)
-    export = tmp_path / "partial.csv"
-    with export.open("w", encoding="utf-8", newline="") as fh:
-        writer = csv.DictWriter(fh, list(template))
-        writer.writeheader()
-        writer.writerows(rows)
+    export = write_rows(tmp_path / "partial.csv", rows)
     om = tmp_path / "history.om.txt"
     argv = [str(export), "--tsdb", str(tmp_path / "tsdb"), "--openmetrics", str(om)]
     done = backfill(*argv)
@@ -229,11 +222,7 @@ def test_a_day_the_export_covers_in_part_is_left_out(tmp_path: Path) -> None:
         (MTD, "24.0", end_of_29th),
     ]
 
-    only_partial = tmp_path / "only-partial.csv"
-    with only_partial.open("w", encoding="utf-8", newline="") as fh:
-        writer = csv.DictWriter(fh, list(template))
-        writer.writeheader()
-        writer.writerows(rows[24:])
+    only_partial = write_rows(tmp_path / "only-partial.csv", rows[24:])
     tsdb = tmp_path / "tsdb2"
     done = backfill(str(only_partial), "--tsdb", str(tsdb))
     assert done.returncode == 1
@@ -263,11 +252,7 @@ def test_a_month_long_row_does_not_complete_a_partial_day(tmp_path: Path) -> Non
         rows.append(row)
     tax = template | {"ServiceName": "Tax", "ChargePeriodStart": "2024-09-01 00:00:00"}
     rows.append(tax | {"ChargePeriodEnd": "2024-10-01 00:00:00", "BilledCost": "0.5"})
-    export = tmp_path / "partial.csv"
-    with export.open("w", encoding="utf-8", newline="") as fh:
-        writer = csv.DictWriter(fh, list(template))
-        writer.writeheader()
-        writer.writerows(rows)
+    export = write_rows(tmp_path / "partial.csv", rows)
     om = tmp_path / "history.om.txt"
     argv = [str(export), "--tsdb", str(tmp_path / "tsdb"), "--openmetrics", str(om)]
     done = backfill(*argv, "--cost", "BilledCost")
@@ -305,10 +290,7 @@ def test_a_restated_day_already_backfilled_is_refused(tmp_path: Path) -> None:
     files = {}
     for name, data in (("sep09", first), ("later", rows), ("restated", restated)):
         files[name] = tmp_path / f"{name}.csv"
-        with files[name].open("w", encoding="utf-8", newline="") as fh:
-            writer = csv.DictWriter(fh, list(rows[0]))
-            writer.writeheader()
-            writer.writerows(data)
+        write_rows(files[name], data)
     tsdb = tmp_path / "tsdb"
     argv = ["--tsdb", str(tsdb), "--cost", "BilledCost", "--team-tag", "business_unit"]
     done = backfill(str(files["sep09"]), *argv)

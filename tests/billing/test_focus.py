@@ -24,6 +24,7 @@ from aispend import metrics
 from aispend.exporters.billing.focus import FocusError, FocusReader, FocusSource
 from aispend.exporters.billing.model import build_snapshot
 from aispend.exporters.billing.settings import FocusSettings, FocusTags
+from tests.billing.focus_files import write_rows
 from tests.conftest import SHARED_DATA, require_binary
 
 SAMPLE = SHARED_DATA / "focus" / "focus_sample.csv"
@@ -55,14 +56,6 @@ def summarize(*args: str) -> subprocess.CompletedProcess[str]:
 def parse_output(text: str, n_keys: int) -> dict[tuple[str, ...], Decimal]:
     rows = list(csv.reader(text.splitlines()))
     return {tuple(r[:n_keys]): Decimal(r[-1]) for r in rows[1:]}
-
-
-def write_rows(path: Path, rows: list[dict[str, str]]) -> Path:
-    with path.open("w", encoding="utf-8", newline="") as fh:
-        writer = csv.DictWriter(fh, list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
 
 
 def booked_day(row: dict[str, str]) -> str:
@@ -347,11 +340,7 @@ def test_tag_key_outside_ascii_is_matched(tmp_path: Path) -> None:
             if "business_unit" in tags:
                 tags["équipe"] = tags.pop("business_unit")
             row["Tags"] = json.dumps(tags, ensure_ascii=False)
-    path = tmp_path / "focus.csv"
-    with path.open("w", encoding="utf-8", newline="") as fh:
-        writer = csv.DictWriter(fh, list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    path = write_rows(tmp_path / "focus.csv", rows)
     tags = FocusTags(team="équipe", project="application", environment="environment")
     teams = {r.labels.team for r in FocusReader([str(path)], "BilledCost", tags).daily().rows}
     expected = {r.labels.team for r in FocusReader([str(SAMPLE)], "BilledCost", TAGS).daily().rows}
