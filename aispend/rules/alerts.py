@@ -40,16 +40,32 @@ STACK = UIDS["stack-health"]
 CRITICAL_TEAMS = f'{m.TEAM_INFO.name}{{{m.CRITICALITY}="critical"}}'
 
 
-def query(expr: str, args: str, fmt: str = "humanize") -> str:
-    """A template that shows the first value of `expr` (printf-formatted with `args`)."""
+def query(expr: str, args: str, fmt: str) -> str:
+    """A template that shows the first value of `expr` (printf-formatted with `args`),
+    formatted by the template function `fmt`. No default: money must not go through
+    `humanize`, whose SI suffixes turn a budget of 0.50 into "500m"."""
     return (
         f"{{{{ with printf `{expr}` {args} | query }}}}"
         f"{{{{ . | first | value | {fmt} }}}}{{{{ end }}}}"
     )
 
 
+CURRENCY = (
+    f'{{{{ with query "count by ({m.CURRENCY}) ({m.INFO.name})" }}}}'
+    f'{{{{ if eq (len .) 1 }}}} {{{{ . | first | label "{m.CURRENCY}" }}}}{{{{ end }}}}'
+    "{{ end }}"
+)
+"""` USD` after an amount: the reporting currency of `aispend_info`, where every aispend
+process reports the same one; nothing where none (or more than one) is reported."""
+
+
+def money(expr: str, args: str, digits: int = 2) -> str:
+    """An amount in the reporting currency: fixed decimals, then the currency."""
+    return query(expr, args, f'printf "%.{digits}f"') + CURRENCY
+
+
 def per_hour(expr: str, args: str) -> str:
-    return query(f"({expr}) * 3600", args, 'printf "%.2f"')
+    return money(f"({expr}) * 3600", args)
 
 
 def _by_criticality(alert: Alert, acting: str) -> list[Alert]:
@@ -79,7 +95,7 @@ def _by_criticality(alert: Alert, acting: str) -> list[Alert]:
 
 def budget_alerts(t: Tunables) -> list[Alert]:
     used = m.REC_BUDGET_USED.name
-    amount = query(
+    amount = money(
         f'max({m.BUDGET.name}{{team="%s",project="%s",agent="%s",period="%s"}})',
         "$labels.team $labels.project $labels.agent $labels.period",
     )
@@ -186,9 +202,9 @@ def budget_alerts(t: Tunables) -> list[Alert]:
             t.forecast_for,
             {"severity": "warning"},
             f"{SCOPE_TEXT} will overrun its monthly budget",
-            f'{SCOPE_TEXT} is projected to spend {{{{ $value | printf "%.2f" }}}} by the end '
-            f"of the month (budget "
-            + query(
+            f'{SCOPE_TEXT} is projected to spend {{{{ $value | printf "%.2f" }}}}{CURRENCY} '
+            "by the end of the month (budget "
+            + money(
                 f'max({m.BUDGET.name}{{team="%s",project="%s",agent="%s",period="month"}})',
                 "$labels.team $labels.project $labels.agent",
             )
@@ -500,12 +516,12 @@ def data_alerts(t: Tunables) -> list[Alert]:
             t.cost_per_request_for,
             {"severity": "warning"},
             "Requests of team {{ $labels.team }} to {{ $labels.model }} cost more than usual",
-            f'p{q} cost of one request is {{{{ $value | printf "%.4f" }}}}, more than '
-            f"{num(t.cost_per_request_factor)}x its weekly mean of "
-            + query(
+            f'p{q} cost of one request is {{{{ $value | printf "%.4f" }}}}{CURRENCY}, more '
+            f"than {num(t.cost_per_request_factor)}x its weekly mean of "
+            + money(
                 f'{m.REC_REQUEST_COST_QUANTILE_1W.name}{{team="%s",model="%s"}}',
                 "$labels.team $labels.model",
-                'printf "%.4f"',
+                4,
             )
             + ".",
             LLM,
@@ -596,7 +612,7 @@ def data_alerts(t: Tunables) -> list[Alert]:
             "Estimate and bill of team {{ $labels.team }} differ",
             "The real-time estimate of team {{ $labels.team }} for the newest billed day is "
             "{{ $value | humanizePercentage }} of the bill "
-            + query(f'{m.REC_BILL_LAST_DAY.name}{{team="%s"}}', "$labels.team", 'printf "%.2f"')
+            + money(f'{m.REC_BILL_LAST_DAY.name}{{team="%s"}}', "$labels.team")
             + f" (allowed difference {num(t.reconcile_max_diff * 100)} %).",
             TEAM_SHOWBACK,
             Runbook(
