@@ -38,6 +38,8 @@ GPU = UIDS["gpu-fleet"]
 ANOMALIES = UIDS["anomalies-budgets"]
 STACK = UIDS["stack-health"]
 CRITICAL_TEAMS = f'{m.TEAM_INFO.name}{{{m.CRITICALITY}="critical"}}'
+BILLING_JOB = 'job="aispend-billing"'
+"""The billing exporter's scrape job (deploy/prometheus.yml, the stack's Prometheus)."""
 
 
 def query(expr: str, args: str, fmt: str) -> str:
@@ -505,6 +507,8 @@ def gpu_alerts(t: Tunables) -> list[Alert]:
 
 
 def data_alerts(t: Tunables) -> list[Alert]:
+    read_age = seconds(t.billing_read_max_age)
+    billing_up = f"{m.EXPORTER_UP.name}{{{BILLING_JOB}}}"
     q = num(t.cost_per_request_quantile * 100)
     qname = m.REC_REQUEST_COST_QUANTILE.name
     unattributed = m.REC_UNATTRIBUTED_RATIO.name
@@ -571,18 +575,31 @@ def data_alerts(t: Tunables) -> list[Alert]:
         Alert(
             "AISpendBillingDataStale",
             f"time() - max by ({m.SOURCE}) "
-            f'({m.SOURCE_LAST_SUCCESS.name}{{job="aispend-billing"}})'
-            f" > {seconds(t.billing_read_max_age)}",
+            f"({m.SOURCE_LAST_SUCCESS.name}{{{BILLING_JOB}}})"
+            f" > {read_age}\nor\n"
+            # A source not read once since the exporter (re)started has no last-success
+            # time: exporter_up 0 at every scrape of the window, in an exporter that was
+            # up at its start, is as old; the value is the window (a lower bound).
+            f"max by ({m.SOURCE}) (max_over_time({billing_up}[{t.billing_read_max_age}]))"
+            f" + {read_age} == {read_age}\n"
+            f"  and on({m.SOURCE}) max by ({m.SOURCE}) "
+            f"(present_over_time({billing_up}[5m] offset {t.billing_read_max_age}))",
             t.billing_stale_for,
             {"severity": "warning", m.REASON: "read"},
             "Billing source {{ $labels.source }} not read for {{ $value | humanizeDuration }}",
-            "The billing exporter last read {{ $labels.source }} successfully "
-            "{{ $value | humanizeDuration }} ago.",
+            "The billing exporter has not read {{ $labels.source }} successfully for "
+            "{{ $value | humanizeDuration }}.",
             STACK,
             Runbook(
                 meaning=f"The billing exporter has not read its source for more than "
-                f"{t.billing_read_max_age}, or the newest bill data is older than "
-                f"{t.billing_data_max_age} (Azure Cost Management normally lags about 36h).",
+                f"{t.billing_read_max_age} (reason read: every refresh failed, the exporter "
+                "retries a failed one after 15 minutes and keeps serving its last data; a "
+                "source not read once since the exporter started counts from the first "
+                f"failed read, and shows {t.billing_read_max_age}), or "
+                f"the newest bill data is older than {t.billing_data_max_age} (reason data; "
+                "Azure Cost Management normally lags about 36h). A single failed refresh "
+                "(a 429 beyond the exporter's wait, a 5xx) raises nothing: the bill changes "
+                "once a day, and AISpendExporterDown leaves billing sources to this alert.",
                 check="The billing exporter's log and `aispend_exporter_up{source}`, "
                 "`aispend_source_throttled_total` (HTTP 429), credentials expiry.",
                 action="Fix credentials or the export; real-time estimates and alerts keep "
@@ -658,9 +675,13 @@ def stack_alerts(t: Tunables) -> list[Alert]:
             "Prometheus cannot scrape {{ $labels.job }} at {{ $labels.instance }}.",
             STACK,
             Runbook(
-                meaning="Prometheus cannot scrape an aispend process, or an exporter "
-                "cannot read its source (`aispend_exporter_up` 0). Spend from that source "
-                "is missing, so budgets and anomalies under-count.",
+                meaning="Prometheus cannot scrape an aispend process (reason scrape), or "
+                "an exporter cannot read its source (reason source: "
+                "`aispend_exporter_up` 0). Real-time spend from that source is missing, "
+                "so budgets and anomalies under-count. Billing sources (the bill, job "
+                "aispend-billing) raise AISpendBillingDataStale instead, after "
+                f"{t.billing_read_max_age} without a successful read: the bill is kept and "
+                "does not feed budgets.",
                 check='`up{job=~"aispend-.*"}`; `aispend_exporter_up{source}`; the process '
                 "log: under `aispend stack up` the file `<run-dir>/logs/<component>.log` "
                 "(`.run/logs/` by default, as `stack up` prints; `.run/demo/logs/` for "
@@ -670,7 +691,9 @@ def stack_alerts(t: Tunables) -> list[Alert]:
         ),
         Alert(
             "AISpendExporterDown",
-            f"{m.EXPORTER_UP.name} == 0",
+            # Not the billing exporter's sources: a failed bill refresh keeps the old
+            # data and is retried; AISpendBillingDataStale{reason="read"} covers them.
+            f"{m.EXPORTER_UP.name}{{{BILLING_JOB.replace('=', '!=', 1)}}} == 0",
             t.exporter_down_for,
             {"severity": "warning", m.REASON: "source"},
             "Exporter cannot read source {{ $labels.source }}",
