@@ -199,8 +199,11 @@ def build(ctx: d.Context) -> g.Dashboard:
                 "The real-time estimate divided by the bill for the newest complete day in"
                 f" the bill data (1 = they agree). Outside {1 - diff:g}-{1 + diff:g},"
                 " AISpendEstimateBillMismatch (info) fires: look for a source missing from"
-                " the estimate or a price override that is off. Empty while billing sources"
-                " disagree on their newest complete day.",
+                " the estimate or a price override that is off. 0: a bill and no estimate"
+                " (traffic bypassing the gateway). Empty: no bill data; billing sources"
+                " disagree on their newest complete day; or the team has no bill row for"
+                " the services the estimate covers (billed outside the cloud, or its rows"
+                " untagged: see team untagged).",
                 d.TIMES,
                 Query(q.estimate_vs_bill(TEAM), legend="{{team}}"),
             ),

@@ -642,7 +642,12 @@ def data_alerts(t: Tunables) -> list[Alert]:
                     ", ".join(f"{k}={v}" for k, v in sorted(labels.items()))
                     for labels in t.reconcile_bill_selectors
                 )
-                + "), not the team's whole cloud bill. With several billing sources, "
+                + "), not the team's whole cloud bill. A team with such a bill and no "
+                "estimate counts as an estimate of 0 (ratio 0: traffic bypassing the "
+                "gateway, or covered rows without a team tag, team `untagged`). A team "
+                "with an estimate and no covered bill row has no ratio and raises "
+                "nothing (an LLM provider billed outside the cloud; if its rows lost "
+                "their team tag, team `untagged` shows them). With several billing sources, "
                 "the comparison is made only while the newest complete day of each is the "
                 f"same (`{m.CLOUD_COST_DATA_TIMESTAMP.name}` per source): a source a day "
                 "behind would set another day's bill against the estimate.",

@@ -226,12 +226,18 @@ def reconcile_rules(t: Tunables) -> list[Recording]:
         f"{day_index(f'min({m.CLOUD_COST_DATA_TIMESTAMP.name})')}"
         f" == on() {day_index(f'max({m.CLOUD_COST_DATA_TIMESTAMP.name})')}"
     )
+    # A team with a bill and no estimate (traffic that bypasses the gateway, bill rows
+    # tagged to a team aispend does not meter, team untagged) is estimated at 0, so the
+    # ratio is 0, not missing. A team with an estimate and no covered bill row (billed
+    # outside the cloud) has no ratio: nothing to compare with.
+    bill = m.REC_BILL_LAST_DAY.name
     return [
         Recording(m.REC_ESTIMATE_BILL_DAY.name, estimate),
-        Recording(m.REC_BILL_LAST_DAY.name, f"sum by ({m.TEAM}) (\n  {covered_bill(t)}\n)"),
+        Recording(bill, f"sum by ({m.TEAM}) (\n  {covered_bill(t)}\n)"),
         Recording(
             m.REC_ESTIMATE_VS_BILL.name,
-            f"{m.REC_ESTIMATE_BILL_DAY.name} / ({m.REC_BILL_LAST_DAY.name} > 0)\n"
+            f"({m.REC_ESTIMATE_BILL_DAY.name} or on({m.TEAM}) {bill} * 0)\n"
+            f"  / ({bill} > 0)\n"
             f"  and on() ({same_day})",
         ),
     ]
