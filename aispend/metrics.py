@@ -337,6 +337,18 @@ GATEWAY_UPSTREAM_ERRORS = _m(
     "gateway",
 )
 
+# ---------------------------------------------------------------- dcgm-exporter
+# NVIDIA dcgm-exporter's series that the rules read next to aispend's own GPU metrics
+# (labels gpu, UUID, modelName, Hostname; not exported by aispend).
+DCGM_GPU_UTIL = "DCGM_FI_DEV_GPU_UTIL"
+"""Utilisation, 0..100."""
+DCGM_FB_USED = "DCGM_FI_DEV_FB_USED"
+"""Framebuffer memory used, MiB."""
+DCGM_FB_FREE = "DCGM_FI_DEV_FB_FREE"
+"""Framebuffer memory free, MiB."""
+DCGM_POWER_USAGE = "DCGM_FI_DEV_POWER_USAGE"
+"""Power draw, watts."""
+
 # ---------------------------------------------------------------- GPUs (NVML)
 GPU_UTILIZATION = _m(
     "aispend_gpu_utilization_ratio",
@@ -545,6 +557,12 @@ REC_GPU_UTILIZATION = _r(
 REC_GPU_COST_RATE = _r(
     "gpu:aispend_gpu_cost:rate5m", _GPU_REC, "GPU cost per second, aispend or dcgm."
 )
+REC_GPU_MEMORY_USED_RATIO = _r(
+    "gpu:aispend_gpu_memory_used:ratio",
+    _GPU_REC,
+    "GPU framebuffer memory used / total, aispend or dcgm.",
+)
+REC_GPU_POWER = _r("gpu:aispend_gpu_power:watts", _GPU_REC, "GPU power draw, aispend or dcgm.")
 REC_GPU_PRICE = _r(
     "model_name:aispend_gpu_hourly_cost:price",
     (GPU_MODEL_NAME,),

@@ -88,13 +88,14 @@ def build(ctx: d.Context) -> g.Dashboard:
         [
             timeseries(
                 r.MEMORY_PER_GPU.title,
-                "Framebuffer memory used as a share of the GPU's total.",
+                "Framebuffer memory used as a share of the GPU's total (aispend's gpu"
+                " exporter, or dcgm-exporter's FB_USED / (FB_USED + FB_FREE)).",
                 d.RATIO,
                 Query(q.gpu_memory_used_ratio(TEAM), legend="{{Hostname}} gpu{{gpu}}"),
             ),
             timeseries(
                 "Power draw, per GPU",
-                "GPU power draw in watts.",
+                "GPU power draw in watts (aispend's gpu exporter, or dcgm-exporter).",
                 d.WATTS,
                 Query(q.gpu_power(TEAM), legend="{{Hostname}} gpu{{gpu}}"),
             ),

@@ -388,14 +388,13 @@ def gpu_idle_cost_rate(threshold: float, *matchers: str) -> str:
 
 
 def gpu_memory_used_ratio(*matchers: str) -> str:
-    keys = ", ".join(GPU_KEY)
-    used = f"sum by ({keys}) ({sel(m.GPU_MEMORY_USED, *matchers)})"
-    total = f"sum by ({keys}) ({sel(m.GPU_MEMORY_TOTAL, *matchers)})"
-    return f"{used} / {total}"
+    """Framebuffer used / total per GPU (recorded: aispend's gpu exporter or dcgm)."""
+    return f"max by ({', '.join(GPU_KEY)}) ({rec(m.REC_GPU_MEMORY_USED_RATIO, *matchers)})"
 
 
 def gpu_power(*matchers: str) -> str:
-    return f"sum by ({', '.join(GPU_KEY)}) ({sel(m.GPU_POWER, *matchers)})"
+    """Power draw per GPU in watts (recorded: aispend's gpu exporter or dcgm)."""
+    return f"max by ({', '.join(GPU_KEY)}) ({rec(m.REC_GPU_POWER, *matchers)})"
 
 
 # ---------------------------------------------------------------- anomalies, alerts, actions

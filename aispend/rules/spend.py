@@ -28,8 +28,6 @@ from aispend.rules.promql import (
 from aispend.rules.tunables import Tunables
 
 GPU_BY = (m.GPU, m.GPU_UUID, m.GPU_MODEL_NAME, m.HOSTNAME, m.TEAM, m.PROJECT)
-DCGM_UTIL = "DCGM_FI_DEV_GPU_UTIL"
-"""dcgm-exporter's utilisation gauge, 0..100, labels gpu, UUID, modelName, Hostname."""
 SCOPE = f"{m.TEAM}, {m.PROJECT}, {m.AGENT}"
 UNATTRIBUTED = f"{m.UNATTRIBUTED_TEAM}|{m.UNTAGGED_TEAM}|"
 
@@ -75,15 +73,52 @@ def gpu_rules(t: Tunables) -> list[Recording]:
     ]
     if prices:
         rules.append(Recording(m.REC_GPU_PRICE.name, " or ".join(prices)))
-    dcgm = f'label_replace({DCGM_UTIL}, "{m.GPU_MODEL_NAME}", "$1", "modelName", "(.*)")'
-    dcgm = f"max by ({by}) ({dcgm}) / 100"
-    dcgm = f'label_replace({dcgm}, "{m.TEAM}", {string(m.UNATTRIBUTED_TEAM)}, "{m.TEAM}", "")'
+
+    def dcgm(expr: str, scale: str = "") -> str:
+        """A dcgm-exporter expression with aispend's GPU labels (no team: unattributed)."""
+        out = f'label_replace({expr}, "{m.GPU_MODEL_NAME}", "$1", "modelName", "(.*)")'
+        out = f"max by ({by}) ({out}){scale}"
+        return f'label_replace({out}, "{m.TEAM}", {string(m.UNATTRIBUTED_TEAM)}, "{m.TEAM}", "")'
+
+    def merged(ours: str, theirs: str, ours_metric: str) -> str:
+        """aispend's gpu exporter (source gpu), else dcgm-exporter for the same GPU."""
+        return (
+            f"{set_label(ours, m.SOURCE, 'gpu')}\n"
+            f"or\n({set_label(theirs, m.SOURCE, 'dcgm')}\n"
+            f"  unless on({m.GPU_UUID}) {ours_metric})"
+        )
+
+    # Utilisation, memory and power: each panel and alert reads one series per GPU,
+    # whichever exporter reports it.
     rules.append(
         Recording(
             m.REC_GPU_UTILIZATION.name,
-            f"{set_label(f'max by ({by}) ({m.GPU_UTILIZATION.name})', m.SOURCE, 'gpu')}\n"
-            f"or\n({set_label(dcgm, m.SOURCE, 'dcgm')}\n"
-            f"  unless on({m.GPU_UUID}) {m.GPU_UTILIZATION.name})",
+            merged(
+                f"max by ({by}) ({m.GPU_UTILIZATION.name})",
+                dcgm(m.DCGM_GPU_UTIL, " / 100"),
+                m.GPU_UTILIZATION.name,
+            ),
+        )
+    )
+    rules.append(
+        Recording(
+            m.REC_GPU_MEMORY_USED_RATIO.name,
+            merged(
+                f"max by ({by}) ({m.GPU_MEMORY_USED.name})\n"
+                f"  / max by ({by}) ({m.GPU_MEMORY_TOTAL.name})",
+                dcgm(f"{m.DCGM_FB_USED} / ({m.DCGM_FB_USED} + {m.DCGM_FB_FREE})"),
+                m.GPU_MEMORY_USED.name,
+            ),
+        )
+    )
+    rules.append(
+        Recording(
+            m.REC_GPU_POWER.name,
+            merged(
+                f"max by ({by}) ({m.GPU_POWER.name})",
+                dcgm(m.DCGM_POWER_USAGE),
+                m.GPU_POWER.name,
+            ),
         )
     )
     dcgm_cost = (

@@ -146,11 +146,15 @@ def test_promtool_rejects_a_broken_query(tmp_path: Path) -> None:
 
 
 def _promtool_expr_test(
-    tmp_path: Path, series: list[dict[str, str]], cases: list[dict[str, Any]]
+    tmp_path: Path,
+    series: list[dict[str, str]],
+    cases: list[dict[str, Any]],
+    rule_files: tuple[Path, ...] = (),
 ) -> None:
-    """Evaluate panel queries over input series with `promtool test rules` (1m samples)."""
+    """Evaluate panel queries over input series with `promtool test rules` (1m samples),
+    with `rule_files` (e.g. the generated recording rules) evaluated first."""
     test = {
-        "rule_files": [],
+        "rule_files": [str(p) for p in rule_files],
         "evaluation_interval": "1m",
         "tests": [{"interval": "1m", "input_series": series, "promql_expr_test": cases}],
     }
@@ -285,6 +289,59 @@ def test_idle_gpu_cost_counts_dcgm_gpus(tmp_path: Path) -> None:
         series,
         [{"expr": f"round({expr}, 0.01)", "eval_time": "5m", "exp_samples": [{"value": 3.6}]}],
     )
+
+
+def test_gpu_memory_and_power_panels_show_dcgm_gpus(tmp_path: Path) -> None:
+    """Raw exporter series through the generated recording rules into the panel queries.
+    n1 GPU 0 is aispend's gpu exporter's (40 of 80 GB, 300 W), also seen by dcgm-exporter
+    (which must not count twice); n2 GPU 0 only dcgm-exporter's (20000 of 80000 MiB,
+    150 W, no team: unattributed). The panels read only aispend's metrics and left n2
+    out, though AISpendGPUIdle sends on-call there for it. Real promtool; the exporter
+    series are simulated (no GPU here), shaped as dcgm-exporter and aispend expose them."""
+    from aispend import metrics as m
+    from aispend.dashboards import queries as q
+
+    ours = 'gpu="0",UUID="GPU-a",model_name="H100",Hostname="n1",team="search",project=""'
+    dcgm_a = 'gpu="0",UUID="GPU-a",modelName="H100",Hostname="n1",device="nvidia0"'
+    dcgm_b = 'gpu="0",UUID="GPU-b",modelName="H100",Hostname="n2",device="nvidia0"'
+    series = [
+        {"series": f"{m.GPU_MEMORY_USED.name}{{{ours}}}", "values": "40e9x10"},
+        {"series": f"{m.GPU_MEMORY_TOTAL.name}{{{ours}}}", "values": "80e9x10"},
+        {"series": f"{m.GPU_POWER.name}{{{ours}}}", "values": "300x10"},
+        *(
+            {"series": f"{name}{{{labels}}}", "values": f"{value}x10"}
+            for labels, used, power in ((dcgm_a, 70000, 290), (dcgm_b, 20000, 150))
+            for name, value in (
+                (m.DCGM_FB_USED, used),
+                (m.DCGM_FB_FREE, 80000 - used),
+                (m.DCGM_POWER_USAGE, power),
+            )
+        ),
+    ]
+    rules = (REPO / "alert-rules" / "aispend.rules.yml",)
+    every = {"team": ".*"}
+    cases = [
+        {
+            "expr": concrete(query, every),
+            "eval_time": "5m",
+            "exp_samples": [
+                {"labels": '{Hostname="n1",gpu="0"}', "value": n1},
+                {"labels": '{Hostname="n2",gpu="0"}', "value": n2},
+            ],
+        }
+        for query, n1, n2 in (
+            (q.gpu_memory_used_ratio(q.TEAM), 0.5, 0.25),
+            (q.gpu_power(q.TEAM), 300, 150),
+        )
+    ]
+    cases.append(
+        {
+            "expr": concrete(q.gpu_power(q.TEAM), {"team": m.UNATTRIBUTED_TEAM}),
+            "eval_time": "5m",
+            "exp_samples": [{"labels": '{Hostname="n2",gpu="0"}', "value": 150}],
+        }
+    )
+    _promtool_expr_test(tmp_path, series, cases, rules)
 
 
 def test_non_2xx_share_of_a_model_whose_every_request_fails_is_one(tmp_path: Path) -> None:
