@@ -232,9 +232,21 @@ def chargeback(kind: str, *matchers: str) -> str:
 
 
 # ---------------------------------------------------------------- the bill
+BILL_WINDOW = "25h"
+"""How far back a bill gauge's last sample is looked for: just over a day, as bill
+history loaded with `aispend backfill` has one sample per series per day (00:00 UTC)."""
+
+
 def bill_month(labels: tuple[str, ...], *matchers: str) -> str:
-    """The cloud bill this month so far (billing exporter: the configured cost column)."""
-    return f"sum{by(labels)} ({sel(m.CLOUD_COST_MONTH_TO_DATE, *matchers)})"
+    """The cloud bill this month so far (billing exporter: the configured cost column).
+
+    While the billing exporter is scraped, its current series (a row that left the
+    bill, e.g. at a new month, is not counted); otherwise (backfilled history, or the
+    exporter down) each series' last sample of the last BILL_WINDOW."""
+    now = f"sum{by(labels)} ({sel(m.CLOUD_COST_MONTH_TO_DATE, *matchers)})"
+    window = f"{sel(m.CLOUD_COST_MONTH_TO_DATE, *matchers)}[{BILL_WINDOW}]"
+    last = f"sum{by(labels)} (last_over_time({window}))"
+    return f"{now} or ({last} unless on () count({sel(m.CLOUD_COST_MONTH_TO_DATE)}))"
 
 
 def estimate_vs_bill(*matchers: str) -> str:
@@ -243,8 +255,10 @@ def estimate_vs_bill(*matchers: str) -> str:
 
 
 def bill_data_end() -> str:
-    """End of the newest charge period in the bill data, in ms (Grafana's time unit)."""
-    return f"max({sel(m.CLOUD_COST_DATA_TIMESTAMP)}) * 1000"
+    """End of the newest charge period in the bill data, in ms (Grafana's time unit);
+    the newest over BILL_WINDOW, so that daily backfilled samples count."""
+    window = f"{sel(m.CLOUD_COST_DATA_TIMESTAMP)}[{BILL_WINDOW}]"
+    return f"max(last_over_time({window})) * 1000"
 
 
 # ---------------------------------------------------------------- anomalies

@@ -344,6 +344,61 @@ def test_gpu_memory_and_power_panels_show_dcgm_gpus(tmp_path: Path) -> None:
     _promtool_expr_test(tmp_path, series, cases, rules)
 
 
+def test_bill_panels_read_backfilled_daily_samples(tmp_path: Path) -> None:
+    """`aispend backfill` writes one bill sample per series per day at 00:00 UTC: at
+    12:00 a plain selector (5-minute lookback) found nothing, so "Billed this month" and
+    "Bill data up to" were empty on such history. Live, scraped every minute: a row that
+    left the bill (the Storage row at a new month, from 30m) is not counted though its
+    last sample is within the day. Real promtool; the series are simulated, shaped as
+    the billing exporter and the backfill write them."""
+    from aispend import metrics as m
+    from aispend.dashboards import queries as q
+
+    row = 'provider="Microsoft",account="prod",team="search",service_category="{}"'
+    ai, storage = row.format("AI and Machine Learning"), row.format("Storage")
+    mtd, data_ts = m.CLOUD_COST_MONTH_TO_DATE.name, m.CLOUD_COST_DATA_TIMESTAMP.name
+    backfilled = [  # a sample at 00:00 of two days, nothing between
+        {"series": f"{mtd}{{{ai}}}", "values": "100 _x1439 110"},
+        {"series": f"{mtd}{{{storage}}}", "values": "40 _x1439 45"},
+        {"series": f'{data_ts}{{source="focus"}}', "values": "86400 _x1439 172800"},
+    ]
+    month = concrete(q.bill_month((), q.TEAM), {"team": "search"})
+    by_category = concrete(q.bill_month((m.SERVICE_CATEGORY,), q.TEAM), {"team": "search"})
+    _promtool_expr_test(
+        tmp_path,
+        backfilled,
+        [
+            {"expr": month, "eval_time": "12h", "exp_samples": [{"value": 140}]},
+            {"expr": month, "eval_time": "1d12h", "exp_samples": [{"value": 155}]},
+            {
+                "expr": by_category,
+                "eval_time": "12h",
+                "exp_samples": [
+                    {"labels": '{service_category="AI and Machine Learning"}', "value": 100},
+                    {"labels": '{service_category="Storage"}', "value": 40},
+                ],
+            },
+            {
+                "expr": q.bill_data_end(),
+                "eval_time": "1d12h",
+                "exp_samples": [{"value": 172800000}],
+            },
+        ],
+    )
+    live = [
+        {"series": f"{mtd}{{{ai}}}", "values": "100x60"},
+        {"series": f"{mtd}{{{storage}}}", "values": "40x29 stale"},
+    ]
+    _promtool_expr_test(
+        tmp_path,
+        live,
+        [
+            {"expr": month, "eval_time": "20m", "exp_samples": [{"value": 140}]},
+            {"expr": month, "eval_time": "45m", "exp_samples": [{"value": 100}]},
+        ],
+    )
+
+
 def test_non_2xx_share_of_a_model_whose_every_request_fails_is_one(tmp_path: Path) -> None:
     from aispend import metrics as m
     from aispend.dashboards import queries as q
