@@ -1,5 +1,6 @@
-"""`aispend dashboards generate [--tunables FILE]`: dashboards/*.json and
-docs/dashboards.md from the grafanalib sources in dashboards/*.dashboard.py."""
+"""`aispend dashboards generate [--config FILE | --currency CODE] [--tunables FILE]`:
+dashboards/*.json and docs/dashboards.md from the grafanalib sources in
+dashboards/*.dashboard.py. Money panels show the currency of aispend.yaml (--config)."""
 
 from __future__ import annotations
 
@@ -18,10 +19,16 @@ def add_parser(sub: Any) -> None:
         " (sorted, stable JSON) and render docs/dashboards.md.",
     )
     gen.add_argument("--root", default=".", help="repository root (default: .)")
-    gen.add_argument(
+    currency = gen.add_mutually_exclusive_group()
+    currency.add_argument(
+        "--config",
+        help="aispend.yaml whose `currency` the money panels show (a config that does not"
+        " pass `aispend config check` writes nothing)",
+    )
+    currency.add_argument(
         "--currency",
-        default="USD",
-        help="reporting currency for money units (default USD, as aispend.example.yaml)",
+        help="reporting currency for money units, without a config (default USD, as"
+        " aispend.example.yaml)",
     )
     gen.add_argument(
         "--tunables",
@@ -35,6 +42,7 @@ def add_parser(sub: Any) -> None:
 def _run_generate(args: argparse.Namespace) -> int:
     import sys
 
+    from aispend.config import ConfigError, load_config
     from aispend.dashboards.defaults import Context
     from aispend.dashboards.docs import render
     from aispend.dashboards.generate import DashboardError, build_all, write_all
@@ -47,7 +55,14 @@ def _run_generate(args: argparse.Namespace) -> int:
     except TunablesError as exc:  # exit 2, as `aispend rules generate` for the same file
         print(f"aispend dashboards generate: {exc}", file=sys.stderr)
         return 2
-    ctx = Context(currency=args.currency, tunables=tunables)
+    currency = args.currency or "USD"
+    if args.config:
+        try:
+            currency = load_config(args.config).currency
+        except ConfigError as exc:  # exit 2, as a bad --tunables file
+            print(f"aispend dashboards generate: {exc.report()}", file=sys.stderr)
+            return 2
+    ctx = Context(currency=currency, tunables=tunables)
     try:
         written = write_all(directory, ctx)
         docs = root / "docs" / "dashboards.md"

@@ -503,3 +503,40 @@ def test_dashboards_generate_with_the_rules_tunables(tmp_path: Path) -> None:
     assert any("* 0.2," in expr and "4 * sqrt" in expr for expr in exprs)
     docs = (tmp_path / "docs" / "dashboards.md").read_text(encoding="utf-8")
     assert idle.title in docs
+
+
+def test_dashboards_generate_with_the_config_currency(tmp_path: Path) -> None:
+    """`dashboards generate --config aispend.yaml` shows money in the config's currency
+    (the committed dashboards are USD: a EUR deployment showed "$" on every money
+    panel). A config that does not load writes nothing and exits 2."""
+    import shutil
+
+    from aispend.cli import main
+
+    (tmp_path / "dashboards").mkdir()
+    for source in sources(DASHBOARDS):
+        shutil.copy(source, tmp_path / "dashboards" / source.name)
+    root = ["dashboards", "generate", "--root", str(tmp_path)]
+    example = (REPO / "aispend.example.yaml").read_text(encoding="utf-8")
+    assert "\ncurrency: USD\n" in example and "  # usd_rate: 0.92\n" in example
+    eur = example.replace("\ncurrency: USD\n", "\ncurrency: EUR\n")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(eur)  # EUR without usd_rate: refused by the config loader
+    assert main([*root, "--config", str(bad)]) == 2
+    assert main([*root, "--config", str(tmp_path / "missing.yaml")]) == 2
+    assert not list((tmp_path / "dashboards").glob("*.json"))
+    assert not (tmp_path / "docs").exists()
+
+    config = tmp_path / "aispend.yaml"
+    config.write_text(eur.replace("  # usd_rate: 0.92\n", "  usd_rate: 0.92\n"))
+    assert main([*root, "--config", str(config)]) == 0
+    units = {
+        panel.get("fieldConfig", {}).get("defaults", {}).get("unit")
+        for path in (tmp_path / "dashboards").glob("*.json")
+        for panel in panels(json.loads(path.read_text()))
+    }
+    assert "currencyEUR" in units
+    assert "currencyUSD" not in units
+    with pytest.raises(SystemExit) as both:
+        main([*root, "--config", str(config), "--currency", "GBP"])
+    assert both.value.code == 2
