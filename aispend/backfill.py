@@ -9,6 +9,8 @@ an earlier month on the first day of the billing period that invoices it.
 
 - `aispend_cloud_cost_last_day`: that day's cost;
 - `aispend_cloud_cost_month_to_date`: the month's cost up to and including that day;
+- `aispend_cloud_cost_data_timestamp_seconds{source="focus"}`: the day's end (where the
+  bill data ended, as the exporter would have said then);
 
 with the exporter's labels (provider, account, service_category, service, team,
 project, environment). They are written as OpenMetrics with timestamps and turned
@@ -127,6 +129,16 @@ def openmetrics(series: dict[CostLabels, list[tuple[dt.date, float, float]]]) ->
             for point in points:
                 ts = int(utc_midnight(point[0])) + DAY_SECONDS
                 yield f"{spec.name}{text} {point[index]!r} {ts}\n"
+    from aispend.exporters.billing.focus import FocusSource
+
+    # Where the bill data ended, as the exporter would have said then: the day's end.
+    stamp = metrics.CLOUD_COST_DATA_TIMESTAMP
+    yield f"# HELP {stamp.name} {escape_label_value(stamp.full_help)}\n"
+    yield f"# TYPE {stamp.name} gauge\n"
+    source = label_text({metrics.SOURCE: FocusSource.name})
+    for day in sorted({point[0] for points in series.values() for point in points}):
+        ts = int(utc_midnight(day)) + DAY_SECONDS
+        yield f"{stamp.name}{source} {float(ts)!r} {ts}\n"
     yield "# EOF\n"
 
 

@@ -32,6 +32,7 @@ pytestmark = pytest.mark.integration
 SAMPLE = SHARED_DATA / "focus" / "focus_sample.csv"
 LAST_DAY = metrics.CLOUD_COST_LAST_DAY.name
 MTD = metrics.CLOUD_COST_MONTH_TO_DATE.name
+DATA_TS = metrics.CLOUD_COST_DATA_TIMESTAMP.name
 
 
 def backfill(*args: str) -> subprocess.CompletedProcess[str]:
@@ -137,6 +138,11 @@ def test_backfilled_history_returns_the_files_daily_totals(
     for provider, total in per_provider.items():
         assert mtd[provider] == pytest.approx(float(total), abs=1e-9), provider
 
+    # The dashboards' "Bill data up to" at noon on 2024-10-01: the end of the 30th.
+    data_end = f"max(last_over_time({DATA_TS}[25h]))"
+    got = query(url, data_end, month_end + 12 * 3600)
+    assert [float(r["value"][1]) for r in got] == [month_end]
+
 
 def test_files_in_two_currencies_are_refused(tmp_path: Path) -> None:
     """The backfilled series carry no currency: EUR rows would be added to USD ones."""
@@ -220,6 +226,7 @@ def test_a_day_the_export_covers_in_part_is_left_out(tmp_path: Path) -> None:
     assert [(name.split("{")[0], value, ts) for name, value, ts in samples] == [
         (LAST_DAY, "24.0", end_of_29th),
         (MTD, "24.0", end_of_29th),
+        (DATA_TS, f"{end_of_29th}.0", end_of_29th),
     ]
 
     only_partial = write_rows(tmp_path / "only-partial.csv", rows[24:])
