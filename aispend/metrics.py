@@ -55,6 +55,7 @@ ACCOUNT = "account"
 SERVICE = "service"
 SERVICE_CATEGORY = "service_category"
 ENVIRONMENT = "environment"
+BUDGET_OF = "budget_of"  # only inside rule expressions: whose budget a ratio is against
 # dcgm-exporter's GPU label names, mirrored so GPU dashboards carry over, except
 # dcgm's `modelName`: `promtool check metrics` warns on camelCase label names, so it
 # is `model_name` here (rules map dcgm's label with label_replace).
@@ -616,6 +617,11 @@ REC_BUDGET_PACE = _r(
 )
 REC_TEAM_BUDGET_PACE_MIN = _r(
     "team:aispend_budget:per_second_min", (TEAM,), "The tightest team budget pace."
+)
+REC_AGENT_BUDGET_PACE_MIN = _r(
+    "team_agent:aispend_budget:per_second_min",
+    (TEAM, AGENT),
+    "The tightest pace of an agent's own budgets.",
 )
 REC_BUDGET_USED = _r(
     "team_project_agent_period:aispend_budget_used:ratio",

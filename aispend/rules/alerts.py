@@ -233,21 +233,33 @@ def budget_alerts(t: Tunables) -> list[Alert]:
     return alerts
 
 
+def runaway_burn(agent_rate: str) -> str:
+    """An agent's spend rate over the tightest budget pace that binds it: its own
+    budgets' and its team's, one series per agent (the larger ratio where it has both).
+    A team with only agent budgets is watched through them."""
+    own = f"{agent_rate} / on({m.TEAM}, {m.AGENT}) group_left() {m.REC_AGENT_BUDGET_PACE_MIN.name}"
+    team = f"{agent_rate} / on({m.TEAM}) group_left() {m.REC_TEAM_BUDGET_PACE_MIN.name}"
+    return (
+        f"max by ({m.TEAM}, {m.AGENT}) ({set_label(own, m.BUDGET_OF, 'agent')}"
+        f" or {set_label(team, m.BUDGET_OF, 'team')})"
+    )
+
+
 def runaway_condition(t: Tunables) -> str:
     """RunawaySpend's condition: the agents it pages for (and throttles).
 
     One agent's short-window z-score over runaway_sigma, its spend at least
-    min_hourly_spend, and its spend alone at least runaway_burn_factor x its team's
-    tightest budget pace. TeamRunaway leaves a team to RunawaySpend where this holds
-    for one of its agents; both read it from here, so the two cannot drift apart."""
+    min_hourly_spend, and its spend alone at least runaway_burn_factor x the tightest
+    budget pace that binds it (`runaway_burn`). TeamRunaway leaves a team to
+    RunawaySpend where this holds for one of its agents; both read it from here, so the
+    two cannot drift apart."""
     za = anomaly_name("team_agent", f"zscore_rate{t.runaway_rate_window}")
     agent_rate = anomaly_name("team_agent", f"rate{t.runaway_rate_window}")
     return (
         f'{za}{{{m.AGENT}!=""}} > {num(t.runaway_sigma)}\n'
         f"and on({m.TEAM}, {m.AGENT}) {agent_rate} >= {num(t.min_hourly_spend / 3600)}\n"
         f"and on({m.TEAM}, {m.AGENT}) (\n"
-        f"  {agent_rate} / on({m.TEAM}) group_left() {m.REC_TEAM_BUDGET_PACE_MIN.name}"
-        f" >= {num(t.runaway_burn_factor)}\n)"
+        f"  {runaway_burn(agent_rate)} >= {num(t.runaway_burn_factor)}\n)"
     )
 
 
@@ -341,11 +353,10 @@ def anomaly_alerts(t: Tunables) -> list[Alert]:
             "$labels.team $labels.agent",
         )
         + '/h ({{ $labels.baseline }} baseline, z-score {{ $value | printf "%.1f" }}) '
-        "and alone burns the team's budget "
+        "and alone burns its budget "
         + query(
-            f'{agent_rate}{{team="%s",agent="%s"}} / on(team) group_left() '
-            f"{m.REC_TEAM_BUDGET_PACE_MIN.name}",
-            "$labels.team $labels.agent",
+            runaway_burn(f'{agent_rate}{{team="%s",agent="%s"}}'),
+            "$labels.team $labels.agent $labels.team $labels.agent",  # the rate twice
             'printf "%.1f"',
         )
         + "x too fast.",
@@ -354,7 +365,9 @@ def anomaly_alerts(t: Tunables) -> list[Alert]:
             meaning=f"One agent's {t.runaway_rate_window} spend rate is more than "
             f"{num(t.runaway_sigma)} standard "
             "deviations above its prediction AND the agent alone spends at least "
-            f"{num(t.runaway_burn_factor)}x its team's tightest budget pace. The actuator "
+            f"{num(t.runaway_burn_factor)}x the tightest budget pace that binds it: its own "
+            "budgets' (agent budgets) and its team's. A team with only project budgets is "
+            "not watched by this alert (the burn alerts still are). The actuator "
             "throttles exactly that agent (action=throttle); critical teams get "
             "action=notify and are never throttled.",
             check="Audit log of the actuator; the gateway's throttle table "

@@ -182,6 +182,10 @@ def budget_rate_rules(t: Tunables) -> list[Recording]:
             m.REC_TEAM_BUDGET_PACE_MIN.name,
             f'min by ({m.TEAM}) ({pace}{{{m.PROJECT}="", {m.AGENT}=""}})',
         ),
+        Recording(
+            m.REC_AGENT_BUDGET_PACE_MIN.name,
+            f'min by ({m.TEAM}, {m.AGENT}) ({pace}{{{m.AGENT}!=""}})',
+        ),
     ]
     for window in burn_windows(t):
         rate = f"{m.REC_SCOPE_COST_RATE_PREFIX}{window}"
