@@ -68,7 +68,14 @@ BILLING_NOTE = (
     "(always so for Azure Cost Management, which reports days); a day is complete once "
     "the data timestamp has passed its end."
 )
-SECTION_NOTES = {"common": COMMON_NOTE, "billing": BILLING_NOTE}
+GATEWAY_NOTE = (
+    "Beside each counter, prometheus_client exposes `<name>_created`: when each series was "
+    "created. The spend-to-date rules read `aispend_llm_cost_created` (the gateway's, and "
+    "the tokens exporter's, which keeps it in its state file) to count a new series' first "
+    "value, which `increase()` alone never counts."
+)
+
+SECTION_NOTES = {"common": COMMON_NOTE, "billing": BILLING_NOTE, "gateway": GATEWAY_NOTE}
 
 
 def render_metrics_md() -> str:
