@@ -69,10 +69,10 @@ BILLING_NOTE = (
     "the data timestamp has passed its end."
 )
 GATEWAY_NOTE = (
-    "Beside each counter, prometheus_client exposes `<name>_created`: when each series was "
-    "created. The spend-to-date rules read `aispend_llm_cost_created` (the gateway's, and "
-    "the tokens exporter's, which keeps it in its state file) to count a new series' first "
-    "value, which `increase()` alone never counts."
+    "Beside each of the gateway's counters, prometheus_client exposes `<name>_created`: "
+    "when each series was created. The tokens exporter exposes `aispend_llm_cost_created` "
+    "too (kept in its state file). The spend-to-date rules read `aispend_llm_cost_created` "
+    "to count a new series' first value, which `increase()` alone never counts."
 )
 
 SECTION_NOTES = {"common": COMMON_NOTE, "billing": BILLING_NOTE, "gateway": GATEWAY_NOTE}
