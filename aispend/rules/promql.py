@@ -111,19 +111,20 @@ def counter_increase(
     increase() needs two samples, so it never counts a series' first one: the gateway
     creates a label set's counter at its first request, which the first scrape already
     shows, and that spend was lost (a new team's, agent's or model's first requests, and
-    after a restart those of a label set idle since). A series whose `_created` time falls
-    in the window and that had no sample when the window began counts with its value at
-    the window's end instead: all of it was spent in the window. Gated on `_created` (not
-    just the missing sample) so that a counter whose scrapes failed for a while is not
-    counted whole again; a restart whose earlier samples are in the window is left to
-    increase()'s own reset handling."""
+    after a restart those of a label set idle since). A series new in the window counts
+    its last value in the window instead, all of it spent there. New: its `_created`
+    time lies in the window (not a counter whose scrapes failed for a while, which would
+    count whole again), did not change in it (a restart in the window is left to
+    increase()'s reset handling, which also counts what was spent before the restart),
+    and it had no sample when the window began."""
     sel = selector(counter.name, matchers)
     created = selector(counter.created_name, matchers)
     shift = seconds(offset) if offset else 0
-    at = f" offset {offset}" if offset else ""
     since = seconds(window) + shift + LOOKBACK
     new = (
-        f"((({sel}{at}) and (({created}{at}) > (time() - {since})))"
+        f"((last_over_time({_window(sel, window, offset)})"
+        f" and (last_over_time({_window(created, window, offset)}) > (time() - {since}))"
+        f" and (changes({_window(created, window, offset)}) == 0))"
         f" unless ({sel} offset {duration(seconds(window) + shift)}))"
     )
     return f"((increase({_window(sel, window, offset)}) unless {new}) or {new})"
