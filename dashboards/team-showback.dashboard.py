@@ -201,7 +201,8 @@ def build(ctx: d.Context) -> g.Dashboard:
                 " AISpendEstimateBillMismatch (info) fires: look for a source missing from"
                 " the estimate or a price override that is off. 0: a bill and no estimate"
                 " (traffic bypassing the gateway). Empty: no bill data; billing sources"
-                " disagree on their newest complete day; or the team has no bill row for"
+                " disagree on their newest complete day; aispend did not meter all of that"
+                " day (just installed, or an outage); or the team has no bill row for"
                 " the services the estimate covers (billed outside the cloud, or its rows"
                 " untagged: see team untagged).",
                 d.TIMES,

@@ -663,7 +663,9 @@ def data_alerts(t: Tunables) -> list[Alert]:
                 "their team tag, team `untagged` shows them). With several billing sources, "
                 "the comparison is made only while the newest complete day of each is the "
                 f"same (`{m.CLOUD_COST_DATA_TIMESTAMP.name}` per source): a source a day "
-                "behind would set another day's bill against the estimate.",
+                "behind would set another day's bill against the estimate. Nor for a bill "
+                "day aispend did not meter all of (no cost series at one of its hours: the "
+                "first days after an install, or an outage), whose estimate would be short.",
                 check="On the "
                 + cite(refs.TEAM_ESTIMATE_VS_BILL, refs.TEAM_BILL_BY_CATEGORY)
                 + "; per source (`team_source:aispend_cost:rate5m`) vs bill per service "

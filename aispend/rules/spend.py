@@ -269,6 +269,15 @@ def reconcile_rules(t: Tunables) -> list[Recording]:
     # tagged to a team aispend does not meter, team untagged) is estimated at 0, so the
     # ratio is 0, not missing. A team with an estimate and no covered bill row (billed
     # outside the cloud) has no ratio: nothing to compare with.
+    # Only for a bill day aispend metered all of (a cost series at each of its hours): the
+    # days after an install, or after an outage, have a bill and little or no estimate.
+    metering = " or ".join(
+        (m.LLM_COST.name, m.GPU_COST.name, f'{m.REC_GPU_COST_RATE.name}{{{m.SOURCE}="dcgm"}}')
+    )
+    metered_day = (
+        f"sum_over_time((count({metering}) * 0 + 1 and on() ({STEP_DAY} == on() {bill_day}))"
+        "[4d:1h]) >= 24"
+    )
     bill = m.REC_BILL_LAST_DAY.name
     return [
         Recording(m.REC_ESTIMATE_BILL_DAY.name, estimate),
@@ -277,7 +286,8 @@ def reconcile_rules(t: Tunables) -> list[Recording]:
             m.REC_ESTIMATE_VS_BILL.name,
             f"({m.REC_ESTIMATE_BILL_DAY.name} or on({m.TEAM}) {bill} * 0)\n"
             f"  / ({bill} > 0)\n"
-            f"  and on() ({same_day})",
+            f"  and on() ({same_day})\n"
+            f"  and on() ({metered_day})",
         ),
     ]
 
