@@ -66,7 +66,9 @@ BILLING_NOTE = (
     "the end of the newest FOCUS charge period of a day or less (a month's tax or fee ends "
     "with the month, however far the export reaches), else the end of the newest day "
     "(always so for Azure Cost Management, which reports days); a day is complete once "
-    "the data timestamp has passed its end."
+    "the data timestamp has passed its end. Month to date is of the month the data has "
+    "reached (the day holding the data timestamp): a row billed next month waits for "
+    "that month."
 )
 GATEWAY_NOTE = (
     "Beside each of the gateway's counters, prometheus_client exposes `<name>_created`: "

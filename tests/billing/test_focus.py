@@ -121,17 +121,18 @@ def test_gzip_and_parquet_read_the_same(tmp_path: Path) -> None:
 def test_exporter_figures_match_the_file() -> None:
     """Per team, each day's and each month's cost = the file's per business_unit tag, each
     row on its booked day. The sample bills one Oracle row of 2024-09-30 22:00 in October:
-    it is booked on 10-01, which makes October the newest month (month to date: that row
-    alone) and 10-01 a partial day; the last complete day is 2024-09-30. The data
-    timestamp is the newest ChargePeriodEnd."""
+    it is booked on 10-01, a day the data (up to 10-01 00:00) has not reached. The month
+    served is the one the data has reached, September (it was October: a month to date
+    of that one row, 0.00 of EffectiveCost, below the last day's 1.00); the last complete
+    day is 2024-09-30. The data timestamp is the newest ChargePeriodEnd."""
     result = FocusReader([str(SAMPLE)], "BilledCost", TAGS).daily()
     snapshot = build_snapshot(result.rows, result.newest_period_end, fetched_at=2e9)
-    september = build_snapshot(
-        result.rows, result.newest_period_end, fetched_at=2e9, month=(2024, 9)
+    october = build_snapshot(
+        result.rows, result.newest_period_end, fetched_at=2e9, month=(2024, 10)
     )
     assert snapshot.data_timestamp == 1727740800.0  # 2024-10-01T00:00:00Z
     assert str(snapshot.last_day) == "2024-09-30"
-    assert snapshot.month == (2024, 10)
+    assert snapshot.month == (2024, 9)
     expected: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
     for row in sample_rows():
         tags = {} if row["Tags"] == "NULL" else json.loads(row["Tags"])
@@ -142,7 +143,7 @@ def test_exporter_figures_match_the_file() -> None:
         if day == "2024-09-30":
             expected["last"][team] += cost
     assert dict(expected["2024-10"]) == {"DenverDesign": Decimal("0.24")}
-    for figures, month in ((snapshot, "2024-10"), (september, "2024-09")):
+    for figures, month in ((snapshot, "2024-09"), (october, "2024-10")):
         by_team: dict[str, float] = defaultdict(float)
         last_by_team: dict[str, float] = defaultdict(float)
         for labels, fig in figures.costs.items():

@@ -109,7 +109,11 @@ def build_snapshot(
     data_ts = data_timestamp(newest, newest_period_end, fetched_at)
     complete = [d for d in by_day if is_complete(d, data_ts)]
     last_day = max(complete) if complete else None
-    month = month or (newest.year, newest.month)
+    # The month the data has reached: of the day that holds its end. A day booked later
+    # (a row of this month billed next month, booked on that period's first day) waits
+    # for the data to reach it; the newest booked day's month was then an empty month.
+    reached = min(dt.datetime.fromtimestamp(max(data_ts - 1, 0), dt.UTC).date(), newest)
+    month = month or (reached.year, reached.month)
     mtd: dict[CostLabels, float] = defaultdict(float)
     for day, costs in by_day.items():
         if (day.year, day.month) == month:
