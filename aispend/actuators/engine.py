@@ -83,6 +83,12 @@ ActionCounter = Callable[[str, str, str], None]
 """(target, action, result) -> count one decision."""
 
 
+REFIRE_GRACE_S = 20.0
+"""How long after an undo a firing of the same instance is taken for a copy sent before
+the resolve, not the alert firing again: an HA peer sends 15 s after the first
+Alertmanager; our Alertmanager route's group_interval is 30 s."""
+
+
 @dataclass
 class _KeyLocks:
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
@@ -160,8 +166,12 @@ class Engine:
         if row.state == st.UNDONE:
             # Fired again after its own resolve: Alertmanager resolves an alert that
             # Prometheus has not re-sent by its endsAt, and fires it again with the same
-            # startsAt once Prometheus gets through. A firing of an older instance than
-            # the series' newest is a stale redelivery.
+            # startsAt once Prometheus gets through (one group_interval or more later).
+            # A copy sent before the resolve (queued behind it, or from an HA peer) comes
+            # within REFIRE_GRACE_S; a firing of an instance other than the series'
+            # newest is a stale redelivery.
+            if self._clock() - row.updated_at < REFIRE_GRACE_S:
+                return False
             return row.starts_at == self.store.newest_start(row.fingerprint)
         rule = self.settings.rule(row.rule or "")
         return row.state == st.DRY_RUN and rule is not None and not dry_run_of(rule, self.settings)
@@ -189,7 +199,8 @@ class Engine:
             self._clock(),
         )
         rule = decision.rule
-        again = "fired again after its resolve" if previous and previous.state == st.UNDONE else ""
+        reopened = previous is not None and previous.state == st.UNDONE
+        again = "fired again after its resolve" if reopened else ""
         new = ActionRow(
             fingerprint=fp,
             starts_at=starts,
@@ -202,29 +213,41 @@ class Engine:
             team=alert.labels.get("team"),
             scope=scope_of(alert.labels),
         )
+        # A re-fired action that is not applied again leaves its row as it was (undone):
+        # the row is the record of the action that cool-downs count from.
+        kept = previous if reopened else None
         if decision.skip is not None:
             if previous is not None and previous.state == st.SKIPPED:
                 return self._note(
                     alert, previous, "ignore", f"ignored: still skipped: {decision.skip}"
                 )
-            return self._commit(alert, new, "skip", f"skipped: {decision.skip}")
+            return self._commit(
+                alert, None if kept else new, "skip", f"skipped: {decision.skip}",
+                detail=again, row_for_audit=new,
+            )  # fmt: skip
         assert rule is not None
         if decision.dry_run:
             new.state = st.DRY_RUN
             return self._commit(
-                alert, new, "apply", "dry_run", detail=f"would {rule.mode} via {rule.target}"
-            )
+                alert, None if kept else new, "apply", "dry_run",
+                detail="; ".join(filter(None, [again, f"would {rule.mode} via {rule.target}"])),
+                row_for_audit=new,
+            )  # fmt: skip
         target = self.targets.get(rule.target)
         if target is None:  # settings validation makes this unreachable; be safe anyway
             new.state = st.FAILED
-            return self._commit(alert, new, "apply", "error", error="target not configured")
+            return self._commit(
+                alert, None if kept else new, "apply", "error", error="target not configured",
+                row_for_audit=new,
+            )  # fmt: skip
 
         async with self._objects_lock(target):
             try:
                 undo_data = await target.prepare(self._action(alert, rule))
             except TargetError as exc:
                 new.state = st.FAILED  # recorded only if not retryable
-                return self._target_failed(alert, new, "apply", exc, record_row=not exc.retryable)
+                record = not exc.retryable and kept is None
+                return self._target_failed(alert, new, "apply", exc, record_row=record)
             # A newer firing of the same series takes over the older one's action on this
             # target (one on another target is undone when the series resolves); the
             # older rows hold their objects until this intent is committed with them.

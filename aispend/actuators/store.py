@@ -16,7 +16,6 @@ import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,8 +35,8 @@ ACTIVE_STATES = (APPLYING, APPLIED)
 # and holders of a shared object's original state. An apply refused part-way may have
 # changed some objects already.
 HOLDING_STATES = (*ACTIVE_STATES, APPLY_FAILED)
-# States whose action may still be in force on its objects: counted against the team's
-# limit and shown as in force. An undo that failed left its objects changed.
+# States whose action may still be in force on its objects: shown as in force (the
+# active_actions gauge). An undo that failed left its objects changed.
 IN_FORCE_STATES = (*HOLDING_STATES, UNDO_FAILED)
 
 _SCHEMA = """
@@ -175,11 +174,15 @@ class Store:
         return _action(row) if row else None
 
     def newest_start(self, fingerprint: str) -> str | None:
-        """The stored startsAt of the series' newest instance."""
-        rows = self._db.execute(
-            "SELECT starts_at FROM actions WHERE fingerprint = ?", (fingerprint,)
-        ).fetchall()
-        return max((str(r[0]) for r in rows), key=datetime.fromisoformat, default=None)
+        """The stored startsAt of the series' newest instance: the last one recorded that
+        no other took over (with an HA Prometheus pair, a later instance can carry an
+        earlier startsAt)."""
+        row = self._db.execute(
+            "SELECT starts_at FROM actions WHERE fingerprint = ? AND state != ?"
+            " ORDER BY created_at DESC, rowid DESC LIMIT 1",
+            (fingerprint, SUPERSEDED),
+        ).fetchone()
+        return str(row[0]) if row else None
 
     def holding_with_fingerprint(self, fingerprint: str) -> list[ActionRow]:
         """Actions of one alert series (any startsAt) that may hold objects, oldest first."""
@@ -214,12 +217,14 @@ class Store:
         return [_action(r) for r in rows]
 
     def count_active(self, team: str) -> int:
-        """The team's throttles and pauses in force (notifications hold nothing back)."""
-        marks = ", ".join("?" * len(IN_FORCE_STATES))
+        """The team's throttles and pauses applied (notifications hold nothing back). An
+        action whose undo failed is not counted: its alert has ended, and a row whose
+        undo can never succeed (its target removed from the config) would take the
+        team's slot for good; the in-force gauge still shows it."""
         row = self._db.execute(
-            f"SELECT COUNT(*) FROM actions WHERE team = ? AND state IN ({marks})"
+            "SELECT COUNT(*) FROM actions WHERE team = ? AND state IN (?, ?)"
             " AND mode IS NOT 'notify'",
-            (team, *IN_FORCE_STATES),
+            (team, *ACTIVE_STATES),
         ).fetchone()
         return int(row[0])
 

@@ -327,3 +327,25 @@ def test_the_objects_scope_is_the_apim_service(
     )
     assert one.objects_scope == other.objects_scope != third.objects_scope
     assert one.objects_scope.endswith("/providers/microsoft.apimanagement/service/apim-ai")
+
+
+def test_a_subscription_deleted_since_the_suspend_has_nothing_to_restore(
+    arm: tuple[FakeArm, ThreadedServer, ssl.SSLContext],
+) -> None:
+    """The suspended subscription was deleted: undo has nothing to restore, and says so
+    (a 404 used to fail the undo for good). Other errors still fail it."""
+    fake, server, ctx = arm
+    t = target(server, ctx, StaticCredential())
+    gone = {"sid": "deleted-sub", "state": "active"}
+
+    async def undo(data: dict[str, Any]) -> str:
+        async with aiohttp.ClientSession() as session:
+            t._session = session
+            return await t.undo(ACTION, data)
+
+    assert asyncio.run(undo(gone)) == (
+        "APIM subscription deleted-sub was deleted since: nothing to restore"
+    )
+    fake.fail_with = 403
+    with pytest.raises(TargetError, match="HTTP 403"):
+        asyncio.run(undo(gone))

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from aispend.actuators import store as st
-from aispend.actuators.engine import Engine, Outcome
+from aispend.actuators.engine import REFIRE_GRACE_S, Engine, Outcome
 from aispend.actuators.payload import Alert, PayloadError, parse_payload
 from aispend.actuators.settings import ActionsSettings
 from aispend.actuators.store import Store
@@ -333,29 +333,53 @@ def test_a_failed_undo_hands_the_original_to_the_next_action_on_the_object(
     assert again.retry is False and target.replicas == {"x": 3}
 
 
-def test_an_action_whose_undo_failed_is_still_in_force(tmp_path: Path) -> None:
-    """x is still paused: the team's limit and the in-force count see it."""
+def test_an_action_whose_undo_failed_is_in_force_but_holds_no_slot(tmp_path: Path) -> None:
+    """x is still paused: the in-force count shows it. Its alert has ended, so it does
+    not take the team's slot: a row whose undo can never succeed (target removed from
+    the config) would keep the team from ever being acted on again."""
     target = Replicas(x=3, y=2)
     store = Store(tmp_path / "s.db")
     engine = Engine(settings(max_active_per_team=1), {}, store, {"t": target})
     handle(engine, alert("a1"))
     _fail_undo(engine, target, alert("a1", "resolved"))
     assert store.active_counts() == {("t", "search"): 1}
-    assert handle(engine, alert("b2", objects="y")).result == "skipped: max active actions"
+    assert handle(engine, alert("b2", objects="y")).result == "ok"
+    assert store.active_counts() == {("t", "search"): 2}
     assert handle(engine, alert("a1", "resolved")).retry is False
-    assert store.active_counts() == {}
+    assert store.active_counts() == {("t", "search"): 1}
+
+
+class Clock:
+    """Engine and store time, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _timed(tmp_path: Path, target: Replicas, **extra: Any) -> tuple[Engine, Store, Clock]:
+    clock = Clock()
+    store = Store(tmp_path / "s.db", clock=clock)
+    return Engine(settings(**extra), {}, store, {"t": target}, clock=clock), store, clock
 
 
 def test_an_alert_that_fires_again_after_its_resolve_is_acted_on_again(tmp_path: Path) -> None:
     """Prometheus could not reach Alertmanager past the alert's endsAt, so Alertmanager
     resolved it (x restored); once Prometheus gets through, the same alert (same startsAt)
-    fires again. It must be paused again, and undone on its next resolve."""
+    fires again, a group_interval or more later. It must be paused again, and undone on
+    its next resolve. A copy of the firing that comes right after the resolve (sent
+    before it: queued behind it, or from an HA peer) is not the alert firing again."""
     target = Replicas(x=3)
-    store = Store(tmp_path / "s.db")
-    engine = Engine(settings(), {}, store, {"t": target})
+    engine, store, clock = _timed(tmp_path, target)
     handle(engine, alert("f1"))
     handle(engine, alert("f1", "resolved"))
     assert target.replicas == {"x": 3}
+    clock.now += REFIRE_GRACE_S - 1
+    assert handle(engine, alert("f1")).result == "ignored: already resolved"
+    assert target.replicas == {"x": 3}
+    clock.now += 31
     assert handle(engine, alert("f1")).result == "ok"
     assert target.replicas == {"x": 0}
     pending = [a for a in store.audit() if a.result == "pending"]
@@ -365,15 +389,54 @@ def test_an_alert_that_fires_again_after_its_resolve_is_acted_on_again(tmp_path:
     assert target.replicas == {"x": 3}
 
 
+def test_a_refiring_held_back_keeps_the_record_cool_downs_count_from(tmp_path: Path) -> None:
+    """The re-firing is skipped by the cool-down: the undone row stays as it was, so the
+    cool-down still holds back the next alert of the same rule and workload."""
+    target = Replicas(x=3)
+    engine, store, clock = _timed(tmp_path, target, cooldown="1h")
+    handle(engine, alert("f1"))
+    handle(engine, alert("f1", "resolved"))
+    clock.now += 60
+    assert handle(engine, alert("f1")).result == "skipped: cooldown"
+    first = store.get("f1", "2024-05-01T10:00:00+00:00")
+    assert first is not None and first.state == st.UNDONE
+    assert store.last_action_time("pause", first.scope or "") == 1_000_000.0
+    clock.now += 60
+    assert handle(engine, alert("g2", starts=T2)).result == "skipped: cooldown"
+    assert target.replicas == {"x": 3}
+    clock.now += 3600
+    assert handle(engine, alert("f1")).result == "ok"  # the next repeat, cool-down over
+
+
+def test_a_refiring_of_the_instance_that_took_over_with_an_earlier_start(
+    tmp_path: Path,
+) -> None:
+    """HA Prometheus pair: T2 was notified first, then T1 (earlier startsAt) took it over.
+    T1 resolves on its endsAt and fires again: it is the series' newest instance, though
+    T2's startsAt is later."""
+    target = Replicas(x=3)
+    engine, _, clock = _timed(tmp_path, target)
+    handle(engine, alert("f1", starts=T2))
+    clock.now += 60
+    assert handle(engine, alert("f1", starts=T1)).result == "ok"
+    handle(engine, alert("f1", "resolved", starts=T1))
+    assert target.replicas == {"x": 3}
+    clock.now += 60
+    assert handle(engine, alert("f1", starts=T1)).result == "ok"
+    assert target.replicas == {"x": 0}
+
+
 def test_a_stale_firing_of_an_instance_older_than_the_newest_is_ignored(tmp_path: Path) -> None:
     """T1 was undone by the resolve of the newer T2 (held back by the cool-down); a late
     copy of T1's firing must not pause x again: nothing would ever resolve it."""
     target = Replicas(x=3)
-    engine = Engine(settings(cooldown="10m"), {}, Store(tmp_path / "s.db"), {"t": target})
+    engine, _, clock = _timed(tmp_path, target, cooldown="10m")
     handle(engine, alert("f1"))
+    clock.now += 60
     handle(engine, alert("f1", starts=T2))
     handle(engine, alert("f1", "resolved", starts=T2))
     assert target.replicas == {"x": 3}
+    clock.now += 3600  # past the grace and the cool-down: only its age holds it back
     assert handle(engine, alert("f1")).result == "ignored: already resolved"
     assert target.replicas == {"x": 3}
 

@@ -520,3 +520,16 @@ def test_targets_on_one_api_server_share_an_objects_scope(kube, kubeconfig):
     by_selector = make(kubeconfig, kind="Deployment", namespace="search", selector="a=b")
     _, server = kube
     assert by_name.objects_scope == by_selector.objects_scope == server.url.rstrip("/")
+
+
+def test_an_object_deleted_since_the_pause_has_nothing_to_restore(kube, kubeconfig):
+    """A redeploy deleted the paused Deployment: undo has nothing to restore, and says
+    so. It used to fail for good on the 404 (undo_failed, retried for ever)."""
+    fake, _ = kube
+    target = make(kubeconfig, kind="Deployment", namespace="${team}", name="${agent}")
+    act = action(team="search", agent="rerank-agent")
+    data, _, _ = run(target, act)
+    del fake.objects[("deployments", "search", "rerank-agent")]
+    assert undo(target, act, data) == (
+        "deleted since the pause, nothing to restore: Deployment search/rerank-agent"
+    )

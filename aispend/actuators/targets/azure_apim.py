@@ -89,7 +89,12 @@ class AzureApimTarget:
 
     async def undo(self, action: Action, undo_data: dict[str, Any]) -> str:
         sid, state = undo_data["sid"], undo_data["state"]
-        now = ((await self._request("GET", sid)).get("properties") or {}).get("state")
+        try:
+            now = ((await self._request("GET", sid)).get("properties") or {}).get("state")
+        except TargetError as exc:
+            if exc.status != 404:
+                raise
+            return f"APIM subscription {sid} was deleted since: nothing to restore"
         if now != "suspended":  # changed since (re-activated by hand): leave it
             return f"APIM subscription {sid} is {now}, not suspended: left as it is"
         await self._request("PATCH", sid, {"properties": {"state": state}})
@@ -133,6 +138,7 @@ class AzureApimTarget:
                     raise TargetError(
                         f"{method} APIM subscription {sid}: HTTP {resp.status}: {text}",
                         status_retryable(resp.status),
+                        resp.status,
                     )
                 if resp.status == 204:
                     return {}

@@ -34,10 +34,12 @@ class Action:
 
 
 class TargetError(Exception):
-    """A target could not act. `retryable`: a redelivery may succeed (5xx, unreachable)."""
+    """A target could not act. `retryable`: a redelivery may succeed (5xx, unreachable).
+    `status`: the HTTP status that refused, where there was one."""
 
-    def __init__(self, message: str, retryable: bool):
+    def __init__(self, message: str, retryable: bool, status: int | None = None):
         self.retryable = retryable
+        self.status = status
         super().__init__(message)
 
 

@@ -90,12 +90,18 @@ class KubernetesTarget:
     async def undo(self, action: Action, undo_data: dict[str, Any]) -> str:
         """Restore each object that is still as apply left it; one changed since (scaled
         by hand) is left as it is."""
-        restored, left = [], []
+        restored, left, gone = [], [], []
         cronjob = undo_data["kind"] == "CronJob"
         for obj in undo_data["objects"]:
             path = self._object_path(undo_data["namespace"], obj["name"])
-            spec = (await self._request("GET", path)).get("spec") or {}
             name = _key(undo_data, obj["name"])
+            try:
+                spec = (await self._request("GET", path)).get("spec") or {}
+            except TargetError as exc:
+                if exc.status != 404:
+                    raise
+                gone.append(name)  # deleted since the pause: nothing to restore
+                continue
             if cronjob and spec.get("suspend") is not True:
                 left.append(f"{name} (suspend={str(bool(spec.get('suspend'))).lower()})")
                 continue
@@ -110,6 +116,8 @@ class KubernetesTarget:
             parts.append(f"restored: {self._describe({**undo_data, 'objects': restored})}")
         if left:
             parts.append("changed since the pause, left as they are: " + ", ".join(left))
+        if gone:
+            parts.append("deleted since the pause, nothing to restore: " + ", ".join(gone))
         return "; ".join(parts) or "nothing to restore"
 
     def originals(self, undo_data: dict[str, Any]) -> dict[str, Any]:
@@ -187,6 +195,7 @@ class KubernetesTarget:
                     raise TargetError(
                         f"{method} {path}: HTTP {resp.status}: {text}",
                         status_retryable(resp.status),
+                        resp.status,
                     )
                 data = await resp.json(content_type=None, loads=loads_json)
         except TargetError:
