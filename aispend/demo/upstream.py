@@ -570,13 +570,14 @@ def _embeddings_body(call: _Call, body: dict[str, Any], headers: Any) -> bytes:
         b'{"object": "embedding", "index": %d, "embedding": %s}' % (i, vector) for i in range(count)
     )
     usage = {"prompt_tokens": call.input_tokens, "total_tokens": call.input_tokens}
+    model = b"" if call.omit_model else b' "model": ' + json.dumps(call.model).encode() + b","
     return b"".join(
         [
             b'{"object": "list", "data": [',
             items,
-            b'], "model": ',
-            json.dumps(call.model).encode(),
-            b', "usage": ',
+            b"],",
+            model,
+            b' "usage": ',
             json.dumps(usage).encode(),
             b"}",
         ]

@@ -31,7 +31,6 @@ it would put a cost in the counters that no later sample can take back.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 from dataclasses import dataclass
@@ -51,7 +50,7 @@ WHOLE_PARSE_MAX_BYTES = 4 * 1024 * 1024
 _TAIL_BYTES = 64 * 1024
 _OBJECT_START = re.compile(rb"\s*\{")
 _USAGE_KEY = re.compile(rb'"usage"\s*:\s*')
-_MODEL_BEFORE_USAGE = re.compile(r'"model"\s*:\s*("(?:[^"\\]|\\.)*")\s*,\s*$')
+_MODEL_BEFORE_USAGE = re.compile(rb'"model"\s*:\s*("(?:[^"\\]|\\.)*")\s*,\s*$')
 
 
 class EventTooLarge(ValueError):
@@ -140,10 +139,10 @@ def service_tier_of(data: Any) -> str | None:
 
 
 def parse_body(kind: str, body: bytes) -> BodyResult:
-    """Usage and model of a whole (non-streamed) JSON response body. A large one whose
-    last member is `usage` (embeddings: `data` holds the vectors, `usage` ends the
-    object) is read from its tail: parsing all of it would stall every other request."""
-    if len(body) > WHOLE_PARSE_MAX_BYTES:
+    """Usage and model of a whole (non-streamed) JSON response body. A large embeddings
+    body laid out as OpenAI's (`data` holds the vectors, then `model`, then `usage` last)
+    is read from its tail: parsing all of it would stall every other request."""
+    if kind == "embeddings" and len(body) > WHOLE_PARSE_MAX_BYTES:
         tail = _tail_members(body)
         if tail is not None:
             return _body_result(kind, tail)
@@ -158,13 +157,14 @@ def parse_body(kind: str, body: bytes) -> BodyResult:
 
 def _tail_members(body: bytes) -> dict[str, Any] | None:
     """{"usage": ..., "model": ...} when `usage` is the last member of the top-level
-    object (exactly one closing brace follows its value); None when it is not."""
+    object (exactly one closing brace follows its value) and `model` the one before it;
+    None otherwise (the caller parses the whole body)."""
     if _OBJECT_START.match(body) is None:
         return None
     tail = body[-_TAIL_BYTES:]
     at = tail.rfind(b'"usage"')
-    key = _USAGE_KEY.match(tail, at) if at >= 0 else None
-    if key is None:
+    key = _USAGE_KEY.match(tail, at) if at > 0 else None
+    if key is None or tail[at - 1 : at] == b"\\":  # `\"usage"` ends a string, not a key
         return None
     try:
         text = tail[key.end() :].decode()
@@ -173,12 +173,13 @@ def _tail_members(body: bytes) -> dict[str, Any] | None:
         return None
     if not isinstance(usage, dict) or text[end:].strip() != "}":
         return None
-    model = _MODEL_BEFORE_USAGE.search(tail[:at].decode(errors="replace"))
-    members: dict[str, Any] = {"usage": usage}
-    if model is not None:
-        with contextlib.suppress(ValueError):  # a bad escape: the requested model stands
-            members["model"] = json.loads(model.group(1))
-    return members
+    model = _MODEL_BEFORE_USAGE.search(tail, 0, at)
+    if model is None or tail[model.start() - 1 : model.start()] == b"\\":
+        return None
+    try:
+        return {"usage": usage, "model": json.loads(model.group(1))}
+    except ValueError:
+        return None
 
 
 def _body_result(kind: str, data: dict[str, Any]) -> BodyResult:

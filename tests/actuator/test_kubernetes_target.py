@@ -533,3 +533,14 @@ def test_an_object_deleted_since_the_pause_has_nothing_to_restore(kube, kubeconf
     assert undo(target, act, data) == (
         "deleted since the pause, nothing to restore: Deployment search/rerank-agent"
     )
+
+
+@pytest.mark.parametrize(
+    "spelling", ["https://10.96.0.1", "https://10.96.0.1:443/", "HTTPS://10.96.0.1:443"]
+)
+def test_one_api_server_spelt_in_several_ways_is_one_scope(spelling: str) -> None:
+    """In-cluster gives https://HOST:443; a config may say https://HOST: one server."""
+    from aispend.actuators.targets.kubernetes import _server_scope
+
+    assert _server_scope(spelling) == _server_scope("https://10.96.0.1:443")
+    assert _server_scope(spelling) != _server_scope("https://10.96.0.2:443")

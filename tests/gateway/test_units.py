@@ -121,6 +121,10 @@ USAGE = b'"usage": {"prompt_tokens": 7, "total_tokens": 7}'
         (_large(b'"model": "m"', b'"meta": {"usage": {"prompt_tokens": 99}}'), "m", None),
         (_large(b'"x": {"model": "n", "usage": {"prompt_tokens": 99}}'), None, None),
         (_large(b'"note": "\\"usage\\": {\\"prompt_tokens\\": 99}}"'), None, None),
+        # Keys that end in an escaped quote and then read `usage` or `model`.
+        (_large(b'"model": "m"', USAGE, b'"a\\"usage": {"prompt_tokens": 1}'), "m", 7),
+        (_large(b'"model": "m"', b'"a\\"usage": {"prompt_tokens": 1}'), "m", None),
+        (_large(b'"model": "m"', b'"x\\"model": "n"', USAGE), "m", 7),
     ],
 )
 def test_a_large_body_is_read_as_a_whole_parse_would_read_it(
@@ -130,6 +134,14 @@ def test_a_large_body_is_read_as_a_whole_parse_would_read_it(
     result = parse_body("embeddings", body)
     assert not result.malformed and result.model == model == whole.get("model")
     assert (result.usage.input if result.usage else None) == tokens
+
+
+def test_a_large_chat_body_keeps_its_service_tier() -> None:
+    """Only embeddings bodies are read from the tail: a chat body's service_tier (priced
+    apart) may sit anywhere."""
+    body = _large(b'"model": "gpt-4o"', b'"service_tier": "priority"', USAGE)
+    result = parse_body("chat", body)
+    assert (result.model, result.service_tier, result.usage.input) == ("gpt-4o", "priority", 7)
 
 
 def test_a_large_body_that_is_not_json_is_malformed() -> None:

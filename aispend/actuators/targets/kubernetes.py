@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 
@@ -47,7 +47,7 @@ class KubernetesTarget:
         self.settings = settings
         self._session = session
         self._auth = auth or load_auth(settings)
-        self.objects_scope = self._auth.server.rstrip("/")
+        self.objects_scope = _server_scope(self._auth.server)
 
     # ------------------------------------------------------------ paths
 
@@ -210,6 +210,16 @@ class KubernetesTarget:
 def _key(undo_data: dict[str, Any], name: str) -> str:
     """One object, as details name it and as HoldsObjects keys it: `Kind namespace/name`."""
     return f"{undo_data['kind']} {undo_data['namespace']}/{name}"
+
+
+def _server_scope(server: str) -> str:
+    """An API server URL as one spelling: scheme and host lower case, the default port
+    written out, no trailing slash (`https://K8s:443/` and `https://k8s` are one server).
+    Different names for one server (an IP and a DNS name) stay apart."""
+    url = urlsplit(server.strip())
+    scheme = url.scheme.lower() or "https"
+    port = url.port or (443 if scheme == "https" else 80)
+    return f"{scheme}://{(url.hostname or '').lower()}:{port}{url.path.rstrip('/')}"
 
 
 def _checked(value: str, what: str) -> str:
