@@ -66,9 +66,10 @@ BILLING_NOTE = (
     "the end of the newest FOCUS charge period of a day or less (a month's tax or fee ends "
     "with the month, however far the export reaches), else the end of the newest day "
     "(always so for Azure Cost Management, which reports days); a day is complete once "
-    "the data timestamp has passed its end. Month to date is of the month the data has "
-    "reached (the day holding the data timestamp): a row billed next month waits for "
-    "that month."
+    "the data timestamp has passed its end. FOCUS: month to date is of the month the data "
+    "has reached (the day holding the data timestamp); a row billed next month waits for "
+    "that month. Azure Cost Management: of the calendar month of the read, so 0 on the "
+    "1st until Azure's data (about a day behind) reaches it."
 )
 GATEWAY_NOTE = (
     "Beside each of the gateway's counters, prometheus_client exposes `<name>_created`: "

@@ -159,8 +159,8 @@ def _tail_members(body: bytes) -> dict[str, Any] | None:
     """{"usage": ..., "model": ...} when `usage` is the last member of the top-level
     object (exactly one closing brace follows its value) and `model` the one before it;
     None otherwise (the caller parses the whole body)."""
-    if _OBJECT_START.match(body) is None:
-        return None
+    if _OBJECT_START.match(body) is None or b'"service_tier"' in body[:_TAIL_BYTES]:
+        return None  # a tier (priced apart) before `data`: the whole body is parsed
     tail = body[-_TAIL_BYTES:]
     at = tail.rfind(b'"usage"')
     key = _USAGE_KEY.match(tail, at) if at > 0 else None

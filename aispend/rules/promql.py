@@ -116,7 +116,9 @@ def counter_increase(
     time lies in the window (not a counter whose scrapes failed for a while, which would
     count whole again), did not change in it (a restart in the window is left to
     increase()'s reset handling, which also counts what was spent before the restart),
-    and it had no sample when the window began."""
+    and it had no sample in the LOOKBACK before the window began (a range, not an instant
+    lookup: a failed scrape's stale marker at the boundary hid the sample before it, and
+    the next window counted the series as new again)."""
     sel = selector(counter.name, matchers)
     created = selector(counter.created_name, matchers)
     shift = seconds(offset) if offset else 0
@@ -125,7 +127,8 @@ def counter_increase(
         f"((last_over_time({_window(sel, window, offset)})"
         f" and (last_over_time({_window(created, window, offset)}) > (time() - {since}))"
         f" and (changes({_window(created, window, offset)}) == 0))"
-        f" unless ({sel} offset {duration(seconds(window) + shift)}))"
+        f" unless count_over_time({sel}[{duration(LOOKBACK)}]"
+        f" offset {duration(seconds(window) + shift)}))"
     )
     return f"((increase({_window(sel, window, offset)}) unless {new}) or {new})"
 

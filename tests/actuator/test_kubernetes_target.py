@@ -544,3 +544,12 @@ def test_one_api_server_spelt_in_several_ways_is_one_scope(spelling: str) -> Non
 
     assert _server_scope(spelling) == _server_scope("https://10.96.0.1:443")
     assert _server_scope(spelling) != _server_scope("https://10.96.0.2:443")
+
+
+def test_a_server_with_a_bad_port_still_builds_its_target(kubeconfig: Path) -> None:
+    """Its requests fail and say why, as before; building the target must not (a
+    ValueError here stopped the whole actuator at start)."""
+    target = make(
+        kubeconfig, kind="Deployment", namespace="search", name="x", api_server="https://k8s:6443x"
+    )
+    assert target.objects_scope == "https://k8s:6443x"

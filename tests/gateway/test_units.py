@@ -136,6 +136,11 @@ def test_a_large_body_is_read_as_a_whole_parse_would_read_it(
     assert (result.usage.input if result.usage else None) == tokens
 
 
+def test_a_large_embeddings_body_keeps_a_service_tier_before_its_data() -> None:
+    body = b'{"service_tier": "flex", ' + _large(b'"model": "m"', USAGE)[1:]
+    assert parse_body("embeddings", body).service_tier == "flex"
+
+
 def test_a_large_chat_body_keeps_its_service_tier() -> None:
     """Only embeddings bodies are read from the tail: a chat body's service_tier (priced
     apart) may sit anywhere."""

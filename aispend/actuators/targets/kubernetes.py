@@ -218,7 +218,10 @@ def _server_scope(server: str) -> str:
     Different names for one server (an IP and a DNS name) stay apart."""
     url = urlsplit(server.strip())
     scheme = url.scheme.lower() or "https"
-    port = url.port or (443 if scheme == "https" else 80)
+    try:
+        port = url.port or (443 if scheme == "https" else 80)
+    except ValueError:  # a bad port: the requests fail and say so; keep the spelling
+        return server.strip().rstrip("/").lower()
     return f"{scheme}://{(url.hostname or '').lower()}:{port}{url.path.rstrip('/')}"
 
 
