@@ -11,11 +11,14 @@ State machine per (fingerprint, startsAt) in the store:
                                    rollout: dry-run first, then live for what still fires)
     firing,   applying          -> resume the interrupted apply (same undo data), unless
                                    dry-run is on now or the team may not be acted on
-    firing,   undone            -> policy again if it is the series' newest instance:
-                                   Alertmanager resolves an alert that Prometheus has not
-                                   re-sent by its endsAt (a slow Prometheus restart, a
-                                   partition), then fires it again with the same startsAt;
-                                   an older instance's firing is a stale copy, ignored
+    firing,   undone            -> policy again if it is the series' newest instance and
+                                   was undone REFIRE_GRACE_S ago or more: Alertmanager
+                                   resolves an alert that Prometheus has not re-sent by its
+                                   endsAt (a slow Prometheus restart, a partition), then
+                                   fires it again with the same startsAt; applied again, or
+                                   only audited (the undone row stays, for cool-downs). An
+                                   older instance's firing, or one right after the undo, is
+                                   a stale copy, ignored
     firing,   anything else     -> ignored (duplicate, or resolved before its firing)
     resolved, applying/applied/apply_failed/undo_failed -> undo -> undone | undo_failed
                                    (undo_failed is answered 503: Alertmanager redelivers
