@@ -208,6 +208,8 @@ class Store:
         *values: str,
         states: tuple[str, ...] = HOLDING_STATES,
     ) -> list[ActionRow]:
+        if not values:
+            return []
         each, marks = ", ".join("?" * len(values)), ", ".join("?" * len(states))
         rows = self._db.execute(
             f"SELECT * FROM actions WHERE {column} IN ({each}) AND state IN ({marks})"
