@@ -72,11 +72,15 @@ def spend(
     by: Sequence[str],
     matchers: Sequence[str] = (),
     offset: str | None = None,
+    first_values: bool = False,
 ) -> str:
     """Spend per second (`fn="rate"`) or in total (`fn="increase"`) over `window`, summed
     by `by`. GPU series get `model` = GPU model name and `source` = gpu | dcgm; they have
-    no `agent`, so a matcher on agent leaves them out, as it should."""
-    if fn == "increase":
+    no `agent`, so a matcher on agent leaves them out, as it should. `first_values`:
+    LLM increases count a new series' first value (`counter_increase`); it costs about
+    twice the evaluation, so only spend to date and the bill-day estimate use it, not
+    baselines and rates over days, where one request's value is noise."""
+    if fn == "increase" and first_values:
         llm = counter_increase(m.LLM_COST, matchers, window, offset)
     else:
         llm = f"{fn}({_window(selector(m.LLM_COST.name, matchers), window, offset)})"
@@ -163,9 +167,11 @@ SCOPES: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
 all three join `aispend_budget` on (team, project, agent)."""
 
 
-def scope_spend(fn: str, window: str, offset: str | None = None) -> str:
+def scope_spend(fn: str, window: str, offset: str | None = None, first_values: bool = False) -> str:
     """`spend()` for every budget scope, as one vector."""
-    return " or ".join(spend(fn, window, by, matchers, offset) for by, matchers in SCOPES)
+    return " or ".join(
+        spend(fn, window, by, matchers, offset, first_values) for by, matchers in SCOPES
+    )
 
 
 def bucket_sum(expr: str, condition: str, range_: str, step: str) -> str:
@@ -191,10 +197,12 @@ def since_start(by: Sequence[str] | None, period: str) -> str:
     """Spend since the start of the current UTC day or month: hourly buckets in the
     period plus 5-minute buckets since the last full hour (lags the counters <= 5m)."""
     if by is None:
-        hourly, tail = scope_spend("increase", "1h"), scope_spend("increase", "5m")
+        hourly = scope_spend("increase", "1h", first_values=True)
+        tail = scope_spend("increase", "5m", first_values=True)
         labels: tuple[str, ...] = (m.TEAM, m.PROJECT, m.AGENT)
     else:
-        hourly, tail = spend("increase", "1h", by), spend("increase", "5m", by)
+        hourly = spend("increase", "1h", by, first_values=True)
+        tail = spend("increase", "5m", by, first_values=True)
         labels = tuple(by)
     if period == "day":
         cond, range_ = f"{STEP_DAY} == on() {NOW_DAY}", "1d"

@@ -257,7 +257,10 @@ def reconcile_rules(t: Tunables) -> list[Recording]:
     # whose timestamp is its fetch time, has today's partial row, not today's bill).
     bill_day = f"({day_index(bill_ts)} - 1)"
     estimate = bucket_sum(
-        spend("increase", "1h", (m.TEAM,)), f"{STEP_DAY} == on() {bill_day}", "4d", "1h"
+        spend("increase", "1h", (m.TEAM,), first_values=True),
+        f"{STEP_DAY} == on() {bill_day}",
+        "4d",
+        "1h",
     )
     # Each source's last_day is its own newest complete day: while one source is a day
     # behind another, the summed bill mixes two days, so there is no ratio until they agree.
