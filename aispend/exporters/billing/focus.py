@@ -523,29 +523,26 @@ def _bad_tags_message(files: Sequence[FocusFile], sample: str) -> str:
 
 def _bad_costs_message(files: Sequence[FocusFile], column: str) -> str:
     """Find the lines whose cost is not a finite number (only on this error path)."""
-    return _cost_lines_message(
+    return _column_lines_message(
         files, column, _not_finite, "is NaN or infinite", "is NaN or infinite, or its sum overflows"
     )
 
 
 def _bad_times_message(files: Sequence[FocusFile], column: str, bad: set[str]) -> str:
     """`FILE: column C is not a timestamp on lines ...: 'value'` (only on this error path)."""
-    sample = repr(sorted(bad)[0])
-    for f in files:
-        lines = list(_bad_lines(f, column, lambda v: v in bad, limit=5))
-        if lines:
-            return f"{f.path}: column {column} is not a timestamp on {_lines(lines)}: {sample}"
-    paths = ", ".join(str(f.path) for f in files)
-    return f"{paths}: column {column} is not a timestamp: {sample}"
+    problem, sample = "is not a timestamp", f": {sorted(bad)[0]!r}"
+    return _column_lines_message(files, column, lambda v: v in bad, problem, problem, sample)
 
 
 def _null_costs_message(files: Sequence[FocusFile], column: str) -> str:
     """Find the lines whose cost is empty or NULL (only on this error path)."""
     never = " (FOCUS: never null)"
-    return _cost_lines_message(files, column, _is_null, "is empty", "is empty on some rows", never)
+    return _column_lines_message(
+        files, column, _is_null, "is empty", "is empty on some rows", never
+    )
 
 
-def _cost_lines_message(
+def _column_lines_message(
     files: Sequence[FocusFile],
     column: str,
     is_bad: Callable[[str], bool],
