@@ -117,6 +117,11 @@ def daily_series(
     return out
 
 
+def day_end(day: dt.date) -> int:
+    """The timestamp (Unix seconds) every sample of `day` is written at: its end."""
+    return int(utc_midnight(day)) + DAY_SECONDS
+
+
 def openmetrics(series: dict[CostLabels, list[tuple[dt.date, float, float]]]) -> Iterator[str]:
     for spec, index in (
         (metrics.CLOUD_COST_LAST_DAY, 1),
@@ -127,7 +132,7 @@ def openmetrics(series: dict[CostLabels, list[tuple[dt.date, float, float]]]) ->
         for labels, points in series.items():
             text = label_text(dict(zip(metrics.CLOUD_COST_LABELS, labels, strict=True)))
             for point in points:
-                ts = int(utc_midnight(point[0])) + DAY_SECONDS
+                ts = day_end(point[0])
                 yield f"{spec.name}{text} {point[index]!r} {ts}\n"
     from aispend.exporters.billing.focus import FocusSource
 
@@ -137,7 +142,7 @@ def openmetrics(series: dict[CostLabels, list[tuple[dt.date, float, float]]]) ->
     yield f"# TYPE {stamp.name} gauge\n"
     source = label_text({metrics.SOURCE: FocusSource.name})
     for day in sorted({point[0] for points in series.values() for point in points}):
-        ts = int(utc_midnight(day)) + DAY_SECONDS
+        ts = day_end(day)
         yield f"{stamp.name}{source} {float(ts)!r} {ts}\n"
     yield "# EOF\n"
 
@@ -151,7 +156,7 @@ def planned_samples(
         pairs = zip(metrics.CLOUD_COST_LABELS, labels, strict=True)
         key = frozenset((k, v) for k, v in pairs if v)
         for day, last_day, month_to_date in points:
-            ts = (int(utc_midnight(day)) + DAY_SECONDS) * 1000
+            ts = day_end(day) * 1000
             out[(metrics.CLOUD_COST_LAST_DAY.name, key, ts)] = last_day
             out[(metrics.CLOUD_COST_MONTH_TO_DATE.name, key, ts)] = month_to_date
     return out
