@@ -218,21 +218,21 @@ class Engine:
         )
         # A re-fired action that is not applied again leaves its row as it was (undone):
         # the row is the record of the action that cool-downs count from.
-        kept = previous if reopened else None
+        recorded = None if reopened else new
         if decision.skip is not None:
             if previous is not None and previous.state == st.SKIPPED:
                 return self._note(
                     alert, previous, "ignore", f"ignored: still skipped: {decision.skip}"
                 )
             return self._commit(
-                alert, None if kept else new, "skip", f"skipped: {decision.skip}",
+                alert, recorded, "skip", f"skipped: {decision.skip}",
                 detail=again, row_for_audit=new,
             )  # fmt: skip
         assert rule is not None
         if decision.dry_run:
             new.state = st.DRY_RUN
             return self._commit(
-                alert, None if kept else new, "apply", "dry_run",
+                alert, recorded, "apply", "dry_run",
                 detail="; ".join(filter(None, [again, f"would {rule.mode} via {rule.target}"])),
                 row_for_audit=new,
             )  # fmt: skip
@@ -240,7 +240,7 @@ class Engine:
         if target is None:  # settings validation makes this unreachable; be safe anyway
             new.state = st.FAILED
             return self._commit(
-                alert, None if kept else new, "apply", "error", error="target not configured",
+                alert, recorded, "apply", "error", error="target not configured",
                 row_for_audit=new,
             )  # fmt: skip
 
@@ -249,7 +249,7 @@ class Engine:
                 undo_data = await target.prepare(self._action(alert, rule))
             except TargetError as exc:
                 new.state = st.FAILED  # recorded only if not retryable
-                record = not exc.retryable and kept is None
+                record = not exc.retryable and not reopened
                 return self._target_failed(alert, new, "apply", exc, record_row=record)
             # A newer firing of the same series takes over the older one's action on this
             # target (one on another target is undone when the series resolves); the
