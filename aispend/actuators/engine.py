@@ -257,10 +257,11 @@ class Engine:
             superseded = [
                 old for old in self.store.holding_with_fingerprint(fp) if old.target == rule.target
             ]
-            new.undo_data = self._take_over(target, undo_data)
+            in_force = self._in_force_on_objects(target)
+            new.undo_data = self._take_over(target, undo_data, in_force)
             # An action whose undo failed, on objects this one now holds too, hands its
             # original state over: this action restores it when it is undone.
-            taken = self._failed_undos_taken_over(target, new)
+            taken = self._failed_undos_taken_over(target, new, in_force)
             new.state = st.APPLYING
             for old in (*superseded, *taken):
                 old.state = st.SUPERSEDED
@@ -386,24 +387,35 @@ class Engine:
             and (other.type, other.objects_scope) == (target.type, target.objects_scope)
         ]
 
-    def _take_over(self, target: Target, undo_data: dict[str, Any]) -> dict[str, Any]:
+    def _in_force_on_objects(self, target: Target) -> list[ActionRow]:
+        """Actions in force through the targets that reach `target`'s objects (none for a
+        target that holds no objects), oldest first."""
+        if not isinstance(target, HoldsObjects):
+            return []
+        return self.store.in_force_for_targets(self._sharing(target))
+
+    def _take_over(
+        self, target: Target, undo_data: dict[str, Any], in_force: list[ActionRow]
+    ) -> dict[str, Any]:
         """Objects another action already holds keep the original state it recorded
         (what prepare just read is that action's change, not the original)."""
         if not isinstance(target, HoldsObjects):
             return undo_data
-        held = _holdings(target, self.store.in_force_for_targets(self._sharing(target)))
+        held = _holdings(target, in_force)
         mine = target.originals(undo_data)
         taken = {key: held[key][1] for key in mine if key in held}
         return target.with_originals(undo_data, mine | taken) if taken else undo_data
 
-    def _failed_undos_taken_over(self, target: Target, new: ActionRow) -> list[ActionRow]:
-        """Rows whose undo failed and whose objects are all held by `new`."""
+    def _failed_undos_taken_over(
+        self, target: Target, new: ActionRow, in_force: list[ActionRow]
+    ) -> list[ActionRow]:
+        """Rows of `in_force` whose undo failed and whose objects are all held by `new`."""
         if not isinstance(target, HoldsObjects):
             return []
         mine = set(target.originals(new.undo_data))
         return [
             row
-            for row in self.store.in_force_for_targets(self._sharing(target))
+            for row in in_force
             if row.state == st.UNDO_FAILED
             and (row.fingerprint, row.starts_at) != (new.fingerprint, new.starts_at)
             and set(target.originals(row.undo_data)) <= mine
