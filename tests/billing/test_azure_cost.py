@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from azure.core.credentials import AccessToken
+from azure.core.exceptions import ClientAuthenticationError
 from prometheus_client import CollectorRegistry, generate_latest
 
 from aispend import metrics
@@ -50,6 +51,22 @@ class StaticToken:
         return AccessToken("test-token", int(NOW) + 3600)
 
 
+class RecordingToken(StaticToken):
+    """A StaticToken that records the scopes each token is asked for, i.e. which
+    audience Entra ID would be asked to sign for; with `fail`, it then refuses the way
+    azure-identity does when it cannot sign in, so no request leaves the machine."""
+
+    def __init__(self, fail: str | None = None):
+        self.scopes: list[tuple[str, ...]] = []
+        self.fail = fail
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        self.scopes.append(scopes)
+        if self.fail is not None:
+            raise ClientAuthenticationError(message=self.fail)
+        return super().get_token(*scopes, **kwargs)
+
+
 class Clock:
     def __init__(self, now: float):
         self.now = now
@@ -65,7 +82,12 @@ def server(tmp_path: Path) -> Iterator[tuple[QueryServer, Path]]:
 
 
 def make_source(
-    server: QueryServer, ca_file: Path, clock: Clock, sleeps: list[float], **extra: Any
+    server: QueryServer,
+    ca_file: Path,
+    clock: Clock,
+    sleeps: list[float],
+    credential: Any = None,
+    **extra: Any,
 ) -> AzureCostSource:
     settings = AzureCostSettings.model_validate(
         {
@@ -76,7 +98,11 @@ def make_source(
         }
     )
     return AzureCostSource(
-        settings, "USD", credential=StaticToken(), sleep=sleeps.append, clock=clock
+        settings,
+        "USD",
+        credential=credential or StaticToken(),
+        sleep=sleeps.append,
+        clock=clock,
     )
 
 
@@ -151,6 +177,48 @@ def test_query_pages_and_exported_figures(server: tuple[QueryServer, Path]) -> N
     assert reg.get_sample_value(metrics.EXPORTER_UP.name, src) == 1.0
     assert reg.get_sample_value(metrics.SOURCE_LAST_SUCCESS.name, src) == NOW
     assert sleeps == []
+
+
+def test_the_token_is_asked_for_the_configured_endpoint(
+    server: tuple[QueryServer, Path],
+) -> None:
+    """Before, the client asked for a https://management.azure.com/.default token
+    whatever `endpoint` said, so Azure Government or China refused every call."""
+    srv, ca = server
+    srv.script(Reply(200, query_result(PAGE2)))
+    clock, sleeps, cred = Clock(NOW), [], RecordingToken()
+    cached = CachedSource(make_source(srv, ca, clock, sleeps, credential=cred), clock)
+    assert cached.refresh(), cached.error
+    assert cred.scopes == [(f"{srv.base_url}/.default",)]
+    assert srv.requests[0].headers["authorization"] == "Bearer test-token"
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "scope"),
+    [
+        (
+            "https://management.usgovcloudapi.net",
+            "https://management.core.usgovcloudapi.net/.default",
+        ),
+        ("https://management.chinacloudapi.cn/", "https://management.chinacloudapi.cn/.default"),
+        ("https://management.azure.com", "https://management.azure.com/.default"),
+    ],
+    ids=["us-government", "china", "public"],
+)
+def test_a_sovereign_cloud_endpoint_asks_for_that_clouds_token(
+    server: tuple[QueryServer, Path], endpoint: str, scope: str
+) -> None:
+    """The real client's request asks the credential for a token; the credential refuses
+    (no Entra ID here), so nothing is sent to the cloud itself. The scopes are those
+    azure-mgmt-core uses for each cloud (Government's ARM audience differs from its
+    endpoint)."""
+    srv, ca = server
+    clock, sleeps, cred = Clock(NOW), [], RecordingToken(fail="no Entra ID here")
+    source = make_source(srv, ca, clock, sleeps, credential=cred, endpoint=endpoint)
+    cached = CachedSource(source, clock)
+    assert not cached.refresh()
+    assert cred.scopes and set(cred.scopes) == {(scope,)}
+    assert srv.requests == []
 
 
 def test_a_new_month_without_rows_keeps_the_last_day_and_a_fresh_timestamp(

@@ -72,6 +72,25 @@ def make_credential(settings: AzureCredential) -> Any:
     return identity.DefaultAzureCredential()
 
 
+def arm_credential_scopes(endpoint: str) -> list[str]:
+    """Token scopes for a Resource Manager endpoint set in the config.
+
+    A known cloud's endpoint gets the scope azure-mgmt-core uses for that cloud (Azure
+    Government's ARM audience is management.core.usgovcloudapi.net); any other, its own
+    `/.default`. Without this the client asks for a public-cloud token whatever the
+    endpoint, and a sovereign cloud refuses every call.
+    """
+    from azure.core import AzureClouds
+    from azure.mgmt.core.tools import get_arm_endpoints
+
+    base = endpoint.rstrip("/")
+    for cloud in AzureClouds:
+        arm = get_arm_endpoints(cloud)
+        if str(arm["resource_manager"]).rstrip("/").lower() == base.lower():
+            return [str(scope) for scope in arm["credential_scopes"]]
+    return [base + "/.default"]
+
+
 def query_definition(settings: AzureCostSettings, today: dt.date) -> dict[str, Any]:
     """The Query body: daily cost from the first day of the previous month to `today`."""
     previous_month = (today.replace(day=1) - dt.timedelta(days=1)).replace(day=1)
@@ -157,6 +176,8 @@ class AzureCostSource:
             kwargs: dict[str, Any] = {"retry_policy": self.retry_policy}
             if self.settings.ca_file is not None:
                 kwargs["connection_verify"] = str(self.settings.ca_file)
+            if self.settings.endpoint:
+                kwargs["credential_scopes"] = arm_credential_scopes(self.settings.endpoint)
             self._client = CostManagementClient(
                 credential, base_url=self.settings.endpoint, **kwargs
             )

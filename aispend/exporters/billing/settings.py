@@ -98,7 +98,10 @@ class AzureCostSettings(StrictModel):
     refresh_interval_seconds: Seconds = 4 * 3600.0
     credential: AzureCredential = AzureCredential()
     endpoint: str | None = None
-    """Resource Manager endpoint (default: the public cloud's, from azure-core)."""
+    """Resource Manager endpoint (default: the public cloud's, from azure-core), e.g.
+    https://management.usgovcloudapi.net or https://management.chinacloudapi.cn. Tokens
+    are asked for that cloud (the SDK's scope for a known cloud, else `<endpoint>/.default`);
+    the credential must sign in at that cloud's authority too (AZURE_AUTHORITY_HOST)."""
     ca_file: Path | None = None
     """CA bundle to verify the endpoint with (default: the system's)."""
     max_retries: Annotated[int, Field(ge=0, le=10)] = 4
