@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import trustme
 from azure.core.credentials import AccessToken
+from azure.core.exceptions import ClientAuthenticationError
 from prometheus_client import CollectorRegistry, generate_latest
 
 from aispend import metrics
@@ -74,6 +75,19 @@ class StaticCredential:
 
     def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
         return AccessToken(TOKEN, int(time.time()) + 3600)
+
+
+class RefusingCredential:
+    """Records the scopes a token is asked for (the audience Entra ID would sign for),
+    then refuses as azure-identity does when it cannot sign in: the real client's request
+    stops at its bearer-token policy, so nothing is sent to the cloud it names."""
+
+    def __init__(self) -> None:
+        self.scopes: list[tuple[str, ...]] = []
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        self.scopes.append(scopes)
+        raise ClientAuthenticationError(message="no Entra ID here")
 
 
 class Clock:
@@ -462,6 +476,53 @@ def test_a_source_held_up_does_not_hold_up_the_other(
     finally:
         released.set()
         poller.stop()
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "audience", "scope"),
+    [
+        (
+            "https://usgovvirginia.metrics.monitor.azure.us",
+            None,
+            "https://metrics.monitor.azure.us/.default",
+        ),
+        (
+            "https://chinaeast2.metrics.monitor.azure.cn",
+            None,
+            "https://metrics.monitor.azure.cn/.default",
+        ),
+        (
+            "https://eastus.metrics.monitor.azure.com",
+            None,
+            "https://metrics.monitor.azure.com/.default",
+        ),
+        (
+            "https://metrics.example.internal",
+            "https://metrics.monitor.azure.us/",
+            "https://metrics.monitor.azure.us/.default",
+        ),
+    ],
+    ids=["us-government", "china", "public", "explicit-audience"],
+)
+def test_metrics_tokens_are_asked_for_the_endpoints_cloud(
+    endpoint: str, audience: str | None, scope: str, tmp_path: Path
+) -> None:
+    """Before, MetricsClient asked for a https://metrics.monitor.azure.com token whatever
+    metrics_endpoint said, so Azure Government or China refused every call."""
+    text = (
+        "teams: [{name: support}]\nsources:\n  azure_tokens:\n"
+        f"    metrics_endpoint: {endpoint}\n"
+        + (f"    metrics_audience: {audience}\n" if audience else "")
+        + f'    openai_resources: [{{id: "{AOAI}", team: support}}]\n'
+        f"    state_file: {tmp_path / 'state.json'}\n"
+    )
+    settings = parse_config(text).sources.azure_tokens
+    assert settings is not None
+    credential = RefusingCredential()
+    [source] = build_sources(settings, credential, lambda source: None)
+    with pytest.raises(ClientAuthenticationError):
+        source.fetch(T0, T0 + timedelta(minutes=5))
+    assert credential.scopes and set(credential.scopes) == {(scope,)}
 
 
 @pytest.mark.parametrize(

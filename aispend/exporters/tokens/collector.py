@@ -34,7 +34,7 @@ from typing import Any, Protocol
 from prometheus_client.core import Metric
 
 from aispend import __version__, metrics
-from aispend.exporters.tokens.settings import AzureTokensSettings
+from aispend.exporters.tokens.settings import AzureTokensSettings, default_metrics_audience
 from aispend.exporters.tokens.usage import Usage
 from aispend.exporters.tokens.watermark import State, save_state
 from aispend.pricing import Pricer, TokenUsage
@@ -296,6 +296,8 @@ def build_sources(
         client = MetricsClient(
             settings.metrics_endpoint,
             credential,
+            audience=settings.metrics_audience
+            or default_metrics_audience(settings.metrics_endpoint),
             per_retry_policies=[CountThrottled(AoaiMetricsSource.name)],
             **retry,
         )

@@ -8,12 +8,19 @@
         products:                     # APIM product id -> owner (subscription not mapped)
           research-llm: {team: research, project: evals}
         metrics_endpoint: https://eastus.metrics.monitor.azure.com    # regional
+        # metrics_audience: https://metrics.monitor.azure.com  # default: from the endpoint
         openai_resources:             # Azure OpenAI accounts whose metrics are read
           - {id: /subscriptions/.../providers/Microsoft.CognitiveServices/accounts/aoai-prod,
              team: support}
         deployments: {gpt4o-prod: gpt-4o}                   # deployment -> model, for pricing
         settle_delay_seconds: 300
         state_file: /var/lib/aispend/tokens-state.json
+
+In another cloud, give that cloud's endpoints (e.g. logs_endpoint
+https://api.loganalytics.us, metrics_endpoint https://usgovvirginia.metrics.monitor.azure.us):
+tokens are asked for the audience of each (for the metrics endpoint, its host without
+the region, unless `metrics_audience` says otherwise), and the credential must sign in
+at that cloud's authority (AZURE_AUTHORITY_HOST).
 
 Records are counted once: only data older than the settle delay is read, and the
 watermark (up to where each source was counted) and the totals live in `state_file`.
@@ -25,6 +32,7 @@ nothing else meters; otherwise spend and budgets count those tokens twice.
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
@@ -40,6 +48,21 @@ TOKEN_TYPE_OF_METRIC = {
     "cachereadinputtokens": "cached_input",
 }
 """Azure OpenAI token metrics (names matched case-insensitively) -> token type."""
+
+
+def default_metrics_audience(endpoint: str) -> str:
+    """The Entra ID audience of a metrics data-plane endpoint.
+
+    `https://<region>.metrics.monitor.<cloud>` -> `https://metrics.monitor.<cloud>`, the
+    audience Azure Monitor metrics takes tokens for in each cloud (azure.com, azure.us,
+    azure.cn); any other host, its own origin. azure-monitor-querymetrics' MetricsClient
+    asks for the public cloud's audience unless told, whatever the endpoint.
+    """
+    split = urllib.parse.urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+    region, _, rest = (split.hostname or "").partition(".")
+    if region and rest.startswith("metrics.monitor."):
+        return f"https://{rest}"
+    return f"{split.scheme}://{split.netloc}"
 
 
 class Owner(StrictModel):
@@ -60,6 +83,8 @@ class AzureTokensSettings(StrictModel):
     subscriptions: dict[str, Owner] = {}
     products: dict[str, Owner] = {}
     metrics_endpoint: str | None = None
+    metrics_audience: str | None = None
+    """Entra ID audience of metrics_endpoint's tokens (default: default_metrics_audience)."""
     openai_resources: list[OpenAIResource] = []
     metric_names: list[str] = list(DEFAULT_METRIC_NAMES)
     deployments: dict[str, str] = {}
