@@ -443,6 +443,28 @@ def test_next_link_repeating_with_its_parameters_reordered_is_a_loop(
     assert len(srv.requests) == 2  # PAGE2 is not counted twice
 
 
+def test_next_link_skiptoken_reaches_the_service_as_it_was_given(
+    server: tuple[QueryServer, Path],
+) -> None:
+    """A $skiptoken is base64, percent-encoded in the nextLink (Azure's example:
+    `$skiptoken=AQAAAA%3D%3D`). It was decoded and sent back raw: `+` arrived as a space
+    and `%26` split the token in two."""
+    srv, ca = server
+    base = f"{srv.base_url}/{SCOPE}/providers/Microsoft.CostManagement/query"
+    srv.script(
+        Reply(200, query_result(PAGE1, f"{base}?api-version=2021-10-01&$skiptoken=%2BAAAAA%3D%3D")),
+        Reply(200, query_result(PAGE1, f"{base}?api-version=2021-10-01&$skiptoken=A%2Fb%26c%3D")),
+        Reply(200, query_result(PAGE2)),
+    )
+    clock, sleeps = Clock(NOW), []
+    cached = CachedSource(make_source(srv, ca, clock, sleeps), clock)
+    assert cached.refresh(), cached.error
+    assert [r.query for r in srv.requests[1:]] == [
+        {"api-version": "2025-03-01", "$skiptoken": "+AAAAA=="},
+        {"api-version": "2025-03-01", "$skiptoken": "A/b&c="},
+    ]
+
+
 class _CountingSource:
     """A source whose month-to-date grows by 100 on every fetch (simulated: the collector's
     cache is under test, not a billing API)."""

@@ -127,11 +127,14 @@ def _next_params(next_link: str) -> dict[str, str]:
     """Query parameters of a nextLink (the SDK adds api-version itself).
 
     Only the parameters are followed, never the link's host, so the bearer token
-    never goes anywhere but the configured endpoint.
+    never goes anywhere but the configured endpoint. Values come back percent-encoded
+    as the SDK encodes its own: it puts `params=` values into the URL as they are, and
+    a decoded `$skiptoken` (base64: `+`, `/`, `=`) would reach Azure with `+` read as a
+    space and an `&` splitting it.
     """
     query = urllib.parse.urlsplit(next_link).query
     return {
-        k: v
+        k: urllib.parse.quote(v, safe="")
         for k, v in urllib.parse.parse_qsl(query, keep_blank_values=True)
         if k.lower() != "api-version"
     }
