@@ -221,6 +221,37 @@ def test_a_sovereign_cloud_endpoint_asks_for_that_clouds_token(
     assert srv.requests == []
 
 
+def test_a_credential_that_cannot_sign_in_is_reported_as_such(
+    server: tuple[QueryServer, Path],
+) -> None:
+    """azure-identity raises ClientAuthenticationError without a status code when it
+    cannot get a token (simulated: RecordingToken refuses with DefaultAzureCredential's
+    message); it read `Cost Management query failed: HTTP None : ...`. A 401 from the
+    service is still an HTTP failure."""
+    srv, ca = server
+    message = (
+        "DefaultAzureCredential failed to retrieve a token from the included credentials.\n"
+        "Attempted credentials:\n\tEnvironmentCredential: EnvironmentCredential"
+        " authentication unavailable."
+    )
+    clock, sleeps = Clock(NOW), []
+    source = make_source(srv, ca, clock, sleeps, credential=RecordingToken(fail=message))
+    cached = CachedSource(source, clock)
+    assert not cached.refresh()
+    assert cached.error == (
+        f"{SCOPE}: cannot get an Azure token: DefaultAzureCredential failed to retrieve a"
+        " token from the included credentials. Attempted credentials: EnvironmentCredential:"
+        " EnvironmentCredential authentication unavailable."
+    )
+    assert srv.requests == []
+
+    srv.script(Reply(401, {"error": {"code": "InvalidAuthenticationToken", "message": "no"}}))
+    cached = CachedSource(make_source(srv, ca, clock, sleeps), clock)
+    assert not cached.refresh()
+    assert cached.error is not None
+    assert cached.error.startswith(f"{SCOPE}: Cost Management query failed: HTTP 401 ")
+
+
 def test_a_new_month_without_rows_keeps_the_last_day_and_a_fresh_timestamp(
     server: tuple[QueryServer, Path],
 ) -> None:

@@ -195,7 +195,7 @@ class AzureCostSource:
         return build_snapshot(rows, None, fetched_at, month=(today.year, today.month))
 
     def query_scope(self, scope: AzureScope, today: dt.date) -> list[DailyCost]:
-        from azure.core.exceptions import AzureError, HttpResponseError
+        from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError
 
         client = self.client()
         body = query_definition(self.settings, today)
@@ -206,6 +206,11 @@ class AzureCostSource:
             try:
                 result = client.query.usage(scope.scope, body, params=dict(params))
             except HttpResponseError as exc:
+                if isinstance(exc, ClientAuthenticationError) and exc.status_code is None:
+                    # raised by the credential (sign-in failed): nothing was sent
+                    raise AzureCostError(
+                        f"{scope.scope}: cannot get an Azure token: {_short(exc.message)}"
+                    ) from exc
                 raise AzureCostError(
                     f"{scope.scope}: Cost Management query failed: HTTP {exc.status_code}"
                     f" {exc.reason or ''}: {_short(exc.message)}"
