@@ -7,8 +7,10 @@ private prometheus_client registry.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pynvml
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
@@ -163,5 +165,49 @@ def test_a_gpu_that_goes_away_is_not_charged_for_its_absence(
         value.scrape()
         assert value(metrics.GPU_COST.name, G1) == pytest.approx(H100_PRICE * 2)
         assert value(metrics.GPU_COST.name, G0) == pytest.approx(A100_PRICE * 11)
+    finally:
+        collector.close()
+
+
+def _latin1_process_name(state_file: Path) -> None:
+    data = state()
+    data["devices"][1]["processes"][1]["name"] = "train-NAME"
+    state_file.write_bytes(json.dumps(data).encode().replace(b"train-NAME", b"train-\xe9"))
+
+
+def test_a_process_name_that_is_not_utf8_does_not_fail_the_scrape(
+    fake_nvml_loaded: Path, gpu_env: dict[str, Path]
+) -> None:
+    """A process may name itself in any bytes (here Latin-1 "train-\xe9"); pynvml decodes
+    names strictly as UTF-8. The fake library hands the raw bytes over, as the driver
+    does: the process keeps its memory series, with the bad byte replaced."""
+    _latin1_process_name(fake_nvml_loaded)
+    collector, registry = make_collector(gpu_env["config"], Clock(0.0))
+    value = Scrapes(registry)
+    try:
+        value.scrape()
+        process = {**G1, "pid": "4343", "process_name": "train-\ufffd", "pod": "", "namespace": ""}
+        assert value(metrics.GPU_PROCESS_MEMORY.name, process) == 16 * 1024**3
+        assert value(metrics.EXPORTER_UP.name, {"source": "gpu"}) == 1.0
+        assert value(metrics.GPU_NVML_ERRORS.name, {"call": "nvmlSystemGetProcessName"}) is None
+    finally:
+        collector.close()
+
+
+def test_an_undecodable_string_from_a_pynvml_without_the_raw_call_is_a_counted_error(
+    fake_nvml_loaded: Path, gpu_env: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pynvml whose string call has no undecorated `__wrapped__` (simulated by a plain
+    wrapper around the real one): the decode error is counted, the process kept unnamed."""
+    _latin1_process_name(fake_nvml_loaded)
+    decoding = pynvml.nvmlSystemGetProcessName
+    monkeypatch.setattr(pynvml, "nvmlSystemGetProcessName", lambda pid: decoding(pid))
+    collector, registry = make_collector(gpu_env["config"], Clock(0.0))
+    value = Scrapes(registry)
+    try:
+        value.scrape()
+        process = {**G1, "pid": "4343", "process_name": "", "pod": "", "namespace": ""}
+        assert value(metrics.GPU_PROCESS_MEMORY.name, process) == 16 * 1024**3
+        assert value(metrics.GPU_NVML_ERRORS.name, {"call": "nvmlSystemGetProcessName"}) == 1
     finally:
         collector.close()

@@ -4,6 +4,9 @@
 one to `errors["nvmlDeviceGetPowerUsage"]` when NVML answers an error (GPU lost, not
 supported, ...). Codes a caller expects as a normal answer (MIG slots that are empty,
 MIG mode on a GPU without MIG) are passed in `expected` and not counted.
+`Nvml.text(...)` is the same for a call that answers a string the driver does not
+guarantee to be UTF-8 (a process name): bytes that do not decode are replaced (U+FFFD).
+A string that pynvml fails to decode in `call` is counted like an NVML error.
 
 `Nvml.start()` loads and initialises the library; it raises `NvmlUnavailable` with a
 sentence a user can act on when there is no library, no driver or no permission.
@@ -70,18 +73,37 @@ class Nvml:
 
     def call(self, name: str, *args: Any, expected: Collection[int] = ()) -> Any:
         """pynvml.<name>(*args), or None when NVML answers an error (counted unless expected)."""
+        return self._invoke(name, getattr(pynvml, name), args, expected)
+
+    def text(self, name: str, *args: Any, expected: Collection[int] = ()) -> str | None:
+        """pynvml.<name>(*args) as text, decoded with errors="replace", or None as `call`.
+
+        pynvml's string calls decode strictly as UTF-8 and raise on other bytes; a
+        process name is whatever the process set (e.g. Latin-1), so this calls the
+        undecorated function where pynvml has one and decodes here."""
         fn = getattr(pynvml, name)
+        value = self._invoke(name, getattr(fn, "__wrapped__", fn), args, expected)
+        if isinstance(value, bytes):
+            return value.decode("utf-8", errors="replace")
+        return None if value is None else str(value)
+
+    def _invoke(self, name: str, fn: Any, args: tuple[Any, ...], expected: Collection[int]) -> Any:
         try:
             return fn(*args)
         except pynvml.NVMLError as exc:
             if getattr(exc, "value", None) not in expected:
-                with self._lock:
-                    self.errors[name] += 1
+                self._count(name)
             return None
         except pynvml.NVMLLibraryMismatchError:  # driver too old for this versioned call
-            with self._lock:
-                self.errors[name] += 1
+            self._count(name)
             return None
+        except UnicodeDecodeError:  # a string that is not UTF-8 (pynvml decodes strictly)
+            self._count(name)
+            return None
+
+    def _count(self, name: str) -> None:
+        with self._lock:
+            self.errors[name] += 1
 
     def error_counts(self) -> dict[str, int]:
         with self._lock:

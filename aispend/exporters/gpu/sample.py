@@ -97,13 +97,13 @@ def _read_processes(nvml: Nvml, handle: Any, proc_root: str | Path) -> list[Proc
     out = []
     for proc in procs:
         pid = int(proc.pid)
-        name = nvml.call("nvmlSystemGetProcessName", pid, expected=_EXITED)
+        name = nvml.text("nvmlSystemGetProcessName", pid, expected=_EXITED)
         used = proc.usedGpuMemory
         out.append(
             ProcessSample(
                 pid=pid,
                 used_memory=None if used is None else int(used),
-                name="" if name is None else str(name),
+                name=name or "",
                 workload=workload_of(pid, proc_root),
             )
         )
