@@ -211,3 +211,49 @@ def test_an_undecodable_string_from_a_pynvml_without_the_raw_call_is_a_counted_e
         assert value(metrics.GPU_NVML_ERRORS.name, {"call": "nvmlSystemGetProcessName"}) == 1
     finally:
         collector.close()
+
+
+def test_nvml_failing_after_start_up_is_logged_once_and_initialised_again(
+    fake_nvml_loaded: Path,
+    gpu_env: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """After a good scrape the driver goes away under the exporter: the fake library's
+    nvmlDeviceGetCount_v2 answers NVML_ERROR_DRIVER_NOT_LOADED (9). nvmlInit is wrapped
+    only to count how often the collector initialises NVML."""
+    inits = []
+    real_init = pynvml.nvmlInit
+    monkeypatch.setattr(pynvml, "nvmlInit", lambda: inits.append(1) or real_init())
+    collector, registry = make_collector(gpu_env["config"], Clock(0.0))
+    value = Scrapes(registry)
+    up = (metrics.EXPORTER_UP.name, {"source": "gpu"})
+    try:
+        value.scrape()
+        assert (value(*up), len(inits)) == (1.0, 1)
+
+        data = state()
+        data["errors"] = {"nvmlDeviceGetCount_v2": pynvml.NVML_ERROR_DRIVER_NOT_LOADED}
+        write_state(fake_nvml_loaded, data)
+        with caplog.at_level("INFO", logger="aispend.exporters.gpu.collector"):
+            value.scrape()
+            assert value(*up) == 0.0
+            value.scrape()  # the same reason: not logged again
+            assert value(*up) == 0.0
+            assert len(inits) == 2  # the failed scrape shut NVML down; the next re-inits
+            del data["errors"]
+            write_state(fake_nvml_loaded, data)
+            value.scrape()
+        assert value(*up) == 1.0
+        assert len(inits) == 3
+        assert value(metrics.GPU_NVML_ERRORS.name, {"call": "nvmlDeviceGetCount"}) == 2
+        assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+            (
+                "ERROR",
+                'NVML unavailable, exporting aispend_exporter_up{source="gpu"} 0: '
+                "the NVIDIA kernel driver is not loaded (after start-up)",
+            ),
+            ("INFO", "NVML available again"),
+        ]
+    finally:
+        collector.close()

@@ -18,8 +18,10 @@ and project from `sources.gpu.attribution`; "unattributed" when nothing matches)
 
 A process in a Kubernetes pod listed in `sources.gpu.pods` takes that pod's team and
 project; other processes take their GPU's. A GPU whose utilisation cannot be read is
-never counted idle. No NVML at all: only `aispend_exporter_up{source="gpu"} 0` (and
-the cost totals accrued so far), with one log line saying why.
+never counted idle. No NVML at all, or NVML that cannot count the GPUs any more: only
+`aispend_exporter_up{source="gpu"} 0` (and the cost totals accrued so far), with one
+log line saying why (again only when the reason changes); NVML is shut down and
+initialised again at the next scrape.
 """
 
 from __future__ import annotations
@@ -109,7 +111,11 @@ class GpuCollector:
     def _read(self, config: GpuConfig) -> list[GpuSample] | None:
         try:
             self._nvml.start()
+            gpus = read_gpus(self._nvml, config.settings.proc_root)
         except NvmlUnavailable as exc:
+            # Shut down what did start: the next scrape initialises NVML again, which a
+            # reloaded or upgraded driver needs.
+            self._nvml.stop()
             reason = str(exc)
             if reason != self._unavailable_reason:
                 log.error(
@@ -121,7 +127,7 @@ class GpuCollector:
         if self._unavailable_reason is not None:
             log.info("NVML available again")
             self._unavailable_reason = None
-        return read_gpus(self._nvml, config.settings.proc_root)
+        return gpus
 
     def _add_gpu(self, f: _Families, gpu: GpuSample, host: str, config: GpuConfig) -> None:
         settings = config.settings

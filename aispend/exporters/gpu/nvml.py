@@ -10,6 +10,8 @@ A string that pynvml fails to decode in `call` is counted like an NVML error.
 
 `Nvml.start()` loads and initialises the library; it raises `NvmlUnavailable` with a
 sentence a user can act on when there is no library, no driver or no permission.
+`Nvml.device_count()` raises it too when NVML, once started, cannot even count the
+GPUs (the driver was unloaded, reloaded or upgraded under the exporter).
 """
 
 from __future__ import annotations
@@ -58,9 +60,7 @@ class Nvml:
         try:
             pynvml.nvmlInit()
         except pynvml.NVMLError as exc:
-            code = getattr(exc, "value", None)
-            hint = _INIT_HINTS.get(code) if isinstance(code, int) else None
-            raise NvmlUnavailable(hint or f"nvmlInit failed: {_describe(exc)}") from exc
+            raise NvmlUnavailable(_reason("nvmlInit", exc)) from exc
         except OSError as exc:  # a library that is there but cannot be loaded
             raise NvmlUnavailable(f"cannot load libnvidia-ml.so.1: {exc}") from exc
         self._started = True
@@ -70,6 +70,14 @@ class Nvml:
             self._started = False
             with contextlib.suppress(pynvml.NVMLError):
                 pynvml.nvmlShutdown()
+
+    def device_count(self) -> int:
+        """The number of GPUs; NvmlUnavailable (counted, saying why) when NVML cannot tell."""
+        try:
+            return int(pynvml.nvmlDeviceGetCount())
+        except pynvml.NVMLError as exc:
+            self._count("nvmlDeviceGetCount")
+            raise NvmlUnavailable(f"{_reason('nvmlDeviceGetCount', exc)} (after start-up)") from exc
 
     def call(self, name: str, *args: Any, expected: Collection[int] = ()) -> Any:
         """pynvml.<name>(*args), or None when NVML answers an error (counted unless expected)."""
@@ -108,6 +116,12 @@ class Nvml:
     def error_counts(self) -> dict[str, int]:
         with self._lock:
             return dict(self.errors)
+
+
+def _reason(call: str, exc: pynvml.NVMLError) -> str:
+    code = getattr(exc, "value", None)
+    hint = _INIT_HINTS.get(code) if isinstance(code, int) else None
+    return hint or f"{call} failed: {_describe(exc)}"
 
 
 def _describe(exc: pynvml.NVMLError) -> str:

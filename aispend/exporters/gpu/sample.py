@@ -51,11 +51,9 @@ class GpuSample:
     migs: list[MigSample] = field(default_factory=list)
 
 
-def read_gpus(nvml: Nvml, proc_root: str | Path = "/proc") -> list[GpuSample] | None:
-    """Every readable GPU; None when even the device count cannot be read."""
-    count = nvml.call("nvmlDeviceGetCount")
-    if count is None:
-        return None
+def read_gpus(nvml: Nvml, proc_root: str | Path = "/proc") -> list[GpuSample]:
+    """Every readable GPU; raises NvmlUnavailable when even the device count cannot be read."""
+    count = nvml.device_count()
     gpus = []
     for index in range(count):
         gpu = _read_gpu(nvml, index, proc_root)

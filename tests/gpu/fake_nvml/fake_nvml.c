@@ -5,7 +5,7 @@
  * The state is re-read at nvmlInitWithFlags and at every nvmlDeviceGetCount_v2 (the
  * first call of each scrape), so a test changes the GPUs between scrapes by rewriting
  * the file. Shape:
- *   {"init_error": 0,
+ *   {"init_error": 0, "errors": {"nvmlDeviceGetCount_v2": 9},
  *    "devices": [{"name": "...", "uuid": "GPU-...", "utilization_gpu": 87,
  *                 "utilization_memory": 40, "memory_total": 85899345920,
  *                 "memory_used": 1073741824, "power_mw": 512300, "energy_mj": 123456789,
@@ -13,8 +13,9 @@
  *                 "mig_devices": [{"gpu_instance_id": 1, "memory_total": 1, "memory_used": 1}],
  *                 "processes": [{"pid": 4242, "used_memory": 1, "name": "python3"}],
  *                 "errors": {"nvmlDeviceGetPowerUsage": 3}, "lost": false}]}
- * "errors" maps a C symbol name to the nvmlReturn_t it answers on that device; "lost"
- * makes every call on the device answer NVML_ERROR_GPU_IS_LOST (15).
+ * "errors" maps a C symbol name to the nvmlReturn_t it answers on that device (at the
+ * top level: for nvmlDeviceGetCount_v2, the one call not on a device); "lost" makes
+ * every call on the device answer NVML_ERROR_GPU_IS_LOST (15).
  *
  * Signatures and struct layouts follow nvml.h (nvmlMemory_t: total, free, used as
  * unsigned long long; nvmlUtilization_t: gpu, memory as unsigned int; nvmlProcessInfo_t
@@ -231,6 +232,8 @@ nvmlReturn_t nvmlSystemGetDriverVersion(char *version, unsigned int length) {
 nvmlReturn_t nvmlDeviceGetCount_v2(unsigned int *count) {
     if (!initialised) return NVML_ERROR_UNINITIALIZED;
     load_state();
+    int err = (int)jnum(jget(state, "errors"), "nvmlDeviceGetCount_v2", 0);
+    if (err) return err;
     *count = (unsigned int)jlen(devices());
     return NVML_SUCCESS;
 }
