@@ -257,3 +257,25 @@ def test_nvml_failing_after_start_up_is_logged_once_and_initialised_again(
         ]
     finally:
         collector.close()
+
+
+def test_utilisation_not_supported_on_a_mig_gpu_is_not_an_error(
+    fake_nvml_loaded: Path, gpu_env: dict[str, Path]
+) -> None:
+    """NVML answers NOT_SUPPORTED for the utilisation of a MIG-enabled GPU (GPU 0 here):
+    its normal answer, not counted. The same answer on GPU 1 (no MIG) is an error."""
+    data = state()
+    for device in data["devices"]:
+        device["errors"]["nvmlDeviceGetUtilizationRates"] = pynvml.NVML_ERROR_NOT_SUPPORTED
+    write_state(fake_nvml_loaded, data)
+    collector, registry = make_collector(gpu_env["config"], Clock(0.0))
+    value = Scrapes(registry)
+    try:
+        for _ in range(2):
+            value.scrape()
+        assert value(metrics.GPU_NVML_ERRORS.name, {"call": "nvmlDeviceGetUtilizationRates"}) == 2
+        assert value(metrics.GPU_UTILIZATION.name, G0) is None
+        assert value(metrics.GPU_MEMORY_TOTAL.name, G0) == 40 * 1024**3
+        assert value(metrics.GPU_MIG_MEMORY_USED.name, {**G0, "gpu_instance": "3"}) == 2 * 1024**3
+    finally:
+        collector.close()

@@ -17,7 +17,7 @@ import pynvml
 from aispend.exporters.gpu.cgroup import Workload, workload_of
 from aispend.exporters.gpu.nvml import Nvml
 
-_NO_MIG = (pynvml.NVML_ERROR_NOT_SUPPORTED,)
+_NOT_SUPPORTED = (pynvml.NVML_ERROR_NOT_SUPPORTED,)
 _EMPTY_SLOT = (pynvml.NVML_ERROR_NOT_FOUND, pynvml.NVML_ERROR_INVALID_ARGUMENT)
 _EXITED = (pynvml.NVML_ERROR_NOT_FOUND,)
 
@@ -70,7 +70,13 @@ def _read_gpu(nvml: Nvml, index: int, proc_root: str | Path) -> GpuSample | None
     uuid = nvml.call("nvmlDeviceGetUUID", handle)
     if name is None or uuid is None:
         return None
-    util = nvml.call("nvmlDeviceGetUtilizationRates", handle)
+    mode = nvml.call("nvmlDeviceGetMigMode", handle, expected=_NOT_SUPPORTED)
+    mig = mode is not None and mode[0] == pynvml.NVML_DEVICE_MIG_ENABLE
+    # NVML does not measure a MIG-enabled GPU's utilisation: NOT_SUPPORTED is its normal
+    # answer there, not an error (the GPU is exported without utilisation, never idle).
+    util = nvml.call(
+        "nvmlDeviceGetUtilizationRates", handle, expected=_NOT_SUPPORTED if mig else ()
+    )
     memory = nvml.call("nvmlDeviceGetMemoryInfo", handle)
     power_mw = nvml.call("nvmlDeviceGetPowerUsage", handle)
     energy_mj = nvml.call("nvmlDeviceGetTotalEnergyConsumption", handle)
@@ -86,7 +92,7 @@ def _read_gpu(nvml: Nvml, index: int, proc_root: str | Path) -> GpuSample | None
         energy_joules=None if energy_mj is None else energy_mj / 1000.0,
         temperature=None if temp is None else float(temp),
         processes=_read_processes(nvml, handle, proc_root),
-        migs=_read_migs(nvml, handle),
+        migs=_read_migs(nvml, handle) if mig else [],
     )
 
 
@@ -109,9 +115,7 @@ def _read_processes(nvml: Nvml, handle: Any, proc_root: str | Path) -> list[Proc
 
 
 def _read_migs(nvml: Nvml, handle: Any) -> list[MigSample]:
-    mode = nvml.call("nvmlDeviceGetMigMode", handle, expected=_NO_MIG)
-    if mode is None or mode[0] != pynvml.NVML_DEVICE_MIG_ENABLE:
-        return []
+    """The MIG devices of a GPU with MIG mode enabled."""
     slots = nvml.call("nvmlDeviceGetMaxMigDeviceCount", handle) or 0
     migs = []
     for slot in range(slots):
