@@ -349,6 +349,10 @@ DCGM_FB_FREE = "DCGM_FI_DEV_FB_FREE"
 """Framebuffer memory free, MiB."""
 DCGM_POWER_USAGE = "DCGM_FI_DEV_POWER_USAGE"
 """Power draw, watts."""
+DCGM_FIELDS = (DCGM_GPU_UTIL, DCGM_FB_USED, DCGM_FB_FREE, DCGM_POWER_USAGE)
+"""The dcgm-exporter fields the rules read: any of them means dcgm watches the GPU."""
+DCGM_GPU_INSTANCE = "GPU_I_ID"
+"""dcgm-exporter's label on a MIG instance's series (absent on a whole GPU's)."""
 
 # ---------------------------------------------------------------- GPUs (NVML)
 GPU_UTILIZATION = _m(
@@ -552,6 +556,12 @@ def _r(name: str, labels: Iterable[str], help_: str) -> RecordedSeries:
 
 _SCOPE = (TEAM, PROJECT, AGENT)
 _GPU_REC = (GPU, GPU_UUID, GPU_MODEL_NAME, HOSTNAME, TEAM, PROJECT, SOURCE)
+REC_GPU_PRESENT = _r(
+    "gpu:aispend_gpu:present",
+    _GPU_REC,
+    "1 per GPU an exporter reports: aispend's (source gpu: any of its per-GPU series) "
+    "or else dcgm-exporter's (any DCGM_FI_DEV_* field the rules read), utilisation or not.",
+)
 REC_GPU_UTILIZATION = _r(
     "gpu:aispend_gpu_utilization:ratio", _GPU_REC, "GPU utilisation 0..1, aispend or dcgm."
 )

@@ -461,7 +461,10 @@ def gpu_alerts(t: Tunables) -> list[Alert]:
             "action=pause: the actuator scales the workload down or suspends it if an "
             "`actions.rules` entry sends action=pause to a Kubernetes or command target "
             "(none by default: the example's is commented out), else it only records the "
-            "alert. Critical teams get action=notify.",
+            "alert. Critical teams get action=notify. A GPU without a utilisation reading is "
+            "never judged idle: a MIG-enabled GPU (NVML does not measure it; dcgm-exporter's "
+            "per-MIG-instance utilisation is not the GPU's). A GPU aispend's exporter "
+            "watches is judged by its reading only, not by dcgm-exporter's.",
             check="On the "
             + cite(
                 refs.UTILISATION_PER_GPU,

@@ -74,29 +74,49 @@ def gpu_rules(t: Tunables) -> list[Recording]:
     if prices:
         rules.append(Recording(m.REC_GPU_PRICE.name, " or ".join(prices)))
 
-    def dcgm(expr: str, scale: str = "") -> str:
+    def dcgm(expr: str, scale: str = "", agg: str = "max") -> str:
         """A dcgm-exporter expression with aispend's GPU labels (no team: unattributed)."""
         out = f'label_replace({expr}, "{m.GPU_MODEL_NAME}", "$1", "modelName", "(.*)")'
-        out = f"max by ({by}) ({out}){scale}"
+        out = f"{agg} by ({by}) ({out}){scale}"
         return f'label_replace({out}, "{m.TEAM}", {string(m.UNATTRIBUTED_TEAM)}, "{m.TEAM}", "")'
 
-    def merged(ours: str, theirs: str, ours_metric: str) -> str:
+    def merged(ours: str, theirs: str, ours_present: str) -> str:
         """aispend's gpu exporter (source gpu), else dcgm-exporter for the same GPU."""
         return (
             f"{set_label(ours, m.SOURCE, 'gpu')}\n"
             f"or\n({set_label(theirs, m.SOURCE, 'dcgm')}\n"
-            f"  unless on({m.GPU_UUID}) {ours_metric})"
+            f"  unless on({m.GPU_UUID}) {ours_present})"
         )
 
+    # Which GPUs there are, whichever exporter reports them, whatever it can read: a
+    # MIG-enabled GPU has no utilisation (NVML answers NOT_SUPPORTED; dcgm-exporter has
+    # no whole-GPU DCGM_FI_DEV_GPU_UTIL), yet it costs its price. aispend's exporter
+    # covers a GPU when it exports any per-GPU series for it (memory, price, cost, ...);
+    # dcgm-exporter counts only for the GPUs aispend does not cover.
+    ours_any = "|".join(s.name for s in m.ALL_METRICS if s.labels == m.GPU_LABELS)
+    ours_any = f'{{__name__=~"{ours_any}"}}'
+    rules.append(
+        Recording(
+            m.REC_GPU_PRESENT.name,
+            merged(
+                f"group by ({by}) ({ours_any})",
+                dcgm(f"({' or '.join(m.DCGM_FIELDS)})", agg="group"),
+                ours_any,
+            ),
+        )
+    )
+    ours = f'{m.REC_GPU_PRESENT.name}{{{m.SOURCE}="gpu"}}'
+
     # Utilisation, memory and power: each panel and alert reads one series per GPU,
-    # whichever exporter reports it.
+    # whichever exporter reports it (the one that covers the GPU). dcgm-exporter's
+    # utilisation of a MIG instance is not the GPU's: a GPU is never judged idle by it.
     rules.append(
         Recording(
             m.REC_GPU_UTILIZATION.name,
             merged(
                 f"max by ({by}) ({m.GPU_UTILIZATION.name})",
-                dcgm(m.DCGM_GPU_UTIL, " / 100"),
-                m.GPU_UTILIZATION.name,
+                dcgm(f'{m.DCGM_GPU_UTIL}{{{m.DCGM_GPU_INSTANCE}=""}}', " / 100"),
+                ours,
             ),
         )
     )
@@ -107,7 +127,7 @@ def gpu_rules(t: Tunables) -> list[Recording]:
                 f"max by ({by}) ({m.GPU_MEMORY_USED.name})\n"
                 f"  / max by ({by}) ({m.GPU_MEMORY_TOTAL.name})",
                 dcgm(f"{m.DCGM_FB_USED} / ({m.DCGM_FB_USED} + {m.DCGM_FB_FREE})"),
-                m.GPU_MEMORY_USED.name,
+                ours,
             ),
         )
     )
@@ -117,13 +137,14 @@ def gpu_rules(t: Tunables) -> list[Recording]:
             merged(
                 f"max by ({by}) ({m.GPU_POWER.name})",
                 dcgm(m.DCGM_POWER_USAGE),
-                m.GPU_POWER.name,
+                ours,
             ),
         )
     )
+    # Every dcgm-only GPU costs its model's price, whether or not it has utilisation.
     dcgm_cost = (
-        f'{m.REC_GPU_UTILIZATION.name}{{{m.SOURCE}="dcgm"}} * 0\n'
-        f"  + on({m.GPU_MODEL_NAME}) group_left() ({m.REC_GPU_PRICE.name} / 3600)"
+        f'{m.REC_GPU_PRESENT.name}{{{m.SOURCE}="dcgm"}}\n'
+        f"  * on({m.GPU_MODEL_NAME}) group_left() ({m.REC_GPU_PRICE.name} / 3600)"
     )
     rules.append(
         Recording(
