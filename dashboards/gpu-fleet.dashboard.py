@@ -21,7 +21,8 @@ def build(ctx: d.Context) -> g.Dashboard:
         [
             stat(
                 "GPUs",
-                "GPUs reporting (aispend gpu exporter or dcgm-exporter).",
+                "GPUs reporting (aispend gpu exporter or dcgm-exporter), utilisation read or not"
+                " (a MIG-enabled GPU has none).",
                 d.COUNT,
                 Query(q.gpu_count(TEAM), instant=True),
             ),
@@ -106,6 +107,6 @@ def build(ctx: d.Context) -> g.Dashboard:
         "gpu-fleet",
         "GPU utilisation, idle GPUs and their hourly cost, GPU cost by team, memory and power.",
         layout(summary, util, cost, hardware),
-        [d.label_variable("team", m.TEAM, m.REC_GPU_UTILIZATION)],
+        [d.label_variable("team", m.TEAM, m.REC_GPU_PRESENT)],
         time_from="now-6h",
     )

@@ -367,7 +367,8 @@ def gpu_utilization(*matchers: str) -> str:
 
 
 def gpu_count(*matchers: str) -> str:
-    return f"count({rec(m.REC_GPU_UTILIZATION, *matchers)})"
+    """GPUs reported by either exporter, whether or not their utilisation is read (MIG)."""
+    return f"count({rec(m.REC_GPU_PRESENT, *matchers)})"
 
 
 def gpu_mean_utilization(*matchers: str) -> str:

@@ -478,14 +478,15 @@ def gpu_alerts(t: Tunables) -> list[Alert]:
             "when the alert resolves.",
         ),
     )
-    util = m.REC_GPU_UTILIZATION.name
+    present = m.REC_GPU_PRESENT.name
     unpriced = Alert(
         "AISpendGPUUnpriced",
         # The gpu exporter exports an hourly price only for a GPU it has one for; dcgm
-        # GPUs are priced by the model prices recorded from gpu_hourly_prices.
+        # GPUs are priced by the model prices recorded from gpu_hourly_prices. Every GPU
+        # an exporter reports counts, with utilisation or without (a MIG-enabled GPU).
         f"count by ({m.GPU_MODEL_NAME}, {m.SOURCE}) (\n"
-        f'  ({util}{{{m.SOURCE}="gpu"}} unless on({m.GPU_UUID}) {m.GPU_HOURLY_COST.name})\n'
-        f'  or ({util}{{{m.SOURCE}="dcgm"}}\n'
+        f'  ({present}{{{m.SOURCE}="gpu"}} unless on({m.GPU_UUID}) {m.GPU_HOURLY_COST.name})\n'
+        f'  or ({present}{{{m.SOURCE}="dcgm"}}\n'
         f"    unless on({m.GPU_MODEL_NAME}) {m.REC_GPU_PRICE.name})\n)",
         t.gpu_unpriced_for,
         {"severity": "warning"},
@@ -497,7 +498,7 @@ def gpu_alerts(t: Tunables) -> list[Alert]:
         "--tunables FILE).{{ else }}Add the model under prices.gpu in aispend.yaml.{{ end }}",
         GPU,
         Runbook(
-            meaning="GPUs report utilisation but their model has no hourly price, so they "
+            meaning="GPUs are reported but their model has no hourly price, so they "
             "get no cost series: spend, budgets, burn rates, forecasts and anomaly alerts "
             "leave their cost out. source=gpu: aispend's gpu exporter found the "
             "NVML model name neither under prices.gpu in aispend.yaml nor in its table of "
@@ -506,7 +507,7 @@ def gpu_alerts(t: Tunables) -> list[Alert]:
             "`gpu_hourly_prices` tunable (default: "
             + ", ".join(sorted(t.gpu_hourly_prices) or ["none"])
             + "). The alert's value is the number of such GPUs.",
-            check=f'Which GPUs: `{util}{{model_name="<model>"}}` (UUID, Hostname, team); '
+            check=f'Which GPUs: `{present}{{model_name="<model>"}}` (UUID, Hostname, team); '
             f"the priced models: `{m.REC_GPU_PRICE.name}` (dcgm) and "
             f"`{m.GPU_HOURLY_COST.name}` (gpu exporter). Names must match exactly (the gpu "
             "exporter also accepts another case): compare with `nvidia-smi --query-gpu=name "

@@ -344,6 +344,49 @@ def test_gpu_memory_and_power_panels_show_dcgm_gpus(tmp_path: Path) -> None:
     _promtool_expr_test(tmp_path, series, cases, rules)
 
 
+def test_gpu_count_and_team_variable_have_gpus_without_utilisation(tmp_path: Path) -> None:
+    """MIG-enabled GPUs have no utilisation: n1's (aispend's gpu exporter: memory only,
+    no price) and n2's (dcgm-exporter: framebuffer fields only). They count as GPUs and
+    their teams are in the GPU fleet dashboard's $team list, next to n3's ordinary GPU.
+    Raw series through the generated recording rules, real promtool; the exporter
+    series are simulated (no GPU here), shaped as aispend and dcgm-exporter expose them."""
+    from aispend import metrics as m
+    from aispend.dashboards import queries as q
+
+    mig = 'gpu="0",UUID="GPU-a",model_name="A100",Hostname="n1",team="research",project=""'
+    dcgm = 'gpu="0",UUID="GPU-m",modelName="A100",Hostname="n2"'
+    plain = 'gpu="0",UUID="GPU-p",model_name="A100",Hostname="n3",team="search",project=""'
+    series = [
+        {"series": f"{m.GPU_MEMORY_TOTAL.name}{{{mig}}}", "values": "80e9x10"},
+        {"series": f"{m.DCGM_FB_USED}{{{dcgm}}}", "values": "40000x10"},
+        {"series": f"{m.DCGM_FB_FREE}{{{dcgm}}}", "values": "40000x10"},
+        {"series": f"{m.GPU_UTILIZATION.name}{{{plain}}}", "values": "0.5x10"},
+    ]
+    (variable,) = [
+        v["query"]
+        for v in load(DASHBOARDS / "gpu-fleet.json")["templating"]["list"]
+        if v["name"] == "team"
+    ]
+    assert variable.startswith("label_values(") and variable.endswith(", team)")
+    teams = f"count by (team) ({variable[len('label_values(') : -len(', team)')]})"
+    cases = [
+        {
+            "expr": concrete(q.gpu_count(q.TEAM), {"team": ".*"}),
+            "eval_time": "5m",
+            "exp_samples": [{"value": 3}],
+        },
+        {
+            "expr": teams,
+            "eval_time": "5m",
+            "exp_samples": [
+                {"labels": f'{{team="{team}"}}', "value": 1}
+                for team in ("research", m.UNATTRIBUTED_TEAM, "search")
+            ],
+        },
+    ]
+    _promtool_expr_test(tmp_path, series, cases, (REPO / "alert-rules" / "aispend.rules.yml",))
+
+
 def test_bill_panels_read_backfilled_daily_samples(tmp_path: Path) -> None:
     """`aispend backfill` writes one bill sample per series per day at 00:00 UTC: at
     12:00 a plain selector (5-minute lookback) found nothing, so "Billed this month" and
