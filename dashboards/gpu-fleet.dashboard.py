@@ -76,7 +76,9 @@ def build(ctx: d.Context) -> g.Dashboard:
             ),
             timeseries(
                 "GPU cost per hour, by team",
-                "GPU cost rate by the team the GPU (or its process) is attributed to.",
+                "GPU cost rate by the GPU's team (sources.gpu.attribution; dcgm-exporter"
+                " GPUs without a team label: unattributed). Pods in sources.gpu.pods label"
+                " only their processes' memory, not the GPU's cost.",
                 money,
                 Query(q.gpu_cost_rate((m.TEAM,), TEAM), legend="{{team}}"),
                 stacked=True,
