@@ -145,7 +145,11 @@ def budget_alerts(t: Tunables) -> list[Alert]:
             long_ = f'{m.REC_BURN_PREFIX}{w.long}{{{m.PERIOD}="{period}"}}'
             short = f'{m.REC_BURN_PREFIX}{w.short}{{{m.PERIOD}="{period}"}}'
             parts.append(f"({long_} > {num(w.factor)}\n and {short} > {num(w.factor)})")
-        return "\nor\n".join(parts)
+        # A breached budget ends its own burn alerts here, in the rule, so that
+        # Alertmanager sends their resolve: an inhibited alert's resolve is dropped, and
+        # the pager incident of the burn would stay open for good.
+        burning = "\nor\n".join(parts)
+        return f"(\n{burning}\n)\nunless on({SCOPE}, {m.PERIOD}) {used} >= 1"
 
     all_windows = [("month", w) for w in t.month_burn] + [("day", w) for w in t.day_burn]
     for alertname, severity, for_, runbook in (
@@ -157,7 +161,8 @@ def budget_alerts(t: Tunables) -> list[Alert]:
                 meaning="Spend is running so fast that a large share of the budget goes "
                 "within hours (month budgets: 14.4x over 1h and 5m, or 6x over 6h and 30m; "
                 "day budgets: 14.4x over 10m and 5m, or 6x over 1h and 5m). Burn 1 means "
-                "exactly on budget.",
+                "exactly on budget. It ends once its budget is spent: AISpendBudgetExceeded "
+                "takes over.",
                 check="`team_project_agent_period:aispend_budget_burn:ratio_rate5m` and the "
                 "long window; which agent/model drives it (`team_agent:aispend_cost:rate5m`, "
                 "`team_model:aispend_cost:rate5m`).",
@@ -172,7 +177,8 @@ def budget_alerts(t: Tunables) -> list[Alert]:
             Runbook(
                 meaning="Spend runs steadily above budget pace (month budgets: 3x over 1d "
                 "and 2h, or 1x over 3d and 6h; day budgets: 3x over 4h and 20m, or 1x over "
-                "12h and 1h): the budget will run out before the period ends.",
+                "12h and 1h): the budget will run out before the period ends. It ends once "
+                "its budget is spent: AISpendBudgetExceeded takes over.",
                 check="The forecast (`team_project_agent:aispend_cost:forecast_month_end`) "
                 "and the exhaustion time; growth per model and agent over days.",
                 action="Ticket for the team: reduce usage (cheaper model, caching) or "

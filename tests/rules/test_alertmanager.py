@@ -26,7 +26,7 @@ def test_check_config() -> None:
     assert out.returncode == 0, out.stdout + out.stderr
     assert "SUCCESS" in out.stdout
     assert " - 8 receivers" in out.stdout
-    assert " - 2 inhibit rules" in out.stdout
+    assert " - 0 inhibit rules" in out.stdout
 
 
 ROUTES = [
@@ -90,30 +90,25 @@ BUDGET = {"team": "growth", "project": "", "agent": "copywriter-agent", "period"
 TEAM_MONTH = {"team": "growth", "period": "month"}
 
 
-def test_inhibition_stays_within_one_budget(tmp_path) -> None:
-    """An agent's breached day budget silences that budget's burn and soft-limit alerts,
-    never the team's month burn page (real Alertmanager, real deploy/alertmanager.yml;
-    receivers point at nothing here, which does not affect inhibition)."""
+def test_a_breached_budget_mutes_no_alert(tmp_path) -> None:
+    """A breached budget inhibits nothing in Alertmanager: an alert inhibited when it
+    resolves has its resolve dropped, so a muted burn page would stay open in the pager
+    for good. The rules end a reached budget's burn alerts instead (annotations.test.yml,
+    budgets-slow.test.yml). Real Alertmanager, real deploy/alertmanager.yml; receivers
+    point at nothing here, which does not affect inhibition."""
     with running_alertmanager(CONFIG, tmp_path) as url:
         labels = [
             {"alertname": "AISpendBudgetExceeded", "severity": "critical", **BUDGET},
             {"alertname": "AISpendBudgetExceeded", "severity": "warning", **BUDGET},
             {"alertname": "AISpendBudgetBurnFast", "severity": "critical", **BUDGET},
+            {"alertname": "AISpendBudgetBurnSlow", "severity": "warning", **BUDGET},
             {"alertname": "AISpendBudgetBurnFast", "severity": "critical", **TEAM_MONTH},
-            {"alertname": "AISpendBudgetExceeded", "severity": "warning", **TEAM_MONTH},
         ]
         for one in labels:
             am_post_alert(url, {k: v for k, v in one.items() if v})
-        day = "agent=copywriter-agent alertname={} period=day team=growth severity={}"
-        month = "alertname={} period=month team=growth severity={}"
-        expected = {
-            day.format("AISpendBudgetExceeded", "critical"): False,
-            day.format("AISpendBudgetExceeded", "warning"): True,
-            day.format("AISpendBudgetBurnFast", "critical"): True,
-            month.format("AISpendBudgetBurnFast", "critical"): False,
-            month.format("AISpendBudgetExceeded", "warning"): False,
-        }
-        # The inhibitor sees a posted alert a moment after the post returns.
+        wait_until(lambda: len(_inhibited(url)) == len(labels) or None, 10, 0.2)
+        # The inhibitor sees a posted alert a moment after the post returns: give a
+        # rule that would mute one the time to do so before reading.
         with contextlib.suppress(TimeoutError):
-            wait_until(lambda: _inhibited(url) == expected, 10, 0.2)
-        assert _inhibited(url) == expected
+            wait_until(lambda: any(_inhibited(url).values()) or None, 3, 0.2)
+        assert not any(_inhibited(url).values()), _inhibited(url)
