@@ -157,6 +157,20 @@ def test_exporter_figures_match_the_file() -> None:
             assert last_by_team[team] == pytest.approx(float(want_last), abs=1e-9), team
 
 
+def test_resource_series_are_of_the_served_month() -> None:
+    """The top resources' month to date is of the month the figures serve: September,
+    the month the data has reached. The one Oracle row billed in October (booked on
+    10-01) made the resources October's, one line of 0.00 beside September's 14.98."""
+    result = FocusReader([str(SAMPLE)]).daily(resource_cap=5)  # read now: after the data
+    snapshot = build_snapshot(result.rows, result.newest_period_end, 2e9, result.resources)
+    month_to_date = sum(f.month_to_date for f in snapshot.costs.values())
+    resources = sum(r.month_to_date for r in snapshot.resources)
+    assert snapshot.month == (2024, 9)
+    assert round(month_to_date, 6) == 14.976514
+    assert round(resources, 6) == round(month_to_date, 6)
+    assert len([r for r in snapshot.resources if r.resource != metrics.OTHER]) == 5
+
+
 def test_missing_columns_are_all_named(tmp_path: Path) -> None:
     rows = sample_rows()
     dropped = ["BilledCost", "ServiceName", "ChargePeriodStart"]
@@ -281,16 +295,14 @@ def test_unknown_by_column_and_missing_file(tmp_path: Path) -> None:
 
 
 def test_once_output_passes_promtool(tmp_path: Path) -> None:
-    """The sample's September billing period (its one row billed in October left out, so
-    that September is the month served, with more resources than the cap)."""
-    september = [r for r in sample_rows() if r["BillingPeriodStart"].startswith("2024-09")]
-    export = write_rows(tmp_path / "september.csv", september)
+    """The whole sample: September is the month served (its one row billed in October
+    waits for the data to reach 10-01), with more resources than the cap."""
     config = tmp_path / "aispend.yaml"
     config.write_text(
         "teams: [{name: search}]\n"
         "sources:\n"
         "  focus:\n"
-        f"    paths: ['{export}']\n"
+        f"    paths: ['{SAMPLE}']\n"
         "    cost_column: BilledCost\n"
         "    tags: {team: business_unit, project: application}\n"
         "    resource_series: true\n"

@@ -40,6 +40,8 @@ from aispend.exporters.billing.model import (
     ResourceCost,
     Snapshot,
     build_snapshot,
+    data_timestamp,
+    served_month,
 )
 from aispend.exporters.billing.settings import CostColumn, FocusSettings, FocusTags
 from aispend.parsing import loads_json
@@ -327,15 +329,17 @@ class FocusReader:
 
     # ------------------------------------------------------------ exporter figures
 
-    def daily(self, resource_cap: int | None = None) -> DailyResult:
-        """Cost per label set and UTC day; with `resource_cap`, top resources too."""
+    def daily(self, resource_cap: int | None = None, read_at: float | None = None) -> DailyResult:
+        """Cost per label set and UTC day; with `resource_cap`, top resources too: their
+        cost in the month `build_snapshot(..., read_at)` serves (`read_at`: when the data
+        is read, by default now)."""
         con = self._connect()
         try:
-            return self._daily(con, resource_cap)
+            return self._daily(con, resource_cap, time.time() if read_at is None else read_at)
         finally:
             con.close()
 
-    def _daily(self, con: Any, resource_cap: int | None) -> DailyResult:
+    def _daily(self, con: Any, resource_cap: int | None, read_at: float) -> DailyResult:
         files = self._files(con, MANDATORY_COLUMNS)
         cost = _ident(self.cost_column)
         wanted = [
@@ -408,18 +412,24 @@ class FocusReader:
         daily = [DailyCost(CostLabels(*(str(v) for v in r[:7])), r[7], float(r[8])) for r in rows]
         resources: tuple[ResourceCost, ...] = ()
         if resource_cap and daily:
-            resources = self._resources(con, files, max(d.day for d in daily), resource_cap)
+            # Of the month the figures' month to date is of (not the newest booked day's:
+            # a row billed next month is booked on a day the data has not reached).
+            newest = max(d.day for d in daily)
+            month = served_month(newest, data_timestamp(newest, newest_end, read_at))
+            resources = self._resources(con, files, month, resource_cap)
         return DailyResult(daily, newest_end, resources, currencies)
 
     def _resources(
-        self, con: Any, files: Sequence[FocusFile], newest: dt.date, cap: int
+        self, con: Any, files: Sequence[FocusFile], month: tuple[int, int], cap: int
     ) -> tuple[ResourceCost, ...]:
-        month_start = dt.date(newest.year, newest.month, 1)
+        start = dt.date(month[0], month[1], 1)
+        end = dt.date(month[0] + month[1] // 12, month[1] % 12 + 1, 1)
         rows = self._run(
             con,
             f"""SELECT provider, account, service, team, coalesce(resource, '') AS resource,
                        sum(cost) AS cost
-                FROM labelled WHERE day >= DATE '{month_start.isoformat()}'
+                FROM labelled
+                WHERE day >= DATE '{start.isoformat()}' AND day < DATE '{end.isoformat()}'
                 GROUP BY ALL ORDER BY abs(sum(cost)) DESC, resource""",
             files,
         )
@@ -624,7 +634,7 @@ class FocusSource:
     def fetch(self) -> Snapshot:
         fetched_at = self._clock()
         cap = self.settings.max_resources if self.settings.resource_series else None
-        result = self.reader.daily(resource_cap=cap)
+        result = self.reader.daily(resource_cap=cap, read_at=fetched_at)
         other = [c or "(empty)" for c in result.currencies if c != self.currency]
         if other:
             raise FocusError(

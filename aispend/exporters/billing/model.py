@@ -91,6 +91,15 @@ def is_complete(day: dt.date, data_ts: float) -> bool:
     return utc_midnight(day) + 86400 <= data_ts
 
 
+def served_month(newest_day: dt.date, data_ts: float) -> tuple[int, int]:
+    """The month a snapshot's month to date is of by default: the month the data has
+    reached, that of the day that holds its end (`data_ts`). A day booked later (a row of
+    this month billed next month, booked on that period's first day) waits for the data
+    to reach it; the newest booked day's month was then an empty month."""
+    reached = min(dt.datetime.fromtimestamp(max(data_ts - 1, 0), dt.UTC).date(), newest_day)
+    return reached.year, reached.month
+
+
 def build_snapshot(
     rows: Iterable[DailyCost],
     newest_period_end: float | None,
@@ -99,7 +108,7 @@ def build_snapshot(
     month: tuple[int, int] | None = None,
 ) -> Snapshot:
     """Month-to-date and last-complete-day figures per label set. Month to date is of
-    `month` (year, month), by default the newest day's month."""
+    `month` (year, month), by default `served_month`."""
     by_day: dict[dt.date, dict[CostLabels, float]] = defaultdict(lambda: defaultdict(float))
     for row in rows:
         by_day[row.day][row.labels] += row.cost
@@ -109,11 +118,7 @@ def build_snapshot(
     data_ts = data_timestamp(newest, newest_period_end, fetched_at)
     complete = [d for d in by_day if is_complete(d, data_ts)]
     last_day = max(complete) if complete else None
-    # The month the data has reached: of the day that holds its end. A day booked later
-    # (a row of this month billed next month, booked on that period's first day) waits
-    # for the data to reach it; the newest booked day's month was then an empty month.
-    reached = min(dt.datetime.fromtimestamp(max(data_ts - 1, 0), dt.UTC).date(), newest)
-    month = month or (reached.year, reached.month)
+    month = month or served_month(newest, data_ts)
     mtd: dict[CostLabels, float] = defaultdict(float)
     for day, costs in by_day.items():
         if (day.year, day.month) == month:
