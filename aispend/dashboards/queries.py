@@ -178,8 +178,15 @@ def budget_exhaustion(*matchers: str) -> str:
 
 def integral_in_range(rate: str) -> str:
     """The integral of a recorded per-second rate over the panel's range, from the
-    samples there are (a series that starts partway through counts from its start)."""
-    return f"sum_over_time({rate}[{RANGE}:1m]) * 60"
+    samples there are (a series that starts partway through counts from its start).
+
+    One step per minute of the range: Prometheus 2.x takes both ends of a subquery's
+    range, so `[$__range:1m]` at a whole minute (the end of "Yesterday", or of any range
+    Grafana rounds to the minute) had a step too many. The rules' ranges are a second
+    short (`promql.steps`); `$__range` cannot be shortened, so the range is shifted back
+    1ms: at a whole minute it has its first minute's step and not its last. Both ends are
+    whole minutes again only for a query at 1ms past a minute (Prometheus 3: never)."""
+    return f"sum_over_time({rate}[{RANGE}:1m] offset 1ms) * 60"
 
 
 def spend_in_range(labels: tuple[str, ...] = (), *matchers: str) -> str:

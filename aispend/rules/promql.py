@@ -137,6 +137,16 @@ def counter_increase(
     return f"((increase({_window(sel, window, offset)}) unless {new}) or {new})"
 
 
+def steps(window: str, step: str) -> str:
+    """A subquery range over `window` at `step` with window / step steps (where the step
+    divides the window), for a sum over them: one second short of the window. Prometheus
+    2.x takes both ends of a subquery's range, so `[1h:1m]` evaluated at a whole minute
+    (promtool; Grafana at the end of a range rounded to the minute) had 61 steps and
+    counted 61 minutes an hour; Prometheus 3's ranges are open at the start, and this
+    one has 60 steps in both."""
+    return f"[{duration(seconds(window) - 1)}:{step}]"
+
+
 INTEGRAL_MAX_STEPS = 360
 
 
@@ -147,7 +157,7 @@ def integral(rate: str, window: str, offset: str | None = None) -> str:
     would charge a GPU that ran for 1 hour of a day for the whole day."""
     step = 60 * max(1, -(-seconds(window) // (60 * INTEGRAL_MAX_STEPS)))
     at = f" offset {offset}" if offset else ""
-    return f"sum_over_time({rate}[{window}:{duration(step)}]{at}) * {step}"
+    return f"sum_over_time({rate}{steps(window, duration(step))}{at}) * {step}"
 
 
 def covered(by: Sequence[str], start: str, matchers: Sequence[str] = ()) -> str:

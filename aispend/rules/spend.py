@@ -23,6 +23,7 @@ from aispend.rules.promql import (
     set_label,
     since_start,
     spend,
+    steps,
     string,
 )
 from aispend.rules.tunables import Tunables
@@ -56,7 +57,7 @@ def forecast_rate(t: Tunables) -> tuple[str, list[Recording]]:
     rate = f"{m.REC_SCOPE_COST_RATE_PREFIX}{window}"
     if window in burn_windows(t):
         return rate, []
-    hours = f"({scope_spend('increase', '1h')})[{window}:1h]"
+    hours = f"({scope_spend('increase', '1h')}){steps(window, '1h')}"
     whole = f"sum_over_time({hours}) / {seconds(window)}"
     partial = f"sum_over_time({hours}) / (count_over_time({hours}) * 3600)"
     history = " or ".join(covered(by, window, matchers) for by, matchers in SCOPES)

@@ -194,8 +194,9 @@ def test_chargeback_tokens_do_not_count_reasoning_twice(tmp_path: Path) -> None:
 def test_chargeback_spend_has_dcgm_gpus_and_teams_without_a_cost_centre(tmp_path: Path) -> None:
     """Search (cost centre cc-42) spends 1/min on LLM tokens; unattributed spends 2/min
     and has no team info row; research's dcgm-exporter GPU costs 0.05/s (180/h), known
-    only as a recorded rate. Over the hour each keeps its own row. Rounded to tens: the
-    1m subquery takes both ends of the range (61 samples of the GPU's rate, 183)."""
+    only as a recorded rate. Over the hour each keeps its own row. The GPU's rate is
+    integrated at 60 one-minute steps (the 1m subquery at a whole minute took both ends
+    of the range in Prometheus 2.x: 61 steps, 183)."""
     from aispend import metrics as m
     from aispend.dashboards import queries as q
 
@@ -219,7 +220,7 @@ def test_chargeback_spend_has_dcgm_gpus_and_teams_without_a_cost_centre(tmp_path
     _promtool_expr_test(
         tmp_path,
         series,
-        [{"expr": f"round({expr}, 10)", "eval_time": "70m", "exp_samples": expected}],
+        [{"expr": f"round({expr}, 0.001)", "eval_time": "70m", "exp_samples": expected}],
     )
 
 
@@ -236,13 +237,13 @@ def test_spend_by_source_counts_a_source_from_when_it_starts(tmp_path: Path) -> 
     ]
     expr = concrete(q.source_spend_in_range(), {"__range": "24h"})
     expected = [
-        {"labels": '{source="gateway"}', "value": 860},  # 0.01/s x 86400 s = 864
-        {"labels": '{source="tokens"}', "value": 70},  # 0.01/s x 7200 s = 72 (not 864)
+        {"labels": '{source="gateway"}', "value": 864},  # 0.01/s x 86400 s (not 864.6)
+        {"labels": '{source="tokens"}', "value": 72},  # 0.01/s x 7200 s (not 864)
     ]
     _promtool_expr_test(
         tmp_path,
         series,
-        [{"expr": f"round({expr}, 10)", "eval_time": "1440m", "exp_samples": expected}],
+        [{"expr": f"round({expr}, 0.001)", "eval_time": "1440m", "exp_samples": expected}],
     )
 
 
