@@ -74,8 +74,11 @@ BILLING_NOTE = (
 GATEWAY_NOTE = (
     "Beside each of the gateway's counters, prometheus_client exposes `<name>_created`: "
     "when each series was created. The tokens exporter exposes `aispend_llm_cost_created` "
-    "too (kept in its state file). The spend-to-date rules read `aispend_llm_cost_created` "
-    "to count a new series' first value, which `increase()` alone never counts."
+    "too (kept in its state file). The spend-to-date rules read `aispend_llm_cost_created`, "
+    "and the dashboards' figures over the time range (chargeback, spend by model, actuator "
+    "actions) the `_created` series of their counters, to count a new series' first value, "
+    "which `increase()` alone never counts (the tokens exporter's token counter has no "
+    "`_created`: plain `increase()`)."
 )
 
 SECTION_NOTES = {"common": COMMON_NOTE, "billing": BILLING_NOTE, "gateway": GATEWAY_NOTE}

@@ -2,7 +2,7 @@
 
 Metric and label names come from aispend/metrics.py; dashboards call these functions
 and never spell a metric name. Grafana variables (`$team`, `$project`, `$model`) and
-Grafana's `$__rate_interval` / `$__range` appear as-is; tests substitute them before
+Grafana's `$__rate_interval` / `$__range` / `$__range_s` appear as-is; tests substitute them before
 checking each expression with promtool and running it against Prometheus.
 
 Spend is the real-time estimate: LLM spend (gateway and tokens exporter,
@@ -16,12 +16,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from aispend import metrics as m
+from aispend.rules.promql import counter_increase
 
 if TYPE_CHECKING:
     from aispend.rules.tunables import Tunables
 
 RATE = "$__rate_interval"
 RANGE = "$__range"
+RANGE_S = "$__range_s"
 HOUR = 3600
 
 
@@ -71,15 +73,8 @@ PROJECT = match(m.PROJECT, "$project")
 MODEL = match(m.MODEL, "$model")
 TEAM_BUDGET = (eq(m.PERIOD, "month"), eq(m.PROJECT, ""), eq(m.AGENT, ""))
 TEAM_DAY_BUDGET = (eq(m.PERIOD, "day"), eq(m.PROJECT, ""), eq(m.AGENT, ""))
-SPEND_METRICS = (m.LLM_COST, m.GPU_COST)
 NOT_REASONING = ne(m.TOKEN_TYPE, "reasoning")
 """Reasoning tokens are also counted in `output`: sums over token types leave them out."""
-
-
-def spend(*matchers: str) -> str:
-    """Selector over every real-time spend counter (LLM and GPU)."""
-    names = "|".join(s.name for s in SPEND_METRICS)
-    return "{" + ",".join((f'__name__=~"{names}"', *matchers)) + "}"
 
 
 def by(labels: tuple[str, ...]) -> str:
@@ -90,8 +85,16 @@ def sum_rate(selector: str, labels: tuple[str, ...] = (), window: str = RATE) ->
     return f"sum{by(labels)} (rate({selector}[{window}]))"
 
 
-def sum_increase(selector: str, labels: tuple[str, ...] = (), window: str = RANGE) -> str:
-    return f"sum{by(labels)} (increase({selector}[{window}]))"
+def increase_in_range(counter: m.MetricSpec, *matchers: str) -> str:
+    """A counter's increase over the panel's range, with the first value of a series new
+    in it (`promql.counter_increase`, as spend to date counts it): increase() alone left
+    out a new team's, agent's or model's first requests, and "Chargeback this month" was
+    below "Month to date". A counter without `_created` series gets plain increase()."""
+    return counter_increase(counter, matchers, RANGE, window_seconds=RANGE_S)
+
+
+def sum_increase(counter: m.MetricSpec, labels: tuple[str, ...] = (), *matchers: str) -> str:
+    return f"sum{by(labels)} ({increase_in_range(counter, *matchers)})"
 
 
 def per_hour(expr: str) -> str:
@@ -190,14 +193,17 @@ def integral_in_range(rate: str) -> str:
 
 
 def spend_in_range(labels: tuple[str, ...] = (), *matchers: str) -> str:
-    """Spend over the panel's time range: the raw counters (LLM and GPU), and the GPUs
-    that dcgm-exporter reports, which have no counter, only a recorded cost rate."""
+    """Spend over the panel's time range: the raw counters (LLM with a new series' first
+    value, GPU), and the GPUs that dcgm-exporter reports, which have no counter, only a
+    recorded cost rate. As spend to date counts them (rules.promql.spend)."""
+    llm = increase_in_range(m.LLM_COST, *matchers)
+    gpu = f"increase({sel(m.GPU_COST, *matchers)}[{RANGE}])"
     dcgm = rec(m.REC_GPU_COST_RATE, eq(m.SOURCE, "dcgm"), *matchers)
-    return f"sum{by(labels)} (increase({spend(*matchers)}[{RANGE}]) or {integral_in_range(dcgm)})"
+    return f"sum{by(labels)} ({llm} or {gpu} or {integral_in_range(dcgm)})"
 
 
 def llm_spend_in_range(labels: tuple[str, ...], *matchers: str) -> str:
-    return sum_increase(sel(m.LLM_COST, *matchers), labels)
+    return sum_increase(m.LLM_COST, labels, *matchers)
 
 
 def source_spend_in_range(*matchers: str) -> str:
@@ -230,9 +236,9 @@ def chargeback(kind: str, *matchers: str) -> str:
     if kind == "spend":
         expr = spend_in_range(labels, *matchers)
     elif kind == "tokens":
-        expr = sum_increase(sel(m.LLM_TOKENS, *matchers, NOT_REASONING), labels)
+        expr = sum_increase(m.LLM_TOKENS, labels, *matchers, NOT_REASONING)
     elif kind == "requests":
-        expr = sum_increase(sel(m.LLM_REQUESTS, *matchers), labels)
+        expr = sum_increase(m.LLM_REQUESTS, labels, *matchers)
     else:
         raise ValueError(kind)
     return _with_cost_center(expr, labels)
@@ -431,7 +437,7 @@ def active_throttles(*matchers: str) -> str:
 
 
 def actuator_actions(*matchers: str) -> str:
-    return sum_increase(sel(m.ACTUATOR_ACTIONS, *matchers), (m.TARGET, m.ACTION, m.RESULT))
+    return sum_increase(m.ACTUATOR_ACTIONS, (m.TARGET, m.ACTION, m.RESULT), *matchers)
 
 
 def actuator_active_actions() -> str:

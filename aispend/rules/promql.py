@@ -108,7 +108,11 @@ sample may come and still be counted by `counter_increase`."""
 
 
 def counter_increase(
-    counter: m.MetricSpec, matchers: Sequence[str], window: str, offset: str | None = None
+    counter: m.MetricSpec,
+    matchers: Sequence[str],
+    window: str,
+    offset: str | None = None,
+    window_seconds: str | None = None,
 ) -> str:
     """`increase()` over `window`, plus the first value of a series created in it.
 
@@ -122,17 +126,26 @@ def counter_increase(
     increase()'s reset handling, which also counts what was spent before the restart),
     and it had no sample in the LOOKBACK before the window began (a range, not an instant
     lookup: a failed scrape's stale marker at the boundary hid the sample before it, and
-    the next window counted the series as new again)."""
+    the next window counted the series as new again).
+
+    A counter without `_created` series (the tokens exporter's token counter) gets plain
+    increase(). `window_seconds`: the window's length as PromQL text where `window` is
+    not a literal duration (Grafana's `$__range`, with `$__range_s`; no `offset`)."""
     sel = selector(counter.name, matchers)
     created = selector(counter.created_name, matchers)
-    shift = seconds(offset) if offset else 0
-    since = seconds(window) + shift + LOOKBACK
+    if window_seconds is None:
+        shift = seconds(offset) if offset else 0
+        since = str(seconds(window) + shift + LOOKBACK)
+        before = duration(seconds(window) + shift)
+    elif offset:
+        raise ValueError("a window given in seconds takes no offset")
+    else:
+        since, before = f"({window_seconds} + {LOOKBACK})", window
     new = (
         f"((last_over_time({_window(sel, window, offset)})"
         f" and (last_over_time({_window(created, window, offset)}) > (time() - {since}))"
         f" and (changes({_window(created, window, offset)}) == 0))"
-        f" unless count_over_time({sel}[{duration(LOOKBACK)}]"
-        f" offset {duration(seconds(window) + shift)}))"
+        f" unless count_over_time({sel}[{duration(LOOKBACK)}] offset {before}))"
     )
     return f"((increase({_window(sel, window, offset)}) unless {new}) or {new})"
 

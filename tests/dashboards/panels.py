@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from aispend.dashboards.docs import is_alert_only, panels
+from aispend.rules.promql import seconds
 from tests.conftest import REPO
 
 DASHBOARDS = REPO / "dashboards"
@@ -73,8 +74,11 @@ _VAR_RE = re.compile(r"\$\{?(\w+)\}?")
 
 
 def concrete(expr: str, values: dict[str, str] | None = None) -> str:
-    """`expr` with every Grafana variable replaced; an unknown variable is an error."""
+    """`expr` with every Grafana variable replaced; an unknown variable is an error.
+    `$__range_s` follows a `$__range` given without it, as in Grafana."""
     table = {**DEFAULT_VALUES, **(values or {})}
+    if values and "__range" in values and "__range_s" not in values:
+        table["__range_s"] = str(seconds(values["__range"]))
 
     def sub(match: re.Match[str]) -> str:
         name = match.group(1)

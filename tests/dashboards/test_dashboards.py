@@ -224,6 +224,42 @@ def test_chargeback_spend_has_dcgm_gpus_and_teams_without_a_cost_centre(tmp_path
     )
 
 
+def test_chargeback_counts_a_new_agents_first_request(tmp_path: Path) -> None:
+    """A new agent's first scrape already shows its first requests (the gateway creates
+    the label set's counters at its first request): 20 spent in 2 requests, read as
+    increase() 0, and "Chargeback this month" was 20 below the month to date the rules
+    record. Its `_created` series (30m) says the series is new in the range, so its
+    value counts, as in spend to date. Real promtool and the generated rules; the
+    gateway's series are simulated, shaped as prometheus_client exposes them."""
+    from aispend import metrics as m
+    from aispend.dashboards import queries as q
+
+    lab = (
+        'team="growth",project="campaigns",agent="copywriter-agent",provider="openai",'
+        'model="gpt-4o",source="gateway"'
+    )
+    req = lab.replace('source="gateway"', 'status="200"')
+    series = [
+        {"series": f"{m.LLM_COST.name}{{{lab}}}", "values": "_x30 20x30"},
+        {"series": f"{m.LLM_COST.created_name}{{{lab}}}", "values": "_x30 1800x30"},
+        {"series": f"{m.LLM_REQUESTS.name}{{{req}}}", "values": "_x30 2x30"},
+        {"series": f"{m.LLM_REQUESTS.created_name}{{{req}}}", "values": "_x30 1800x30"},
+        {"series": f'{m.TEAM_INFO.name}{{team="growth",cost_center="CC-5500"}}', "values": "1x60"},
+    ]
+    row = '{team="growth",project="campaigns",agent="copywriter-agent",cost_center="CC-5500"}'
+    month = m.REC_TEAM_COST_MONTH.name
+    cases = [
+        {"expr": month, "eval_time": "1h",
+         "exp_samples": [{"labels": f'{month}{{team="growth"}}', "value": 20}]},
+        {"expr": concrete(q.chargeback("spend"), {"__range": "1h"}), "eval_time": "1h",
+         "exp_samples": [{"labels": row, "value": 20}]},
+        {"expr": concrete(q.chargeback("requests"), {"__range": "1h"}), "eval_time": "1h",
+         "exp_samples": [{"labels": row, "value": 2}]},
+    ]  # fmt: skip
+    rules = REPO / "alert-rules" / "aispend.rules.yml"
+    _promtool_expr_test(tmp_path, series, cases, rule_files=(rules,))
+
+
 def test_spend_by_source_counts_a_source_from_when_it_starts(tmp_path: Path) -> None:
     """Over a 24h range, a source that starts 2h before its end spent 2h of its rate, not
     24h of it (a mean of the samples there are, times the range, said 24h)."""
