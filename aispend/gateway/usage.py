@@ -196,9 +196,9 @@ def _body_result(kind: str, data: dict[str, Any]) -> BodyResult:
 class SSEUsageReader:
     """Follows an SSE stream event by event and keeps the usage and model it reports.
 
-    `feed(chunk)` returns the complete events (raw bytes, each ending with a blank
-    line) so that the proxy can forward them, dropping the one usage-only chunk the
-    client did not ask for (`drop_usage_chunk`).
+    `feed(chunk)` returns the complete events (bytes with LF line ends, each ending
+    with a blank line) so that the proxy can forward them, dropping the one usage-only
+    chunk the client did not ask for (`drop_usage_chunk`).
     """
 
     def __init__(self, kind: str, drop_usage_chunk: bool = False) -> None:
@@ -210,30 +210,40 @@ class SSEUsageReader:
         self.done = False  # saw the provider's end-of-stream marker
         self.usage_final = False  # `usage` is the provider's closing count
         self.failed = False  # the stream ended with the provider's error event
-        self._pending = bytearray()  # an incomplete event, CRLFs not yet normalised
+        self._pending = bytearray()  # an incomplete event, line ends already LF
+        self._skip_lf = False  # the last read ended with a CR: a LF next is its CRLF's
         self._anthropic_input: dict[str, Any] | None = None
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """The events `chunk` completes; EventTooLarge when one grows past the cap.
 
+        Line ends may be CRLF, LF or a lone CR (as the SSE spec allows); each read is
+        normalised to LF as it arrives, a CR that ends one read counting as a line end
+        at once and the LF that may start the next read (the rest of a CRLF) dropped,
+        so that an event's end is found wherever the reads split it.
+
         Linear in the stream's size: an incomplete event is appended to, and only the
-        new bytes (plus the 3 before them) are searched for the end of an event."""
+        new bytes (plus the one before them) are searched for the end of an event."""
+        if self._skip_lf and chunk:
+            self._skip_lf = False
+            if chunk.startswith(b"\n"):
+                chunk = chunk[1:]
+        if b"\r" in chunk:
+            self._skip_lf = chunk.endswith(b"\r")
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         if self._pending:
-            start = max(0, len(self._pending) - 3)
+            start = len(self._pending) - 1
             self._pending += chunk
-            pending = self._pending
-            if pending.find(b"\n\n", start) < 0 and pending.find(b"\r\n\r\n", start) < 0:
+            if self._pending.find(b"\n\n", start) < 0:
                 self._check_pending()
                 return []
-            data = bytes(pending)
-        elif b"\n\n" not in chunk and b"\r\n\r\n" not in chunk:
+            data = bytes(self._pending)
+        elif b"\n\n" not in chunk:
             self._pending += chunk
             self._check_pending()
             return []
         else:
             data = chunk
-        if b"\r\n" in data:
-            data = data.replace(b"\r\n", b"\n")
         *events, rest = data.split(b"\n\n")
         self._pending = bytearray(rest)
         out: list[bytes] = []
@@ -246,7 +256,7 @@ class SSEUsageReader:
         return out
 
     def pending(self) -> bytes:
-        """Bytes of an incomplete last event (forwarded as is at the end)."""
+        """Bytes of an incomplete last event, line ends as LF (forwarded at the end)."""
         return bytes(self._pending)
 
     def _check_pending(self) -> None:

@@ -94,6 +94,21 @@ PRIORITY_USAGE = (
     b'data: {"choices":[],"model":"gpt-4o-mini","service_tier":"priority",'
     b'"usage":{"prompt_tokens":100000,"completion_tokens":10000}}\n\n'
 )
+# A Responses stream framed with CRLF (as sse-starlette frames), cut where the last
+# event's closing blank line comes in a read of its own.
+COMPLETED_1000_500 = {
+    "type": "response.completed",
+    "response": {
+        "model": "gpt-4o-mini",
+        "status": "completed",
+        "usage": {"input_tokens": 1000, "output_tokens": 500},
+    },
+}
+RESPONSES_CRLF = (
+    b"event: response.output_text.delta\r\n"
+    b'data: {"type":"response.output_text.delta","delta":"hi"}\r\n\r\n'
+    b"event: response.completed\r\ndata: " + json.dumps(COMPLETED_1000_500).encode() + b"\r\n"
+)
 RECEIVED: list[dict[str, Any]] = []
 """Request bodies the upstream got (the `record` script)."""
 
@@ -114,6 +129,7 @@ async def scripted(request: web.Request) -> web.StreamResponse:
         "anthropic-long": [START, TEXT, 0.3, *[TEXT] * 20, 1.0, END],
         "anthropic-error": [START, TEXT, OVERLOADED],
         "responses-failed": [FAILED],
+        "responses-crlf": [RESPONSES_CRLF, 0.2, b"\r\n"],
         "slow-headers": [
             b'data: {"choices":[],"usage":{"prompt_tokens":10,"completion_tokens":5}}\n\n',
             b"data: [DONE]\n\n",
@@ -240,6 +256,22 @@ def test_responses_stream_ending_in_response_failed_is_relayed_and_billed(server
     assert d(m.LLM_USAGE_UNKNOWN.name) == 0
     assert d(m.GATEWAY_UPSTREAM_ERRORS.name, reason="truncated") == 0
     assert d(m.GATEWAY_UPSTREAM_ERRORS.name, provider="openai", reason="stream_error") == 1
+
+
+def test_crlf_responses_stream_whose_last_blank_line_comes_alone_is_billed(
+    servers: Server,
+) -> None:
+    """The gateway held back `response.completed` when its closing CRLF came in a later
+    read: the stream ended "truncated", 0 tokens billed, the client's connection cut."""
+    d = Delta(servers)
+    body = {"model": "gpt-4o-mini", "input": "hi", "stream": True}
+    status, answer = _answer(_post(servers, "/v1/responses", "responses-crlf", body))
+    assert status == 200 and answer == RESPONSES_CRLF + b"\r\n"  # byte for byte, no cut
+    _settle(d)
+    assert d(m.LLM_TOKENS.name, token_type="input", **WHO) == 1000
+    assert d(m.LLM_TOKENS.name, token_type="output", **WHO) == 500
+    assert d(m.LLM_USAGE_UNKNOWN.name) == 0
+    assert d(m.GATEWAY_UPSTREAM_ERRORS.name) == 0
 
 
 def test_client_gone_before_the_stream_started_is_usage_unknown(servers: Server) -> None:

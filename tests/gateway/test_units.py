@@ -174,6 +174,37 @@ def test_events_split_across_many_chunks_and_crlf_boundaries() -> None:
         assert reader.done and reader.pending() == b""
 
 
+def test_crlf_event_whose_blank_line_arrives_in_the_next_read_is_complete() -> None:
+    """A read that ends between the two CRLFs of an event's end: the event is complete
+    once the second CRLF comes (it was held back, and lost at the end of a stream)."""
+    usage = (
+        b'data: {"choices":[],"model":"gpt-4o-mini",'
+        b'"usage":{"prompt_tokens":10,"completion_tokens":5}}'
+    )
+    text = b'data: {"choices":[{"index":0,"delta":{"content":"hi"}}],"model":"gpt-4o-mini"}'
+    reader = SSEUsageReader("chat", drop_usage_chunk=True)
+    assert reader.feed(text + b"\r\n\r\n" + usage + b"\r\n") == [text + b"\n\n"]
+    assert reader.feed(b"\r\n") == []  # the usage-only chunk: read, not forwarded
+    assert reader.usage == TokenUsage(input=10, output=5)
+    assert reader.pending() == b""
+
+
+@pytest.mark.parametrize("line_end", [b"\n", b"\r\n", b"\r"])
+def test_events_are_found_wherever_two_reads_split_them(line_end: bytes) -> None:
+    """Every split of a stream into two reads, with each line end the SSE spec allows:
+    the same events (line ends as LF), the same usage, nothing left pending."""
+    events = [b"event: response.output_text.delta\ndata: {}", b"data: " + json.dumps({
+        "type": "response.completed", "response": {"model": "gpt-4o-mini",
+        "usage": {"input_tokens": 1000, "output_tokens": 500}}}).encode()]  # fmt: skip
+    stream = b"".join(e.replace(b"\n", line_end) + line_end * 2 for e in events)
+    for at in range(len(stream) + 1):
+        reader = SSEUsageReader("responses")
+        out = reader.feed(stream[:at]) + reader.feed(stream[at:])
+        assert out == [e + b"\n\n" for e in events], at
+        assert reader.usage == TokenUsage(input=1000, output=500), at
+        assert reader.done and reader.pending() == b"", at
+
+
 def test_event_growing_past_the_cap_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(usage_module, "MAX_EVENT_BYTES", 1000)
     reader = SSEUsageReader("chat")
