@@ -10,7 +10,8 @@ parser under uvicorn):
 - responses with Content-Length, chunked, or ending at close; the body is handed over as
   it arrives, with reading paused while more than HIGH_WATER bytes wait unread;
 - TLS through `ssl.create_default_context()` (system CAs, SSL_CERT_FILE honoured);
-- a connect timeout, and a read timeout for every wait on the upstream.
+- a connect timeout, and a read timeout for every wait on the upstream;
+  `UpstreamResponse.interrupt` ends a wait early (the gateway's client left).
 No redirects, cookies, proxies or decompression (the gateway asks for identity).
 
 Errors, all UpstreamError:
@@ -256,6 +257,7 @@ class UpstreamResponse:
         "headers",
         "headers_done",
         "interim",
+        "interrupted",
         "keep_alive",
         "paused",
         "raw_headers",
@@ -284,6 +286,7 @@ class UpstreamResponse:
         self.buffer: list[bytes] = []
         self.buffered = 0
         self.error: UpstreamError | None = None
+        self.interrupted: BaseException | None = None
 
     def set_headers(self) -> None:
         chunked = False
@@ -312,10 +315,21 @@ class UpstreamResponse:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def interrupt(self, exc: BaseException) -> None:
+        """Make the read waiting now (or the next one that would wait) raise `exc`: the
+        caller no longer wants the body (its client left)."""
+        self.interrupted = exc
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
+
     async def wait(self) -> None:
-        """Until the parser has something new, the response ends, or the read times out."""
+        """Until the parser has something new, the response ends, the read times out, or
+        `interrupt` is called."""
         if self.error is not None:
             raise self.error
+        if self.interrupted is not None:
+            raise self.interrupted
         loop = self._conn._loop
         waiter = self._waiter = loop.create_future()
         timer = loop.call_later(self._read_timeout, _time_out, waiter)

@@ -16,7 +16,7 @@ What it does (and the status it answers when a client breaks a rule):
 - `Upgrade` requests (h2c) are answered in HTTP/1.1, as RFC 9110 allows;
 - responses whole (`Reply.send`, Content-Length) or streamed (`Reply.start` / `write`
   / `end`: chunked, or close-delimited for HTTP/1.0), writes paused while the client
-  does not read;
+  does not read; `Reply.on_client_gone` tells a handler the moment the client closes;
 - `stop()`: stop accepting, let requests in flight finish until a deadline, close.
 
 A handler is `async def handler(request: Request, reply: Reply) -> None` and answers
@@ -202,6 +202,15 @@ class Reply:
         self._conn.write(data)
         await self._conn.drain()
 
+    def on_client_gone(self, callback: Callable[[], None] | None) -> None:
+        """Call `callback` once the client closes its connection (at once if it has
+        already): a handler that waits on something else (a silent upstream) learns
+        that nobody reads the answer any more. None removes it."""
+        self._conn.on_gone = callback
+        if callback is not None and self._conn.gone:
+            self._conn.on_gone = None
+            callback()
+
     async def end(self) -> None:
         if self._streaming:
             self._conn.write(b"0\r\n\r\n")
@@ -230,6 +239,7 @@ class _Connection(asyncio.Protocol):
         self._task: asyncio.Task[None] | None = None
         self._idle: asyncio.TimerHandle | None = None
         self._gone = False
+        self.on_gone: Callable[[], None] | None = None  # see Reply.on_client_gone
         self._closing = False
         self._write_paused = False
         self._drain: asyncio.Future[None] | None = None
@@ -262,6 +272,9 @@ class _Connection(asyncio.Protocol):
         drain = self._drain
         if drain is not None and not drain.done():
             drain.set_exception(ClientGone())
+        on_gone, self.on_gone = self.on_gone, None
+        if on_gone is not None:
+            on_gone()
 
     def data_received(self, data: bytes) -> None:
         if self._closing:
@@ -403,6 +416,7 @@ class _Connection(asyncio.Protocol):
                     await self._answer(request, reply)
                 finally:
                     self._server.in_flight -= 1
+                    self.on_gone = None
                 if not reply.keep_alive or self._gone:
                     self.close()
                     return
@@ -485,6 +499,10 @@ class _Connection(asyncio.Protocol):
     @property
     def stopping(self) -> bool:
         return self._server.stopping
+
+    @property
+    def gone(self) -> bool:
+        return self._gone
 
     @property
     def busy(self) -> bool:

@@ -358,10 +358,18 @@ class Proxy:
         except ClientGone:  # gone while the upstream was thinking: it ran all the same
             client_gone = True
         write_s += time.perf_counter() - t_w
+        # A client that leaves while the upstream is silent (a reasoning model thinking)
+        # ends the wait at once: the upstream is closed (the provider stops generating)
+        # and the request is a disconnect, not an upstream timeout minutes later.
+        reply.on_client_gone(lambda: upstream.interrupt(ClientGone()))
         while not client_gone:
             t_up = time.perf_counter()
             try:
                 chunk = await upstream.readany()
+            except ClientGone:
+                outcome.upstream_s += time.perf_counter() - t_up
+                client_gone = True
+                break
             except http_client.UpstreamError as exc:
                 outcome.upstream_s += time.perf_counter() - t_up
                 broken = "timeout" if isinstance(exc, http_client.UpstreamTimeout) else "truncated"

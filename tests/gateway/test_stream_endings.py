@@ -14,6 +14,7 @@ import asyncio
 import http.client
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -111,6 +112,8 @@ RESPONSES_CRLF = (
 )
 RECEIVED: list[dict[str, Any]] = []
 """Request bodies the upstream got (the `record` script)."""
+LEFT_WHILE_THINKING: list[str] = []
+"""One entry per `thinking` stream whose connection closed during its silence."""
 
 
 async def scripted(request: web.Request) -> web.StreamResponse:
@@ -125,6 +128,15 @@ async def scripted(request: web.Request) -> web.StreamResponse:
     content_type = "Text/Event-Stream" if script == "mixed-case" else "text/event-stream"
     response = web.StreamResponse(headers={"Content-Type": content_type})
     await response.prepare(request)
+    if script == "thinking":  # a reasoning model: one chunk, then up to 30 s of silence
+        await response.write(OPENAI_TEXT)
+        for _ in range(600):
+            await asyncio.sleep(0.05)
+            if request.transport is None or request.transport.is_closing():
+                LEFT_WHILE_THINKING.append(script)
+                return response
+        await response.write(USAGE_10_5 + b"data: [DONE]\n\n")
+        return response
     parts: list[bytes | float] = {
         "anthropic-long": [START, TEXT, 0.3, *[TEXT] * 20, 1.0, END],
         "anthropic-error": [START, TEXT, OVERLOADED],
@@ -161,6 +173,19 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     upstream = ThreadedServer(app).start()
     try:
         with gateway(tmp, write_config(tmp, upstream.url)) as gw:
+            yield gw
+    finally:
+        upstream.stop()
+
+
+@pytest.fixture()
+def short_read_timeout(tmp_path: Path) -> Iterator[Server]:
+    """A gateway that gives up on a silent upstream after 2 s (read_timeout_s)."""
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", scripted)
+    upstream = ThreadedServer(app).start()
+    try:
+        with gateway(tmp_path, write_config(tmp_path, upstream.url, read_timeout_s=2)) as gw:
             yield gw
     finally:
         upstream.stop()
@@ -271,6 +296,28 @@ def test_crlf_responses_stream_whose_last_blank_line_comes_alone_is_billed(
     assert d(m.LLM_TOKENS.name, token_type="input", **WHO) == 1000
     assert d(m.LLM_TOKENS.name, token_type="output", **WHO) == 500
     assert d(m.LLM_USAGE_UNKNOWN.name) == 0
+    assert d(m.GATEWAY_UPSTREAM_ERRORS.name) == 0
+
+
+def test_a_client_that_leaves_a_silent_stream_is_a_disconnect(short_read_timeout: Server) -> None:
+    """The user presses Stop while a reasoning model thinks: the gateway closes the
+    upstream (the provider stops generating) and records a disconnect. It noticed only
+    at the next upstream byte, and when the silence outlasted read_timeout_s it blamed
+    the provider: upstream_errors{reason="timeout"}, usage unknown "timeout"."""
+    gw = short_read_timeout
+    d = Delta(gw)
+    LEFT_WHILE_THINKING.clear()
+    body = {"model": "o3", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    conn = _post(gw, "/v1/chat/completions", "thinking", body)
+    try:
+        response = conn.getresponse()
+        assert response.status == 200 and response.read1(65536) == OPENAI_TEXT
+    finally:
+        conn.close()
+    wait_until(lambda: bool(LEFT_WHILE_THINKING), 15, what="the upstream to see the close")
+    _settle(d)
+    assert d(m.LLM_USAGE_UNKNOWN.name, provider="openai", reason="client_disconnected") == 1
+    assert d(m.LLM_USAGE_UNKNOWN.name, reason="timeout") == 0
     assert d(m.GATEWAY_UPSTREAM_ERRORS.name) == 0
 
 
