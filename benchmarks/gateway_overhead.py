@@ -111,6 +111,9 @@ def start_aispend(
             "throttle_db": str(tmp / f"{name}-throttles.sqlite3"),
         }
     }
+    if "shutdown_scrape_wait_s" in (tree / "aispend/gateway/settings.py").read_text():
+        # Nothing scrapes it after the run: exit without waiting for a last scrape.
+        data["sources"]["gateway"]["shutdown_scrape_wait_s"] = 0
     data["actions"] = {}
     config = tmp / f"{name}.yaml"
     config.write_text(yaml.safe_dump(data))

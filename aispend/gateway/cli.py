@@ -35,7 +35,8 @@ EXIT_BAD_CONFIG = 1
 EXIT_CANNOT_LISTEN = 2
 EVENT_LOOPS = ("auto", "uvloop", "asyncio")
 SHUTDOWN_TIMEOUT_S = 5.0
-"""On SIGTERM, how long in-flight requests (streams) get to finish."""
+"""On SIGTERM, how long in-flight requests (streams) get to finish; the wait for a last
+scrape (sources.gateway.shutdown_scrape_wait_s) comes after it."""
 
 
 def add_parser(sub: Any) -> None:
@@ -125,10 +126,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _serve(gateway: Gateway, host: str, port: int) -> int:
-    """Serve until SIGTERM or SIGINT, then let requests in flight finish (up to
-    SHUTDOWN_TIMEOUT_S) and close."""
+    """Serve until SIGTERM or SIGINT, then shut down without losing metered usage
+    (`Gateway.shutdown`): still listening, refuse new proxied requests with 503, let
+    those in flight finish (up to SHUTDOWN_TIMEOUT_S), wait for a last scrape of
+    /metrics (up to sources.gateway.shutdown_scrape_wait_s) and close."""
     try:
-        server = await gateway.serve(host, port)
+        await gateway.serve(host, port)
     except OSError as exc:
         log.error("gateway cannot listen on %s:%d: %s", host, port, exc)
         await gateway.close()
@@ -144,7 +147,7 @@ async def _serve(gateway: Gateway, host: str, port: int) -> int:
     try:
         await stop.wait()
     finally:
-        await server.stop(SHUTDOWN_TIMEOUT_S)
+        await gateway.shutdown(SHUTDOWN_TIMEOUT_S)
         await gateway.close()
     log.info("aispend gateway stopped")
     return 0

@@ -17,7 +17,9 @@ What it does (and the status it answers when a client breaks a rule):
 - responses whole (`Reply.send`, Content-Length) or streamed (`Reply.start` / `write`
   / `end`: chunked, or close-delimited for HTTP/1.0), writes paused while the client
   does not read; `Reply.on_client_gone` tells a handler the moment the client closes;
-- `stop()`: stop accepting, let requests in flight finish until a deadline, close.
+- `drain()`: keep listening but end keep-alive (every answer says `Connection: close`),
+  let requests in flight finish until a deadline, then cut the rest; `close()`: stop
+  listening and close; `stop()`: stop accepting, drain, close.
 
 A handler is `async def handler(request: Request, reply: Reply) -> None` and answers
 through `reply`. If it raises before answering, the client gets a 500 and the error is
@@ -47,6 +49,8 @@ IDLE_S = 75.0
 MAX_TARGET = 8 * 1024
 MAX_HEADERS = 128
 MAX_HEADER_BYTES = 16 * 1024
+CUT_HANDLERS_S = 1.0
+"""In `drain`, how long handlers of the connections it cut get to finish (to record)."""
 
 
 class ClientGone(Exception):
@@ -425,6 +429,9 @@ class _Connection(asyncio.Protocol):
                 return
         finally:
             self._task = None
+        if self._server.stopping:  # answered with keep-alive before the drain began
+            self.close()
+            return
         if self._reading_paused and self.transport is not None and not self._gone:
             self._reading_paused = False
             self.transport.resume_reading()
@@ -469,9 +476,6 @@ class _Connection(asyncio.Protocol):
             self._idle.cancel()
             self._idle = None
         if self._gone or self._closing:
-            return
-        if self._server.stopping:
-            self.close()
             return
         self._idle = self._loop.call_later(IDLE_S, self.close)
 
@@ -533,17 +537,38 @@ class HttpServer:
         assert sockets
         return int(sockets[0].getsockname()[1])
 
-    async def stop(self, timeout: float) -> None:
-        """Stop accepting, close idle connections, give requests in flight `timeout`
-        seconds to finish, then close every connection."""
+    async def drain(self, timeout: float) -> None:
+        """Wind down while still listening: close idle connections, answer every later
+        request with `Connection: close`, give requests in flight `timeout` seconds to
+        finish, then close the connections still busy and let their handlers finish
+        (they learn at once through `Reply.on_client_gone`). `close()` stops listening."""
+        self.stopping = True
+        for conn in list(self.connections):
+            if not conn.busy:
+                conn.close()
+        await self._wait_idle(timeout)
+        if self.in_flight:
+            for conn in list(self.connections):
+                if conn.busy:
+                    conn.close()
+            await self._wait_idle(CUT_HANDLERS_S)
+
+    def close(self) -> None:
+        """Stop listening and close every connection."""
         self.stopping = True
         if self._server is not None:
             self._server.close()
         for conn in list(self.connections):
-            if not conn.busy:
-                conn.close()
+            conn.close()
+
+    async def stop(self, timeout: float) -> None:
+        """Stop accepting, then `drain(timeout)` and `close()`."""
+        if self._server is not None:
+            self._server.close()
+        await self.drain(timeout)
+        self.close()
+
+    async def _wait_idle(self, timeout: float) -> None:
         deadline = self.loop.time() + timeout
         while self.in_flight and self.loop.time() < deadline:
             await asyncio.sleep(0.05)
-        for conn in list(self.connections):
-            conn.close()

@@ -73,6 +73,13 @@ class GatewaySettings(StrictModel):
     connect_timeout_s: PositiveSeconds = 5.0
     read_timeout_s: PositiveSeconds = 300.0
     """Longest wait for the upstream's response headers or its next stream chunk."""
+    shutdown_scrape_wait_s: Annotated[float, Field(ge=0, le=3600)] = 15.0
+    """On SIGTERM, once requests in flight are done (up to 5 s), how long the gateway
+    keeps answering /metrics (new proxied requests get 503) waiting for one scrape that
+    exports the usage recorded since the last one; it waits only when such usage exists
+    and something has scraped it before. The default is Prometheus' default scrape
+    interval; keep the pod's terminationGracePeriodSeconds above 5 s plus this. 0: exit
+    without waiting (that usage is lost)."""
 
     @field_validator("listen")
     @classmethod

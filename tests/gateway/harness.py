@@ -106,6 +106,9 @@ def write_config(tmp_path: Path, upstream_url: str, **gateway: Any) -> Path:
         "admin_token_file": str(token_file),
         "throttle_db": str(tmp_path / "throttles.sqlite3"),
         "header_refinement": True,
+        # Tests stop their gateways with usage nobody will scrape: no wait for a last
+        # scrape at exit (tests/gateway/test_lifecycle.py sets it to test it).
+        "shutdown_scrape_wait_s": 0,
     }
     section.update(gateway)
     data["sources"] = {"gateway": section}
