@@ -1,10 +1,12 @@
 """Stack health: are the exporters up and their data fresh, are scrapes and rules
-healthy, do notifications go out, does the actuator answer."""
+healthy, do notifications go out, does the actuator answer, which requests the gateway
+could not meter."""
 
 from grafanalib import core as g
 
 from aispend.dashboards import defaults as d
 from aispend.dashboards import queries as q
+from aispend.dashboards import refs
 from aispend.dashboards.panels import Query, Row, layout, stat, timeseries
 
 UP_STEPS = (("red", None), ("green", 1.0))
@@ -99,10 +101,27 @@ def build(ctx: d.Context) -> g.Dashboard:
             ),
         ],
     )
+    metering = Row(
+        "Gateway metering",
+        [
+            timeseries(
+                refs.REQUESTS_WITHOUT_USAGE.title,
+                "Requests per second the gateway forwarded but whose token usage it could"
+                " not read: counted with no tokens and no cost, so spend is under-counted"
+                " by what they cost. missing_usage: the answer had none (an Azure OpenAI"
+                " api-version before 2024-08-01 sends none in streams); client_disconnected:"
+                " the client left mid-stream; timeout, truncated, connection, too_large,"
+                " malformed, upstream_error: the provider's answer broke or failed; none"
+                " (0): every request's usage was read.",
+                d.REQ_PER_SEC,
+                Query(q.usage_unknown_per_second(), legend="{{reason}}"),
+            ),
+        ],
+    )
     return d.dashboard(
         "stack-health",
         "Exporters up and fresh, scrape durations, rule evaluation failures, Alertmanager"
-        " notifications and the actuator's answers.",
-        layout(up, freshness, rules),
+        " notifications, the actuator's answers and requests the gateway could not meter.",
+        layout(up, freshness, rules, metering),
         time_from="now-6h",
     )

@@ -355,6 +355,16 @@ def upstream_errors_per_second() -> str:
     return sum_rate(sel(m.GATEWAY_UPSTREAM_ERRORS), (m.PROVIDER, m.REASON))
 
 
+def usage_unknown_per_second() -> str:
+    """Requests per second the gateway forwarded but could not read the usage of
+    (counted at no cost), by reason; while the gateway serves requests and every one's
+    usage was read, a 0 line labelled reason="none" (the counter has no series until
+    a first request lacks usage, and an empty panel would look broken)."""
+    unknown = sum_rate(sel(m.LLM_USAGE_UNKNOWN), (m.REASON,))
+    zero = f'label_replace(0 * {requests_per_second(())}, "{m.REASON}", "none", "", "")'
+    return f"{unknown} or on() {zero}"
+
+
 def gateway_overhead_quantile(q: float) -> str:
     return quantile(q, m.GATEWAY_OVERHEAD)
 

@@ -60,5 +60,8 @@ ANOMALIES = "anomalies-budgets"
 SPEND_VS_PREDICTION = PanelRef(ANOMALIES, "Spend vs seasonal prediction (per team)")
 ZSCORE_BY_TEAM_AND_MODEL = PanelRef(ANOMALIES, "Z-score, by team and model")
 
+STACK_HEALTH = "stack-health"
+REQUESTS_WITHOUT_USAGE = PanelRef(STACK_HEALTH, "Requests without usage, by reason")
+
 ALL: tuple[PanelRef, ...] = tuple(v for v in tuple(globals().values()) if isinstance(v, PanelRef))
 """Every constant ref, in definition order (idle_gpus() is built from the tunables)."""

@@ -683,8 +683,12 @@ def data_alerts(t: Tunables) -> list[Alert]:
                 "prices (`aispend_llm_unpriced_requests_total`, AISpendGPUUnpriced), "
                 "negotiated discounts, LLM providers billed outside the cloud (direct API "
                 "keys: estimate above the bill), GPU VMs billed as Compute that no selector "
-                "covers, or AI services that no estimate meters (AI Search, Speech: "
-                "estimate below the bill).",
+                "covers, AI services that no estimate meters (AI Search, Speech: "
+                "estimate below the bill), or gateway requests whose usage was not read, "
+                f"counted at no cost (`{m.LLM_USAGE_UNKNOWN.name}` by reason on the "
+                + cite(refs.REQUESTS_WITHOUT_USAGE)
+                + "; estimate below the bill; reason missing_usage: streams to Azure "
+                "OpenAI api-versions before 2024-08-01, which send no usage).",
                 action="Fix prices in aispend.yaml (prices.models, prices.gpu) or route the "
                 "traffic through the gateway; make `reconcile_bill_selectors` select what "
                 "the estimate covers (`aispend rules generate --tunables FILE`); "

@@ -499,6 +499,46 @@ def test_non_2xx_share_of_a_model_whose_every_request_fails_is_one(tmp_path: Pat
     )
 
 
+def test_requests_without_usage_are_shown_per_reason(tmp_path: Path) -> None:
+    """The Stack health panel that shows what the gateway could not meter (counted at
+    no cost): one line per reason, summed over teams, providers and models; a 0 line
+    (reason "none") while requests flow and every one was metered."""
+    from aispend import metrics as m
+    from aispend.dashboards import queries as q
+
+    unknown, requests = m.LLM_USAGE_UNKNOWN.name, m.LLM_REQUESTS.name
+    series = [
+        {"series": f'{unknown}{{team="a",provider="azure",model="gpt-4o",'
+         'reason="missing_usage"}', "values": "_x10 0+60x10"},
+        {"series": f'{unknown}{{team="b",provider="azure",model="gpt-4o-mini",'
+         'reason="missing_usage"}', "values": "_x10 0+120x10"},
+        {"series": f'{unknown}{{team="a",provider="openai",model="gpt-4o",'
+         'reason="client_disconnected"}', "values": "_x10 0+6x10"},
+        {"series": f'{requests}{{team="a",model="gpt-4o",status="200"}}', "values": "0+600x20"},
+    ]  # fmt: skip
+    (panel,) = [
+        p
+        for p in panels(load(REPO / "dashboards" / f"{refs.STACK_HEALTH}.json"))
+        if p["title"] == refs.REQUESTS_WITHOUT_USAGE.title
+    ]
+    (target,) = panel["targets"]
+    assert target["expr"] == q.usage_unknown_per_second()
+    expr = concrete(target["expr"], {"__rate_interval": "5m"})
+    all_metered = [{"labels": '{reason="none"}', "value": 0}]
+    by_reason = [
+        {"labels": '{reason="missing_usage"}', "value": 3},  # (60 + 120) per minute: 3/s
+        {"labels": '{reason="client_disconnected"}', "value": 0.1},
+    ]
+    _promtool_expr_test(
+        tmp_path,
+        series,
+        [
+            {"expr": expr, "eval_time": "8m", "exp_samples": all_metered},
+            {"expr": expr, "eval_time": "18m", "exp_samples": by_reason},
+        ],
+    )
+
+
 def test_prediction_band_floors_each_stddev_as_the_zscore_does(tmp_path: Path) -> None:
     """Model a: prediction 0.01/s with a flat history (stddev 0), floored to 10 % of the
     prediction, 0.001; model b: 0.02/s, stddev 0.004 (above its floor 0.002). Upper band

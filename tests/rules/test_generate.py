@@ -169,6 +169,17 @@ def test_runbooks_cite_panels_that_exist() -> None:
     ]
 
 
+def test_estimate_below_the_bill_names_requests_without_usage() -> None:
+    """Requests the gateway could not meter count at no cost: the mismatch runbook
+    names them among the causes of an estimate below the bill, with their panel."""
+    from aispend.dashboards import refs
+
+    runbooks = (REPO / RUNBOOKS_FILE).read_text()
+    section = runbooks.split("## AISpendEstimateBillMismatch", 1)[1].split("\n## ", 1)[0]
+    assert f"`{metrics.LLM_USAGE_UNKNOWN.name}` by reason" in section
+    assert refs.cite(refs.REQUESTS_WITHOUT_USAGE) in section
+
+
 def test_acting_alerts_exclude_critical_teams() -> None:
     """throttle/pause rules drop critical teams; their twin with notify keeps only them.
     TeamRunaway has no acting twin: it notifies for every team and never throttles."""
