@@ -59,6 +59,8 @@ class Component:
     ready_path: str
     argv: ArgvBuilder
     summary: str
+    stop_timeout_s: float = 10.0
+    """How long it gets to exit after SIGTERM before SIGKILL."""
 
 
 def find_binary(*names: str) -> str:
@@ -173,6 +175,8 @@ _ALL = (
         "/healthz",
         _aispend_server("gateway", state="--throttle-db"),
         "metering gateway",
+        # drain (5 s), then a last scrape of what it metered (up to 15 s by default)
+        stop_timeout_s=30.0,
     ),
     Component(
         "actuator",

@@ -110,8 +110,11 @@ class Stack:
         proc.wait_ready(self.options.ready_timeout)
 
     def stop(self) -> None:
-        for proc in reversed(self.processes):
-            proc.stop()
+        """Stop in reverse start order, but Prometheus last: a stopping gateway waits
+        for one more scrape of the usage it metered since the last one."""
+        order = sorted(reversed(self.processes), key=lambda p: p.name == "prometheus")
+        for proc in order:
+            proc.stop(COMPONENTS[proc.name].stop_timeout_s)
 
     def dead_child(self) -> ManagedProcess | None:
         return next((p for p in self.processes if not p.alive()), None)

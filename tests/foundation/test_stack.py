@@ -280,3 +280,43 @@ def test_stack_refuses_to_start_without_its_rules_or_routes(tmp_path: Path, miss
     assert f"{checkout / missing} not found: the stack does not start without its" in (done.stderr)
     assert not run_dir.exists()
     assert processes_mentioning(str(run_dir)) == []
+
+
+class _Stopped:
+    """Stands in for a started child: records the order and timeout it is stopped with
+    (no process here; what is checked is the supervisor's order)."""
+
+    def __init__(self, name: str, log: list[tuple[str, float]]) -> None:
+        self.name = name
+        self._log = log
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._log.append((self.name, timeout))
+
+
+def test_prometheus_stops_last_and_the_gateway_gets_time_for_its_last_scrape(
+    tmp_path: Path,
+) -> None:
+    """A stopping gateway waits for one more scrape of what it metered since the last
+    (sources.gateway.shutdown_scrape_wait_s): Prometheus, started last, must stop last,
+    and the gateway must not be killed before its drain and that wait are over."""
+    from aispend.stack.supervisor import Stack, StackOptions
+
+    stack = Stack(
+        StackOptions(
+            config=EXAMPLE_CONFIG,
+            run_dir=tmp_path / "run",
+            components=("exporter-budgets", "gateway", "alertmanager", "prometheus"),
+            repo_root=REPO,
+        )
+    )
+    log: list[tuple[str, float]] = []
+    stack.processes = [_Stopped(n, log) for n in stack.components]  # type: ignore[misc]
+    stack.stop()
+    assert [name for name, _ in log] == [
+        "alertmanager",
+        "gateway",
+        "exporter-budgets",
+        "prometheus",
+    ]
+    assert dict(log)["gateway"] >= 5 + 15  # drain, then the default scrape wait
