@@ -92,9 +92,16 @@ def gpu_rules(t: Tunables) -> list[Recording]:
     # Which GPUs there are, whichever exporter reports them, whatever it can read: a
     # MIG-enabled GPU has no utilisation (NVML answers NOT_SUPPORTED; dcgm-exporter has
     # no whole-GPU DCGM_FI_DEV_GPU_UTIL), yet it costs its price. aispend's exporter
-    # covers a GPU when it exports any per-GPU series for it (memory, price, cost, ...);
+    # covers a GPU when it exports any per-GPU series it reads live for it (memory,
+    # power, price, ...);
     # dcgm-exporter counts only for the GPUs aispend does not cover.
-    ours_any = "|".join(s.name for s in m.ALL_METRICS if s.labels == m.GPU_LABELS)
+    # Not the accrued cost counters: the exporter keeps serving them for a GPU it no
+    # longer reads (gone, NVML down, re-attributed), and dcgm-exporter must take such a
+    # GPU over.
+    accrued = (m.GPU_COST, m.GPU_IDLE_COST)
+    ours_any = "|".join(
+        s.name for s in m.ALL_METRICS if s.labels == m.GPU_LABELS and s not in accrued
+    )
     ours_any = f'{{__name__=~"{ours_any}"}}'
     rules.append(
         Recording(
