@@ -150,14 +150,17 @@ def counter_increase(
     return f"((increase({_window(sel, window, offset)}) unless {new}) or {new})"
 
 
-def steps(window: str, step: str) -> str:
-    """A subquery range over `window` at `step` with window / step steps (where the step
-    divides the window), for a sum over them: one second short of the window. Prometheus
-    2.x takes both ends of a subquery's range, so `[1h:1m]` evaluated at a whole minute
-    (promtool; Grafana at the end of a range rounded to the minute) had 61 steps and
-    counted 61 minutes an hour; Prometheus 3's ranges are open at the start, and this
-    one has 60 steps in both."""
-    return f"[{duration(seconds(window) - 1)}:{step}]"
+def steps(window: str, step: str, offset: str | None = None) -> str:
+    """A subquery range over `window` at `step` (shifted back by `offset`) with window /
+    step steps, for a sum over them, at any phase a rule group runs at.
+
+    Prometheus 2.x takes both ends of a subquery's range, so `[1h:1m]` evaluated at a
+    whole minute (promtool; Grafana at a range's end rounded to the minute) had 61 steps
+    and counted 61 minutes an hour; a range a second short has 59 when a group runs 59 s
+    or more past a minute. Shifted back 1ms, it has one too many only for an evaluation
+    exactly 1ms past a step (Prometheus 3's ranges, open at the start: never)."""
+    shift = f"{duration(seconds(offset))}1ms" if offset else "1ms"
+    return f"[{window}:{step}] offset {shift}"
 
 
 INTEGRAL_MAX_STEPS = 360
@@ -165,12 +168,11 @@ INTEGRAL_MAX_STEPS = 360
 
 def integral(rate: str, window: str, offset: str | None = None) -> str:
     """The integral of a recorded per-second rate over `window`: its value at subquery
-    steps of 1m or more (at most INTEGRAL_MAX_STEPS of them), times the step. A series
+    steps of 1m or more (at most INTEGRAL_MAX_STEPS of them, `steps`), times the step. A series
     present for part of the window counts for that part only; `avg_over_time * window`
     would charge a GPU that ran for 1 hour of a day for the whole day."""
     step = 60 * max(1, -(-seconds(window) // (60 * INTEGRAL_MAX_STEPS)))
-    at = f" offset {offset}" if offset else ""
-    return f"sum_over_time({rate}{steps(window, duration(step))}{at}) * {step}"
+    return f"sum_over_time({rate}{steps(window, duration(step), offset)}) * {step}"
 
 
 def covered(by: Sequence[str], start: str, matchers: Sequence[str] = ()) -> str:
