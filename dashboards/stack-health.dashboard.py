@@ -94,8 +94,8 @@ def build(ctx: d.Context) -> g.Dashboard:
             timeseries(
                 "Actuator webhook answers",
                 "Alertmanager deliveries to the actuator per second, by HTTP status it"
-                " answered (5xx = Alertmanager retries; 4xx = a bad payload or token). "
-                + d.ALERT_ONLY,
+                " answered (5xx = Alertmanager retries; 202 = an apply the actuator retries"
+                " itself; 4xx = a bad payload or token). " + d.ALERT_ONLY,
                 d.REQ_PER_SEC,
                 Query(q.actuator_webhook_requests(), legend="{{code}}"),
             ),

@@ -5,12 +5,23 @@ POST /alerts answers:
 - 400 for a body that is not JSON, 422 for a payload that is not webhook v4 (the
   message names the field); nothing is recorded or done for either;
 - 200 once every alert's decision is committed to the store (fsynced);
-- 503 when a target failed in a way a redelivery may fix (the decision so far is
-  recorded; Alertmanager retries and the engine resumes idempotently).
+- 202 likewise, when an apply failed in a way a retry may fix after its intent was
+  recorded (result `error: will retry`): the actuator retries it itself in the
+  background (Engine.retry_applies, started with the app) until it succeeds or the
+  alert resolves. Alertmanager must see the firing delivered: it sends a resolve only
+  to a receiver that got the firing, so a 503 kept up until the alert resolved would
+  leave what the apply changed in force for good;
+- 503 when a redelivery may fix a failure and the actuator cannot retry it itself: a
+  target that could not be read before anything was recorded, or an undo that failed
+  (Alertmanager redelivers the resolve until the undo succeeds; the engine resumes
+  idempotently). Alertmanager retries a delivery only while the alert's state is
+  unchanged.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -24,7 +35,7 @@ from prometheus_client.core import Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from aispend import metrics as m
-from aispend.actuators.engine import Engine
+from aispend.actuators.engine import RETRY_FIRST_S, RETRY_MOST_S, Engine
 from aispend.actuators.payload import PayloadError, parse_payload
 from aispend.actuators.settings import ActionsSettings
 from aispend.actuators.store import Store
@@ -62,7 +73,9 @@ def build_app(
     token: str,
     targets_factory: TargetsFactory | None = None,
     registry: CollectorRegistry | None = None,
+    retry_backoff: tuple[float, float] = (RETRY_FIRST_S, RETRY_MOST_S),
 ) -> web.Application:
+    """`retry_backoff`: the retry loop's first and longest wait, in seconds."""
     if not token.strip():  # an empty token would let `Authorization: Bearer` through
         raise ValueError("the actuator's bearer token is empty")
     registry = registry or CollectorRegistry(auto_describe=True)
@@ -94,8 +107,15 @@ def build_app(
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         async with aiohttp.ClientSession() as session:
-            app[ENGINE] = Engine(settings, criticality, store, factory(session), count)
-            yield
+            engine = Engine(settings, criticality, store, factory(session), count)
+            app[ENGINE] = engine
+            retries = asyncio.create_task(engine.retry_applies(*retry_backoff))
+            try:
+                yield
+            finally:
+                retries.cancel()  # an apply cut short stays applying: retried at start-up
+                with contextlib.suppress(asyncio.CancelledError):
+                    await retries
 
     def answer(status: int, body: dict[str, Any]) -> web.Response:
         requests.labels(str(status)).inc()
@@ -124,7 +144,7 @@ def build_app(
             return answer(status, {"error": exc.message})
         engine = request.app[ENGINE]
         results = []
-        retry = False
+        retry = later = False
         for alert in payload.alerts:
             try:
                 outcome = await engine.handle(alert)
@@ -132,6 +152,7 @@ def build_app(
                 log.exception("cannot record the decision for alert %s", alert.fingerprint)
                 return answer(500, {"error": "cannot record the decision; retry"})
             retry = retry or outcome.retry
+            later = later or outcome.later
             results.append(
                 {
                     "fingerprint": outcome.fingerprint,
@@ -149,7 +170,7 @@ def build_app(
             )
         if retry:
             return answer(503, {"error": "a target is unavailable; retry", "alerts": results})
-        return answer(200, {"alerts": results})
+        return answer(202 if later else 200, {"alerts": results})
 
     async def get_metrics(request: web.Request) -> web.Response:
         return web.Response(

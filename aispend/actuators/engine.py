@@ -11,6 +11,9 @@ State machine per (fingerprint, startsAt) in the store:
                                    rollout: dry-run first, then live for what still fires)
     firing,   applying          -> resume the interrupted apply (same undo data), unless
                                    dry-run is on now or the team may not be acted on
+    (no alert), applying        -> the same resume, by the actuator's own retry loop
+                                   (retry_applies), for an apply that failed retryably
+                                   or was interrupted by a crash
     firing,   undone            -> policy again if it is the series' newest instance and
                                    was undone REFIRE_GRACE_S ago or more: Alertmanager
                                    resolves an alert that Prometheus has not re-sent by its
@@ -21,8 +24,11 @@ State machine per (fingerprint, startsAt) in the store:
                                    a stale copy, ignored
     firing,   anything else     -> ignored (duplicate, or resolved before its firing)
     resolved, applying/applied/apply_failed/undo_failed -> undo -> undone | undo_failed
-                                   (undo_failed is answered 503: Alertmanager redelivers
-                                   the resolve until the undo succeeds)
+                                   (a failed undo is answered 503: Alertmanager redelivers
+                                   the resolve until the undo succeeds. An `applying`
+                                   row whose undo fails, even retryably, becomes
+                                   undo_failed: the resolve has come, so neither the
+                                   retry loop nor a late firing may apply it again)
     resolved, no row            -> resolved (so a late firing is ignored)
     resolved, other             -> resolved, nothing to undo / duplicate
 
@@ -37,9 +43,20 @@ recorded with the new intent, once the target has been read); one that is skippe
 dry-run or refused leaves the older action in place until the series resolves.
 
 The intent (`applying`, with what undo needs) is committed before the target is
-called, and the outcome after, so a crash in between is resumed on redelivery. Calls
-for one fingerprint are serialised by a lock; different alerts proceed concurrently.
-A retryable target error leaves the state as it was and asks for a redelivery.
+called, and the outcome after, so a crash in between is resumed. Calls for one
+fingerprint are serialised by a lock (the webhook path and the retry loop alike);
+different alerts proceed concurrently.
+
+Retries. A retryable error in prepare (nothing recorded, nothing changed) asks
+Alertmanager for a redelivery (503). A retryable error in apply does not: the intent is
+recorded and the target may be changed part-way (one gateway replica of two), so the
+firing is answered 2xx (`error: will retry`, `Outcome.later`) and the actuator retries
+the apply itself (`retry_applies`, with a bounded backoff) until it succeeds, fails for
+good (apply_failed) or the alert resolves. Alertmanager only sends a resolve to a
+receiver that got the firing: had the firing been answered 503 until the alert
+resolved, nothing would ever undo what the apply changed. The retry loop also picks up
+`applying` rows left by a crash when the actuator starts. A failed undo of any other
+state asks for a redelivery (503), and a retryable one leaves the state as it was.
 
 Targets that change shared objects (`HoldsObjects`: a Deployment, an APIM
 subscription) may be acted on by several alerts at once. A later action takes over
@@ -80,10 +97,22 @@ class Outcome:
     decision: str
     result: str
     retry: bool = False
+    """Ask Alertmanager to redeliver (503)."""
+    later: bool = False
+    """An apply left to the actuator's retry loop (answered 2xx: 202)."""
 
 
 ActionCounter = Callable[[str, str, str], None]
 """(target, action, result) -> count one decision."""
+
+
+RETRY_FIRST_S = 5.0
+RETRY_MOST_S = 60.0
+"""The retry loop's backoff: first wait, doubled after each pass that left an apply
+pending, up to the most."""
+
+RETRYING = "error: will retry"
+"""The result of an apply that failed retryably and that the actuator retries itself."""
 
 
 REFIRE_GRACE_S = 20.0
@@ -129,6 +158,10 @@ class Engine:
         self._locks = _KeyLocks()
         self._team_locks = _KeyLocks()
         self._object_locks = _KeyLocks()
+        self._retry_wanted = asyncio.Event()
+        # The firing of each apply left to the retry loop (for its annotations: the
+        # target's reason); after a restart the row's labels stand in for it.
+        self._waiting: dict[tuple[str, str], Alert] = {}
 
     async def handle(self, alert: Alert) -> Outcome:
         async with self._locks.hold(alert.fingerprint):
@@ -147,7 +180,7 @@ class Engine:
                 held = self._held_back(alert, rule)
                 if held is not None:  # stays applying: undone on resolve
                     return self._note(alert, row, "ignore", f"ignored: not resumed: {held}")
-                return await self._apply(alert, row, rule, resumed=True)
+                return await self._apply(alert, row, rule, how="resumed an interrupted apply")
             why = "resolved before firing" if row.state == st.RESOLVED else "duplicate"
             if row.state in (st.UNDONE, st.UNDO_FAILED):
                 why = "already resolved"
@@ -160,7 +193,7 @@ class Engine:
         if isinstance(begun, Outcome):
             return begun
         new, rule = begun
-        return await self._apply(alert, new, rule, resumed=False)
+        return await self._apply(alert, new, rule)
 
     def _decide_again(self, row: ActionRow) -> bool:
         """Whether a repeated firing goes through the policy again."""
@@ -287,10 +320,14 @@ class Engine:
         return new, rule
 
     async def _apply(
-        self, alert: Alert, row: ActionRow, rule: Rule | None, resumed: bool
+        self, alert: Alert, row: ActionRow, rule: Rule | None, how: str = ""
     ) -> Outcome:
+        """Carry out the recorded intent `row` (state applying). `how`: why it runs again
+        (a redelivery, the retry loop), for the audit record."""
+        key = (row.fingerprint, row.starts_at)
         target = self.targets.get(row.target or "")
         if rule is None or target is None:
+            self._waiting.pop(key, None)
             row.state = st.FAILED
             return self._commit(
                 alert, row, "apply", "error", error="rule or target no longer configured"
@@ -298,13 +335,68 @@ class Engine:
         try:
             detail = await target.apply(self._action(alert, rule), row.undo_data)
         except TargetError as exc:
-            if not exc.retryable:  # it may have changed some objects (replicas) first
-                row.state = st.APPLY_FAILED
-            return self._target_failed(alert, row, "apply", exc, record_row=not exc.retryable)
+            if exc.retryable:
+                # The row stays applying and the retry loop tries again; Alertmanager
+                # gets a 2xx, so that it sends the resolve (see the module docstring).
+                self._waiting[key] = alert
+                self._retry_wanted.set()
+                return self._target_failed(
+                    alert, row, "apply", exc, record_row=False, later=True, detail=how
+                )
+            self._waiting.pop(key, None)
+            row.state = st.APPLY_FAILED  # it may have changed some objects (replicas) first
+            return self._target_failed(alert, row, "apply", exc, record_row=True, detail=how)
+        self._waiting.pop(key, None)
         row.state = st.APPLIED
-        if resumed:
-            detail += " (resumed an interrupted apply)"
+        if how:
+            detail += f" ({how})"
         return self._commit(alert, row, "apply", "ok", detail=detail)
+
+    # ------------------------------------------------------------ retry loop
+
+    async def retry_applies(self, first: float = RETRY_FIRST_S, most: float = RETRY_MOST_S) -> None:
+        """Retry the applies left `applying` until cancelled: those that failed
+        retryably, and those a crash interrupted (found at start-up). Waits `first`
+        seconds before a pass, doubled (up to `most`) while a pass leaves one pending;
+        sleeps while there is none."""
+        delay, pending = first, True  # at start-up: whatever a crash left applying
+        while True:
+            if not pending:
+                await self._retry_wanted.wait()  # set by an apply that failed retryably
+                delay = first
+            await asyncio.sleep(delay)
+            self._retry_wanted.clear()  # a failure from here on is seen by this pass or sets it
+            try:
+                pending = await self.retry_pending()
+            except Exception:  # the store failed (disk full...): keep trying
+                log.exception("cannot retry the pending applies; trying again later")
+                pending = True
+            delay = min(delay * 2, most) if pending else first
+
+    async def retry_pending(self) -> bool:
+        """One pass of the retry loop over the rows now `applying`, oldest first.
+        Returns whether any is still applying afterwards."""
+        keys = self.store.keys_in_state(st.APPLYING)
+        self._waiting = {key: a for key, a in self._waiting.items() if key in keys}
+        for fp, starts in keys:
+            outcome = await self._retry_apply(fp, starts)
+            if outcome is not None:
+                log.info("retried apply %s %s: %s", fp, starts, outcome.result)
+        return bool(self.store.keys_in_state(st.APPLYING))
+
+    async def _retry_apply(self, fp: str, starts: str) -> Outcome | None:
+        """Resume one interrupted apply, under the same lock as the webhook path. The
+        row is read again under the lock: a redelivery may have applied it, or a resolve
+        undone it (the resolve wins: an undone or undo_failed row is never applied)."""
+        async with self._locks.hold(fp):
+            row = self.store.get(fp, starts)
+            if row is None or row.state != st.APPLYING:
+                return None
+            alert = self._waiting.get((fp, starts)) or _firing_of(row)
+            rule = self.settings.rule(row.rule or "")
+            if self._held_back(alert, rule) is not None:
+                return None  # stays applying, undone on resolve (as on the webhook path)
+            return await self._apply(alert, row, rule, how="retried by the actuator")
 
     # ------------------------------------------------------------ resolved
 
@@ -360,11 +452,13 @@ class Engine:
                 try:
                     detail = await target.undo(action, undo_data)
                 except TargetError as exc:
-                    if not exc.retryable:
+                    # An interrupted apply whose resolve came must not be applied again
+                    # (by the retry loop, or a late copy of its firing).
+                    changed = not exc.retryable or row.state == st.APPLYING
+                    if changed:
                         row.state = st.UNDO_FAILED
-                    failed = self._target_failed(
-                        alert, row, "undo", exc, record_row=not exc.retryable
-                    )
+                    self._waiting.pop((row.fingerprint, row.starts_at), None)
+                    failed = self._target_failed(alert, row, "undo", exc, record_row=changed)
                     return replace(failed, retry=True)
             row.state = st.UNDONE
             return self._commit(
@@ -458,21 +552,41 @@ class Engine:
         )
 
     def _target_failed(
-        self, alert: Alert, row: ActionRow, which: str, exc: TargetError, record_row: bool
+        self,
+        alert: Alert,
+        row: ActionRow,
+        which: str,
+        exc: TargetError,
+        record_row: bool,
+        later: bool = False,
+        detail: str = "",
     ) -> Outcome:
+        """Record a target's error. Retryable: a redelivery is asked for (503), or with
+        `later` the actuator's retry loop tries again."""
         log.warning(
             "%s %s via %s failed (%s): %s",
             which,
             alert.fingerprint,
             row.target,
-            "will retry" if exc.retryable else "not retryable",
+            ("the actuator retries it" if later else "will retry")
+            if exc.retryable
+            else "not retryable",
             exc,
         )
-        result = "error: retry" if exc.retryable else "error"
+        later = later and exc.retryable
+        result = RETRYING if later else "error: retry" if exc.retryable else "error"
         outcome = self._commit(
-            alert, row if record_row else None, which, result, error=str(exc), row_for_audit=row
+            alert,
+            row if record_row else None,
+            which,
+            result,
+            detail=detail,
+            error=str(exc),
+            row_for_audit=row,
         )
-        return Outcome(outcome.fingerprint, which, result, retry=exc.retryable)
+        return Outcome(
+            outcome.fingerprint, which, result, retry=exc.retryable and not later, later=later
+        )
 
     def _note(self, alert: Alert, row: ActionRow, decision: str, result: str) -> Outcome:
         return self._commit(alert, None, decision, result, row_for_audit=row)
@@ -516,6 +630,17 @@ class Engine:
             detail=detail,
             error=error,
         )
+
+
+def _firing_of(row: ActionRow) -> Alert:
+    """The firing alert of a row, for a retry with no delivery at hand (after a
+    restart): its labels and startsAt; the annotations are not stored."""
+    return Alert(
+        status="firing",
+        labels=dict(row.labels),
+        startsAt=datetime.fromisoformat(row.starts_at),
+        fingerprint=row.fingerprint,
+    )
 
 
 def _holdings(target: HoldsObjects, rows: list[ActionRow]) -> dict[str, tuple[ActionRow, Any]]:

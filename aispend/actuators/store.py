@@ -218,6 +218,14 @@ class Store:
         ).fetchall()
         return [_action(r) for r in rows]
 
+    def keys_in_state(self, state: str) -> list[tuple[str, str]]:
+        """(fingerprint, startsAt) of the rows in `state`, oldest first."""
+        rows = self._db.execute(
+            "SELECT fingerprint, starts_at FROM actions WHERE state = ? ORDER BY created_at",
+            (state,),
+        ).fetchall()
+        return [(str(r[0]), str(r[1])) for r in rows]
+
     def count_active(self, team: str) -> int:
         """The team's throttles and pauses applied (notifications hold nothing back). An
         action whose undo failed is not counted: its alert has ended, and a row whose

@@ -753,7 +753,11 @@ def stack_alerts(t: Tunables) -> list[Alert]:
                 action="Fix the target or credentials. A failed undo (a workload left "
                 "throttled or paused) is retried: the actuator answers 503, so Alertmanager "
                 "redelivers the resolve until the undo succeeds. A refused apply (result "
-                "error) is not retried for that alert; a retryable one (error: retry) is. "
+                "error) is not retried for that alert. A retryable apply error (error: will "
+                "retry; a gateway replica down) is retried by the actuator itself, every 5 s "
+                "doubling to 1 min, until it succeeds or the alert resolves (then what it "
+                "did is undone); a target that could not be read before acting (error: "
+                "retry) is redelivered by Alertmanager while the alert fires. "
                 'Act by hand meanwhile (README "Throttling by hand").',
             ),
         ),

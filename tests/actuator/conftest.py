@@ -103,11 +103,18 @@ def gateways() -> Iterator[list[tuple[FakeGatewayAdmin, ThreadedServer]]]:
 def make_actuator(tmp_path: Path) -> Iterator[Callable[..., Actuator]]:
     servers: list[tuple[ThreadedServer, Store]] = []
 
-    def make(actions: dict[str, Any], db_name: str = "actuator.sqlite3") -> Actuator:
+    def make(
+        actions: dict[str, Any],
+        db_name: str = "actuator.sqlite3",
+        retry_backoff: tuple[float, float] = (5.0, 60.0),
+    ) -> Actuator:
+        """`retry_backoff`: the retry loop's (first, longest) wait; a test that redelivers
+        by hand sets hours, so the loop stays out of its way."""
         config = config_with_actions(actions)
         db = tmp_path / db_name
         store = Store(db)
-        app = build_app(config.actions, {t.name: t.criticality for t in config.teams}, store, TOKEN)
+        criticality = {t.name: t.criticality for t in config.teams}
+        app = build_app(config.actions, criticality, store, TOKEN, retry_backoff=retry_backoff)
         server = ThreadedServer(app).start()
         servers.append((server, store))
         return Actuator(server, db)

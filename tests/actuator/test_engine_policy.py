@@ -70,7 +70,8 @@ def test_interrupted_apply_is_not_resumed_once_dry_run_is_on(tmp_path: Path) -> 
     target = Recorder()
     target.fail = TargetError("gateway unreachable", retryable=True)
     first = handle(Engine(settings(dry_run=False), {}, Store(db), {"t": target}), alert())
-    assert (first.result, first.retry) == ("error: retry", True)
+    # The intent is recorded: the actuator retries it itself (no 503 to Alertmanager).
+    assert (first.result, first.retry, first.later) == ("error: will retry", False, True)
 
     # On-call restarts the actuator in dry-run to stop it; Alertmanager redelivers.
     target.fail = None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import sys
 import urllib.request
 from collections.abc import Iterator
@@ -200,3 +201,83 @@ def test_alertmanager_delivers_to_actuator_which_throttles_real_gateways(tmp_pat
     undone = [a for a in audit if (a.decision, a.result) == ("undo", "ok")]
     assert len(applied) == 1 and len(undone) == 1
     assert applied[0].fingerprint == undone[0].fingerprint == rule_id[3:]
+
+
+def test_apply_left_pending_is_undone_when_alertmanager_resolves(tmp_path):
+    """Replica B is down when the alert fires: A takes the throttle, B refuses. The alert
+    resolves before B is back. Alertmanager sends a resolve only to a receiver that got
+    the firing, so the actuator answers the firing 2xx (and retries B itself); had it
+    answered 503, A would stay throttled for good. Real Alertmanager (the repo's routes,
+    timers shortened as above), real gateways, real actuator process."""
+    require_binary("prometheus-alertmanager")
+    with ExitStack() as stack:
+        up = stack.enter_context(harness.upstream(tmp_path))
+        for name in ("a", "b"):
+            (tmp_path / name).mkdir()
+        gw_a = stack.enter_context(
+            harness.gateway(tmp_path / "a", harness.write_config(tmp_path / "a", up.url))
+        )
+        port_b = free_port()  # replica B: down until after the resolve
+        data = yaml.safe_load((tmp_path / "a" / "aispend.yaml").read_text())
+        data["actions"] = {
+            "dry_run": False,
+            "rules": [{"name": "throttle-at-gateway", "match": {"action": "throttle"},
+                       "target": "gateway", "mode": "throttle"}],
+            "targets": {"gateway": {
+                "type": "gateway", "urls": [gw_a.url, f"http://127.0.0.1:{port_b}"],
+                "admin_token_file": str(tmp_path / "a" / "gateway_admin_token")}},
+        }  # fmt: skip
+        (tmp_path / "actuator.yaml").write_text(yaml.safe_dump(data))
+        secrets = tmp_path / "secrets"
+        secrets.mkdir()
+        (secrets / "actuator_token").write_text(TOKEN + "\n")
+        port = free_port()
+        db = tmp_path / "actuator.sqlite3"
+        actuator = ManagedProcess(
+            "actuator",
+            [sys.executable, "-m", "aispend", "actuator", "--config",
+             str(tmp_path / "actuator.yaml"), "--listen", f"127.0.0.1:{port}",
+             "--token-file", str(secrets / "actuator_token"), "--state-db", str(db),
+             "--dry-run", "false"],
+            tmp_path / "actuator.log",
+            ready_url=f"http://127.0.0.1:{port}/healthz",
+            cwd=REPO,
+        )  # fmt: skip
+        actuator.start()
+        stack.callback(actuator.stop)
+        actuator.wait_ready(30)
+        config = render_alertmanager(f"http://127.0.0.1:{port}", secrets, tmp_path)
+        am_url = stack.enter_context(running_alertmanager(config, tmp_path))
+        labels = {
+            "alertname": "AISpendRunawaySpend", "severity": "critical", "team": "search",
+            "agent": "rerank-agent", "action": "throttle",
+        }  # fmt: skip
+
+        am_post_alert(am_url, labels)
+        wait_until(lambda: throttles(gw_a) or None, 60, 0.2, "the throttle on replica A")
+        am_post_alert(am_url, labels, datetime.now(UTC) - timedelta(seconds=1))
+
+        def resolve_results() -> list[str]:
+            return [a.result for a in iter_audit(db) if a.alert_status == "resolved"]
+
+        # The resolve reaches the actuator although B still refuses: A's throttle is
+        # lifted, B's undo fails (503) and Alertmanager redelivers the resolve.
+        wait_until(
+            lambda: throttles(gw_a) == {} and resolve_results(),
+            20,
+            0.2,
+            "the resolve to reach the actuator and lift replica A's throttle",
+        )
+        assert resolve_results()[0] == "error: retry"
+        stack.enter_context(
+            harness.gateway(
+                tmp_path / "b", harness.write_config(tmp_path / "b", up.url), port=port_b
+            )
+        )
+        wait_until(lambda: "ok" in resolve_results(), 30, 0.2, "the redelivered resolve to undo")
+        assert throttles(gw_a) == {}
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            exposition = response.read().decode()
+        assert f'{m.ACTUATOR_WEBHOOK_REQUESTS.name}{{code="202"}}' in exposition
+    rows = sqlite3.connect(db).execute("SELECT state FROM actions").fetchall()
+    assert rows == [("undone",)]

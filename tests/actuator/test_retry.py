@@ -1,0 +1,237 @@
+"""Applies that failed retryably are retried by the actuator, and a resolve still undoes them.
+
+Alertmanager sends a resolve only to a receiver that got the firing: had the actuator
+answered the firing 503 until the alert resolved, nothing would ever undo what the apply
+did on the replicas that took it. So a firing whose intent is recorded is answered 2xx
+(202, `error: will retry`) and the actuator's own retry loop resumes the apply.
+
+The HTTP tests run the real actuator app in-process, with a short retry backoff, against
+two fake gateway replicas (the admin API of aispend/gateway/admin.py; a fake so that one
+replica can refuse on demand). The engine tests use a simulated target (`Blocking`) that
+can hold an undo open, to put a resolve exactly between the retry loop's listing of the
+pending applies and its taking the alert's lock; the store is the real SQLite store.
+test_integration.py::test_apply_left_pending_is_undone_when_alertmanager_resolves plays
+the whole story through the real Alertmanager and real gateways.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from aispend import metrics as m
+from aispend.actuators.engine import Engine
+from aispend.actuators.payload import Alert
+from aispend.actuators.settings import ActionsSettings
+from aispend.actuators.store import Store
+from aispend.actuators.targets.base import Action, TargetError
+from aispend.procs import wait_until
+from tests.actuator.conftest import gateway_actions
+from tests.actuator.fakes import alert, payload
+
+FP = "a1b2c3d4e5f60718"
+KEY = (FP, "2024-05-01T10:00:00+00:00")
+FAST = (0.05, 0.2)  # the retry loop's backoff here: production waits 5 s doubling to 60 s
+RETRIED = "retried by the actuator"
+
+
+def _retries(act: Any, fp: str) -> list[Any]:
+    return [a for a in act.audit() if a.fingerprint == fp and RETRIED in a.detail]
+
+
+def test_partial_apply_is_answered_202_and_retried_until_the_replica_is_back(
+    gateways, make_actuator, admin_token_file
+):
+    (one, _), (two, _) = gateways
+    act = make_actuator(
+        gateway_actions([s.url for _, s in gateways], admin_token_file), retry_backoff=FAST
+    )
+    two.fail_with = 503
+    r = act.post(payload(alert(FP)))
+    # 2xx, so that Alertmanager records the firing as delivered and sends its resolve.
+    assert r.status_code == 202
+    assert r.json() == {
+        "alerts": [{"fingerprint": FP, "decision": "apply", "result": "error: will retry"}]
+    }
+    assert list(one.rules) == [f"am-{FP}"] and two.rules == {}
+    assert act.states() == {KEY: "applying"}
+
+    # The loop retries while the replica refuses; each retry is audited.
+    wait_until(lambda: len(_retries(act, FP)) >= 2, 30, 0.05, "two retries")
+    assert act.states() == {KEY: "applying"}
+    failed = _retries(act, FP)[0]
+    assert (failed.decision, failed.result, failed.alert_status) == (
+        "apply",
+        "error: will retry",
+        "firing",
+    )
+    assert "HTTP 503" in failed.error
+
+    two.fail_with = None
+    wait_until(lambda: act.states() == {KEY: "applied"}, 30, 0.05, "the retried apply")
+    assert list(two.rules) == [f"am-{FP}"]
+    # The retry carries the firing's annotations, like a redelivery would.
+    assert two.rules[f"am-{FP}"]["reason"] == (
+        "AISpendRunawaySpend: rerank-agent spends 9.1x its usual rate"
+    )
+    done = act.audit()[-1]
+    assert (done.decision, done.result) == ("apply", "ok")
+    assert done.detail == f"rate rule am-{FP} on search/rerank-agent at 2 gateway(s) ({RETRIED})"
+    text = requests.get(f"{act.url}/metrics", timeout=10).text
+    assert f'{m.ACTUATOR_ACTIVE_ACTIONS.name}{{target="gw",team="search"}} 1.0' in text
+    assert f'{m.ACTUATOR_ACTIONS.name}{{action="apply",result="ok",target="gw"}} 1.0' in text
+    assert f'{m.ACTUATOR_WEBHOOK_REQUESTS.name}{{code="202"}} 1.0' in text
+
+    # A redelivery of the firing now is a duplicate; the resolve undoes on both replicas.
+    assert act.post(payload(alert(FP))).json()["alerts"][0]["result"] == "ignored: duplicate"
+    assert act.post(payload(alert(FP, status="resolved"))).status_code == 200
+    assert one.rules == {} and two.rules == {}
+
+
+def test_resolve_while_retrying_undoes_everywhere_and_is_never_applied_again(
+    gateways, make_actuator, admin_token_file
+):
+    (one, _), (two, _) = gateways
+    act = make_actuator(
+        gateway_actions([s.url for _, s in gateways], admin_token_file), retry_backoff=FAST
+    )
+    two.fail_with = 503
+    assert act.post(payload(alert(FP))).status_code == 202
+    wait_until(lambda: _retries(act, FP), 30, 0.05, "a retry")
+
+    # The alert resolves while replica two still refuses: the undo fails there (503,
+    # Alertmanager redelivers the resolve), and the row is never applied again.
+    r = act.post(payload(alert(FP, status="resolved")))
+    assert (r.status_code, r.json()["alerts"][0]["result"]) == (503, "error: retry")
+    assert act.states() == {KEY: "undo_failed"}
+    assert one.rules == {}
+    puts = _puts(gateways, FP)
+
+    # Another alert keeps the loop busy: once it has been retried twice after the
+    # resolve, the loop has passed over the pending applies at least twice.
+    other = "0000000000000abc"
+    assert act.post(payload(alert(other, agent="crawler-agent"))).status_code == 202
+    before = len(_retries(act, other))
+    wait_until(lambda: len(_retries(act, other)) >= before + 2, 30, 0.05, "two passes")
+    assert _puts(gateways, FP) == puts and f"am-{FP}" not in one.rules
+
+    two.fail_with = None
+    r = act.post(payload(alert(FP, status="resolved")))  # Alertmanager's redelivery
+    assert (r.status_code, r.json()["alerts"][0]["result"]) == (200, "ok")
+    assert act.states()[KEY] == "undone"
+    wait_until(lambda: act.states()[(other, KEY[1])] == "applied", 30, 0.05, "the other apply")
+    assert _puts(gateways, FP) == puts
+    assert f"am-{FP}" not in one.rules and f"am-{FP}" not in two.rules
+    assert [a.result for a in act.audit() if a.fingerprint == FP and a.decision == "undo"] == [
+        "error: retry",
+        "ok",
+    ]
+
+
+def _puts(gateways: Any, fp: str) -> int:
+    return sum(1 for fake, _ in gateways for s in fake.calls("PUT") if s.path.endswith(fp))
+
+
+# ---------------------------------------------------------------- engine level
+
+
+class Blocking:
+    """A simulated target: apply fails while `down`; undo waits for `release` once set."""
+
+    name, type = "t", "command"
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.down = True
+        self.release: asyncio.Event | None = None
+        self.undoing: asyncio.Event | None = None
+
+    async def prepare(self, action: Action) -> dict[str, Any]:
+        return {}
+
+    async def apply(self, action: Action, undo_data: dict[str, Any]) -> str:
+        self.calls.append("apply")
+        if self.down:
+            raise TargetError("unreachable", retryable=True)
+        return "acted"
+
+    async def undo(self, action: Action, undo_data: dict[str, Any]) -> str:
+        self.calls.append("undo")
+        if self.undoing is not None and self.release is not None:
+            self.undoing.set()
+            await self.release.wait()
+        return "undone"
+
+
+SETTINGS = ActionsSettings.model_validate(
+    {
+        "dry_run": False,
+        "rules": [{"name": "pause", "match": {"action": "pause"}, "target": "t", "mode": "pause"}],
+        "targets": {"t": {"type": "command", "apply": ["true"]}},
+    }
+)
+
+
+def _alert(status: str = "firing") -> Alert:
+    return Alert.model_validate(
+        {
+            "status": status,
+            "labels": {"alertname": "X", "team": "search", "action": "pause"},
+            "startsAt": "2024-05-01T10:00:00Z",
+            "fingerprint": "abcd",
+        },
+        strict=False,
+    )
+
+
+def test_a_resolve_that_comes_while_a_retry_waits_for_the_lock_wins(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    target = Blocking()
+    engine = Engine(SETTINGS, {}, store, {"t": target})
+
+    async def story() -> None:
+        first = await engine.handle(_alert())
+        assert (first.result, first.retry, first.later) == ("error: will retry", False, True)
+        target.down = False
+        target.undoing, target.release = asyncio.Event(), asyncio.Event()
+        resolve = asyncio.create_task(engine.handle(_alert("resolved")))
+        await target.undoing.wait()  # the resolve holds the alert's lock, row still applying
+        retry = asyncio.create_task(engine.retry_pending())
+        await asyncio.sleep(0)  # the pass lists the row and waits for the lock
+        target.release.set()
+        assert (await resolve).result == "ok"
+        assert await retry is False  # nothing left applying
+        assert await engine.retry_pending() is False
+
+    asyncio.run(story())
+    assert target.calls == ["apply", "undo"]
+    assert store.get("abcd", "2024-05-01T10:00:00+00:00").state == "undone"  # type: ignore[union-attr]
+
+
+def test_an_apply_left_by_a_crash_is_retried_at_start_up(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    target = Blocking()
+    assert asyncio.run(Engine(SETTINGS, {}, Store(db), {"t": target}).handle(_alert())).later
+    target.down = False
+    restarted = Engine(SETTINGS, {}, Store(db), {"t": target})  # no delivery at hand
+    assert asyncio.run(restarted.retry_pending()) is False
+    assert target.calls == ["apply", "apply"]
+    done = Store(db).audit()[-1]
+    assert (done.decision, done.result, done.detail) == ("apply", "ok", f"acted ({RETRIED})")
+    assert (done.labels["team"], done.alert_status) == ("search", "firing")
+
+
+def test_the_retry_loop_holds_back_once_dry_run_is_on(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    target = Blocking()
+    asyncio.run(Engine(SETTINGS, {}, Store(db), {"t": target}).handle(_alert()))
+    target.down = False
+    dry = SETTINGS.model_copy(update={"dry_run": True})
+    engine = Engine(dry, {}, Store(db), {"t": target})
+    assert asyncio.run(engine.retry_pending()) is True  # still applying: undone on resolve
+    assert target.calls == ["apply"]
+    assert asyncio.run(engine.handle(_alert("resolved"))).result == "ok"
+    assert target.calls == ["apply", "undo"]
