@@ -113,7 +113,7 @@ def build_app(
             try:
                 yield
             finally:
-                retries.cancel()  # an apply cut short stays applying: retried at start-up
+                retries.cancel()  # an apply left to it stays applying: retried at start-up
                 with contextlib.suppress(asyncio.CancelledError):
                     await retries
 

@@ -13,7 +13,8 @@ State machine per (fingerprint, startsAt) in the store:
                                    dry-run is on now or the team may not be acted on
     (no alert), applying        -> the same resume, by the actuator's own retry loop
                                    (retry_applies), for an apply that failed retryably
-                                   or was interrupted by a crash
+                                   and was answered 2xx (also after a restart); one a
+                                   crash interrupted waits for the firing's redelivery
     firing,   undone            -> policy again if it is the series' newest instance and
                                    was undone REFIRE_GRACE_S ago or more: Alertmanager
                                    resolves an alert that Prometheus has not re-sent by its
@@ -43,7 +44,7 @@ recorded with the new intent, once the target has been read); one that is skippe
 dry-run or refused leaves the older action in place until the series resolves.
 
 The intent (`applying`, with what undo needs) is committed before the target is
-called, and the outcome after, so a crash in between is resumed. Calls for one
+called, and the outcome after, so a crash in between is resumed on redelivery. Calls for one
 fingerprint are serialised by a lock (the webhook path and the retry loop alike);
 different alerts proceed concurrently.
 
@@ -54,9 +55,12 @@ firing is answered 2xx (`error: will retry`, `Outcome.later`) and the actuator r
 the apply itself (`retry_applies`, with a bounded backoff) until it succeeds, fails for
 good (apply_failed) or the alert resolves. Alertmanager only sends a resolve to a
 receiver that got the firing: had the firing been answered 503 until the alert
-resolved, nothing would ever undo what the apply changed. The retry loop also picks up
-`applying` rows left by a crash when the actuator starts. A failed undo of any other
-state asks for a redelivery (503), and a retryable one leaves the state as it was.
+resolved, nothing would ever undo what the apply changed. The loop retries only rows
+whose firing got that answer (audited RETRYING), after a restart too: a row a crash
+interrupted before any answer is resumed by Alertmanager's redelivery of its firing,
+never by the loop, since if its alert resolved meanwhile no resolve will come to undo
+it. A failed undo of any other state asks for a redelivery (503), and a retryable one
+leaves the state as it was.
 
 Targets that change shared objects (`HoldsObjects`: a Deployment, an APIM
 subscription) may be acted on by several alerts at once. A later action takes over
@@ -328,7 +332,10 @@ class Engine:
         target = self.targets.get(row.target or "")
         if rule is None or target is None:
             self._waiting.pop(key, None)
-            row.state = st.FAILED
+            # The intent is recorded, so the target may have been changed part-way: with
+            # the target still there, the row keeps holding what it changed and is undone
+            # on resolve (apply_failed); `failed` would leave it in force for good.
+            row.state = st.FAILED if target is None else st.APPLY_FAILED
             return self._commit(
                 alert, row, "apply", "error", error="rule or target no longer configured"
             )
@@ -355,11 +362,11 @@ class Engine:
     # ------------------------------------------------------------ retry loop
 
     async def retry_applies(self, first: float = RETRY_FIRST_S, most: float = RETRY_MOST_S) -> None:
-        """Retry the applies left `applying` until cancelled: those that failed
-        retryably, and those a crash interrupted (found at start-up). Waits `first`
+        """Retry the applies left to it until cancelled (`_left_to_retry`: failed
+        retryably and answered 2xx; at start-up, those of the last run). Waits `first`
         seconds before a pass, doubled (up to `most`) while a pass leaves one pending;
         sleeps while there is none."""
-        delay, pending = first, True  # at start-up: whatever a crash left applying
+        delay, pending = first, True  # at start-up: whatever the last run left to it
         while True:
             if not pending:
                 await self._retry_wanted.wait()  # set by an apply that failed retryably
@@ -376,13 +383,20 @@ class Engine:
     async def retry_pending(self) -> bool:
         """One pass of the retry loop over the rows now `applying`, oldest first.
         Returns whether any is still applying afterwards."""
-        keys = self.store.keys_in_state(st.APPLYING)
+        keys = self._left_to_retry()
         self._waiting = {key: a for key, a in self._waiting.items() if key in keys}
         for fp, starts in keys:
             outcome = await self._retry_apply(fp, starts)
             if outcome is not None:
                 log.info("retried apply %s %s: %s", fp, starts, outcome.result)
-        return bool(self.store.keys_in_state(st.APPLYING))
+        return bool(self._left_to_retry())
+
+    def _left_to_retry(self) -> list[tuple[str, str]]:
+        """The applying rows whose firing was answered 2xx with RETRYING: Alertmanager
+        will send their resolve. An applying row without that answer (a crash mid-apply,
+        a 503 from an older version) is left to Alertmanager's redelivery of its firing:
+        if its alert resolved meanwhile, no resolve will ever come to undo a retry."""
+        return self.store.keys_in_state(st.APPLYING, audited=RETRYING)
 
     async def _retry_apply(self, fp: str, starts: str) -> Outcome | None:
         """Resume one interrupted apply, under the same lock as the webhook path. The

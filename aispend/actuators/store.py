@@ -76,6 +76,7 @@ CREATE TABLE IF NOT EXISTS audit (
     error TEXT
 );
 CREATE INDEX IF NOT EXISTS audit_ts ON audit (ts);
+CREATE INDEX IF NOT EXISTS audit_key ON audit (fingerprint, starts_at);
 CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
@@ -218,12 +219,18 @@ class Store:
         ).fetchall()
         return [_action(r) for r in rows]
 
-    def keys_in_state(self, state: str) -> list[tuple[str, str]]:
-        """(fingerprint, startsAt) of the rows in `state`, oldest first."""
-        rows = self._db.execute(
-            "SELECT fingerprint, starts_at FROM actions WHERE state = ? ORDER BY created_at",
-            (state,),
-        ).fetchall()
+    def keys_in_state(self, state: str, audited: str | None = None) -> list[tuple[str, str]]:
+        """(fingerprint, startsAt) of the rows in `state`, oldest first; with `audited`,
+        only those with an apply audited with that result."""
+        query = "SELECT a.fingerprint, a.starts_at FROM actions a WHERE a.state = ?"
+        params: tuple[str, ...] = (state,)
+        if audited is not None:
+            query += (
+                " AND EXISTS (SELECT 1 FROM audit u WHERE u.fingerprint = a.fingerprint"
+                " AND u.starts_at = a.starts_at AND u.decision = 'apply' AND u.result = ?)"
+            )
+            params += (audited,)
+        rows = self._db.execute(query + " ORDER BY a.created_at", params).fetchall()
         return [(str(r[0]), str(r[1])) for r in rows]
 
     def count_active(self, team: str) -> int:

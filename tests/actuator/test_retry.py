@@ -211,7 +211,7 @@ def test_a_resolve_that_comes_while_a_retry_waits_for_the_lock_wins(tmp_path: Pa
     assert store.get("abcd", "2024-05-01T10:00:00+00:00").state == "undone"  # type: ignore[union-attr]
 
 
-def test_an_apply_left_by_a_crash_is_retried_at_start_up(tmp_path: Path) -> None:
+def test_an_apply_answered_202_is_retried_after_a_restart(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
     target = Blocking()
     assert asyncio.run(Engine(SETTINGS, {}, Store(db), {"t": target}).handle(_alert())).later
@@ -222,6 +222,65 @@ def test_an_apply_left_by_a_crash_is_retried_at_start_up(tmp_path: Path) -> None
     done = Store(db).audit()[-1]
     assert (done.decision, done.result, done.detail) == ("apply", "ok", f"acted ({RETRIED})")
     assert (done.labels["team"], done.alert_status) == ("search", "firing")
+
+
+class Crashing(Blocking):
+    """A simulated target whose apply never returns: the actuator is killed during it,
+    after the intent was recorded and before any answer reached Alertmanager."""
+
+    async def apply(self, action: Action, undo_data: dict[str, Any]) -> str:
+        self.calls.append("apply")
+        if self.down:
+            await asyncio.Event().wait()  # cancelled below: the process dies here
+        return "acted"
+
+
+def test_an_apply_a_crash_cut_before_any_answer_is_left_to_the_redelivery(
+    tmp_path: Path,
+) -> None:
+    """Alertmanager never got a 2xx for this firing: if the alert resolved while the
+    actuator was down, no resolve will ever come, so the retry loop must not apply it.
+    A redelivered firing (the alert still fires) resumes it, as before the loop."""
+    db = tmp_path / "s.db"
+    target = Crashing()
+
+    async def crash() -> None:
+        handling = asyncio.create_task(
+            Engine(SETTINGS, {}, Store(db), {"t": target}).handle(_alert())
+        )
+        await wait_for_calls(target, 1)
+        handling.cancel()
+
+    asyncio.run(crash())
+    assert Store(db).get("abcd", "2024-05-01T10:00:00+00:00").state == "applying"  # type: ignore[union-attr]
+    target.down = False
+    restarted = Engine(SETTINGS, {}, Store(db), {"t": target})
+    assert asyncio.run(restarted.retry_pending()) is False  # not left to the loop
+    assert target.calls == ["apply"]
+    assert asyncio.run(restarted.handle(_alert())).result == "ok"  # the redelivery
+    assert target.calls == ["apply", "apply"]
+
+
+async def wait_for_calls(target: Blocking, n: int) -> None:
+    while len(target.calls) < n:
+        await asyncio.sleep(0.01)
+
+
+def test_an_apply_whose_rule_was_removed_is_still_undone_on_resolve(tmp_path: Path) -> None:
+    """The rule of an apply left to the loop is renamed or removed before the retry:
+    the target may have been changed part-way (one replica of two), so the row keeps
+    holding it (apply_failed) and the resolve undoes it; `failed` left it for good."""
+    db = tmp_path / "s.db"
+    target = Blocking()
+    assert asyncio.run(Engine(SETTINGS, {}, Store(db), {"t": target}).handle(_alert())).later
+    renamed = SETTINGS.model_copy(
+        update={"rules": [SETTINGS.rules[0].model_copy(update={"name": "pause-v2"})]}
+    )
+    restarted = Engine(renamed, {}, Store(db), {"t": target})
+    assert asyncio.run(restarted.retry_pending()) is False
+    assert Store(db).get("abcd", "2024-05-01T10:00:00+00:00").state == "apply_failed"  # type: ignore[union-attr]
+    assert asyncio.run(restarted.handle(_alert("resolved"))).result == "ok"
+    assert target.calls == ["apply", "undo"]
 
 
 def test_the_retry_loop_holds_back_once_dry_run_is_on(tmp_path: Path) -> None:
