@@ -36,7 +36,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from aispend import metrics as m
 from aispend.actuators.engine import RETRY_FIRST_S, RETRY_MOST_S, Engine
-from aispend.actuators.payload import PayloadError, parse_payload
+from aispend.actuators.payload import Alert, PayloadError, parse_payload
 from aispend.actuators.settings import ActionsSettings
 from aispend.actuators.store import Store
 from aispend.actuators.targets import build_targets
@@ -144,15 +144,26 @@ def build_app(
             return answer(status, {"error": exc.message})
         engine = request.app[ENGINE]
         results = []
-        retry = later = False
+        retry = False
+        later: list[Alert] = []  # applies left to the retry loop, if the answer is 2xx
+
+        async def hand_back() -> None:
+            # Not 2xx after all: Alertmanager did not get these firings either, so it
+            # sends no resolve if they end before a redelivery gets through.
+            for each in later:
+                with contextlib.suppress(Exception):  # the store failing: logged by it
+                    await engine.hand_back(each)
+
         for alert in payload.alerts:
             try:
                 outcome = await engine.handle(alert)
             except Exception:  # the store failed (disk full...): a retry may help
                 log.exception("cannot record the decision for alert %s", alert.fingerprint)
+                await hand_back()
                 return answer(500, {"error": "cannot record the decision; retry"})
             retry = retry or outcome.retry
-            later = later or outcome.later
+            if outcome.later:
+                later.append(alert)
             results.append(
                 {
                     "fingerprint": outcome.fingerprint,
@@ -169,6 +180,7 @@ def build_app(
                 outcome.result,
             )
         if retry:
+            await hand_back()
             return answer(503, {"error": "a target is unavailable; retry", "alerts": results})
         return answer(202 if later else 200, {"alerts": results})
 

@@ -392,11 +392,24 @@ class Engine:
         return bool(self._left_to_retry())
 
     def _left_to_retry(self) -> list[tuple[str, str]]:
-        """The applying rows whose firing was answered 2xx with RETRYING: Alertmanager
-        will send their resolve. An applying row without that answer (a crash mid-apply,
-        a 503 from an older version) is left to Alertmanager's redelivery of its firing:
-        if its alert resolved meanwhile, no resolve will ever come to undo a retry."""
+        """The applying rows whose firing was answered 2xx with RETRYING (their latest
+        apply audit): Alertmanager will send their resolve. An applying row without that
+        answer (a crash mid-apply, a notification answered 503, a 503 from an older
+        version, a re-fire's new life) is left to Alertmanager's redelivery of its
+        firing: if its alert resolved meanwhile, no resolve will ever come to undo it."""
         return self.store.keys_in_state(st.APPLYING, audited=RETRYING)
+
+    async def hand_back(self, alert: Alert) -> None:
+        """An apply answered `later` whose notification is answered 503 after all (another
+        alert of it needs a redelivery): Alertmanager got no 2xx for this firing either,
+        so the loop must leave it to the redelivery (audited `error: retry`)."""
+        async with self._locks.hold(alert.fingerprint):
+            row = self.store.get(*alert.key())
+            if row is None or row.state != st.APPLYING:
+                return
+            self._waiting.pop(alert.key(), None)
+            detail = "the notification was answered 503: left to Alertmanager's redelivery"
+            self.store.record(None, self._audit(alert, row, "apply", "error: retry", detail))
 
     async def _retry_apply(self, fp: str, starts: str) -> Outcome | None:
         """Resume one interrupted apply, under the same lock as the webhook path. The

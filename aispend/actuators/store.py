@@ -221,13 +221,15 @@ class Store:
 
     def keys_in_state(self, state: str, audited: str | None = None) -> list[tuple[str, str]]:
         """(fingerprint, startsAt) of the rows in `state`, oldest first; with `audited`,
-        only those with an apply audited with that result."""
+        only those whose latest apply audit has that result (an earlier life of the same
+        key, undone and fired again, keeps its records in the append-only audit)."""
         query = "SELECT a.fingerprint, a.starts_at FROM actions a WHERE a.state = ?"
         params: tuple[str, ...] = (state,)
         if audited is not None:
             query += (
-                " AND EXISTS (SELECT 1 FROM audit u WHERE u.fingerprint = a.fingerprint"
-                " AND u.starts_at = a.starts_at AND u.decision = 'apply' AND u.result = ?)"
+                " AND (SELECT u.result FROM audit u WHERE u.fingerprint = a.fingerprint"
+                " AND u.starts_at = a.starts_at AND u.decision = 'apply'"
+                " ORDER BY u.id DESC LIMIT 1) = ?"
             )
             params += (audited,)
         rows = self._db.execute(query + " ORDER BY a.created_at", params).fetchall()

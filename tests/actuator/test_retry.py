@@ -23,7 +23,7 @@ from typing import Any
 import requests
 
 from aispend import metrics as m
-from aispend.actuators.engine import Engine
+from aispend.actuators.engine import REFIRE_GRACE_S, Engine
 from aispend.actuators.payload import Alert
 from aispend.actuators.settings import ActionsSettings
 from aispend.actuators.store import Store
@@ -294,3 +294,91 @@ def test_the_retry_loop_holds_back_once_dry_run_is_on(tmp_path: Path) -> None:
     assert target.calls == ["apply"]
     assert asyncio.run(engine.handle(_alert("resolved"))).result == "ok"
     assert target.calls == ["apply", "undo"]
+
+
+def test_a_refire_cut_by_a_crash_is_not_retried_for_its_first_lifes_answer(
+    tmp_path: Path,
+) -> None:
+    """First life: the apply fails retryably (202, audited `error: will retry`), the loop
+    applies it, the resolve undoes it. Alertmanager fires it again with the same startsAt
+    and the actuator is killed during that apply: no 2xx for this firing, so the loop
+    must not apply it on the first life's record (the audit is append-only)."""
+    db = tmp_path / "s.db"
+    now = [1000.0]
+
+    def clock() -> float:
+        return now[0]
+
+    first = Blocking()
+    engine = Engine(SETTINGS, {}, Store(db, clock=clock), {"t": first}, clock=clock)
+    assert asyncio.run(engine.handle(_alert())).later
+    first.down = False
+    assert asyncio.run(engine.retry_pending()) is False
+    assert asyncio.run(engine.handle(_alert("resolved"))).result == "ok"
+    now[0] += REFIRE_GRACE_S + 40  # fired again after its resolve
+    target = Crashing()
+
+    async def crash() -> None:
+        again = Engine(SETTINGS, {}, Store(db, clock=clock), {"t": target}, clock=clock)
+        handling = asyncio.create_task(again.handle(_alert()))
+        await wait_for_calls(target, 1)
+        handling.cancel()
+
+    asyncio.run(crash())
+    target.down = False
+    restarted = Engine(SETTINGS, {}, Store(db, clock=clock), {"t": target}, clock=clock)
+    assert asyncio.run(restarted.retry_pending()) is False
+    assert target.calls == ["apply"]  # left to Alertmanager's redelivery
+
+
+def test_an_apply_in_a_notification_answered_503_is_left_to_the_redelivery(
+    tmp_path: Path,
+) -> None:
+    """One notification with two firings (a route that groups alerts): A's apply fails
+    retryably, B's target cannot be read (nothing recorded). The answer is 503, so
+    Alertmanager got no 2xx for A either: A is handed back, not left to the loop. The
+    real app in-process; the targets are simulated."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from aispend.actuators.app import ENGINE, build_app
+
+    class Unreadable(Blocking):
+        async def prepare(self, action: Action) -> dict[str, Any]:
+            raise TargetError("cannot read", retryable=True)
+
+    settings = ActionsSettings.model_validate(
+        {
+            "dry_run": False,
+            "rules": [
+                {"name": "pause", "match": {"action": "pause"}, "target": "t", "mode": "pause"},
+                {"name": "stop", "match": {"action": "stop"}, "target": "u", "mode": "pause"},
+            ],
+            "targets": {
+                "t": {"type": "command", "apply": ["true"]},
+                "u": {"type": "command", "apply": ["true"]},
+            },
+        }
+    )
+    a, b = Blocking(), Unreadable()
+    app = build_app(
+        settings,
+        {},
+        Store(tmp_path / "s.db"),
+        "tok",
+        targets_factory=lambda session: {"t": a, "u": b},  # type: ignore[arg-type,return-value]
+        retry_backoff=(3600, 3600),
+    )
+    firings = [alert("aaaa", action="pause"), alert("bbbb", action="stop")]
+
+    async def story() -> None:
+        async with TestClient(TestServer(app)) as client:
+            r = await client.post(
+                "/alerts", headers={"Authorization": "Bearer tok"}, json=payload(*firings)
+            )
+            assert r.status == 503
+            engine = app[ENGINE]
+            assert await engine.retry_pending() is False  # nothing left to the loop
+            assert a.calls == ["apply"]
+            assert engine.store.audit()[-1].result == "error: retry"
+
+    asyncio.run(story())
