@@ -28,8 +28,9 @@ demo: setup
 stack: setup
 	$(PY) -m aispend stack up --config aispend.example.yaml
 
+# --durations: the slowest tests in every run, to watch the 20-minute budget of the suite.
 test: setup check-generated lint
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider --durations=15
 
 # Regenerate the committed generated files and fail if anything differs.
 check-generated: setup generate
