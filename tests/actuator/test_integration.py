@@ -46,6 +46,28 @@ def throttles(gw: harness.Server) -> dict[str, dict[str, Any]]:
     return {rule["id"]: rule for rule in body["throttles"]}
 
 
+def start_actuator(stack: ExitStack, tmp_path: Path, config: Path, db: Path) -> tuple[Path, int]:
+    """The real actuator process (dry-run off by flag) on a free port, stopped with
+    `stack`; returns the secrets directory (its bearer token) and the port."""
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "actuator_token").write_text(TOKEN + "\n")
+    port = free_port()
+    proc = ManagedProcess(
+        "actuator",
+        [sys.executable, "-m", "aispend", "actuator", "--config", str(config),
+         "--listen", f"127.0.0.1:{port}", "--token-file", str(secrets / "actuator_token"),
+         "--state-db", str(db), "--dry-run", "false"],
+        tmp_path / "actuator.log",
+        ready_url=f"http://127.0.0.1:{port}/healthz",
+        cwd=REPO,
+    )  # fmt: skip
+    proc.start()
+    stack.callback(proc.stop)
+    proc.wait_ready(30)
+    return secrets, port
+
+
 @contextmanager
 def stack(tmp_path: Path, requests_per_minute: int = 1) -> Iterator[dict[str, Any]]:
     """Upstream, two gateway replicas, and the actuator (dry-run off by flag)."""
@@ -71,22 +93,7 @@ def stack(tmp_path: Path, requests_per_minute: int = 1) -> Iterator[dict[str, An
         }  # fmt: skip
         config = tmp_path / "actuator.yaml"
         config.write_text(yaml.safe_dump(data))
-        secrets = tmp_path / "secrets"
-        secrets.mkdir()
-        (secrets / "actuator_token").write_text(TOKEN + "\n")
-        port = free_port()
-        proc = ManagedProcess(
-            "actuator",
-            [sys.executable, "-m", "aispend", "actuator", "--config", str(config),
-             "--listen", f"127.0.0.1:{port}", "--token-file", str(secrets / "actuator_token"),
-             "--state-db", str(tmp_path / "actuator.sqlite3"), "--dry-run", "false"],
-            tmp_path / "actuator.log",
-            ready_url=f"http://127.0.0.1:{port}/healthz",
-            cwd=REPO,
-        )  # fmt: skip
-        proc.start()
-        stack.callback(proc.stop)
-        proc.wait_ready(30)
+        secrets, port = start_actuator(stack, tmp_path, config, tmp_path / "actuator.sqlite3")
         yield {
             "gateways": gateways,
             "actuator": f"http://127.0.0.1:{port}",
@@ -228,24 +235,8 @@ def test_apply_left_pending_is_undone_when_alertmanager_resolves(tmp_path):
                 "admin_token_file": str(tmp_path / "a" / "gateway_admin_token")}},
         }  # fmt: skip
         (tmp_path / "actuator.yaml").write_text(yaml.safe_dump(data))
-        secrets = tmp_path / "secrets"
-        secrets.mkdir()
-        (secrets / "actuator_token").write_text(TOKEN + "\n")
-        port = free_port()
         db = tmp_path / "actuator.sqlite3"
-        actuator = ManagedProcess(
-            "actuator",
-            [sys.executable, "-m", "aispend", "actuator", "--config",
-             str(tmp_path / "actuator.yaml"), "--listen", f"127.0.0.1:{port}",
-             "--token-file", str(secrets / "actuator_token"), "--state-db", str(db),
-             "--dry-run", "false"],
-            tmp_path / "actuator.log",
-            ready_url=f"http://127.0.0.1:{port}/healthz",
-            cwd=REPO,
-        )  # fmt: skip
-        actuator.start()
-        stack.callback(actuator.stop)
-        actuator.wait_ready(30)
+        secrets, port = start_actuator(stack, tmp_path, tmp_path / "actuator.yaml", db)
         config = render_alertmanager(f"http://127.0.0.1:{port}", secrets, tmp_path)
         am_url = stack.enter_context(running_alertmanager(config, tmp_path))
         labels = {

@@ -20,6 +20,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 
 from aispend import metrics as m
@@ -42,14 +43,20 @@ def _retries(act: Any, fp: str) -> list[Any]:
     return [a for a in act.audit() if a.fingerprint == fp and RETRIED in a.detail]
 
 
-def test_partial_apply_is_answered_202_and_retried_until_the_replica_is_back(
-    gateways, make_actuator, admin_token_file
-):
+@pytest.fixture
+def replica_two_down(gateways, make_actuator, admin_token_file):  # type: ignore[no-untyped-def]
+    """Two fake gateway replicas, the second refusing (503), and the actuator app with a
+    short retry backoff: (replica one, replica two, actuator)."""
     (one, _), (two, _) = gateways
     act = make_actuator(
         gateway_actions([s.url for _, s in gateways], admin_token_file), retry_backoff=FAST
     )
     two.fail_with = 503
+    return one, two, act
+
+
+def test_partial_apply_is_answered_202_and_retried_until_the_replica_is_back(replica_two_down):
+    one, two, act = replica_two_down
     r = act.post(payload(alert(FP)))
     # 2xx, so that Alertmanager records the firing as delivered and sends its resolve.
     assert r.status_code == 202
@@ -92,13 +99,9 @@ def test_partial_apply_is_answered_202_and_retried_until_the_replica_is_back(
 
 
 def test_resolve_while_retrying_undoes_everywhere_and_is_never_applied_again(
-    gateways, make_actuator, admin_token_file
+    gateways, replica_two_down
 ):
-    (one, _), (two, _) = gateways
-    act = make_actuator(
-        gateway_actions([s.url for _, s in gateways], admin_token_file), retry_backoff=FAST
-    )
-    two.fail_with = 503
+    one, two, act = replica_two_down
     assert act.post(payload(alert(FP))).status_code == 202
     wait_until(lambda: _retries(act, FP), 30, 0.05, "a retry")
 
