@@ -413,11 +413,12 @@ class Engine:
 
     async def _retry_apply(self, fp: str, starts: str) -> Outcome | None:
         """Resume one interrupted apply, under the same lock as the webhook path. The
-        row is read again under the lock: a redelivery may have applied it, or a resolve
-        undone it (the resolve wins: an undone or undo_failed row is never applied)."""
+        row is checked again under the lock: a redelivery may have applied it, a resolve
+        undone it (the resolve wins: an undone or undo_failed row is never applied), or
+        the app handed it back since the pass listed it."""
         async with self._locks.hold(fp):
             row = self.store.get(fp, starts)
-            if row is None or row.state != st.APPLYING:
+            if row is None or (fp, starts) not in self._left_to_retry():
                 return None
             alert = self._waiting.get((fp, starts)) or _firing_of(row)
             rule = self.settings.rule(row.rule or "")

@@ -385,3 +385,19 @@ def test_an_apply_in_a_notification_answered_503_is_left_to_the_redelivery(
             assert engine.store.audit()[-1].result == "error: retry"
 
     asyncio.run(story())
+
+
+def test_an_apply_handed_back_after_the_pass_listed_it_is_not_retried(tmp_path: Path) -> None:
+    """The app hands an apply back (its notification answered 503) between the retry
+    pass listing the pending applies and taking the alert's lock: the row is checked
+    again under the lock, so the loop leaves it to Alertmanager's redelivery."""
+    db = tmp_path / "s.db"
+    target = Blocking()
+    engine = Engine(SETTINGS, {}, Store(db), {"t": target})
+    assert asyncio.run(engine.handle(_alert())).later
+    target.down = False
+    key = _alert().key()
+    assert engine._left_to_retry() == [key]  # what the pass listed
+    asyncio.run(engine.hand_back(_alert()))
+    assert asyncio.run(engine._retry_apply(*key)) is None
+    assert target.calls == ["apply"]
