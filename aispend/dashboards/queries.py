@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from aispend import metrics as m
-from aispend.rules.promql import counter_increase
+from aispend.rules.promql import counter_increase, steps
 
 if TYPE_CHECKING:
     from aispend.rules.tunables import Tunables
@@ -183,13 +183,10 @@ def integral_in_range(rate: str) -> str:
     """The integral of a recorded per-second rate over the panel's range, from the
     samples there are (a series that starts partway through counts from its start).
 
-    One step per minute of the range: Prometheus 2.x takes both ends of a subquery's
-    range, so `[$__range:1m]` at a whole minute (the end of "Yesterday", or of any range
-    Grafana rounds to the minute) had a step too many. The rules' ranges are a second
-    short (`promql.steps`); `$__range` cannot be shortened, so the range is shifted back
-    1ms: at a whole minute it has its first minute's step and not its last. Both ends are
-    whole minutes again only for a query at 1ms past a minute (Prometheus 3: never)."""
-    return f"sum_over_time({rate}[{RANGE}:1m] offset 1ms) * 60"
+    One step per minute of the range at any query time (`promql.steps`, as the rules'
+    integrals: shifted back 1ms, since Prometheus 2.x takes both ends of a subquery's
+    range and `[$__range:1m]` at a whole minute had a step too many)."""
+    return f"sum_over_time({rate}{steps(RANGE, '1m')}) * 60"
 
 
 def spend_in_range(labels: tuple[str, ...] = (), *matchers: str) -> str:
