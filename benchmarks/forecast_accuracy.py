@@ -81,6 +81,19 @@ def forecast_rate(rules: RuleSet) -> str:
     return found.group(1) if found else "recent rate"
 
 
+def goal_verdict(overall: float | None, per_day: dict[int, list[float]]) -> str:
+    """The goal read over all forecasts, and for each day on its own (the issue names
+    days 7, 14 and 21; a day just over the goal is not hidden by a good average)."""
+    if overall is None:
+        return "n/a (no complete month in range)"
+
+    def judged(mape: float) -> str:
+        return f"{'met' if mape < GOAL_MAPE else 'NOT met'} ({mape * 100:.2f} %)"
+
+    days = [f"day {d} {judged(statistics.fmean(per_day[d]))}" for d in DAYS if per_day.get(d)]
+    return f"over all forecasts {judged(overall)}; per day: " + ", ".join(days)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_subset_arguments(parser, "trace files")
@@ -136,12 +149,7 @@ def main() -> int:
         overall = f"{summary[kind] * 100:.1f} %" if summary[kind] is not None else "n/a"
         rows.append(f"| {labels[kind]} | " + " | ".join(cells) + f" | {overall} |")
     command = command_line()
-    rule_mape = summary["rule"]
-    verdict = (
-        "n/a (no complete month in range)"
-        if rule_mape is None
-        else ("met" if rule_mape < GOAL_MAPE else "NOT met")
-    )
+    verdict = goal_verdict(summary["rule"], errors.get("rule", {}))
     body = (
         f"{measured_on(load_before)}, total {time.monotonic() - began:.0f} s "
         f"(TSDB build {timings}), with:\n\n    {command}\n\n"

@@ -145,3 +145,19 @@ def test_sweep_frontier_keeps_the_best_catch_per_false_alarm_count() -> None:
     assert ds.frontier(scored) == [(a, scored[a]), (b, scored[b])]
     assert ds.dominates(ds.Tally(2, 5, 1), ds.Tally(1, 5, 2))
     assert not ds.dominates(ds.Tally(2, 5, 2), ds.Tally(1, 5, 2))
+
+
+def test_forecast_goal_is_judged_per_day_as_well_as_overall() -> None:
+    """A day whose MAPE is over the goal is named even when the average meets it."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import forecast_accuracy as fa
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+
+    verdict = fa.goal_verdict(0.059, {7: [0.1004, 0.1], 14: [0.046], 21: [0.03]})
+    assert verdict == (
+        "over all forecasts met (5.90 %); per day: day 7 NOT met (10.02 %), "
+        "day 14 met (4.60 %), day 21 met (3.00 %)"
+    )
+    assert fa.goal_verdict(None, {}) == "n/a (no complete month in range)"
