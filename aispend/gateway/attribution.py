@@ -12,14 +12,17 @@ team is always the key's. A header never names an agent or project that an `api_
 entry of the team is pinned to: that value folds into `other` (else a key without an
 agent could bill its spend to another key's agent and get that key throttled). Agent
 label values are capped per team (`max_agents_per_team`); later ones fold into `other`,
-as do unknown projects.
+as do unknown projects. Labels already given keep being given after a config reload
+(`keep_agent_labels`), and an agent a throttle rule names always keeps its label, also
+after a restart: else, once other agents of its team took the free labels, the
+throttled agent would be counted as `other` and step out of its throttle.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 from aispend.config import Config
@@ -39,6 +42,13 @@ class Attribution:
 
 
 UNATTRIBUTED = Attribution(UNATTRIBUTED_TEAM, "", "")
+
+ThrottledAgents = Callable[[str], Collection[str]]
+"""team -> the agents its throttle rules name (`ThrottleTable.agents_named`)."""
+
+
+def _no_throttled_agents(team: str) -> Collection[str]:
+    return ()
 
 
 def client_key(headers: Mapping[str, str]) -> str | None:
@@ -68,7 +78,8 @@ class Attributor:
         self._projects = {t.name: frozenset(t.projects) for t in config.teams}
         # Configured agents always keep their own label; others share the cap.
         self._configured_agents = {t.name: frozenset(t.agents) for t in config.teams}
-        self._seen_agents: dict[str, set[str]] = {t.name: set() for t in config.teams}
+        # Free labels given, per team, in the order given (a dict keeps it).
+        self._seen_agents: dict[str, dict[str, None]] = {t.name: {} for t in config.teams}
         # Labels some key is pinned to: only that key's requests carry them.
         self._pinned_agents: dict[str, set[str]] = {}
         self._pinned_projects: dict[str, set[str]] = {}
@@ -98,8 +109,23 @@ class Attributor:
             self._known[key] = found
         return found
 
-    def attribute(self, headers: Mapping[str, str]) -> Attribution | None:
-        """Attribution of a request; None when it has no known key."""
+    def keep_agent_labels(self, previous: Attributor) -> None:
+        """Go on giving the free agent labels `previous` gave (a reload must not move an
+        agent's spend to `other`), for the teams still configured, up to this cap."""
+        for team, seen in self._seen_agents.items():
+            configured = self._configured_agents.get(team, frozenset())
+            pinned = self._pinned_agents.get(team, set())
+            for agent in previous._seen_agents.get(team, {}):
+                if len(seen) + len(configured) >= self._cap:
+                    break
+                if agent not in configured and agent not in pinned:
+                    seen[agent] = None
+
+    def attribute(
+        self, headers: Mapping[str, str], throttled: ThrottledAgents = _no_throttled_agents
+    ) -> Attribution | None:
+        """Attribution of a request; None when it has no known key. An agent that
+        `throttled(team)` names keeps its label even past the cap."""
         key = client_key(headers)
         if key is None:
             return None
@@ -114,7 +140,7 @@ class Attributor:
         return Attribution(
             found.team,
             self._project_label(found.team, project) if project is not None else found.project,
-            self._agent_label(found.team, agent) if agent is not None else found.agent,
+            self._agent_label(found.team, agent, throttled) if agent is not None else found.agent,
         )
 
     def _project_label(self, team: str, project: str) -> str:
@@ -123,16 +149,16 @@ class Attributor:
             return OTHER
         return project if project in self._projects.get(team, ()) else OTHER
 
-    def _agent_label(self, team: str, agent: str) -> str:
+    def _agent_label(self, team: str, agent: str, throttled: ThrottledAgents) -> str:
         agent = agent.strip().lower()
         if not _LABEL_SAFE.fullmatch(agent) or agent in self._pinned_agents.get(team, ()):
             return OTHER
         if agent in self._configured_agents.get(team, ()):
             return agent
-        seen = self._seen_agents.setdefault(team, set())
-        if agent in seen:
+        seen = self._seen_agents.setdefault(team, {})
+        if agent in seen or agent in throttled(team):
             return agent
         if len(seen) + len(self._configured_agents.get(team, ())) >= self._cap:
             return OTHER
-        seen.add(agent)
+        seen[agent] = None
         return agent

@@ -123,6 +123,7 @@ class Proxy:
         connect_timeout_s: float,
         read_timeout_s: float,
     ) -> None:
+        self._attributor = parts.attributor
         self.reconfigure(parts)
         # Azure deployment -> label of the model it last served: a throttle on that model
         # then stops the deployment too, as its spend is labelled with that model.
@@ -140,6 +141,8 @@ class Proxy:
         self._azure_deployments = parts.azure_deployments
         self._allow_unattributed = parts.allow_unattributed
         self._pricer = parts.pricer
+        if parts.attributor is not self._attributor:
+            parts.attributor.keep_agent_labels(self._attributor)
         self._attributor = parts.attributor
 
     def projects_by_team(self) -> dict[str, frozenset[str]]:
@@ -180,7 +183,7 @@ class Proxy:
             return error_response(
                 405, f"{request.path} takes POST", "invalid_request_error", "method_not_allowed"
             )
-        attribution = self._attributor.attribute(request.headers)
+        attribution = self._attributor.attribute(request.headers, self._table.agents_named)
         if attribution is None:
             if not self._allow_unattributed:
                 outcome = _Outcome(route, UNATTRIBUTED)

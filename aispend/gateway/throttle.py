@@ -154,6 +154,7 @@ class ThrottleTable:
         self._wall = wall
         self._by_id: dict[str, _Active] = {}
         self._by_team: dict[str, list[_Active]] = {}
+        self._agents_by_team: dict[str, frozenset[str]] = {}
         for rule in store.load():
             self._install(rule)
 
@@ -198,6 +199,10 @@ class ThrottleTable:
         return gone
 
     # ------------------------------------------------------------ request side
+
+    def agents_named(self, team: str) -> frozenset[str]:
+        """The agents the team's rules name (attribution keeps their labels)."""
+        return self._agents_by_team.get(team, frozenset())
 
     def check(self, team: str, project: str, agent: str, models: Iterable[str]) -> Refusal | None:
         """None to admit (a request is taken from request buckets), else the refusal."""
@@ -272,6 +277,10 @@ class ThrottleTable:
         for active in self._by_id.values():
             by_team.setdefault(active.rule.team, []).append(active)
         self._by_team = by_team
+        self._agents_by_team = {
+            team: frozenset(a.rule.agent for a in actives if a.rule.agent is not None)
+            for team, actives in by_team.items()
+        }
 
 
 def _matches(rule: ThrottleRule, project: str, agent: str, models: Iterable[str]) -> bool:

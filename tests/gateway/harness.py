@@ -166,13 +166,19 @@ class Delta:
         return self.after.total(name, **labels) - self.before.total(name, **labels)
 
 
-def chat(server: Server, key: str) -> tuple[int, dict[str, Any]]:
-    """One small chat completion with `key`; returns (status, JSON body)."""
+def chat(
+    server: Server, key: str, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any]]:
+    """One small chat completion with `key` (and `headers`); returns (status, JSON body)."""
     body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
     request = urllib.request.Request(
         server.url + "/v1/chat/completions",
         data=body.encode(),
-        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        headers={
+            "Authorization": f"Bearer {key}",
+            "Content-Type": "application/json",
+            **(headers or {}),
+        },
         method="POST",
     )
     try:

@@ -23,6 +23,7 @@ import yaml
 from aispend import metrics as m
 from aispend.procs import wait_until
 from tests.gateway.harness import (
+    RESEARCH_EVALS,
     Metrics,
     Server,
     admin,
@@ -109,3 +110,38 @@ def test_a_team_added_by_a_reload_can_be_throttled(tmp_path: Path) -> None:
                 WAIT_S,
                 what="the throttle for the new team",
             )
+
+
+def test_an_agent_throttle_still_matches_after_a_reload(tmp_path: Path) -> None:
+    """Research may label two agents of its own (cap 3, one configured). agent-a is
+    throttled; an unrelated edit is reloaded; agent-c and agent-b call first. The new
+    config's attribution started with no label given, so agent-c took agent-a's label,
+    agent-a was counted as `other`, and its throttle let it through."""
+    research = lambda agent: chat(gw, RESEARCH_EVALS, {"X-Aispend-Agent": agent})[0]  # noqa: E731
+    with upstream(tmp_path) as up:
+        config = write_config(tmp_path, up.url, max_agents_per_team=3)
+        with gateway(tmp_path, config) as gw:
+            assert [research("agent-a"), research("agent-b"), research("agent-c")] == [200] * 3
+            block = {"team": "research", "agent": "agent-a", "mode": "block", "reason": "x"}
+            assert admin(gw, "PUT", "/admin/throttles/agent-a", block)[0] == 200
+            assert research("agent-a") == 429
+            reloaded = Metrics.scrape(gw).value(m.CONFIG_RELOAD_TIMESTAMP.name)
+            data = yaml.safe_load(config.read_text())
+            data["budgets"][0]["amount"] += 1
+            config.write_text(yaml.safe_dump(data, sort_keys=False))
+            assert gw.proc.proc is not None
+            os.kill(gw.proc.proc.pid, signal.SIGHUP)
+            wait_until(
+                lambda: Metrics.scrape(gw).value(m.CONFIG_RELOAD_TIMESTAMP.name) > reloaded,
+                WAIT_S,
+                what="the reload",
+            )
+            # The reload queued the swap on the event loop before its timestamp moved,
+            # so the swap runs before the loop handles these requests.
+            assert [research("agent-c"), research("agent-b"), research("agent-a")] == [
+                200,
+                200,
+                429,
+            ]
+            requests = Metrics.scrape(gw)
+            assert requests.total(m.LLM_REQUESTS.name, team="research", agent="agent-c") == 0

@@ -373,6 +373,51 @@ def test_key_headers_and_agent_cap() -> None:
     assert plain.attribute({**headers, "X-Aispend-Agent": "a1"}) == Attribution("search", "", "")
 
 
+def test_a_reload_keeps_the_agent_labels_already_given() -> None:
+    """The gateway builds a new Attributor on every reload: it used to start with no
+    label given, so the first agents to call after an unrelated edit took the free
+    labels, and one an agent-scoped throttle named was counted as `other` and let through."""
+    headers = {"Authorization": "Bearer sk-test"}
+
+    def agents(att: Attributor, names: list[str]) -> list[str]:
+        found = [att.attribute({**headers, "X-Aispend-Agent": n}) for n in names]
+        return [a.agent if a else "?" for a in found]
+
+    before = Attributor(_config(["known"]), header_refinement=True, max_agents_per_team=3)
+    assert agents(before, ["a1", "a2", "a3"]) == ["a1", "a2", "other"]
+    after = Attributor(_config(["known"]), header_refinement=True, max_agents_per_team=3)
+    after.keep_agent_labels(before)
+    assert agents(after, ["a3", "a2", "a1"]) == ["other", "a2", "a1"]
+    # A lower cap keeps the labels given first; an agent now configured keeps its own.
+    lower = Attributor(_config(["known"]), header_refinement=True, max_agents_per_team=2)
+    lower.keep_agent_labels(before)
+    assert agents(lower, ["a2", "a1"]) == ["other", "a1"]
+    now_known = Attributor(_config(["known", "a2"]), header_refinement=True, max_agents_per_team=3)
+    now_known.keep_agent_labels(before)
+    assert agents(now_known, ["a3", "a2", "a1"]) == ["other", "a2", "a1"]
+
+
+def test_an_agent_a_throttle_names_keeps_its_label_past_the_cap() -> None:
+    """After a restart no label is given yet: the throttled agent calling after the free
+    labels went must still be labelled itself, or its throttle no longer matches it."""
+    att = Attributor(_config(["known"]), header_refinement=True, max_agents_per_team=2)
+    headers = {"Authorization": "Bearer sk-test"}
+    throttled = {"search": frozenset({"runaway"})}
+
+    def agent(name: str) -> str | None:
+        found = att.attribute(
+            {**headers, "X-Aispend-Agent": name}, lambda team: throttled.get(team, ())
+        )
+        return found.agent if found else None
+
+    assert [agent("a1"), agent("a2"), agent("runaway"), agent(" RUNAWAY")] == [
+        "a1",
+        "other",
+        "runaway",
+        "runaway",
+    ]
+
+
 def test_headers_only_fill_labels_the_key_leaves_unset() -> None:
     """A key's configured agent and project are authoritative: a header naming another
     one is ignored (else a client could step out of an agent-scoped throttle)."""
