@@ -6,6 +6,8 @@ and/or `tokens_per_minute` through token buckets (capacity = the per-minute limi
 refilled continuously). Tokens are only known after the response, so a token budget
 is charged afterwards and may go negative; requests are refused until it refills.
 Buckets live in memory: a restart starts them full, the rules themselves persist.
+A PUT that changes a rule's limits keeps what its buckets owe, capped at the new
+capacity (a repeated PUT keeps them as they are).
 A refusal's Retry-After is the bucket's refill time, never past the rule's expiry.
 
 The admin API writes through `ThrottleTable.upsert` / `delete`, which update SQLite
@@ -178,7 +180,7 @@ class ThrottleTable:
             previous.expires = rule.expiry_epoch()
             self._reindex()
         else:
-            self._install(rule)
+            self._install(rule, previous)
         return rule
 
     def delete(self, rule_id: str) -> bool:
@@ -259,16 +261,19 @@ class ThrottleTable:
 
     # ------------------------------------------------------------ index
 
-    def _install(self, rule: ThrottleRule) -> None:
+    def _install(self, rule: ThrottleRule, previous: _Active | None = None) -> None:
+        """Index `rule` with new buckets; a rule that replaces `previous` under the same
+        id keeps what its buckets owe (a tighter limit must not let an over-budget team
+        straight back in), capped at the new capacity."""
         now = self._clock()
         active = _Active(rule, rule.expiry_epoch())
         if rule.mode == "rate":
             if rule.requests_per_minute:
-                rpm = float(rule.requests_per_minute)
-                active.requests = _Bucket(rpm, rpm / 60.0, rpm, now)
+                old = previous.requests if previous is not None else None
+                active.requests = _new_bucket(rule.requests_per_minute, old, now)
             if rule.tokens_per_minute:
-                tpm = float(rule.tokens_per_minute)
-                active.tokens = _Bucket(tpm, tpm / 60.0, tpm, now)
+                old = previous.tokens if previous is not None else None
+                active.tokens = _new_bucket(rule.tokens_per_minute, old, now)
         self._by_id[rule.id] = active
         self._reindex()
 
@@ -281,6 +286,16 @@ class ThrottleTable:
             team: frozenset(a.rule.agent for a in actives if a.rule.agent is not None)
             for team, actives in by_team.items()
         }
+
+
+def _new_bucket(per_minute: int, previous: _Bucket | None, now: float) -> _Bucket:
+    """A bucket for `per_minute`: full, or at the level `previous` has now."""
+    capacity = float(per_minute)
+    level = capacity
+    if previous is not None:
+        previous.refill(now)
+        level = min(capacity, previous.level)
+    return _Bucket(capacity, capacity / 60.0, level, now)
 
 
 def _matches(rule: ThrottleRule, project: str, agent: str, models: Iterable[str]) -> bool:

@@ -325,6 +325,34 @@ def test_rate_retry_after_stops_at_the_rules_expiry(tmp_path: Path) -> None:
     assert refusal is not None and refusal.retry_after == 841  # (1 + 190000) / 166.7 - 299.5
 
 
+def test_a_changed_limit_keeps_what_the_bucket_owes(tmp_path: Path) -> None:
+    """A team 4,000 tokens over a 1,000 tokens-per-minute rule, which is then tightened
+    to 500 under the same id: a new, full bucket let it straight back in. The debt now
+    stays (refilled at the new rate); a loosened limit keeps it too, capped at the new
+    capacity only when the level was above it."""
+    clock = Clock()
+    table = ThrottleTable(ThrottleStore(tmp_path / "t.db"), clock=clock, wall=clock)
+    admit = lambda: table.check("search", "", "a", ("m",)) is None  # noqa: E731
+    table.upsert(_rule("r", tokens_per_minute=1000))
+    assert admit()
+    table.charge_tokens("search", "", "a", ("m",), 5000)  # level -4000
+    assert not admit()
+    table.upsert(_rule("r", tokens_per_minute=500))
+    refusal = table.check("search", "", "a", ("m",))
+    assert refusal is not None and refusal.retry_after == 481  # (1 + 4000) / (500/60)
+    table.upsert(_rule("r", tokens_per_minute=6000))  # loosened: 100 tokens a second
+    refusal = table.check("search", "", "a", ("m",))
+    assert refusal is not None and refusal.retry_after == 41  # ceil(4001 / 100)
+    clock.now += 60  # +6000: level 2000, under the capacity of 6000
+    assert admit()
+    table.upsert(_rule("r", tokens_per_minute=1000, requests_per_minute=2))
+    assert [admit(), admit(), admit()] == [True, True, False]  # new kind of limit: full
+    table.charge_tokens("search", "", "a", ("m",), 999)  # level 1000 (capped) - 999
+    clock.now += 60  # both buckets full again
+    table.upsert(_rule("r", tokens_per_minute=800, requests_per_minute=1))
+    assert [admit(), admit()] == [True, False]  # capped at the new capacities
+
+
 def test_block_expiry_and_persistence(tmp_path: Path) -> None:
     clock = Clock()
     store = ThrottleStore(tmp_path / "t.db")
