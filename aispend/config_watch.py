@@ -41,6 +41,9 @@ class ConfigWatcher:
         self._clock = clock
         self.on_reload = on_reload
         self._lock = threading.Lock()
+        # One reload at a time (SIGHUP's thread and the file watcher's): else an older
+        # edit loaded first could be applied last and stay, the file seen as unchanged.
+        self._reloading = threading.Lock()
         self._config = load_config(self.path)  # the first load must succeed
         self._last_success = True
         self._last_success_time = clock()
@@ -61,6 +64,10 @@ class ConfigWatcher:
 
         `on_reload(config)` runs before the new config is taken: when it raises
         ConfigApplyError (a secret it names cannot be read, say) the reload fails too."""
+        with self._reloading:
+            return self._reload()
+
+    def _reload(self) -> bool:
         self._stamp = self._file_stamp()
         try:
             config = load_config(self.path)
@@ -93,10 +100,11 @@ class ConfigWatcher:
 
     def check_for_change(self) -> bool:
         """Reload if the file's mtime, size or inode changed; True if it did."""
-        if self._file_stamp() == self._stamp:
-            return False
-        self.reload()
-        return True
+        with self._reloading:
+            if self._file_stamp() == self._stamp:
+                return False
+            self._reload()
+            return True
 
     def _file_stamp(self) -> tuple[int, int, int] | None:
         try:

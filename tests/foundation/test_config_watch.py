@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
+import pytest
 import yaml
 
+from aispend import config_watch
+from aispend.config import Config, load_config
 from aispend.config_watch import ConfigWatcher
 from tests.conftest import EXAMPLE_CONFIG
 
@@ -33,3 +37,47 @@ def test_a_currency_change_is_refused_until_a_restart(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(same_currency), encoding="utf-8")
     assert watcher.reload() is True
     assert len(watcher.config.teams) == teams + 1
+
+
+def _with_search_month_budget(path: Path, amount: int) -> None:
+    data = yaml.safe_load(EXAMPLE_CONFIG.read_text(encoding="utf-8"))
+    data["budgets"][0]["amount"] = amount
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+
+def test_reloads_at_the_same_time_end_on_the_newest_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file watcher is still loading edit 1 when edit 2 lands and SIGHUP's thread
+    reloads it. Unserialised, edit 1 was applied last and stayed: the file's stamp was
+    already edit 2's, so no later check reloaded it. The first load is held with an
+    Event so the overlap happens on every run."""
+    path = tmp_path / "aispend.yaml"
+    _with_search_month_budget(path, 1000)
+    watcher = ConfigWatcher(path)
+    first_load_started, release_first_load = threading.Event(), threading.Event()
+    loads: list[int] = []
+
+    def load_held_the_first_time(p: Path) -> Config:
+        config = load_config(p)
+        loads.append(config.budgets[0].amount)
+        if len(loads) == 1:
+            first_load_started.set()
+            release_first_load.wait(10)
+        return config
+
+    monkeypatch.setattr(config_watch, "load_config", load_held_the_first_time)
+    _with_search_month_budget(path, 2000)
+    poll = threading.Thread(target=watcher.check_for_change)
+    poll.start()
+    assert first_load_started.wait(10)
+    _with_search_month_budget(path, 3000)
+    sighup = threading.Thread(target=watcher.reload)
+    sighup.start()
+    sighup.join(1.0)  # unserialised, it has loaded and applied edit 2 by now
+    release_first_load.set()
+    poll.join(10)
+    sighup.join(10)
+    assert watcher.config.budgets[0].amount == 3000, loads
+    assert watcher.check_for_change() is False
+    assert watcher.config.budgets[0].amount == 3000
