@@ -5,7 +5,8 @@ Why not aiohttp's client: on the 2-vCPU machines of docs/benchmarks.md it cost a
 client does only what the upstream hop needs, on the llhttp parser (httptools, the
 parser under uvicorn):
 - one request at a time per connection, idle connections kept per origin (LIFO) for
-  KEEPALIVE_S, dropped once closed or once the upstream said `Connection: close`;
+  KEEPALIVE_S (then closed, each by its own timer, so a burst's extra connections do
+  not stay open), dropped once closed or once the upstream said `Connection: close`;
 - a request body of known length, written with its headers in one write;
 - responses with Content-Length, chunked, or ending at close; the body is handed over as
   it arrives, with reading paused while more than HIGH_WATER bytes wait unread;
@@ -121,6 +122,7 @@ class _Connection(asyncio.Protocol):
         self.idle_since = 0.0
         self._parser = httptools.HttpResponseParser(self)
         self._response: UpstreamResponse | None = None
+        self._expiry: asyncio.TimerHandle | None = None
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -210,6 +212,9 @@ class _Connection(asyncio.Protocol):
 
     def start(self, response: UpstreamResponse, data: bytes) -> None:
         assert self.transport is not None
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
         self._response = response
         self.transport.write(data)
 
@@ -224,6 +229,7 @@ class _Connection(asyncio.Protocol):
                 self.resume()
             self._parser = httptools.HttpResponseParser(self)
             self.idle_since = time.monotonic()
+            self._expiry = self._loop.call_later(KEEPALIVE_S, self.close)
         else:
             self.close()
         return reusable
@@ -234,6 +240,9 @@ class _Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self.closed = True
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
         if self.transport is not None:
             self.transport.close()
 
@@ -420,6 +429,8 @@ class UpstreamClient:
         return response
 
     def _idle(self, pool: list[_Connection]) -> _Connection | None:
+        while pool and pool[0].closed:  # the oldest, closed by their timers
+            del pool[0]
         expired = time.monotonic() - KEEPALIVE_S
         while pool:
             conn = pool.pop()

@@ -432,3 +432,45 @@ def test_slow_reader_pauses_the_upstream_and_gets_every_byte() -> None:
             c.close()
 
     run(main())
+
+
+def test_idle_connections_are_closed_after_keepalive(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a burst of 20 concurrent requests, one request at a time reuses only the
+    newest pooled connection: the 19 below it were never checked and stayed open for
+    good (an upstream that keeps idle connections, like this one, never closed them)."""
+    monkeypatch.setattr(http_client, "KEEPALIVE_S", 0.3)
+    overlap = asyncio.Event()
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await up.read_request(reader)
+            if up.connections == 20:
+                overlap.set()
+            await asyncio.wait_for(overlap.wait(), 5)  # all 20 at once
+            writer.write(_ok(b"{}"))
+            await writer.drain()
+
+    up = Upstream(script)
+
+    async def one(c: http_client.UpstreamClient) -> None:
+        r = await c.post(up.url, "/", [], b"")
+        assert await r.read(10) == b"{}"
+        r.release()
+
+    async def main() -> None:
+        async with up:
+            c = client()
+            await asyncio.gather(*(one(c) for _ in range(20)))
+            pool = c._pools[c.origin(up.url)]
+            assert sum(not conn.closed for conn in pool) == 20
+            for _ in range(6):  # 1.2 s = 4 x KEEPALIVE_S, one request at a time
+                await one(c)
+                await asyncio.sleep(0.2)
+            assert sum(not conn.closed for conn in pool) == 1
+            await asyncio.sleep(0.5)  # and with no request at all
+            assert sum(not conn.closed for conn in pool) == 0
+            await one(c)  # a new connection
+            c.close()
+        assert up.connections == 21
+
+    run(main())
