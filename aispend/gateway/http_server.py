@@ -17,6 +17,10 @@ What it does (and the status it answers when a client breaks a rule):
 - responses whole (`Reply.send`, Content-Length) or streamed (`Reply.start` / `write`
   / `end`: chunked, or close-delimited for HTTP/1.0), writes paused while the client
   does not read; `Reply.on_client_gone` tells a handler the moment the client closes;
+- a client that reads none of what is sent to it for STALLED_S is cut: a paused write
+  raises ClientGone, and a closing connection whose unsent bytes do not shrink is
+  aborted (else a frozen client holds its buffered answer, or a stream and its
+  upstream, for good);
 - `drain()`: keep listening but end keep-alive (every answer says `Connection: close`),
   let requests in flight finish until a deadline, then cut the rest; `close()`: stop
   listening and close; `stop()`: stop accepting, drain, close.
@@ -46,6 +50,8 @@ log = logging.getLogger(__name__)
 
 IDLE_S = 75.0
 """How long an idle keep-alive connection stays open."""
+STALLED_S = 75.0
+"""How long a client may read none of what is sent to it before its connection is cut."""
 MAX_TARGET = 8 * 1024
 MAX_HEADERS = 128
 MAX_HEADER_BYTES = 16 * 1024
@@ -245,6 +251,7 @@ class _Connection(asyncio.Protocol):
         self._gone = False
         self.on_gone: Callable[[], None] | None = None  # see Reply.on_client_gone
         self._closing = False
+        self._stall_check: asyncio.TimerHandle | None = None
         self._write_paused = False
         self._drain: asyncio.Future[None] | None = None
         self._reading_paused = False
@@ -273,6 +280,9 @@ class _Connection(asyncio.Protocol):
         self._server.connections.discard(self)
         if self._idle is not None:
             self._idle.cancel()
+        if self._stall_check is not None:
+            self._stall_check.cancel()
+            self._stall_check = None
         drain = self._drain
         if drain is not None and not drain.done():
             drain.set_exception(ClientGone())
@@ -485,20 +495,56 @@ class _Connection(asyncio.Protocol):
         self.transport.write(data)
 
     async def drain(self) -> None:
+        """Wait until the client reads enough of what was written; raises ClientGone
+        when it has left, or has read none of it for STALLED_S (the connection is cut)."""
         if self._gone:
             raise ClientGone
-        if not self._write_paused:
-            return
-        drain = self._drain = self._loop.create_future()
-        try:
-            await drain
-        finally:
-            self._drain = None
+        while self._write_paused:
+            unsent = self._unsent()
+            drain = self._drain = self._loop.create_future()
+            try:
+                await asyncio.wait((drain,), timeout=STALLED_S)
+            finally:
+                self._drain = None
+            if drain.done():
+                drain.result()  # ClientGone when the client left
+                return
+            drain.cancel()
+            if self._unsent() >= unsent:
+                self.abort()
+                raise ClientGone
 
     def close(self) -> None:
+        """Close once what was written is sent (cut if the client stops reading it)."""
         self._closing = True
         if self.transport is not None:
+            unsent = self._unsent()
             self.transport.close()
+            if unsent and self._stall_check is None:
+                self._watch_stall(unsent)
+
+    def abort(self) -> None:
+        """Close at once, dropping what is not sent yet."""
+        self._closing = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _unsent(self) -> int:
+        transport = self.transport
+        return 0 if transport is None or self._gone else transport.get_write_buffer_size()
+
+    def _watch_stall(self, unsent: int) -> None:
+        def check() -> None:
+            self._stall_check = None
+            now = self._unsent()
+            if not now:
+                return
+            if now >= unsent:
+                self.abort()
+            else:
+                self._watch_stall(now)
+
+        self._stall_check = self._loop.call_later(STALLED_S, check)
 
     @property
     def stopping(self) -> bool:

@@ -36,6 +36,9 @@ class Transport:
     def is_closing(self) -> bool:
         return self.closed
 
+    def get_write_buffer_size(self) -> int:
+        return 0  # written at once
+
     def pause_reading(self) -> None:
         pass
 

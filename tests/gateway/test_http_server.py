@@ -12,9 +12,10 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
+import uvloop
 
 from aispend.gateway import http_server
 from aispend.gateway.http_server import (
@@ -27,6 +28,8 @@ from aispend.gateway.http_server import (
 )
 
 MAX_BODY = 1000
+BIG_CHUNKS = 256
+BIG = b"x" * (BIG_CHUNKS * 65536)  # 16 MiB: more than the kernel's socket buffers hold
 NONE = Headers([])
 CHUNKED_HEAD = b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
 # What curl --http2 sends on a cleartext connection.
@@ -39,10 +42,12 @@ H2C_UPGRADE = (
 class Listener:
     """HttpServer with a scripted handler, on its own event loop thread."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, new_loop: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop
+    ) -> None:
         self.seen: list[Request] = []
         self.events: list[str] = []
-        self.loop = asyncio.new_event_loop()
+        self.loop = new_loop()
         self.ready = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -87,6 +92,18 @@ class Listener:
                 for _ in range(500):
                     await reply.write(b"x" * 1000)
                     await asyncio.sleep(0.01)
+            except ClientGone:
+                self.events.append("gone")
+                raise
+            self.events.append("finished")
+            await reply.end()
+        elif path == "/big":
+            reply.send(200, [], BIG)
+        elif path == "/firehose":
+            await reply.start(200, [])
+            try:
+                for _ in range(BIG_CHUNKS):
+                    await reply.write(b"x" * 65536)
             except ClientGone:
                 self.events.append("gone")
                 raise
@@ -266,6 +283,9 @@ def test_a_refusal_stops_parsing_in_the_same_read() -> None:
         def close(self) -> None:
             self.closed = True
 
+        def get_write_buffer_size(self) -> int:
+            return 0
+
     async def main() -> None:
         async def handler(request: Request, reply: Reply) -> None:
             raise AssertionError("the handler must not run")
@@ -392,3 +412,62 @@ def test_stop_finishes_requests_in_flight_and_refuses_new_ones(listener: Listene
         connect(listener)
     idle.close()
     busy.close()
+
+
+def _frozen_client(listener: Listener, path: str) -> socket.socket:
+    """A client that reads the status line and then nothing (a frozen process: its
+    kernel keeps the connection open with a zero window)."""
+    sock = connect(listener)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.sendall(post(path))
+    assert sock.recv(100).startswith(b"HTTP/1.1 200")
+    return sock
+
+
+def _open_connections(listener: Listener) -> int:
+    async def count() -> int:
+        return len(listener.server.connections)
+
+    return asyncio.run_coroutine_threadsafe(count(), listener.loop).result(5)
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_client_that_stops_reading_is_cut(loop: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A whole answer was closed gracefully after IDLE_S, which waits for the unsent
+    bytes to go: they never went, so the connection and up to 256 MiB of answer stayed
+    for good. A stream's write waited for the client with no end, holding the upstream
+    too. Both are cut once the client has read nothing for STALLED_S."""
+    monkeypatch.setattr(http_server, "IDLE_S", 0.3)
+    monkeypatch.setattr(http_server, "STALLED_S", 0.3)
+    server = Listener(uvloop.new_event_loop if loop == "uvloop" else asyncio.new_event_loop)
+    try:
+        frozen = [_frozen_client(server, "/big"), _frozen_client(server, "/firehose")]
+        deadline = time.monotonic() + 10
+        while _open_connections(server) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _open_connections(server) == 0
+        assert server.events == ["gone"]  # the stream's handler learnt it
+        for sock in frozen:
+            sock.close()
+    finally:
+        server.stop(0.1)
+        server.close()
+
+
+def test_a_slow_reader_that_keeps_reading_gets_every_byte(
+    listener: Listener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading on, however slowly, is not a stall: each STALLED_S sees bytes leave. About
+    6 MB/s, so each answer takes some 2.5 s, past IDLE_S + STALLED_S."""
+    monkeypatch.setattr(http_server, "IDLE_S", 0.2)
+    monkeypatch.setattr(http_server, "STALLED_S", 1.0)
+    for path, size in [("/big", len(BIG)), ("/firehose", len(BIG))]:
+        with connect(listener) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            sock.sendall(post(path, extra=b"Connection: close\r\n"))
+            received = 0
+            while chunk := sock.recv(1 << 20):
+                received += len(chunk)
+                time.sleep(0.01)
+            assert received > size, path
+    assert listener.events == ["finished"]
