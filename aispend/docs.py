@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from aispend import metrics
+from aispend.files import write_atomically
 
 HEADER = """<!-- DO NOT EDIT: generated from aispend/metrics.py by `aispend docs generate`. -->
 # Metrics reference
@@ -111,7 +112,7 @@ def render_metrics_md() -> str:
 def generate(root: Path) -> list[Path]:
     path = root / "docs" / "metrics.md"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_metrics_md(), encoding="utf-8")
+    write_atomically(path, render_metrics_md())
     return [path]
 
 

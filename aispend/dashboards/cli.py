@@ -46,6 +46,7 @@ def _run_generate(args: argparse.Namespace) -> int:
     from aispend.dashboards.defaults import Context
     from aispend.dashboards.docs import render
     from aispend.dashboards.generate import DashboardError, build_all, write_all
+    from aispend.files import write_atomically
     from aispend.rules.tunables import TunablesError, load_tunables
 
     root = Path(args.root)
@@ -67,9 +68,17 @@ def _run_generate(args: argparse.Namespace) -> int:
         written = write_all(directory, ctx)
         docs = root / "docs" / "dashboards.md"
         docs.parent.mkdir(parents=True, exist_ok=True)
-        docs.write_text(render(build_all(directory, ctx)), encoding="utf-8")
+        write_atomically(docs, render(build_all(directory, ctx)))
     except DashboardError as exc:
         print(f"aispend dashboards generate: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        where = exc.filename or directory
+        print(
+            f"aispend dashboards generate: cannot write {where}: {exc.strerror or exc}"
+            " (every file left as it was)",
+            file=sys.stderr,
+        )
         return 1
     for path in [*written, docs]:
         print(f"wrote {path}")

@@ -18,6 +18,7 @@ from grafanalib import core as g
 from grafanalib._gen import DashboardEncoder
 
 from aispend.dashboards.defaults import UIDS, Context
+from aispend.files import write_all_or_none
 
 SUFFIX = ".dashboard.py"
 
@@ -79,11 +80,13 @@ def write_all(directory: Path, ctx: Context | None = None) -> list[Path]:
     """Write every dashboard's JSON next to its source; remove JSON without a source."""
     built = build_all(directory, ctx)
     written = []
+    changed = {}
     for item in built:
         out = directory / f"{item.stem}.json"
         if not out.exists() or out.read_text(encoding="utf-8") != item.text:
-            out.write_text(item.text, encoding="utf-8")
+            changed[out] = item.text
         written.append(out)
+    write_all_or_none(changed)  # Grafana re-reads them: never a cut one
     keep = {p.name for p in written}
     for stale in directory.glob("*.json"):
         if stale.name not in keep:

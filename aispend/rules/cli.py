@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from aispend.files import write_all_or_none
+
 RULES_FILE = Path("alert-rules/aispend.rules.yml")
 ALERTS_FILE = Path("alert-rules/aispend.alerts.yml")
 RUNBOOKS_FILE = Path("docs/runbooks.md")
@@ -42,8 +44,7 @@ def generate(out: Path, tunables_path: Path | None = None) -> list[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.is_dir():
             raise IsADirectoryError(errno.EISDIR, "is a directory", str(path))
-    for path, text in files.items():
-        path.write_text(text, encoding="utf-8")
+    write_all_or_none(files)  # a full disk leaves every file as it was, none cut
     return list(files)
 
 

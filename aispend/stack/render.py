@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from aispend.files import write_atomically
 from aispend.stack.components import COMPONENTS, MissingCheckout, RunContext
 
 SECRETS_DIR = "/etc/aispend/secrets/"
@@ -186,6 +187,4 @@ def _compose_defaults(raw: str) -> str:
 
 
 def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomically(path, text)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -660,3 +661,41 @@ def test_dashboards_generate_with_the_config_currency(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as both:
         main([*root, "--config", str(config), "--currency", "GBP"])
     assert both.value.code == 2
+
+
+def test_a_write_that_fails_part_way_leaves_every_dashboard_as_it_was(tmp_path: Path) -> None:
+    """Grafana re-reads ./dashboards every 30 s. A full disk cut a dashboard's JSON in
+    place (Grafana then drops it) and the command died with a traceback; now every file
+    is written whole beside the old one before any is replaced, and the error names it."""
+    import shutil
+
+    from aispend.cli import main
+    from tests.rules.test_generate import _file_size_limit
+
+    (tmp_path / "dashboards").mkdir()
+    for source in sources(DASHBOARDS):
+        shutil.copy(source, tmp_path / "dashboards" / source.name)
+    assert main(["dashboards", "generate", "--root", str(tmp_path)]) == 0
+    before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "aispend",
+            "dashboards",
+            "generate",
+            "--root",
+            str(tmp_path),
+            "--currency",
+            "EUR",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+        preexec_fn=_file_size_limit(20_000),
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert f"cannot write {tmp_path}/dashboards/" in done.stderr
+    assert {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == before

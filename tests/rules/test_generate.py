@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import re
+import resource
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -303,3 +305,46 @@ def test_generate_into_a_path_that_cannot_be_written_writes_nothing(tmp_path: Pa
     assert done.stderr.startswith(f"error: cannot write {tmp_path / 'docs'}")
     assert "Traceback" not in done.stderr
     assert not list(tmp_path.rglob("*.yml"))
+
+
+def _file_size_limit(limit: int) -> Callable[[], None]:
+    """A child whose writes stop at `limit` bytes a file (EFBIG), as a disk that fills up
+    part-way through a write; Python ignores SIGXFSZ, so write() raises."""
+
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+def test_a_write_that_fails_part_way_leaves_every_file_as_it_was(tmp_path: Path) -> None:
+    """Each file was rewritten in place: a full disk cut aispend.alerts.yml in the middle
+    of an annotation, and promtool (and Prometheus) still loaded it, with its last six
+    alerts gone (the ones that watch aispend itself). Now every file is written whole
+    beside the old one before any is replaced."""
+    generate(tmp_path)
+    before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+    tunables = tmp_path / "tunables.yml"
+    tunables.write_text(f'dashboard_url: "https://grafana.example.com/{"p" * 600}/d"\n')
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "aispend",
+            "rules",
+            "generate",
+            "--out",
+            str(tmp_path),
+            "--tunables",
+            str(tunables),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        preexec_fn=_file_size_limit(40_000),
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert re.match(rf"error: cannot write {tmp_path}/\S+: File too large", done.stderr)
+    after = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+    after.pop(tunables)
+    assert after == before  # no file cut, no temporary file left
