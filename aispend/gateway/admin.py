@@ -13,7 +13,9 @@ unattributed) and the project one of that team's (or `other`): any other rule wo
 match no request. The model is stored as the spend labels it: a name the prices know
 under another label (a dated `gpt-4o-2024-08-06`, labelled `gpt-4o`) is refused with
 the label to use, as the rule would miss requests for that label; a name they do not
-know (spend labelled `other`) matches requests that name it.
+know (spend labelled `other`) matches requests that name it. A PUT or DELETE the
+throttle database refuses (locked by another process, disk full) gets 503 with
+Retry-After; nothing changed then, in memory or on disk.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import hmac
 import logging
 import re
+import sqlite3
 import time
 from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
@@ -85,6 +88,19 @@ def _error(
 ) -> Answer:
     body = {"error": {"message": message, "type": "invalid_request_error", **extra}}
     return json_answer(status, body, headers)
+
+
+def _store_error(exc: sqlite3.Error) -> Answer:
+    """503 for a write the throttle database refused (locked by another process, disk
+    full): nothing changed, in memory or on disk; the caller may try again."""
+    log.error("throttle database write failed: %s", exc)
+    return _error(
+        503,
+        f"the throttle database cannot be written now ({exc}): nothing changed, try again",
+        (("Retry-After", "5"),),
+        type="server_error",
+        code="throttle_store_unavailable",
+    )
 
 
 def _bad_id(rule_id: str) -> Answer | None:
@@ -195,7 +211,10 @@ class AdminApi:
             created_at=now,
             updated_at=now,
         )
-        stored = self._table.upsert(rule)
+        try:
+            stored = self._table.upsert(rule)
+        except sqlite3.Error as exc:
+            return _store_error(exc)
         log.info("throttle %s set: team=%s mode=%s", rule_id, body.team, body.mode)
         return json_answer(200, stored.to_json())
 
@@ -247,7 +266,11 @@ class AdminApi:
         bad_id = _bad_id(rule_id)  # no such rule can exist (and SQLite refuses surrogates)
         if bad_id:
             return bad_id
-        if not self._table.delete(rule_id):
+        try:
+            deleted = self._table.delete(rule_id)
+        except sqlite3.Error as exc:
+            return _store_error(exc)
+        if not deleted:
             return _error(404, f"no throttle {rule_id!r}", code="not_found")
         log.info("throttle %s deleted", rule_id)
         return json_answer(200, {"deleted": rule_id})

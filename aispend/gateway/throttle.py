@@ -18,6 +18,7 @@ team without rules costs one dict lookup).
 from __future__ import annotations
 
 import json
+import logging
 import math
 import sqlite3
 import threading
@@ -28,7 +29,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+log = logging.getLogger(__name__)
+
 Mode = Literal["block", "rate"]
+
+STORE_BUSY_S = 0.1
+"""How long a write waits for another process's lock on the database (an operator's
+sqlite3 shell, a second gateway given the same file): it runs on the event loop, so
+every request would wait with it. Past it the admin call answers 503, nothing changed."""
 
 BLOCK_RETRY_AFTER_S = 60
 """Retry-After for a block rule without an expiry: ask the client to check back."""
@@ -110,7 +118,9 @@ class ThrottleStore:
         self.path = Path(path)
         if self.path.parent and not self.path.parent.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        self._db = sqlite3.connect(
+            str(self.path), timeout=STORE_BUSY_S, check_same_thread=False, isolation_level=None
+        )
         self._lock = threading.Lock()
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -120,9 +130,17 @@ class ThrottleStore:
             )
 
     def load(self) -> list[ThrottleRule]:
+        """Every stored rule; sqlite3.DatabaseError naming the rule that cannot be read
+        (a row written by another version, or edited by hand)."""
         with self._lock:
-            rows = self._db.execute("SELECT rule FROM throttles ORDER BY id").fetchall()
-        return [ThrottleRule.from_json(json.loads(row[0])) for row in rows]
+            rows = self._db.execute("SELECT id, rule FROM throttles ORDER BY id").fetchall()
+        rules = []
+        for rule_id, text in rows:
+            try:
+                rules.append(ThrottleRule.from_json(json.loads(text)))
+            except (TypeError, ValueError, KeyError) as exc:
+                raise sqlite3.DatabaseError(f"rule {rule_id!r} cannot be read: {exc}") from exc
+        return rules
 
     def put(self, rule: ThrottleRule) -> None:
         with self._lock:
@@ -163,8 +181,18 @@ class ThrottleTable:
     # ------------------------------------------------------------ admin side
 
     def rules(self) -> list[ThrottleRule]:
-        self.purge_expired()
-        return [a.rule for a in sorted(self._by_id.values(), key=lambda a: a.rule.id)]
+        """The rules in force (expired ones are purged, or left out when the database
+        cannot be written now)."""
+        try:
+            self.purge_expired()
+        except sqlite3.Error as exc:
+            log.warning("cannot purge expired throttles now: %s", exc)
+        now = self._wall()
+        return [
+            a.rule
+            for a in sorted(self._by_id.values(), key=lambda a: a.rule.id)
+            if a.expires is None or a.expires > now
+        ]
 
     def get(self, rule_id: str) -> ThrottleRule | None:
         active = self._by_id.get(rule_id)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -480,3 +481,50 @@ def test_start_refused_when_the_throttle_database_is_not_one(tmp_path: Path) -> 
     assert f"cannot open the throttle database {db}: file is not a database" in done.stderr
     assert "Traceback" not in done.stderr
     assert db.read_text() == "not sqlite"  # left as it was
+
+
+def test_a_locked_database_answers_503_and_changes_nothing(gw: Server, tmp_path: Path) -> None:
+    """Another process holds the database's write lock (an operator's sqlite3 shell
+    mid-transaction, a second gateway given the same file). The write waited sqlite3's
+    default 5 s on the event loop, every proxied request with it, and then answered a
+    bare text 500. Now it gives up after STORE_BUSY_S: a JSON 503 with Retry-After, and
+    nothing changed, in memory or on disk; listing still works; proxying goes on."""
+    block = {"team": "search", "mode": "block", "reason": "r"}
+    assert admin(gw, "PUT", "/admin/throttles/kept", block)[0] == 200
+    other = sqlite3.connect(tmp_path / "throttles.sqlite3", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        for method, path in [("PUT", "/admin/throttles/new"), ("DELETE", "/admin/throttles/kept")]:
+            status, body, headers = admin(gw, method, path, block if method == "PUT" else None)
+            assert status == 503, body
+            assert body["error"]["code"] == "throttle_store_unavailable"
+            assert "database is locked" in body["error"]["message"]
+            assert headers["Retry-After"] == "5"
+        status, body, _ = admin(gw, "GET", "/admin/throttles")
+        assert status == 200 and [r["id"] for r in body["throttles"]] == ["kept"]
+        assert call(gw, RESEARCH_EVALS) == 200  # another team: served
+        assert call(gw) == 429  # the kept rule still acts
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    rows = sqlite3.connect(tmp_path / "throttles.sqlite3").execute("SELECT id FROM throttles")
+    assert [r[0] for r in rows] == ["kept"]
+    assert admin(gw, "PUT", "/admin/throttles/new", block)[0] == 200
+
+
+def test_start_refused_when_a_stored_rule_cannot_be_read(tmp_path: Path) -> None:
+    """A row with a field this version does not know (written by a newer gateway, or by
+    hand) stopped start-up with a bare TypeError naming neither the file nor the rule."""
+    config = write_config(tmp_path, "http://127.0.0.1:9")  # never started: nothing is sent
+    db = tmp_path / "throttles.sqlite3"
+    rule = {"id": "r1", "team": "search", "mode": "block", "reason": "r", "priority": 1}
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE throttles (id TEXT PRIMARY KEY, rule TEXT NOT NULL)")
+        conn.execute("INSERT INTO throttles VALUES ('r1', ?)", (json.dumps(rule),))
+    argv = [sys.executable, "-m", "aispend", "gateway", "--config", str(config),
+            "--listen", f"127.0.0.1:{free_port()}"]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, env=process_env(), timeout=60)
+    assert done.returncode == 1
+    assert f"cannot open the throttle database {db}: rule 'r1' cannot be read:" in done.stderr
+    assert "priority" in done.stderr
+    assert "Traceback" not in done.stderr

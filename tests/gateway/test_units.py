@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -351,6 +352,25 @@ def test_a_changed_limit_keeps_what_the_bucket_owes(tmp_path: Path) -> None:
     clock.now += 60  # both buckets full again
     table.upsert(_rule("r", tokens_per_minute=800, requests_per_minute=1))
     assert [admit(), admit()] == [True, False]  # capped at the new capacities
+
+
+def test_rules_are_listed_when_expired_ones_cannot_be_purged(tmp_path: Path) -> None:
+    """Listing purges expired rules, a write: with the database locked (or the disk
+    full) GET /admin/throttles answered 500. It now lists the rules in force."""
+    clock = Clock()
+    table = ThrottleTable(ThrottleStore(tmp_path / "t.db"), clock=clock, wall=clock)
+    table.upsert(_rule("gone", mode="block", expires_at="1970-01-01T00:16:50Z"))  # 1010
+    table.upsert(_rule("kept", mode="block"))
+    clock.now = 1010
+    other = sqlite3.connect(tmp_path / "t.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        assert [r.id for r in table.rules()] == ["kept"]
+    finally:
+        other.execute("ROLLBACK")
+    assert [r.id for r in table.rules()] == ["kept"]
+    assert [r[0] for r in other.execute("SELECT id FROM throttles")] == ["kept"]  # purged
+    other.close()
 
 
 def test_block_expiry_and_persistence(tmp_path: Path) -> None:
