@@ -19,6 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+STORE_BUSY_S = 1.0
+"""How long a write waits for another process's lock on the database (an operator's
+sqlite3 shell mid-transaction): it runs on the event loop, which serves /healthz and
+/metrics too. Past it the webhook answers 500, nothing recorded, and Alertmanager
+delivers again."""
+
 # States of an alert instance in `actions`.
 APPLYING = "applying"  # intent recorded, target call may or may not have happened
 APPLIED = "applied"
@@ -155,7 +161,7 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._clock = clock
         self._db = sqlite3.connect(
-            str(self.path), isolation_level=None, timeout=30, check_same_thread=False
+            str(self.path), isolation_level=None, timeout=STORE_BUSY_S, check_same_thread=False
         )
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")

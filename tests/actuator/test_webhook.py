@@ -7,6 +7,7 @@ test_integration.py repeats the main path with the real gateway and Alertmanager
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
@@ -430,3 +431,26 @@ def test_undo_with_gateway_down_is_503_then_redelivery_undoes(
         ("undo", "error: retry"),
         ("undo", "ok"),
     ]
+
+
+def test_a_locked_database_is_500_with_nothing_recorded_then_a_redelivery_applies(
+    gateways, make_actuator, admin_token_file
+):
+    """Another process holds the state database's write lock (an operator's sqlite3
+    shell mid-transaction). A write waited up to 30 s on the event loop, /healthz and
+    /metrics with it; it now gives up after STORE_BUSY_S (1 s): 500, nothing recorded
+    and nothing applied, and Alertmanager's redelivery applies once the lock is gone."""
+    act = make_actuator(gateway_actions(_urls(gateways), admin_token_file), retry_backoff=HOURS)
+    busy = sqlite3.connect(act.db, isolation_level=None)
+    busy.execute("BEGIN IMMEDIATE")
+    try:
+        r = act.post(payload(alert(FP)))  # the old 30 s wait outlasts this client's 30 s
+        assert r.status_code == 500
+    finally:
+        busy.execute("ROLLBACK")
+        busy.close()
+    assert act.states() == {}
+    assert all(fake.calls("PUT") == [] for fake, _ in gateways)
+    r = act.post(payload(alert(FP)))
+    assert r.status_code == 200
+    assert act.states() == {KEY: "applied"}
