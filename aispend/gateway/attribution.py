@@ -156,9 +156,9 @@ class Attributor:
         if agent in self._configured_agents.get(team, ()):
             return agent
         seen = self._seen_agents.setdefault(team, {})
-        if agent in seen or agent in throttled(team):
+        if agent in seen:
             return agent
-        if len(seen) + len(self._configured_agents.get(team, ())) >= self._cap:
-            return OTHER
-        seen[agent] = None
-        return agent
+        if len(seen) + len(self._configured_agents.get(team, ())) < self._cap:
+            seen[agent] = None  # a free label first: it stays once a throttle is lifted
+            return agent
+        return agent if agent in throttled(team) else OTHER

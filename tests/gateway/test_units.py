@@ -464,6 +464,12 @@ def test_an_agent_a_throttle_names_keeps_its_label_past_the_cap() -> None:
         "runaway",
         "runaway",
     ]
+    # A throttled agent that calls while a label is free takes it, and keeps it once
+    # its throttle is lifted (else, the free labels gone, its spend moved to `other`).
+    att = Attributor(_config(["known"]), header_refinement=True, max_agents_per_team=3)
+    assert [agent("runaway"), agent("a1"), agent("a2")] == ["runaway", "a1", "other"]
+    throttled.clear()
+    assert agent("runaway") == "runaway"
 
 
 def test_headers_only_fill_labels_the_key_leaves_unset() -> None:
