@@ -36,9 +36,12 @@ import asyncio
 import collections
 import contextlib
 import email.utils
+import fcntl
 import http
 import json
 import logging
+import sys
+import termios
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import cast
@@ -530,8 +533,13 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
 
     def _unsent(self) -> int:
+        """Bytes written but not yet taken by the client: the transport's buffer, and
+        the kernel's send queue (a slow reader empties that one first; the transport's
+        moves only once the kernel has room for a third of its buffer)."""
         transport = self.transport
-        return 0 if transport is None or self._gone else transport.get_write_buffer_size()
+        if transport is None or self._gone:
+            return 0
+        return transport.get_write_buffer_size() + _kernel_unsent(transport)
 
     def _watch_stall(self, unsent: int) -> None:
         def check() -> None:
@@ -557,6 +565,19 @@ class _Connection(asyncio.Protocol):
     @property
     def busy(self) -> bool:
         return self._task is not None
+
+
+def _kernel_unsent(transport: asyncio.Transport) -> int:
+    """The socket's send queue (Linux SIOCOUTQ: bytes not yet acknowledged by the
+    client); 0 where it cannot be read."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return 0
+    try:
+        queued = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4)
+    except (OSError, ValueError):
+        return 0
+    return max(0, int.from_bytes(queued, sys.byteorder, signed=True))
 
 
 class HttpServer:

@@ -39,6 +39,9 @@ class Transport:
     def get_write_buffer_size(self) -> int:
         return 0  # written at once
 
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return default  # no socket
+
     def pause_reading(self) -> None:
         pass
 
