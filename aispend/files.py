@@ -35,14 +35,14 @@ def write_all_or_none(files: Mapping[Path, str]) -> None:
 
 
 def _staged_copy(path: Path, text: str) -> str:
-    """A temporary file beside `path` holding `text`, with `path`'s permissions (a new
+    """A temporary file beside `path` holding `text`, with `path`'s mode and group (a new
     file gets the umask's, as open() gives: mkstemp's 0600 would hide a rule file from a
     Prometheus that runs as another user)."""
     directory = path.parent if str(path.parent) else Path(".")
     try:
-        mode: int | None = stat.S_IMODE(path.stat().st_mode)
+        old: os.stat_result | None = path.stat()
     except FileNotFoundError:
-        mode = None
+        old = None
     while True:
         tmp = str(directory / f".{path.name}.{secrets.token_hex(6)}.tmp")
         try:
@@ -54,8 +54,8 @@ def _staged_copy(path: Path, text: str) -> str:
             raise OSError(exc.errno, exc.strerror, str(path)) from exc
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            if mode is not None:
-                os.fchmod(f.fileno(), mode)
+            if old is not None:
+                _take_owner(f.fileno(), old, path)
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
@@ -66,6 +66,20 @@ def _staged_copy(path: Path, text: str) -> str:
         os.unlink(tmp)
         raise
     return tmp
+
+
+def _take_owner(fd: int, old: os.stat_result, path: Path) -> None:
+    """Give the new file the old one's mode and group (and owner, as root): a reader
+    that reads it through its group must go on reading it."""
+    os.fchmod(fd, stat.S_IMODE(old.st_mode))
+    uid = old.st_uid if os.geteuid() == 0 else -1
+    if (uid, old.st_gid) != (-1, os.getegid()):
+        try:
+            os.fchown(fd, uid, old.st_gid)
+        except PermissionError as exc:
+            raise PermissionError(
+                exc.errno, f"cannot give the new file the old one's group {old.st_gid}", str(path)
+            ) from exc
 
 
 def _fsync_directory(directory: Path) -> None:

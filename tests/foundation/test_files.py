@@ -45,3 +45,16 @@ def test_an_error_leaves_every_file_as_it_was(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["first.yml"]
     write_atomically(first, "newer")
     assert first.read_text() == "newer"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="changing a file's group needs root")
+def test_a_replaced_file_keeps_its_owner_and_group(tmp_path: Path) -> None:
+    """A rule file a Prometheus reads through its group (alice:prometheus 0640) became
+    alice:alice once replaced, and Prometheus could no longer read it."""
+    kept = tmp_path / "kept.yml"
+    kept.write_text("old")
+    os.chown(kept, 1001, 2000)
+    kept.chmod(0o640)
+    write_atomically(kept, "new")
+    st = kept.stat()
+    assert (st.st_uid, st.st_gid, _mode(kept), kept.read_text()) == (1001, 2000, 0o640, "new")
