@@ -46,7 +46,6 @@ def _run_generate(args: argparse.Namespace) -> int:
     from aispend.dashboards.defaults import Context
     from aispend.dashboards.docs import render
     from aispend.dashboards.generate import DashboardError, build_all, write_all
-    from aispend.files import write_atomically
     from aispend.rules.tunables import TunablesError, load_tunables
 
     root = Path(args.root)
@@ -65,10 +64,10 @@ def _run_generate(args: argparse.Namespace) -> int:
             return 2
     ctx = Context(currency=currency, tunables=tunables)
     try:
-        written = write_all(directory, ctx)
+        built = build_all(directory, ctx)
         docs = root / "docs" / "dashboards.md"
         docs.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(docs, render(build_all(directory, ctx)))
+        written = write_all(directory, built, also={docs: render(built)})
     except DashboardError as exc:
         print(f"aispend dashboards generate: {exc}", file=sys.stderr)
         return 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,11 +77,13 @@ def build_all(directory: Path, ctx: Context | None = None) -> list[Generated]:
     return [load(path, ctx) for path in sources(directory)]
 
 
-def write_all(directory: Path, ctx: Context | None = None) -> list[Path]:
-    """Write every dashboard's JSON next to its source; remove JSON without a source."""
-    built = build_all(directory, ctx)
+def write_all(
+    directory: Path, built: list[Generated], also: Mapping[Path, str] | None = None
+) -> list[Path]:
+    """Write every dashboard's JSON next to its source, and the files `also` holds, all or
+    none; then remove JSON without a source."""
     written = []
-    changed = {}
+    changed = dict(also or {})
     for item in built:
         out = directory / f"{item.stem}.json"
         if not out.exists() or out.read_text(encoding="utf-8") != item.text:
