@@ -137,9 +137,11 @@ class ThrottleStore:
         rules = []
         for rule_id, text in rows:
             try:
-                rules.append(ThrottleRule.from_json(json.loads(text)))
+                rule = ThrottleRule.from_json(json.loads(text))
+                rule.expiry_epoch()  # an unreadable expiry stops the table's start too
             except (TypeError, ValueError, KeyError) as exc:
                 raise sqlite3.DatabaseError(f"rule {rule_id!r} cannot be read: {exc}") from exc
+            rules.append(rule)
         return rules
 
     def put(self, rule: ThrottleRule) -> None:

@@ -512,12 +512,24 @@ def test_a_locked_database_answers_503_and_changes_nothing(gw: Server, tmp_path:
     assert admin(gw, "PUT", "/admin/throttles/new", block)[0] == 200
 
 
-def test_start_refused_when_a_stored_rule_cannot_be_read(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("field", "value"), [("priority", 1), ("expires_at", "2026-13-01T00:00:00Z")]
+)
+def test_start_refused_when_a_stored_rule_cannot_be_read(
+    tmp_path: Path, field: str, value: object
+) -> None:
     """A row with a field this version does not know (written by a newer gateway, or by
-    hand) stopped start-up with a bare TypeError naming neither the file nor the rule."""
+    hand), or an expiry it cannot read, stopped start-up with a bare traceback naming
+    neither the file nor the rule."""
     config = write_config(tmp_path, "http://127.0.0.1:9")  # never started: nothing is sent
     db = tmp_path / "throttles.sqlite3"
-    rule = {"id": "r1", "team": "search", "mode": "block", "reason": "r", "priority": 1}
+    rule = {
+        **dict.fromkeys(["project", "agent", "model", "alert_fingerprint", "expires_at"]),
+        **dict.fromkeys(["requests_per_minute", "tokens_per_minute"]),
+        "id": "r1", "team": "search", "mode": "block", "reason": "r",
+        "created_at": "2026-12-07T00:00:00Z", "updated_at": "2026-12-07T00:00:00Z",
+        field: value,
+    }  # fmt: skip
     with sqlite3.connect(db) as conn:
         conn.execute("CREATE TABLE throttles (id TEXT PRIMARY KEY, rule TEXT NOT NULL)")
         conn.execute("INSERT INTO throttles VALUES ('r1', ?)", (json.dumps(rule),))
@@ -526,5 +538,5 @@ def test_start_refused_when_a_stored_rule_cannot_be_read(tmp_path: Path) -> None
     done = subprocess.run(argv, capture_output=True, text=True, env=process_env(), timeout=60)
     assert done.returncode == 1
     assert f"cannot open the throttle database {db}: rule 'r1' cannot be read:" in done.stderr
-    assert "priority" in done.stderr
+    assert ("priority" if field == "priority" else "month must be in 1..12") in done.stderr
     assert "Traceback" not in done.stderr
