@@ -13,6 +13,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+import yaml
 
 from tests.conftest import REPO, SHARED_DATA, require_binary
 
@@ -161,3 +162,17 @@ def test_forecast_goal_is_judged_per_day_as_well_as_overall() -> None:
         "day 14 met (4.60 %), day 21 met (3.00 %)"
     )
     assert fa.goal_verdict(None, {}) == "n/a (no complete month in range)"
+
+
+def test_rules_scale_tiny(tmp_path: Path) -> None:
+    """One team (50 cost series): every group of the generated rules gets its row, and a
+    rule's query time is read from a real Prometheus (figures not asserted)."""
+    out = tmp_path / "benchmarks.md"
+    text = _run("rules_scale.py", out, "--teams", "1", "--models", "1")
+    assert "## Rules at scale (query time per rule group)" in text
+    assert "### 50 cost series" in text
+    groups = yaml.safe_load((REPO / "alert-rules" / "aispend.rules.yml").read_text())["groups"]
+    groups += yaml.safe_load((REPO / "alert-rules" / "aispend.alerts.yml").read_text())["groups"]
+    for group in groups:
+        assert f"| {group['name']} | " in text
+    assert "Past Prometheus's default query limits (timeout 2m, max-samples 50M;" in text

@@ -1,0 +1,220 @@
+"""The generated rules at a larger org's scale: each rule's query time and peak samples.
+
+A synthetic history of `aispend_llm_cost_total` (and its `_created`) for TEAMS x
+PROJECTS x AGENTS x MODELS gateway series, plus a month and a day budget per team and a
+month budget per project, is backfilled with promtool into a temporary TSDB. A real
+Prometheus then runs every expression of alert-rules/*.yml once, one at a time, at the
+end of the history (`/api/v1/query?stats=all`): its wall time and peak samples, summed
+per rule group and set beside the group's interval. The history has one sample every
+30 minutes and every 15 s in its last hour, far sparser than a real 15 s scrape, so
+the times are lower bounds. No GPU or billing series: the gateway's cost series
+dominate every spend rule.
+
+    .venv/bin/python benchmarks/rules_scale.py                   # 2,000 and 16,000 series
+    .venv/bin/python benchmarks/rules_scale.py --teams 1 --models 1 --output /tmp/x.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from _backtest_data import REPO, command_line, measured_on
+from _docs import write_section
+
+from aispend import metrics
+from aispend.backtest.tsdb import BacktestError, TempPrometheus, backfill_openmetrics
+
+TITLE = "Rules at scale (query time per rule group)"
+TEAMS, PROJECTS, AGENTS = 40, 5, 10
+MODELS = ("gpt-4o", "gpt-4o-mini", "o3", "gpt-4.1", "claude-sonnet-4", "claude-haiku-4",
+          "gemini-2.5-pro", "gemini-2.5-flash")  # fmt: skip
+DAYS = 32
+COARSE_S, FINE_S, FINE_HOURS = 1800, 15, 1
+DEFAULT_TIMEOUT_S, DEFAULT_MAX_SAMPLES = 120, 50_000_000  # Prometheus's query limits
+
+
+@dataclass
+class Timing:
+    group: str
+    interval_s: float
+    rule: str
+    seconds: float
+    peak_samples: int | None
+    error: str | None
+
+
+def _labels(values: dict[str, str]) -> str:
+    return "{" + ",".join(f'{k}="{v}"' for k, v in sorted(values.items())) + "}"
+
+
+def write_history(path: Path, teams: int, models: int, end: int) -> int:
+    """The OpenMetrics history; returns the number of cost series."""
+    start = end - DAYS * 86400
+    fine_from = end - FINE_HOURS * 3600
+    stamps = [*range(start, fine_from, COARSE_S), *range(fine_from, end, FINE_S)]
+    hourly = range(start, end, 3600)
+    cost, created = metrics.LLM_COST, metrics.LLM_COST.created_name
+    series = 0
+    with path.open("w", encoding="utf-8") as out:
+        out.write(f"# TYPE {cost.family_name} counter\n")
+        for t, p, a, m in _scopes(teams, models):
+            labels = _labels({"job": "aispend-gateway", "instance": "gateway:9400",
+                              "team": t, "project": p, "agent": a, "provider": "openai",
+                              "model": m, "source": "gateway"})  # fmt: skip
+            rate = 0.00002 + (series % 97) * 0.000005  # per second, with a daily wave
+            for ts in stamps:
+                wave = 86400 / (4 * math.pi) * (math.cos(2 * math.pi * start / 86400)
+                                                - math.cos(2 * math.pi * ts / 86400))  # fmt: skip
+                out.write(f"{cost.name}{labels} {rate * (ts - start + wave):.6f} {ts}\n")
+            series += 1
+        out.write(f"# TYPE {created} gauge\n")
+        for t, p, a, m in _scopes(teams, models):
+            labels = _labels({"job": "aispend-gateway", "instance": "gateway:9400",
+                              "team": t, "project": p, "agent": a, "provider": "openai",
+                              "model": m, "source": "gateway"})  # fmt: skip
+            out.writelines(f"{created}{labels} {start} {ts}\n" for ts in hourly)
+        out.write(f"# TYPE {metrics.BUDGET.name} gauge\n")
+        for team in range(teams):
+            budgets = [("", "month", 20000), ("", "day", 700)]
+            budgets += [(f"proj{p}", "month", 4000) for p in range(PROJECTS)]
+            for project, period, amount in budgets:
+                labels = _labels({"job": "aispend-budgets", "instance": "budgets:9401",
+                                  "team": f"team{team:02d}", "project": project, "agent": "",
+                                  "period": period})  # fmt: skip
+                out.writelines(f"{metrics.BUDGET.name}{labels} {amount} {ts}\n" for ts in hourly)
+        out.write("# EOF\n")
+    return series
+
+
+def _scopes(teams: int, models: int) -> list[tuple[str, str, str, str]]:
+    return [
+        (f"team{t:02d}", f"proj{p}", f"agent{p}-{a}", model)
+        for t in range(teams)
+        for p in range(PROJECTS)
+        for a in range(AGENTS)
+        for model in MODELS[:models]
+    ]
+
+
+def _interval_s(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600}
+    return float(text[:-1]) * units[text[-1]]
+
+
+def time_rules(prom: TempPrometheus, at: int, rule_files: list[Path]) -> list[Timing]:
+    timings = []
+    for path in rule_files:
+        for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]:
+            interval = _interval_s(group.get("interval", "15s"))
+            for rule in group["rules"]:
+                name = rule.get("record") or rule.get("alert")
+                params = {"query": rule["expr"], "time": str(at), "stats": "all"}
+                began = time.monotonic()
+                try:
+                    data = prom.api("query", params, timeout=1800)
+                    stats = data.get("stats", {}).get("samples", {})
+                    peak, error = stats.get("peakSamples"), None
+                except BacktestError as exc:
+                    peak, error = None, str(exc)[:160]
+                seconds = time.monotonic() - began
+                timings.append(Timing(group["name"], interval, name, seconds, peak, error))
+    return timings
+
+
+def measure(teams: int, models: int, work: Path) -> tuple[int, list[Timing], float]:
+    end = int(time.time()) // 60 * 60
+    history = work / "history.om"
+    series = write_history(history, teams, models, end)
+    data = work / "data"
+    backfill_openmetrics([history], data)
+    with TempPrometheus(data, work, timeout=600) as prom:
+        began = time.monotonic()
+        rule_files = [REPO / "alert-rules" / "aispend.rules.yml",
+                      REPO / "alert-rules" / "aispend.alerts.yml"]  # fmt: skip
+        timings = time_rules(prom, end, rule_files)
+        return series, timings, time.monotonic() - began
+
+
+def render(runs: list[tuple[int, list[Timing], float]]) -> str:
+    lines = []
+    for series, timings, total in runs:
+        lines.append(f"\n### {series:,} cost series (all rules one after another: {total:.0f} s)\n")
+        lines.append("| Group | Interval | Sum of its rules' query times | Slowest rules |")
+        lines.append("|---|---|---|---|")
+        groups: dict[str, list[Timing]] = {}
+        for t in timings:
+            groups.setdefault(t.group, []).append(t)
+        for name, rules in groups.items():
+            spent = sum(t.seconds for t in rules)
+            slow = sorted(rules, key=lambda t: -t.seconds)[:3]
+            cells = ", ".join(
+                f"`{t.rule}` {t.seconds:.1f} s"
+                + (f" ({t.peak_samples / 1e6:.1f}M samples)" if t.peak_samples else "")
+                for t in slow
+            )
+            over = " **over**" if spent > rules[0].interval_s else ""
+            lines.append(f"| {name} | {rules[0].interval_s:g} s | {spent:.1f} s{over} | {cells} |")
+        limits = [
+            t
+            for t in timings
+            if t.error
+            or t.seconds > DEFAULT_TIMEOUT_S
+            or (t.peak_samples or 0) > DEFAULT_MAX_SAMPLES
+        ]
+        lines.append("")
+        lines.append(
+            "Past Prometheus's default query limits (timeout 2m, max-samples 50M; this run"
+            " allowed 10m and 200M): "
+            + (
+                ", ".join(
+                    f"`{t.rule}` ({t.error or f'{t.seconds:.0f} s, {t.peak_samples:,} samples'})"
+                    for t in limits
+                )
+                or "none"
+            )
+            + "."
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--models", type=int, nargs="+", default=[1, 8], help="models per agent, one run each"
+    )
+    parser.add_argument("--teams", type=int, default=TEAMS, help=f"teams (default {TEAMS})")
+    parser.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks.md")
+    args = parser.parse_args()
+    load_before = os.getloadavg()[0]
+    began = time.monotonic()
+    runs = []
+    for models in args.models:
+        with tempfile.TemporaryDirectory(prefix="aispend-scale-") as work:
+            runs.append(measure(args.teams, models, Path(work)))
+    body = (
+        f"{measured_on(load_before)}, total {time.monotonic() - began:.0f} s, with:\n\n"
+        f"    {command_line()}\n\n"
+        f"{args.teams} teams x {PROJECTS} projects x {AGENTS} agents x N models of"
+        f" `{metrics.LLM_COST.name}`, {DAYS} days (a sample every {COARSE_S // 60} min, every"
+        f" {FINE_S} s in the last hour: far sparser than a real scrape, so these times are lower"
+        " bounds), a month and a day budget per team and a month budget per project. Each"
+        " rule's expression runs once at the end of the history, alone; a group whose sum"
+        " passes its interval cannot keep up in a Prometheus running the rules (which then"
+        " skips evaluations), and a rule past the default query limits is never recorded.\n"
+        + render(runs)
+    )
+    print(body)
+    write_section(args.output, TITLE, body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
