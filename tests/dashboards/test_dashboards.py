@@ -672,45 +672,35 @@ def test_a_write_that_fails_part_way_leaves_every_dashboard_as_it_was(tmp_path: 
     from aispend.cli import main
     from tests.rules.test_generate import _file_size_limit
 
+    def files() -> dict[Path, bytes]:
+        return {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+
+    def generate_with_file_limit(limit: int, *args: str) -> str:
+        """Its stderr; it must fail."""
+        argv = ["dashboards", "generate", "--root", str(tmp_path), *args]
+        done = subprocess.run(
+            [sys.executable, "-m", "aispend", *argv],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=REPO,
+            preexec_fn=_file_size_limit(limit),
+        )
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "Traceback" not in done.stderr
+        return done.stderr
+
     (tmp_path / "dashboards").mkdir()
     for source in sources(DASHBOARDS):
         shutil.copy(source, tmp_path / "dashboards" / source.name)
     assert main(["dashboards", "generate", "--root", str(tmp_path)]) == 0
-    before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "aispend",
-            "dashboards",
-            "generate",
-            "--root",
-            str(tmp_path),
-            "--currency",
-            "EUR",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=REPO,
-        preexec_fn=_file_size_limit(20_000),
-    )
-    assert done.returncode == 1, done.stdout + done.stderr
-    assert "Traceback" not in done.stderr
-    assert f"cannot write {tmp_path}/" in done.stderr
-    assert "File too large (every file left as it was)" in done.stderr
-    assert {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == before
+    before = files()
+    stderr = generate_with_file_limit(20_000, "--currency", "EUR")
+    assert f"cannot write {tmp_path}/" in stderr
+    assert "File too large (every file left as it was)" in stderr
+    assert files() == before
     # The docs page (some 37 kB) is the one file past the limit: the dashboards wait for it.
     (tmp_path / "dashboards" / "gpu-fleet.json").unlink()
-    before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
-    done = subprocess.run(
-        [sys.executable, "-m", "aispend", "dashboards", "generate", "--root", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=REPO,
-        preexec_fn=_file_size_limit(35_000),
-    )
-    assert done.returncode == 1, done.stdout + done.stderr
-    assert f"cannot write {tmp_path}/docs/dashboards.md" in done.stderr
-    assert {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == before
+    before = files()
+    assert f"cannot write {tmp_path}/docs/dashboards.md" in generate_with_file_limit(35_000)
+    assert files() == before
