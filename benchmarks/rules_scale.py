@@ -7,8 +7,9 @@ Prometheus then runs every expression of alert-rules/*.yml once, one at a time, 
 end of the history (`/api/v1/query?stats=all`): its wall time and peak samples, summed
 per rule group and set beside the group's interval. The history has one sample every
 30 minutes and every 15 s in its last hour, far sparser than a real 15 s scrape, so
-the times are lower bounds. No GPU or billing series: the gateway's cost series
-dominate every spend rule.
+the times are most likely far below a real history's. No GPU or billing series: the
+gateway's cost series dominate every spend rule. Only raw series are backfilled: rules
+that read other rules' recorded series find none, so their times are not measured.
 
     .venv/bin/python benchmarks/rules_scale.py                   # 2,000 and 16,000 series
     .venv/bin/python benchmarks/rules_scale.py --teams 1 --models 1 --output /tmp/x.md
@@ -204,12 +205,15 @@ def main() -> int:
         f"    {command_line()}\n\n"
         f"{args.teams} teams x {PROJECTS} projects x {AGENTS} agents x N models of"
         f" `{metrics.LLM_COST.name}`, {DAYS} days (a sample every {COARSE_S // 60} min, every"
-        f" {FINE_S} s in the last hour: far sparser than a real scrape, so these times are lower"
-        " bounds), a month and a day budget per team and a month budget per project. Each"
+        f" {FINE_S} s in the last hour: far sparser than a real scrape, so these times are most"
+        " likely far below a real history's; each is one run on a shared machine), a month and"
+        " a day budget per team and a month budget per project. Each"
         " rule's expression runs once at the end of the history, alone; a group whose sum"
         " passes its interval cannot keep up in a Prometheus running the rules (which then"
-        " skips evaluations), and a rule past the default query limits is never recorded.\n"
-        + render(runs)
+        " skips evaluations), and a rule past the default query limits is never recorded."
+        " Only the raw series are backfilled: rules that read other rules' recorded series"
+        " (the anomaly group, the alerts, the budget ratios and the forecast) find none here,"
+        " so their near-0 s times are not measurements.\n" + render(runs)
     )
     print(body)
     write_section(args.output, TITLE, body)
