@@ -72,13 +72,13 @@ def build(ctx: d.Context) -> g.Dashboard:
         "Rules, notifications, actuator",
         [
             timeseries(
-                "Rule evaluation failures",
+                refs.RULE_EVALUATION_FAILURES.title,
                 "Failed rule evaluations per rule group over each interval (should be 0).",
                 d.COUNT,
                 Query(q.rule_evaluation_failures(), legend="{{rule_group}}"),
             ),
             timeseries(
-                "Rule group evaluation time",
+                refs.RULE_GROUP_EVALUATION_TIME.title,
                 "How long each rule group's last evaluation took (baselines are the heaviest).",
                 d.SECONDS,
                 Query(q.rule_group_duration(), legend="{{rule_group}}"),

@@ -62,6 +62,8 @@ ZSCORE_BY_TEAM_AND_MODEL = PanelRef(ANOMALIES, "Z-score, by team and model")
 
 STACK_HEALTH = "stack-health"
 REQUESTS_WITHOUT_USAGE = PanelRef(STACK_HEALTH, "Requests without usage, by reason")
+RULE_EVALUATION_FAILURES = PanelRef(STACK_HEALTH, "Rule evaluation failures")
+RULE_GROUP_EVALUATION_TIME = PanelRef(STACK_HEALTH, "Rule group evaluation time")
 
 ALL: tuple[PanelRef, ...] = tuple(v for v in tuple(globals().values()) if isinstance(v, PanelRef))
 """Every constant ref, in definition order (idle_gpus() is built from the tunables)."""

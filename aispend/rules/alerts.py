@@ -17,6 +17,7 @@ from textwrap import indent
 from aispend import metrics as m
 from aispend.dashboards import refs
 from aispend.dashboards.defaults import UIDS
+from aispend.dashboards.queries import AISPEND_RULE_GROUPS, RULE_EVAL_FAILURES, RULE_GROUP_MISSED
 from aispend.dashboards.refs import cite
 from aispend.rules.anomaly import BASELINES
 from aispend.rules.anomaly import name as anomaly_name
@@ -733,6 +734,44 @@ def stack_alerts(t: Tunables) -> list[Alert]:
             "Exporter cannot read source {{ $labels.source }}",
             "{{ $labels.job }} at {{ $labels.instance }} answers but its last read of "
             "{{ $labels.source }} failed.",
+            STACK,
+        ),
+        Alert(
+            "AISpendRulesFailing",
+            f"sum by (rule_group) (increase({RULE_EVAL_FAILURES}{{{AISPEND_RULE_GROUPS}}}[10m]))"
+            " > 0",
+            t.rules_failing_for,
+            {"severity": "warning", m.REASON: "failures"},
+            "Rules of {{ $labels.rule_group }} fail",
+            '{{ $value | printf "%.0f" }} evaluations of rules in {{ $labels.rule_group }} '
+            "failed in the last 10 minutes: what they record is missing.",
+            STACK,
+            Runbook(
+                meaning="Prometheus cannot evaluate some of aispend's rules (reason failures: "
+                "a query timeout or sample limit, most often), or a rule group takes longer "
+                "than its interval and evaluations are skipped (reason missed). What those "
+                "rules record goes missing or stale, silently: month-to-date spend, budget "
+                "ratios, the forecast, the anomaly baselines, and the alerts that read them.",
+                check=f"{cite(refs.RULE_EVALUATION_FAILURES, refs.RULE_GROUP_EVALUATION_TIME)}; "
+                "Prometheus's /rules page (each rule's last error); the number of gateway "
+                "cost series (`count(aispend_llm_cost_total)`). The month-to-date rules read "
+                "the raw counters over a month: at 16,000 series `increase_month` took 155 s, "
+                'past the default 2-minute query timeout (docs/benchmarks.md, "Rules at '
+                'scale").',
+                action="Give Prometheus more time and samples (`--query.timeout`, "
+                "`--query.max-samples`) and CPU; lower the label count (`max_agents_per_team`, "
+                "fewer projects or models per team).",
+            ),
+        ),
+        Alert(
+            "AISpendRulesFailing",
+            f"sum by (rule_group) (increase({RULE_GROUP_MISSED}{{{AISPEND_RULE_GROUPS}}}[10m]))"
+            " > 0",
+            t.rules_failing_for,
+            {"severity": "warning", m.REASON: "missed"},
+            "Rule group {{ $labels.rule_group }} misses evaluations",
+            '{{ $value | printf "%.0f" }} evaluations of {{ $labels.rule_group }} were '
+            "skipped in the last 10 minutes: it takes longer than its interval.",
             STACK,
         ),
         Alert(

@@ -97,6 +97,7 @@ def test_alerts_have_required_labels_and_annotations() -> None:
         "AISpendExporterDown",
         "AISpendActuatorFailing",
         "AISpendEstimateBillMismatch",
+        "AISpendRulesFailing",
     }
     runbooks = (REPO / RUNBOOKS_FILE).read_text()
     for name in names:
