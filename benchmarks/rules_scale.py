@@ -61,26 +61,30 @@ def write_history(path: Path, teams: int, models: int, end: int) -> int:
     start = end - DAYS * 86400
     fine_from = end - FINE_HOURS * 3600
     stamps = [*range(start, fine_from, COARSE_S), *range(fine_from, end, FINE_S)]
+    # Seconds of spend at a constant rate up to each stamp, with a daily wave.
+    spent = [
+        ts - start + 86400 / (4 * math.pi)
+        * (math.cos(2 * math.pi * start / 86400) - math.cos(2 * math.pi * ts / 86400))
+        for ts in stamps
+    ]  # fmt: skip
     hourly = range(start, end, 3600)
     cost, created = metrics.LLM_COST, metrics.LLM_COST.created_name
-    series = 0
+    series = [
+        _labels({"job": "aispend-gateway", "instance": "gateway:9400", "team": t,
+                 "project": p, "agent": a, "provider": "openai", "model": m,
+                 "source": "gateway"})
+        for t, p, a, m in _scopes(teams, models)
+    ]  # fmt: skip
     with path.open("w", encoding="utf-8") as out:
         out.write(f"# TYPE {cost.family_name} counter\n")
-        for t, p, a, m in _scopes(teams, models):
-            labels = _labels({"job": "aispend-gateway", "instance": "gateway:9400",
-                              "team": t, "project": p, "agent": a, "provider": "openai",
-                              "model": m, "source": "gateway"})  # fmt: skip
-            rate = 0.00002 + (series % 97) * 0.000005  # per second, with a daily wave
-            for ts in stamps:
-                wave = 86400 / (4 * math.pi) * (math.cos(2 * math.pi * start / 86400)
-                                                - math.cos(2 * math.pi * ts / 86400))  # fmt: skip
-                out.write(f"{cost.name}{labels} {rate * (ts - start + wave):.6f} {ts}\n")
-            series += 1
+        for index, labels in enumerate(series):
+            rate = 0.00002 + (index % 97) * 0.000005  # per second
+            out.writelines(
+                f"{cost.name}{labels} {rate * s:.6f} {ts}\n"
+                for ts, s in zip(stamps, spent, strict=True)
+            )
         out.write(f"# TYPE {created} gauge\n")
-        for t, p, a, m in _scopes(teams, models):
-            labels = _labels({"job": "aispend-gateway", "instance": "gateway:9400",
-                              "team": t, "project": p, "agent": a, "provider": "openai",
-                              "model": m, "source": "gateway"})  # fmt: skip
+        for labels in series:
             out.writelines(f"{created}{labels} {start} {ts}\n" for ts in hourly)
         out.write(f"# TYPE {metrics.BUDGET.name} gauge\n")
         for team in range(teams):
@@ -92,7 +96,7 @@ def write_history(path: Path, teams: int, models: int, end: int) -> int:
                                   "period": period})  # fmt: skip
                 out.writelines(f"{metrics.BUDGET.name}{labels} {amount} {ts}\n" for ts in hourly)
         out.write("# EOF\n")
-    return series
+    return len(series)
 
 
 def _scopes(teams: int, models: int) -> list[tuple[str, str, str, str]]:
