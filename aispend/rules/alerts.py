@@ -738,8 +738,7 @@ def stack_alerts(t: Tunables) -> list[Alert]:
         ),
         Alert(
             "AISpendRulesFailing",
-            f"sum by (rule_group) (increase({RULE_EVAL_FAILURES}{{{AISPEND_RULE_GROUPS}}}[10m]))"
-            " > 0",
+            _rule_groups_counting(RULE_EVAL_FAILURES),
             t.rules_failing_for,
             {"severity": "warning", m.REASON: "failures"},
             "Rules of {{ $labels.rule_group }} fail",
@@ -754,7 +753,7 @@ def stack_alerts(t: Tunables) -> list[Alert]:
                 "ratios, the forecast, the anomaly baselines, and the alerts that read them.",
                 check=f"{cite(refs.RULE_EVALUATION_FAILURES, refs.RULE_GROUP_EVALUATION_TIME)}; "
                 "Prometheus's /rules page (each rule's last error); the number of gateway "
-                "cost series (`count(aispend_llm_cost_total)`). The month-to-date rules read "
+                f"cost series (`count({m.LLM_COST.name})`). The month-to-date rules read "
                 "the raw counters over a month: at 16,000 series `increase_month` took 155 s, "
                 'past the default 2-minute query timeout (docs/benchmarks.md, "Rules at '
                 'scale").',
@@ -765,8 +764,7 @@ def stack_alerts(t: Tunables) -> list[Alert]:
         ),
         Alert(
             "AISpendRulesFailing",
-            f"sum by (rule_group) (increase({RULE_GROUP_MISSED}{{{AISPEND_RULE_GROUPS}}}[10m]))"
-            " > 0",
+            _rule_groups_counting(RULE_GROUP_MISSED),
             t.rules_failing_for,
             {"severity": "warning", m.REASON: "missed"},
             "Rule group {{ $labels.rule_group }} misses evaluations",
@@ -801,6 +799,11 @@ def stack_alerts(t: Tunables) -> list[Alert]:
             ),
         ),
     ]
+
+
+def _rule_groups_counting(counter: str) -> str:
+    """aispend's rule groups whose Prometheus counter `counter` rose in 10 minutes."""
+    return f"sum by (rule_group) (increase({counter}{{{AISPEND_RULE_GROUPS}}}[10m])) > 0"
 
 
 def groups(t: Tunables) -> list[Group]:
