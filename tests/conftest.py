@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import resource
 import shutil
 import socket
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,6 +28,16 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def file_size_limit(limit: int) -> Callable[[], None]:
+    """A child whose writes stop at `limit` bytes a file (EFBIG), as a disk that fills up
+    part-way through a write; Python ignores SIGXFSZ, so write() raises."""
+
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
 
 
 def require_binary(name: str) -> str:

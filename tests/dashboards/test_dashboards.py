@@ -20,7 +20,7 @@ from aispend.dashboards.defaults import DATASOURCE, TITLES, UIDS
 from aispend.dashboards.docs import panels, render
 from aispend.dashboards.generate import build_all, sources, stem_of
 from aispend.rules.tunables import Tunables
-from tests.conftest import REPO, require_binary
+from tests.conftest import REPO, file_size_limit, require_binary
 from tests.dashboards.panels import DASHBOARDS, all_queries, concrete, dashboard_files, load
 
 MODERN_TYPES = {"timeseries", "stat", "gauge", "bargauge", "table", "piechart", "heatmap"}
@@ -670,7 +670,6 @@ def test_a_write_that_fails_part_way_leaves_every_dashboard_as_it_was(tmp_path: 
     import shutil
 
     from aispend.cli import main
-    from tests.rules.test_generate import _file_size_limit
 
     def files() -> dict[Path, bytes]:
         return {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
@@ -684,7 +683,7 @@ def test_a_write_that_fails_part_way_leaves_every_dashboard_as_it_was(tmp_path: 
             text=True,
             check=False,
             cwd=REPO,
-            preexec_fn=_file_size_limit(limit),
+            preexec_fn=file_size_limit(limit),
         )
         assert done.returncode == 1, done.stdout + done.stderr
         assert "Traceback" not in done.stderr

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import re
-import resource
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,7 +17,7 @@ from aispend.dashboards.docs import panels
 from aispend.rules.cli import ALERTS_FILE, RULES_FILE, RUNBOOKS_FILE, generate, render_all
 from aispend.rules.render import TEAM_QUERY
 from aispend.rules.tunables import Tunables, TunablesError, load_tunables
-from tests.conftest import REPO, require_binary
+from tests.conftest import REPO, file_size_limit, require_binary
 
 
 def test_committed_files_equal_regeneration(tmp_path: Path) -> None:
@@ -308,16 +306,6 @@ def test_generate_into_a_path_that_cannot_be_written_writes_nothing(tmp_path: Pa
     assert not list(tmp_path.rglob("*.yml"))
 
 
-def _file_size_limit(limit: int) -> Callable[[], None]:
-    """A child whose writes stop at `limit` bytes a file (EFBIG), as a disk that fills up
-    part-way through a write; Python ignores SIGXFSZ, so write() raises."""
-
-    def apply() -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
-    return apply
-
-
 def test_a_write_that_fails_part_way_leaves_every_file_as_it_was(tmp_path: Path) -> None:
     """Each file was rewritten in place: a full disk cut aispend.alerts.yml in the middle
     of an annotation, and promtool (and Prometheus) still loaded it, with its last six
@@ -342,7 +330,7 @@ def test_a_write_that_fails_part_way_leaves_every_file_as_it_was(tmp_path: Path)
         capture_output=True,
         text=True,
         check=False,
-        preexec_fn=_file_size_limit(40_000),
+        preexec_fn=file_size_limit(40_000),
     )
     assert done.returncode == 1, done.stdout + done.stderr
     assert re.match(rf"error: cannot write {tmp_path}/\S+: File too large", done.stderr)
