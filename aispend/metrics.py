@@ -604,6 +604,17 @@ REC_TEAM_MODEL_COST_RATE1H = _r(
 REC_TEAM_AGENT_COST_RATE1H = _r(
     "team_agent:aispend_cost:rate1h", (TEAM, AGENT), "Spend per second per agent, 1h window."
 )
+REC_SCOPE_COST_1H = _r(
+    "team_project_agent:aispend_cost:increase1h",
+    _SCOPE,
+    "Spend in the last hour, per budget scope (new series' first values counted); the"
+    " spend-to-date rules and the forecast sum it at whole hours.",
+)
+REC_SCOPE_COST_THIS_HOUR = _r(
+    "team_project_agent:aispend_cost:increase_this_hour",
+    _SCOPE,
+    "Spend since the start of the current UTC hour, per budget scope, in 5-minute steps.",
+)
 REC_SCOPE_COST_TODAY = _r(
     "team_project_agent:aispend_cost:increase_today",
     _SCOPE,

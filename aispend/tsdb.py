@@ -15,7 +15,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 
@@ -75,17 +75,25 @@ def backfill_recording_rules(
     start: float,
     end: float,
     eval_interval: str = "60s",
+    only: Collection[str] | None = None,
+    skip: Collection[str] = (),
 ) -> int:
     """Evaluate the recording rules over [start, end] into `data_dir`; returns levels run.
+
+    `only`: just the rules recording these names and the rules they read; `skip`: not
+    the rules recording these names.
 
     The backtest's recorder does the work (a temporary Prometheus per dependency level,
     `query_range`, blocks from OpenMetrics), so both use one implementation.
     """
-    from aispend.backtest.rulefiles import RulesError, load_rules, parse_duration
+    from aispend.backtest.rulefiles import RulesError, load_rules, parse_duration, with_inputs
     from aispend.backtest.tsdb import BacktestError, backfill_rules
 
     try:
         rules = load_rules(rule_files).recording
+        if only is not None:
+            rules = with_inputs(rules, only)
+        rules = [rule for rule in rules if rule.record not in skip]
         with tempfile.TemporaryDirectory(prefix="aispend-rules-backfill-") as tmp:
             return backfill_rules(
                 data_dir, Path(tmp), rules, int(start), int(end), parse_duration(eval_interval)

@@ -145,6 +145,22 @@ def longest_range(expr: str) -> int:
     return longest
 
 
+def with_inputs(rules: Sequence[RecordingRule], names: Iterable[str]) -> list[RecordingRule]:
+    """The rules recording `names`, and every recording rule they read, at any depth."""
+    by_name: dict[str, list[RecordingRule]] = {}
+    for rule in rules:
+        by_name.setdefault(rule.record, []).append(rule)
+    wanted: set[str] = set()
+    todo = [name for name in names if name in by_name]
+    while todo:
+        name = todo.pop()
+        if name not in wanted:
+            wanted.add(name)
+            for rule in by_name[name]:
+                todo.extend(ref for ref in referenced_names(rule.expr) if ref in by_name)
+    return [rule for rule in rules if rule.record in wanted]
+
+
 def recording_levels(rules: Sequence[RecordingRule]) -> list[list[RecordingRule]]:
     """Recording rules grouped so each only reads series recorded at earlier levels."""
     by_name: dict[str, list[RecordingRule]] = {}

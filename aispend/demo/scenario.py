@@ -70,7 +70,8 @@ class DemoOptions:
     rules_backfill_hours: float = 24.0
     """Recorded series are backfilled over this much of the history (for dashboards).
     The baselines themselves read the raw history through subqueries, so they are
-    valid at once whatever this is."""
+    valid at once whatever this is. The hourly spend that spend to date and the
+    forecast sum is backfilled over the whole history (at whole hours before this)."""
     warmup_s: float = 45.0
     act_timeout_s: float = 300.0
     resolve_timeout_s: float = 420.0
@@ -134,12 +135,19 @@ def prepare_history(options: DemoOptions, config: Config, stack: Stack) -> tuple
     if options.rules_backfill_hours <= 0:
         path.unlink()
         return 0, 0
-    levels = backfill_recording_rules(
-        data_dir,
-        [rule_file],
-        start=now - options.rules_backfill_hours * 3600,
-        end=now,
-    )
+    recent = now - options.rules_backfill_hours * 3600
+    history_start = now - options.history_days * 86400
+    if history_start < recent:
+        # Month to date and the forecast read only the hours at whole hours.
+        backfill_recording_rules(
+            data_dir,
+            [rule_file],
+            start=history_start,
+            end=recent - 1,
+            eval_interval="1h",
+            only=[m.REC_SCOPE_COST_1H.name],
+        )
+    levels = backfill_recording_rules(data_dir, [rule_file], start=recent, end=now)
     path.unlink()  # hundreds of MB of text, now in the TSDB
     return 0, levels
 

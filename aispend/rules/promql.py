@@ -4,7 +4,9 @@ The central one is `spend()`: AI spend from every source in one expression, LLM 
 cost (gateway, tokens exporter) plus GPU cost (aispend's gpu exporter, or dcgm-exporter
 GPUs priced by the rules), so a team with only one of them still gets a series. It
 reads the raw counters, not recorded series, so backfilled history (or history from
-before the rules were installed) counts at once in baselines and spend-to-date.
+before the rules were installed) counts at once in the baselines. Spend to date and the
+forecast rate sum a recorded hourly increase instead (`since_start`): reading a month of
+raw counters at every evaluation does not scale (docs/benchmarks.md, "Rules at scale").
 """
 
 from __future__ import annotations
@@ -218,24 +220,31 @@ NOW_MONTH = f"((year({NOW}) - 2000) * 12 + month({NOW}))"
 NOW_HOUR_START = f"(floor({NOW} / 3600) * 3600)"
 
 
-def since_start(by: Sequence[str] | None, period: str) -> str:
-    """Spend since the start of the current UTC day or month: hourly buckets in the
-    period plus 5-minute buckets since the last full hour (lags the counters <= 5m)."""
-    if by is None:
-        hourly = scope_spend("increase", "1h", first_values=True)
-        tail = scope_spend("increase", "5m", first_values=True)
-        labels: tuple[str, ...] = (m.TEAM, m.PROJECT, m.AGENT)
-    else:
-        hourly = spend("increase", "1h", by, first_values=True)
-        tail = spend("increase", "5m", by, first_values=True)
-        labels = tuple(by)
+def since_start(hourly: str, this_hour: str, period: str) -> str:
+    """Spend since the start of the current UTC day or month, per budget scope: the
+    recorded `hourly` increase at the whole hours in the period (each step's sample is
+    the hour before it), plus the recorded spend since the last whole hour (`this_hour`,
+    lags the counters <= 5m).
+
+    Prometheus runs a group some seconds past each minute, so the sample a step reads was
+    recorded up to a minute before the hour: the sum covers up to a minute of the
+    previous month and leaves out up to a minute before the last whole hour (about 0 for
+    steady spend). promtool tests run at whole minutes, where both are exact. A whole
+    hour without a sample in the 5 minutes before it (Prometheus down or skipping the
+    group then) counts nothing: `aispend rules backfill` records such hours again."""
     if period == "day":
         cond, range_ = f"{STEP_DAY} == on() {NOW_DAY}", "1d"
     else:
         cond, range_ = f"{STEP_MONTH} == on() {NOW_MONTH}", "31d"
     hours = bucket_sum(hourly, cond, range_, "1h")
-    minutes = bucket_sum(tail, f"vector(time()) > on() {NOW_HOUR_START}", "1h", "5m")
+    labels = (m.TEAM, m.PROJECT, m.AGENT)
     return (
         f"sum by ({', '.join(labels)}) ("
-        f"{set_label(hours, 'part', 'hours')} or {set_label(minutes, 'part', 'minutes')})"
+        f"{set_label(hours, 'part', 'hours')} or {set_label(this_hour, 'part', 'minutes')})"
     )
+
+
+def since_hour_start(expr: str) -> str:
+    """The sum of `expr` (an increase over 5m) at the 5-minute steps since the start of
+    the current UTC hour."""
+    return bucket_sum(expr, f"vector(time()) > on() {NOW_HOUR_START}", "1h", "5m")

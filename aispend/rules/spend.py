@@ -21,6 +21,7 @@ from aispend.rules.promql import (
     seconds,
     selector,
     set_label,
+    since_hour_start,
     since_start,
     spend,
     steps,
@@ -48,16 +49,18 @@ def burn_windows(t: Tunables) -> list[str]:
 def forecast_rate(t: Tunables) -> tuple[str, list[Recording]]:
     """The scope spend rate the forecast reads, and its rule unless a burn window has it.
 
-    A window longer than the burn windows (7d) is summed from hourly increases: the same
-    spend per second over the window (up to the last full hour), without loading a week
-    of raw samples per series in one step. Until a scope's history covers the window
+    A window longer than the burn windows (7d) is summed from the recorded hourly
+    increases (REC_SCOPE_COST_1H, with new series' first values, as spend to date): the
+    same spend per second over the window (up to the last full hour), without reading a
+    week of raw samples per series at every evaluation. Until a scope's history covers
+    the window
     (a new install, team or agent), the sum is over the hours it has: over the whole
     window, two days of steady spend read as 2/7 of their rate."""
     window = t.forecast_rate_window
     rate = f"{m.REC_SCOPE_COST_RATE_PREFIX}{window}"
     if window in burn_windows(t):
         return rate, []
-    hours = f"({scope_spend('increase', '1h')}){steps(window, '1h')}"
+    hours = f"{m.REC_SCOPE_COST_1H.name}{steps(window, '1h')}"
     whole = f"sum_over_time({hours}) / {seconds(window)}"
     partial = f"sum_over_time({hours}) / (count_over_time({hours}) * 3600)"
     history = " or ".join(covered(by, window, matchers) for by, matchers in SCOPES)
@@ -229,15 +232,23 @@ def budget_rate_rules(t: Tunables) -> list[Recording]:
 
 
 def to_date_rules(t: Tunables) -> list[Recording]:
-    """Spend so far today and this month, utilisation, month-end forecast, exhaustion."""
+    """Spend so far today and this month, utilisation, month-end forecast, exhaustion.
+
+    The hour's and the 5-minute increases are recorded once, first (the rules of a group
+    run in order, each seeing the ones before at the same time), and summed by the rules
+    after them: summing raw counters over a month at each evaluation took 155 s at
+    16,000 cost series (docs/benchmarks.md, "Rules at scale")."""
     today, month = m.REC_SCOPE_COST_TODAY.name, m.REC_SCOPE_COST_MONTH.name
+    hourly, this_hour = m.REC_SCOPE_COST_1H.name, m.REC_SCOPE_COST_THIS_HOUR.name
     month_budget = budget("month", SCOPE)
     rate, rate_rules = forecast_rate(t)
     seconds_left = "((days_in_month() - day_of_month() + 1) * 86400 - time() % 86400)"
     return [
+        Recording(hourly, scope_spend("increase", "1h", first_values=True)),
+        Recording(this_hour, since_hour_start(scope_spend("increase", "5m", first_values=True))),
         *rate_rules,
-        Recording(today, since_start(None, "day")),
-        Recording(month, since_start(None, "month")),
+        Recording(today, since_start(hourly, this_hour, "day")),
+        Recording(month, since_start(hourly, this_hour, "month")),
         Recording(
             m.REC_TEAM_COST_TODAY.name,
             f'sum by ({m.TEAM}) ({today}{{{m.PROJECT}="", {m.AGENT}=""}})',
@@ -285,8 +296,9 @@ def reconcile_rules(t: Tunables) -> list[Recording]:
     # before it (a timestamp at midnight closes that day; one at noon, from a source
     # whose timestamp is its fetch time, has today's partial row, not today's bill).
     bill_day = f"({day_index(bill_ts)} - 1)"
+    team_hourly = f'{m.REC_SCOPE_COST_1H.name}{{{m.PROJECT}="", {m.AGENT}=""}}'
     estimate = bucket_sum(
-        spend("increase", "1h", (m.TEAM,), first_values=True),
+        f"sum by ({m.TEAM}) ({team_hourly})",
         f"{STEP_DAY} == on() {bill_day}",
         "4d",
         "1h",

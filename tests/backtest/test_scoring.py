@@ -17,6 +17,7 @@ from aispend.backtest.rulefiles import (
     RulesError,
     parse_duration,
     recording_levels,
+    with_inputs,
 )
 from aispend.backtest.scoring import Episode, detections, score
 
@@ -237,6 +238,20 @@ def test_recording_levels_follow_dependencies() -> None:
     assert [[r.record for r in level] for level in levels] == [["a", "d"], ["b"], ["c"]]
     with pytest.raises(RulesError, match="cycle"):
         recording_levels([RecordingRule("x", "y"), RecordingRule("y", "x + 1")])
+
+
+def test_with_inputs_takes_the_named_rules_and_what_they_read_at_any_depth() -> None:
+    rules = [
+        RecordingRule("c", "avg_over_time(b[1h]) / a"),
+        RecordingRule("a", "sum by (team) (rate(aispend_llm_cost_total[5m]))"),
+        RecordingRule("b", 'a * on(team) group_left aispend_budget{period="day"}'),
+        RecordingRule("d", 'label_replace(vector(1), "x", "c", "", "")'),
+        RecordingRule("b", "a * 2"),  # a second rule recording b
+    ]
+    assert [r.record for r in with_inputs(rules, ["c"])] == ["c", "a", "b", "b"]
+    assert [r.record for r in with_inputs(rules, ["b"])] == ["a", "b", "b"]
+    # "c" in d is a string, not a series read; a name no rule records is no rule.
+    assert [r.record for r in with_inputs(rules, ["d", "missing"])] == ["d"]
 
 
 def test_parse_duration() -> None:

@@ -64,6 +64,33 @@ def test_every_named_recorded_series_is_recorded() -> None:
     assert f"{metrics.REC_SCOPE_COST_RATE_PREFIX}3d" in recorded
 
 
+def test_spend_to_date_sums_the_recorded_hourly_spend_not_a_month_of_raw_counters() -> None:
+    """At 16,000 cost series, reading the raw counters over a month at each evaluation
+    took 155 s, past Prometheus's query timeout (docs/benchmarks.md, "Rules at scale")."""
+    data = yaml.safe_load((REPO / RULES_FILE).read_text())
+    (group,) = [g for g in data["groups"] if g["name"] == "aispend-spend-to-date"]
+    order = [rule["record"] for rule in group["rules"]]
+    exprs = {rule["record"]: rule["expr"] for rule in group["rules"]}
+    hourly = metrics.REC_SCOPE_COST_1H.name
+    this_hour = metrics.REC_SCOPE_COST_THIS_HOUR.name
+    raw_read = re.compile(
+        rf"(increase|rate|last_over_time|changes)\(({metrics.LLM_COST.name}|"
+        rf"{metrics.LLM_COST.created_name}|{metrics.GPU_COST.name})\b"
+    )
+    readers = {
+        metrics.REC_SCOPE_COST_TODAY.name: (hourly, this_hour),
+        metrics.REC_SCOPE_COST_MONTH.name: (hourly, this_hour),
+        f"{metrics.REC_SCOPE_COST_RATE_PREFIX}7d": (hourly,),
+        metrics.REC_ESTIMATE_BILL_DAY.name: (hourly,),
+    }
+    for name, inputs in readers.items():
+        assert not raw_read.search(exprs[name]), name
+        for recorded in inputs:
+            assert recorded in exprs[name], (name, recorded)
+            # Recorded earlier in the same group: the rule reads this evaluation's value.
+            assert order.index(recorded) < order.index(name), (name, recorded)
+
+
 def test_alerts_have_required_labels_and_annotations() -> None:
     data = yaml.safe_load((REPO / ALERTS_FILE).read_text())
     names = set()
