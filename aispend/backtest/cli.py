@@ -15,7 +15,8 @@ from aispend.backtest.rulefiles import DEFAULT_INTERVAL
 HELP = "replay a spend history through the real rules; score alerts against labels"
 
 
-def _time(text: str) -> int:
+def time_arg(text: str) -> int:
+    """An argparse type: RFC 3339 or Unix seconds."""
     from aispend.backtest.history import parse_timestamp
 
     try:
@@ -33,6 +34,18 @@ def _seconds(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
     if value <= 0:
         raise argparse.ArgumentTypeError("must be > 0")
+    return value
+
+
+def _eval_interval(text: str) -> int:
+    """A step that divides an hour: spend to date reads the recorded hourly spend at
+    every whole hour, so each must be an evaluation time."""
+    value = _seconds(text)
+    if 3600 % value:
+        raise argparse.ArgumentTypeError(
+            f"{value}s does not divide an hour (spend to date reads the rules at every whole"
+            " hour): use 60, 300, 600, 900, 1800 or 3600, for example"
+        )
     return value
 
 
@@ -62,8 +75,8 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--labels", type=Path, help="incident windows, NAB combined_windows.json shape")
     p.add_argument("--label-key", help="labels entry to use (default: a path suffix of --history)")
-    p.add_argument("--from", dest="start", type=_time, help="start time (RFC 3339 or Unix)")
-    p.add_argument("--to", dest="end", type=_time, help="end time (RFC 3339 or Unix)")
+    p.add_argument("--from", dest="start", type=time_arg, help="start time (RFC 3339 or Unix)")
+    p.add_argument("--to", dest="end", type=time_arg, help="end time (RFC 3339 or Unix)")
     p.add_argument("--rules", type=Path, help="directory with aispend.rules.yml/.alerts.yml")
     p.add_argument("--config", type=Path, help="aispend.yaml for budgets and team criticality")
     p.add_argument(
@@ -80,9 +93,9 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--eval-interval",
-        type=_seconds,
+        type=_eval_interval,
         default=DEFAULT_INTERVAL,
-        help=f"minimum rule evaluation step (default {DEFAULT_INTERVAL}s)",
+        help=f"minimum rule evaluation step, dividing an hour (default {DEFAULT_INTERVAL}s)",
     )
     p.add_argument(
         "--budget-headroom",

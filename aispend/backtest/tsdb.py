@@ -83,7 +83,35 @@ def _run(argv: Sequence[str], what: str, timeout: float = 3600) -> str:
     return done.stdout
 
 
-class TempPrometheus:
+class PrometheusAPI:
+    """Queries to a Prometheus's HTTP API at `url`."""
+
+    def __init__(self, url: str):
+        self.url = url.rstrip("/")
+
+    def api(self, path: str, params: dict[str, str], timeout: float = 900) -> Any:
+        """GET /api/v1/<path>; the `data` of a success, BacktestError otherwise."""
+        url = f"{self.url}/api/v1/{path}?{urllib.parse.urlencode(params)}"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                body = json.load(response)
+        except urllib.error.HTTPError as exc:
+            try:
+                detail = json.load(exc).get("error", "")
+            except (ValueError, OSError):
+                detail = ""
+            raise BacktestError(
+                f"Prometheus {path} answered {exc.code}: {detail} (query {params.get('query')})"
+            ) from exc
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise BacktestError(f"Prometheus {path} failed: {exc}") from exc
+        if not isinstance(body, dict) or body.get("status") != "success":
+            error = body.get("error") if isinstance(body, dict) else "not a Prometheus answer"
+            raise BacktestError(f"Prometheus {path}: {error}")
+        return body["data"]
+
+
+class TempPrometheus(PrometheusAPI):
     """A real Prometheus over `data_dir` on a free loopback port, for queries only."""
 
     def __init__(self, data_dir: Path, work_dir: Path, timeout: float = 120.0):
@@ -91,7 +119,7 @@ class TempPrometheus:
         self.work_dir = work_dir
         self.timeout = timeout
         self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(f"http://127.0.0.1:{self.port}")
         config = work_dir / "prometheus.yml"
         config.write_text("global: {}\n")
         self.proc = ManagedProcess(
@@ -128,26 +156,6 @@ class TempPrometheus:
         tb: TracebackType | None,
     ) -> None:
         self.proc.stop()
-
-    def api(self, path: str, params: dict[str, str], timeout: float = 900) -> Any:
-        """GET /api/v1/<path>; the `data` of a success, BacktestError otherwise."""
-        url = f"{self.url}/api/v1/{path}?{urllib.parse.urlencode(params)}"
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as response:
-                body = json.load(response)
-        except urllib.error.HTTPError as exc:
-            try:
-                detail = json.load(exc).get("error", "")
-            except (ValueError, OSError):
-                detail = ""
-            raise BacktestError(
-                f"Prometheus {path} answered {exc.code}: {detail} (query {params.get('query')})"
-            ) from exc
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise BacktestError(f"Prometheus {path} failed: {exc}") from exc
-        if body.get("status") != "success":
-            raise BacktestError(f"Prometheus {path}: {body.get('error')}")
-        return body["data"]
 
 
 @dataclass(frozen=True)
@@ -222,7 +230,7 @@ def eval_times(start: int, end: int, step: int) -> tuple[int, int]:
 
 
 def record_level(
-    prom: TempPrometheus,
+    prom: PrometheusAPI,
     rules: Sequence[RecordingRule],
     start: int,
     end: int,

@@ -1,4 +1,5 @@
 """`aispend rules generate [--out DIR] [--tunables FILE]`: write the rule files.
+(`aispend rules backfill`: aispend/rules/backfill.py.)
 
 Writes `alert-rules/aispend.rules.yml` (recording), `alert-rules/aispend.alerts.yml`
 (alerting) and `docs/runbooks.md` under DIR (default: the current directory, i.e. the
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from aispend.files import write_all_or_none
+from aispend.rules import backfill
 
 RULES_FILE = Path("alert-rules/aispend.rules.yml")
 ALERTS_FILE = Path("alert-rules/aispend.alerts.yml")
@@ -72,3 +74,4 @@ def add_parser(sub: Any) -> None:
     gen.add_argument("--out", default=".", help="output root (default: current directory)")
     gen.add_argument("--tunables", help="YAML file overriding tunables (default: built-ins)")
     gen.set_defaults(func=_run)
+    backfill.add_parser(rules_sub)

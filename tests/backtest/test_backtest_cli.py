@@ -286,6 +286,8 @@ def test_bad_alerts_regex_headroom_and_rule_files_are_clear(
         (["--alerts", "("], "--alerts: not a regular expression: '('"),
         (["--budget-headroom", "0"], "--budget-headroom: must be a finite number > 0, got '0'"),
         (["--budget-headroom", "nan"], "must be a finite number > 0, got 'nan'"),
+        # spend to date reads the recorded hourly spend at whole hours: 420s misses some
+        (["--eval-interval", "7m"], "--eval-interval: 420s does not divide an hour"),
     ]:
         with pytest.raises(SystemExit) as exit_:
             main([*base, *argv])

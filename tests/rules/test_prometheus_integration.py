@@ -4,12 +4,17 @@ Four weeks and a day of one agent's LLM cost counter (0.02 per minute, constant)
 day budget are written as OpenMetrics, turned into TSDB blocks with `promtool tsdb
 create-blocks-from openmetrics` (as the demo does), and the recorded series are read
 through the HTTP API. Because baselines read the raw counters, the weekly baseline
-exists at once from the backfilled history.
+exists at once from the backfilled history. Spend to date sums a recorded hourly
+series instead: `aispend rules backfill` records it from a Prometheus serving the raw
+history (as after an install or upgrade), and its blocks are moved into the TSDB first.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +32,7 @@ LLM = (
     'provider="openai",model="gpt-4o",source="gateway"}'
 )
 BUDGET = 'aispend_budget{team="search",project="",agent="",period="day"}'
+RETENTION = "--storage.tsdb.retention.time=30d"
 
 
 def _openmetrics(path: Path, start: int, end: int) -> None:
@@ -57,12 +63,26 @@ def test_recorded_series_over_backfilled_history(tmp_path: Path) -> None:
         check=True,
         capture_output=True,
     )
+    # The hourly spend at each whole hour of the history, from a Prometheus serving the
+    # raw counters without the rules; its blocks go into the TSDB before the rules run.
+    (tmp_path / "no-rules.yml").write_text("global: {}\n")
+    blocks = tmp_path / "hourly-blocks"
+    with running_prometheus(tmp_path / "no-rules.yml", data, RETENTION) as base:
+        done = subprocess.run(
+            [sys.executable, "-m", "aispend", "rules", "backfill", "--url", base,
+             "--output", str(blocks), "--from", str(now - 29 * 86400), "--to", str(now)],
+            cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "team_project_agent:aispend_cost:increase1h" in done.stdout
+    for block in blocks.iterdir():
+        shutil.move(block, data / block.name)
     config = tmp_path / "prometheus.yml"
     config.write_text(
         "global: {evaluation_interval: 5s}\n"
         f"rule_files: ['{REPO / 'alert-rules' / 'aispend.rules.yml'}']\n"
     )
-    with running_prometheus(config, data, "--storage.tsdb.retention.time=30d") as base:
+    with running_prometheus(config, data, RETENTION) as base:
         per_second = RATE_PER_MIN / 60
 
         def recorded(expr: str) -> list[dict[str, Any]]:
@@ -104,4 +124,12 @@ def test_recorded_series_over_backfilled_history(tmp_path: Path) -> None:
             # sample interval (1m) past the last sample
             expected = (last_sample - midnight) / 60 * RATE_PER_MIN
             value = float(today["value"][1])
+            assert expected - 5 * RATE_PER_MIN - 1e-9 <= value <= expected + RATE_PER_MIN + 1e-9
+        [month] = recorded('team:aispend_cost:increase_month{team="search"}')
+        evaluated = dt.datetime.fromtimestamp(float(month["value"][0]), dt.UTC)
+        month_start = int(evaluated.replace(day=1, hour=0, minute=0, second=0).timestamp())
+        if month_start >= now - 29 * 86400 + 3600 and last_sample - month_start >= 3600:
+            # the history covers the month's start: every hour of the month counts
+            expected = (last_sample - month_start) / 60 * RATE_PER_MIN
+            value = float(month["value"][1])
             assert expected - 5 * RATE_PER_MIN - 1e-9 <= value <= expected + RATE_PER_MIN + 1e-9
