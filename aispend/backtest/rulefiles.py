@@ -145,6 +145,16 @@ def longest_range(expr: str) -> int:
     return longest
 
 
+_AT_RANGE_END_RE = re.compile(r"@\s*(start|end)\s*\(\s*\)")
+
+
+def reads_query_bounds(expr: str) -> bool:
+    """Whether `expr` uses `@ start()` or `@ end()`: a rule evaluation (an instant query)
+    resolves them to the evaluation time, a range query to the range's bounds at every
+    step, so such a rule is replayed one instant query per step."""
+    return bool(_AT_RANGE_END_RE.search(expr))
+
+
 def with_inputs(rules: Sequence[RecordingRule], names: Iterable[str]) -> list[RecordingRule]:
     """The rules recording `names`, and every recording rule they read, at any depth."""
     by_name: dict[str, list[RecordingRule]] = {}

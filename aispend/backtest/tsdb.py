@@ -32,6 +32,7 @@ from aispend.backtest.openmetrics import Sink, SplitSink
 from aispend.backtest.rulefiles import (
     RecordingRule,
     longest_range,
+    reads_query_bounds,
     recording_levels,
     write_rule_file,
 )
@@ -201,8 +202,10 @@ def backfill_rules(
     `recorder="query"` evaluates each rule with `query_range` (in day-long chunks, at
     the rule's interval) and backfills the results with `create-blocks-from openmetrics`
     in a few large blocks; `recorder="promtool"` runs `create-blocks-from rules`, which
-    gives the same samples but writes one 2-hour block per rule and window (measured:
-    about 2 minutes per rule for 3 months of one team, against seconds).
+    gives the same samples (except for rules using `@ end()`, which its range queries
+    resolve to the range end: see record_level) but writes one 2-hour block per rule and
+    window (measured: about 2 minutes per rule for 3 months of one team, against
+    seconds).
     """
     levels = recording_levels(rules)
     for index, level in enumerate(levels):
@@ -243,7 +246,10 @@ def record_level(
     Each rule runs every max(its group interval, `interval`); a rule reading a range or
     offset of a day or more every max(that, `slow_interval`): its value moves little
     in minutes, and evaluating week-long windows every minute over months of history
-    dominates the replay's run time.
+    dominates the replay's run time. A rule using `@ end()` (the spend-to-date rules'
+    evaluation time inside a subquery) runs one instant query per step, every
+    max(that, `slow_interval`): a range query would resolve `end()` to the range's end
+    at every step (all of a chunk's steps saw its last step's day, month and hour).
     """
     count = 0
     by_name: dict[str, list[RecordingRule]] = {}
@@ -253,9 +259,19 @@ def record_level(
         out.family(f"# TYPE {name} unknown\n")
         for rule in by_name[name]:
             step = max(rule.interval, interval)
-            if longest_range(rule.expr) >= SLOW_RANGE:
+            per_step = reads_query_bounds(rule.expr)
+            if per_step or longest_range(rule.expr) >= SLOW_RANGE:
                 step = max(step, slow_interval)
             first, last = eval_times(start, end, step)
+            labels = dict(rule.labels)
+            if per_step:
+                for t in range(first, last + 1, step):
+                    data = prom.api("query", {"query": rule.expr, "time": str(t)})
+                    for series in data["result"]:
+                        text = _recorded_labels(series["metric"], labels)
+                        out.sample(t, f"{name}{text} {series['value'][1]} {t}\n")
+                        count += 1
+                continue
             t = first
             while t <= last:
                 stop = min(last, t + (RECORD_CHUNK_STEPS - 1) * step)
@@ -264,15 +280,20 @@ def record_level(
                     {"query": rule.expr, "start": str(t), "end": str(stop), "step": str(step)},
                 )
                 for series in data["result"]:
-                    labels = {k: v for k, v in series["metric"].items() if k != "__name__"}
-                    labels.update(rule.labels)
-                    text = label_text(labels)
+                    text = _recorded_labels(series["metric"], labels)
                     for ts, v in series["values"]:
                         out.sample(int(ts), f"{name}{text} {v} {ts}\n")
                     count += len(series["values"])
                 t = stop + step
     out.close()
     return count
+
+
+def _recorded_labels(metric: dict[str, str], rule_labels: dict[str, str]) -> str:
+    """A result's labels without its name, with the rule's labels set: as label text."""
+    labels = {k: v for k, v in metric.items() if k != "__name__"}
+    labels.update(rule_labels)
+    return label_text(labels)
 
 
 def _record_with_promtool(
