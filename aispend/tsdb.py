@@ -76,12 +76,13 @@ def backfill_recording_rules(
     end: float,
     eval_interval: str = "60s",
     only: Collection[str] | None = None,
-    skip: Collection[str] = (),
 ) -> int:
     """Evaluate the recording rules over [start, end] into `data_dir`; returns levels run.
 
-    `only`: just the rules recording these names and the rules they read; `skip`: not
-    the rules recording these names.
+    `only`: just the rules recording these names, every `eval_interval`, after the
+    rules they read (at any depth), every minute: a named rule reading a range reads
+    its inputs between its own steps (the hourly spend sums the DCGM GPU cost rate at
+    each minute of its hour).
 
     The backtest's recorder does the work (a temporary Prometheus per dependency level,
     `query_range`, blocks from OpenMetrics), so both use one implementation.
@@ -91,12 +92,19 @@ def backfill_recording_rules(
 
     try:
         rules = load_rules(rule_files).recording
-        if only is not None:
-            rules = with_inputs(rules, only)
-        rules = [rule for rule in rules if rule.record not in skip]
+        interval = parse_duration(eval_interval)
         with tempfile.TemporaryDirectory(prefix="aispend-rules-backfill-") as tmp:
-            return backfill_rules(
-                data_dir, Path(tmp), rules, int(start), int(end), parse_duration(eval_interval)
-            )
+            if only is None:
+                return backfill_rules(data_dir, Path(tmp), rules, int(start), int(end), interval)
+            wanted = with_inputs(rules, only)
+            inputs = [rule for rule in wanted if rule.record not in only]
+            named = [rule for rule in wanted if rule.record in only]
+            levels = 0
+            for part, (chosen, step) in enumerate(((inputs, 60), (named, interval))):
+                if chosen:
+                    work = Path(tmp) / f"part-{part}"
+                    work.mkdir()
+                    levels += backfill_rules(data_dir, work, chosen, int(start), int(end), step)
+            return levels
     except (RulesError, BacktestError) as exc:
         raise TsdbError(str(exc)) from exc

@@ -150,7 +150,8 @@ def measure(teams: int, models: int, work: Path) -> tuple[int, list[Timing], flo
     rules_file = REPO / "alert-rules" / "aispend.rules.yml"
     start = end - DAYS * 86400
     # Whole hours are all the sums read; the spend since the hour, at the end only.
-    backfill_recording_rules(data, [rules_file], start, end - 1, "1h", only=RECORDED_INPUTS)
+    hourly = [metrics.REC_SCOPE_COST_1H.name]
+    backfill_recording_rules(data, [rules_file], start, end - 1, "1h", only=hourly)
     backfill_recording_rules(data, [rules_file], end, end, "1m", only=RECORDED_INPUTS)
     with TempPrometheus(data, work, timeout=600) as prom:
         began = time.monotonic()
