@@ -9,13 +9,19 @@ the hours before count nothing, and month to date reads low until the month ends
 This command evaluates that rule at each whole hour of [--from, --to] against the
 running Prometheus at URL (`query_range` over its raw counters, read only) and writes
 the samples as TSDB blocks to DIR (`promtool tsdb create-blocks-from openmetrics`).
-Move the blocks into Prometheus's `--storage.tsdb.path` and restart it. The sums read
+Move the blocks into Prometheus's `--storage.tsdb.path` and restart it. Only hours
+Prometheus has already written to a block can be recorded (`--to` at most the last
+whole hour before its head, its newest 2 to 3 hours): at restart it drops from its
+head every sample older than the newest block's end, of every series. The sums read
 one sample per whole hour, the backfilled one where Prometheus has recorded the hour
 too, so an hour is not counted twice (where backfilled and recorded hours meet, up to
 a minute may be).
 
 Default range: from the earlier of the start of the UTC month and 7 days ago (the
-forecast's rate window) to the last whole hour.
+forecast's rate window) to the last whole hour before the head. Hours still in the
+head: run it again a few hours later with `--from`. DCGM-only GPUs' spend comes from a
+recorded series too (`gpu:aispend_gpu_cost:rate5m`), so it counts only where
+Prometheus already recorded that.
 """
 
 from __future__ import annotations
@@ -26,9 +32,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aispend import metrics
+
+if TYPE_CHECKING:
+    from aispend.backtest.rulefiles import RecordingRule
+    from aispend.backtest.tsdb import PrometheusAPI
 
 HOUR = 3600
 FORECAST_DAYS = 7
@@ -46,42 +56,78 @@ def _utc(ts: int) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def backfill_hourly_spend(url: str, rules_file: Path, output: Path, start: int, end: int) -> int:
-    """Record the hourly spend rule at the whole hours of [start, end] from the Prometheus
-    at `url` into blocks in `output`; returns the number of samples written."""
-    from aispend.backtest.openmetrics import SplitSink
+def last_hour_before_head(prom: PrometheusAPI, now: float) -> int:
+    """The last whole hour (at most now) before the oldest sample of Prometheus's head
+    (`/api/v1/status/tsdb`): a block ending later would cut the head at restart."""
+    limit = int(now) - int(now) % HOUR
+    head = prom.api("status/tsdb", {}, timeout=60)
+    stats = head.get("headStats") if isinstance(head, dict) else None
+    min_ms = stats.get("minTime") if isinstance(stats, dict) else None
+    if isinstance(min_ms, int) and 0 < min_ms < limit * 1000 + 1:
+        # A block's end is its last sample + 1 ms, which must not pass the head's start.
+        limit = (min_ms - 1) // 1000 - (min_ms - 1) // 1000 % HOUR
+    return limit
+
+
+def hourly_spend_rules(rules_file: Path) -> list[RecordingRule]:
+    """The rules recording the hourly spend in `rules_file`; ValueError if none."""
     from aispend.backtest.rulefiles import load_rules
-    from aispend.backtest.tsdb import (
-        BLOCK_WINDOW,
-        PrometheusAPI,
-        backfill_openmetrics,
-        record_level,
-    )
 
     name = metrics.REC_SCOPE_COST_1H.name
     rules = [rule for rule in load_rules([rules_file]).recording if rule.record == name]
     if not rules:
         raise ValueError(f"{rules_file} records no {name}: regenerate it (aispend rules generate)")
-    output.mkdir(parents=True, exist_ok=True)
+    return rules
+
+
+def backfill_hourly_spend(
+    prom: PrometheusAPI, rules: list[RecordingRule], output: Path, start: int, end: int
+) -> int:
+    """Record the hourly spend rules at the whole hours of [start, end] from `prom` into
+    blocks in `output`; returns the number of samples written."""
+    from aispend.backtest.openmetrics import SplitSink
+    from aispend.backtest.tsdb import BLOCK_WINDOW, backfill_openmetrics, record_level
+
     with tempfile.TemporaryDirectory(prefix="aispend-rules-backfill-") as tmp:
         sink = SplitSink(Path(tmp), "hourly", BLOCK_WINDOW)
-        count = record_level(PrometheusAPI(url), rules, start, end, HOUR, sink)
+        count = record_level(prom, rules, start, end, HOUR, sink)
         backfill_openmetrics(sink.paths, output)
     return count
 
 
 def _run(args: argparse.Namespace) -> int:
     from aispend.backtest.rulefiles import RulesError
-    from aispend.backtest.tsdb import BacktestError
+    from aispend.backtest.tsdb import BacktestError, PrometheusAPI
 
     now = time.time()
     start = args.start if args.start is not None else default_start(now)
-    end = args.end if args.end is not None else int(now) - int(now) % HOUR
-    if start >= end:
-        print(f"error: --from ({_utc(start)}) must be before --to ({_utc(end)})", file=sys.stderr)
+    if args.end is not None and start >= args.end:
+        print(
+            f"error: --from ({_utc(start)}) must be before --to ({_utc(args.end)})",
+            file=sys.stderr,
+        )
         return 2
+    prom = PrometheusAPI(args.url)
     try:
-        count = backfill_hourly_spend(args.url, args.rules, args.output, start, end)
+        rules = hourly_spend_rules(args.rules)
+        limit = last_hour_before_head(prom, now)
+        if args.end is not None and args.end > limit:
+            print(
+                f"error: --to ({_utc(args.end)}) is after {_utc(limit)}, the last whole hour"
+                " Prometheus has written to a block: later hours are still in its head (or"
+                " to come), and a block there would make it drop them at restart. Run this"
+                " again later for them.",
+                file=sys.stderr,
+            )
+            return 2
+        end = limit if args.end is None else args.end
+        if start + (-start) % HOUR > end:
+            print(
+                f"error: no whole hour between {_utc(start)} and {_utc(end)}: nothing to record",
+                file=sys.stderr,
+            )
+            return 2
+        count = backfill_hourly_spend(prom, rules, args.output, start, end)
     except (RulesError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -93,8 +139,9 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     if count == 0:
         print(
-            f"no samples: Prometheus at {args.url} has no cost series between --from and --to;"
-            " nothing written",
+            f"no samples: Prometheus at {args.url} has no cost series between {_utc(start)}"
+            f" and {_utc(end)}; nothing written"
+            + ("" if args.end is not None else " (later hours are still in its head)"),
             file=sys.stderr,
         )
         return 1

@@ -68,11 +68,23 @@ def test_recorded_series_over_backfilled_history(tmp_path: Path) -> None:
     (tmp_path / "no-rules.yml").write_text("global: {}\n")
     blocks = tmp_path / "hourly-blocks"
     with running_prometheus(tmp_path / "no-rules.yml", data, RETENTION) as base:
-        done = subprocess.run(
-            [sys.executable, "-m", "aispend", "rules", "backfill", "--url", base,
-             "--output", str(blocks), "--from", str(now - 29 * 86400), "--to", str(now)],
-            cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
-        )  # fmt: skip
+
+        def backfill(*argv: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "aispend", "rules", "backfill", "--url", base,
+                 "--output", str(blocks), *argv],
+                cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+            )  # fmt: skip
+
+        # Hours not yet written to a block (here: none are, the head is empty) or to
+        # come are refused: a block there would cut Prometheus's head at restart.
+        refused = backfill("--to", str(now + 3600))
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert "the last whole hour Prometheus has written to a block" in refused.stderr
+        empty = backfill("--from", str(now - 7200 + 60), "--to", str(now - 7200 + 120))
+        assert empty.returncode == 2 and "no whole hour between" in empty.stderr
+        assert not blocks.exists()
+        done = backfill("--from", str(now - 29 * 86400), "--to", str(now - now % 3600))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "team_project_agent:aispend_cost:increase1h" in done.stdout
     for block in blocks.iterdir():
