@@ -10,7 +10,6 @@ from __future__ import annotations
 from aispend import metrics as m
 from aispend.rules.model import Group, Recording
 from aispend.rules.promql import (
-    SCOPES,
     STEP_DAY,
     bucket_sum,
     covered,
@@ -52,10 +51,10 @@ def forecast_rate(t: Tunables) -> tuple[str, list[Recording]]:
     A window longer than the burn windows (7d) is summed from the recorded hourly
     increases (REC_SCOPE_COST_1H, with new series' first values, as spend to date): the
     same spend per second over the window (up to the last full hour), without reading a
-    week of raw samples per series at every evaluation. Until a scope's history covers
-    the window
-    (a new install, team or agent), the sum is over the hours it has: over the whole
-    window, two days of steady spend read as 2/7 of their rate."""
+    week of raw samples per series at every evaluation. Until a scope's recorded hourly
+    spend covers the window (a new install, team or agent, or an upgrade without
+    `aispend rules backfill`), the sum is over the hours it has: over the whole window,
+    two days of steady spend read as 2/7 of their rate."""
     window = t.forecast_rate_window
     rate = f"{m.REC_SCOPE_COST_RATE_PREFIX}{window}"
     if window in burn_windows(t):
@@ -63,7 +62,11 @@ def forecast_rate(t: Tunables) -> tuple[str, list[Recording]]:
     hours = f"{m.REC_SCOPE_COST_1H.name}{steps(window, '1h')}"
     whole = f"sum_over_time({hours}) / {seconds(window)}"
     partial = f"sum_over_time({hours}) / (count_over_time({hours}) * 3600)"
-    history = " or ".join(covered(by, window, matchers) for by, matchers in SCOPES)
+    # Whole where the hourly spend itself goes back over the window (with an hour's
+    # slack for one backfilled at whole hours only): after an upgrade or install over
+    # raw history, the raw counters do, and a week's sum of a few recorded hours would
+    # read as a tiny rate.
+    history = f"present_over_time({m.REC_SCOPE_COST_1H.name}[1h] offset {window})"
     expr = f"({whole}\n  and on({SCOPE}) ({history}))\nor\n{partial}"
     return rate, [Recording(rate, expr)]
 
