@@ -46,11 +46,11 @@ from tests.conftest import (
     EXAMPLE_CONFIG,
     REPO,
     SHARED_DATA,
-    free_port,
     prom_query,
     require_binary,
 )
 from tests.dashboards.panels import PanelQuery, all_queries, concrete, dashboard_files, load
+from tests.foundation.test_stack import free_port_base
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -178,7 +178,6 @@ def live_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     config = _config(tmp)
     run_dir = tmp / "run"
     data_dir = run_dir / "prometheus-data"
-    port_base = 20000 + free_port() % 30000
     history = write_history(load_config(config), tmp / "history", HISTORY_DAYS)
     create_blocks_from_openmetrics(history, data_dir)
     history.unlink()
@@ -190,6 +189,9 @@ def live_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         end,
         eval_interval="5m",
     )
+    # Every port checked free, below the ephemeral range (a base drawn from 20000-50000
+    # unchecked met PortInUse twice, on 38796 and 44296).
+    port_base = free_port_base(COMPONENTS)
     lib_dir, state = _fake_nvml(tmp)
     saved = {k: os.environ.get(k) for k in ("LD_LIBRARY_PATH", "FAKE_NVML_STATE")}
     os.environ["LD_LIBRARY_PATH"] = str(lib_dir)

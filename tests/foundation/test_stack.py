@@ -38,9 +38,21 @@ def port_is_free(port: int) -> bool:
         return True
 
 
+def _ephemeral_start() -> int:
+    """The lowest port the kernel hands to client sockets and to bind(0) listeners."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port_base(components=CORE) -> int:
+    """A port base whose ports are all free, below the ephemeral range: a client
+    connection or a temporary Prometheus may take an ephemeral port at any time (a stack
+    chosen there met PortInUse twice)."""
+    top = min(_ephemeral_start(), 65536) - 200
     for _ in range(200):
-        base = random.randint(20000, 60000)
+        base = random.randint(10000, max(10001, top))
         wanted = [ports.shifted(COMPONENTS[c].port, base) for c in components]
         if all(port_is_free(p) for p in wanted):
             return base
