@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aispend import metrics
+from aispend.backtest.history import format_timestamp
 
 if TYPE_CHECKING:
     from aispend.backtest.rulefiles import RecordingRule
@@ -50,10 +51,6 @@ def default_start(now: float) -> int:
     month_start = int(today.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp())
     week = int(now) - FORECAST_DAYS * 86400
     return min(month_start, week - week % HOUR)
-
-
-def _utc(ts: int) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def last_hour_before_head(prom: PrometheusAPI, now: float) -> int:
@@ -103,7 +100,7 @@ def _run(args: argparse.Namespace) -> int:
     start = args.start if args.start is not None else default_start(now)
     if args.end is not None and start >= args.end:
         print(
-            f"error: --from ({_utc(start)}) must be before --to ({_utc(args.end)})",
+            f"error: --from ({format_timestamp(start)}) must be before --to ({format_timestamp(args.end)})",
             file=sys.stderr,
         )
         return 2
@@ -113,7 +110,7 @@ def _run(args: argparse.Namespace) -> int:
         limit = last_hour_before_head(prom, now)
         if args.end is not None and args.end > limit:
             print(
-                f"error: --to ({_utc(args.end)}) is after {_utc(limit)}, the last whole hour"
+                f"error: --to ({format_timestamp(args.end)}) is after {format_timestamp(limit)}, the last whole hour"
                 " Prometheus has written to a block: later hours are still in its head (or"
                 " to come), and a block there would make it drop them at restart. Run this"
                 " again later for them.",
@@ -123,7 +120,7 @@ def _run(args: argparse.Namespace) -> int:
         end = limit if args.end is None else args.end
         if start + (-start) % HOUR > end:
             print(
-                f"error: no whole hour between {_utc(start)} and {_utc(end)}: nothing to record",
+                f"error: no whole hour between {format_timestamp(start)} and {format_timestamp(end)}: nothing to record",
                 file=sys.stderr,
             )
             return 2
@@ -139,8 +136,8 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     if count == 0:
         print(
-            f"no samples: Prometheus at {args.url} has no cost series between {_utc(start)}"
-            f" and {_utc(end)}; nothing written"
+            f"no samples: Prometheus at {args.url} has no cost series between {format_timestamp(start)}"
+            f" and {format_timestamp(end)}; nothing written"
             + ("" if args.end is not None else " (later hours are still in its head)"),
             file=sys.stderr,
         )
