@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aispend import metrics
-from aispend.backtest.history import format_timestamp
+from aispend.backtest.history import format_timestamp as utc
 
 if TYPE_CHECKING:
     from aispend.backtest.rulefiles import RecordingRule
@@ -100,7 +100,7 @@ def _run(args: argparse.Namespace) -> int:
     start = args.start if args.start is not None else default_start(now)
     if args.end is not None and start >= args.end:
         print(
-            f"error: --from ({format_timestamp(start)}) must be before --to ({format_timestamp(args.end)})",
+            f"error: --from ({utc(start)}) must be before --to ({utc(args.end)})",
             file=sys.stderr,
         )
         return 2
@@ -110,7 +110,7 @@ def _run(args: argparse.Namespace) -> int:
         limit = last_hour_before_head(prom, now)
         if args.end is not None and args.end > limit:
             print(
-                f"error: --to ({format_timestamp(args.end)}) is after {format_timestamp(limit)}, the last whole hour"
+                f"error: --to ({utc(args.end)}) is after {utc(limit)}, the last whole hour"
                 " Prometheus has written to a block: later hours are still in its head (or"
                 " to come), and a block there would make it drop them at restart. Run this"
                 " again later for them.",
@@ -120,7 +120,7 @@ def _run(args: argparse.Namespace) -> int:
         end = limit if args.end is None else args.end
         if start + (-start) % HOUR > end:
             print(
-                f"error: no whole hour between {format_timestamp(start)} and {format_timestamp(end)}: nothing to record",
+                f"error: no whole hour between {utc(start)} and {utc(end)}: nothing to record",
                 file=sys.stderr,
             )
             return 2
@@ -136,8 +136,8 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     if count == 0:
         print(
-            f"no samples: Prometheus at {args.url} has no cost series between {format_timestamp(start)}"
-            f" and {format_timestamp(end)}; nothing written"
+            f"no samples: Prometheus at {args.url} has no cost series between {utc(start)}"
+            f" and {utc(end)}; nothing written"
             + ("" if args.end is not None else " (later hours are still in its head)"),
             file=sys.stderr,
         )
