@@ -42,14 +42,17 @@ if TYPE_CHECKING:
     from aispend.backtest.tsdb import PrometheusAPI
 
 HOUR = 3600
-FORECAST_DAYS = 7
 
 
 def default_start(now: float) -> int:
-    """The earlier of the start of the UTC month and FORECAST_DAYS ago, at a whole hour."""
+    """The earlier of the start of the UTC month and the forecast's rate window ago (the
+    forecast_rate_window tunable's default), at a whole hour."""
+    from aispend.rules.promql import seconds
+    from aispend.rules.tunables import Tunables
+
     today = dt.datetime.fromtimestamp(now, dt.UTC)
     month_start = int(today.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp())
-    week = int(now) - FORECAST_DAYS * 86400
+    week = int(now) - seconds(Tunables().forecast_rate_window)
     return min(month_start, week - week % HOUR)
 
 
