@@ -8,10 +8,12 @@ end of the history (`/api/v1/query?stats=all`): its wall time and peak samples, 
 per rule group and set beside the group's interval. The history has one sample every
 30 minutes and every 15 s in its last hour, far sparser than a real 15 s scrape, so
 the times are most likely far below a real history's. No GPU or billing series: the
-gateway's cost series dominate every spend rule. Besides the raw series, only the hourly
-spend per scope that the spend-to-date rules sum is backfilled (at whole hours, where
-they read it); other rules that read recorded series find none, so their times are not
-measured.
+gateway's cost series dominate every spend rule. Besides the raw series, only the
+recorded series read at whole hours are backfilled, at whole hours: the hourly spend per
+scope that the spend-to-date rules sum and the hourly rates the baselines read (a
+running Prometheus records them at every evaluation, 15 s, so their reads there decode
+more samples than here). Other rules that read recorded series find none, so their times
+are not measured.
 
     .venv/bin/python benchmarks/rules_scale.py                   # 2,000 and 16,000 series
     .venv/bin/python benchmarks/rules_scale.py --teams 1 --models 1 --output /tmp/x.md
@@ -34,6 +36,7 @@ from _docs import write_section
 
 from aispend import metrics
 from aispend.backtest.tsdb import BacktestError, TempPrometheus, backfill_openmetrics
+from aispend.rules.backfill import HOURLY_SERIES
 from aispend.tsdb import backfill_recording_rules
 
 TITLE = "Rules at scale (query time per rule group)"
@@ -149,9 +152,8 @@ def measure(teams: int, models: int, work: Path) -> tuple[int, list[Timing], flo
     backfill_openmetrics([history], data)
     rules_file = REPO / "alert-rules" / "aispend.rules.yml"
     start = end - DAYS * 86400
-    # Whole hours are all the sums read; the spend since the hour, at the end only.
-    hourly = [metrics.REC_SCOPE_COST_1H.name]
-    backfill_recording_rules(data, [rules_file], start, end - 1, "1h", only=hourly)
+    # Whole hours are all the sums and baselines read; the spend since the hour, at the end.
+    backfill_recording_rules(data, [rules_file], start, end - 1, "1h", only=HOURLY_SERIES)
     backfill_recording_rules(data, [rules_file], end, end, "1m", only=RECORDED_INPUTS)
     with TempPrometheus(data, work, timeout=600) as prom:
         began = time.monotonic()
@@ -227,12 +229,15 @@ def main() -> int:
         " rule's expression runs once at the end of the history, alone; a group whose sum"
         " passes its interval cannot keep up in a Prometheus running the rules (which then"
         " skips evaluations), and a rule past the default query limits is never recorded."
-        " Besides the raw series, only the hourly spend per scope"
-        f" (`{metrics.REC_SCOPE_COST_1H.name}`) is backfilled, at whole hours (the only"
-        " samples the spend-to-date rules and the forecast rate read; a running Prometheus"
-        " records it every minute), and the spend since the hour at the end. Rules that read"
-        " other recorded series (the anomaly group, the alerts, the budget ratios and the"
-        " forecast) find none here, so their near-0 s times are not measurements.\n" + render(runs)
+        " Besides the raw series, only the recorded series rules read at whole hours are"
+        f" backfilled, at whole hours: the hourly spend per scope (`{HOURLY_SERIES[0]}`, which"
+        " the spend-to-date rules and the forecast rate sum) and the hourly rates per"
+        f" team+model and team+agent (`{HOURLY_SERIES[1]}`, `{HOURLY_SERIES[2]}`, which the"
+        " weekly and daily baselines read); a running Prometheus records them at every"
+        " evaluation (15 s), so its reads of them decode more samples than here. The spend"
+        " since the hour is backfilled at the end. Rules that read other recorded series (the"
+        " anomaly group, the alerts, the budget ratios and the forecast) find none here, so"
+        " their near-0 s times are not measurements.\n" + render(runs)
     )
     print(body)
     write_section(args.output, TITLE, body)

@@ -121,6 +121,7 @@ class DemoResult:
 
 def prepare_history(options: DemoOptions, config: Config, stack: Stack) -> tuple[int, int]:
     """Write and load history and backfilled rules; returns (series lines, rule levels)."""
+    from aispend.rules.backfill import HOURLY_SERIES
     from aispend.tsdb import backfill_recording_rules, create_blocks_from_openmetrics
 
     ctx = stack.ctx
@@ -138,14 +139,14 @@ def prepare_history(options: DemoOptions, config: Config, stack: Stack) -> tuple
     recent = now - options.rules_backfill_hours * 3600
     history_start = now - options.history_days * 86400
     if history_start < recent:
-        # Month to date and the forecast read only the hours at whole hours.
+        # Month to date, the forecast and the weekly baselines read only whole hours there.
         backfill_recording_rules(
             data_dir,
             [rule_file],
             start=history_start,
             end=recent - 1,
             eval_interval="1h",
-            only=[m.REC_SCOPE_COST_1H.name],
+            only=HOURLY_SERIES,
         )
     levels = backfill_recording_rules(data_dir, [rule_file], start=recent, end=now)
     path.unlink()  # hundreds of MB of text, now in the TSDB

@@ -11,13 +11,24 @@ For each level (team+model, team+agent) three baselines, best first:
 
 Means and stddevs end an hour ago (HOLD_OUT), so a new series has a baseline after 1h.
 
+Inputs: the week- and day-long means, stddevs and trends read the recorded hourly rate
+(`team_model:` / `team_agent:aispend_cost:rate1h`, recorded every evaluation of
+aispend-spend) at whole hours, not the raw counters: subqueries over weeks of the raw
+counters took over the group's 60 s interval at 16,000 gateway cost series
+(docs/benchmarks.md, "Rules at scale"). The recorded rate at a whole hour is the same
+expression as the raw one there. The same-time 1h windows and the 6h baseline read the
+raw counters (short windows). Recorded history starts when Prometheus loads the rules,
+so a trend also needs the recorded rate to reach back over its window
+(`recorded_since`); `aispend rules backfill` records past hours.
+
 Edge of history: a past window counts only where the series has a sample in the 5
 minutes before the window starts (`covered`), since a window cut by the start of
 history holds only part of its period and biases the median. The same-time window k
 periods ago (1h, needs k periods + 30m of history) decides whether term k exists; its
 trend (the mean of the period before it, needs (k + 1) periods + 1h) is added only
 where that is whole too, else the term is the plain seasonal value. So with 8 days of
-history the 1w prediction is last week's value; after 2 weeks and 1h it gains the trend.
+history the 1w prediction is last week's value; after 2 weeks and 1h it gains the trend
+(after an install over raw history, once the recorded rate covers those 2 weeks too).
 
 The `baseline` label of the prediction, stddev, mean and z-score says which one was
 used. The z-score is (5m rate - prediction) / max(stddev, min_stddev_ratio x
@@ -40,9 +51,17 @@ LEVELS: dict[str, tuple[str, ...]] = {
 }
 BASELINES = ("1w", "1d", "6h")
 RUNAWAY_LEVEL = "team_agent"
+SHIFTS = (1, 2, 3)
+"""The seasonal terms: the same time 1, 2 and 3 periods ago."""
 HOLD_OUT = "1h"
 """Baseline means and stddevs end 1h ago, so an ongoing incident does not raise its own
 baseline (and resolve itself) within its first hour."""
+
+
+RECORDED_REACH = (max(SHIFTS) + 1) * seconds("1w") + 3600
+"""How far back the baselines read the recorded hourly rate (`<level>:aispend_cost:rate1h`):
+the weekly trend's oldest week ends 3 weeks ago, and `recorded_since` looks at the hour
+before it starts."""
 
 
 def name(level: str, suffix: str) -> str:
@@ -51,17 +70,18 @@ def name(level: str, suffix: str) -> str:
 
 def _seasonal(level: str, by: Sequence[str], period: str) -> list[Recording]:
     on = ", ".join(by)
-    hourly = spend("rate", "1h", by)
+    hourly = name(level, "rate1h")
     avg = name(level, f"rate1h:avg_over_time_{period}")
     terms = []
-    for k in (1, 2, 3):
+    for k in SHIFTS:
         shift = k * seconds(period)
         past = spend("rate", "1h", by, offset=duration(shift - 1800))
-        past_avg = f"avg_over_time(({hourly})[{period}:1h] offset {duration(shift)})"
+        past_avg = f"avg_over_time({hourly}[{period}:1h] offset {duration(shift)})"
         # Each window counts only where the history covers all of it (see the docstring).
         trend = (
             f"({avg} - on({on}) {past_avg})\n"
-            f"      and on({on}) {covered(by, duration(shift + seconds(period) + 3600))}"
+            f"      and on({on}) {covered(by, duration(shift + seconds(period) + 3600))}\n"
+            f"      and on({on}) {recorded_since(hourly, shift + seconds(period))}"
         )
         term = (
             f"(({past} + on({on}) ({trend}))\n    or on({on}) {past})\n"
@@ -69,16 +89,23 @@ def _seasonal(level: str, by: Sequence[str], period: str) -> list[Recording]:
         )
         terms.append(set_label(term, "offset", duration(shift)))
     return [
-        Recording(avg, f"avg_over_time(({hourly})[{period}:1h] offset {HOLD_OUT})"),
+        Recording(avg, f"avg_over_time({hourly}[{period}:1h] offset {HOLD_OUT})"),
         Recording(
             name(level, f"rate1h:stddev_over_time_{period}"),
-            f"stddev_over_time(({hourly})[{period}:1h] offset {HOLD_OUT})",
+            f"stddev_over_time({hourly}[{period}:1h] offset {HOLD_OUT})",
         ),
         Recording(
             name(level, f"rate1h:prediction_{period}"),
             f"clamp_min(quantile by ({on}) (0.5,\n  " + "\n  or ".join(terms) + "\n), 0)",
         ),
     ]
+
+
+def recorded_since(recorded: str, ago: int) -> str:
+    """The series of `recorded` with a sample in the hour before `ago` seconds ago: their
+    recorded history covers the time since then (after an install over existing raw
+    history it starts only when Prometheus loaded the rules)."""
+    return f"present_over_time({recorded}[1h] offset {duration(ago)})"
 
 
 def level_rules(level: str, by: Sequence[str], t: Tunables) -> list[Recording]:

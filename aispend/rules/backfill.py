@@ -1,27 +1,33 @@
 """`aispend rules backfill --url URL --output DIR [--from T] [--to T] [--rules FILE]`.
 
-Spend to date, the month budget ratios and the forecast rate sum a recorded series,
-the hourly spend per budget scope (`team_project_agent:aispend_cost:increase1h`), at
-whole hours. Prometheus records it from the moment it loads the rules: after an
-install over existing history, or an upgrade from rules that read the raw counters,
-the hours before count nothing, and month to date reads low until the month ends.
+Some rules read recorded series at whole hours, not the raw counters:
+- spend to date, the month budget ratios and the forecast rate sum the hourly spend per
+  budget scope (`team_project_agent:aispend_cost:increase1h`);
+- the anomaly baselines' week- and day-long means, stddevs and trends read the hourly
+  spend rate per team+model and team+agent (`team_model:aispend_cost:rate1h`,
+  `team_agent:aispend_cost:rate1h`).
+Prometheus records them from the moment it loads the rules: after an install over
+existing history, or an upgrade from rules that read the raw counters, the hours before
+count nothing in month to date, and the baselines start as for a new series (the
+weekly one after a week, its trend after two).
 
-This command evaluates that rule at each whole hour of [--from, --to] against the
+This command evaluates those rules at each whole hour of [--from, --to] against the
 running Prometheus at URL (`query_range` over its raw counters, read only) and writes
 the samples as TSDB blocks to DIR (`promtool tsdb create-blocks-from openmetrics`).
 Move the blocks into Prometheus's `--storage.tsdb.path` and restart it. Only hours
 Prometheus has already written to a block can be recorded (`--to` at most the last
 whole hour before its head, its newest 2 to 3 hours): at restart it drops from its
-head every sample older than the newest block's end, of every series. The sums read
+head every sample older than the newest block's end, of every series. The rules read
 one sample per whole hour, the backfilled one where Prometheus has recorded the hour
 too, so an hour is not counted twice (where backfilled and recorded hours meet, up to
 a minute may be).
 
-Default range: from the earlier of the start of the UTC month and 7 days ago (the
-forecast's rate window) to the last whole hour before the head. Hours still in the
-head: run it again a few hours later with `--from`. DCGM-only GPUs' spend comes from a
-recorded series too (`gpu:aispend_gpu_cost:rate5m`), so it counts only where
-Prometheus already recorded that.
+Default range: from the earliest of the start of the UTC month, 7 days ago (the
+forecast's rate window) and 4 weeks and an hour ago (the baselines' reach) to the last
+whole hour before the head. Hours still in the head: run it again a few hours later
+with `--from`. DCGM-only GPUs' spend comes from a recorded series too
+(`gpu:aispend_gpu_cost:rate5m`), so it counts only where Prometheus already recorded
+that.
 """
 
 from __future__ import annotations
@@ -44,16 +50,26 @@ if TYPE_CHECKING:
 HOUR = 3600
 
 
+HOURLY_SERIES = (
+    metrics.REC_SCOPE_COST_1H.name,
+    metrics.REC_TEAM_MODEL_COST_RATE1H.name,
+    metrics.REC_TEAM_AGENT_COST_RATE1H.name,
+)
+"""The recorded series rules read at whole hours: what this command records."""
+
+
 def default_start(now: float) -> int:
-    """The earlier of the start of the UTC month and the forecast's rate window ago (the
-    forecast_rate_window tunable's default), at a whole hour."""
+    """The earliest of the start of the UTC month, the forecast's rate window ago (the
+    forecast_rate_window tunable's default) and the baselines' reach ago, at a whole
+    hour."""
+    from aispend.rules.anomaly import RECORDED_REACH
     from aispend.rules.promql import seconds
     from aispend.rules.tunables import Tunables
 
     today = dt.datetime.fromtimestamp(now, dt.UTC)
     month_start = int(today.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp())
-    week = int(now) - seconds(Tunables().forecast_rate_window)
-    return min(month_start, week - week % HOUR)
+    earliest = int(now) - max(seconds(Tunables().forecast_rate_window), RECORDED_REACH)
+    return min(month_start, earliest - earliest % HOUR)
 
 
 def last_hour_before_head(prom: PrometheusAPI, now: float) -> int:
@@ -69,22 +85,24 @@ def last_hour_before_head(prom: PrometheusAPI, now: float) -> int:
     return limit
 
 
-def hourly_spend_rules(rules_file: Path) -> list[RecordingRule]:
-    """The rules recording the hourly spend in `rules_file`; ValueError if none."""
+def hourly_rules(rules_file: Path) -> list[RecordingRule]:
+    """The rules recording HOURLY_SERIES in `rules_file`; ValueError if one is missing."""
     from aispend.backtest.rulefiles import load_rules
 
-    name = metrics.REC_SCOPE_COST_1H.name
-    rules = [rule for rule in load_rules([rules_file]).recording if rule.record == name]
-    if not rules:
-        raise ValueError(f"{rules_file} records no {name}: regenerate it (aispend rules generate)")
+    rules = [rule for rule in load_rules([rules_file]).recording if rule.record in HOURLY_SERIES]
+    missing = [name for name in HOURLY_SERIES if name not in {rule.record for rule in rules}]
+    if missing:
+        raise ValueError(
+            f"{rules_file} records no {', '.join(missing)}: regenerate it (aispend rules generate)"
+        )
     return rules
 
 
-def backfill_hourly_spend(
+def backfill_hourly(
     prom: PrometheusAPI, rules: list[RecordingRule], output: Path, start: int, end: int
 ) -> int:
-    """Record the hourly spend rules at the whole hours of [start, end] from `prom` into
-    blocks in `output`; returns the number of samples written."""
+    """Record `rules` at the whole hours of [start, end] from `prom` into blocks in
+    `output`; returns the number of samples written."""
     from aispend.backtest.openmetrics import SplitSink
     from aispend.backtest.tsdb import BLOCK_WINDOW, backfill_openmetrics, record_level
 
@@ -109,7 +127,7 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     prom = PrometheusAPI(args.url)
     try:
-        rules = hourly_spend_rules(args.rules)
+        rules = hourly_rules(args.rules)
         limit = last_hour_before_head(prom, now)
         if args.end is not None and args.end > limit:
             print(
@@ -127,7 +145,7 @@ def _run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
-        count = backfill_hourly_spend(prom, rules, args.output, start, end)
+        count = backfill_hourly(prom, rules, args.output, start, end)
     except (RulesError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -146,7 +164,7 @@ def _run(args: argparse.Namespace) -> int:
         )
         return 1
     print(
-        f"wrote {count} samples of {metrics.REC_SCOPE_COST_1H.name} to {args.output}: move its"
+        f"wrote {count} samples of {', '.join(HOURLY_SERIES)} to {args.output}: move its"
         " block directories into Prometheus's --storage.tsdb.path and restart Prometheus"
     )
     return 0
@@ -157,7 +175,8 @@ def add_parser(rules_sub: Any) -> None:
 
     parser = rules_sub.add_parser(
         "backfill",
-        help="record the hourly spend that spend to date sums over past hours, as TSDB blocks",
+        help="record the hourly series that spend to date and the baselines read over past"
+        " hours, as TSDB blocks",
         description=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

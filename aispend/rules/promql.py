@@ -3,10 +3,12 @@
 The central one is `spend()`: AI spend from every source in one expression, LLM token
 cost (gateway, tokens exporter) plus GPU cost (aispend's gpu exporter, or dcgm-exporter
 GPUs priced by the rules), so a team with only one of them still gets a series. It
-reads the raw counters, not recorded series, so backfilled history (or history from
-before the rules were installed) counts at once in the baselines. Spend to date and the
-forecast rate sum a recorded hourly increase instead (`since_start`): reading a month of
-raw counters at every evaluation does not scale (docs/benchmarks.md, "Rules at scale").
+reads the raw counters, so backfilled raw history counts at once where a rule reads it
+over a short window. Rules reading weeks or a month read recorded series at whole hours
+instead: spend to date and the forecast rate sum a recorded hourly increase
+(`since_start`), the anomaly baselines' weekly and daily means a recorded hourly rate.
+Reading weeks of raw counters at every evaluation does not scale (docs/benchmarks.md,
+"Rules at scale"); `aispend rules backfill` records those series over past hours.
 """
 
 from __future__ import annotations

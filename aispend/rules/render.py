@@ -89,8 +89,10 @@ never get throttle or pause, only notify. Money is in the reporting currency; re
 - **Spend** combines LLM token cost (gateway, tokens exporter) and GPU cost (aispend's
   gpu exporter, or dcgm-exporter GPUs priced by the `gpu_hourly_prices` tunable; a GPU
   model without a price has no cost and raises AISpendGPUUnpriced), read from the raw
-  counters. Backfilled history therefore counts at once in baselines and
-  spend-to-date; no recorded-series backfill is needed.
+  counters. Rules reading weeks or a month (spend so far, the forecast rate, the weekly
+  and daily baselines) sum recorded hourly series instead, which Prometheus records from
+  when it loads the rules: after installing over existing history, record the past
+  hours with `aispend rules backfill` (README, "History from before the rules").
 - **Spend so far** (today, this month, UTC) sums hourly buckets of the period plus
   5-minute buckets since the last full hour: it lags the counters by at most 5 minutes.
 - **Burn rate** = spend rate / (budget / period length); 1 is exactly on budget.

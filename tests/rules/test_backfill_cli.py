@@ -50,13 +50,21 @@ def test_rules_without_the_hourly_spend_are_refused(
     err = capsys.readouterr().err
     assert "records no team_project_agent:aispend_cost:increase1h" in err
     assert "aispend rules generate" in err
+    # Rules with the hourly spend but not the baselines' hourly rates are refused too.
+    rules.write_text(
+        "groups:\n- name: g\n  rules:\n  - record: team_project_agent:aispend_cost:increase1h\n"
+        "    expr: vector(1)\n  - record: team_model:aispend_cost:rate1h\n    expr: vector(1)\n"
+    )
+    assert main([*argv, "--rules", str(rules)]) == 2
+    assert "records no team_agent:aispend_cost:rate1h:" in capsys.readouterr().err
     (tmp_path / "bad.yml").write_text("groups: [")
     assert main([*argv, "--rules", str(tmp_path / "bad.yml")]) == 2
     assert "cannot read rules" in capsys.readouterr().err
 
 
-def test_the_default_start_covers_the_month_and_the_forecast_week() -> None:
+def test_the_default_start_covers_the_month_and_the_baselines_reach() -> None:
+    # 4 weeks and an hour back: the weekly trend's oldest week and the hour before it.
     at = dt.datetime(2026, 12, 3, 17, 25, tzinfo=dt.UTC).timestamp()
-    assert default_start(at) == dt.datetime(2026, 11, 26, 17, tzinfo=dt.UTC).timestamp()
-    at = dt.datetime(2026, 12, 20, 17, 25, tzinfo=dt.UTC).timestamp()
+    assert default_start(at) == dt.datetime(2026, 11, 5, 16, tzinfo=dt.UTC).timestamp()
+    at = dt.datetime(2026, 12, 31, 17, 25, tzinfo=dt.UTC).timestamp()
     assert default_start(at) == dt.datetime(2026, 12, 1, tzinfo=dt.UTC).timestamp()

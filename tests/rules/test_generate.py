@@ -14,6 +14,7 @@ import yaml
 
 from aispend import metrics
 from aispend.dashboards.docs import panels
+from aispend.rules import backfill
 from aispend.rules.cli import ALERTS_FILE, RULES_FILE, RUNBOOKS_FILE, generate, render_all
 from aispend.rules.render import TEAM_QUERY
 from aispend.rules.tunables import Tunables, TunablesError, load_tunables
@@ -89,6 +90,32 @@ def test_spend_to_date_sums_the_recorded_hourly_spend_not_a_month_of_raw_counter
             assert recorded in exprs[name], (name, recorded)
             # Recorded earlier in the same group: the rule reads this evaluation's value.
             assert order.index(recorded) < order.index(name), (name, recorded)
+
+
+def test_the_baselines_read_weeks_of_the_recorded_hourly_rate_at_whole_hours() -> None:
+    """At 16,000 cost series, subqueries over weeks of raw counters took the baselines
+    group past its 60 s interval (docs/benchmarks.md, "Rules at scale"). They read the
+    recorded hourly rate instead, and only at whole hours (subquery steps of 1h on whole-
+    hour offsets, or a 1h window), so `aispend rules backfill`'s hourly samples suffice."""
+    data = yaml.safe_load((REPO / RULES_FILE).read_text())
+    (group,) = [g for g in data["groups"] if g["name"] == "aispend-baselines"]
+    hourly = (metrics.REC_TEAM_MODEL_COST_RATE1H.name, metrics.REC_TEAM_AGENT_COST_RATE1H.name)
+    assert set(hourly) <= set(backfill.HOURLY_SERIES)
+    long_subquery = re.compile(r"(\S*)\[(\d+[dw]):(\w+)\](?: offset (\w+))?")
+    reads = 0
+    for rule in group["rules"]:
+        for before, _, step, offset in long_subquery.findall(rule["expr"]):
+            assert before.endswith(hourly) and step == "1h", rule["record"]
+            assert offset == "" or offset.endswith(("h", "d", "w")), rule["record"]
+            reads += 1
+        for at in re.finditer(rf"(?:{'|'.join(hourly)})(?![\w:])", rule["expr"]):
+            window = rule["expr"][at.end() :].split("]", 1)[0]
+            assert window in ("[1h", "[1w:1h", "[1d:1h"), (rule["record"], window)
+        raw_ranges = re.findall(
+            rf"(?:{metrics.LLM_COST.name}|{metrics.GPU_COST.name})\[(\w+)\]", rule["expr"]
+        )
+        assert set(raw_ranges) <= {"1h", "5m"}, rule["record"]
+    assert reads >= 16  # per level and period: the mean, the stddev, 3 trends
 
 
 def test_alerts_have_required_labels_and_annotations() -> None:

@@ -3,10 +3,10 @@
 Four weeks and a day of one agent's LLM cost counter (0.02 per minute, constant) and its team's
 day budget are written as OpenMetrics, turned into TSDB blocks with `promtool tsdb
 create-blocks-from openmetrics` (as the demo does), and the recorded series are read
-through the HTTP API. Because baselines read the raw counters, the weekly baseline
-exists at once from the backfilled history. Spend to date sums a recorded hourly
-series instead: `aispend rules backfill` records it from a Prometheus serving the raw
-history (as after an install or upgrade), and its blocks are moved into the TSDB first.
+through the HTTP API. Spend to date and the weekly and daily baselines read recorded
+hourly series at whole hours: `aispend rules backfill` records them from a Prometheus
+serving the raw history (as after an install or upgrade), and its blocks are moved into
+the TSDB first, so the weekly baseline exists at once.
 """
 
 from __future__ import annotations
@@ -115,8 +115,9 @@ def test_recorded_series_over_backfilled_history(tmp_path: Path) -> None:
         [pace] = recorded('team_project_agent_period:aispend_budget:per_second{team="search"}')
         assert float(pace["value"][1]) == pytest.approx(500 / 86400, rel=1e-12)
         # The weekly baseline exists at once: its past windows (1-3 weeks back, and the
-        # weeks before them for the trend) lie inside the history. A window cut by the
-        # start of history would not count (alert-rules/tests/anomaly.test.yml).
+        # weeks before them for the trend) lie inside the raw and the backfilled recorded
+        # history. A window cut by the start of history would not count
+        # (alert-rules/tests/anomaly.test.yml).
         [prediction] = recorded('team_model:aispend_cost:rate1h:prediction{team="search"}')
         assert prediction["metric"] == {
             "__name__": "team_model:aispend_cost:rate1h:prediction",
@@ -145,3 +146,79 @@ def test_recorded_series_over_backfilled_history(tmp_path: Path) -> None:
             expected = (last_sample - month_start) / 60 * RATE_PER_MIN
             value = float(month["value"][1])
             assert expected - 5 * RATE_PER_MIN - 1e-9 <= value <= expected + RATE_PER_MIN + 1e-9
+
+
+def _stepped_history(
+    path: Path, start: int, end: int, switch: int, rates: tuple[float, float]
+) -> None:
+    """One agent's cost counter, one sample a minute: rates[0] per minute before `switch`,
+    rates[1] from it on."""
+    lines, value = ["# TYPE aispend_llm_cost counter"], 0.0
+    for ts in range(start, end, 60):
+        lines.append(f"{LLM} {value:.6f} {ts}")
+        value += rates[0] if ts < switch else rates[1]
+    path.write_text("\n".join([*lines, "# EOF", ""]))
+
+
+def test_the_weekly_trend_waits_for_recorded_history_after_an_install(tmp_path: Path) -> None:
+    """An install over raw history with only its last 10 days' hourly rates backfilled.
+
+    The weekly baseline's means read the recorded hourly rate (`rate1h`), which starts
+    where the backfill starts. Its trend term for one week ago (this week's mean minus
+    the mean of the week before that one) must wait until the recorded rate covers that
+    week too: a mean over its last 3 days alone would be biased. The raw counters cover
+    15 days, so the raw-based coverage check alone would let it in.
+    Simulated: the history (one agent, 0.02 then 0.04 per minute from 9 days ago)."""
+    promtool = require_binary("promtool")
+    now = int(time.time()) // 60 * 60
+    hour = now - now % 3600
+    before, after = 0.02, 0.04
+    switch, backfilled_from = hour - 9 * 86400, hour - 10 * 86400
+    _stepped_history(tmp_path / "history.om", now - 15 * 86400, now, switch, (before, after))
+    data = tmp_path / "data"
+    subprocess.run(
+        [promtool, "tsdb", "create-blocks-from", "openmetrics",
+         str(tmp_path / "history.om"), str(data)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    (tmp_path / "no-rules.yml").write_text("global: {}\n")
+    blocks = tmp_path / "hourly-blocks"
+    with running_prometheus(tmp_path / "no-rules.yml", data, RETENTION) as base:
+        done = subprocess.run(
+            [sys.executable, "-m", "aispend", "rules", "backfill", "--url", base,
+             "--output", str(blocks), "--from", str(backfilled_from), "--to", str(hour)],
+            cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "team_model:aispend_cost:rate1h" in done.stdout
+    for block in blocks.iterdir():
+        shutil.move(block, data / block.name)
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global: {evaluation_interval: 5s}\n"
+        f"rule_files: ['{REPO / 'alert-rules' / 'aispend.rules.yml'}']\n"
+    )
+    with running_prometheus(config, data, RETENTION) as base:
+        name = "team_model:aispend_cost:rate1h:prediction_1w"
+        [prediction] = wait_until(
+            lambda: prom_query(base, f'{name}{{team="search"}}'), 150, 1.0, what=name
+        )
+        [avg] = prom_query(base, 'team_model:aispend_cost:rate1h:avg_over_time_1w{team="search"}')
+    at = float(prediction["value"][0])
+    # Terms: 1 week ago (after the switch) and 2 weeks ago (before it); 3 weeks ago is
+    # before the history. Neither gets a trend here, so the median of the two plain values.
+    guarded = (before + after) / 2 / 60
+    assert float(prediction["value"][1]) == pytest.approx(guarded, rel=1e-9)
+    # This week's mean, from the backfilled and recorded rate: all after the switch.
+    assert float(avg["value"][1]) == pytest.approx(after / 60, rel=1e-9)
+    # Without the check, the week before last would be averaged over its recorded hours
+    # only (those from the backfill's start on) and the 1-week term would get that trend.
+    week = [
+        h
+        for h in range(hour - 30 * 86400, hour + 3600, 3600)
+        if at - 14 * 86400 < h <= at - 7 * 86400
+    ]
+    recorded = [(before if h <= switch else after) / 60 for h in week if h >= backfilled_from]
+    biased_term = after / 60 + (after / 60 - sum(recorded) / len(recorded))
+    unguarded = (biased_term + before / 60) / 2
+    assert abs(unguarded - guarded) > 0.1 * guarded
