@@ -753,12 +753,11 @@ def stack_alerts(t: Tunables) -> list[Alert]:
                 "ratios, the forecast, the anomaly baselines, and the alerts that read them.",
                 check=f"{cite(refs.RULE_EVALUATION_FAILURES, refs.RULE_GROUP_EVALUATION_TIME)}; "
                 "Prometheus's /rules page (each rule's last error); the number of gateway "
-                f"cost series (`count({m.LLM_COST.name})`). The week-long baselines "
-                "(aispend-baselines) read the raw counters over weeks: at 16,000 series "
-                'they took 44 to 63 s of their 60 s interval (docs/benchmarks.md, "Rules '
-                'at scale"). Hours the spend-to-date group missed at a whole hour are '
-                "missing from month to date: `aispend rules backfill` records them again "
-                '(README, "History from before the rules").',
+                f"cost series (`count({m.LLM_COST.name})`); at 16,000 the slowest group "
+                'took 8.4 s of its 15 s (docs/benchmarks.md, "Rules at scale"). A whole '
+                "hour a group missed (no evaluation in the 5 minutes before it) is missing "
+                "from month to date or from the baselines: `aispend rules backfill` records "
+                'it again (README, "History from before the rules").',
                 action="Give Prometheus more time and samples (`--query.timeout`, "
                 "`--query.max-samples`) and CPU; lower the label count (`max_agents_per_team`, "
                 "fewer projects or models per team).",
