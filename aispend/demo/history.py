@@ -3,9 +3,10 @@
 The series are the ones the live stack scrapes, with the same labels (job and instance
 included), so history and live data join into one series per workload and the
 production rules (1-week baselines, burn windows) have real history from the first
-minute. Spend follows `workload.cost_per_hour` with multiplicative noise; requests and
-tokens follow from each agent's tokens per request. Budgets and team metadata are
-written over the same window from the config.
+minute (the baselines' weekly means once the hourly rates are recorded over it, as
+`aispend demo` does). Spend follows `workload.cost_per_hour` with multiplicative noise;
+requests and tokens follow from each agent's tokens per request. Budgets and team
+metadata are written over the same window from the config.
 """
 
 from __future__ import annotations
@@ -172,7 +173,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tsdb",
         metavar="DIR",
-        help="also load it into this Prometheus data dir (promtool create-blocks-from)",
+        help="also load it into this Prometheus data dir (promtool create-blocks-from; raw"
+        " series only: `aispend demo` also records the hourly series that spend to date and"
+        " the baselines read, see `aispend rules backfill`)",
     )
 
 

@@ -69,9 +69,10 @@ class DemoOptions:
     history_days: float = 14.0
     rules_backfill_hours: float = 24.0
     """Recorded series are backfilled over this much of the history (for dashboards).
-    The baselines themselves read the raw history through subqueries, so they are
-    valid at once whatever this is. The hourly spend that spend to date and the
-    forecast sum is backfilled over the whole history (at whole hours before this)."""
+    The hourly series that spend to date, the forecast and the weekly and daily
+    baselines read (`aispend.rules.backfill.HOURLY_SERIES`) are backfilled over the
+    whole history, at whole hours before this, so those are valid at once whatever this
+    is (unless 0: then nothing is backfilled)."""
     warmup_s: float = 45.0
     act_timeout_s: float = 300.0
     resolve_timeout_s: float = 420.0
