@@ -44,25 +44,43 @@ def _openmetrics(path: Path, start: int, end: int) -> None:
     path.write_text("\n".join([lines[0], *cost, lines[1], *budget, "# EOF", ""]))
 
 
+def _load(history: Path, data: Path) -> None:
+    """History as TSDB blocks in `data` (promtool, as the demo does)."""
+    subprocess.run(
+        [require_binary("promtool"), "tsdb", "create-blocks-from", "openmetrics",
+         str(history), str(data)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+
+
+def _rules_backfill(base: str, output: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    """`aispend rules backfill` against the Prometheus at `base`."""
+    return subprocess.run(
+        [sys.executable, "-m", "aispend", "rules", "backfill", "--url", base,
+         "--output", str(output), *argv],
+        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+
+
+def _with_rules(tmp_path: Path, blocks: Path, data: Path) -> Path:
+    """Moves the backfilled `blocks` into `data`; returns a config loading the rules."""
+    for block in blocks.iterdir():
+        shutil.move(block, data / block.name)
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global: {evaluation_interval: 5s}\n"
+        f"rule_files: ['{REPO / 'alert-rules' / 'aispend.rules.yml'}']\n"
+    )
+    return config
+
+
 def test_recorded_series_over_backfilled_history(tmp_path: Path) -> None:
-    promtool = require_binary("promtool")
     now = int(time.time()) // 60 * 60
     # Backfilled blocks must end before Prometheus starts appending (else "out of bounds").
     _openmetrics(tmp_path / "history.om", now - 29 * 86400, now)
     last_sample = now - 60
     data = tmp_path / "data"
-    subprocess.run(
-        [
-            promtool,
-            "tsdb",
-            "create-blocks-from",
-            "openmetrics",
-            str(tmp_path / "history.om"),
-            str(data),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    _load(tmp_path / "history.om", data)
     # The hourly spend at each whole hour of the history, from a Prometheus serving the
     # raw counters without the rules; its blocks go into the TSDB before the rules run.
     (tmp_path / "no-rules.yml").write_text("global: {}\n")
@@ -70,11 +88,7 @@ def test_recorded_series_over_backfilled_history(tmp_path: Path) -> None:
     with running_prometheus(tmp_path / "no-rules.yml", data, RETENTION) as base:
 
         def backfill(*argv: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run(
-                [sys.executable, "-m", "aispend", "rules", "backfill", "--url", base,
-                 "--output", str(blocks), *argv],
-                cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
-            )  # fmt: skip
+            return _rules_backfill(base, blocks, *argv)
 
         # Hours not yet written to a block (here: none are, the head is empty) or to
         # come are refused: a block there would cut Prometheus's head at restart.
@@ -87,14 +101,7 @@ def test_recorded_series_over_backfilled_history(tmp_path: Path) -> None:
         done = backfill("--from", str(now - 29 * 86400), "--to", str(now - now % 3600))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "team_project_agent:aispend_cost:increase1h" in done.stdout
-    for block in blocks.iterdir():
-        shutil.move(block, data / block.name)
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        "global: {evaluation_interval: 5s}\n"
-        f"rule_files: ['{REPO / 'alert-rules' / 'aispend.rules.yml'}']\n"
-    )
-    with running_prometheus(config, data, RETENTION) as base:
+    with running_prometheus(_with_rules(tmp_path, blocks, data), data, RETENTION) as base:
         per_second = RATE_PER_MIN / 60
 
         def recorded(expr: str) -> list[dict[str, Any]]:
@@ -169,36 +176,20 @@ def test_the_weekly_trend_waits_for_recorded_history_after_an_install(tmp_path: 
     week too: a mean over its last 3 days alone would be biased. The raw counters cover
     15 days, so the raw-based coverage check alone would let it in.
     Simulated: the history (one agent, 0.02 then 0.04 per minute from 9 days ago)."""
-    promtool = require_binary("promtool")
     now = int(time.time()) // 60 * 60
     hour = now - now % 3600
     before, after = 0.02, 0.04
     switch, backfilled_from = hour - 9 * 86400, hour - 10 * 86400
     _stepped_history(tmp_path / "history.om", now - 15 * 86400, now, switch, (before, after))
     data = tmp_path / "data"
-    subprocess.run(
-        [promtool, "tsdb", "create-blocks-from", "openmetrics",
-         str(tmp_path / "history.om"), str(data)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    _load(tmp_path / "history.om", data)
     (tmp_path / "no-rules.yml").write_text("global: {}\n")
     blocks = tmp_path / "hourly-blocks"
     with running_prometheus(tmp_path / "no-rules.yml", data, RETENTION) as base:
-        done = subprocess.run(
-            [sys.executable, "-m", "aispend", "rules", "backfill", "--url", base,
-             "--output", str(blocks), "--from", str(backfilled_from), "--to", str(hour)],
-            cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
-        )  # fmt: skip
+        done = _rules_backfill(base, blocks, "--from", str(backfilled_from), "--to", str(hour))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "team_model:aispend_cost:rate1h" in done.stdout
-    for block in blocks.iterdir():
-        shutil.move(block, data / block.name)
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        "global: {evaluation_interval: 5s}\n"
-        f"rule_files: ['{REPO / 'alert-rules' / 'aispend.rules.yml'}']\n"
-    )
-    with running_prometheus(config, data, RETENTION) as base:
+    with running_prometheus(_with_rules(tmp_path, blocks, data), data, RETENTION) as base:
         name = "team_model:aispend_cost:rate1h:prediction_1w"
         [prediction] = wait_until(
             lambda: prom_query(base, f'{name}{{team="search"}}'), 150, 1.0, what=name
