@@ -18,8 +18,10 @@ counters took over the group's 60 s interval at 16,000 gateway cost series
 (docs/benchmarks.md, "Rules at scale"). The recorded rate at a whole hour is the same
 expression as the raw one there. The same-time 1h windows and the 6h baseline read the
 raw counters (short windows). Recorded history starts when Prometheus loads the rules,
-so a trend also needs the recorded rate to reach back over its window
-(`recorded_since`); `aispend rules backfill` records past hours.
+so a baseline also needs the recorded rate to reach back over its period (else its
+stddev would cover a few hours: after an install over raw history it is not used until
+then) and a trend over its window (`recorded_since`); `aispend rules backfill` records
+past hours.
 
 Edge of history: a past window counts only where the series has a sample in the 5
 minutes before the window starts (`covered`), since a window cut by the start of
@@ -96,7 +98,8 @@ def _seasonal(level: str, by: Sequence[str], period: str) -> list[Recording]:
         ),
         Recording(
             name(level, f"rate1h:prediction_{period}"),
-            f"clamp_min(quantile by ({on}) (0.5,\n  " + "\n  or ".join(terms) + "\n), 0)",
+            f"clamp_min(quantile by ({on}) (0.5,\n  " + "\n  or ".join(terms) + "\n), 0)\n"
+            f"and on({on}) {recorded_since(hourly, seconds(period))}",
         ),
     ]
 

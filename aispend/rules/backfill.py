@@ -6,10 +6,11 @@ Some rules read recorded series at whole hours, not the raw counters:
 - the anomaly baselines' week- and day-long means, stddevs and trends read the hourly
   spend rate per team+model and team+agent (`team_model:aispend_cost:rate1h`,
   `team_agent:aispend_cost:rate1h`).
-Prometheus records them from the moment it loads the rules: after an install over
-existing history, or an upgrade from rules that read the raw counters, the hours before
-count nothing in month to date, and the baselines start as for a new series (the
-weekly one after a week, its trend after two).
+Prometheus records them from the moment it loads the rules. After an install over
+existing history, the hours before count nothing in month to date, and the baselines
+start as for a new series (the weekly one after a week, its trend after two). After an
+upgrade from rules that read the raw counters for month to date (before 2026-12-07),
+month to date misses the hours before (the hourly rates were recorded all along).
 
 This command evaluates those rules at each whole hour of [--from, --to] against the
 running Prometheus at URL (`query_range` over its raw counters, read only) and writes

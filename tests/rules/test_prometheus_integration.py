@@ -63,8 +63,9 @@ def _rules_backfill(base: str, output: Path, *argv: str) -> subprocess.Completed
 
 
 def _with_rules(tmp_path: Path, blocks: Path, data: Path) -> Path:
-    """Moves the backfilled `blocks` into `data`; returns a config loading the rules."""
-    for block in blocks.iterdir():
+    """Moves the backfilled `blocks` (if any) into `data`; returns a config loading the
+    rules."""
+    for block in blocks.iterdir() if blocks.exists() else ():
         shutil.move(block, data / block.name)
     config = tmp_path / "prometheus.yml"
     config.write_text(
@@ -167,11 +168,14 @@ def _stepped_history(
     path.write_text("\n".join([*lines, "# EOF", ""]))
 
 
-def test_the_weekly_trend_waits_for_recorded_history_after_an_install(tmp_path: Path) -> None:
-    """An install over raw history with only its last 10 days' hourly rates backfilled.
+def test_the_baselines_wait_for_recorded_history_after_an_install(tmp_path: Path) -> None:
+    """An install over raw history, first without a backfill, then with only its last 10
+    days' hourly rates backfilled.
 
-    The weekly baseline's means read the recorded hourly rate (`rate1h`), which starts
-    where the backfill starts. Its trend term for one week ago (this week's mean minus
+    The weekly and daily baselines' means and stddevs read the recorded hourly rate
+    (`rate1h`), which starts where the backfill starts (or when Prometheus loads the
+    rules). Without it they are not used: a stddev over minutes would make every normal
+    swing an anomaly. The weekly trend term for one week ago (this week's mean minus
     the mean of the week before that one) must wait until the recorded rate covers that
     week too: a mean over its last 3 days alone would be biased. The raw counters cover
     15 days, so the raw-based coverage check alone would let it in.
@@ -189,6 +193,17 @@ def test_the_weekly_trend_waits_for_recorded_history_after_an_install(tmp_path: 
         done = _rules_backfill(base, blocks, "--from", str(backfilled_from), "--to", str(hour))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "team_model:aispend_cost:rate1h" in done.stdout
+    # Installed without the backfill: no recorded history, so neither the weekly nor the
+    # daily baseline (their stddevs would cover minutes); the 6h one reads raw counters.
+    config = _with_rules(tmp_path, tmp_path / "no-blocks", data)
+    with running_prometheus(config, data, RETENTION) as base:
+        [chosen] = wait_until(
+            lambda: prom_query(base, 'team_model:aispend_cost:rate1h:prediction{team="search"}'),
+            150, 1.0, what="the chosen prediction",
+        )  # fmt: skip
+        assert chosen["metric"]["baseline"] == "6h"
+        for period in ("1w", "1d"):
+            assert prom_query(base, f"team_model:aispend_cost:rate1h:prediction_{period}") == []
     with running_prometheus(_with_rules(tmp_path, blocks, data), data, RETENTION) as base:
         name = "team_model:aispend_cost:rate1h:prediction_1w"
         [prediction] = wait_until(
