@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import random
 import resource
 import shutil
 import socket
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,7 +17,9 @@ from typing import Any
 
 import pytest
 
+from aispend import ports
 from aispend.procs import ManagedProcess
+from aispend.stack.components import COMPONENTS, CORE
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIG = REPO / "aispend.example.yaml"
@@ -28,6 +31,36 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _ephemeral_start() -> int:
+    """The lowest port the kernel hands to client sockets and to bind(0) listeners."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_port_base(components: Iterable[str] = CORE) -> int:
+    """A port base whose ports are all free, below the ephemeral range: a client
+    connection or a temporary Prometheus may take an ephemeral port at any time (a stack
+    chosen there met PortInUse twice)."""
+    top = min(_ephemeral_start(), 65536) - 200
+    for _ in range(200):
+        base = random.randint(10000, max(10001, top))
+        wanted = [ports.shifted(COMPONENTS[c].port, base) for c in components]
+        if all(port_is_free(p) for p in wanted):
+            return base
+    raise RuntimeError("no free port base found")
 
 
 def file_size_limit(limit: int) -> Callable[[], None]:

@@ -46,11 +46,11 @@ from tests.conftest import (
     EXAMPLE_CONFIG,
     REPO,
     SHARED_DATA,
+    free_port_base,
     prom_query,
     require_binary,
 )
 from tests.dashboards.panels import PanelQuery, all_queries, concrete, dashboard_files, load
-from tests.foundation.test_stack import free_port_base
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 

@@ -21,8 +21,8 @@ import pytest
 
 from aispend.demo.scenario import DEMO_COMPONENTS
 from aispend.demo.workload import AGENTS, CRITICAL_RUNAWAY, RUNAWAY
-from tests.conftest import EXAMPLE_CONFIG, REPO, require_binary
-from tests.foundation.test_stack import free_port_base, processes_mentioning
+from tests.conftest import EXAMPLE_CONFIG, REPO, free_port_base, require_binary
+from tests.foundation.test_stack import processes_mentioning
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import signal
 import socket
@@ -23,40 +22,9 @@ import pytest
 
 from aispend import ports
 from aispend.procs import wait_until
-from aispend.stack.components import COMPONENTS, CORE
-from tests.conftest import EXAMPLE_CONFIG, REPO, require_binary
+from tests.conftest import EXAMPLE_CONFIG, REPO, free_port_base, require_binary
 
 pytestmark = pytest.mark.integration
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
-def _ephemeral_start() -> int:
-    """The lowest port the kernel hands to client sockets and to bind(0) listeners."""
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
-
-
-def free_port_base(components=CORE) -> int:
-    """A port base whose ports are all free, below the ephemeral range: a client
-    connection or a temporary Prometheus may take an ephemeral port at any time (a stack
-    chosen there met PortInUse twice)."""
-    top = min(_ephemeral_start(), 65536) - 200
-    for _ in range(200):
-        base = random.randint(10000, max(10001, top))
-        wanted = [ports.shifted(COMPONENTS[c].port, base) for c in components]
-        if all(port_is_free(p) for p in wanted):
-            return base
-    raise RuntimeError("no free port base found")
 
 
 def processes_mentioning(text: str) -> list[int]:
