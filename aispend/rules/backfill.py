@@ -91,7 +91,8 @@ def hourly_rules(rules_file: Path) -> list[RecordingRule]:
     from aispend.backtest.rulefiles import load_rules
 
     rules = [rule for rule in load_rules([rules_file]).recording if rule.record in HOURLY_SERIES]
-    missing = [name for name in HOURLY_SERIES if name not in {rule.record for rule in rules}]
+    found = {rule.record for rule in rules}
+    missing = [name for name in HOURLY_SERIES if name not in found]
     if missing:
         raise ValueError(
             f"{rules_file} records no {', '.join(missing)}: regenerate it (aispend rules generate)"
