@@ -20,8 +20,8 @@ expression as the raw one there. The same-time 1h windows and the 6h baseline re
 raw counters (short windows). Recorded history starts when Prometheus loads the rules,
 so a baseline also needs the recorded rate to reach back over its period (else its
 stddev would cover a few hours: after an install over raw history it is not used until
-then) and a trend over its window (`recorded_since`); `aispend rules backfill` records
-past hours.
+then) and a trend over its window (`recorded_since`, which tolerates gaps of under a
+day); `aispend rules backfill` records past hours.
 
 Edge of history: a past window counts only where the series has a sample in the 5
 minutes before the window starts (`covered`), since a window cut by the start of
@@ -60,10 +60,12 @@ HOLD_OUT = "1h"
 baseline (and resolve itself) within its first hour."""
 
 
+RECORDED_SLACK = "1d"
+"""`recorded_since` accepts a recorded sample this long before the time it checks."""
 RECORDED_REACH = (max(SHIFTS) + 1) * seconds("1w") + 3600
-"""How far back the baselines read the recorded hourly rate (`<level>:aispend_cost:rate1h`):
-the weekly trend's oldest week ends 3 weeks ago, and `recorded_since` looks at the hour
-before it starts."""
+"""How far back the baselines need the recorded hourly rate (`<level>:aispend_cost:rate1h`):
+the weekly trend's oldest week starts 4 weeks ago, and `recorded_since` needs a sample at
+a whole hour before that (the last whole hour before it is within this reach)."""
 
 
 def name(level: str, suffix: str) -> str:
@@ -105,10 +107,13 @@ def _seasonal(level: str, by: Sequence[str], period: str) -> list[Recording]:
 
 
 def recorded_since(recorded: str, ago: int) -> str:
-    """The series of `recorded` with a sample in the hour before `ago` seconds ago: their
-    recorded history covers the time since then (after an install over existing raw
-    history it starts only when Prometheus loaded the rules)."""
-    return f"present_over_time({recorded}[1h] offset {duration(ago)})"
+    """The series of `recorded` with a sample at a whole hour in the day before `ago`
+    seconds ago: their recorded history began before then (after an install over
+    existing raw history it starts only when Prometheus loaded the rules). A day, not an
+    hour: a gap of under a day (a Prometheus outage, missing data) must not drop a
+    baseline a day or a week later. Whole hours, as the baselines read it: 24 lookups per
+    series, not a day of raw samples."""
+    return f"present_over_time({recorded}[{RECORDED_SLACK}:1h] offset {duration(ago)})"
 
 
 def level_rules(level: str, by: Sequence[str], t: Tunables) -> list[Recording]:
