@@ -7,7 +7,9 @@ Prometheus then runs every expression of alert-rules/*.yml once, one at a time, 
 end of the history (`/api/v1/query?stats=all`): its wall time and peak samples, summed
 per rule group and set beside the group's interval. The history has one sample every
 30 minutes and every 15 s in its last hour, far sparser than a real 15 s scrape, so
-the times are most likely far below a real history's. No GPU or billing series: the
+the times are most likely far below a real history's. One more run (`--dense-models`)
+has 15 s samples over the last 8 hours, what the 6h cold-start baseline reads (its 6
+hours end an hour ago). No GPU or billing series: the
 gateway's cost series dominate every spend rule. Besides the raw series, only the
 recorded series read at whole hours are backfilled, at whole hours: the hourly spend per
 scope that the spend-to-date rules sum and the hourly rates the baselines read (a
@@ -45,6 +47,8 @@ MODELS = ("gpt-4o", "gpt-4o-mini", "o3", "gpt-4.1", "claude-sonnet-4", "claude-h
           "gemini-2.5-pro", "gemini-2.5-flash")  # fmt: skip
 DAYS = 32
 COARSE_S, FINE_S, FINE_HOURS = 1800, 15, 1
+DENSE_HOURS = 8
+"""The dense run's 15 s hours: the 6h baseline's window, the hour it holds out, and more."""
 DEFAULT_TIMEOUT_S, DEFAULT_MAX_SAMPLES = 120, 50_000_000  # Prometheus's query limits
 
 
@@ -62,10 +66,11 @@ def _labels(values: dict[str, str]) -> str:
     return "{" + ",".join(f'{k}="{v}"' for k, v in sorted(values.items())) + "}"
 
 
-def write_history(path: Path, teams: int, models: int, end: int) -> int:
-    """The OpenMetrics history; returns the number of cost series."""
+def write_history(path: Path, teams: int, models: int, end: int, fine_hours: int) -> int:
+    """The OpenMetrics history, 15 s samples in its last `fine_hours`; returns the number
+    of cost series."""
     start = end - DAYS * 86400
-    fine_from = end - FINE_HOURS * 3600
+    fine_from = end - fine_hours * 3600
     stamps = [*range(start, fine_from, COARSE_S), *range(fine_from, end, FINE_S)]
     # Seconds of spend at a constant rate up to each stamp, with a daily wave.
     spent = [
@@ -144,10 +149,18 @@ RECORDED_INPUTS = (metrics.REC_SCOPE_COST_1H.name, metrics.REC_SCOPE_COST_THIS_H
 """The recorded series the spend-to-date rules sum, backfilled before they are timed."""
 
 
-def measure(teams: int, models: int, work: Path) -> tuple[int, list[Timing], float]:
+@dataclass
+class Run:
+    series: int
+    fine_hours: int
+    timings: list[Timing]
+    seconds: float
+
+
+def measure(teams: int, models: int, fine_hours: int, work: Path) -> Run:
     end = int(time.time()) // 60 * 60
     history = work / "history.om"
-    series = write_history(history, teams, models, end)
+    series = write_history(history, teams, models, end, fine_hours)
     data = work / "data"
     backfill_openmetrics([history], data)
     rules_file = REPO / "alert-rules" / "aispend.rules.yml"
@@ -159,13 +172,18 @@ def measure(teams: int, models: int, work: Path) -> tuple[int, list[Timing], flo
         began = time.monotonic()
         rule_files = [rules_file, REPO / "alert-rules" / "aispend.alerts.yml"]
         timings = time_rules(prom, end, rule_files)
-        return series, timings, time.monotonic() - began
+        return Run(series, fine_hours, timings, time.monotonic() - began)
 
 
-def render(runs: list[tuple[int, list[Timing], float]]) -> str:
+def render(runs: list[Run]) -> str:
     lines = []
-    for series, timings, total in runs:
-        lines.append(f"\n### {series:,} cost series (all rules one after another: {total:.0f} s)\n")
+    for run in runs:
+        timings = run.timings
+        hours = "hour" if run.fine_hours == 1 else f"{run.fine_hours} hours"
+        lines.append(
+            f"\n### {run.series:,} cost series, 15 s samples in the last {hours}"
+            f" (all rules one after another: {run.seconds:.0f} s)\n"
+        )
         lines.append("| Group | Interval | Sum of its rules' query times | Slowest rules |")
         lines.append("|---|---|---|---|")
         groups: dict[str, list[Timing]] = {}
@@ -209,22 +227,32 @@ def main() -> int:
     parser.add_argument(
         "--models", type=int, nargs="+", default=[1, 8], help="models per agent, one run each"
     )
+    parser.add_argument(
+        "--dense-models",
+        type=int,
+        nargs="*",
+        default=[1],
+        help=f"models per agent, one run each with 15 s samples over the last {DENSE_HOURS} hours",
+    )
     parser.add_argument("--teams", type=int, default=TEAMS, help=f"teams (default {TEAMS})")
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks.md")
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
     began = time.monotonic()
     runs = []
-    for models in args.models:
+    plan = [(m, FINE_HOURS) for m in args.models] + [(m, DENSE_HOURS) for m in args.dense_models]
+    for models, fine_hours in plan:
         with tempfile.TemporaryDirectory(prefix="aispend-scale-") as work:
-            runs.append(measure(args.teams, models, Path(work)))
+            runs.append(measure(args.teams, models, fine_hours, Path(work)))
     body = (
         f"{measured_on(load_before)}, total {time.monotonic() - began:.0f} s, with:\n\n"
         f"    {command_line()}\n\n"
         f"{args.teams} teams x {PROJECTS} projects x {AGENTS} agents x N models of"
         f" `{metrics.LLM_COST.name}`, {DAYS} days (a sample every {COARSE_S // 60} min, every"
         f" {FINE_S} s in the last hour: far sparser than a real scrape, so these times are most"
-        " likely far below a real history's; each is one run on a shared machine), a month and"
+        " likely far below a real history's; each is one run on a shared machine; the run with"
+        f" {FINE_S} s samples over the last {DENSE_HOURS} hours measures what the 6h cold-start"
+        " baseline reads, its 6 hours ending an hour ago), a month and"
         " a day budget per team and a month budget per project. Each"
         " rule's expression runs once at the end of the history, alone; a group whose sum"
         " passes its interval cannot keep up in a Prometheus running the rules (which then"
