@@ -100,10 +100,14 @@ never get throttle or pause, only notify. Money is in the reporting currency; re
   30m page; 3x over 1d and 2h, 1x over 3d and 6h ticket). Day budgets divide the windows
   by 6 (10m/5m, 1h/5m, 4h/20m, 12h/1h): dividing by 30 would give 2-minute long windows,
   noise at a 15s scrape; a page then means 10 % of the day's budget in 10 minutes.
+  Windows of 6h or more are recorded every minute (group aispend-spend-long-windows),
+  shorter ones every 15 s (aispend-spend).
 - **Anomalies**: z-score of the 5m spend rate against a prediction, with the baseline in
   the `baseline` label: `1w` (same time 1-3 weeks ago plus trend, median; weekly stddev)
   once a week of history exists, else `1d` (same with days), else `6h` (mean and stddev
-  of the last 6 hours). Guards: minimum spend rate (sparse series), stddev/mean at most
+  of the last 6 hours). The weekly and daily ones also need their recorded hourly rate
+  to reach back over their period; a gap in it of under a day (Prometheus down) does not
+  count. Guards: minimum spend rate (sparse series), stddev/mean at most
   `max_cv` (normality), stddev at least `min_stddev_ratio` of the prediction, and a
   per-series opt-out (`zscore_opt_out`).
 - **Edge of history**: a past window (a week ago, a day ago) counts only when the
