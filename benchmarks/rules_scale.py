@@ -8,8 +8,9 @@ end of the history (`/api/v1/query?stats=all`): its wall time and peak samples, 
 per rule group and set beside the group's interval. The history has one sample every
 30 minutes and every 15 s in its last hour, far sparser than a real 15 s scrape, so
 the times are most likely far below a real history's. One more run (`--dense-models`)
-has 15 s samples over the last 8 hours, what the 6h cold-start baseline reads (its 6
-hours end an hour ago). No GPU or billing series: the
+has 15 s samples over the last 73 hours, as a real scrape: the 3d burn rate, the
+longest raw window read at every evaluation, and the 6h cold-start baseline read only
+those. No GPU or billing series: the
 gateway's cost series dominate every spend rule. Besides the raw series, only the
 recorded series read at whole hours are backfilled, at whole hours: the hourly spend per
 scope that the spend-to-date rules sum and the hourly rates the baselines read (a
@@ -47,8 +48,9 @@ MODELS = ("gpt-4o", "gpt-4o-mini", "o3", "gpt-4.1", "claude-sonnet-4", "claude-h
           "gemini-2.5-pro", "gemini-2.5-flash")  # fmt: skip
 DAYS = 32
 COARSE_S, FINE_S, FINE_HOURS = 1800, 15, 1
-DENSE_HOURS = 8
-"""The dense run's 15 s hours: the 6h baseline's window, the hour it holds out, and more."""
+DENSE_HOURS = 73
+"""The dense run's 15 s hours: the longest raw window the rules read at every evaluation
+(the 3d burn rate) and an hour; the 6h baseline's window is inside it."""
 DEFAULT_TIMEOUT_S, DEFAULT_MAX_SAMPLES = 120, 50_000_000  # Prometheus's query limits
 
 
@@ -225,14 +227,20 @@ def render(runs: list[Run]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--models", type=int, nargs="+", default=[1, 8], help="models per agent, one run each"
+        "--models", type=int, nargs="*", default=[1, 8], help="models per agent, one run each"
     )
     parser.add_argument(
         "--dense-models",
         type=int,
         nargs="*",
         default=[1],
-        help=f"models per agent, one run each with 15 s samples over the last {DENSE_HOURS} hours",
+        help="models per agent, one run each with 15 s samples over the last --dense-hours",
+    )
+    parser.add_argument(
+        "--dense-hours",
+        type=int,
+        default=DENSE_HOURS,
+        help=f"hours of 15 s samples in the dense runs (default {DENSE_HOURS})",
     )
     parser.add_argument("--teams", type=int, default=TEAMS, help=f"teams (default {TEAMS})")
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks.md")
@@ -240,7 +248,9 @@ def main() -> int:
     load_before = os.getloadavg()[0]
     began = time.monotonic()
     runs = []
-    plan = [(m, FINE_HOURS) for m in args.models] + [(m, DENSE_HOURS) for m in args.dense_models]
+    plan = [(m, FINE_HOURS) for m in args.models] + [
+        (m, args.dense_hours) for m in args.dense_models
+    ]
     for models, fine_hours in plan:
         with tempfile.TemporaryDirectory(prefix="aispend-scale-") as work:
             runs.append(measure(args.teams, models, fine_hours, Path(work)))
@@ -251,8 +261,9 @@ def main() -> int:
         f" `{metrics.LLM_COST.name}`, {DAYS} days (a sample every {COARSE_S // 60} min, every"
         f" {FINE_S} s in the last hour: far sparser than a real scrape, so these times are most"
         " likely far below a real history's; each is one run on a shared machine; the run with"
-        f" {FINE_S} s samples over the last {DENSE_HOURS} hours measures what the 6h cold-start"
-        " baseline reads, its 6 hours ending an hour ago), a month and"
+        f" {FINE_S} s samples over the last {args.dense_hours} hours has a real scrape's density"
+        " in every raw window up to 3 days: the burn rates' and the 6h cold-start baseline's),"
+        " a month and"
         " a day budget per team and a month budget per project. Each"
         " rule's expression runs once at the end of the history, alone; a group whose sum"
         " passes its interval cannot keep up in a Prometheus running the rules (which then"
