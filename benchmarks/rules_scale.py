@@ -8,10 +8,9 @@ end of the history (`/api/v1/query?stats=all`): its wall time and peak samples, 
 per rule group and set beside the group's interval. The history has one sample every
 30 minutes and every 15 s in its last hour, far sparser than a real 15 s scrape, so
 the times are most likely far below a real history's. One more run (`--dense-models`)
-has 15 s samples over the last 73 hours, as a real scrape: the 3d burn rate, the
-longest raw window read at every evaluation, and the 6h cold-start baseline read only
-those. No GPU or billing series: the
-gateway's cost series dominate every spend rule. Besides the raw series, only the
+has 15 s samples over the last 73 hours: a real scrape's density in every raw window a
+rule reads within the last 3 days (the longest read at every evaluation is the 3d burn
+rate). No GPU or billing series: the gateway's cost series dominate every spend rule. Besides the raw series, only the
 recorded series read at whole hours are backfilled, at whole hours: the hourly spend per
 scope that the spend-to-date rules sum and the hourly rates the baselines read (a
 running Prometheus records them at every evaluation, 15 s, so their reads there decode
@@ -262,7 +261,8 @@ def main() -> int:
         f" {FINE_S} s in the last hour: far sparser than a real scrape, so these times are most"
         " likely far below a real history's; each is one run on a shared machine; the run with"
         f" {FINE_S} s samples over the last {args.dense_hours} hours has a real scrape's density"
-        " in every raw window up to 3 days: the burn rates' and the 6h cold-start baseline's),"
+        " in every raw window within the last 3 days: the burn rates', the 6h cold-start"
+        " baseline's),"
         " a month and"
         " a day budget per team and a month budget per project. Each"
         " rule's expression runs once at the end of the history, alone; a group whose sum"
