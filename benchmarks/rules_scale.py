@@ -10,8 +10,9 @@ per rule group and set beside the group's interval. The history has one sample e
 the times are most likely far below a real history's. One more run (`--dense-models`)
 has 15 s samples over the last 73 hours: a real scrape's density in every raw window a
 rule reads within the last 3 days (the longest read at every evaluation is the 3d burn
-rate). No GPU or billing series: the gateway's cost series dominate every spend rule. Besides the raw series, only the
-recorded series read at whole hours are backfilled, at whole hours: the hourly spend per
+rate). No GPU or billing series: the gateway's cost series dominate every spend rule.
+Besides the raw series, only the recorded series read at whole hours are backfilled, at
+whole hours: the hourly spend per
 scope that the spend-to-date rules sum and the hourly rates the baselines read (a
 running Prometheus records them at every evaluation, 15 s, so their reads there decode
 more samples than here). Other rules that read recorded series find none, so their times
@@ -261,9 +262,8 @@ def main() -> int:
         f" {FINE_S} s in the last hour: far sparser than a real scrape, so these times are most"
         " likely far below a real history's; each is one run on a shared machine; the run with"
         f" {FINE_S} s samples over the last {args.dense_hours} hours has a real scrape's density"
-        " in every raw window within the last 3 days: the burn rates', the 6h cold-start"
-        " baseline's),"
-        " a month and"
+        f" in every raw window within them; {DENSE_HOURS} hours by default, which hold the 3d"
+        " burn rate's window and the 6h cold-start baseline's), a month and"
         " a day budget per team and a month budget per project. Each"
         " rule's expression runs once at the end of the history, alone; a group whose sum"
         " passes its interval cannot keep up in a Prometheus running the rules (which then"
