@@ -409,8 +409,9 @@ def request_cost_rules(t: Tunables) -> list[Recording]:
 
 
 def groups(t: Tunables) -> list[Group]:
-    short = [w for w in burn_windows(t) if seconds(w) < LONG_WINDOW]
-    long_ = [w for w in burn_windows(t) if seconds(w) >= LONG_WINDOW]
+    windows = burn_windows(t)
+    short = [w for w in windows if seconds(w) < LONG_WINDOW]
+    long_ = [w for w in windows if seconds(w) >= LONG_WINDOW]
     return [
         Group(
             "aispend-spend",

@@ -101,7 +101,7 @@ def test_recorded_series_over_backfilled_history(tmp_path: Path) -> None:
         empty = backfill("--from", str(hour - 7200 + 60), "--to", str(hour - 7200 + 120))
         assert empty.returncode == 2 and "no whole hour between" in empty.stderr
         assert not blocks.exists()
-        done = backfill("--from", str(now - 29 * 86400), "--to", str(now - now % 3600))
+        done = backfill("--from", str(now - 29 * 86400), "--to", str(hour))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "team_project_agent:aispend_cost:increase1h" in done.stdout
     with running_prometheus(_with_rules(tmp_path, blocks, data), data, RETENTION) as base:
