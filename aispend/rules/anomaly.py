@@ -44,7 +44,15 @@ from collections.abc import Sequence
 
 from aispend import metrics as m
 from aispend.rules.model import Group, Recording
-from aispend.rules.promql import covered, duration, num, seconds, set_label, spend
+from aispend.rules.promql import (
+    covered,
+    duration,
+    num,
+    recorded_since,
+    seconds,
+    set_label,
+    spend,
+)
 from aispend.rules.tunables import Tunables
 
 LEVELS: dict[str, tuple[str, ...]] = {
@@ -60,8 +68,6 @@ HOLD_OUT = "1h"
 baseline (and resolve itself) within its first hour."""
 
 
-RECORDED_SLACK = "1d"
-"""`recorded_since` accepts a recorded sample this long before the time it checks."""
 RECORDED_REACH = (max(SHIFTS) + 1) * seconds("1w") + 3600
 """How far back the baselines need the recorded hourly rate (`<level>:aispend_cost:rate1h`):
 the weekly trend's oldest week starts 4 weeks ago, and `recorded_since` needs a sample at
@@ -104,16 +110,6 @@ def _seasonal(level: str, by: Sequence[str], period: str) -> list[Recording]:
             f"and on({on}) {recorded_since(hourly, seconds(period))}",
         ),
     ]
-
-
-def recorded_since(recorded: str, ago: int) -> str:
-    """The series of `recorded` with a sample at a whole hour in the day before `ago`
-    seconds ago: their recorded history began before then (after an install over
-    existing raw history it starts only when Prometheus loaded the rules). A day, not an
-    hour: a gap of under a day (a Prometheus outage, missing data) must not drop a
-    baseline a day or a week later. Whole hours, as the baselines read it: 24 lookups per
-    series, not a day of raw samples."""
-    return f"present_over_time({recorded}[{RECORDED_SLACK}:1h] offset {duration(ago)})"
 
 
 def level_rules(level: str, by: Sequence[str], t: Tunables) -> list[Recording]:

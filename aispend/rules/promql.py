@@ -154,6 +154,21 @@ def counter_increase(
     return f"((increase({_window(sel, window, offset)}) unless {new}) or {new})"
 
 
+RECORDED_SLACK = "1d"
+"""`recorded_since` accepts a recorded sample this long before the time it checks."""
+
+
+def recorded_since(recorded: str, ago: int) -> str:
+    """The series of `recorded` with a sample at a whole hour in the day before `ago`
+    seconds ago: their recorded history began before then (after an install over
+    existing raw history it starts only when Prometheus loaded the rules). A day, not an
+    hour: a gap of under a day (a Prometheus outage, missing data) must not switch a rule
+    reading the recorded series over `ago` to its short-history form a day or a week
+    later. Whole hours, as `aispend rules backfill` records them: 24 lookups per series,
+    not a day of samples."""
+    return f"present_over_time({recorded}[{RECORDED_SLACK}:1h] offset {duration(ago)})"
+
+
 def steps(window: str, step: str, offset: str | None = None) -> str:
     """A subquery range over `window` at `step` (shifted back by `offset`) with window /
     step steps, for a sum over them, at any phase a rule group runs at.

@@ -16,6 +16,7 @@ from aispend.rules.promql import (
     day_index,
     duration,
     num,
+    recorded_since,
     scope_spend,
     seconds,
     selector,
@@ -54,7 +55,12 @@ def forecast_rate(t: Tunables) -> tuple[str, list[Recording]]:
     week of raw samples per series at every evaluation. Until a scope's recorded hourly
     spend covers the window (a new install, team or agent, or an upgrade without
     `aispend rules backfill`), the sum is over the hours it has: over the whole window,
-    two days of steady spend read as 2/7 of their rate."""
+    two days of steady spend read as 2/7 of their rate. Whether the hourly spend goes
+    back over the window is `recorded_since`'s test (a recorded whole hour in the day
+    before the window), so a data gap of under a day at the window's start does not
+    switch the rate to the per-hour form for the gap's length, a window later: that
+    switch (gap hours left out of the sum and the divisor) could fire or resolve
+    AISpendForecastOverrun for a few hours on a scope whose spend had not changed."""
     window = t.forecast_rate_window
     rate = f"{m.REC_SCOPE_COST_RATE_PREFIX}{window}"
     if window in burn_windows(t):
@@ -62,11 +68,10 @@ def forecast_rate(t: Tunables) -> tuple[str, list[Recording]]:
     hours = f"{m.REC_SCOPE_COST_1H.name}{steps(window, '1h')}"
     whole = f"sum_over_time({hours}) / {seconds(window)}"
     partial = f"sum_over_time({hours}) / (count_over_time({hours}) * 3600)"
-    # Whole where the hourly spend itself goes back over the window (with an hour's
-    # slack for one backfilled at whole hours only): after an upgrade or install over
-    # raw history, the raw counters do, and a week's sum of a few recorded hours would
-    # read as a tiny rate.
-    history = f"present_over_time({m.REC_SCOPE_COST_1H.name}[1h] offset {window})"
+    # Whole where the hourly spend itself goes back over the window: after an upgrade or
+    # install over raw history, the raw counters do, and a week's sum of a few recorded
+    # hours would read as a tiny rate.
+    history = recorded_since(m.REC_SCOPE_COST_1H.name, seconds(window))
     expr = f"({whole}\n  and on({SCOPE}) ({history}))\nor\n{partial}"
     return rate, [Recording(rate, expr)]
 
