@@ -651,6 +651,10 @@ REC_BUDGET_USED = _r(
 )
 REC_SCOPE_COST_RATE_PREFIX = "team_project_agent:aispend_cost:rate"
 """Followed by a window (5m, 1h, ...): spend per second per budget scope."""
+REC_LABELS_COST_RATE_PREFIX = "team_project_agent_labels:aispend_cost:rate"
+"""Followed by a burn window: spend per second by the cost series' own team, project and
+agent labels (project "" = the series without one), read once from the raw counters and
+summed into the budget scopes (REC_SCOPE_COST_RATE_PREFIX)."""
 REC_BURN_PREFIX = "team_project_agent_period:aispend_budget_burn:ratio_rate"
 """Followed by a window: burn rate = spend rate / budget pace (1 = on budget)."""
 REC_FORECAST_MONTH_END = _r(

@@ -211,10 +211,23 @@ SCOPES: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
 all three join `aispend_budget` on (team, project, agent)."""
 
 
+SCOPE_LABELS = (m.TEAM, m.PROJECT, m.AGENT)
+"""The labels every budget scope is summed from."""
+
+
 def scope_spend(fn: str, window: str, offset: str | None = None, first_values: bool = False) -> str:
     """`spend()` for every budget scope, as one vector."""
     return " or ".join(
         spend(fn, window, by, matchers, offset, first_values) for by, matchers in SCOPES
+    )
+
+
+def scope_rollup(parts: str) -> str:
+    """Every budget scope's sum of the recorded series `parts` (summed by SCOPE_LABELS):
+    `scope_spend`'s value, with the raw counters read once (for `parts`), not once per
+    scope. A series with a project and an agent is in all three scopes."""
+    return " or ".join(
+        f"sum by ({', '.join(by)}) ({selector(parts, matchers)})" for by, matchers in SCOPES
     )
 
 

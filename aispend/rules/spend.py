@@ -10,6 +10,7 @@ from __future__ import annotations
 from aispend import metrics as m
 from aispend.rules.model import Group, Recording
 from aispend.rules.promql import (
+    SCOPE_LABELS,
     STEP_DAY,
     bucket_sum,
     covered,
@@ -17,6 +18,7 @@ from aispend.rules.promql import (
     duration,
     num,
     recorded_since,
+    scope_rollup,
     scope_spend,
     seconds,
     selector,
@@ -238,11 +240,17 @@ def budget_pace_rules() -> list[Recording]:
 
 
 def burn_rate_rules(windows: list[str]) -> list[Recording]:
-    """The scope spend rate and the burn rate (spend rate / budget pace) per window."""
+    """The scope spend rate and the burn rate (spend rate / budget pace) per window.
+
+    The raw counters are read once per window, into a rate by the series' own team,
+    project and agent, which the three scopes sum (`scope_rollup`): read per scope, a
+    series with a project and an agent was decoded three times over the window."""
     rules = []
     for window in windows:
+        parts = f"{m.REC_LABELS_COST_RATE_PREFIX}{window}"
         rate = f"{m.REC_SCOPE_COST_RATE_PREFIX}{window}"
-        rules.append(Recording(rate, scope_spend("rate", window)))
+        rules.append(Recording(parts, spend("rate", window, SCOPE_LABELS)))
+        rules.append(Recording(rate, scope_rollup(parts)))
         rules.append(
             Recording(
                 f"{m.REC_BURN_PREFIX}{window}",

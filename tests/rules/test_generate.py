@@ -143,6 +143,25 @@ def test_burn_windows_of_6h_or_more_are_recorded_every_minute() -> None:
             assert interval[f"{prefix}{window}"] == expected, window
 
 
+def test_each_burn_window_reads_the_raw_counters_once_not_once_per_scope() -> None:
+    """Summed per scope, a series with a project and an agent was decoded three times
+    over each window. One rate by the series' own team, project and agent reads them;
+    the scope rates sum it, after it in the same group (its value of this evaluation).
+    The sums' values: alert-rules/tests/scopes.test.yml."""
+    data = yaml.safe_load((REPO / RULES_FILE).read_text())
+    raw = re.compile(rf"\b({metrics.LLM_COST.name}|{metrics.GPU_COST.name})\[")
+    for window in burn_windows(Tunables()):
+        parts = f"{metrics.REC_LABELS_COST_RATE_PREFIX}{window}"
+        scope = f"{metrics.REC_SCOPE_COST_RATE_PREFIX}{window}"
+        (group,) = [g for g in data["groups"] if any(r.get("record") == scope for r in g["rules"])]
+        order = [rule.get("record") for rule in group["rules"]]
+        exprs = {rule.get("record"): rule["expr"] for rule in group["rules"]}
+        assert order.index(parts) < order.index(scope), window
+        assert not raw.search(exprs[scope]), window
+        assert exprs[scope].count(parts) == 3, window
+        assert len(raw.findall(exprs[parts])) == 2, window  # LLM and GPU, once each
+
+
 def test_alerts_have_required_labels_and_annotations() -> None:
     data = yaml.safe_load((REPO / ALERTS_FILE).read_text())
     names = set()
