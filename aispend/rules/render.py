@@ -101,7 +101,9 @@ never get throttle or pause, only notify. Money is in the reporting currency; re
   by 6 (10m/5m, 1h/5m, 4h/20m, 12h/1h): dividing by 30 would give 2-minute long windows,
   noise at a 15s scrape; a page then means 10 % of the day's budget in 10 minutes.
   Windows of 6h or more are recorded every minute (group aispend-spend-long-windows),
-  shorter ones every 15 s (aispend-spend).
+  shorter ones every 15 s (aispend-spend). Each window reads the raw counters once, into
+  a rate per team, project and agent label
+  (`team_project_agent_labels:aispend_cost:rate<window>`) that the budget scopes sum.
 - **Anomalies**: z-score of the 5m spend rate against a prediction, with the baseline in
   the `baseline` label: `1w` (same time 1-3 weeks ago plus trend, median; weekly stddev)
   once a week of history exists, else `1d` (same with days), else `6h` (mean and stddev
