@@ -32,7 +32,7 @@ from aispend.rules.promql import (
 from aispend.rules.tunables import Tunables
 
 GPU_BY = (m.GPU, m.GPU_UUID, m.GPU_MODEL_NAME, m.HOSTNAME, m.TEAM, m.PROJECT)
-SCOPE = f"{m.TEAM}, {m.PROJECT}, {m.AGENT}"
+SCOPE = ", ".join(SCOPE_LABELS)
 UNATTRIBUTED = f"{m.UNATTRIBUTED_TEAM}|{m.UNTAGGED_TEAM}|"
 
 
