@@ -143,6 +143,27 @@ def test_burn_windows_of_6h_or_more_are_recorded_every_minute() -> None:
             assert interval[f"{prefix}{window}"] == expected, window
 
 
+def test_burn_windows_all_under_6h_give_no_empty_long_window_group(tmp_path: Path) -> None:
+    """The long-window group held nothing under such tunables: an empty group in
+    Prometheus's rule list and its evaluation metrics, there for nothing."""
+    tunables = tmp_path / "t.yaml"
+    tunables.write_text(
+        "month_burn: [{severity: critical, factor: 14.4, long: 1h, short: 5m}]\n"
+        "day_burn: [{severity: warning, factor: 3, long: 4h, short: 20m}]\n"
+    )
+    rules = render_all(load_tunables(tunables))[RULES_FILE]
+    groups = yaml.safe_load(rules)["groups"]
+    assert all(group["rules"] for group in groups), [g["name"] for g in groups if not g["rules"]]
+    records = {rule.get("record") for group in groups for rule in group["rules"]}
+    assert f"{metrics.REC_BURN_PREFIX}4h" in records
+    path = tmp_path / "rules.yml"
+    path.write_text(rules)
+    done = subprocess.run(
+        [require_binary("promtool"), "check", "rules", str(path)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_each_burn_window_reads_the_raw_counters_once_not_once_per_scope() -> None:
     """Summed per scope, a series with a project and an agent was decoded three times
     over each window. One rate by the series' own team, project and agent reads them;
