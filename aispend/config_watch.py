@@ -24,6 +24,20 @@ from aispend.config import Config, ConfigError, load_config
 log = logging.getLogger(__name__)
 
 
+def notice_sighup_without_reload(process: str) -> None:
+    """For a process that reads aispend.yaml at start only, unless SIGHUP already has a
+    handler: SIGHUP logs that a restart applies an edit. Its default ends the process,
+    and the README says the gateway and the budgets and GPU exporters reload on it, so
+    it may be sent to every aispend process after an edit."""
+    if signal.getsignal(signal.SIGHUP) != signal.SIG_DFL:
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        log.warning("%s reads its config at start only: restart it to apply an edit", process)
+
+    signal.signal(signal.SIGHUP, handler)
+
+
 class ConfigApplyError(Exception):
     """A valid config that the running process cannot apply (its message says why)."""
 

@@ -121,6 +121,12 @@ def running_prometheus(config: Path, data: Path, *extra: str) -> AbstractContext
     return _serving(prometheus, url)
 
 
+def scrape(url: str) -> str:
+    """A /metrics page's text."""
+    with urllib.request.urlopen(url, timeout=2) as response:
+        return response.read().decode()
+
+
 def prom_query(base: str, expr: str) -> list[dict[str, Any]]:
     """An instant query's result vector; the query must succeed."""
     url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr})

@@ -74,6 +74,7 @@ def run_server(args: argparse.Namespace) -> int:
     from aispend.actuators.store import Store
     from aispend.actuators.targets import preflight
     from aispend.config import ConfigError, load_config, resolve_config_path
+    from aispend.config_watch import notice_sighup_without_reload
     from aispend.secrets import SecretError, require_secret
 
     try:
@@ -121,6 +122,7 @@ def run_server(args: argparse.Namespace) -> int:
         settings.dry_run,
         store.path,
     )
+    notice_sighup_without_reload("the actuator")
     try:
         web.run_app(app, host=host, port=port, print=None, handle_signals=True)
     except OSError as exc:

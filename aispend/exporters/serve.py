@@ -17,6 +17,8 @@ from types import FrameType
 from prometheus_client import CollectorRegistry, generate_latest, start_http_server
 from prometheus_client.registry import Collector
 
+from aispend.config_watch import notice_sighup_without_reload
+
 log = logging.getLogger(__name__)
 
 
@@ -48,7 +50,9 @@ def build_registry(collectors: Iterable[Collector]) -> CollectorRegistry:
 
 
 def serve(registry: CollectorRegistry, listen: tuple[str, int], once: bool, name: str) -> int:
-    """Print once, or serve /metrics until SIGTERM/SIGINT."""
+    """Print once, or serve /metrics until SIGTERM/SIGINT. Without a config watcher's
+    SIGHUP handler (`ConfigWatcher.install_sighup`), SIGHUP logs that a restart applies
+    an edit rather than ending the process."""
     if once:
         sys.stdout.write(generate_latest(registry).decode("utf-8"))
         sys.stdout.flush()
@@ -61,6 +65,7 @@ def serve(registry: CollectorRegistry, listen: tuple[str, int], once: bool, name
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+    notice_sighup_without_reload(f"the {name} exporter")  # billing, tokens: not stopped
     try:
         server, thread = start_http_server(port, addr=host, registry=registry)
     except OSError as exc:

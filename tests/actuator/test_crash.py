@@ -18,7 +18,7 @@ import pytest
 import requests
 import yaml
 
-from aispend.procs import ManagedProcess
+from aispend.procs import ManagedProcess, wait_until
 from tests.actuator.conftest import gateway_actions
 from tests.actuator.fakes import TOKEN, FakeGatewayAdmin, ThreadedServer, alert, payload
 from tests.conftest import EXAMPLE_CONFIG, free_port
@@ -123,3 +123,34 @@ def test_sigkill_between_apply_and_response(tmp_path, admin_token_file):
         "search",
         "rerank-agent",
     )
+
+
+@pytest.mark.integration
+def test_sighup_keeps_the_actuator_serving(tmp_path, admin_token_file):
+    """SIGHUP's default ends a process, and the README says the gateway and the budgets
+    and GPU exporters reload aispend.yaml on it: sent to every aispend process after an
+    edit, it stopped the actuator (which reads its config at start only), so resolves
+    could not undo a throttle until a restart. It now logs that a restart applies the
+    edit, and the actuator keeps answering."""
+    (tmp_path / "token").write_text(TOKEN + "\n")
+    data = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    data["actions"] = gateway_actions(["http://127.0.0.1:9"], admin_token_file)
+    config = tmp_path / "aispend.yaml"
+    config.write_text(yaml.safe_dump(data))
+    port = free_port()
+    actuator = _actuator(tmp_path, config, port, 1)
+    try:
+        actuator.start()
+        actuator.wait_ready()
+        assert actuator.pid is not None
+        os.kill(actuator.pid, signal.SIGHUP)
+        wait_until(
+            lambda: "restart it to apply an edit" in actuator.log_path.read_text(),
+            10,
+            what="the SIGHUP log line",
+        )
+        assert actuator.alive()
+        health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
+        assert health.status_code == 200
+    finally:
+        actuator.stop()

@@ -10,7 +10,9 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 from collections import defaultdict
@@ -24,8 +26,9 @@ from aispend import metrics
 from aispend.exporters.billing.focus import FocusError, FocusReader, FocusSource
 from aispend.exporters.billing.model import build_snapshot
 from aispend.exporters.billing.settings import FocusSettings, FocusTags
+from aispend.procs import ManagedProcess, wait_until
 from tests.billing.focus_files import write_rows
-from tests.conftest import SHARED_DATA, require_binary
+from tests.conftest import SHARED_DATA, free_port, require_binary, scrape
 
 SAMPLE = SHARED_DATA / "focus" / "focus_sample.csv"
 TAGS = FocusTags(team="business_unit", project="application", environment="environment")
@@ -331,6 +334,42 @@ def test_once_output_passes_promtool(tmp_path: Path) -> None:
         check=False,
     )
     assert check.returncode == 0 and check.stdout == b"" and check.stderr == b"", check
+
+
+def test_sighup_keeps_the_billing_exporter_serving(tmp_path: Path) -> None:
+    """SIGHUP's default ends a process. The README says the gateway, budgets and GPU
+    exporters reload aispend.yaml on it, so an operator may send it to every aispend
+    process: the billing exporter, which reads its config at start only, went away
+    without a log line. It keeps serving and says a restart applies the change."""
+    config = tmp_path / "aispend.yaml"
+    config.write_text(
+        f"teams: [{{name: search}}]\nsources: {{focus: {{paths: ['{SAMPLE}']}}}}\n",
+        encoding="utf-8",
+    )
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/metrics"
+    log = tmp_path / "billing.log"
+    argv = [sys.executable, "-m", "aispend", "exporter", "billing", "--config", str(config)]
+    proc = ManagedProcess(
+        "billing",
+        [*argv, "--listen", f"127.0.0.1:{port}"],
+        log,
+        ready_url=url,
+    )
+    up = 'aispend_exporter_up{source="focus"} 1.0'
+    proc.start()
+    try:
+        proc.wait_ready(30)
+        wait_until(lambda: up in scrape(url), 30, what="the first FOCUS refresh")
+        assert proc.pid is not None
+        os.kill(proc.pid, signal.SIGHUP)
+        wait_until(
+            lambda: "restart it to apply an edit" in log.read_text(), 10, what="the log line"
+        )
+        assert proc.alive()
+        assert up in scrape(url)
+    finally:
+        proc.stop()
 
 
 def test_a_file_reached_by_two_paths_is_read_once(

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ from aispend import __version__
 from aispend.config_watch import ConfigWatcher
 from aispend.exporters.budgets import BudgetsCollector
 from aispend.procs import ManagedProcess, wait_until
-from tests.conftest import EXAMPLE_CONFIG, free_port, require_binary
+from tests.conftest import EXAMPLE_CONFIG, free_port, require_binary, scrape
 
 EXPECTED_BUDGETS = {
     # (team, project, agent, period): (amount, soft ratio or None)
@@ -162,11 +161,6 @@ def test_once_output_passes_promtool_check_metrics():
     lint = subprocess.run([promtool, "check", "metrics"], input=out, capture_output=True, text=True)
     assert lint.returncode == 0, lint.stdout + lint.stderr
     assert lint.stdout + lint.stderr == ""
-
-
-def scrape(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=2) as response:
-        return response.read().decode()
 
 
 @pytest.mark.integration
