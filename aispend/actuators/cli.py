@@ -6,8 +6,10 @@
 
 The webhook token comes from --token-file, else `actions.token_file`, else the
 environment variable named by `actions.token_env` ($AISPEND_ACTUATOR_TOKEN).
-`--dry-run` (or $AISPEND_ACTUATOR_DRY_RUN=0/1) overrides the global `actions.dry_run`;
-rules that set their own `dry_run` keep it.
+`--dry-run true` (or $AISPEND_ACTUATOR_DRY_RUN=1) makes every rule dry-run, those
+that set `dry_run: false` too: the switch an operator turns to stop all actions.
+`--dry-run false` overrides the global `actions.dry_run`; rules that set `dry_run: true`
+keep it (a new rule rehearsed while the others act).
 """
 
 from __future__ import annotations
@@ -17,11 +19,14 @@ import logging
 import os
 import sqlite3
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aispend import ports
 from aispend.config_cli import add_config_argument
 from aispend.exporters.serve import parse_listen
+
+if TYPE_CHECKING:
+    from aispend.actuators.settings import ActionsSettings
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +60,7 @@ def add_parser(sub: Any) -> None:
         "--dry-run",
         type=parse_bool,
         metavar="true|false",
-        help=f"override actions.dry_run (also ${ENV_DRY_RUN})",
+        help=f"true: every rule dry-run; false: override actions.dry_run (also ${ENV_DRY_RUN})",
     )
     parser.set_defaults(func=run_server)
     actions = parser.add_subparsers(dest="actuator_command", metavar="ACTION")
@@ -67,10 +72,19 @@ def add_parser(sub: Any) -> None:
     audit.set_defaults(func=run_audit)
 
 
+def with_dry_run(settings: ActionsSettings, dry_run: bool) -> ActionsSettings:
+    """The settings under an explicit `--dry-run`: true holds back every rule."""
+    rules = settings.rules
+    if dry_run:
+        rules = [rule.model_copy(update={"dry_run": None}) for rule in rules]
+    return settings.model_copy(update={"dry_run": dry_run, "rules": rules})
+
+
 def run_server(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from aispend.actuators.app import build_app
+    from aispend.actuators.policy import dry_run_of
     from aispend.actuators.store import Store
     from aispend.actuators.targets import preflight
     from aispend.config import ConfigError, load_config, resolve_config_path
@@ -91,7 +105,7 @@ def run_server(args: argparse.Namespace) -> int:
             print(f"${ENV_DRY_RUN}: {exc}", file=sys.stderr)
             return 2
     if dry_run is not None:
-        settings = settings.model_copy(update={"dry_run": dry_run})
+        settings = with_dry_run(settings, dry_run)
     try:
         token = require_secret(
             args.token_file or settings.token_file, settings.token_env, "actuator webhook token"
@@ -113,13 +127,16 @@ def run_server(args: argparse.Namespace) -> int:
     criticality = {t.name: t.criticality for t in config.teams}
     app = build_app(settings, criticality, store, token)
     host, port = args.listen
+    live = [rule.name for rule in settings.rules if not dry_run_of(rule, settings)]
     log.info(
-        "actuator on http://%s:%d/alerts: %d rules, %d targets, dry_run=%s, state %s",
+        "actuator on http://%s:%d/alerts: %d rules, %d targets, dry_run=%s, live rules: %s,"
+        " state %s",
         host,
         port,
         len(settings.rules),
         len(settings.targets),
         settings.dry_run,
+        ", ".join(live) or "none",
         store.path,
     )
     notice_sighup_without_reload("the actuator")

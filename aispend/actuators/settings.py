@@ -1,7 +1,7 @@
 """The `actions:` section of aispend.yaml: global switches, rules and targets.
 
     actions:
-      dry_run: true                 # global; a rule may override it
+      dry_run: true                 # global; a rule may override it (not --dry-run true)
       token_file: /etc/aispend/secrets/actuator_token   # or $AISPEND_ACTUATOR_TOKEN
       state_db: .run/actuator.sqlite3
       max_active_per_team: 5

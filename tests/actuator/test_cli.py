@@ -10,6 +10,9 @@ import sys
 import pytest
 import yaml
 
+from aispend.actuators.cli import with_dry_run
+from aispend.actuators.policy import dry_run_of
+from aispend.actuators.settings import ActionsSettings
 from aispend.actuators.store import ActionRow, AuditRecord, Store
 from aispend.cli import main
 from tests.conftest import EXAMPLE_CONFIG
@@ -214,3 +217,26 @@ def test_audit_reads_a_database_whose_name_has_uri_characters(tmp_path, capsys, 
     assert '"fingerprint": "ab12"' in capsys.readouterr().out
     # Only the database and SQLite's own WAL files: no other file opened or created.
     assert {p.name for p in tmp_path.iterdir()} <= {name, f"{name}-wal", f"{name}-shm"}
+
+
+def test_dry_run_true_holds_back_every_rule_and_false_keeps_a_rehearsed_one():
+    """`--dry-run true` ($AISPEND_ACTUATOR_DRY_RUN=true, Compose's default) is the switch
+    that stops all actions: a rule set `dry_run: false` acted through it. `false` keeps a
+    rule set `dry_run: true` in rehearsal."""
+    settings = ActionsSettings.model_validate(
+        {
+            "dry_run": False,
+            "rules": [
+                {"name": "live", "match": {"a": "1"}, "target": "t", "mode": "pause",
+                 "dry_run": False},
+                {"name": "rehearsed", "match": {"a": "2"}, "target": "t", "mode": "pause",
+                 "dry_run": True},
+                {"name": "default", "match": {"a": "3"}, "target": "t", "mode": "pause"},
+            ],
+            "targets": {"t": {"type": "command", "apply": ["true"]}},
+        }
+    )  # fmt: skip
+    held = with_dry_run(settings, True)
+    assert [dry_run_of(rule, held) for rule in held.rules] == [True, True, True]
+    live = with_dry_run(settings.model_copy(update={"dry_run": True}), False)
+    assert [dry_run_of(rule, live) for rule in live.rules] == [False, True, False]
