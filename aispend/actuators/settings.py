@@ -181,6 +181,8 @@ class Rule(StrictModel):
     """No new action for the same rule and workload within this long of the last one."""
     requests_per_minute: int | None = Field(default=None, gt=0)
     tokens_per_minute: int | None = Field(default=None, gt=0)
+    """A gateway throttle's limits: a rule that sets either sets both (one left out is no
+    limit); one that sets neither takes the target's."""
 
     def matches(self, labels: dict[str, str]) -> bool:
         for key, value in self.match.items():

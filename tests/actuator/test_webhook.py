@@ -454,3 +454,26 @@ def test_a_locked_database_is_500_with_nothing_recorded_then_a_redelivery_applie
     r = act.post(payload(alert(FP)))
     assert r.status_code == 200
     assert act.states() == {KEY: "applied"}
+
+
+@pytest.mark.parametrize(
+    ("limits", "expected"),
+    [
+        ({"tokens_per_minute": 50000}, (None, 50000)),  # no request limit
+        ({"requests_per_minute": 30}, (30, None)),
+        ({}, (6, None)),  # neither: the target's defaults
+    ],
+)
+def test_a_rule_that_sets_a_limit_sets_both(
+    gateways, make_actuator, admin_token_file, limits, expected
+):
+    """A token-only rule also got the target's default 6 requests per minute: a token
+    cap became a near-block for a service of many small calls."""
+    actions = gateway_actions(_urls(gateways), admin_token_file)
+    rule = actions["rules"][0]
+    del rule["requests_per_minute"]
+    rule.update(limits)
+    act = make_actuator(actions)
+    assert act.post(payload(alert(FP))).json()["alerts"][0]["result"] == "ok"
+    body = gateways[0][0].calls("PUT")[0].body
+    assert (body["requests_per_minute"], body["tokens_per_minute"]) == expected

@@ -38,8 +38,11 @@ class GatewayTarget:
         team = labels.get("team")
         if not team:
             raise TargetError("the alert has no team label; cannot scope a throttle", False)
-        rpm = action.requests_per_minute or self.settings.requests_per_minute
-        tpm = action.tokens_per_minute or self.settings.tokens_per_minute
+        # A rule that sets a limit sets the pair: one that limits tokens only gets no
+        # request limit (the target's default, 6/min, would all but block small calls).
+        rpm, tpm = action.requests_per_minute, action.tokens_per_minute
+        if rpm is None and tpm is None:
+            rpm, tpm = self.settings.requests_per_minute, self.settings.tokens_per_minute
         block = action.mode == "pause"
         return {
             "team": team,
