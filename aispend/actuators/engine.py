@@ -23,7 +23,10 @@ State machine per (fingerprint, startsAt) in the store:
                                    only audited (the undone row stays, for cool-downs). An
                                    older instance's firing, or one right after the undo, is
                                    a stale copy, ignored
-    firing,   anything else     -> ignored (duplicate, or resolved before its firing)
+    firing,   resolved          -> as undone (nothing was done: skipped, dry-run or
+                                   refused, or its resolve came first; the policy may
+                                   allow an action now); a new decision replaces the row
+    firing,   anything else     -> ignored (duplicate)
     resolved, applying/applied/apply_failed/undo_failed -> undo -> undone | undo_failed
                                    (a failed undo is answered 503: Alertmanager redelivers
                                    the resolve until the undo succeeds. An `applying`
@@ -65,7 +68,9 @@ leaves the state as it was.
 Targets that change shared objects (`HoldsObjects`: a Deployment, an APIM
 subscription) may be acted on by several alerts at once. A later action takes over
 the object's original state from the earlier one, and undo leaves an object alone
-while another action still holds it: the last one to resolve restores it. An action
+while another action still holds it: the last one to resolve restores it. An object
+the later action reads as not paused was changed by hand since the earlier apply (scaled
+up by on-call): the earlier action lets it go, and the later one keeps what it read. An action
 refused part-way (`apply_failed`) still holds what it changed. An action whose undo
 failed (`undo_failed`) left its objects changed: a later action on them takes over its
 original state and supersedes it, so the later one's undo restores them. Reading an object and
@@ -185,9 +190,10 @@ class Engine:
                 if held is not None:  # stays applying: undone on resolve
                     return self._note(alert, row, "ignore", f"ignored: not resumed: {held}")
                 return await self._apply(alert, row, rule, how="resumed an interrupted apply")
-            why = "resolved before firing" if row.state == st.RESOLVED else "duplicate"
-            if row.state in (st.UNDONE, st.UNDO_FAILED):
-                why = "already resolved"
+            why = "duplicate"
+            if row.state in (st.RESOLVED, st.UNDONE, st.UNDO_FAILED):
+                before = row.state == st.RESOLVED and row.rule is None  # no decision made
+                why = "resolved before firing" if before else "already resolved"
             return self._note(alert, row, "ignore", f"ignored: {why}")
 
         # Deciding and recording the intent are serialised per team, so that two
@@ -203,13 +209,14 @@ class Engine:
         """Whether a repeated firing goes through the policy again."""
         if row.state == st.SKIPPED:
             return True
-        if row.state == st.UNDONE:
+        if row.state in (st.UNDONE, st.RESOLVED):
             # Fired again after its own resolve: Alertmanager resolves an alert that
             # Prometheus has not re-sent by its endsAt, and fires it again with the same
             # startsAt once Prometheus gets through (one group_interval or more later).
             # A copy sent before the resolve (queued behind it, or from an HA peer) comes
             # within REFIRE_GRACE_S; a firing of an instance other than the series'
-            # newest is a stale redelivery.
+            # newest is a stale redelivery. RESOLVED: nothing was done (skipped, dry-run,
+            # refused, or its resolve came first); the policy may now allow an action.
             if self._clock() - row.updated_at < REFIRE_GRACE_S:
                 return False
             return row.starts_at == self.store.newest_start(row.fingerprint)
@@ -240,7 +247,8 @@ class Engine:
         )
         rule = decision.rule
         reopened = previous is not None and previous.state == st.UNDONE
-        again = "fired again after its resolve" if reopened else ""
+        refired = previous is not None and previous.state in (st.UNDONE, st.RESOLVED)
+        again = "fired again after its resolve" if refired else ""
         new = ActionRow(
             fingerprint=fp,
             starts_at=starts,
@@ -295,6 +303,10 @@ class Engine:
                 old for old in self.store.holding_with_fingerprint(fp) if old.target == rule.target
             ]
             in_force = self._in_force_on_objects(target)
+            # Objects changed by hand since an earlier action's apply are that action's
+            # no more: it lets them go, and this one keeps the state it read.
+            overridden = self._overridden(target, undo_data, in_force)
+            in_force = [row for row in in_force if row.state != st.SUPERSEDED]
             new.undo_data = self._take_over(target, undo_data, in_force)
             # An action whose undo failed, on objects this one now holds too, hands its
             # original state over: this action restores it when it is undone.
@@ -302,6 +314,8 @@ class Engine:
             new.state = st.APPLYING
             for old in (*superseded, *taken):
                 old.state = st.SUPERSEDED
+            released = [row for row, _ in overridden]
+            changed = {(r.fingerprint, r.starts_at): r for r in (*released, *superseded, *taken)}
             self.store.record(
                 new,
                 *[
@@ -318,8 +332,19 @@ class Engine:
                     )
                     for old in taken
                 ],
+                *[
+                    self._audit(
+                        alert,
+                        old,
+                        "ignore",
+                        "ignored: overridden",
+                        detail=f"changed by hand since its apply, now held by {fp} {starts}: "
+                        + ", ".join(keys),
+                    )
+                    for old, keys in overridden
+                ],
                 self._audit(alert, new, "apply", "pending", detail=again),
-                also=[*superseded, *taken],
+                also=list(changed.values()),
             )
         return new, rule
 
@@ -527,6 +552,30 @@ class Engine:
         mine = target.originals(undo_data)
         taken = {key: held[key][1] for key in mine if key in held}
         return target.with_originals(undo_data, mine | taken) if taken else undo_data
+
+    def _overridden(
+        self, target: Target, undo_data: dict[str, Any], in_force: list[ActionRow]
+    ) -> list[tuple[ActionRow, list[str]]]:
+        """The rows of `in_force` holding objects that prepare read as not `as_applied`
+        (scaled up or re-activated by hand since), and those objects' keys. Each row is
+        changed in place to let them go (superseded if it holds nothing else), so
+        neither its undo nor `_take_over` restores a state from before the hand's."""
+        if not isinstance(target, HoldsObjects):
+            return []
+        read = target.originals(undo_data)
+        released: list[tuple[ActionRow, list[str]]] = []
+        for row in in_force:
+            held = target.originals(row.undo_data)
+            keys = [key for key in held if key in read and not target.as_applied(read[key])]
+            if not keys:
+                continue
+            kept = {key: state for key, state in held.items() if key not in keys}
+            if kept:
+                row.undo_data = target.with_originals(row.undo_data, kept)
+            else:
+                row.state = st.SUPERSEDED
+            released.append((row, keys))
+        return released
 
     def _failed_undos_taken_over(
         self, target: Target, new: ActionRow, in_force: list[ActionRow]

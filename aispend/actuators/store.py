@@ -295,9 +295,10 @@ class Store:
                     "SELECT created_at, state FROM actions WHERE fingerprint = ? AND starts_at = ?",
                     (each.fingerprint, each.starts_at),
                 ).fetchone()
-                # A skipped, dry-run or undone firing decided again starts anew
-                # (cool-downs count from it).
-                kept = existing is not None and existing[1] not in (SKIPPED, DRY_RUN, UNDONE)
+                # A skipped, dry-run, resolved or undone firing decided again starts
+                # anew (cool-downs count from it).
+                anew = (SKIPPED, DRY_RUN, RESOLVED, UNDONE)
+                kept = existing is not None and existing[1] not in anew
                 each.created_at = float(existing[0]) if kept else now
                 each.updated_at = now
                 self._db.execute(

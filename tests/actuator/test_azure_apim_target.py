@@ -349,3 +349,12 @@ def test_a_subscription_deleted_since_the_suspend_has_nothing_to_restore(
     fake.fail_with = 403
     with pytest.raises(TargetError, match="HTTP 403"):
         asyncio.run(undo(gone))
+
+
+def test_only_a_suspended_subscription_is_as_the_suspend_left_it(arm):
+    """What a second alert's prepare reads: "suspended" is the first alert's suspend (it
+    takes over the original state); anything else was set by hand since (it keeps it)."""
+    _, server, ctx = arm
+    t = target(server, ctx, StaticCredential())
+    assert t.as_applied("suspended")
+    assert not any(t.as_applied(state) for state in ("active", "submitted", "cancelled"))

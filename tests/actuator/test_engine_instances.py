@@ -74,6 +74,9 @@ class Replicas:
     ) -> dict[str, Any]:
         return {**undo_data, "replicas": dict(originals)}
 
+    def as_applied(self, state: Any) -> bool:
+        return bool(state == 0)
+
 
 def settings(**extra: Any) -> ActionsSettings:
     return ActionsSettings.model_validate(
@@ -253,6 +256,51 @@ def test_an_apply_refused_part_way_still_holds_what_it_changed(tmp_path: Path) -
     assert target.replicas == {"x": 3, "y": 2}
 
 
+@pytest.mark.parametrize("first_resolved", ["a1", "b2"])
+def test_an_object_changed_by_hand_is_not_restored_to_the_state_before_the_hand(
+    tmp_path: Path, first_resolved: str
+) -> None:
+    """A pauses x (3 -> 0); on-call scales x to 5 by hand, overriding the pause; B pauses
+    x again. B took over A's original 3, so once both resolved x was at 3: the capacity
+    on-call restored was lost. B keeps the 5 it read, and A lets x go."""
+    target = Replicas(x=3)
+    store = Store(tmp_path / "s.db")
+    engine = Engine(settings(), {}, store, {"t": target})
+    assert handle(engine, alert("a1")).result == "ok"
+    target.replicas["x"] = 5
+    assert handle(engine, alert("b2", starts=T2)).result == "ok"
+    assert target.replicas == {"x": 0}
+    first = store.get("a1", "2024-05-01T10:00:00+00:00")
+    assert first is not None and first.state == st.SUPERSEDED
+    overridden = [a for a in store.audit() if a.result == "ignored: overridden"]
+    assert [(a.fingerprint, a.detail) for a in overridden] == [
+        ("a1", "changed by hand since its apply, now held by b2 2024-05-01T10:20:00+00:00: x")
+    ]
+    starts = {"a1": T1, "b2": T2}
+    second_resolved = "b2" if first_resolved == "a1" else "a1"
+    handle(engine, alert(first_resolved, "resolved", starts=starts[first_resolved]))
+    handle(engine, alert(second_resolved, "resolved", starts=starts[second_resolved]))
+    assert target.replicas == {"x": 5}
+
+
+def test_an_action_lets_go_only_of_the_objects_changed_by_hand(tmp_path: Path) -> None:
+    """A pauses x and y; y is scaled to 4 by hand; B pauses x and y. x is still A's pause
+    (B takes over its original 2), y is not (B keeps the 4 it read)."""
+    target = Replicas(x=2, y=3)
+    store = Store(tmp_path / "s.db")
+    engine = Engine(settings(), {}, store, {"t": target})
+    handle(engine, alert("a1", objects="x,y"))
+    target.replicas["y"] = 4
+    handle(engine, alert("b2", objects="x,y"))
+    first = store.get("a1", "2024-05-01T10:00:00+00:00")
+    assert first is not None and first.state == st.APPLIED
+    assert first.undo_data == {"replicas": {"x": 2}}
+    handle(engine, alert("b2", "resolved", objects="x,y"))
+    assert target.replicas == {"x": 0, "y": 4}  # x still held by A
+    handle(engine, alert("a1", "resolved", objects="x,y"))
+    assert target.replicas == {"x": 2, "y": 4}
+
+
 def test_a_resolve_cannot_restore_an_object_between_another_alerts_read_and_record(
     tmp_path: Path,
 ) -> None:
@@ -387,6 +435,62 @@ def test_an_alert_that_fires_again_after_its_resolve_is_acted_on_again(tmp_path:
     assert handle(engine, alert("f1")).result == "ignored: duplicate"  # a repeat
     handle(engine, alert("f1", "resolved"))
     assert target.replicas == {"x": 3}
+
+
+def test_a_skipped_firing_that_fires_again_after_its_resolve_is_decided_again(
+    tmp_path: Path,
+) -> None:
+    """f2 was skipped (the team's one slot taken by f1); Prometheus then fell silent past
+    both alerts' endsAt, so Alertmanager resolved them, and fired them again (same
+    startsAt) once Prometheus got through. f2's slot is free now: it must be paused, not
+    ignored for as long as it fires ("resolved before firing" at every repeat)."""
+    target = Replicas(x=3, y=3)
+    engine, store, clock = _timed(tmp_path, target, max_active_per_team=1)
+    assert handle(engine, alert("f1", objects="x")).result == "ok"
+    assert handle(engine, alert("f2", objects="y")).result == "skipped: max active actions"
+    assert handle(engine, alert("f2", "resolved", objects="y")).result == "nothing to undo"
+    handle(engine, alert("f1", "resolved", objects="x"))
+    clock.now += REFIRE_GRACE_S - 1  # a copy sent before the resolve: still ignored
+    assert handle(engine, alert("f2", objects="y")).result == "ignored: already resolved"
+    clock.now += 120
+    assert handle(engine, alert("f2", objects="y")).result == "ok"
+    assert target.replicas == {"x": 3, "y": 0}
+    refired = store.get("f2", "2024-05-01T10:00:00+00:00")
+    assert refired is not None and refired.created_at == clock.now  # cool-downs count from it
+    pending = [a for a in store.audit() if a.result == "pending"]
+    assert pending[-1].detail == "fired again after its resolve"
+    assert handle(engine, alert("f2", "resolved", objects="y")).result == "ok"
+    assert target.replicas == {"x": 3, "y": 3}
+
+
+def test_a_dry_run_firing_that_fires_again_after_its_resolve_is_acted_on_once_live(
+    tmp_path: Path,
+) -> None:
+    """The rollout (dry-run, then live) with a resolve between: the re-firing after the
+    switch to live is acted on, as a repeat without the resolve would be."""
+    target = Replicas(x=3)
+    engine, _, clock = _timed(tmp_path, target, dry_run=True)
+    assert handle(engine, alert("f1")).result == "dry_run"
+    handle(engine, alert("f1", "resolved"))
+    engine.settings = engine.settings.model_copy(update={"dry_run": False})
+    clock.now += 120
+    assert handle(engine, alert("f1")).result == "ok"
+    assert target.replicas == {"x": 0}
+
+
+def test_a_firing_after_its_resolve_with_no_decision_is_ignored_within_the_grace(
+    tmp_path: Path,
+) -> None:
+    """The resolve came first (no row: a tombstone); a copy of the firing right after it
+    is ignored, and one after the grace (the alert firing again) is acted on."""
+    target = Replicas(x=3)
+    engine, _, clock = _timed(tmp_path, target)
+    assert handle(engine, alert("f1", "resolved")).result == "ignored: resolved before firing"
+    assert handle(engine, alert("f1")).result == "ignored: resolved before firing"
+    assert target.replicas == {"x": 3}
+    clock.now += REFIRE_GRACE_S
+    assert handle(engine, alert("f1")).result == "ok"
+    assert target.replicas == {"x": 0}
 
 
 def test_a_refiring_held_back_keeps_the_record_cool_downs_count_from(tmp_path: Path) -> None:

@@ -436,10 +436,14 @@ def _pause_actions(kubeconfig: Path) -> Any:
 
 
 def _post_each(
-    config: Any, db: Path, bodies: list[dict[str, Any]], fake: FakeKubernetes
+    config: Any,
+    db: Path,
+    bodies: list[dict[str, Any]],
+    fake: FakeKubernetes,
+    results: list[str] | None = None,
 ) -> list[int]:
     """Post each body to a freshly started actuator (a restart between every two) and
-    return the Deployment's replicas after each."""
+    return the Deployment's replicas after each. `results`: each answer's (all "ok")."""
     import requests
 
     from aispend.actuators.app import build_app
@@ -449,12 +453,12 @@ def _post_each(
     teams = {t.name: t.criticality for t in config.teams}
     headers = {"Authorization": f"Bearer {TOKEN}"}
     replicas = []
-    for body in bodies:
+    for body, result in zip(bodies, results or ["ok"] * len(bodies), strict=True):
         store = Store(db)
         server = ThreadedServer(build_app(config.actions, teams, store, TOKEN)).start()
         try:
             r = requests.post(f"{server.url}/alerts", json=body, headers=headers, timeout=30)
-            assert (r.status_code, r.json()["alerts"][0]["result"]) == (200, "ok"), r.text
+            assert (r.status_code, r.json()["alerts"][0]["result"]) == (200, result), r.text
         finally:
             server.stop()
             store.close()
@@ -496,6 +500,29 @@ def test_two_alerts_pausing_one_deployment(kube, kubeconfig, tmp_path, last):
         payload({**x, "status": "resolved"}) for x in (first, second)
     ]
     assert _post_each(_pause_actions(kubeconfig), tmp_path / "s.db", bodies, fake) == [0, 0, 0, 3]
+
+
+def test_a_second_pause_after_a_scale_up_by_hand_keeps_the_hands_replicas(
+    kube, kubeconfig, tmp_path
+):
+    """A pauses the Deployment (3 -> 0), on-call scales it to 5, B pauses it again: once
+    both resolved it was back at A's 3. B keeps the 5 it read; A, overridden by the
+    hand, has nothing left to undo."""
+    from tests.actuator.fakes import alert, payload
+
+    fake, _ = kube
+    a = alert("00000000000000a1", action="pause", alertname="AISpendGPUIdle", gpu="0")
+    b = alert("00000000000000b2", action="pause", alertname="AISpendGPUIdle", gpu="1")
+    config, db = _pause_actions(kubeconfig), tmp_path / "s.db"
+    assert _post_each(config, db, [payload(a)], fake) == [0]
+    fake.objects[("deployments", "search", "rerank-agent")]["replicas"] = 5
+    bodies = [
+        payload(b),
+        payload({**a, "status": "resolved"}),
+        payload({**b, "status": "resolved"}),
+    ]
+    results = ["ok", "nothing to undo", "ok"]
+    assert _post_each(config, db, bodies, fake, results) == [0, 0, 5]
 
 
 def test_refiring_alert_keeps_the_original_replicas(kube, kubeconfig, tmp_path):
@@ -553,3 +580,13 @@ def test_a_server_with_a_bad_port_still_builds_its_target(kubeconfig: Path) -> N
         kubeconfig, kind="Deployment", namespace="search", name="x", api_server="https://k8s:6443x"
     )
     assert target.objects_scope == "https://k8s:6443x"
+
+
+def test_only_zero_replicas_or_a_suspended_cronjob_is_as_the_pause_left_it(kubeconfig):
+    """What a second alert's prepare reads: the first alert's pause (it takes over the
+    original state), or a state set by hand since (it keeps it)."""
+    target = make(kubeconfig, kind="Deployment", namespace="${team}", name="${agent}")
+    assert target.as_applied({"replicas": 0})
+    assert not target.as_applied({"replicas": 5})
+    assert target.as_applied({"suspend": True})
+    assert not target.as_applied({"suspend": False})

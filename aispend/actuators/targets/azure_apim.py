@@ -108,6 +108,9 @@ class AzureApimTarget:
     ) -> dict[str, Any]:
         return {**undo_data, "state": originals[_key(undo_data)]}
 
+    def as_applied(self, state: Any) -> bool:
+        return bool(state == "suspended")
+
     async def _token(self) -> str:
         try:
             token = await asyncio.to_thread(self._credential.get_token, self._scope)

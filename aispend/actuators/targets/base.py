@@ -78,7 +78,12 @@ class HoldsObjects(Protocol):
     def with_originals(
         self, undo_data: dict[str, Any], originals: dict[str, Any]
     ) -> dict[str, Any]:
-        """`undo_data` for only the objects keyed in `originals`, with those states."""
+        """`undo_data` for only the objects keyed in `originals` (one or more), with
+        those states."""
+        ...
+
+    def as_applied(self, state: Any) -> bool:
+        """Whether an object's state (as `originals` gives it) is what apply leaves."""
         ...
 
 

@@ -133,6 +133,11 @@ class KubernetesTarget:
         objects = [{"name": name, **originals[key]} for key, name in keyed if key in originals]
         return {**undo_data, "objects": objects}
 
+    def as_applied(self, state: Any) -> bool:
+        if "suspend" in state:
+            return state["suspend"] is True
+        return int(state.get("replicas", 0)) == 0
+
     # ------------------------------------------------------------ helpers
 
     async def _names(self, namespace: str, action: Action) -> list[str]:
