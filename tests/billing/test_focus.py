@@ -288,6 +288,12 @@ def test_unknown_by_column_and_missing_file(tmp_path: Path) -> None:
     done = summarize(str(SAMPLE), "--by", "Nope")
     assert done.returncode == 1
     assert "missing column Nope" in done.stderr
+    done = summarize(str(SAMPLE.parent))  # a folder was reported as "no such file"
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        f"aispend focus summarize: {SAMPLE.parent}: is a directory; give a glob of its"
+        f" files, such as {SAMPLE.parent / '**' / '*.parquet'}"
+    )
     missing = tmp_path / "absent-*.csv"
     done = summarize(str(missing))
     assert done.returncode == 1

@@ -59,6 +59,22 @@ def test_bad_scope_and_incomplete_client_secret() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("line", "error"),
+    [
+        # .inf loaded, and the refresher thread died on its first wait (OverflowError).
+        ("refresh_interval_seconds: .inf", "refresh_interval_seconds: must be <= 604800"),
+        ("refresh_interval_seconds: 1e12", "refresh_interval_seconds: must be <= 604800"),
+        ("max_retry_wait_seconds: .inf", "max_retry_wait_seconds: must be <= 86400"),
+    ],
+)
+def test_waits_past_a_week_or_a_day_are_refused(line: str, error: str) -> None:
+    found = issues(
+        f"sources:\n  azure_cost:\n    scopes: [{{scope: subscriptions/x}}]\n    {line}\n"
+    )
+    assert f"sources.azure_cost.{error}" in found
+
+
 def test_focus_cost_column_and_empty_paths() -> None:
     found = issues("sources:\n  focus:\n    paths: []\n    cost_column: ListCost\n")
     assert "sources.focus.paths: must not be empty" in found

@@ -533,6 +533,7 @@ def test_metrics_tokens_are_asked_for_the_endpoints_cloud(
             "'ProcessedPromptTokens' and 'InputTokens' both count input tokens",
         ),
         ("[ProcessedPromptTokens, TokenTransaction]", "'TokenTransaction' is not a token metric"),
+        ("[]", "must not be empty"),  # was accepted: a poll that asks for no metric
     ],
 )
 def test_metric_names_that_would_count_twice_or_nothing_are_refused(names: str, error: str) -> None:

@@ -118,6 +118,11 @@ def expand_paths(patterns: Sequence[str]) -> list[Path]:
             sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
         )
         files = [Path(m) for m in matches if Path(m).is_file()]
+        if not files and matches == [pattern] and Path(pattern).is_dir():
+            raise FocusError(
+                f"{pattern}: is a directory; give a glob of its files, such as"
+                f" {Path(pattern) / '**' / '*.parquet'}"
+            )
         if not files:
             raise FocusError(
                 f"{pattern}: no such file" + (" (glob matched none)" if matches == [] else "")

@@ -34,7 +34,9 @@ _SCOPE_RE = re.compile(
 )
 _TAG_KEY_RE = re.compile(r"^[^\"\\\x00-\x1f]{1,512}$")
 
-Seconds = Annotated[float, Field(ge=60)]
+Seconds = Annotated[float, Field(ge=60, le=7 * 86400)]
+"""A refresh interval: at least a minute, at most a week (inf, or past the largest wait
+a thread can do, loaded and then ended the refresher)."""
 
 
 def _tag_key(value: str) -> str:
@@ -105,7 +107,7 @@ class AzureCostSettings(StrictModel):
     ca_file: Path | None = None
     """CA bundle to verify the endpoint with (default: the system's)."""
     max_retries: Annotated[int, Field(ge=0, le=10)] = 4
-    max_retry_wait_seconds: Annotated[float, Field(gt=0)] = 300.0
+    max_retry_wait_seconds: Annotated[float, Field(gt=0, le=86400)] = 300.0
     """A 429 that asks for a longer wait than this fails the refresh instead of blocking."""
     service_categories: dict[str, str] = {}
     """ServiceName -> FOCUS ServiceCategory, on top of the built-in table."""

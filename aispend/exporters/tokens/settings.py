@@ -86,10 +86,10 @@ class AzureTokensSettings(StrictModel):
     metrics_audience: str | None = None
     """Entra ID audience of metrics_endpoint's tokens (default: default_metrics_audience)."""
     openai_resources: list[OpenAIResource] = []
-    metric_names: list[str] = list(DEFAULT_METRIC_NAMES)
+    metric_names: Annotated[list[str], Field(min_length=1)] = list(DEFAULT_METRIC_NAMES)
     deployments: dict[str, str] = {}
     settle_delay_seconds: Annotated[int, Field(ge=0)] = 300
-    poll_interval_seconds: Annotated[int, Field(ge=1)] = 60
+    poll_interval_seconds: Annotated[int, Field(ge=1, le=86400)] = 60
     initial_lookback_seconds: Annotated[int, Field(ge=60)] = 3600
     """How far back the first run (no state file yet) starts counting."""
     max_ingestion_lag_seconds: Annotated[int, Field(ge=60)] = 86400
