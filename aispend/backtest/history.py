@@ -193,10 +193,14 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
         raise HistoryError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     with handle:
         reader = csv.DictReader(handle)
-        if reader.fieldnames is None:
+        try:
+            fieldnames = reader.fieldnames
+        except UnicodeDecodeError as exc:
+            raise _not_utf8(path) from exc
+        if fieldnames is None:
             raise HistoryError(f"{path}: empty file (expected a header line)")
         # As _header reads them: "timestamp, team, cost" names the same columns.
-        reader.fieldnames = [name.strip() for name in reader.fieldnames]
+        reader.fieldnames = [name.strip() for name in fieldnames]
         try:
             for row in reader:
                 if None in row:  # DictReader's key for the fields past the header's
@@ -205,19 +209,48 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
                         f" (expected {len(reader.fieldnames)}; quote a value that holds a comma)"
                     )
                 yield reader.line_num, row
-        except (csv.Error, UnicodeDecodeError) as exc:
+        except UnicodeDecodeError as exc:
+            # The decoder reads ahead in blocks: reader.line_num is not the bad line.
+            raise _not_utf8(path) from exc
+        except csv.Error as exc:
             raise HistoryError(f"{path} line {reader.line_num}: not CSV: {exc}") from exc
+
+
+def _not_utf8(path: Path) -> HistoryError:
+    """The error for the first line of `path` that is not UTF-8, found in its bytes."""
+    try:
+        with path.open("rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    return HistoryError(
+                        f"{path} line {number}: not UTF-8 (byte 0x{raw[exc.start]:02x} at"
+                        f" column {exc.start + 1}); re-save the file as UTF-8"
+                    )
+    except OSError as exc:
+        return HistoryError(f"{path}: cannot read: {exc.strerror or exc}")
+    return HistoryError(f"{path}: not UTF-8; re-save the file as UTF-8")
 
 
 def _header(path: Path) -> list[str]:
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             first = next(csv.reader(handle), None)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(path) from exc
+    except (OSError, csv.Error) as exc:
         raise HistoryError(f"{path}: cannot read: {exc}") from exc
     if not first:
         raise HistoryError(f"{path}: empty file (expected a header line)")
-    return [name.strip() for name in first]
+    names = [name.strip() for name in first]
+    for index, name in enumerate(names):
+        if name in names[:index]:
+            raise HistoryError(
+                f"{path} line 1: column {name!r} appears twice (columns"
+                f" {names.index(name) + 1} and {index + 1}); keep one"
+            )
+    return names
 
 
 def load_history(path: Path | str) -> History:
@@ -242,7 +275,7 @@ def load_history(path: Path | str) -> History:
 def _load_spend_csv(path: Path, header: list[str]) -> History:
     optional = [c for c in OPTIONAL_COLUMNS if c in header]
     series: dict[SeriesKey, list[tuple[int, float]]] = {}
-    last_line: dict[SeriesKey, int] = {}
+    lines: dict[SeriesKey, list[int]] = {}
     for line, row in _rows(path):
         if any(row.get(c) is None for c in REQUIRED_COLUMNS):
             raise HistoryError(f"{path} line {line}: too few fields (expected {len(header)})")
@@ -256,35 +289,59 @@ def _load_spend_csv(path: Path, header: list[str]) -> History:
             raise HistoryError(f"{path} line {line}: empty team")
         key = SeriesKey(team, **{c: (row.get(c) or "").strip() for c in optional})
         points = series.setdefault(key, [])
+        row_lines = lines.setdefault(key, [])
         if points and ts <= points[-1][0]:
             what = "duplicate" if ts == points[-1][0] else "unsorted"
             raise HistoryError(
                 f"{path} line {line}: {what} timestamp {row['timestamp'].strip()}: "
-                f"not after line {last_line[key]} ({format_timestamp(points[-1][0])}) "
+                f"not after line {row_lines[-1]} ({format_timestamp(points[-1][0])}) "
                 f"for {_describe(key)}; rows of one series must be in increasing time order"
             )
         points.append((ts, cost))
-        last_line[key] = line
+        row_lines.append(line)
     if not series:
         raise HistoryError(f"{path}: no rows after the header")
-    return History(_infer_step(path, series), series)
+    return History(_infer_step(path, series, lines), series)
 
 
 def _describe(key: SeriesKey) -> str:
     return ",".join(f"{k}={v}" for k, v in key.labels().items())
 
 
-def _infer_step(path: Path, series: dict[SeriesKey, list[tuple[int, float]]]) -> int:
-    diffs = {b[0] - a[0] for points in series.values() for a, b in itertools.pairwise(points)}
-    if not diffs:
+def _infer_step(
+    path: Path,
+    series: dict[SeriesKey, list[tuple[int, float]]],
+    lines: dict[SeriesKey, list[int]],
+) -> int:
+    """The file's step: the smallest gap between two rows of a series. Every gap must be
+    a multiple of it (a missing row is an interval of no spend: a series may be sparse).
+    A series whose rows are all one larger gap apart (3 rows or more) is at another step,
+    not sparse: read at the file's step, each of its rows' cost would be spent in one
+    short interval (an hourly team beside a 5-minute one paged every hour)."""
+    gaps = {
+        key: [b[0] - a[0] for a, b in itertools.pairwise(points)] for key, points in series.items()
+    }
+    smallest = [(min(g), key) for key, g in gaps.items() if g]
+    if not smallest:
         raise HistoryError(f"{path}: a single row per series: cannot tell the step")
-    step = min(diffs)
-    odd = sorted(d for d in diffs if d % step)
-    if odd:
-        raise HistoryError(
-            f"{path}: irregular step: gaps of {odd[0]} s are not a multiple of "
-            f"the smallest gap ({step} s)"
-        )
+    step, example = min(smallest, key=lambda pair: (pair[0], lines[pair[1]][0]))
+    example_line = lines[example][gaps[example].index(step) + 1]
+    for key, series_gaps in gaps.items():
+        for index, gap in enumerate(series_gaps):
+            if gap % step:
+                raise HistoryError(
+                    f"{path} line {lines[key][index + 1]}: irregular step for {_describe(key)}:"
+                    f" {gap} s after line {lines[key][index]}, not a multiple of the smallest"
+                    f" gap, {step} s ({_describe(example)}, line {example_line}); a history"
+                    " needs one regular step (an interval without a row is read as no spend)"
+                )
+        if len(series_gaps) >= 2 and len(set(series_gaps)) == 1 and series_gaps[0] > step:
+            raise HistoryError(
+                f"{path} line {lines[key][1]}: {_describe(key)} has a step of"
+                f" {series_gaps[0]} s, but {_describe(example)} has {step} s (line"
+                f" {example_line}): all series of a history need the same step; resample them"
+                " to one (with rows of cost 0 where nothing was spent)"
+            )
     return step
 
 

@@ -107,7 +107,13 @@ def test_nab_style_and_unix_timestamps(tmp_path: Path) -> None:
         (
             "timestamp,team,cost\n"
             "2026-08-01T00:00:00Z,a,1\n2026-08-01T00:05:00Z,a,1\n2026-08-01T00:12:00Z,a,1\n",
-            "irregular step: gaps of 420 s are not a multiple of the smallest gap (300 s)",
+            "h.csv line 4: irregular step for team=a: 420 s after line 3, not a multiple of"
+            " the smallest gap, 300 s (team=a, line 3)",
+        ),
+        (
+            # Before, the last "cost" column was read and the first silently ignored.
+            "timestamp,team,cost,cost\n2026-08-01T00:00:00Z,a,1,5\n",
+            "h.csv line 1: column 'cost' appears twice (columns 3 and 4); keep one",
         ),
         ("timestamp,team,cost\n", "h.csv: no rows after the header"),
         ("", "h.csv: empty file"),
@@ -200,3 +206,45 @@ def test_focus_export_in_two_currencies_is_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(HistoryError, match=r"focus.csv line 3: BillingCurrency EUR, but line 2"):
         load_history(path)
+
+
+def test_series_with_different_steps_are_refused(tmp_path: Path) -> None:
+    """An hourly team beside a 5-minute one: before, the file's smallest gap was every
+    series' step, so each hour's cost was spent in 5 minutes and paged every hour."""
+    rows = [f"{T0 + i * 300},a,0.1" for i in range(36)]
+    rows += [f"{T0 + i * 3600},b,1.2" for i in range(3)]
+    path = write(tmp_path, "timestamp,team,cost\n" + "\n".join(sorted(rows)) + "\n")
+    with pytest.raises(HistoryError) as err:
+        load_history(path)
+    # b's second row (T0 + 1h) follows the header, b's first row and 13 rows of a.
+    assert str(err.value).startswith(
+        f"{path} line 16: team=b has a step of 3600 s, but team=a has 300 s (line 4): all"
+        " series of a history need the same step"
+    )
+
+
+def test_a_sparse_series_at_the_files_step_is_read_with_missing_rows_as_no_spend(
+    tmp_path: Path,
+) -> None:
+    """A rarely used agent has rows only where it spent, 10 or 15 minutes apart in a
+    5-minute file: it is at the file's step, not at another one."""
+    rows = [f"{T0 + i * 300},a,0.1," for i in range(12)]
+    rows += [f"{T0 + i * 300},a,0.2,rare" for i in (0, 2, 5, 7)]
+    path = write(tmp_path, "timestamp,team,cost,agent\n" + "\n".join(sorted(rows)) + "\n")
+    history = load_history(path)
+    assert history.step == 300
+    [rare] = [points for key, points in history.series.items() if key.agent == "rare"]
+    assert [ts - T0 for ts, _ in rare] == [0, 600, 1500, 2100]
+
+
+def test_a_byte_that_is_not_utf8_is_reported_at_its_line(tmp_path: Path) -> None:
+    """The decoder reads ahead in blocks: the error was reported at an earlier line."""
+    rows = [f"{T0 + i * 300},team,1" for i in range(2000)]
+    rows[1498] = f"{T0 + 1498 * 300},\xe9quipe,1"
+    path = tmp_path / "h.csv"
+    path.write_bytes(("timestamp,team,cost\n" + "\n".join(rows) + "\n").encode("latin-1"))
+    with pytest.raises(HistoryError) as err:
+        load_history(path)
+    assert str(err.value) == (
+        f"{path} line 1500: not UTF-8 (byte 0xe9 at column 12); re-save the file as UTF-8"
+    )
