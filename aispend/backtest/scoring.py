@@ -7,7 +7,10 @@ page is a page, whichever alert sent it), then:
 - an episode that overlaps no incident window is a *false alarm*;
 - recall = caught / incidents; precision = true episodes / episodes;
   false alarms per week are over the scored time range summed over teams.
-An episode still firing at the end of the range counts as open until then.
+An episode is [fired_at, resolved_at) (resolved_at is the first evaluation without
+the alert); one still firing at the end of the range counts as open until then. The
+range is [start, end): an incident window counts when it has time in it (a window that
+is one instant, when that instant is in it).
 """
 
 from __future__ import annotations
@@ -73,7 +76,15 @@ def merge(episodes: Iterable[Episode], end: int) -> list[tuple[int, int]]:
 
 
 def overlaps(span: tuple[int, int], window: Window) -> bool:
-    return span[0] <= window.end and span[1] >= window.start
+    """Whether the half-open span [start, stop) meets the window [start, end]."""
+    return span[0] <= window.end and span[1] > window.start
+
+
+def in_range(window: Window, start: int, end: int) -> bool:
+    """Whether the window has time in the range [start, end)."""
+    if window.start == window.end:
+        return start <= window.start < end
+    return window.start < end and window.end > start
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -90,13 +101,13 @@ def detections(
 ) -> tuple[list[Detection], int, int]:
     """Per-incident detections, plus (merged episodes, false alarms) counts.
 
-    Only incidents whose window overlaps [start, end] are scored.
+    Only incidents whose window has time in [start, end) are scored.
     """
     found: list[Detection] = []
     total = false = 0
     for team in sorted(teams):
         spans = merge((e for e in episodes if e.team == team), end)
-        windows = [w for w in labels.for_team(team) if overlaps((start, end), w)]
+        windows = [w for w in labels.for_team(team) if in_range(w, start, end)]
         total += len(spans)
         false += sum(1 for s in spans if not any(overlaps(s, w) for w in windows))
         for window in windows:

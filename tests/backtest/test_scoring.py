@@ -111,6 +111,50 @@ def test_score_merges_episodes_per_team_and_counts_false_alarms() -> None:
     assert score(episodes, labels, ["a"], T0 + 29 * H, end).incidents == 1
 
 
+def test_episode_and_range_ends_are_exclusive() -> None:
+    """An episode is [fired_at, resolved_at), the range [start, end). Before, an alert
+    resolving as an incident started "caught" it, and windows touching the range's
+    ends were scored."""
+    start, end = T0, T0 + 4 * DAY
+    labels = Labels(
+        "k",
+        {
+            None: [
+                Window(start - H, start),  # ends where the range starts
+                Window(T0 + 2 * H, T0 + 3 * H),  # starts as the alert resolves
+                Window(T0 + 5 * H, T0 + 5 * H),  # one instant, inside
+                Window(end, end + H),  # starts at the range's exclusive end
+            ]
+        },
+    )
+    episodes = [Episode("X", "a", T0 + H, T0 + 2 * H), Episode("X", "a", T0 + 5 * H, T0 + 6 * H)]
+    found, total, false = detections(episodes, labels, ["a"], start, end)
+    assert [(str(d.window), d.delay_seconds) for d in found] == [
+        ("2026-08-01T02:00:00Z..2026-08-01T03:00:00Z", None),
+        ("2026-08-01T05:00:00Z..2026-08-01T05:00:00Z", 0),
+    ]
+    assert (total, false) == (2, 1)
+    s = score(episodes, labels, ["a"], start, end)
+    assert (s.incidents, s.caught, s.false_alarms, s.precision) == (2, 1, 1, 0.5)
+
+
+def test_label_key_matches_a_symlinked_history_by_the_path_given(tmp_path: Path) -> None:
+    """The link's own path names the labels entry; before, only its target was tried."""
+    target = tmp_path / "store" / "blob-1234.csv"
+    target.parent.mkdir()
+    target.write_text("timestamp,team,cost\n")
+    link = tmp_path / "traces" / "spend_0001.csv"
+    link.parent.mkdir()
+    link.symlink_to(target)
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps({"traces/spend_0001.csv": [[T0, T0 + H]], "blob-1234.csv": []}))
+    assert load_labels(labels, link).key == "traces/spend_0001.csv"
+    assert load_labels(labels, target).key == "blob-1234.csv"
+    # A key naming only the target still matches through the link.
+    labels.write_text(json.dumps({"store/blob-1234.csv": []}))
+    assert load_labels(labels, link).key == "store/blob-1234.csv"
+
+
 def test_score_without_incidents_or_alerts() -> None:
     s = score([], Labels("k", {None: []}), ["a"], T0, T0 + 14 * DAY)
     assert (s.incidents, s.recall, s.precision, s.false_alarms_per_week) == (0, None, None, 0.0)
