@@ -3,16 +3,44 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import re
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from aispend.backtest.openmetrics import DEFAULT_HEADROOM, DEFAULT_SCRAPE
 from aispend.backtest.rulefiles import DEFAULT_INTERVAL
 
 HELP = "replay a spend history through the real rules; score alerts against labels"
+TERMINATED_EXIT = 128 + signal.SIGTERM
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: unwind as Ctrl-C does, so the temporary TSDB and Prometheus go."""
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """While inside, SIGTERM raises Terminated (only the main thread gets signals)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the cleanup
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def time_arg(text: str) -> int:
@@ -144,7 +172,11 @@ def run(args: argparse.Namespace) -> int:
         work_dir=args.keep,
     )
     try:
-        result = run_backtest(opts)
+        with _sigterm_unwinds():
+            result = run_backtest(opts)
+    except Terminated:
+        print("aispend backtest: terminated (SIGTERM)", file=sys.stderr)
+        return TERMINATED_EXIT
     except ConfigError as exc:
         print(f"aispend backtest: {exc.report()}", file=sys.stderr)
         return 2

@@ -2,7 +2,9 @@
 
 `prepared_prometheus` builds the TSDB (history backfilled, recording rules recorded)
 and yields a running temporary Prometheus over it; `run_backtest` evaluates the alert
-rules there and scores the episodes against the labels.
+rules there and scores the episodes against the labels. The whole history is loaded
+and recorded whatever the range (`--from`/`--to`): the rules keep their look-back and
+derived budgets see all of it; only evaluation and scoring are limited to the range.
 """
 
 from __future__ import annotations
@@ -16,14 +18,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aispend
+from aispend import metrics
 from aispend.backtest import evaluate, openmetrics, tsdb
 from aispend.backtest import labels as labels_mod
-from aispend.backtest.history import History, load_history
+from aispend.backtest.history import History, HistoryError, format_timestamp, load_history
 from aispend.backtest.rulefiles import DEFAULT_INTERVAL, RulesError, RuleSet, load_rules
 from aispend.backtest.scoring import Detection, Episode, Score, detections, score
 
 RULE_FILES = ("aispend.rules.yml", "aispend.alerts.yml")
 SCORED_SEVERITIES = ("critical", "warning")
+SPEND_COUNTERS = f'{{__name__=~"{metrics.LLM_COST.name}|{metrics.GPU_COST.name}"}}'
+"""The cost counters a TSDB history's teams are read from."""
 
 
 def default_rules_dir() -> Path:
@@ -174,11 +179,11 @@ def run_backtest(opts: Options) -> Result:
     source: History | Path
     if opts.history.is_dir():
         source = opts.history
+        evaluation_range(*tsdb.tsdb_range(source), opts)  # a range without data: say so now
     else:
         source = load_history(opts.history)
         source.gaps_are_unknown = opts.missing_rows_unknown
-        if opts.start is not None or opts.end is not None:
-            source = source.clip(opts.start, opts.end)
+        evaluation_range(source.start, source.end, opts)
     labels = (
         labels_mod.load_labels(opts.labels, opts.history, opts.label_key) if opts.labels else None
     )
@@ -197,20 +202,33 @@ def run_backtest(opts: Options) -> Result:
     return result
 
 
+def evaluation_range(data_start: int, data_end: int, opts: Options) -> tuple[int, int]:
+    """The range to evaluate and score: --from/--to, within the history's own range."""
+    start = max(data_start, opts.start) if opts.start is not None else data_start
+    end = min(data_end, opts.end) if opts.end is not None else data_end
+    if end <= start:
+        raise HistoryError(
+            f"no history between --from and --to (the history covers"
+            f" {format_timestamp(data_start)} .. {format_timestamp(data_end)})"
+        )
+    return start, end
+
+
 def replay(
     source: History | Path, rules: RuleSet, labels: labels_mod.Labels | None, opts: Options
 ) -> Result:
     """Replay a history (or a TSDB directory) through `rules`; score when labelled."""
     timings: dict[str, float] = {}
-    with prepared_prometheus(source, rules, opts, timings) as (prom, start, end):
-        if isinstance(source, Path):
-            start = opts.start if opts.start is not None else start
-            end = opts.end if opts.end is not None else end
+    with prepared_prometheus(source, rules, opts, timings) as (prom, data_start, data_end):
+        start, end = evaluation_range(data_start, data_end, opts)
         began = time.monotonic()
         episodes = evaluate.alert_episodes(prom, rules.alerting, start, end, opts.eval_interval)
         timings["evaluate_alerts_s"] = round(time.monotonic() - began, 1)
+        if isinstance(source, History):
+            teams = source.teams
+        else:  # every team that spent, not only those that raised an alert
+            teams = prom.label_values(metrics.TEAM, SPEND_COUNTERS, data_start, data_end)
     scored = scored_episodes(episodes)
-    teams = source.teams if isinstance(source, History) else sorted({e.team for e in scored})
     result = Result(start, end, teams, episodes, scored, timings=timings)
     if labels is not None:
         if isinstance(source, Path):

@@ -3,8 +3,9 @@
 The file maps a key (a data file's path, e.g. `traces/spend_0001.csv` or
 `realKnownCause/nyc_taxi.csv`) to a list of `[start, end]` windows. The entry used for
 a history is the one whose key is a path suffix of the history file (the longest such
-key), or the one named by `--label-key`. The windows apply to every team of that
-history unless the value is an object mapping team to windows.
+key; the path as given, then with symlinks resolved), or the one named by
+`--label-key`. The windows apply to every team of that history unless the value is an
+object mapping team to windows.
 """
 
 from __future__ import annotations
@@ -60,17 +61,24 @@ def choose_key(data: dict[str, Any], history: Path | str, key: str | None = None
         if key not in data:
             raise LabelsError(f"--label-key {key!r} is not in the labels file")
         return key
-    parts = Path(history).resolve().parts
+    # As typed first: a symlink's own path is the one its label key names.
+    for path in (Path(history).absolute(), Path(history).resolve()):
+        best = _longest_suffix_key(data, path)
+        if best is not None:
+            return best
+    raise LabelsError(
+        f"no key in the labels file is a path suffix of {history}; pass --label-key KEY"
+    )
+
+
+def _longest_suffix_key(data: dict[str, Any], path: Path) -> str | None:
+    parts = path.parts
     best: str | None = None
     for candidate in data:
         cparts = Path(candidate).parts
         matches = bool(cparts) and tuple(parts[-len(cparts) :]) == cparts
         if matches and (best is None or len(cparts) > len(Path(best).parts)):
             best = candidate
-    if best is None:
-        raise LabelsError(
-            f"no key in the labels file is a path suffix of {history}; pass --label-key KEY"
-        )
     return best
 
 

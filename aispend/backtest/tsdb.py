@@ -114,6 +114,12 @@ class PrometheusAPI:
             raise BacktestError(f"Prometheus {path}: {error}")
         return body["data"]
 
+    def label_values(self, label: str, match: str, start: int, end: int) -> list[str]:
+        """The values of `label` on the series matching `match` between start and end."""
+        params = {"match[]": match, "start": str(start), "end": str(end)}
+        values = self.api(f"label/{label}/values", params)
+        return sorted(str(v) for v in values or [])
+
 
 class TempPrometheus(PrometheusAPI):
     """A real Prometheus over `data_dir` on a free loopback port, for queries only."""
@@ -148,9 +154,11 @@ class TempPrometheus(PrometheusAPI):
         self.proc.start()
         try:
             self.proc.wait_ready(self.timeout)
-        except Exception as exc:
+        except BaseException as exc:  # Ctrl-C or SIGTERM too: no Prometheus left behind
             self.proc.stop()
-            raise BacktestError(str(exc)) from exc
+            if isinstance(exc, Exception):
+                raise BacktestError(str(exc)) from exc
+            raise
         return self
 
     def __exit__(

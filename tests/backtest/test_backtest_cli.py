@@ -10,7 +10,11 @@ minutes, which exceeds 0.001/s from one minute into a spike until four minutes a
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -311,3 +315,101 @@ def test_bad_alerts_regex_headroom_and_rule_files_are_clear(
         err = capsys.readouterr().err
         assert f"aispend backtest: {alerts}: {message}" in err
         assert "Traceback" not in err
+
+
+def test_tsdb_history_scores_the_teams_that_raised_no_alert(
+    setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Labels for every team: team-b spends evenly and never alerts, so its incident is
+    missed. Before, a TSDB history scored only the teams that alerted (recall 1.0)."""
+    history = tmp_path / "two.csv"
+    rows = setup["history"].read_text().splitlines()
+    quiet = [f"{line.split(',')[0]},team-b,0.1" for line in rows[1:]]
+    history.write_text("\n".join([*rows, *quiet]) + "\n")
+    labels = tmp_path / "labels.json"
+    window = ["2026-08-02T10:00:00Z", "2026-08-02T11:00:00Z"]
+    labels.write_text(json.dumps({"two.csv": [window], "keep/data": [window]}))
+    keep = tmp_path / "keep"
+    rules = ["--rules", str(setup["rules"]), "--alerts", "TestHighSpend", "--json"]
+
+    def replay(path: Path, *extra: str) -> dict[str, object]:
+        argv = ["backtest", "--history", str(path), "--labels", str(labels), *rules, *extra]
+        assert main(argv) == 0
+        return json.loads(capsys.readouterr().out)
+
+    from_csv = replay(history, "--keep", str(keep))
+    from_tsdb = replay(keep / "data")
+    for out in (from_csv, from_tsdb):
+        score = out["score"]
+        assert isinstance(score, dict)
+        assert (score["incidents"], score["caught"], score["recall"]) == (2, 1, 0.5)
+        assert out["teams"] == ["team-a", "team-b"]
+
+
+def test_range_evaluates_over_the_whole_history(
+    setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--from inside the day-1 spike's look-back: TestRecentHighSpend (the max of the
+    last 10 minutes) is still firing at 15:25 and resolves at 15:35. Before, the CSV was
+    clipped to the range first, so the rules never saw the spike: no alert."""
+    argv = ["backtest", "--history", str(setup["history"]), "--rules", str(setup["rules"])]
+    argv += ["--alerts", "TestRecentHighSpend", "--json"]
+    day_1 = ["--from", "2026-08-01T15:25:00Z", "--to", "2026-08-02T00:00:00Z"]
+    assert main([*argv, *day_1]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["from"], out["to"]) == ("2026-08-01T15:25:00Z", "2026-08-02T00:00:00Z")
+    assert [(a["fired_at"], a["resolved_at"]) for a in out["alerts"]] == [
+        ("2026-08-01T15:25:00Z", "2026-08-01T15:35:00Z")
+    ]
+    assert main([*argv, "--from", "2026-09-01T00:00:00Z"]) == 2
+    assert (
+        "no history between --from and --to (the history covers 2026-08-01T00:00:00Z .."
+        " 2026-08-03T00:00:00Z)" in capsys.readouterr().err
+    )
+
+
+SIGTERM_DURING_REPLAY = """\
+import os, signal, sys
+from aispend.backtest import evaluate
+from aispend.cli import main
+
+replay = evaluate.alert_episodes
+
+def terminated_while_querying(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGTERM)
+    return replay(*args, **kwargs)
+
+evaluate.alert_episodes = terminated_while_querying
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_removes_the_temporary_tsdb_and_prometheus(
+    setup: dict[str, Path], tmp_path: Path
+) -> None:
+    """SIGTERM while the temporary Prometheus answers queries (sent from inside the run,
+    so it lands at that point every time): exit 143, nothing left in $TMPDIR, no
+    Prometheus running over it. Before, the process died where it stood."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    argv = ["backtest", "--history", str(setup["history"]), "--rules", str(setup["rules"])]
+    done = subprocess.run(
+        [sys.executable, "-c", SIGTERM_DURING_REPLAY, *argv],
+        env={**os.environ, "TMPDIR": str(temp)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert (done.returncode, done.stdout) == (143, ""), done.stderr
+    assert "aispend backtest: terminated (SIGTERM)" in done.stderr
+    assert list(temp.iterdir()) == []
+    assert not [cmd for cmd in _command_lines() if str(temp) in cmd]
+
+
+def _command_lines() -> list[str]:
+    out = []
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            out.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+    return out
