@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import cast
 from urllib.parse import urlsplit
@@ -409,11 +409,17 @@ class UpstreamClient:
         return origin
 
     async def post(
-        self, base_url: str, target: str, headers: Iterable[tuple[str, str]], body: bytes
+        self,
+        base_url: str,
+        target: str,
+        headers: Iterable[tuple[str, str]],
+        body: bytes,
+        on_sent: Callable[[UpstreamResponse], None] | None = None,
     ) -> UpstreamResponse:
         """Send POST `target` (path and query, appended to the base URL's path) and return
         once the response's status and headers are in. Raises UpstreamError, or ValueError
-        for a header that cannot be sent."""
+        for a header that cannot be sent. `on_sent` gets the response once the request is
+        sent, before the wait for its head (to `interrupt` that wait)."""
         origin = self.origin(base_url)
         data = encode_request("POST", origin, target, headers, body)
         pool = self._pools.setdefault(origin, [])
@@ -421,6 +427,8 @@ class UpstreamClient:
         response = UpstreamResponse(conn, pool, self._read_timeout)
         conn.start(response, data)
         try:
+            if on_sent is not None:
+                on_sent(response)
             while not response.headers_done:
                 await response.wait()
         except BaseException:

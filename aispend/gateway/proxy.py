@@ -11,7 +11,9 @@ Upstream 4xx/5xx pass through with their status and body. A stream that breaks
 after its headers were sent cannot change status: the client connection is closed
 so the client sees the break, and the request is counted as usage unknown. So is a
 stream the client leaves before the provider's closing usage count (Anthropic's first
-count is provisional), and one the provider ends with its error event
+count is provisional), a non-streamed request the client leaves before its answer
+(the upstream connection is closed: status 499), and a stream the provider ends with
+its error event
 (`upstream_errors{reason="stream_error"}`; usage counted when the event carries it).
 
 Every request is recorded exactly once (`_Outcome.record`), tokens only when the
@@ -283,10 +285,18 @@ class Proxy:
         # Path and query as the client encoded them; never its scheme, host or fragment.
         query = f"?{request.query}" if request.query else ""
         t_up = time.perf_counter()
+
+        def stop_when_client_leaves(response: http_client.UpstreamResponse) -> None:
+            reply.on_client_gone(lambda: response.interrupt(ClientGone()))
+
         try:
             upstream = await self._client.post(
-                target.base_url, request.raw_path + query, headers, body
+                target.base_url, request.raw_path + query, headers, body, stop_when_client_leaves
             )
+        except ClientGone:
+            outcome.upstream_s += time.perf_counter() - t_up
+            self._client_left(outcome, started)
+            return None
         except http_client.UpstreamError as exc:
             outcome.upstream_s += time.perf_counter() - t_up
             return self._upstream_failed(route, outcome, started, exc)
@@ -301,8 +311,20 @@ class Proxy:
                 await self._relay_stream(reply, route, outcome, started, upstream, drop_usage_chunk)
                 return None
             return await self._relay_body(route, outcome, started, upstream)
+        except ClientGone:
+            self._client_left(outcome, started)
+            return None
         finally:
             upstream.release()
+
+    def _client_left(self, outcome: _Outcome, started: float) -> None:
+        """The client closed its connection before the answer: the upstream connection is
+        closed (the provider stops generating; an SDK that timed out and retries would
+        otherwise leave every attempt running), and the usage is unknown."""
+        outcome.status = 499
+        self._finish(
+            outcome, started, None, operation_ran=True, unknown_reason="client_disconnected"
+        )
 
     async def _relay_body(
         self,
@@ -313,7 +335,7 @@ class Proxy:
     ) -> Answer:
         t_up = time.perf_counter()
         try:
-            payload = await upstream.read(MAX_UPSTREAM_BODY_BYTES)
+            payload = await upstream.read(MAX_UPSTREAM_BODY_BYTES)  # ClientGone: _forward
         except (http_client.UpstreamError, http_client.BodyTooLarge) as exc:
             outcome.upstream_s += time.perf_counter() - t_up
             return self._upstream_failed(route, outcome, started, exc)

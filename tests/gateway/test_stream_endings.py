@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -113,7 +114,8 @@ RESPONSES_CRLF = (
 RECEIVED: list[dict[str, Any]] = []
 """Request bodies the upstream got (the `record` script)."""
 LEFT_WHILE_THINKING: list[str] = []
-"""One entry per `thinking` stream whose connection closed during its silence."""
+"""One entry per `thinking` or `thinking-json` request whose connection closed during
+its silence."""
 
 
 async def scripted(request: web.Request) -> web.StreamResponse:
@@ -125,6 +127,15 @@ async def scripted(request: web.Request) -> web.StreamResponse:
         script = "usage" if options.get("include_usage") else "no-usage"
     if script == "slow-headers":  # the provider works 1 s before its first byte
         await asyncio.sleep(1)
+    if script == "thinking-json":  # not streamed: up to 30 s of work before the answer
+        for _ in range(600):
+            await asyncio.sleep(0.05)
+            if request.transport is None or request.transport.is_closing():
+                LEFT_WHILE_THINKING.append(script)
+                return web.Response(status=499)  # never sent: the connection is gone
+        return web.json_response(
+            {"model": "o3", "choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": 5}}
+        )
     content_type = "Text/Event-Stream" if script == "mixed-case" else "text/event-stream"
     response = web.StreamResponse(headers={"Content-Type": content_type})
     await response.prepare(request)
@@ -318,6 +329,27 @@ def test_a_client_that_leaves_a_silent_stream_is_a_disconnect(short_read_timeout
     _settle(d)
     assert d(m.LLM_USAGE_UNKNOWN.name, provider="openai", reason="client_disconnected") == 1
     assert d(m.LLM_USAGE_UNKNOWN.name, reason="timeout") == 0
+    assert d(m.GATEWAY_UPSTREAM_ERRORS.name) == 0
+
+
+def test_a_client_that_leaves_before_a_non_streamed_answer_is_a_disconnect(
+    servers: Server,
+) -> None:
+    """An SDK's request timeout (then its retry): the gateway kept the upstream call
+    until the provider answered, up to read_timeout_s, and billed it as a 200, so every
+    retry left one more generation running. It closes the upstream (the provider stops
+    generating) and records a disconnect."""
+    d = Delta(servers)
+    LEFT_WHILE_THINKING.clear()
+    body = {"model": "o3", "messages": [{"role": "user", "content": "hi"}]}
+    conn = _post(servers, "/v1/chat/completions", "thinking-json", body)
+    time.sleep(0.5)  # the upstream is working
+    conn.close()
+    wait_until(lambda: bool(LEFT_WHILE_THINKING), 15, what="the upstream to see the close")
+    _settle(d)
+    assert d(m.LLM_USAGE_UNKNOWN.name, provider="openai", reason="client_disconnected") == 1
+    assert d(m.LLM_REQUESTS.name, status="499", **WHO) == 1
+    assert d(m.LLM_TOKENS.name, **WHO) == 0
     assert d(m.GATEWAY_UPSTREAM_ERRORS.name) == 0
 
 
