@@ -26,7 +26,7 @@ demo: setup
 	$(PY) -m aispend demo $(if $(DEMO_ONCE),--once,)
 
 stack: setup
-	$(PY) -m aispend stack up --config aispend.example.yaml
+	$(PY) -m aispend stack up --config aispend.example.yaml --components +chat-sink
 
 # --durations: the slowest tests in every run, to watch the 20-minute budget of the suite.
 test: setup check-generated lint

@@ -60,7 +60,7 @@ def _install(handler: Any) -> None:
 def run_up(args: argparse.Namespace) -> int:
     from aispend.config import ConfigError, load_config, resolve_config_path
     from aispend.procs import ChildFailed
-    from aispend.stack.components import MissingBinary, MissingCheckout, PortInUse
+    from aispend.stack.components import MissingCheckout, StackError
     from aispend.stack.supervisor import Stack, StackOptions, parse_components
 
     config_path = resolve_config_path(args.config)
@@ -104,7 +104,7 @@ def run_up(args: argparse.Namespace) -> int:
         stack.stop()  # Stack.start stopped its children; this covers a signal just after
         print("aispend stack up: stopped while starting; nothing is left running", file=sys.stderr)
         return 128 + exc.signum
-    except (ChildFailed, MissingBinary, PortInUse) as exc:
+    except (ChildFailed, StackError) as exc:
         print(f"aispend stack up: {exc}", file=sys.stderr)
         return 1
     print("aispend stack is up:")

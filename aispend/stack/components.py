@@ -15,18 +15,36 @@ from pathlib import Path
 from aispend import ports
 
 
-class MissingBinary(RuntimeError):
+class StackError(RuntimeError):
+    """Something a user fixes before the stack can start; the message says what.
+
+    StackError
+     +-- MissingBinary, PortInUse, MissingCheckout
+     +-- RunDirUnusable, ReceiversUnconfigured
+    """
+
+
+class MissingBinary(StackError):
     """A server binary the stack needs is not on PATH."""
 
 
-class PortInUse(RuntimeError):
+class PortInUse(StackError):
     """Another process listens on a port the stack needs (a system Prometheus on :9090,
     say): its readiness answer would pass for the stack's own."""
 
 
-class MissingCheckout(RuntimeError):
+class MissingCheckout(StackError):
     """The stack's deploy/ files are not there: they live in the repository, not in the
     installed package, so the stack and the demo run from a checkout."""
+
+
+class RunDirUnusable(StackError):
+    """The run directory (or a file the stack writes in it) cannot be created or written."""
+
+
+class ReceiversUnconfigured(StackError):
+    """Alertmanager's receivers still send to the demo's chat-sink, which this stack does
+    not run, or lack their keys: alerts would page nobody while the stack looked healthy."""
 
 
 @dataclass(frozen=True)

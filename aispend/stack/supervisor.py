@@ -2,7 +2,9 @@
 
 `Stack.start()` renders the configs, starts each component in order and waits until it
 is ready; if one dies or never gets ready, everything already started is stopped and
-`ChildFailed` names the child with its last log lines. `Stack.stop()` stops them all in
+`ChildFailed` names the child with its last log lines; a config that cannot run as
+asked (StackError: receivers that page nobody, a run dir that cannot be written) is
+refused before anything starts. `Stack.stop()` stops them all in
 reverse order. Children die with the supervisor (PR_SET_PDEATHSIG), so no orphans.
 """
 
@@ -72,7 +74,9 @@ class Stack:
                 " another process: stop it (a Debian prometheus or prometheus-alertmanager"
                 " service, say) or move the stack with --port-base"
             )
-        render_all(self.options.config, self.ctx, self.components)
+        render_all(
+            self.options.config, self.ctx, self.components, {**os.environ, **self.options.env}
+        )
         try:
             for name in self.components:
                 self._start_one(name)

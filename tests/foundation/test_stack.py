@@ -22,9 +22,13 @@ import pytest
 
 from aispend import ports
 from aispend.procs import wait_until
-from tests.conftest import EXAMPLE_CONFIG, REPO, free_port_base, require_binary
+from aispend.stack.components import CORE
+from tests.conftest import EXAMPLE_CONFIG, REPO, free_port_base, port_is_free, require_binary
 
 pytestmark = pytest.mark.integration
+
+STARTED = (*CORE, "chat-sink")
+"""What start_stack runs."""
 
 
 def processes_mentioning(text: str) -> list[int]:
@@ -48,8 +52,13 @@ def query(base: int, promql: str) -> list[dict]:
 
 
 def start_stack(
-    tmp_path: Path, base: int | str, env: dict[str, str] | None = None
+    tmp_path: Path,
+    base: int | str,
+    env: dict[str, str] | None = None,
+    components: str = "+chat-sink",
 ) -> subprocess.Popen[str]:
+    """The CLI; by default with the demo's chat-sink, which deploy/alertmanager.yml's
+    receivers send to (without it, the stack refuses to start)."""
     return subprocess.Popen(
         [
             sys.executable,
@@ -63,6 +72,8 @@ def start_stack(
             str(tmp_path / "run"),
             "--port-base",
             str(base),
+            "--components",
+            components,
         ],
         cwd=REPO,
         stdout=subprocess.PIPE,
@@ -75,7 +86,7 @@ def start_stack(
 def test_stack_scrapes_budgets_and_stops_cleanly(tmp_path: Path):
     require_binary("prometheus")
     require_binary("prometheus-alertmanager")
-    base = free_port_base()
+    base = free_port_base(STARTED)
     stack = start_stack(tmp_path, base)
     run_dir = str(tmp_path / "run")
     try:
@@ -107,13 +118,16 @@ def test_stack_scrapes_budgets_and_stops_cleanly(tmp_path: Path):
         with urllib.request.urlopen(am, timeout=2) as response:
             assert response.status == 200
         children = [p for p in processes_mentioning(run_dir) if p != stack.pid]
-        assert len(children) == 3, children  # prometheus, alertmanager, budgets exporter
+        # prometheus, alertmanager, budgets exporter (the chat-sink's command line does
+        # not name the run dir: its port is checked free below)
+        assert len(children) == 3, children
     finally:
         stack.send_signal(signal.SIGTERM)
         output, _ = stack.communicate(timeout=60)
     assert stack.returncode == 0, output
     assert "aispend stack is up" in output and "aispend stack stopped." in output
     assert processes_mentioning(run_dir) == []
+    assert port_is_free(ports.shifted(ports.DEMO_CHAT_SINK, base))
 
 
 def test_a_port_in_use_is_named_before_anything_starts(tmp_path: Path):
@@ -121,7 +135,7 @@ def test_a_port_in_use_is_named_before_anything_starts(tmp_path: Path):
     was answered by it (for Prometheus, "aispend stack is up" was printed) before its own
     child failed to bind."""
     require_binary("prometheus-alertmanager")
-    base = free_port_base()
+    base = free_port_base(STARTED)
     port = ports.shifted(ports.ALERTMANAGER, base)
     blocker = socket.socket()
     blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -144,7 +158,7 @@ def test_child_failing_at_startup_is_named_and_nothing_is_left(tmp_path: Path):
     _, env = _fake_binary(
         tmp_path, "prometheus-alertmanager", "echo 'bad flag: --no-such-option' >&2\nexit 3"
     )
-    stack = start_stack(tmp_path, free_port_base(), env)
+    stack = start_stack(tmp_path, free_port_base(STARTED), env)
     output, _ = stack.communicate(timeout=90)
     assert stack.returncode == 1
     assert "alertmanager exited with status 3" in output
@@ -158,7 +172,7 @@ def test_ctrl_c_while_a_child_is_starting_stops_everything_at_once(tmp_path: Pat
     Simulated: a `prometheus` on PATH that runs but never answers /-/ready."""
     require_binary("prometheus-alertmanager")
     fake, env = _fake_binary(tmp_path, "prometheus", "sleep 300")
-    stack = start_stack(tmp_path, free_port_base(), env)
+    stack = start_stack(tmp_path, free_port_base(STARTED), env)
     run_dir = str(tmp_path / "run")
     try:
         wait_until(
