@@ -47,7 +47,8 @@ def build(ctx: d.Context) -> g.Dashboard:
         [
             timeseries(
                 "Cost per 1k requests, by model",
-                "LLM spend per 1000 requests, by model: what a unit of work costs.",
+                "LLM spend per 1000 requests, by model: what a unit of work costs. "
+                + q.COST_PER_REQUEST_SCOPE,
                 money,
                 Query(q.cost_per_1k_requests((m.MODEL,), TEAM, MODEL), legend="{{model}}"),
             ),

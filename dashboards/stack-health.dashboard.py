@@ -110,9 +110,9 @@ def build(ctx: d.Context) -> g.Dashboard:
                 " not read: counted with no tokens and no cost, so spend is under-counted"
                 " by what they cost. missing_usage: the answer had none (an Azure OpenAI"
                 " api-version before 2024-08-01 sends none in streams); client_disconnected:"
-                " the client left mid-stream; timeout, truncated, connection, too_large,"
-                " malformed, upstream_error: the provider's answer broke or failed; none"
-                " (0): every request's usage was read.",
+                " the client left before the answer ended; timeout, truncated, connection,"
+                " too_large, malformed, upstream_error: the provider's answer broke or"
+                " failed; none (0): every request's usage was read.",
                 d.REQ_PER_SEC,
                 Query(q.usage_unknown_per_second(), legend="{{reason}}"),
             ),

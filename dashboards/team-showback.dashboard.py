@@ -68,7 +68,7 @@ def build(ctx: d.Context) -> g.Dashboard:
             ),
             stat(
                 "Cost per request (1h)",
-                "LLM spend per request over the last hour.",
+                "LLM spend per request over the last hour. " + q.COST_PER_REQUEST_SCOPE,
                 money,
                 Query(q.cost_per_request((), TEAM, window="1h"), instant=True),
                 decimals=4,
@@ -134,7 +134,7 @@ def build(ctx: d.Context) -> g.Dashboard:
             ),
             timeseries(
                 "Cost per request, by project",
-                "LLM spend divided by requests, per project.",
+                "LLM spend divided by requests, per project. " + q.COST_PER_REQUEST_SCOPE,
                 money,
                 Query(q.cost_per_request((m.PROJECT,), TEAM, PROJECT), legend="{{project}}"),
             ),

@@ -63,18 +63,18 @@ SIGMA = "suffix: sigma"
 """Standard deviations (z-scores)."""
 
 _GRAFANA_CURRENCIES = {
+    # Only ids in Grafana's currency list (packages/grafana-data/src/valueFormats/
+    # categories.ts): an unknown id is printed as a suffix ("12 currencyCAD"). Others
+    # (CAD, AUD, CNY, ...) take the `suffix: CODE` fallback of Context.money.
     "USD": "currencyUSD",
     "EUR": "currencyEUR",
     "GBP": "currencyGBP",
     "JPY": "currencyJPY",
     "CHF": "currencyCHF",
-    "CAD": "currencyCAD",
-    "AUD": "currencyAUD",
     "INR": "currencyINR",
     "SEK": "currencySEK",
     "NOK": "currencyNOK",
     "DKK": "currencyDKK",
-    "CNY": "currencyCNY",
     "BRL": "currencyBRL",
 }
 

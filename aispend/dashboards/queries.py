@@ -315,8 +315,22 @@ def requests_per_second(labels: tuple[str, ...], *matchers: str, window: str = R
     return sum_rate(sel(m.LLM_REQUESTS, *matchers), labels, window)
 
 
+REQUEST_COUNTING_SOURCE = "gateway"
+"""The one `source` of LLM spend that also counts requests (the gateway's, as
+aispend/gateway/metrics.py labels it). The tokens exporter (APIM logs, Azure OpenAI
+metrics) exports spend and tokens but no request counter."""
+COST_PER_REQUEST_SCOPE = (
+    "Gateway traffic only: spend without a request count (the tokens exporter's APIM and"
+    " Azure OpenAI usage) is left out of the numerator."
+)
+"""Said in every cost-per-request panel's description."""
+
+
 def cost_per_request(labels: tuple[str, ...], *matchers: str, window: str = RATE) -> str:
-    cost = sum_rate(sel(m.LLM_COST, *matchers), labels, window)
+    """Spend over requests, both from the sources that count requests: spend the
+    requests do not cover would inflate the ratio."""
+    counted = eq(m.SOURCE, REQUEST_COUNTING_SOURCE)
+    cost = sum_rate(sel(m.LLM_COST, *matchers, counted), labels, window)
     return f"{cost} / {requests_per_second(labels, *matchers, window=window)}"
 
 

@@ -500,6 +500,62 @@ def test_non_2xx_share_of_a_model_whose_every_request_fails_is_one(tmp_path: Pat
     )
 
 
+def test_cost_per_request_counts_only_spend_that_has_requests(tmp_path: Path) -> None:
+    """The tokens exporter (APIM, Azure OpenAI) exports spend but no request counter:
+    its 9.00 per 5 minutes went into the numerator over the gateway's 100 requests, and
+    a 0.01 request showed as 0.10. The panels' queries as generated, over series shaped
+    as the gateway and the tokens exporter expose them; real promtool."""
+    from aispend import metrics as m
+    from aispend.dashboards import queries as q
+    from aispend.gateway.metrics import SOURCE as GATEWAY_SOURCE
+
+    assert q.REQUEST_COUNTING_SOURCE == GATEWAY_SOURCE
+    workload = 'team="search",project="ranking",model="gpt-4o"'
+    series = [
+        {
+            "series": f'{m.LLM_COST.name}{{{workload},agent="a",source="{GATEWAY_SOURCE}"}}',
+            "values": "0+0.2x60",
+        },
+        {
+            "series": f'{m.LLM_REQUESTS.name}{{{workload},agent="a",status="200"}}',
+            "values": "0+20x60",
+        },  # 0.01 a request
+        {
+            "series": f'{m.LLM_COST.name}{{{workload},agent="",source="azure_apim"}}',
+            "values": "0+1.8x60",
+        },
+    ]
+    wanted = {
+        ("LLM token economics", "Cost per 1k requests, by model"): '{model="gpt-4o"}',
+        ("Team showback", "Cost per request (1h)"): "{}",
+        ("Team showback", "Cost per request, by project"): '{project="ranking"}',
+    }
+    cases = []
+    for query in all_queries():
+        key = (query.dashboard.removeprefix("aispend / "), query.panel)
+        if key in wanted:
+            value = 10 if "1k" in query.panel else 0.01
+            # Rounded to 1e-5 of the value: rate() over these samples is not exact.
+            expr = f"round(1e5 * ({concrete(query.expr, {'team': 'search'})}))"
+            value = round(1e5 * value)
+            cases.append(
+                {
+                    "expr": expr,
+                    "eval_time": "60m",
+                    "exp_samples": [{"labels": wanted[key], "value": value}],
+                }
+            )
+    assert len(cases) == len(wanted), [c["expr"] for c in cases]
+    _promtool_expr_test(tmp_path, series, cases)
+    descriptions = {
+        (d["title"].removeprefix("aispend / "), p["title"]): p.get("description", "")
+        for d in map(load, dashboard_files())
+        for p in panels(d)
+    }
+    for key in wanted:
+        assert q.COST_PER_REQUEST_SCOPE in descriptions[key], key
+
+
 def test_requests_without_usage_are_shown_per_reason(tmp_path: Path) -> None:
     """The Stack health panel that shows what the gateway could not meter (counted at
     no cost): one line per reason, summed over teams, providers and models; a 0 line
@@ -626,6 +682,27 @@ def test_dashboards_generate_with_the_rules_tunables(tmp_path: Path) -> None:
     assert idle.title in docs
 
 
+GRAFANA_CURRENCY_IDS = {
+    f"currency{code}"
+    for code in [
+        "USD", "GBP", "EUR", "JPY", "RUB", "UAH", "BRL", "DKK", "ISK", "NOK", "SEK", "CZK",
+        "CHF", "PLN", "BTC", "ZAR", "INR", "KRW", "IDR", "PHP", "VND", "TRY", "MYR", "XPF",
+        "BGN", "PYG", "UYU", "ILS",
+    ]
+}  # fmt: skip
+"""Grafana's currency unit ids (packages/grafana-data/src/valueFormats/categories.ts)."""
+
+
+@pytest.mark.parametrize("currency", ["USD", "EUR", "CAD", "AUD", "CNY", "CHF", "XYZ"])
+def test_money_unit_is_a_grafana_currency_or_a_suffix(currency: str) -> None:
+    """CAD, AUD and CNY mapped to currencyCAD/AUD/CNY, which Grafana does not have: the
+    money panels printed "12 currencyCAD"."""
+    from aispend.dashboards.defaults import Context
+
+    unit = Context(currency=currency).money
+    assert unit in GRAFANA_CURRENCY_IDS or unit == f"suffix: {currency}", unit
+
+
 def test_dashboards_generate_with_the_config_currency(tmp_path: Path) -> None:
     """`dashboards generate --config aispend.yaml` shows money in the config's currency
     (the committed dashboards are USD: a EUR deployment showed "$" on every money
@@ -658,6 +735,15 @@ def test_dashboards_generate_with_the_config_currency(tmp_path: Path) -> None:
     }
     assert "currencyEUR" in units
     assert "currencyUSD" not in units
+    # Grafana has no currencyCAD (nor AUD, CNY): an unknown id prints as "12 currencyCAD".
+    assert main([*root, "--currency", "CAD"]) == 0
+    units = {
+        panel.get("fieldConfig", {}).get("defaults", {}).get("unit")
+        for path in (tmp_path / "dashboards").glob("*.json")
+        for panel in panels(json.loads(path.read_text()))
+    }
+    assert "suffix: CAD" in units
+    assert not {u for u in units if u and u.startswith("currency")}
     with pytest.raises(SystemExit) as both:
         main([*root, "--config", str(config), "--currency", "GBP"])
     assert both.value.code == 2
