@@ -169,6 +169,38 @@ def test_a_gpu_that_goes_away_is_not_charged_for_its_absence(
         collector.close()
 
 
+def test_a_driver_outage_is_not_charged_in_one_lump_when_nvml_returns(
+    fake_nvml_loaded: Path, gpu_env: dict[str, Path]
+) -> None:
+    """The driver is unloaded for 9 hours (NVML answers DRIVER_NOT_LOADED: up 0) between
+    two seen hours: the first read after it charged all 9 at once, as idle cost for an
+    idle GPU. As for a GPU gone from a read, its clock starts again when it is seen."""
+    clock = Clock(0.0)
+    collector, registry = make_collector(gpu_env["config"], clock)
+    value = Scrapes(registry)
+    try:
+        value.scrape()
+        clock.now += 3600
+        value.scrape()
+        data = state()
+        data["errors"] = {"nvmlDeviceGetCount_v2": pynvml.NVML_ERROR_DRIVER_NOT_LOADED}
+        write_state(fake_nvml_loaded, data)
+        for _ in range(9):
+            clock.now += 3600
+            value.scrape()
+            assert value(metrics.EXPORTER_UP.name, {"source": "gpu"}) == 0.0
+        del data["errors"]
+        write_state(fake_nvml_loaded, data)
+        value.scrape()  # NVML back: the clocks start here
+        clock.now += 3600
+        value.scrape()
+        assert value(metrics.GPU_COST.name, G1) == pytest.approx(H100_PRICE * 2)
+        assert value(metrics.GPU_COST.name, G0) == pytest.approx(A100_PRICE * 2)
+        assert value(metrics.GPU_IDLE_COST.name, G0) == pytest.approx(A100_PRICE * 2)
+    finally:
+        collector.close()
+
+
 def _latin1_process_name(state_file: Path) -> None:
     data = state()
     data["devices"][1]["processes"][1]["name"] = "train-NAME"

@@ -84,9 +84,13 @@ class GpuCollector:
         config = self._get_config()
         gpus = self._read(config)
         families = _Families()
+        # NVML down (a driver reload): no GPU is seen, so none is charged until it is
+        # read again, as for a GPU gone from a read; else the outage came as one lump
+        # at the first read after it, idle if the GPU was idle then.
+        present = set() if gpus is None else {gpu.uuid for gpu in gpus}
+        self._accrual.forget_others(present)
         if gpus is not None:
             host = config.settings.hostname or socket.gethostname()
-            self._accrual.forget_others({gpu.uuid for gpu in gpus})
             for gpu in gpus:
                 self._add_gpu(families, gpu, host, config)
             self._last_success = self._wall_clock()
