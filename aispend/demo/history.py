@@ -173,10 +173,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tsdb",
         metavar="DIR",
-        help="also load it into this Prometheus data dir (promtool create-blocks-from; raw"
+        help="also load it into this empty directory, a Prometheus data dir to start on"
+        " (promtool create-blocks-from; raw"
         " series only: `aispend demo` also records the hourly series that spend to date and"
         " the baselines read, see `aispend rules backfill`)",
     )
+
+
+def _not_an_empty_dir(path: Path) -> str | None:
+    """Why the history cannot be loaded into `path` (None: it can). It ends now, with the
+    live stack's series: beside data already there (an earlier load, a Prometheus's own
+    scrapes) the two sets of counter samples interleave, and every dip reads as a reset
+    (a day's spend came out 58 times too high), and a running Prometheus drops its head
+    samples older than the new blocks' end when it restarts."""
+    if path.exists() and not path.is_dir():
+        return "is a file, not a directory"
+    if path.is_dir() and any(path.iterdir()):
+        return (
+            "is not empty: load the demo history into an empty directory, then start"
+            " Prometheus on it (its series would overlap the data there)"
+        )
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -189,6 +206,10 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(resolve_config_path(args.config))
     except ConfigError as exc:
         print(exc.report(), file=sys.stderr)
+        return 1
+    problem = args.tsdb and _not_an_empty_dir(Path(args.tsdb))
+    if problem:
+        print(f"aispend demo history: --tsdb {args.tsdb}: {problem}", file=sys.stderr)
         return 1
     path = write_history(config, Path(args.out), args.days)
     print(f"wrote {path}")

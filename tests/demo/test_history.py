@@ -55,3 +55,23 @@ def test_demo_durations_must_be_finite_and_not_negative(
             main(["demo", option, value])
         assert exit_.value.code == 2
         assert f"must be a finite number >= 0, got '{value}'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("held", ["a block", "a file"])
+def test_a_tsdb_that_is_not_an_empty_directory_is_refused_before_writing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], held: str
+) -> None:
+    """Loaded twice into one directory (or beside a Prometheus's own scrapes), the two
+    sets of counter samples interleave and every dip reads as a counter reset: a day's
+    spend came out 58 times too high. Nothing is written when it is refused."""
+    out, tsdb = tmp_path / "history", tmp_path / "tsdb"
+    if held == "a block":
+        (tsdb / "01JEXAMPLE").mkdir(parents=True)
+        expected = "is not empty: load the demo history into an empty directory"
+    else:
+        tsdb.write_text("")
+        expected = "is a file, not a directory"
+    argv = ["demo", "history", "--config", str(EXAMPLE_CONFIG), "--out", str(out), "--days", "1"]
+    assert main([*argv, "--tsdb", str(tsdb)]) == 1
+    assert f"aispend demo history: --tsdb {tsdb}: {expected}" in capsys.readouterr().err
+    assert not out.exists()
