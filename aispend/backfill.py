@@ -25,7 +25,10 @@ those over new ones at the same timestamps, so a later export that restates a da
 not correct it. Before writing, the existing samples in the range are read
 (`promtool tsdb dump`, which also reads a directory a running Prometheus holds); if a
 day would get another value, nothing is written and the days are named, with how to
-replace them. The same values again (a re-run of one export) are fine.
+replace them. The same values again (a re-run of one export) are fine. A day whose
+samples (at its end) would fall in the newest 3 hours is held back and named: a running
+Prometheus may still hold those hours in its head, and a block ending there makes it drop
+its older head samples, of every series, when it restarts.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ from aispend.exporters.billing.model import (
     is_complete,
     utc_midnight,
 )
-from aispend.tsdb import escape_label_value, label_text
+from aispend.tsdb import HEAD_REACH_S, escape_label_value, label_text
 
 DAY_SECONDS = 86400
 SERIES = (metrics.CLOUD_COST_LAST_DAY, metrics.CLOUD_COST_MONTH_TO_DATE)
@@ -307,6 +310,22 @@ def run_focus(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    # A day whose samples (at its end) fall in a running Prometheus's head waits.
+    latest = time.time() - HEAD_REACH_S
+    held = sorted({row.day for row in rows if day_end(row.day) > latest})
+    rows = [row for row in rows if day_end(row.day) <= latest]
+    if held:
+        after = dt.datetime.fromtimestamp(day_end(held[-1]) + HEAD_REACH_S, dt.UTC)
+        held_note = (
+            f"held back {', '.join(str(d) for d in held)}: its samples, at its end, would be"
+            f" in the newest {HEAD_REACH_S // 3600} hours, which a running Prometheus may"
+            " still hold in its head (a block there makes it drop its older head samples,"
+            " of every series, at restart); backfill it again after"
+            f" {after.strftime('%Y-%m-%d %H:%M UTC')}"
+        )
+        if not rows:
+            print(f"aispend backfill: {held_note}; nothing written", file=sys.stderr)
+            return 1
     series = daily_series(rows)
     tsdb = Path(args.tsdb)
     # Checked before anything is written: no empty --tsdb left behind by a bad option.
@@ -362,6 +381,8 @@ def run_focus(args: argparse.Namespace) -> int:
         f" in {result.currencies[0]}, into {tsdb};"
         " run Prometheus with a --storage.tsdb.retention.time longer than this history"
     )
+    if held:
+        print(held_note)
     if partial:
         print(
             f"left out {', '.join(str(d) for d in partial)}: not complete in the data"

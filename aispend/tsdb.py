@@ -18,6 +18,11 @@ import tempfile
 from collections.abc import Collection, Sequence
 from pathlib import Path
 
+HEAD_REACH_S = 3 * 3600
+"""How far back a running Prometheus's head reaches (its newest 2 to 3 hours, not yet in
+a block): given a block that ends later, it drops at restart every head sample older
+than that end, of every series."""
+
 
 def escape_label_value(value: str) -> str:
     """A label value as OpenMetrics text writes it between double quotes."""

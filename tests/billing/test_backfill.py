@@ -346,3 +346,45 @@ def test_a_tsdb_whose_samples_cannot_be_read_is_refused(tmp_path: Path) -> None:
         f" corrupted block {block.name}"
     )
     assert sorted(p.name for p in tsdb.iterdir()) == [block.name]
+
+
+@pytest.mark.timeout(180)
+def test_a_day_that_ends_in_a_running_prometheuss_head_is_held_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Run at 01:00 UTC, the newest complete day's samples (at 00:00) fall in a running
+    Prometheus's head: a block there made it drop, at restart, its head samples older
+    than 00:00 of every series (2 hours of every exporter's data, for a backfill run by
+    cron after each nightly export). That day waits until 03:00; the days before go in."""
+    from aispend import backfill as backfill_module
+    from aispend.cli import main
+
+    require_binary("promtool")
+    with SAMPLE.open(encoding="utf-8", newline="") as fh:
+        template = next(csv.DictReader(fh))
+    rows = []
+    for day in ("2024-09-29", "2024-09-30"):
+        row = dict(template)
+        row["ChargePeriodStart"] = f"{day} 00:00:00"
+        row["ChargePeriodEnd"] = f"{dt.date.fromisoformat(day) + dt.timedelta(days=1)} 00:00:00"
+        row["BilledCost"] = row["EffectiveCost"] = "1.0"
+        rows.append(row)
+    export = write_rows(tmp_path / "two-days.csv", rows)
+    one_am = dt.datetime(2024, 10, 1, 1, tzinfo=dt.UTC).timestamp()
+    monkeypatch.setattr(backfill_module, "time", type("Clock", (), {"time": lambda: one_am}))
+
+    assert main(["backfill", "focus", str(export), "--tsdb", str(tmp_path / "tsdb")]) == 0
+    out = capsys.readouterr().out
+    assert "x 1 days (2024-09-29 to 2024-09-29)" in out
+    assert (
+        "held back 2024-09-30: its samples, at its end, would be in the newest 3 hours,"
+        " which a running Prometheus may still hold in its head (a block there makes it"
+        " drop its older head samples, of every series, at restart); backfill it again"
+        " after 2024-10-01 03:00 UTC\n"
+    ) in out
+
+    last = write_rows(tmp_path / "last-day.csv", rows[1:])
+    tsdb = tmp_path / "tsdb2"
+    assert main(["backfill", "focus", str(last), "--tsdb", str(tsdb)]) == 1
+    assert capsys.readouterr().err.endswith("2024-10-01 03:00 UTC; nothing written\n")
+    assert not tsdb.exists()
