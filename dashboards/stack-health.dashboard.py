@@ -84,7 +84,7 @@ def build(ctx: d.Context) -> g.Dashboard:
                 Query(q.rule_group_duration(), legend="{{rule_group}}"),
             ),
             timeseries(
-                "Alertmanager notifications",
+                refs.ALERTMANAGER_NOTIFICATIONS.title,
                 "Notifications sent and failed per second, by integration (webhook for the"
                 " actuator and chat, pager).",
                 d.REQ_PER_SEC,

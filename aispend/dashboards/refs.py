@@ -64,6 +64,7 @@ STACK_HEALTH = "stack-health"
 REQUESTS_WITHOUT_USAGE = PanelRef(STACK_HEALTH, "Requests without usage, by reason")
 RULE_EVALUATION_FAILURES = PanelRef(STACK_HEALTH, "Rule evaluation failures")
 RULE_GROUP_EVALUATION_TIME = PanelRef(STACK_HEALTH, "Rule group evaluation time")
+ALERTMANAGER_NOTIFICATIONS = PanelRef(STACK_HEALTH, "Alertmanager notifications")
 
 ALL: tuple[PanelRef, ...] = tuple(v for v in tuple(globals().values()) if isinstance(v, PanelRef))
 """Every constant ref, in definition order (idle_gpus() is built from the tunables)."""

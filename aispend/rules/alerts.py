@@ -17,7 +17,12 @@ from textwrap import indent
 from aispend import metrics as m
 from aispend.dashboards import refs
 from aispend.dashboards.defaults import UIDS
-from aispend.dashboards.queries import AISPEND_RULE_GROUPS, RULE_EVAL_FAILURES, RULE_GROUP_MISSED
+from aispend.dashboards.queries import (
+    AISPEND_RULE_GROUPS,
+    AM_NOTIFICATIONS_FAILED,
+    RULE_EVAL_FAILURES,
+    RULE_GROUP_MISSED,
+)
 from aispend.dashboards.refs import cite
 from aispend.rules.anomaly import BASELINES
 from aispend.rules.anomaly import name as anomaly_name
@@ -772,6 +777,31 @@ def stack_alerts(t: Tunables) -> list[Alert]:
             '{{ $value | printf "%.0f" }} evaluations of {{ $labels.rule_group }} were '
             "skipped in the last 10 minutes: it takes longer than its interval.",
             STACK,
+        ),
+        Alert(
+            "AISpendNotificationsFailing",
+            f"sum by (integration) (increase({AM_NOTIFICATIONS_FAILED}[10m])) > 0",
+            t.notifications_failing_for,
+            {"severity": "critical"},
+            "Alertmanager cannot deliver {{ $labels.integration }} notifications",
+            '{{ $value | printf "%.0f" }} {{ $labels.integration }} notifications failed in'
+            " the last 10 minutes: pages, chat messages or the actuator's alerts are not"
+            " getting through.",
+            STACK,
+            Runbook(
+                meaning="Alertmanager keeps failing to deliver to a receiver's integration "
+                "(pagerduty, slack, webhook: the actuator's or chat's). Alerts fire and "
+                "nobody, or no guardrail, hears of them: a pager key that is not a real one "
+                "(the demo's), a chat URL that points at the demo's chat-sink, an actuator "
+                "that answers 401 (its token is not the one Alertmanager sends). Routed "
+                "like any critical alert (pager and chat), so it reaches the one that works.",
+                check=f"{cite(refs.ALERTMANAGER_NOTIFICATIONS)}; Alertmanager's log "
+                "(`unexpected status code`, `connection refused`, per receiver); "
+                "deploy/alertmanager.yml's receivers and their key files.",
+                action="Point the receiver at the real PagerDuty or chat and put its key in "
+                'its file (README, "Quick start for real use"); for the actuator, make '
+                "Alertmanager send the token the actuator checks (`actions.token_file`).",
+            ),
         ),
         Alert(
             "AISpendActuatorFailing",

@@ -135,6 +135,7 @@ class Tunables(StrictModel):
     exporter_down_for: Duration = "5m"
     actuator_failing_for: Duration = "5m"
     rules_failing_for: Duration = "10m"
+    notifications_failing_for: Duration = "10m"
     reconcile_max_diff: float = Field(default=0.05, gt=0, lt=1)
     reconcile_for: Duration = "1h"
     reconcile_bill_selectors: list[dict[str, str]] = Field(

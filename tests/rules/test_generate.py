@@ -215,6 +215,7 @@ def test_alerts_have_required_labels_and_annotations() -> None:
         "AISpendActuatorFailing",
         "AISpendEstimateBillMismatch",
         "AISpendRulesFailing",
+        "AISpendNotificationsFailing",
     }
     runbooks = (REPO / RUNBOOKS_FILE).read_text()
     for name in names:
