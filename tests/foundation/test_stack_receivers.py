@@ -8,11 +8,9 @@ its refusal, before any process starts.
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,7 @@ from aispend.procs import wait_until
 from aispend.stack.components import ReceiversUnconfigured, RunContext
 from aispend.stack.render import render_all
 from aispend.stack.supervisor import Stack, StackOptions
-from tests.conftest import EXAMPLE_CONFIG, REPO, free_port_base, require_binary
+from tests.conftest import EXAMPLE_CONFIG, REPO, am_post_alert, free_port_base, require_binary
 from tests.foundation.test_stack import processes_mentioning
 
 RUNAWAY = {
@@ -38,18 +36,6 @@ RUNAWAY = {
 def _example() -> dict[str, Any]:
     data: dict[str, Any] = yaml.safe_load(EXAMPLE_CONFIG.read_text(encoding="utf-8"))
     return data
-
-
-def _post_alert(alertmanager: str, labels: dict[str, str]) -> None:
-    body = json.dumps([{"labels": labels, "annotations": {"summary": "test"}}]).encode()
-    request = urllib.request.Request(
-        f"{alertmanager}/api/v2/alerts",
-        data=body,
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=5) as response:
-        assert response.status == 200
 
 
 def _audited(db: Path) -> list[dict[str, str]] | None:
@@ -95,7 +81,7 @@ def test_alertmanager_sends_the_token_the_actuator_checks(
     )
     try:
         stack.start()
-        _post_alert(stack.ctx.url("alertmanager"), RUNAWAY)
+        am_post_alert(stack.ctx.url("alertmanager"), RUNAWAY, annotations={"summary": "test"})
         audited = wait_until(
             lambda: _audited(run_dir / "actuator.sqlite3"),
             60,
