@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import resource
 import shutil
@@ -119,6 +120,25 @@ def running_prometheus(config: Path, data: Path, *extra: str) -> AbstractContext
         ready_url=f"{url}/-/ready",
     )  # fmt: skip
     return _serving(prometheus, url)
+
+
+def cmdline(pid: int) -> str:
+    """A process's command line, arguments joined by spaces ("" once it is gone)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """PIDs whose command line contains `text` (the test's unique run dir)."""
+    return [
+        int(entry.name)
+        for entry in Path("/proc").iterdir()
+        if entry.name.isdigit()
+        and int(entry.name) != os.getpid()
+        and text in cmdline(int(entry.name))
+    ]
 
 
 def scrape(url: str) -> str:

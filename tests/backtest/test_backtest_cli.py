@@ -10,7 +10,6 @@ minutes, which exceeds 0.001/s from one minute into a spike until four minutes a
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from aispend.cli import main
-from tests.conftest import require_binary
+from tests.conftest import processes_mentioning, require_binary
 
 pytestmark = pytest.mark.integration
 
@@ -404,12 +403,4 @@ def test_sigterm_removes_the_temporary_tsdb_and_prometheus(
     assert (done.returncode, done.stdout) == (143, ""), done.stderr
     assert "aispend backtest: terminated (SIGTERM)" in done.stderr
     assert list(temp.iterdir()) == []
-    assert not [cmd for cmd in _command_lines() if str(temp) in cmd]
-
-
-def _command_lines() -> list[str]:
-    out = []
-    for proc in Path("/proc").iterdir():
-        with contextlib.suppress(OSError):
-            out.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode())
-    return out
+    assert processes_mentioning(str(temp)) == []

@@ -23,23 +23,19 @@ import pytest
 from aispend import ports
 from aispend.procs import wait_until
 from aispend.stack.components import CORE
-from tests.conftest import EXAMPLE_CONFIG, REPO, free_port_base, port_is_free, require_binary
+from tests.conftest import (
+    EXAMPLE_CONFIG,
+    REPO,
+    cmdline,
+    free_port_base,
+    processes_mentioning,
+    require_binary,
+)
 
 pytestmark = pytest.mark.integration
 
 STARTED = (*CORE, "chat-sink")
 """What start_stack runs."""
-
-
-def processes_mentioning(text: str) -> list[int]:
-    """PIDs whose command line contains `text` (the test's unique run dir)."""
-    return [
-        int(entry.name)
-        for entry in Path("/proc").iterdir()
-        if entry.name.isdigit()
-        and int(entry.name) != os.getpid()
-        and text in _cmdline(int(entry.name))
-    ]
 
 
 def query(base: int, promql: str) -> list[dict]:
@@ -119,15 +115,17 @@ def test_stack_scrapes_budgets_and_stops_cleanly(tmp_path: Path):
             assert response.status == 200
         children = [p for p in processes_mentioning(run_dir) if p != stack.pid]
         # prometheus, alertmanager, budgets exporter (the chat-sink's command line does
-        # not name the run dir: its port is checked free below)
+        # not name the run dir, but its listen address)
         assert len(children) == 3, children
+        sink = f"chat-sink --listen 127.0.0.1:{ports.shifted(ports.DEMO_CHAT_SINK, base)}"
+        assert len(processes_mentioning(sink)) == 1
     finally:
         stack.send_signal(signal.SIGTERM)
         output, _ = stack.communicate(timeout=60)
     assert stack.returncode == 0, output
     assert "aispend stack is up" in output and "aispend stack stopped." in output
     assert processes_mentioning(run_dir) == []
-    assert port_is_free(ports.shifted(ports.DEMO_CHAT_SINK, base))
+    assert processes_mentioning(sink) == []
 
 
 def test_a_port_in_use_is_named_before_anything_starts(tmp_path: Path):
@@ -176,7 +174,7 @@ def test_ctrl_c_while_a_child_is_starting_stops_everything_at_once(tmp_path: Pat
     run_dir = str(tmp_path / "run")
     try:
         wait_until(
-            lambda: any(str(fake) in _cmdline(pid) for pid in processes_mentioning(run_dir)),
+            lambda: any(str(fake) in cmdline(pid) for pid in processes_mentioning(run_dir)),
             60,
             what="the fake prometheus to start",
         )
@@ -200,13 +198,6 @@ def _fake_binary(tmp_path: Path, name: str, script: str) -> tuple[Path, dict[str
     fake.write_text(f"#!/bin/sh\n{script}\n")
     fake.chmod(0o755)
     return fake, {**os.environ, "PATH": f"{fakebin}:{os.environ['PATH']}"}
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
 
 
 @pytest.mark.parametrize("base", ["70000", "0", "ninety"])

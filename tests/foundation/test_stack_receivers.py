@@ -21,8 +21,14 @@ from aispend.procs import wait_until
 from aispend.stack.components import ReceiversUnconfigured, RunContext
 from aispend.stack.render import render_all
 from aispend.stack.supervisor import Stack, StackOptions
-from tests.conftest import EXAMPLE_CONFIG, REPO, am_post_alert, free_port_base, require_binary
-from tests.foundation.test_stack import processes_mentioning
+from tests.conftest import (
+    EXAMPLE_CONFIG,
+    REPO,
+    am_post_alert,
+    free_port_base,
+    processes_mentioning,
+    require_binary,
+)
 
 RUNAWAY = {
     "alertname": "AISpendRunawaySpend",
