@@ -559,12 +559,16 @@ class Engine:
         """The rows of `in_force` holding objects that prepare read as not `as_applied`
         (scaled up or re-activated by hand since), and those objects' keys. Each row is
         changed in place to let them go (superseded if it holds nothing else), so
-        neither its undo nor `_take_over` restores a state from before the hand's."""
+        neither its undo nor `_take_over` restores a state from before the hand's. Not
+        an `applying` row: its apply may not have reached the object yet (in flight, or
+        left to the retry loop), so the state read is still the original."""
         if not isinstance(target, HoldsObjects):
             return []
         read = target.originals(undo_data)
         released: list[tuple[ActionRow, list[str]]] = []
         for row in in_force:
+            if row.state == st.APPLYING:
+                continue
             held = target.originals(row.undo_data)
             keys = [key for key in held if key in read and not target.as_applied(read[key])]
             if not keys:

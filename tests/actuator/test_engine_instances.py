@@ -38,6 +38,7 @@ class Replicas:
         self.objects_scope = f"memory {id(self.replicas)}"  # one dict: the same objects
         self.fail_read: TargetError | None = None
         self.fail_undo: TargetError | None = None
+        self.fail_apply: TargetError | None = None
         self.refuse_write: set[str] = set()
         self.hold_read: asyncio.Event | None = None
         self.reading = asyncio.Event()
@@ -53,6 +54,9 @@ class Replicas:
         return {"replicas": read}
 
     async def apply(self, action: Action, undo_data: dict[str, Any]) -> str:
+        if self.fail_apply is not None:
+            error, self.fail_apply = self.fail_apply, None
+            raise error
         for name in undo_data["replicas"]:
             if name in self.refuse_write:
                 raise TargetError(f"PATCH {name}: HTTP 403", retryable=False)
@@ -299,6 +303,27 @@ def test_an_action_lets_go_only_of_the_objects_changed_by_hand(tmp_path: Path) -
     assert target.replicas == {"x": 0, "y": 4}  # x still held by A
     handle(engine, alert("a1", "resolved", objects="x,y"))
     assert target.replicas == {"x": 2, "y": 4}
+
+
+def test_an_apply_left_to_the_retry_loop_keeps_its_hold_on_an_object_it_did_not_reach(
+    tmp_path: Path,
+) -> None:
+    """A's apply failed retryably before it reached x (x still 3, A left applying for the
+    retry loop); B pauses x and reads 3. That 3 is A's original, not a state set by hand:
+    A keeps its hold, so B's resolve leaves x paused while A's alert still fires."""
+    target = Replicas(x=3)
+    store = Store(tmp_path / "s.db")
+    engine = Engine(settings(), {}, store, {"t": target})
+    target.fail_apply = TargetError("PATCH x: HTTP 503", retryable=True)
+    assert handle(engine, alert("a1")).later
+    assert handle(engine, alert("b2", starts=T2)).result == "ok"
+    first = store.get("a1", "2024-05-01T10:00:00+00:00")
+    assert first is not None and first.state == st.APPLYING
+    assert not [a for a in store.audit() if a.result == "ignored: overridden"]
+    handle(engine, alert("b2", "resolved", starts=T2))
+    assert target.replicas == {"x": 0}  # A's alert still fires
+    handle(engine, alert("a1", "resolved"))
+    assert target.replicas == {"x": 3}
 
 
 def test_a_resolve_cannot_restore_an_object_between_another_alerts_read_and_record(
