@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pynvml
 import pytest
@@ -140,65 +141,58 @@ def test_errors_are_counted_per_call_and_lost_or_unpriced_gpus_do_not_break_the_
         collector.close()
 
 
+def _seen_away_nine_hours_seen(
+    fake_nvml_loaded: Path, gpu_env: dict[str, Path], away: dict[str, Any]
+) -> tuple[Scrapes, set[float | None]]:
+    """An hour seen, 9 hours with `away` merged into the fake's state, then an hour seen
+    again: the last scrape, and the exporter's `up` values while away."""
+    clock = Clock(0.0)
+    collector, registry = make_collector(gpu_env["config"], clock)
+    value = Scrapes(registry)
+    try:
+        value.scrape()
+        clock.now += 3600
+        value.scrape()
+        write_state(fake_nvml_loaded, {**state(), **away})
+        ups = set()
+        for _ in range(9):
+            clock.now += 3600
+            value.scrape()
+            ups.add(value(metrics.EXPORTER_UP.name, {"source": "gpu"}))
+        write_state(fake_nvml_loaded, state())
+        value.scrape()  # seen again: the clocks start here
+        clock.now += 3600
+        value.scrape()
+    finally:
+        collector.close()
+    return value, ups
+
+
 def test_a_gpu_that_goes_away_is_not_charged_for_its_absence(
     fake_nvml_loaded: Path, gpu_env: dict[str, Path]
 ) -> None:
     """GPU 1 is lost (no UUID: skipped whole) for 9 hours between two present hours: it
     is charged for the 2 hours it was seen, not 11."""
-    clock = Clock(0.0)
-    collector, registry = make_collector(gpu_env["config"], clock)
-    value = Scrapes(registry)
-    try:
-        value.scrape()
-        clock.now += 3600
-        value.scrape()
-        data = state()
-        data["devices"][1]["lost"] = True
-        write_state(fake_nvml_loaded, data)
-        for _ in range(9):
-            clock.now += 3600
-            value.scrape()
-        del data["devices"][1]["lost"]
-        write_state(fake_nvml_loaded, data)
-        value.scrape()  # seen again: its clock starts here
-        clock.now += 3600
-        value.scrape()
-        assert value(metrics.GPU_COST.name, G1) == pytest.approx(H100_PRICE * 2)
-        assert value(metrics.GPU_COST.name, G0) == pytest.approx(A100_PRICE * 11)
-    finally:
-        collector.close()
+    devices = state()["devices"]
+    devices[1]["lost"] = True
+    value, ups = _seen_away_nine_hours_seen(fake_nvml_loaded, gpu_env, {"devices": devices})
+    assert ups == {1.0}  # the other GPU is read
+    assert value(metrics.GPU_COST.name, G1) == pytest.approx(H100_PRICE * 2)
+    assert value(metrics.GPU_COST.name, G0) == pytest.approx(A100_PRICE * 11)
 
 
 def test_a_driver_outage_is_not_charged_in_one_lump_when_nvml_returns(
     fake_nvml_loaded: Path, gpu_env: dict[str, Path]
 ) -> None:
-    """The driver is unloaded for 9 hours (NVML answers DRIVER_NOT_LOADED: up 0) between
-    two seen hours: the first read after it charged all 9 at once, as idle cost for an
-    idle GPU. As for a GPU gone from a read, its clock starts again when it is seen."""
-    clock = Clock(0.0)
-    collector, registry = make_collector(gpu_env["config"], clock)
-    value = Scrapes(registry)
-    try:
-        value.scrape()
-        clock.now += 3600
-        value.scrape()
-        data = state()
-        data["errors"] = {"nvmlDeviceGetCount_v2": pynvml.NVML_ERROR_DRIVER_NOT_LOADED}
-        write_state(fake_nvml_loaded, data)
-        for _ in range(9):
-            clock.now += 3600
-            value.scrape()
-            assert value(metrics.EXPORTER_UP.name, {"source": "gpu"}) == 0.0
-        del data["errors"]
-        write_state(fake_nvml_loaded, data)
-        value.scrape()  # NVML back: the clocks start here
-        clock.now += 3600
-        value.scrape()
-        assert value(metrics.GPU_COST.name, G1) == pytest.approx(H100_PRICE * 2)
-        assert value(metrics.GPU_COST.name, G0) == pytest.approx(A100_PRICE * 2)
-        assert value(metrics.GPU_IDLE_COST.name, G0) == pytest.approx(A100_PRICE * 2)
-    finally:
-        collector.close()
+    """The driver is unloaded for 9 hours (NVML answers DRIVER_NOT_LOADED) between two
+    seen hours: the first read after it charged all 9 at once, as idle cost for an idle
+    GPU. As for a GPU gone from a read, its clock starts again when it is seen."""
+    errors = {"nvmlDeviceGetCount_v2": pynvml.NVML_ERROR_DRIVER_NOT_LOADED}
+    value, ups = _seen_away_nine_hours_seen(fake_nvml_loaded, gpu_env, {"errors": errors})
+    assert ups == {0.0}
+    assert value(metrics.GPU_COST.name, G1) == pytest.approx(H100_PRICE * 2)
+    assert value(metrics.GPU_COST.name, G0) == pytest.approx(A100_PRICE * 2)
+    assert value(metrics.GPU_IDLE_COST.name, G0) == pytest.approx(A100_PRICE * 2)
 
 
 def _latin1_process_name(state_file: Path) -> None:
