@@ -64,11 +64,15 @@ def episodes_from_steps(times: Sequence[int], step: int, for_seconds: int) -> li
 def alert_episodes(
     prom: TempPrometheus, rules: Iterable[AlertRule], start: int, end: int, min_step: int
 ) -> list[Episode]:
-    """Every episode of every alert rule between `start` and `end`."""
+    """Every episode of every alert rule between `start` and `end`. Each rule is also
+    evaluated over its `for:` before `start` (history the TSDB may hold: `--from` inside
+    it), so an alert already pending or firing then fires when it would have; one firing
+    at `start` is reported from `start`."""
     found: list[Episode] = []
     for rule in rules:
         step = max(rule.interval, min_step)
-        first, last_eval = eval_times(start, end, step)
+        first_in_range, last_eval = eval_times(start, end, step)
+        first, _ = eval_times(start - rule.for_seconds, end, step)
         for labels, times in query_range(prom, rule.expr, first, last_eval, step).items():
             merged: dict[str, Any] = dict(labels)
             merged.pop("__name__", None)
@@ -76,11 +80,13 @@ def alert_episodes(
             merged["alertname"] = rule.alert
             ordered = tuple(sorted(merged.items()))
             for fired, resolved in episodes_from_steps(times, step, rule.for_seconds):
+                if resolved <= first_in_range:
+                    continue  # over before the range
                 found.append(
                     Episode(
                         rule.alert,
                         str(merged.get(metrics.TEAM, "")),
-                        fired,
+                        max(fired, first_in_range),
                         None if resolved > last_eval else resolved,
                         ordered,
                     )

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from aispend.backtest.cli import time_arg
+from aispend.backtest.history import format_timestamp
 from aispend.cli import main
 from tests.conftest import processes_mentioning, require_binary
 
@@ -404,3 +406,25 @@ def test_sigterm_removes_the_temporary_tsdb_and_prometheus(
     assert "aispend backtest: terminated (SIGTERM)" in done.stderr
     assert list(temp.iterdir()) == []
     assert processes_mentioning(str(temp)) == []
+
+
+@pytest.mark.parametrize("offset_s", [-120, 0, 600])
+def test_a_range_start_inside_an_alert_gives_the_full_replays_episode(
+    setup: dict[str, Path], capsys: pytest.CaptureFixture[str], offset_s: int
+) -> None:
+    """--from while TestHighSpend (for: 5m) is pending (-2 min before it fires), as it
+    fires, or firing (+10 min): its episode is the full replay's, cut at --from. Before,
+    `for:` counted from --from, so the alert fired 5 minutes late or not at all."""
+    argv = ["backtest", "--history", str(setup["history"]), "--rules", str(setup["rules"])]
+    argv += ["--alerts", "TestHighSpend", "--json"]
+    assert main(argv) == 0
+    full = json.loads(capsys.readouterr().out)["alerts"]
+    day_2 = [a for a in full if a["fired_at"].startswith("2026-08-02")]
+    assert len(day_2) == 1
+    fired = time_arg(day_2[0]["fired_at"])
+    start = fired + offset_s
+    assert main([*argv, "--from", format_timestamp(start)]) == 0
+    ranged = json.loads(capsys.readouterr().out)["alerts"]
+    assert [(a["fired_at"], a["resolved_at"]) for a in ranged] == [
+        (format_timestamp(max(fired, start)), day_2[0]["resolved_at"])
+    ]
