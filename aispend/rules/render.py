@@ -66,6 +66,8 @@ def rule_dict(rule: Recording | Alert, t: Tunables) -> dict[str, Any]:
 def render_groups(groups: list[Group], t: Tunables) -> str:
     data: dict[str, list[Any]] = {"groups": []}
     for g in groups:
+        if not g.rules:  # custom tunables (no burn window of 6h or more): no empty group
+            continue
         group: dict[str, Any] = {"name": g.name}
         if g.interval:
             group["interval"] = g.interval

@@ -426,19 +426,12 @@ def groups(t: Tunables) -> list[Group]:
     windows = burn_windows(t)
     short = [w for w in windows if seconds(w) < LONG_WINDOW]
     long_ = [w for w in windows if seconds(w) >= LONG_WINDOW]
-    # Tunables whose burn windows are all under 6h have no long-window group (not an
-    # empty one, which would show in Prometheus's rule list and evaluation metrics).
-    long_group = (
-        [Group("aispend-spend-long-windows", tuple(burn_rate_rules(long_)), interval="1m")]
-        if long_
-        else []
-    )
     return [
         Group(
             "aispend-spend",
             tuple(gpu_rules(t) + rate_rules(t) + budget_pace_rules() + burn_rate_rules(short)),
         ),
-        *long_group,
+        Group("aispend-spend-long-windows", tuple(burn_rate_rules(long_)), interval="1m"),
         Group(
             "aispend-spend-to-date",
             tuple(to_date_rules(t) + reconcile_rules(t) + leak_rules(t) + request_cost_rules(t)),
