@@ -286,6 +286,8 @@ class Proxy:
         query = f"?{request.query}" if request.query else ""
         t_up = time.perf_counter()
 
+        # Until the answer ends, a client that leaves interrupts the wait for the upstream
+        # (its head, its body, each stream read).
         def stop_when_client_leaves(response: http_client.UpstreamResponse) -> None:
             reply.on_client_gone(lambda: response.interrupt(ClientGone()))
 
@@ -384,9 +386,9 @@ class Proxy:
             client_gone = True
         write_s += time.perf_counter() - t_w
         # A client that leaves while the upstream is silent (a reasoning model thinking)
-        # ends the wait at once: the upstream is closed (the provider stops generating)
-        # and the request is a disconnect, not an upstream timeout minutes later.
-        reply.on_client_gone(lambda: upstream.interrupt(ClientGone()))
+        # ends the wait at once (`_forward`'s interrupt): the upstream is closed (the
+        # provider stops generating) and the request is a disconnect, not an upstream
+        # timeout minutes later.
         while not client_gone:
             t_up = time.perf_counter()
             try:
