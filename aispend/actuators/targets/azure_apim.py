@@ -95,7 +95,7 @@ class AzureApimTarget:
             if exc.status != 404:
                 raise
             return f"APIM subscription {sid} was deleted since: nothing to restore"
-        if now != "suspended":  # changed since (re-activated by hand): leave it
+        if not self.as_applied(now):  # changed since (re-activated by hand): leave it
             return f"APIM subscription {sid} is {now}, not suspended: left as it is"
         await self._request("PATCH", sid, {"properties": {"state": state}})
         return f"APIM subscription {sid} back to {state}"

@@ -67,11 +67,7 @@ class KubernetesTarget:
         objects = []
         for obj in names:
             current = await self._request("GET", self._object_path(namespace, obj))
-            spec = current.get("spec") or {}
-            if self.settings.kind == "CronJob":
-                objects.append({"name": obj, "suspend": bool(spec.get("suspend", False))})
-            else:
-                objects.append({"name": obj, "replicas": int(spec.get("replicas", 0))})
+            objects.append({"name": obj, **_state(self.settings.kind, current)})
         return {"namespace": namespace, "kind": self.settings.kind, "objects": objects}
 
     async def apply(self, action: Action, undo_data: dict[str, Any]) -> str:
@@ -91,24 +87,20 @@ class KubernetesTarget:
         """Restore each object that is still as apply left it; one changed since (scaled
         by hand) is left as it is."""
         restored, left, gone = [], [], []
-        cronjob = undo_data["kind"] == "CronJob"
         for obj in undo_data["objects"]:
             path = self._object_path(undo_data["namespace"], obj["name"])
             name = _key(undo_data, obj["name"])
             try:
-                spec = (await self._request("GET", path)).get("spec") or {}
+                state = _state(undo_data["kind"], await self._request("GET", path))
             except TargetError as exc:
                 if exc.status != 404:
                     raise
                 gone.append(name)  # deleted since the pause: nothing to restore
                 continue
-            if cronjob and spec.get("suspend") is not True:
-                left.append(f"{name} (suspend={str(bool(spec.get('suspend'))).lower()})")
+            ((key, value),) = state.items()
+            if not self.as_applied(state):
+                left.append(f"{name} ({key}={str(value).lower()})")
                 continue
-            if not cronjob and int(spec.get("replicas", 0)) != 0:
-                left.append(f"{name} (replicas={spec.get('replicas')})")
-                continue
-            key = "suspend" if cronjob else "replicas"
             await self._request("PATCH", path, {"spec": {key: obj[key]}})
             restored.append(obj)
         parts = []
@@ -134,6 +126,7 @@ class KubernetesTarget:
         return {**undo_data, "objects": objects}
 
     def as_applied(self, state: Any) -> bool:
+        """Whether `_state` is as the pause leaves it: suspended, or scaled to 0."""
         if "suspend" in state:
             return state["suspend"] is True
         return int(state.get("replicas", 0)) == 0
@@ -210,6 +203,15 @@ class KubernetesTarget:
         if not isinstance(data, dict):
             raise TargetError(f"{method} {path}: expected a JSON object", True)
         return data
+
+
+def _state(kind: str, current: dict[str, Any]) -> dict[str, Any]:
+    """The one field of an object (as the API answered it) that the pause sets: a
+    CronJob's `suspend`, else the scale's `replicas`."""
+    spec = current.get("spec") or {}
+    if kind == "CronJob":
+        return {"suspend": bool(spec.get("suspend", False))}
+    return {"replicas": int(spec.get("replicas", 0))}
 
 
 def _key(undo_data: dict[str, Any], name: str) -> str:
