@@ -177,10 +177,11 @@ def render_all(
 
     prometheus = render_prometheus(deploy / "prometheus.yml", ctx, components)
     alertmanager = source.read_text(encoding="utf-8")
-    receivers = _receiver_secrets(alertmanager, source)
+    integrations = list(_integrations(_load_alertmanager(alertmanager, source)))
+    receivers = _receiver_secrets(integrations)
     demo = DEMO_SINK in components
     if not demo:
-        _check_no_demo_sink(alertmanager, source)
+        _check_no_demo_sink(integrations, source)
     try:
         ctx.run_dir.mkdir(parents=True, exist_ok=True)
         if not demo:
@@ -228,16 +229,10 @@ def _is_actuator(entry: dict[str, Any]) -> bool:
     return address is not None and address.group(1) == "actuator"
 
 
-def _check_no_demo_sink(text: str, source: Path) -> None:
+def _check_no_demo_sink(integrations: Iterable[tuple[str, dict[str, Any]]], source: Path) -> None:
     """ReceiversUnconfigured when a receiver sends to the demo's chat-sink (not running)."""
     sink = f"{DEMO_SINK}:{COMPONENTS[DEMO_SINK].port}"
-    to_sink = sorted(
-        {
-            name
-            for name, entry in _integrations(_load_alertmanager(text, source))
-            if sink in str(entry)
-        }
-    )
+    to_sink = sorted({name for name, entry in integrations if sink in str(entry)})
     if to_sink:
         raise ReceiversUnconfigured(
             f"{source}: receivers {', '.join(to_sink)} send to the demo's chat-sink"
@@ -248,11 +243,13 @@ def _check_no_demo_sink(text: str, source: Path) -> None:
         )
 
 
-def _receiver_secrets(text: str, source: Path) -> dict[str, list[str]]:
+def _receiver_secrets(
+    integrations: Iterable[tuple[str, dict[str, Any]]],
+) -> dict[str, list[str]]:
     """Secret file name -> the receivers that send with it, the actuator's excepted (its
     token is shared with a process of the stack, so the stack may create it)."""
     used: dict[str, list[str]] = {}
-    for name, entry in _integrations(_load_alertmanager(text, source)):
+    for name, entry in integrations:
         if not _is_actuator(entry):
             for secret in secret_names(yaml.safe_dump(entry)):
                 used.setdefault(secret, []).append(name)
