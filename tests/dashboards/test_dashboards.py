@@ -715,6 +715,14 @@ def test_dashboards_generate_with_the_config_currency(tmp_path: Path) -> None:
     for source in sources(DASHBOARDS):
         shutil.copy(source, tmp_path / "dashboards" / source.name)
     root = ["dashboards", "generate", "--root", str(tmp_path)]
+
+    def generated_units() -> set[str | None]:
+        return {
+            panel.get("fieldConfig", {}).get("defaults", {}).get("unit")
+            for path in (tmp_path / "dashboards").glob("*.json")
+            for panel in panels(json.loads(path.read_text()))
+        }
+
     example = (REPO / "aispend.example.yaml").read_text(encoding="utf-8")
     assert "\ncurrency: USD\n" in example and "  # usd_rate: 0.92\n" in example
     eur = example.replace("\ncurrency: USD\n", "\ncurrency: EUR\n")
@@ -728,20 +736,12 @@ def test_dashboards_generate_with_the_config_currency(tmp_path: Path) -> None:
     config = tmp_path / "aispend.yaml"
     config.write_text(eur.replace("  # usd_rate: 0.92\n", "  usd_rate: 0.92\n"))
     assert main([*root, "--config", str(config)]) == 0
-    units = {
-        panel.get("fieldConfig", {}).get("defaults", {}).get("unit")
-        for path in (tmp_path / "dashboards").glob("*.json")
-        for panel in panels(json.loads(path.read_text()))
-    }
+    units = generated_units()
     assert "currencyEUR" in units
     assert "currencyUSD" not in units
     # Grafana has no currencyCAD (nor AUD, CNY): an unknown id prints as "12 currencyCAD".
     assert main([*root, "--currency", "CAD"]) == 0
-    units = {
-        panel.get("fieldConfig", {}).get("defaults", {}).get("unit")
-        for path in (tmp_path / "dashboards").glob("*.json")
-        for panel in panels(json.loads(path.read_text()))
-    }
+    units = generated_units()
     assert "suffix: CAD" in units
     assert not {u for u in units if u and u.startswith("currency")}
     with pytest.raises(SystemExit) as both:
