@@ -39,6 +39,7 @@ PERIOD = "period"
 TOKEN_TYPE = "token_type"
 STATUS = "status"
 RULE = "rule"
+ACTUATOR_RULE_PREFIX = "am-"  # rule values of the throttles the actuator sets
 MODE = "mode"
 REASON = "reason"
 VERSION = "version"

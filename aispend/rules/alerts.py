@@ -19,6 +19,7 @@ from aispend.dashboards import refs
 from aispend.dashboards.defaults import UIDS
 from aispend.dashboards.queries import (
     AISPEND_RULE_GROUPS,
+    ALERTS,
     AM_NOTIFICATIONS_FAILED,
     RULE_EVAL_FAILURES,
     RULE_GROUP_MISSED,
@@ -262,9 +263,10 @@ def runaway_condition(t: Tunables) -> str:
 
     One agent's short-window z-score over runaway_sigma, its spend at least
     min_hourly_spend, and its spend alone at least runaway_burn_factor x the tightest
-    budget pace that binds it (`runaway_burn`). TeamRunaway leaves a team to
-    RunawaySpend where this holds for one of its agents; both read it from here, so the
-    two cannot drift apart."""
+    budget pace that binds it (`runaway_burn`). RunawaySpend is this or
+    `runaway_held` (`runaway_active`); TeamRunaway leaves a team to RunawaySpend where
+    that holds for one of its agents; both read it from here, so the two cannot drift
+    apart."""
     za = anomaly_name("team_agent", f"zscore_rate{t.runaway_rate_window}")
     agent_rate = anomaly_name("team_agent", f"rate{t.runaway_rate_window}")
     return (
@@ -273,6 +275,35 @@ def runaway_condition(t: Tunables) -> str:
         f"and on({m.TEAM}, {m.AGENT}) (\n"
         f"  {runaway_burn(agent_rate)} >= {num(t.runaway_burn_factor)}\n)"
     )
+
+
+RUNAWAY = "AISpendRunawaySpend"
+
+
+def runaway_held(t: Tunables) -> str:
+    """What keeps a firing RunawaySpend firing once the actuator throttles its agent.
+
+    The throttle brings the agent's spend under the burn guard while the loop goes on;
+    without this the alert resolved within minutes, the throttle was lifted, and the
+    loop fired it anew: a page and an apply/undo pair every few minutes. So while the
+    actuator's gateway throttle (rule `am-<fingerprint>`) holds the agent and its
+    z-score stays over runaway_sigma, the alert stays firing; it resolves once the
+    agent's spend is back near its prediction. It cannot start the alert (ALERTS must
+    show it firing), and without the gateway's throttle table in the data (a replay of
+    a spend history, an action=notify team) it never holds."""
+    za = anomaly_name("team_agent", f"zscore_rate{t.runaway_rate_window}")
+    return (
+        f'{za}{{{m.AGENT}!=""}} > {num(t.runaway_sigma)}\n'
+        f"and on({m.TEAM}, {m.AGENT}) "
+        f'{ALERTS}{{alertname="{RUNAWAY}", alertstate="firing"}}\n'
+        f"and on({m.TEAM}, {m.AGENT}) "
+        f'{m.GATEWAY_THROTTLE_ACTIVE.name}{{{m.RULE}=~"{m.ACTUATOR_RULE_PREFIX}.+"}}'
+    )
+
+
+def runaway_active(t: Tunables) -> str:
+    """RunawaySpend's whole expression: its condition, or held by its throttle."""
+    return f"(\n{indent(runaway_condition(t), '  ')}\n)\nor (\n{indent(runaway_held(t), '  ')}\n)"
 
 
 def anomaly_alerts(t: Tunables) -> list[Alert]:
@@ -351,9 +382,11 @@ def anomaly_alerts(t: Tunables) -> list[Alert]:
         ANOMALIES,
     )
     agent_rate = anomaly_name("team_agent", f"rate{t.runaway_rate_window}")
+    burn = runaway_burn(f'{agent_rate}{{team="%s",agent="%s"}}')
+    burn_args = "$labels.team $labels.agent $labels.team $labels.agent"  # the rate twice
     runaway = Alert(
-        "AISpendRunawaySpend",
-        runaway_condition(t),
+        RUNAWAY,
+        runaway_active(t),
         t.runaway_for,
         {"severity": "critical"},
         "Runaway spend: agent {{ $labels.agent }} of team {{ $labels.team }}",
@@ -366,12 +399,13 @@ def anomaly_alerts(t: Tunables) -> list[Alert]:
         )
         + '/h ({{ $labels.baseline }} baseline, z-score {{ $value | printf "%.1f" }}) '
         "and alone burns its budget "
-        + query(
-            runaway_burn(f'{agent_rate}{{team="%s",agent="%s"}}'),
-            "$labels.team $labels.agent $labels.team $labels.agent",  # the rate twice
-            'printf "%.1f"',
-        )
-        + "x too fast.",
+        + query(burn, burn_args, 'printf "%.1f"')
+        + "x too fast."
+        # Held (`runaway_held`): the throttle keeps its spend under the burn guard.
+        + f"{{{{ with printf `{burn}` {burn_args} | query }}}}"
+        f"{{{{ if lt (. | first | value) {float(t.runaway_burn_factor)!r} }}}}"
+        " The actuator's throttle holds it under the budget pace: the alert fires until "
+        "its spend is back near the prediction.{{ end }}{{ end }}",
         ANOMALIES,
         Runbook(
             meaning=f"One agent's {t.runaway_rate_window} spend rate is more than "
@@ -381,7 +415,12 @@ def anomaly_alerts(t: Tunables) -> list[Alert]:
             "budgets' (agent budgets) and its team's. A team with only project budgets is "
             "not watched by this alert (the burn alerts still are). The actuator "
             "throttles exactly that agent (action=throttle); critical teams get "
-            "action=notify and are never throttled.",
+            "action=notify and are never throttled. Once throttled, the agent's spend "
+            "falls under the budget pace while its loop goes on, so the alert stays "
+            "firing (and the throttle on) for as long as the actuator's throttle holds "
+            f"the agent and its z-score stays above {num(t.runaway_sigma)}: it resolves "
+            "when the agent's spend is back near its prediction, not at the first minute "
+            "the throttle has it under budget.",
             check="Audit log of the actuator; the gateway's throttle table "
             "(`aispend_gateway_throttle_active`); the agent's requests and tokens.",
             action="Fix the agent (loop, retry storm, prompt bloat). The throttle is undone "
@@ -405,8 +444,8 @@ def anomaly_alerts(t: Tunables) -> list[Alert]:
         f"and on({m.TEAM}, {m.MODEL}, {m.BASELINE}) (\n"
         f"  {cv} * {num(t.max_cv)}\n)\n"
         # An agent already caught by RunawaySpend (throttled) is not paged twice: its
-        # whole condition, so that an agent its guards ignore silences nothing.
-        f"unless on({m.TEAM}) (\n{indent(runaway_condition(t), '  ')}\n)",
+        # whole expression, so that an agent its guards ignore silences nothing.
+        f"unless on({m.TEAM}) (\n{indent(runaway_active(t), '  ')}\n)",
         t.team_runaway_for,
         {"severity": "critical", "action": "notify"},
         "Runaway spend: team {{ $labels.team }} on {{ $labels.model }}",

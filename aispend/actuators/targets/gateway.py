@@ -13,13 +13,14 @@ from typing import Any
 
 import aiohttp
 
+from aispend import metrics
 from aispend.actuators.settings import GatewayTargetSettings
 from aispend.actuators.targets.base import Action, TargetError, status_retryable
 from aispend.secrets import require_secret
 
 
 def rule_id(fingerprint: str) -> str:
-    return f"am-{fingerprint}"
+    return f"{metrics.ACTUATOR_RULE_PREFIX}{fingerprint}"
 
 
 class GatewayTarget:
