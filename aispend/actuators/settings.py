@@ -101,6 +101,11 @@ class KubernetesTargetSettings(StrictModel):
     name: Template | None = None
     selector: Template | None = None
     """A label selector (e.g. `aispend.io/agent=${agent}`) instead of `name`."""
+    pod: Template | None = None
+    """A pod (e.g. `${pod}`, with `namespace: ${namespace}`) instead of `name`: the object
+    paused is the workload of `kind` that controls it (a Deployment through its
+    ReplicaSet, or a StatefulSet). Not for CronJob: suspending one does not stop the pod
+    of a Job already running."""
     api_server: str | None = None
     """Default: in-cluster (KUBERNETES_SERVICE_HOST), else the kubeconfig's server."""
     kubeconfig: str | None = None
@@ -109,9 +114,14 @@ class KubernetesTargetSettings(StrictModel):
     timeout: Duration = 10.0
 
     @model_validator(mode="after")
-    def _name_or_selector(self) -> KubernetesTargetSettings:
-        if (self.name is None) == (self.selector is None):
-            raise ValueError("set exactly one of name or selector")
+    def _name_selector_or_pod(self) -> KubernetesTargetSettings:
+        if sum(v is not None for v in (self.name, self.selector, self.pod)) != 1:
+            raise ValueError("set exactly one of name, selector or pod")
+        if self.pod is not None and self.kind == "CronJob":
+            raise ValueError(
+                "pod: works with kind Deployment or StatefulSet only, not CronJob:"
+                " suspending a CronJob does not stop the pod of a Job already running"
+            )
         return self
 
 

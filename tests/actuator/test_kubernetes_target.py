@@ -2,10 +2,15 @@
 
 Simulated: the Kubernetes API server (no cluster here). The fake implements the
 documented apps/v1 `.../{deployments,statefulsets}/{name}/scale` GET/PATCH, the list
-endpoint with `labelSelector`, and batch/v1 CronJob GET/PATCH; PATCH must carry
-`application/merge-patch+json` (else 415, as the API server answers) and the bearer
-token (else 401). TLS is real (a trustme CA, trusted through the kubeconfig's
-`certificate-authority-data`), so the kubeconfig path is exercised as in real use.
+endpoint with `labelSelector`, batch/v1 CronJob GET/PATCH, and the GETs that `pod:`
+resolves through: core `/api/v1/namespaces/{ns}/pods/{name}` and apps/v1
+`.../replicasets/{name}`, each answering `metadata.ownerReferences` in the documented
+shape (apiVersion, kind, name, uid, controller, blockOwnerDeletion; the Deployment
+controller owns the ReplicaSet, which owns the pod). Every call needs the bearer token
+(else 401); PATCH must carry `application/merge-patch+json` (else 415, as the API
+server answers); `errors` answers a path with a status (an unhealthy API server). TLS
+is real (a trustme CA, trusted through the kubeconfig's `certificate-authority-data`),
+so the kubeconfig path is exercised as in real use.
 """
 
 from __future__ import annotations
@@ -32,6 +37,18 @@ from tests.actuator.fakes import Seen, ThreadedServer, _seen
 K8S_TOKEN = "kube-sa-token-abc123"
 
 
+def owner(kind: str, name: str, api_version: str = "apps/v1") -> dict[str, Any]:
+    """One controlling ownerReference, as the API server writes it."""
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "name": name,
+        "uid": f"uid-{name}",
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
 class FakeKubernetes:
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {
@@ -50,12 +67,32 @@ class FakeKubernetes:
             ("statefulsets", "research", "other"): {"replicas": 4, "labels": {"agent": "x"}},
             ("cronjobs", "research", "nightly-evals"): {"suspend": False, "labels": {}},
         }
+        self.owners: dict[tuple[str, str, str], Any] = {
+            # (plural, namespace, name): metadata.ownerReferences; None: the field is absent
+            ("replicasets", "search", "rerank-agent-7d9f"): [owner("Deployment", "rerank-agent")],
+            ("pods", "search", "rerank-agent-7d9f-abc12"): [
+                owner("ReplicaSet", "rerank-agent-7d9f")
+            ],
+            ("pods", "research", "eval-a-0"): [owner("StatefulSet", "eval-a")],
+            ("pods", "search", "debug-shell"): None,
+            ("replicasets", "search", "orphan-5c4b"): None,
+            ("pods", "search", "orphan-5c4b-x2k9p"): [owner("ReplicaSet", "orphan-5c4b")],
+            ("replicasets", "search", "canary-6f8d"): [
+                owner("Rollout", "canary", "argoproj.io/v1alpha1")
+            ],
+            ("pods", "search", "canary-6f8d-q7w2e"): [owner("ReplicaSet", "canary-6f8d")],
+        }
+        """Pods and ReplicaSets the fake serves, each with its ownerReferences."""
+        self.errors: dict[str, int] = {}
+        """Paths answered with this status (after the token check)."""
         self.seen: list[Seen] = []
         self.garbage: bytes | None = None
         """When set, every authorised request is answered 200 with this body."""
 
     def app(self) -> web.Application:
         app = web.Application()
+        app.router.add_get("/api/v1/namespaces/{ns}/{plural:pods}/{name}", self.owned)
+        app.router.add_get("/apis/apps/v1/namespaces/{ns}/{plural:replicasets}/{name}", self.owned)
         app.router.add_route(
             "*", "/apis/{group}/{version}/namespaces/{ns}/{plural}", self.collection
         )
@@ -73,6 +110,9 @@ class FakeKubernetes:
             return web.json_response({"kind": "Status", "code": 401}, status=401)
         if request.method == "PATCH" and request.content_type != "application/merge-patch+json":
             return web.json_response({"kind": "Status", "code": 415}, status=415)
+        if request.path in self.errors:
+            code = self.errors[request.path]
+            return web.json_response({"kind": "Status", "code": code}, status=code)
         if self.garbage is not None:
             return web.Response(body=self.garbage, content_type="application/json")
         return None
@@ -97,6 +137,28 @@ class FakeKubernetes:
             and all(obj["labels"].get(k) == v for k, v in wanted.items())
         ]
         return web.json_response({"kind": "List", "items": items})
+
+    async def owned(self, request: web.Request) -> web.Response:
+        """A pod (core v1) or a ReplicaSet (apps/v1), with its ownerReferences."""
+        denied = await self._check(request)
+        if denied:
+            return denied
+        mi = request.match_info
+        key = (mi["plural"], mi["ns"], mi["name"])
+        if key not in self.owners:
+            return web.json_response({"kind": "Status", "code": 404}, status=404)
+        metadata: dict[str, Any] = {"name": mi["name"], "namespace": mi["ns"]}
+        if self.owners[key] is not None:
+            metadata["ownerReferences"] = self.owners[key]
+        pod = mi["plural"] == "pods"
+        return web.json_response(
+            {
+                "kind": "Pod" if pod else "ReplicaSet",
+                "apiVersion": "v1" if pod else "apps/v1",
+                "metadata": metadata,
+                "spec": {},
+            }
+        )
 
     async def scale(self, request: web.Request) -> web.Response:
         denied = await self._check(request)
@@ -590,3 +652,168 @@ def test_only_zero_replicas_or_a_suspended_cronjob_is_as_the_pause_left_it(kubec
     assert not target.as_applied({"replicas": 5})
     assert target.as_applied({"suspend": True})
     assert not target.as_applied({"suspend": False})
+
+
+POD_PATH = "/api/v1/namespaces/search/pods/rerank-agent-7d9f-abc12"
+RS_PATH = "/apis/apps/v1/namespaces/search/replicasets/rerank-agent-7d9f"
+
+
+def test_pod_of_a_deployment_scales_that_deployment_and_undo_restores_it(kube, kubeconfig):
+    """AISpendGPUIdle names the pod holding the GPU: its ReplicaSet's Deployment is
+    paused. Undo uses the recorded name: the pod is gone after the scale to 0."""
+    fake, _ = kube
+    target = make(kubeconfig, kind="Deployment", namespace="${namespace}", pod="${pod}")
+    act = action(namespace="search", pod="rerank-agent-7d9f-abc12", team="search")
+    data, detail, _ = run(target, act)
+    assert data == {
+        "namespace": "search",
+        "kind": "Deployment",
+        "objects": [{"name": "rerank-agent", "replicas": 3}],
+    }
+    assert detail == "scaled to 0: Deployment search/rerank-agent (replicas=3)"
+    scale = "/apis/apps/v1/namespaces/search/deployments/rerank-agent/scale"
+    assert [(s.method, s.path) for s in fake.seen] == [
+        ("GET", POD_PATH),
+        ("GET", RS_PATH),
+        ("GET", scale),
+        ("PATCH", scale),
+    ]
+    assert all(s.headers["Authorization"] == f"Bearer {K8S_TOKEN}" for s in fake.seen)
+    assert fake.objects[("deployments", "search", "rerank-agent")]["replicas"] == 0
+
+    del fake.owners[("pods", "search", "rerank-agent-7d9f-abc12")]  # as the scale-down does
+    del fake.owners[("replicasets", "search", "rerank-agent-7d9f")]
+    assert undo(target, act, data) == "restored: Deployment search/rerank-agent (replicas=3)"
+    assert [(s.method, s.path, s.body) for s in fake.seen[4:]] == [
+        ("GET", scale, None),
+        ("PATCH", scale, {"spec": {"replicas": 3}}),
+    ]
+    assert fake.objects[("deployments", "search", "rerank-agent")]["replicas"] == 3
+
+
+def test_pod_of_a_statefulset_scales_that_statefulset(kube, kubeconfig):
+    fake, _ = kube
+    target = make(kubeconfig, kind="StatefulSet", namespace="${namespace}", pod="${pod}")
+    act = action(namespace="research", pod="eval-a-0")
+    data, detail, _ = run(target, act)
+    assert data["objects"] == [{"name": "eval-a", "replicas": 2}]
+    assert detail == "scaled to 0: StatefulSet research/eval-a (replicas=2)"
+    scale = "/apis/apps/v1/namespaces/research/statefulsets/eval-a/scale"
+    assert [(s.method, s.path) for s in fake.seen] == [
+        ("GET", "/api/v1/namespaces/research/pods/eval-a-0"),
+        ("GET", scale),
+        ("PATCH", scale),
+    ]
+    replicas = {k[2]: v["replicas"] for k, v in fake.objects.items() if k[0] == "statefulsets"}
+    assert replicas == {"eval-a": 0, "eval-b": 1, "other": 4}
+    undo(target, act, data)
+    assert fake.objects[("statefulsets", "research", "eval-a")]["replicas"] == 2
+
+
+@pytest.mark.parametrize(
+    ("kind", "namespace", "pod", "message"),
+    [
+        (
+            "Deployment",
+            "research",
+            "eval-a-0",
+            "pod research/eval-a-0 is controlled by StatefulSet eval-a, not a Deployment",
+        ),
+        (
+            "StatefulSet",
+            "search",
+            "rerank-agent-7d9f-abc12",
+            "pod search/rerank-agent-7d9f-abc12 is controlled by ReplicaSet"
+            " rerank-agent-7d9f, not a StatefulSet",
+        ),
+        (
+            "Deployment",
+            "search",
+            "debug-shell",
+            "pod search/debug-shell has no controller (a bare pod): nothing to scale",
+        ),
+        (
+            "Deployment",
+            "search",
+            "orphan-5c4b-x2k9p",
+            "pod search/orphan-5c4b-x2k9p: ReplicaSet search/orphan-5c4b has no"
+            " Deployment controller",
+        ),
+        (
+            "Deployment",
+            "search",
+            "canary-6f8d-q7w2e",
+            "pod search/canary-6f8d-q7w2e: ReplicaSet search/canary-6f8d is controlled by"
+            " Rollout canary (argoproj.io/v1alpha1), not a Deployment",
+        ),
+        (
+            "Deployment",
+            "search",
+            "gone-7d9f-zzzzz",
+            "pod search/gone-7d9f-zzzzz not found (rescheduled or deleted since the alert)",
+        ),
+        ("Deployment", "search", "Bad_Pod", "pod 'Bad_Pod' is not a valid Kubernetes name"),
+    ],
+)
+def test_pod_that_leads_to_no_workload_of_the_kind_is_not_retryable(
+    kube, kubeconfig, kind, namespace, pod, message
+):
+    fake, _ = kube
+    target = make(kubeconfig, kind=kind, namespace="${namespace}", pod="${pod}")
+    with pytest.raises(TargetError) as err:
+        run(target, action(namespace=namespace, pod=pod))
+    assert str(err.value).startswith(message)
+    assert err.value.retryable is False
+    assert all(s.method == "GET" for s in fake.seen)
+    assert fake.objects[("deployments", "search", "rerank-agent")]["replicas"] == 3
+    assert fake.objects[("statefulsets", "research", "eval-a")]["replicas"] == 2
+
+
+@pytest.mark.parametrize(
+    "refs",
+    [
+        "ReplicaSet/rerank-agent-7d9f",
+        {"kind": "ReplicaSet", "name": "rerank-agent-7d9f", "controller": True},
+        [["ReplicaSet", "rerank-agent-7d9f"]],
+        [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "controller": True}],
+        [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": 7, "controller": True}],
+    ],
+)
+def test_malformed_owner_references_are_a_clear_error(kube, kubeconfig, refs):
+    """Not a KeyError or TypeError out of the target: a message that names the pod."""
+    fake, _ = kube
+    fake.owners[("pods", "search", "rerank-agent-7d9f-abc12")] = refs
+    target = make(kubeconfig, kind="Deployment", namespace="search", pod="${pod}")
+    with pytest.raises(TargetError, match="pod search/rerank-agent-7d9f-abc12: ") as err:
+        run(target, action(pod="rerank-agent-7d9f-abc12"))
+    assert "ownerReferences" in str(err.value) or "controller reference" in str(err.value)
+    assert err.value.retryable is False
+    assert [s.path for s in fake.seen] == [POD_PATH]
+
+
+@pytest.mark.parametrize("path", [POD_PATH, RS_PATH])
+def test_api_server_errors_on_the_pod_path_stay_retryable(kube, kubeconfig, path):
+    fake, _ = kube
+    fake.errors[path] = 503
+    target = make(kubeconfig, kind="Deployment", namespace="search", pod="${pod}")
+    with pytest.raises(TargetError, match=f"GET {path}: HTTP 503") as err:
+        run(target, action(pod="rerank-agent-7d9f-abc12"))
+    assert err.value.retryable is True
+    assert err.value.status == 503
+    assert fake.objects[("deployments", "search", "rerank-agent")]["replicas"] == 3
+
+
+def test_pod_settings_one_way_to_find_the_object_and_no_cronjob():
+    from pydantic import ValidationError
+
+    base = {"type": "kubernetes", "namespace": "${namespace}", "pod": "${pod}"}
+    assert KubernetesTargetSettings.model_validate({**base, "kind": "StatefulSet"}).pod == "${pod}"
+    for extra in ({"name": "x"}, {"selector": "a=b"}):
+        with pytest.raises(ValidationError, match="set exactly one of name, selector or pod"):
+            KubernetesTargetSettings.model_validate({**base, "kind": "Deployment", **extra})
+    with pytest.raises(ValidationError, match="set exactly one of name, selector or pod"):
+        KubernetesTargetSettings.model_validate(
+            {"type": "kubernetes", "kind": "Deployment", "namespace": "x"}
+        )
+    with pytest.raises(ValidationError, match="pod: works with kind Deployment or StatefulSet"):
+        KubernetesTargetSettings.model_validate({**base, "kind": "CronJob"})

@@ -7,8 +7,14 @@ Plain REST on the API server (no client library needed for four calls):
 - CronJob: `GET /apis/batch/v1/namespaces/{ns}/cronjobs/{name}` remembers
   `spec.suspend`, `PATCH` `{"spec": {"suspend": true}}`; undo restores it if the
   CronJob is still suspended.
-Objects are named by a template over the alert labels, or found by a label selector.
-Credentials: the in-cluster service account, else a kubeconfig (see kubeauth).
+Objects are named by a template over the alert labels, found by a label selector, or
+found through a pod (`pod: ${pod}`, Deployment/StatefulSet only): `GET
+/api/v1/namespaces/{ns}/pods/{pod}`, its controlling ownerReference, and for a
+Deployment the ReplicaSet's (`GET /apis/apps/v1/namespaces/{ns}/replicasets/{rs}`).
+Only prepare resolves names; undo uses the ones it recorded (the pod is gone by then).
+Credentials: the in-cluster service account, else a kubeconfig (see kubeauth). Its
+role needs `get` and `patch` on the kind's `scale` subresource (or on cronjobs), `list`
+on the kind for `selector:`, and `get` on pods and replicasets for `pod:`.
 """
 
 from __future__ import annotations
@@ -136,6 +142,9 @@ class KubernetesTarget:
     async def _names(self, namespace: str, action: Action) -> list[str]:
         if self.settings.name is not None:
             return [_checked(render(self.settings.name, action.labels), "name")]
+        if self.settings.pod is not None:
+            pod = _checked(render(self.settings.pod, action.labels), "pod")
+            return [_checked(await self._pod_workload(namespace, pod), "name")]
         selector = render(self.settings.selector or "", action.labels)
         listing = await self._request(
             "GET", self._collection(namespace), params={"labelSelector": selector}
@@ -150,6 +159,52 @@ class KubernetesTarget:
                 f"no {self.settings.kind} in namespace {namespace} matches {selector!r}", False
             )
         return names
+
+    async def _pod_workload(self, namespace: str, pod: str) -> str:
+        """The name of the `kind` object that controls `pod`: the Deployment that owns
+        its ReplicaSet, or its StatefulSet. Anything else is not retryable: an answer
+        about this pod will not change."""
+        kind = self.settings.kind
+        where = f"pod {namespace}/{pod}"
+        ns = quote(namespace, safe="")
+        try:
+            found = await self._request(
+                "GET", f"/api/v1/namespaces/{ns}/pods/{quote(pod, safe='')}"
+            )
+        except TargetError as exc:
+            if exc.status == 404:
+                raise TargetError(
+                    f"{where} not found (rescheduled or deleted since the alert)", False, 404
+                ) from None
+            raise
+        owner = _controller(found, where)
+        if owner is None:
+            raise TargetError(f"{where} has no controller (a bare pod): nothing to scale", False)
+        if kind == "StatefulSet":
+            if owner[:2] != ("apps", "StatefulSet"):
+                raise TargetError(
+                    f"{where} is controlled by {_owner(owner)}, not a StatefulSet", False
+                )
+            return owner[2]
+        if owner[:2] != ("apps", "ReplicaSet"):
+            raise TargetError(f"{where} is controlled by {_owner(owner)}, not a Deployment", False)
+        rs = f"ReplicaSet {namespace}/{owner[2]}"
+        try:
+            found = await self._request(
+                "GET", f"/apis/apps/v1/namespaces/{ns}/replicasets/{quote(owner[2], safe='')}"
+            )
+        except TargetError as exc:
+            raise TargetError(f"{where}: {exc}", exc.retryable, exc.status) from None
+        rs_owner = _controller(found, f"{where}: {rs}")
+        if rs_owner is None:
+            raise TargetError(
+                f"{where}: {rs} has no Deployment controller: nothing to scale", False
+            )
+        if rs_owner[:2] != ("apps", "Deployment"):
+            raise TargetError(
+                f"{where}: {rs} is controlled by {_owner(rs_owner)}, not a Deployment", False
+            )
+        return rs_owner[2]
 
     def _describe(self, undo_data: dict[str, Any]) -> str:
         parts = []
@@ -212,6 +267,44 @@ def _state(kind: str, current: dict[str, Any]) -> dict[str, Any]:
     if kind == "CronJob":
         return {"suspend": bool(spec.get("suspend", False))}
     return {"replicas": int(spec.get("replicas", 0))}
+
+
+def _controller(obj: dict[str, Any], where: str) -> tuple[str, str, str, str] | None:
+    """The controlling ownerReference of an object as the API answered it: (API group,
+    kind, name, apiVersion); None when it has none. A malformed answer is a
+    TargetError (not retryable) that names `where`."""
+    metadata = obj.get("metadata")
+    refs = metadata.get("ownerReferences") if isinstance(metadata, dict) else None
+    if refs is None:
+        if not isinstance(metadata, dict):
+            raise TargetError(f"{where}: the answer has no metadata object", False)
+        return None
+    if not isinstance(refs, list) or not all(isinstance(ref, dict) for ref in refs):
+        raise TargetError(
+            f"{where}: metadata.ownerReferences is not a list of objects: {str(refs)[:200]}",
+            False,
+        )
+    for ref in refs:
+        if ref.get("controller") is not True:
+            continue
+        fields = [ref.get(k) for k in ("apiVersion", "kind", "name")]
+        if not all(isinstance(v, str) and v for v in fields):
+            raise TargetError(
+                f"{where}: its controller reference lacks apiVersion, kind or name:"
+                f" {str(ref)[:200]}",
+                False,
+            )
+        api_version, kind, name = (str(v) for v in fields)
+        group = api_version.rpartition("/")[0]
+        return group, kind, name, api_version
+    return None
+
+
+def _owner(owner: tuple[str, str, str, str]) -> str:
+    """An owner as messages name it: `StatefulSet ranker`, its API version added when
+    not apps/v1 (an OpenKruise StatefulSet is not one the apps/v1 scale can reach)."""
+    group, kind, name, api_version = owner
+    return f"{kind} {name}" + ("" if group == "apps" else f" ({api_version})")
 
 
 def _key(undo_data: dict[str, Any], name: str) -> str:
