@@ -492,13 +492,61 @@ def anomaly_alerts(t: Tunables) -> list[Alert]:
     return [spend_anomaly, leak, *_by_criticality(runaway, "throttle"), team_runaway]
 
 
+GPU_WORKLOAD = (m.NAMESPACE, m.POD)
+"""Labels of an AISpendGPUIdle alert with action=pause: the pod holding the GPU."""
+
+
+def gpu_idle_alerts(idle: Alert) -> list[Alert]:
+    """GPUIdle by what the actuator can pause. Where the GPU's processes run in a known
+    Kubernetes pod (`sources.gpu.pods`: namespace and pod name; dcgm-exporter's pod
+    mapping), one alert per pod with action=pause, so the Kubernetes target scales
+    exactly the workload controlling that pod. action=notify for critical teams, and
+    for a GPU with no known pod: a pause would have to guess what to stop."""
+    known = f'{{{m.NAMESPACE}!="", {m.POD}!=""}}'
+    # dcgm-exporter labels its fields with the pod it maps the GPU to (Kubernetes mode).
+    workloads = (
+        f"group by ({m.GPU_UUID}, {', '.join(GPU_WORKLOAD)}) ("
+        f"{m.GPU_PROCESS_MEMORY.name}{known} or {m.DCGM_GPU_UTIL}{known})"
+    )
+    copied = ", ".join(label for label in m.REC_GPU_UTILIZATION.labels if label != m.GPU_UUID)
+    pause = Alert(
+        idle.alert,
+        f"(\n{idle.expr}\n)\n* on({m.GPU_UUID}) group_right({copied})\n{workloads}\n"
+        f"unless on({m.TEAM}) {CRITICAL_TEAMS}",
+        idle.for_,
+        {**idle.labels, "action": "pause"},
+        idle.summary,
+        idle.description,
+        idle.dashboard,
+        idle.runbook,
+    )
+    # One rule (promtool refuses two with the same labels); the text says which case.
+    critical_team = f'{m.TEAM_INFO.name}{{{m.CRITICALITY}="critical",{m.TEAM}="%s"}}'
+    notify = Alert(
+        idle.alert,
+        f"(\n{idle.expr}\n)\nunless on({m.GPU_UUID}) {workloads}\n"
+        f"or (\n{idle.expr}\n)\nand on({m.TEAM}) {CRITICAL_TEAMS}",
+        idle.for_,
+        {**idle.labels, "action": "notify"},
+        idle.summary,
+        idle.description
+        + f"{{{{ with printf `{critical_team}` $labels.team | query }}}}"
+        + f" The team is critical: not {_PAST['pause']}, notified only.{{{{ else }}}}"
+        " No Kubernetes pod is known for its processes (sources.gpu.pods, or "
+        "dcgm-exporter's pod mapping): not paused, notified only.{{ end }}",
+        idle.dashboard,
+    )
+    return [pause, notify]
+
+
 def gpu_alerts(t: Tunables) -> list[Alert]:
     idle = Alert(
         "AISpendGPUIdle",
         f"{m.REC_GPU_UTILIZATION.name} < {num(t.gpu_idle_threshold)}",
         t.gpu_idle_for,
         {"severity": "warning"},
-        "Idle GPU {{ $labels.gpu }} on {{ $labels.Hostname }} (team {{ $labels.team }})",
+        "Idle GPU {{ $labels.gpu }} on {{ $labels.Hostname }} (team {{ $labels.team }}"
+        "{{ if $labels.pod }}, pod {{ $labels.namespace }}/{{ $labels.pod }}{{ end }})",
         "GPU {{ $labels.gpu }} ({{ $labels.model_name }}, {{ $labels.UUID }}) on "
         "{{ $labels.Hostname }} has been below "
         f"{num(t.gpu_idle_threshold * 100)} % utilisation for {t.gpu_idle_for} "
@@ -508,11 +556,17 @@ def gpu_alerts(t: Tunables) -> list[Alert]:
         GPU,
         Runbook(
             meaning=f"A GPU's utilisation stayed below {num(t.gpu_idle_threshold * 100)} % "
-            f"for {t.gpu_idle_for} while it costs its hourly price. Non-critical teams get "
-            "action=pause: the actuator scales the workload down or suspends it if an "
-            "`actions.rules` entry sends action=pause to a Kubernetes or command target "
-            "(none by default: the example's is commented out), else it only records the "
-            "alert. Critical teams get action=notify. A GPU without a utilisation reading is "
+            f"for {t.gpu_idle_for} while it costs its hourly price. Where the GPU's "
+            "processes run in a known Kubernetes pod (aispend's gpu exporter: "
+            "`sources.gpu.pods`, namespace and pod name; dcgm-exporter: its pod mapping, "
+            "labels namespace and pod), there is one alert per pod, "
+            "with labels namespace and pod and, for non-critical teams, action=pause: an "
+            "`actions.rules` entry may send it to a Kubernetes target with "
+            "`pod: ${pod}`, which scales the Deployment or StatefulSet controlling that "
+            "pod to 0 (none by default: the example's is commented out); without one the "
+            "actuator only records the alert. A GPU with no known pod (host processes, "
+            "a pod uid only) and critical teams get action=notify. "
+            "A GPU without a utilisation reading is "
             "never judged idle: a MIG-enabled GPU (NVML does not measure it; dcgm-exporter's "
             "per-MIG-instance utilisation is not the GPU's). A GPU aispend's exporter "
             "watches is judged by its reading only, not by dcgm-exporter's.",
@@ -571,7 +625,7 @@ def gpu_alerts(t: Tunables) -> list[Alert]:
             "counts from then on; the hours before stay unpriced.",
         ),
     )
-    return [*_by_criticality(idle, "pause"), unpriced]
+    return [*gpu_idle_alerts(idle), unpriced]
 
 
 def data_alerts(t: Tunables) -> list[Alert]:
