@@ -55,8 +55,10 @@ lint: $(STAMP)
 bench: setup
 	@scripts/ensure-system-packages.sh nginx:nginx-light
 	@set -e; for script in benchmarks/*.py; do \
-	  case "$$(basename $$script)" in _*) continue;; esac; \
-	  echo "== $$script"; $(PY) $$script; done
+	  args=; case "$$(basename $$script)" in \
+	    _*|gateway_ab.py) continue;; \
+	    gateway_overhead.py) args="--write docs/benchmarks.md";; esac; \
+	  echo "== $$script $$args"; $(PY) $$script $$args; done
 
 clean:
 	rm -rf .run .pytest_cache .mypy_cache .ruff_cache
