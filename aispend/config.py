@@ -71,7 +71,7 @@ class Budget(StrictModel):
     agent: Name | None = None
     period: Period
     amount: Money
-    soft_ratio: typing.Annotated[float, Field(gt=0, le=1)] | None = None
+    soft_ratio: typing.Annotated[float, Field(strict=True, gt=0, le=1)] | None = None
 
 
 class ApiKey(StrictModel):

@@ -93,6 +93,14 @@ class ConfigWatcher:
             report = exc.report() if isinstance(exc, ConfigError) else str(exc)
             log.error("config reload failed, keeping the previous config:\n%s", report)
             return False
+        except Exception as exc:  # a bug must not end the watcher thread unseen
+            self._last_success = False
+            log.error(
+                "config reload failed, keeping the previous config: unexpected %s: %s",
+                type(exc).__name__,
+                str(exc)[:300],
+            )
+            return False
         with self._lock:
             self._config = config
         self._last_success = True

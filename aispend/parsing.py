@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -81,12 +82,87 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 )
         return super().construct_mapping(node, deep=deep)
 
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        # A value its tag cannot hold (`!!int x`, `!!timestamp 2024-13-45`) raises a
+        # plain ValueError in PyYAML: report it as bad YAML, where it is.
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read {node.tag.rsplit(':', 1)[-1]}: {exc}", node.start_mark
+            ) from None
+
+    def construct_yaml_str(self, node: yaml.Node) -> str:
+        value = str(super().construct_yaml_str(node))
+        try:  # a surrogate pair written as two escapes is one character
+            return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le")
+        except UnicodeDecodeError:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                "found a lone surrogate escape (\\ud800-\\udfff): not text",
+                node.start_mark,
+            ) from None
+
+
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:str", _UniqueKeyLoader.construct_yaml_str)
+
+_BOOL, _INT, _FLOAT = (f"tag:yaml.org,2002:{t}" for t in ("bool", "int", "float"))
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+
+
+class _CoreSchemaLoader(_UniqueKeyLoader):
+    """YAML 1.2's core schema for plain scalars, as Prometheus and most tools read YAML
+    today: PyYAML's 1.1 rules read `amount: 0500` as 320 (octal), `1:30` as 90
+    (base 60) and `on`/`no` as booleans, did not read `1e6` as a number, and turned a
+    date-like value into a date. Only true/false are booleans, numbers are decimal
+    (0o / 0x prefixes for octal and hex; `_` may group digits), and dates stay
+    strings."""
+
+    def construct_yaml_int(self, node: yaml.Node) -> int:
+        text = str(self.construct_scalar(node)).replace("_", "")  # type: ignore[arg-type]
+        sign, body = (-1, text[1:]) if text[:1] == "-" else (1, text.lstrip("+"))
+        base = {"0o": 8, "0x": 16}.get(body[:2].lower(), 10)
+        return sign * int(body[2:] if base != 10 else body, base)
+
+
+_CoreSchemaLoader.yaml_implicit_resolvers = {
+    first: [r for r in resolvers if r[0] not in (_BOOL, _INT, _FLOAT, _TIMESTAMP)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_CoreSchemaLoader.add_implicit_resolver(
+    _BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_CoreSchemaLoader.add_implicit_resolver(
+    _INT, re.compile(r"^(?:[-+]?[0-9][0-9_]*|0o[0-7_]+|0x[0-9a-fA-F_]+)$"), list("-+0123456789")
+)
+_CoreSchemaLoader.add_implicit_resolver(
+    _FLOAT,
+    re.compile(
+        r"^(?:[-+]?(?:\.[0-9_]+|[0-9][0-9_]*(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+0123456789."),
+)
+_CoreSchemaLoader.add_constructor(_INT, _CoreSchemaLoader.construct_yaml_int)
+
 
 def load_yaml(text: str) -> Any:
-    """`yaml.safe_load` without duplicate keys; yaml.YAMLError for any input that is not
-    YAML, too deep or with a repeated key included."""
+    """`yaml.safe_load` with YAML 1.2's core schema (`_CoreSchemaLoader`) and without
+    duplicate keys; yaml.YAMLError for any input that is not YAML, too deep, with a
+    repeated key, a value its tag cannot hold or a lone surrogate included."""
+    return _load(text, _CoreSchemaLoader)
+
+
+def load_yaml_1_1(text: str) -> Any:
+    """`load_yaml` with PyYAML's YAML 1.1 rules, for files whose own tools read them so
+    (kubeconfig: kubectl reads `insecure-skip-tls-verify: no` as false)."""
+    return _load(text, _UniqueKeyLoader)
+
+
+def _load(text: str, loader: type[_UniqueKeyLoader]) -> Any:
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no arbitrary objects
+        return yaml.load(text, Loader=loader)  # a SafeLoader: no arbitrary objects
     except RecursionError:
         raise yaml.YAMLError(f"YAML {TOO_DEEP}") from None
 

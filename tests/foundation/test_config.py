@@ -61,6 +61,21 @@ BAD_CONFIGS = [
     ),
     pytest.param("- a\n- b\n", ["(top level): must be a mapping, got list"], id="not-a-mapping"),
     pytest.param(
+        GOOD_HEAD + "budgets:\n  - {team: search, period: day, amount: !!int five}\n",
+        ["(yaml line 6, column 41): invalid YAML: cannot read int"],
+        id="value-its-tag-cannot-hold",  # was a traceback (PyYAML's ValueError)
+    ),
+    pytest.param(
+        GOOD_HEAD + "budgets:\n  - {team: search, period: day, amount: 1:30}\n",
+        ["budgets[0].amount: must be a number"],
+        id="base-60-is-not-a-number",  # YAML 1.1 read it as 90
+    ),
+    pytest.param(
+        GOOD_HEAD + "budgets:\n  - {team: search, period: day, amount: 5, soft_ratio: true}\n",
+        ["budgets[0].soft_ratio: "],
+        id="soft-ratio-true-is-not-a-ratio",  # was read as 1.0
+    ),
+    pytest.param(
         GOOD_HEAD + "budgetz: []\n",
         ["budgetz: unknown key, did you mean 'budgets'?"],
         id="unknown-top-key",

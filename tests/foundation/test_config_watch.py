@@ -81,3 +81,28 @@ def test_reloads_at_the_same_time_end_on_the_newest_file(
     assert watcher.config.budgets[0].amount == 3000, loads
     assert watcher.check_for_change() is False
     assert watcher.config.budgets[0].amount == 3000
+
+
+def test_an_unexpected_error_in_a_reload_fails_the_reload_not_the_watcher(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A reload that raised anything but a config error (PyYAML's ValueError for
+    `!!timestamp 2024-13-45` did) ended the watcher's thread while
+    aispend_config_last_reload_success still said 1, and later good edits were never
+    applied. Now it fails that reload, keeps the config, and the next one works."""
+    path = tmp_path / "aispend.yaml"
+    path.write_text(EXAMPLE_CONFIG.read_text(encoding="utf-8"), encoding="utf-8")
+    calls: list[Config] = []
+
+    def on_reload(config: Config) -> None:
+        calls.append(config)
+        if len(calls) == 1:
+            raise RuntimeError("bug in the apply step")
+
+    watcher = ConfigWatcher(path, on_reload=on_reload)
+    before = watcher.config
+    assert watcher.reload() is False
+    assert watcher.last_reload_ok is False and watcher.config is before
+    assert "unexpected RuntimeError: bug in the apply step" in caplog.text
+    assert watcher.reload() is True and watcher.last_reload_ok is True
+    assert watcher.config is calls[1]

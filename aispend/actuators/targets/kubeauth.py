@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from aispend.actuators.settings import KubernetesTargetSettings
-from aispend.parsing import load_yaml
+from aispend.parsing import load_yaml_1_1
 from aispend.secrets import SecretError, require_secret
 
 SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
@@ -71,7 +71,7 @@ def load_auth(settings: KubernetesTargetSettings) -> KubeAuth:
 
 def from_kubeconfig(path: Path) -> KubeAuth:
     try:
-        doc = load_yaml(path.read_text(encoding="utf-8"))
+        doc = load_yaml_1_1(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise KubeConfigError(
             f"no in-cluster service account and cannot read kubeconfig {path}: {exc}"
