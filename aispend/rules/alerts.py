@@ -494,25 +494,51 @@ def anomaly_alerts(t: Tunables) -> list[Alert]:
 
 GPU_WORKLOAD = (m.NAMESPACE, m.POD)
 """Labels of an AISpendGPUIdle alert with action=pause: the pod holding the GPU."""
+POD_UID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+"""A pod uid where no name is known: the gpu exporter labels such a pod with its uid."""
+WORKLOAD_MEMORY = "10m"
+"""A pod counts as on its GPU for this long after its last sample: a worker that
+restarts every few minutes must not move the alert between its rules (each restarting
+its `for:`)."""
 
 
-def gpu_idle_alerts(idle: Alert) -> list[Alert]:
-    """GPUIdle by what the actuator can pause. Where the GPU's processes run in a known
-    Kubernetes pod (`sources.gpu.pods`: namespace and pod name; dcgm-exporter's pod
-    mapping), one alert per pod with action=pause, so the Kubernetes target scales
-    exactly the workload controlling that pod. action=notify for critical teams, and
-    for a GPU with no known pod: a pause would have to guess what to stop."""
-    known = f'{{{m.NAMESPACE}!="", {m.POD}!=""}}'
-    # dcgm-exporter labels its fields with the pod it maps the GPU to (Kubernetes mode).
-    workloads = (
-        f"group by ({m.GPU_UUID}, {', '.join(GPU_WORKLOAD)}) ("
-        f"{m.GPU_PROCESS_MEMORY.name}{known} or {m.DCGM_GPU_UTIL}{known})"
+def gpu_idle_alerts(idle: Alert, threshold: str) -> list[Alert]:
+    """GPUIdle by what the actuator can pause (`idle.expr` is per GPU).
+
+    action=pause, one alert per pod, labels namespace and pod (and the pod's team and
+    project): a non-critical team's pod, known by name (`sources.gpu.pods`, or
+    dcgm-exporter's pod mapping), whose GPUs are all idle, so the Kubernetes target
+    scales exactly the workload controlling it. Once paused, the pod is gone but the
+    alert stays firing (`ALERTS`) while the GPU stays idle: resolving it would undo the
+    pause. action=notify, one alert per GPU: every other idle GPU (a critical team's
+    pod, no known pod, a pod that also holds a busy GPU)."""
+    uuid, copied = m.GPU_UUID, (m.GPU, m.GPU_MODEL_NAME, m.HOSTNAME, m.SOURCE)
+    critical_team = f'{m.TEAM_INFO.name}{{{m.CRITICALITY}="critical",{m.TEAM}="%s"}}'
+    known = f'{{{m.NAMESPACE}!="", {m.POD}!="", {m.POD}!~"{POD_UID}"}}'
+    pods = (
+        f"group by ({uuid}, {', '.join(GPU_WORKLOAD)}, {m.TEAM}, {m.PROJECT}) (\n"
+        f"  last_over_time({m.GPU_PROCESS_MEMORY.name}{known}[{WORKLOAD_MEMORY}])\n"
+        # dcgm-exporter labels its fields with the pod it maps the GPU to (Kubernetes mode).
+        f"  or last_over_time({m.DCGM_GPU_UTIL}{known}[{WORKLOAD_MEMORY}])\n)"
     )
-    copied = ", ".join(label for label in m.REC_GPU_UTILIZATION.labels if label != m.GPU_UUID)
+    util = m.REC_GPU_UTILIZATION.name
+    # One series per GPU: dcgm-exporter may report one per pod sharing it.
+    idle_gpu = f"max by ({uuid}, {', '.join(copied)}) ({util}) < {threshold}"
+    busy_pods = (
+        f"group by ({', '.join(GPU_WORKLOAD)}) (\n  {pods}\n"
+        f"  * on({uuid}) group_left() (max by ({uuid}) ({util}) >= {threshold})\n)"
+    )
+    on_idle = f"({idle_gpu})\n* on({uuid}) group_right({', '.join(copied)})"
+    firing = f'{ALERTS}{{alertname="{idle.alert}", alertstate="firing", action="pause"}}'
+    pause_expr = (
+        f"(\n{on_idle}\n{pods}\nunless on({', '.join(GPU_WORKLOAD)}) {busy_pods}\n)\n"
+        # Paused: the pod is gone; the alert lasts while the GPU stays idle.
+        f"or (\n{on_idle}\nmax without (alertname, alertstate, action, severity) ({firing})\n)"
+    )
+    pause_expr = f"(\n{pause_expr}\n)\nunless on({m.TEAM}) {CRITICAL_TEAMS}"
     pause = Alert(
         idle.alert,
-        f"(\n{idle.expr}\n)\n* on({m.GPU_UUID}) group_right({copied})\n{workloads}\n"
-        f"unless on({m.TEAM}) {CRITICAL_TEAMS}",
+        pause_expr,
         idle.for_,
         {**idle.labels, "action": "pause"},
         idle.summary,
@@ -520,20 +546,18 @@ def gpu_idle_alerts(idle: Alert) -> list[Alert]:
         idle.dashboard,
         idle.runbook,
     )
-    # One rule (promtool refuses two with the same labels); the text says which case.
-    critical_team = f'{m.TEAM_INFO.name}{{{m.CRITICALITY}="critical",{m.TEAM}="%s"}}'
     notify = Alert(
         idle.alert,
-        f"(\n{idle.expr}\n)\nunless on({m.GPU_UUID}) {workloads}\n"
-        f"or (\n{idle.expr}\n)\nand on({m.TEAM}) {CRITICAL_TEAMS}",
+        f"{idle.expr}\nunless on({uuid}) (\n{indent(pause_expr, '  ')}\n)",
         idle.for_,
         {**idle.labels, "action": "notify"},
         idle.summary,
         idle.description
         + f"{{{{ with printf `{critical_team}` $labels.team | query }}}}"
         + f" The team is critical: not {_PAST['pause']}, notified only.{{{{ else }}}}"
-        " No Kubernetes pod is known for its processes (sources.gpu.pods, or "
-        "dcgm-exporter's pod mapping): not paused, notified only.{{ end }}",
+        " Not paused, notified only: no Kubernetes pod of a non-critical team is known "
+        "for its processes (sources.gpu.pods, or dcgm-exporter's pod mapping), or that "
+        "pod also holds a busy GPU.{{ end }}",
         idle.dashboard,
     )
     return [pause, notify]
@@ -556,16 +580,19 @@ def gpu_alerts(t: Tunables) -> list[Alert]:
         GPU,
         Runbook(
             meaning=f"A GPU's utilisation stayed below {num(t.gpu_idle_threshold * 100)} % "
-            f"for {t.gpu_idle_for} while it costs its hourly price. Where the GPU's "
-            "processes run in a known Kubernetes pod (aispend's gpu exporter: "
-            "`sources.gpu.pods`, namespace and pod name; dcgm-exporter: its pod mapping, "
-            "labels namespace and pod), there is one alert per pod, "
-            "with labels namespace and pod and, for non-critical teams, action=pause: an "
-            "`actions.rules` entry may send it to a Kubernetes target with "
-            "`pod: ${pod}`, which scales the Deployment or StatefulSet controlling that "
-            "pod to 0 (none by default: the example's is commented out); without one the "
-            "actuator only records the alert. A GPU with no known pod (host processes, "
-            "a pod uid only) and critical teams get action=notify. "
+            f"for {t.gpu_idle_for} while it costs its hourly price. action=pause, one "
+            "alert per pod (labels namespace, pod, and the pod's team and project): a "
+            "pod known by name (aispend's gpu exporter: `sources.gpu.pods` with a pod "
+            "name; dcgm-exporter: its pod mapping), of a non-critical team, whose GPUs are "
+            "all idle. An `actions.rules` entry may send it to a Kubernetes target with "
+            "`pod: ${pod}`, which scales the Deployment or StatefulSet controlling the pod "
+            "to 0 (none by default: the example's is commented out); without one the "
+            "actuator only records the alert. Once paused, the pod is gone, but the alert "
+            "stays firing (it reads its own ALERTS series) until the GPU is busy again or "
+            "gone; then the pause is undone. A Prometheus down for more than 5 minutes "
+            "loses that series, so the alert resolves and the workload comes back. "
+            "action=notify, one alert per GPU: every other idle GPU (a critical team's "
+            "pod, no pod known by name, a pod that also holds a busy GPU). "
             "A GPU without a utilisation reading is "
             "never judged idle: a MIG-enabled GPU (NVML does not measure it; dcgm-exporter's "
             "per-MIG-instance utilisation is not the GPU's). A GPU aispend's exporter "
@@ -625,7 +652,7 @@ def gpu_alerts(t: Tunables) -> list[Alert]:
             "counts from then on; the hours before stay unpriced.",
         ),
     )
-    return [*gpu_idle_alerts(idle), unpriced]
+    return [*gpu_idle_alerts(idle, num(t.gpu_idle_threshold)), unpriced]
 
 
 def data_alerts(t: Tunables) -> list[Alert]:

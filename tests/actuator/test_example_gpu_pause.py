@@ -55,7 +55,7 @@ def test_the_example_gpu_pause_acts_on_the_generated_alert() -> None:
 
     rule = generated_pause_alert()
     # One pause alert per pod: its labels are the GPU's plus namespace and pod.
-    assert f"group by (UUID, {', '.join(GPU_WORKLOAD)})" in rule["expr"]
+    assert f"group by (UUID, {', '.join(GPU_WORKLOAD)}, team, project)" in rule["expr"]
     labels = {
         "alertname": "AISpendGPUIdle",
         **rule["labels"],

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from textwrap import indent
 
 import pytest
 import yaml
@@ -302,7 +303,8 @@ def test_estimate_below_the_bill_names_requests_without_usage() -> None:
 
 
 def test_acting_alerts_exclude_critical_teams() -> None:
-    """throttle/pause rules drop critical teams; their twin with notify keeps only them.
+    """throttle/pause rules drop critical teams; their twin with notify keeps only them
+    (GPUIdle's notify: every idle GPU its pause rule leaves, critical teams' included).
     TeamRunaway has no acting twin: it notifies for every team and never throttles."""
     data = yaml.safe_load((REPO / ALERTS_FILE).read_text())
     critical = 'aispend_team_info{criticality="critical"}'
@@ -313,6 +315,9 @@ def test_acting_alerts_exclude_critical_teams() -> None:
         action = rule["labels"].get("action")
         if action in ("throttle", "pause"):
             assert rule["expr"].endswith(f"unless on(team) {critical}")
+        elif action == "notify" and rule["alert"] == "AISpendGPUIdle":
+            (pause,) = (r for r in rules if r["alert"] == "AISpendGPUIdle" and r is not rule)
+            assert rule["expr"].endswith(f"unless on(UUID) (\n{indent(pause['expr'], '  ')}\n)")
         elif action == "notify" and rule["alert"] in acting:
             assert rule["expr"].endswith(f"and on(team) {critical}")
     team_runaway = [r for r in rules if r["alert"] == "AISpendTeamRunaway"]
