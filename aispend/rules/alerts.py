@@ -290,7 +290,8 @@ def runaway_held(t: Tunables) -> str:
     z-score stays over runaway_sigma, the alert stays firing; it resolves once the
     agent's spend is back near its prediction. It cannot start the alert (ALERTS must
     show it firing), and without the gateway's throttle table in the data (a replay of
-    a spend history, an action=notify team) it never holds."""
+    a spend history, an action=notify team) it never holds. It lasts about an hour
+    (HOLD_OUT): then the loop is in the baseline's stddev and the z-score falls."""
     za = anomaly_name("team_agent", f"zscore_rate{t.runaway_rate_window}")
     return (
         f'{za}{{{m.AGENT}!=""}} > {num(t.runaway_sigma)}\n'
@@ -302,8 +303,13 @@ def runaway_held(t: Tunables) -> str:
 
 
 def runaway_active(t: Tunables) -> str:
-    """RunawaySpend's whole expression: its condition, or held by its throttle."""
-    return f"(\n{indent(runaway_condition(t), '  ')}\n)\nor (\n{indent(runaway_held(t), '  ')}\n)"
+    """RunawaySpend's whole expression: its condition, or held by its throttle. Without
+    the z-score's `baseline` label: when an agent's history reaches a day (6h -> 1d) or
+    a week (1d -> 1w), the alert would end and a new one start, and the actuator would
+    lift the throttle in between (and the hold, which needs a firing alert, not hold
+    the new one)."""
+    either = f"(\n{indent(runaway_condition(t), '  ')}\n)\nor (\n{indent(runaway_held(t), '  ')}\n)"
+    return f"max without ({m.BASELINE}) (\n{indent(either, '  ')}\n)"
 
 
 def anomaly_alerts(t: Tunables) -> list[Alert]:
@@ -383,6 +389,7 @@ def anomaly_alerts(t: Tunables) -> list[Alert]:
     )
     agent_rate = anomaly_name("team_agent", f"rate{t.runaway_rate_window}")
     burn = runaway_burn(f'{agent_rate}{{team="%s",agent="%s"}}')
+    za = anomaly_name("team_agent", f"zscore_rate{t.runaway_rate_window}")
     burn_args = "$labels.team $labels.agent $labels.team $labels.agent"  # the rate twice
     runaway = Alert(
         RUNAWAY,
@@ -397,7 +404,10 @@ def anomaly_alerts(t: Tunables) -> list[Alert]:
             'team_agent:aispend_cost:rate1h:prediction{team="%s",agent="%s"}',
             "$labels.team $labels.agent",
         )
-        + '/h ({{ $labels.baseline }} baseline, z-score {{ $value | printf "%.1f" }}) '
+        + "/h ("
+        + f'{{{{ with printf `{za}{{team="%s",agent="%s"}}` $labels.team $labels.agent'
+        + ' | query }}{{ . | first | label "baseline" }} {{ end }}baseline, '
+        + 'z-score {{ $value | printf "%.1f" }}) '
         "and alone burns its budget "
         + query(burn, burn_args, 'printf "%.1f"')
         + "x too fast."
@@ -420,7 +430,12 @@ def anomaly_alerts(t: Tunables) -> list[Alert]:
             "firing (and the throttle on) for as long as the actuator's throttle holds "
             f"the agent and its z-score stays above {num(t.runaway_sigma)}: it resolves "
             "when the agent's spend is back near its prediction, not at the first minute "
-            "the throttle has it under budget.",
+            "the throttle has it under budget. Limits of that hold: it reads the throttled "
+            "spend, so a throttle under the agent's usual pace ends it; and it lasts about "
+            "the loop's first hour, since baselines end an hour ago: after that the "
+            "loop's own spend is in the baseline's stddev, the z-score falls, and a loop "
+            "still running is throttled on and off again (the budget burn alerts keep "
+            "paging). A Prometheus down for more than 5 minutes also ends it.",
             check="Audit log of the actuator; the gateway's throttle table "
             "(`aispend_gateway_throttle_active`); the agent's requests and tokens.",
             action="Fix the agent (loop, retry storm, prompt bloat). The throttle is undone "
