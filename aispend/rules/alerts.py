@@ -12,6 +12,7 @@ runbooks' "Detection latency of RunawaySpend" section).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from textwrap import indent
 
 from aispend import metrics as m
@@ -49,6 +50,18 @@ BILLING_JOB = 'job="aispend-billing"'
 """The billing exporter's scrape job (deploy/prometheus.yml, the stack's Prometheus)."""
 
 
+def _with_action(alert: Alert, action: str, expr: str, description: str | None = None) -> Alert:
+    """A rule of `alert` with label action=<action>; the runbook goes with the acting
+    rule only (a notify twin shares it)."""
+    return replace(
+        alert,
+        expr=expr,
+        labels={**alert.labels, "action": action},
+        description=alert.description if description is None else description,
+        runbook=alert.runbook if action != "notify" else None,
+    )
+
+
 def query(expr: str, args: str, fmt: str) -> str:
     """A template that shows the first value of `expr` (printf-formatted with `args`),
     formatted by the template function `fmt`. No default: money must not go through
@@ -80,24 +93,12 @@ def per_hour(expr: str, args: str) -> str:
 def _by_criticality(alert: Alert, acting: str) -> list[Alert]:
     """The alert with action=<acting>, and the same alert with action=notify for
     critical teams."""
-    act = Alert(
-        alert.alert,
-        f"(\n{alert.expr}\n)\nunless on({m.TEAM}) {CRITICAL_TEAMS}",
-        alert.for_,
-        {**alert.labels, "action": acting},
-        alert.summary,
-        alert.description,
-        alert.dashboard,
-        alert.runbook,
-    )
-    notify = Alert(
-        alert.alert,
+    act = _with_action(alert, acting, f"(\n{alert.expr}\n)\nunless on({m.TEAM}) {CRITICAL_TEAMS}")
+    notify = _with_action(
+        alert,
+        "notify",
         f"(\n{alert.expr}\n)\nand on({m.TEAM}) {CRITICAL_TEAMS}",
-        alert.for_,
-        {**alert.labels, "action": "notify"},
-        alert.summary,
         alert.description + f" The team is critical: not {_PAST[acting]}, notified only.",
-        alert.dashboard,
     )
     return [act, notify]
 
@@ -551,29 +552,17 @@ def gpu_idle_alerts(idle: Alert, threshold: str) -> list[Alert]:
         f"or (\n{on_idle}\nmax without (alertname, alertstate, action, severity) ({firing})\n)"
     )
     pause_expr = f"(\n{pause_expr}\n)\nunless on({m.TEAM}) {CRITICAL_TEAMS}"
-    pause = Alert(
-        idle.alert,
-        pause_expr,
-        idle.for_,
-        {**idle.labels, "action": "pause"},
-        idle.summary,
-        idle.description,
-        idle.dashboard,
-        idle.runbook,
-    )
-    notify = Alert(
-        idle.alert,
+    pause = _with_action(idle, "pause", pause_expr)
+    notify = _with_action(
+        idle,
+        "notify",
         f"{idle.expr}\nunless on({uuid}) (\n{indent(pause_expr, '  ')}\n)",
-        idle.for_,
-        {**idle.labels, "action": "notify"},
-        idle.summary,
         idle.description
         + f"{{{{ with printf `{critical_team}` $labels.team | query }}}}"
         + f" The team is critical: not {_PAST['pause']}, notified only.{{{{ else }}}}"
         " Not paused, notified only: no Kubernetes pod of a non-critical team is known "
         "for its processes (sources.gpu.pods, or dcgm-exporter's pod mapping), or that "
         "pod also holds a busy GPU.{{ end }}",
-        idle.dashboard,
     )
     return [pause, notify]
 

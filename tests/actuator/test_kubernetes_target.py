@@ -266,17 +266,23 @@ def make(kubeconfig: Path, **kw: Any) -> KubernetesTarget:
     return KubernetesTarget("k8s", settings, session=None)  # type: ignore[arg-type]
 
 
+RERANK_AGENT_PAUSED = (
+    {
+        "namespace": "search",
+        "kind": "Deployment",
+        "objects": [{"name": "rerank-agent", "replicas": 3}],
+    },
+    "scaled to 0: Deployment search/rerank-agent (replicas=3)",
+)
+"""What prepare records and apply says for the pause of Deployment search/rerank-agent."""
+
+
 def test_deployment_scaled_to_zero_and_restored(kube, kubeconfig):
     fake, _ = kube
     target = make(kubeconfig, kind="Deployment", namespace="${team}", name="${agent}")
     act = action(team="search", agent="rerank-agent")
     data, detail, _ = run(target, act)
-    assert data == {
-        "namespace": "search",
-        "kind": "Deployment",
-        "objects": [{"name": "rerank-agent", "replicas": 3}],
-    }
-    assert detail == "scaled to 0: Deployment search/rerank-agent (replicas=3)"
+    assert (data, detail) == RERANK_AGENT_PAUSED
     path = "/apis/apps/v1/namespaces/search/deployments/rerank-agent/scale"
     assert [(s.method, s.path) for s in fake.seen] == [("GET", path), ("PATCH", path)]
     patch = fake.seen[1]
@@ -285,11 +291,20 @@ def test_deployment_scaled_to_zero_and_restored(kube, kubeconfig):
     assert patch.body == {"spec": {"replicas": 0}}
     assert fake.objects[("deployments", "search", "rerank-agent")]["replicas"] == 0
 
-    assert undo(target, act, data) == "restored: Deployment search/rerank-agent (replicas=3)"
     # Undo checks the object is still at 0 before it restores the remembered replicas.
-    assert [(s.method, s.path, s.body) for s in fake.seen[2:]] == [
-        ("GET", path, None),
-        ("PATCH", path, {"spec": {"replicas": 3}}),
+    assert_undo_restores_rerank_agent(fake, target, act, data, seen_before=2)
+
+
+def assert_undo_restores_rerank_agent(
+    fake: FakeKubernetes, target: KubernetesTarget, act: Action, data: Any, seen_before: int
+) -> None:
+    """Undo of the pause of Deployment search/rerank-agent (3 replicas): a GET of its
+    scale (still at 0?), then a PATCH back to 3, and nothing else."""
+    scale = "/apis/apps/v1/namespaces/search/deployments/rerank-agent/scale"
+    assert undo(target, act, data) == "restored: Deployment search/rerank-agent (replicas=3)"
+    assert [(s.method, s.path, s.body) for s in fake.seen[seen_before:]] == [
+        ("GET", scale, None),
+        ("PATCH", scale, {"spec": {"replicas": 3}}),
     ]
     assert fake.objects[("deployments", "search", "rerank-agent")]["replicas"] == 3
 
@@ -665,12 +680,7 @@ def test_pod_of_a_deployment_scales_that_deployment_and_undo_restores_it(kube, k
     target = make(kubeconfig, kind="Deployment", namespace="${namespace}", pod="${pod}")
     act = action(namespace="search", pod="rerank-agent-7d9f-abc12", team="search")
     data, detail, _ = run(target, act)
-    assert data == {
-        "namespace": "search",
-        "kind": "Deployment",
-        "objects": [{"name": "rerank-agent", "replicas": 3}],
-    }
-    assert detail == "scaled to 0: Deployment search/rerank-agent (replicas=3)"
+    assert (data, detail) == RERANK_AGENT_PAUSED
     scale = "/apis/apps/v1/namespaces/search/deployments/rerank-agent/scale"
     assert [(s.method, s.path) for s in fake.seen] == [
         ("GET", POD_PATH),
@@ -683,12 +693,7 @@ def test_pod_of_a_deployment_scales_that_deployment_and_undo_restores_it(kube, k
 
     del fake.owners[("pods", "search", "rerank-agent-7d9f-abc12")]  # as the scale-down does
     del fake.owners[("replicasets", "search", "rerank-agent-7d9f")]
-    assert undo(target, act, data) == "restored: Deployment search/rerank-agent (replicas=3)"
-    assert [(s.method, s.path, s.body) for s in fake.seen[4:]] == [
-        ("GET", scale, None),
-        ("PATCH", scale, {"spec": {"replicas": 3}}),
-    ]
-    assert fake.objects[("deployments", "search", "rerank-agent")]["replicas"] == 3
+    assert_undo_restores_rerank_agent(fake, target, act, data, seen_before=4)
 
 
 def test_pod_of_a_statefulset_scales_that_statefulset(kube, kubeconfig):
