@@ -24,6 +24,12 @@ a block): given a block that ends later, it drops at restart every head sample o
 than that end, of every series."""
 
 
+def new_or_empty_dir(path: Path) -> bool:
+    """Whether `path` is missing or an empty directory: a place for new TSDB blocks that
+    mixes them with no other data."""
+    return not path.exists() or (path.is_dir() and not any(path.iterdir()))
+
+
 def escape_label_value(value: str) -> str:
     """A label value as OpenMetrics text writes it between double quotes."""
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

@@ -24,6 +24,7 @@ from aispend.backtest import labels as labels_mod
 from aispend.backtest.history import History, HistoryError, format_timestamp, load_history
 from aispend.backtest.rulefiles import DEFAULT_INTERVAL, RulesError, RuleSet, load_rules
 from aispend.backtest.scoring import Detection, Episode, Score, detections, score
+from aispend.tsdb import new_or_empty_dir
 
 RULE_FILES = ("aispend.rules.yml", "aispend.alerts.yml")
 SCORED_SEVERITIES = ("critical", "warning")
@@ -105,7 +106,7 @@ def _config_series(
 def _work_dir(keep: Path | None) -> Iterator[Path]:
     if keep is not None:
         # A kept replay of another run would be mixed into this one's TSDB.
-        if keep.exists() and (not keep.is_dir() or any(keep.iterdir())):
+        if not new_or_empty_dir(keep):
             raise tsdb.BacktestError(
                 f"--keep {keep}: must be a new or empty directory (it holds another replay,"
                 " which would be mixed into this one)"

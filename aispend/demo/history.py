@@ -24,7 +24,7 @@ from aispend.config import Config, Prices
 from aispend.demo.workload import AGENTS, DemoAgent, cost_per_hour
 from aispend.parsing import number_argument
 from aispend.pricing import Pricer, TokenUsage
-from aispend.tsdb import label_text
+from aispend.tsdb import label_text, new_or_empty_dir
 
 NOISE_SIGMA = 0.15
 GAUGE_STEP = 240.0
@@ -186,14 +186,14 @@ def _not_an_empty_dir(path: Path) -> str | None:
     scrapes) the two sets of counter samples interleave, and every dip reads as a reset
     (a day's spend came out 58 times too high), and a running Prometheus drops its head
     samples older than the new blocks' end when it restarts."""
-    if path.exists() and not path.is_dir():
+    if new_or_empty_dir(path):
+        return None
+    if not path.is_dir():
         return "is a file, not a directory"
-    if path.is_dir() and any(path.iterdir()):
-        return (
-            "is not empty: load the demo history into an empty directory, then start"
-            " Prometheus on it (its series would overlap the data there)"
-        )
-    return None
+    return (
+        "is not empty: load the demo history into an empty directory, then start"
+        " Prometheus on it (its series would overlap the data there)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -259,6 +259,16 @@ def runaway_burn(agent_rate: str) -> str:
     )
 
 
+def runaway_zscore(t: Tunables) -> str:
+    """The agent z-score RunawaySpend reads (on its short-window rate)."""
+    return anomaly_name("team_agent", f"zscore_rate{t.runaway_rate_window}")
+
+
+def runaway_rate(t: Tunables) -> str:
+    """The agent spend rate RunawaySpend reads (runaway_rate_window)."""
+    return anomaly_name("team_agent", f"rate{t.runaway_rate_window}")
+
+
 def runaway_condition(t: Tunables) -> str:
     """RunawaySpend's condition: the agents it pages for (and throttles).
 
@@ -268,8 +278,7 @@ def runaway_condition(t: Tunables) -> str:
     `runaway_held` (`runaway_active`); TeamRunaway leaves a team to RunawaySpend where
     that holds for one of its agents; both read it from here, so the two cannot drift
     apart."""
-    za = anomaly_name("team_agent", f"zscore_rate{t.runaway_rate_window}")
-    agent_rate = anomaly_name("team_agent", f"rate{t.runaway_rate_window}")
+    za, agent_rate = runaway_zscore(t), runaway_rate(t)
     return (
         f'{za}{{{m.AGENT}!=""}} > {num(t.runaway_sigma)}\n'
         f"and on({m.TEAM}, {m.AGENT}) {agent_rate} >= {num(t.min_hourly_spend / 3600)}\n"
@@ -293,7 +302,7 @@ def runaway_held(t: Tunables) -> str:
     show it firing), and without the gateway's throttle table in the data (a replay of
     a spend history, an action=notify team) it never holds. It lasts about an hour
     (HOLD_OUT): then the loop is in the baseline's stddev and the z-score falls."""
-    za = anomaly_name("team_agent", f"zscore_rate{t.runaway_rate_window}")
+    za = runaway_zscore(t)
     return (
         f'{za}{{{m.AGENT}!=""}} > {num(t.runaway_sigma)}\n'
         f"and on({m.TEAM}, {m.AGENT}) "
@@ -388,9 +397,8 @@ def anomaly_alerts(t: Tunables) -> list[Alert]:
         "an idle GPU?).",
         ANOMALIES,
     )
-    agent_rate = anomaly_name("team_agent", f"rate{t.runaway_rate_window}")
+    agent_rate, za = runaway_rate(t), runaway_zscore(t)
     burn = runaway_burn(f'{agent_rate}{{team="%s",agent="%s"}}')
-    za = anomaly_name("team_agent", f"zscore_rate{t.runaway_rate_window}")
     burn_args = "$labels.team $labels.agent $labels.team $labels.agent"  # the rate twice
     runaway = Alert(
         RUNAWAY,
