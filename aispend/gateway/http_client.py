@@ -332,6 +332,10 @@ class UpstreamResponse:
         if waiter is not None and not waiter.done():
             waiter.set_exception(exc)
 
+    def clear_interrupt(self) -> None:
+        """Let reads wait again after `interrupt` (the caller wants the rest after all)."""
+        self.interrupted = None
+
     async def wait(self) -> None:
         """Until the parser has something new, the response ends, the read times out, or
         `interrupt` is called."""

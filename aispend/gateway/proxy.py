@@ -11,10 +11,11 @@ Upstream 4xx/5xx pass through with their status and body. A stream that breaks
 after its headers were sent cannot change status: the client connection is closed
 so the client sees the break, and the request is counted as usage unknown. So is a
 stream the client leaves before the provider's closing usage count (Anthropic's first
-count is provisional), a non-streamed request the client leaves before its answer
-(the upstream connection is closed: status 499), and a stream the provider ends with
-its error event
-(`upstream_errors{reason="stream_error"}`; usage counted when the event carries it).
+count is provisional; a chat/completions stream left after its finish_reason is read on
+for up to CLOSING_USAGE_WAIT_S to get the count), a non-streamed request the client
+leaves before its answer (the upstream connection is closed: status 499), and a stream
+the provider ends with its error event (`upstream_errors{reason="stream_error"}`;
+usage counted when the event carries it).
 
 Every request is recorded exactly once (`_Outcome.record`), tokens only when the
 usage was read, `aispend_llm_usage_unknown_total` otherwise.
@@ -22,6 +23,7 @@ usage was read, `aispend_llm_usage_unknown_total` otherwise.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -57,6 +59,9 @@ _STREAM_KINDS_WITH_USAGE_OPTION = frozenset({"chat", "completions"})
 # Azure OpenAI answers 400 "Unknown parameter: 'stream_options'" before this api-version.
 _AZURE_STREAM_OPTIONS_SINCE = "2024-08-01"
 _API_VERSION_DATE = re.compile(r"(\d{4}-\d{2}-\d{2})(-preview)?")
+CLOSING_USAGE_WAIT_S = 5.0
+"""How long a stream whose client left after its finish_reason is read on for its usage
+count (the provider sends it right after the last choice)."""
 MAX_SERVED_DEPLOYMENTS = 1000
 """Azure deployments whose served model the gateway remembers for throttle matching."""
 MAX_UPSTREAM_BODY_BYTES = 256 * 1024 * 1024
@@ -80,6 +85,27 @@ class ProxyParts:
     allow_unattributed: bool
     pricer: Pricer
     attributor: Attributor
+
+
+async def _read_closing_usage(
+    upstream: http_client.UpstreamResponse, reader: SSEUsageReader
+) -> None:
+    """Read on to the usage count of a stream whose client left after its finish_reason.
+
+    The generation is over, so reading costs nothing more at the provider, and the
+    count it bills by comes next (`stream_options.include_usage`): an SDK loop that
+    breaks at finish_reason would otherwise leave the request unbilled. At most
+    CLOSING_USAGE_WAIT_S; anything else that ends the read leaves the usage unknown."""
+    upstream.clear_interrupt()
+    try:
+        async with asyncio.timeout(CLOSING_USAGE_WAIT_S):
+            while not (reader.usage_final or reader.done):
+                chunk = await upstream.readany()
+                if not chunk:
+                    return
+                reader.feed(chunk)
+    except (TimeoutError, http_client.UpstreamError, EventTooLarge):
+        return
 
 
 def error_response(
@@ -420,6 +446,10 @@ class Proxy:
                 break
             write_s += time.perf_counter() - t_w
         outcome.upstream_s += write_s  # time waiting on the client is not gateway overhead
+        if client_gone and broken is None and reader.generated and not reader.usage_final:
+            t_up = time.perf_counter()
+            await _read_closing_usage(upstream, reader)
+            outcome.upstream_s += time.perf_counter() - t_up
         usage = reader.usage if reader.usage_final else None  # not a provisional count
         if broken is None and not client_gone and not reader.done and usage is None:
             broken = "truncated"

@@ -209,6 +209,7 @@ class SSEUsageReader:
         self.service_tier: str | None = None  # as the usage chunk or final response says
         self.done = False  # saw the provider's end-of-stream marker
         self.usage_final = False  # `usage` is the provider's closing count
+        self.generated = False  # a choice's finish_reason came: only the usage count is left
         self.failed = False  # the stream ended with the provider's error event
         self._pending = bytearray()  # an incomplete event, line ends already LF
         self._skip_lf = False  # the last read ended with a CR: a LF next is its CRLF's
@@ -290,6 +291,8 @@ class SSEUsageReader:
             model = parsed.get("model") if isinstance(parsed, dict) else None
             if isinstance(model, str) and model:  # Azure's content-filter chunk says ""
                 self.model = model
+        if not self.generated and _FINISHED.search(data):
+            self.generated = True
         if b'"error"' in data:  # the provider's in-band error: `data: {"error": {...}}`
             parsed = _loads(data)
             if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
@@ -362,6 +365,8 @@ class SSEUsageReader:
                 self.usage_final = self.usage is not None
 
 
+# A finish_reason that is a string, not null (a quote in generated text comes as \").
+_FINISHED = re.compile(rb'(?<!\\)"finish_reason"\s*:\s*"')
 _RESPONSES_END_TYPES = ("response.completed", "response.incomplete", "response.failed")
 _RESPONSES_END = tuple(f'"{t}"'.encode() for t in _RESPONSES_END_TYPES)
 

@@ -86,6 +86,9 @@ AZURE_TEXT = (
 )
 USAGE_10_5 = b'data: {"choices":[],"usage":{"prompt_tokens":10,"completion_tokens":5}}\n\n'
 OPENAI_TEXT = b'data: {"choices":[{"index":0,"delta":{"content":"hi"}}],"model":"gpt-4o-mini"}\n\n'
+OPENAI_FINISH = (
+    b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"model":"gpt-4o-mini"}\n\n'
+)
 OPENAI_ERROR = (
     b'data: {"error":{"message":"The server had an error while processing your request.",'
     b'"type":"server_error","param":null,"code":null}}\n\n'
@@ -114,8 +117,8 @@ RESPONSES_CRLF = (
 RECEIVED: list[dict[str, Any]] = []
 """Request bodies the upstream got (the `record` script)."""
 LEFT_WHILE_THINKING: list[str] = []
-"""One entry per `thinking` or `thinking-json` request whose connection closed during
-its silence."""
+"""One entry per `thinking`, `thinking-json` or `finish-then-silence` request whose
+connection closed during its silence."""
 
 
 async def scripted(request: web.Request) -> web.StreamResponse:
@@ -139,8 +142,8 @@ async def scripted(request: web.Request) -> web.StreamResponse:
     content_type = "Text/Event-Stream" if script == "mixed-case" else "text/event-stream"
     response = web.StreamResponse(headers={"Content-Type": content_type})
     await response.prepare(request)
-    if script == "thinking":  # a reasoning model: one chunk, then up to 30 s of silence
-        await response.write(OPENAI_TEXT)
+    if script in ("thinking", "finish-then-silence"):  # then up to 30 s of silence
+        await response.write(OPENAI_TEXT + (OPENAI_FINISH if script != "thinking" else b""))
         for _ in range(600):
             await asyncio.sleep(0.05)
             if request.transport is None or request.transport.is_closing():
@@ -164,6 +167,8 @@ async def scripted(request: web.Request) -> web.StreamResponse:
         "azure-filter": [AZURE_FILTER, AZURE_TEXT, USAGE_10_5, b"data: [DONE]\n\n"],
         "openai-error": [OPENAI_TEXT, OPENAI_ERROR],
         "usage": [OPENAI_TEXT, USAGE_10_5, b"data: [DONE]\n\n"],
+        # The usage chunk a moment after the last choice's finish_reason.
+        "finish-then-usage": [OPENAI_TEXT, OPENAI_FINISH, 1.0, USAGE_10_5, b"data: [DONE]\n\n"],
         "priority": [OPENAI_TEXT, PRIORITY_USAGE, b"data: [DONE]\n\n"],
         "no-usage": [OPENAI_TEXT, b"data: [DONE]\n\n"],
     }[script]
@@ -349,6 +354,53 @@ def test_a_client_that_leaves_before_a_non_streamed_answer_is_a_disconnect(
     _settle(d)
     assert d(m.LLM_USAGE_UNKNOWN.name, provider="openai", reason="client_disconnected") == 1
     assert d(m.LLM_REQUESTS.name, status="499", **WHO) == 1
+    assert d(m.LLM_TOKENS.name, **WHO) == 0
+    assert d(m.GATEWAY_UPSTREAM_ERRORS.name) == 0
+
+
+def _read_to_finish_reason(conn: http.client.HTTPConnection) -> None:
+    """Read as an SDK loop that breaks at finish_reason does, then hang up."""
+    try:
+        response = conn.getresponse()
+        assert response.status == 200
+        seen = b""
+        while b'"finish_reason":"stop"' not in seen:
+            chunk = response.read1(65536)
+            assert chunk, seen
+            seen += chunk
+    finally:
+        conn.close()
+
+
+def test_a_client_that_leaves_at_finish_reason_is_billed(servers: Server) -> None:
+    """`for chunk in stream: ... if chunk.choices[0].finish_reason: break` hangs up
+    before the usage chunk the gateway asked for: the request was recorded as a
+    disconnect with no cost, although the provider bills the whole generation. The
+    gateway reads on for the count."""
+    d = Delta(servers)
+    body = {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    _read_to_finish_reason(_post(servers, "/v1/chat/completions", "finish-then-usage", body))
+    _settle(d)
+    assert d(m.LLM_TOKENS.name, token_type="input", **WHO) == 10
+    assert d(m.LLM_TOKENS.name, token_type="output", **WHO) == 5
+    assert d(m.LLM_USAGE_UNKNOWN.name) == 0
+    assert d(m.GATEWAY_UPSTREAM_ERRORS.name) == 0
+
+
+def test_a_stream_silent_after_a_client_left_at_finish_reason_is_a_disconnect(
+    short_read_timeout: Server,
+) -> None:
+    """Reading on for the usage count ends when the upstream sends nothing more
+    (read_timeout_s here, CLOSING_USAGE_WAIT_S at most): the upstream connection is
+    closed and the request is the disconnect it was before, not an upstream timeout."""
+    gw = short_read_timeout
+    d = Delta(gw)
+    LEFT_WHILE_THINKING.clear()
+    body = {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    _read_to_finish_reason(_post(gw, "/v1/chat/completions", "finish-then-silence", body))
+    wait_until(lambda: bool(LEFT_WHILE_THINKING), 15, what="the upstream to see the close")
+    _settle(d)
+    assert d(m.LLM_USAGE_UNKNOWN.name, provider="openai", reason="client_disconnected") == 1
     assert d(m.LLM_TOKENS.name, **WHO) == 0
     assert d(m.GATEWAY_UPSTREAM_ERRORS.name) == 0
 

@@ -56,6 +56,21 @@ def test_sse_crlf_and_kept_usage_chunk() -> None:
     assert reader.usage == TokenUsage(60, 30, 40, 10)
 
 
+@pytest.mark.parametrize(
+    ("event", "generated"),
+    [
+        (b'data: {"choices":[{"index":0,"delta":{"content":"a"},"finish_reason":null}]}', False),
+        (b'data: {"choices":[{"index":0,"delta":{},"finish_reason": "length"}]}', True),
+        # The words in generated text: their quotes come escaped.
+        (b'data: {"choices":[{"delta":{"content":"\\"finish_reason\\": \\"x"}}]}', False),
+    ],
+)
+def test_sse_reader_sees_a_choice_finish(event: bytes, generated: bool) -> None:
+    reader = SSEUsageReader("chat")
+    reader.feed(event + b"\n\n")
+    assert reader.generated is generated and not reader.usage_final
+
+
 def test_anthropic_stream_usage_is_cumulative_not_added() -> None:
     stream = (
         _sse({"type": "message_start", "message": {"model": "claude-haiku-4-5", "usage": {
