@@ -11,6 +11,7 @@ when `teams:` itself is valid, as every reference is checked against it.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 import os
@@ -32,7 +33,7 @@ from aispend.exporters.billing.settings import AzureCostSettings, FocusSettings
 from aispend.exporters.gpu.settings import GpuSettings
 from aispend.exporters.tokens.settings import AzureTokensSettings
 from aispend.gateway.settings import GatewaySettings
-from aispend.parsing import load_yaml, validation_message
+from aispend.parsing import load_yaml, validation_message, yaml_line
 
 Criticality = Literal["critical", "standard", "experimental"]
 Period = Literal["day", "month"]
@@ -170,9 +171,23 @@ class Config(StrictModel):
 class ConfigIssue:
     path: str
     message: str
+    line: int | None = dataclasses.field(default=None, compare=False)  # in the file, where known
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}"
+
+    def report_line(self) -> str:
+        """`str(self)` with the line in the file, where known."""
+        return str(self) + (f" (line {self.line})" if self.line is not None else "")
+
+    def located(self, text: str) -> ConfigIssue:
+        """This issue with the line of its path in YAML `text` (or of the deepest part of
+        the path that the file holds: a missing key's mapping)."""
+        parts = [int(i) if i else key for i, key in _PATH_PART.findall(self.path)]
+        return dataclasses.replace(self, line=yaml_line(text, parts) if parts else None)
+
+
+_PATH_PART = re.compile(r"\[(\d+)\]|([^.\[\]()]+)")
 
 
 class ConfigError(Exception):
@@ -181,12 +196,12 @@ class ConfigError(Exception):
     def __init__(self, source: str, issues: Sequence[ConfigIssue]):
         self.source = source
         self.issues = list(issues)
-        super().__init__(f"{source}: " + "; ".join(str(i) for i in self.issues))
+        super().__init__(f"{source}: " + "; ".join(i.report_line() for i in self.issues))
 
     def report(self) -> str:
         n = len(self.issues)
         lines = [f"{self.source}: {n} error{'s' if n != 1 else ''}"]
-        lines += [f"  {issue}" for issue in self.issues]
+        lines += [f"  {issue.report_line()}" for issue in self.issues]
         return "\n".join(lines)
 
 
@@ -227,11 +242,11 @@ def parse_config(text: str, source: str = "<config>") -> Config:
         if refs is not None:
             issues += [i for i in _cross_check(refs) if i not in issues]
         issues += [i for i in _currency_check(*_valid_currency(data)) if i not in issues]
-        raise ConfigError(source, issues) from exc
+        raise ConfigError(source, [i.located(text) for i in issues]) from exc
     issues = list(_cross_check(_References.of(config)))
     issues += _currency_check(config.currency, config.prices)
     if issues:
-        raise ConfigError(source, issues)
+        raise ConfigError(source, [i.located(text) for i in issues])
     return config
 
 
@@ -281,6 +296,8 @@ def _pydantic_issue(error: Any) -> ConfigIssue:
         message = "must be a mapping"
     elif kind == "too_short":
         message = "must not be empty"
+    elif kind == "invalid_key":  # YAML read `1:` or `true:` as a number or a boolean
+        return ConfigIssue(format_path(loc[:-1]), f"key {loc[-1]!r} must be text: quote it")
     elif kind == "value_error":
         message = validation_message(error)
     else:

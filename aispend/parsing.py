@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -165,6 +165,30 @@ def _load(text: str, loader: type[_UniqueKeyLoader]) -> Any:
         return yaml.load(text, Loader=loader)  # a SafeLoader: no arbitrary objects
     except RecursionError:
         raise yaml.YAMLError(f"YAML {TOO_DEEP}") from None
+
+
+def yaml_line(text: str, path: Sequence[int | str]) -> int | None:
+    """The 1-based line of the value at `path` (keys and list indexes) in YAML `text`
+    that `load_yaml` reads; for a path that goes past what the file holds (a missing
+    key), the line of the deepest part it does hold. None for the document itself."""
+    try:
+        node: yaml.Node | None = yaml.compose(text, Loader=_CoreSchemaLoader)
+    except (yaml.YAMLError, RecursionError):
+        return None
+    line = None
+    for part in path:
+        # A key's line for a mapping entry (a list under `teams:` starts a line lower).
+        entry: tuple[yaml.Node, yaml.Node] | None = None
+        if isinstance(node, yaml.MappingNode):
+            keyed = ((k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode))
+            entry = next(((k, v) for k, v in keyed if k.value == part), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part >= 0:
+            items = node.value[part : part + 1]
+            entry = (items[0], items[0]) if items else None
+        if entry is None:
+            break
+        line, node = entry[0].start_mark.line + 1, entry[1]
+    return line
 
 
 def number_argument(text: str, accept: Callable[[float], bool], expected: str) -> float:

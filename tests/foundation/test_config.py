@@ -339,3 +339,40 @@ def test_unknown_key_in_nested_section_lists_allowed_keys():
     with pytest.raises(ConfigError) as info:
         parse_config(text)
     assert [str(i) for i in info.value.issues] == ["prices.gpus: unknown key, did you mean 'gpu'?"]
+
+
+def test_every_error_names_its_line():
+    """A FinOps editor of a long budgets list got `budgets[17].amount: must be a number`
+    and had to count list items. Each error now names its line: the value's or key's,
+    or for a missing key the line of the entry that lacks it. A key YAML read as a
+    number said `[1]: keys should be strings`."""
+    text = textwrap.dedent(
+        """\
+        teams:
+          - name: search
+            projects: [ranking]
+            1: x
+        budgets:
+          - team: search
+            period: day
+            amount: lots
+          - team: nobody
+            period: day
+            amount: 5
+          - period: day
+            amount: 5
+        """
+    )
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "aispend.yaml")
+    assert sorted(i.report_line() for i in info.value.issues) == [
+        "budgets[0].amount: must be a number (line 8)",
+        "budgets[2].team: required (line 12)",
+        "teams[0]: key 1 must be text: quote it (line 2)",
+    ]
+    with pytest.raises(ConfigError) as info:
+        parse_config(text.replace("    1: x\n", "").replace("lots", "5"), "aispend.yaml")
+    assert sorted(i.report_line() for i in info.value.issues) == [
+        "budgets[1].team: unknown team 'nobody' (teams: search) (line 8)",
+        "budgets[2].team: required (line 11)",
+    ]
