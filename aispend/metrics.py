@@ -272,7 +272,8 @@ LLM_UNPRICED_REQUESTS = _m(
     "aispend_llm_unpriced_requests_total",
     "counter",
     "",
-    "Requests for a model with no known price (counted at cost 0).",
+    "Requests for a model with no known price, counted at cost 0 (a response naming an"
+    " unknown snapshot is priced as the model asked for, when that one is known).",
     (PROVIDER, MODEL),
     "gateway",
 )

@@ -261,17 +261,21 @@ class Pricer:
             return rates.cost(usage)
         return self._calc(entry, model, usage, tier)
 
-    def _log_unknown(self, provider: str, model: str) -> None:
+    def _log_unknown(self, provider: str, model: str, priced_as: str | None = None) -> None:
         key = (provider, model[:MAX_MODEL_NAME])
         if key in self._logged_unknown or len(self._logged_unknown) >= _MAX_LOGGED_UNKNOWN:
             return
         self._logged_unknown.add(key)
         log.warning(
-            "no price for model %r (provider %s): counted at cost 0; "
-            "add it under prices.models in aispend.yaml",
+            "no price for model %r (provider %s): %s; add it under prices.models in aispend.yaml",
             model[:200],
             provider,
+            f"priced as the model asked for, {priced_as!r}" if priced_as else "counted at cost 0",
         )
+
+    def log_priced_as(self, provider: str, model: str, priced_as: str) -> None:
+        """Log (once per model) that a response's unknown `model` is priced as `priced_as`."""
+        self._log_unknown(provider, model, priced_as)
 
 
 def genai_usage(usage: TokenUsage) -> genai_prices.Usage:

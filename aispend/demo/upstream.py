@@ -39,8 +39,7 @@ from typing import Any
 
 from aiohttp import web
 
-from aispend.gateway.proxy import MAX_UPSTREAM_BODY_BYTES
-from aispend.gateway.usage import MAX_EVENT_BYTES
+from aispend.gateway.usage import MAX_EVENT_BYTES, MAX_RESPONSE_BYTES
 from aispend.parsing import loads_json
 
 FAIL_MODES = ("429", "500", "timeout", "truncate", "malformed", "oversized")
@@ -590,7 +589,7 @@ async def _oversized(request: web.Request, stream: bool) -> web.StreamResponse:
     if stream:
         head, size, content_type = b"data: ", MAX_EVENT_BYTES + 1, "text/event-stream"
     else:
-        head, size, content_type = b'{"pad": "', MAX_UPSTREAM_BODY_BYTES + 1, "application/json"
+        head, size, content_type = b'{"pad": "', MAX_RESPONSE_BYTES + 1, "application/json"
     response = web.StreamResponse(headers={"Content-Type": content_type})
     await response.prepare(request)
     block = b"x" * (1 << 20)

@@ -83,26 +83,44 @@ class Origin:
 
     @classmethod
     def parse(cls, base_url: str) -> Origin:
+        """ValueError for a URL no request could be sent to; the message never repeats
+        the URL (it may hold credentials)."""
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"upstream base URL must be http(s)://host[:port][/path]: {base_url}")
-        default = 443 if parts.scheme == "https" else 80
-        port = parts.port or default
+            raise ValueError("must be http(s)://host[:port][/path]")
+        if "@" in parts.netloc:
+            raise ValueError("must not hold a user or password: the key goes in api_key_file")
+        try:
+            port = parts.port
+        except ValueError:  # not a number, or past 65535
+            port = -1
+        if port is not None and not 1 <= port <= 65535:
+            raise ValueError("has a port that is not a number from 1 to 65535")
         host = parts.hostname
+        try:
+            host.encode("idna")
+        except UnicodeError:
+            raise ValueError(f"has a host name that DNS cannot carry: {host[:100]!r}") from None
+        default = 443 if parts.scheme == "https" else 80
+        port = port or default
         shown = f"[{host}]" if ":" in host else host
         host_header = shown if port == default else f"{shown}:{port}"
         return cls(parts.scheme, host, port, host_header, parts.path.rstrip("/"))
 
 
+class HeaderError(ValueError):
+    """A header the request cannot carry (the client's fault: a 400)."""
+
+
 def encode_request(
     method: str, origin: Origin, target: str, headers: Iterable[tuple[str, str]], body: bytes
 ) -> bytes:
-    """The request's bytes. A CR, LF or NUL in a header is refused (ValueError): it would
+    """The request's bytes. A CR, LF or NUL in a header is refused (HeaderError): it would
     let a client's header value smuggle a second header or request upstream."""
     lines = [f"{method} {origin.prefix}{target} HTTP/1.1", f"Host: {origin.host_header}"]
     for name, value in headers:
         if _UNSAFE.intersection(name) or _UNSAFE.intersection(value):
-            raise ValueError(f"header {name!r} holds a line break or NUL")
+            raise HeaderError(f"header {name!r} holds a line break or NUL")
         lines.append(f"{name}: {value}")
     lines.append(f"Content-Length: {len(body)}")
     head = "\r\n".join(lines).encode("utf-8", "surrogateescape") + b"\r\n\r\n"
@@ -421,7 +439,7 @@ class UpstreamClient:
         on_sent: Callable[[UpstreamResponse], None] | None = None,
     ) -> UpstreamResponse:
         """Send POST `target` (path and query, appended to the base URL's path) and return
-        once the response's status and headers are in. Raises UpstreamError, or ValueError
+        once the response's status and headers are in. Raises UpstreamError, or HeaderError
         for a header that cannot be sent. `on_sent` gets the response once the request is
         sent, before the wait for its head (to `interrupt` that wait)."""
         origin = self.origin(base_url)

@@ -5,7 +5,7 @@ Status codes the gateway itself produces (all with an OpenAI-style JSON error):
       the target is an absolute URL          429 throttled (Retry-After, rule id)
   401 unknown client key
   502 upstream unreachable, truncated body, a 2xx body that is not JSON, or a body
-      larger than MAX_UPSTREAM_BODY_BYTES
+      larger than MAX_RESPONSE_BYTES
   504 upstream did not connect within connect_timeout_s or answer within read_timeout_s
 Upstream 4xx/5xx pass through with their status and body. A stream that breaks
 after its headers were sent cannot change status: the client connection is closed
@@ -36,7 +36,7 @@ from aispend.gateway.attribution import UNATTRIBUTED, Attribution, Attributor
 from aispend.gateway.http_server import Answer, ClientGone, Reply, Request, json_answer
 from aispend.gateway.metrics import GatewayMetrics
 from aispend.gateway.throttle import ThrottleTable
-from aispend.gateway.usage import EventTooLarge, SSEUsageReader, parse_body
+from aispend.gateway.usage import MAX_RESPONSE_BYTES, EventTooLarge, SSEUsageReader, parse_body
 from aispend.metrics import OTHER
 from aispend.parsing import loads_json
 from aispend.pricing import Pricer, TokenUsage
@@ -64,10 +64,6 @@ CLOSING_USAGE_WAIT_S = 5.0
 count (the provider sends it right after the last choice)."""
 MAX_SERVED_DEPLOYMENTS = 1000
 """Azure deployments whose served model the gateway remembers for throttle matching."""
-MAX_UPSTREAM_BODY_BYTES = 256 * 1024 * 1024
-"""The largest non-streamed upstream body read. A small request can get a large answer:
-a full batch of float embeddings (2048 inputs of text-embedding-3-large, 3072 numbers
-each) is about 180 MiB of JSON as OpenAI formats it; the provider charges it either way."""
 
 
 @dataclass(frozen=True)
@@ -88,7 +84,7 @@ class ProxyParts:
 
 
 async def _read_closing_usage(
-    upstream: http_client.UpstreamResponse, reader: SSEUsageReader
+    reply: Reply, upstream: http_client.UpstreamResponse, reader: SSEUsageReader
 ) -> None:
     """Read on to the usage count of a stream whose client left after its finish_reason.
 
@@ -96,6 +92,7 @@ async def _read_closing_usage(
     count it bills by comes next (`stream_options.include_usage`): an SDK loop that
     breaks at finish_reason would otherwise leave the request unbilled. At most
     CLOSING_USAGE_WAIT_S; anything else that ends the read leaves the usage unknown."""
+    reply.on_client_gone(None)  # a close noticed late must not end this read too
     upstream.clear_interrupt()
     try:
         async with asyncio.timeout(CLOSING_USAGE_WAIT_S):
@@ -104,7 +101,7 @@ async def _read_closing_usage(
                 if not chunk:
                     return
                 reader.feed(chunk)
-    except (TimeoutError, http_client.UpstreamError, EventTooLarge):
+    except (TimeoutError, http_client.UpstreamError, EventTooLarge, ClientGone):
         return
 
 
@@ -328,7 +325,7 @@ class Proxy:
         except http_client.UpstreamError as exc:
             outcome.upstream_s += time.perf_counter() - t_up
             return self._upstream_failed(route, outcome, started, exc)
-        except ValueError as exc:  # a header the upstream hop cannot carry
+        except http_client.HeaderError as exc:
             outcome.status = 400
             self._finish(outcome, started, None, operation_ran=False)
             return error_response(400, str(exc), "invalid_request_error", "invalid_header")
@@ -363,7 +360,7 @@ class Proxy:
     ) -> Answer:
         t_up = time.perf_counter()
         try:
-            payload = await upstream.read(MAX_UPSTREAM_BODY_BYTES)  # ClientGone: _forward
+            payload = await upstream.read(MAX_RESPONSE_BYTES)  # ClientGone: _forward
         except (http_client.UpstreamError, http_client.BodyTooLarge) as exc:
             outcome.upstream_s += time.perf_counter() - t_up
             return self._upstream_failed(route, outcome, started, exc)
@@ -448,7 +445,7 @@ class Proxy:
         outcome.upstream_s += write_s  # time waiting on the client is not gateway overhead
         if client_gone and broken is None and reader.generated and not reader.usage_final:
             t_up = time.perf_counter()
-            await _read_closing_usage(upstream, reader)
+            await _read_closing_usage(reply, upstream, reader)
             outcome.upstream_s += time.perf_counter() - t_up
         usage = reader.usage if reader.usage_final else None  # not a provisional count
         if broken is None and not client_gone and not reader.done and usage is None:
@@ -489,7 +486,7 @@ class Proxy:
             status, reason, code = 502, "too_large", "upstream_too_large"
             message = (
                 f"the {route.provider} upstream's response is larger than"
-                f" {MAX_UPSTREAM_BODY_BYTES} bytes"
+                f" {MAX_RESPONSE_BYTES} bytes"
             )
         elif isinstance(exc, http_client.ConnectionBroken) and exc.mid_body:
             status, reason, code = 502, "truncated", "upstream_truncated"
@@ -518,12 +515,18 @@ class Proxy:
     ) -> None:
         if not response_model:
             return
+        label = self._pricer.label(route.provider, response_model, log_unknown=False)
+        if label == OTHER and outcome.model != OTHER:
+            # A snapshot the price table does not know yet (a provider's new release):
+            # priced as the model asked for, not at 0 under "other".
+            self._pricer.log_priced_as(route.provider, response_model, outcome.model)
+            return
         outcome.model = response_model  # priced (and folded) in _finish
         served = self._served_by_deployment
         if route.deployment is not None and (
             route.deployment in served or len(served) < MAX_SERVED_DEPLOYMENTS
         ):
-            served[route.deployment] = self._pricer.label(route.provider, response_model)
+            served[route.deployment] = label
 
     def _upstream_headers(self, request: Request, target: UpstreamTarget) -> list[tuple[str, str]]:
         # The provider's auth header names and Accept-Encoding are in _DROP_REQUEST, so

@@ -23,6 +23,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 
 from aispend.configbase import StrictModel
+from aispend.gateway.http_client import Origin
 from aispend.secrets import find_secret
 
 Provider = Literal["openai", "azure", "anthropic"]
@@ -50,6 +51,7 @@ class Upstream(StrictModel):
             raise ValueError("must be an http:// or https:// URL such as https://api.openai.com")
         if "?" in value or "#" in value:
             raise ValueError("must not contain a query or fragment")
+        Origin.parse(value)  # a port, host or user part no request could be sent with
         return value.rstrip("/")
 
 

@@ -1,5 +1,8 @@
 """The throttle table: rules in SQLite (WAL) so they survive a restart, and the limiter.
 
+Writes are synchronous=FULL: a PUT answered 200 is on disk, so a throttle the actuator
+recorded as applied survives a power loss too (NORMAL may lose the last commits).
+
 A rule scopes a team, optionally narrowed to one project or agent and one model. Mode
 `block` refuses every matching request; mode `rate` admits `requests_per_minute`
 and/or `tokens_per_minute` through token buckets (capacity = the per-minute limit,
@@ -124,7 +127,7 @@ class ThrottleStore:
         self._lock = threading.Lock()
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS throttles (id TEXT PRIMARY KEY, rule TEXT NOT NULL)"
             )
@@ -294,10 +297,13 @@ class ThrottleTable:
     def _install(self, rule: ThrottleRule, previous: _Active | None = None) -> None:
         """Index `rule` with new buckets; a rule that replaces `previous` under the same
         id keeps what its buckets owe (a tighter limit must not let an over-budget team
-        straight back in), capped at the new capacity."""
+        straight back in), capped at the new capacity. A block keeps them as they are
+        (refilling with time), for the rate rule that may follow it."""
         now = self._clock()
         active = _Active(rule, rule.expiry_epoch())
-        if rule.mode == "rate":
+        if rule.mode == "block" and previous is not None:
+            active.requests, active.tokens = previous.requests, previous.tokens
+        elif rule.mode == "rate":
             if rule.requests_per_minute:
                 old = previous.requests if previous is not None else None
                 active.requests = _new_bucket(rule.requests_per_minute, old, now)

@@ -43,8 +43,14 @@ MAX_TOKENS = 1_000_000_000
 """The most tokens of one kind one request may report: 100x the largest context
 windows (about 10M tokens)."""
 MAX_EVENT_BYTES = 16 * 1024 * 1024
-"""The largest SSE event kept while it is incomplete; the largest real ones, a Responses
-API `response.completed` carrying the whole response, are well under 1 MB."""
+"""The largest SSE event kept while it is incomplete, but for the Responses API's closing
+event (MAX_RESPONSE_BYTES); chat, completions and Anthropic events are small deltas."""
+MAX_RESPONSE_BYTES = 256 * 1024 * 1024
+"""The largest whole response read: a non-streamed body, or a Responses API stream's
+closing `response.*` event, which carries the whole response (base64 images from the
+image_generation tool are megabytes each). A small request can get a large answer: a
+full batch of float embeddings (2048 inputs of text-embedding-3-large, 3072 numbers
+each) is about 180 MiB of JSON as OpenAI formats it; the provider charges it either way."""
 WHOLE_PARSE_MAX_BYTES = 4 * 1024 * 1024
 """Larger bodies are read from their tail when they can be (`parse_body`)."""
 _TAIL_BYTES = 64 * 1024
@@ -261,8 +267,9 @@ class SSEUsageReader:
         return bytes(self._pending)
 
     def _check_pending(self) -> None:
-        if len(self._pending) > MAX_EVENT_BYTES:
-            raise EventTooLarge(f"an SSE event grew past {MAX_EVENT_BYTES} bytes without ending")
+        cap = MAX_RESPONSE_BYTES if self.kind == "responses" else MAX_EVENT_BYTES
+        if len(self._pending) > cap:
+            raise EventTooLarge(f"an SSE event grew past {cap} bytes without ending")
 
     # ------------------------------------------------------------ per provider
 
@@ -329,13 +336,12 @@ class SSEUsageReader:
             self.usage_final = True
 
     def _error(self, data: bytes) -> None:
-        parsed = _loads(data)
-        if isinstance(parsed, dict) and parsed.get("type") == "error":
+        if _type_of(data) == "error":
             self.done = self.failed = True
 
     def _anthropic(self, data: bytes) -> None:
         if b'"message_start"' not in data and b'"message_delta"' not in data:
-            if b'"message_stop"' in data:
+            if b'"message_stop"' in data and _type_of(data) == "message_stop":
                 self.done = True
                 self.usage_final = self.usage is not None
             elif b'"error"' in data:
@@ -369,6 +375,12 @@ class SSEUsageReader:
 _FINISHED = re.compile(rb'(?<!\\)"finish_reason"\s*:\s*"')
 _RESPONSES_END_TYPES = ("response.completed", "response.incomplete", "response.failed")
 _RESPONSES_END = tuple(f'"{t}"'.encode() for t in _RESPONSES_END_TYPES)
+
+
+def _type_of(data: bytes) -> Any:
+    """The `type` of an event's JSON data (not a word of generated text that names it)."""
+    parsed = _loads(data)
+    return parsed.get("type") if isinstance(parsed, dict) else None
 
 
 def _event_data(event: bytes) -> bytes | None:

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 import trustme
+import yaml
 
+from aispend.config import ConfigError, parse_config
 from aispend.gateway import http_client
 from tests.conftest import free_port
 
@@ -337,6 +339,33 @@ def test_refused_connection_and_bad_base_url() -> None:
             await c.post("ftp://example.invalid", "/", [], b"")
 
     run(main())
+
+
+@pytest.mark.parametrize(
+    ("base_url", "message"),
+    [
+        ("https://api.openai.com:abc", "has a port that is not a number from 1 to 65535"),
+        ("https://api.openai.com:0", "has a port that is not a number from 1 to 65535"),
+        ("https://api.openai.com:70000", "has a port that is not a number from 1 to 65535"),
+        ("https://key:s3cret@api.openai.com", "must not hold a user or password"),
+        ("https://" + "a" * 64 + ".example.com", "has a host name that DNS cannot carry"),
+    ],
+)
+def test_a_base_url_no_request_can_use_is_a_config_error(base_url: str, message: str) -> None:
+    """Such URLs passed `config check`; then every request got a 400 blaming the client
+    ("invalid_header"), one with the URL's password in its message."""
+    text = yaml.safe_dump(
+        {
+            "teams": [{"name": "search"}],
+            "sources": {"gateway": {"upstreams": {"openai": {"base_url": base_url}}}},
+        }
+    )
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    (issue,) = info.value.issues
+    assert issue.path == "sources.gateway.upstreams.openai.base_url"
+    assert issue.message.startswith(message), issue
+    assert "s3cret" not in info.value.report()
 
 
 def test_idle_connection_closed_by_the_upstream_is_not_reused() -> None:

@@ -114,6 +114,20 @@ RESPONSES_CRLF = (
     b'data: {"type":"response.output_text.delta","delta":"hi"}\r\n\r\n'
     b"event: response.completed\r\ndata: " + json.dumps(COMPLETED_1000_500).encode() + b"\r\n"
 )
+# A closing event past MAX_EVENT_BYTES (16 MiB): the whole response, with one generated
+# image as base64 (17 MiB here; the image_generation tool's images are megabytes each).
+LARGE_COMPLETED = sse(
+    "response.completed",
+    {
+        "type": "response.completed",
+        "response": {
+            "model": "gpt-4o-mini",
+            "status": "completed",
+            "output": [{"type": "image_generation_call", "result": "A" * (17 << 20)}],
+            "usage": {"input_tokens": 1000, "output_tokens": 500},
+        },
+    },
+)
 RECEIVED: list[dict[str, Any]] = []
 """Request bodies the upstream got (the `record` script)."""
 LEFT_WHILE_THINKING: list[str] = []
@@ -139,6 +153,14 @@ async def scripted(request: web.Request) -> web.StreamResponse:
         return web.json_response(
             {"model": "o3", "choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": 5}}
         )
+    if script == "new-snapshot":  # a dated model the price table does not know yet
+        return web.json_response(
+            {
+                "model": "gpt-4o-mini-2099-12-31",
+                "choices": [],
+                "usage": {"prompt_tokens": 1_000_000, "completion_tokens": 1_000_000},
+            }
+        )
     content_type = "Text/Event-Stream" if script == "mixed-case" else "text/event-stream"
     response = web.StreamResponse(headers={"Content-Type": content_type})
     await response.prepare(request)
@@ -156,6 +178,7 @@ async def scripted(request: web.Request) -> web.StreamResponse:
         "anthropic-error": [START, TEXT, OVERLOADED],
         "responses-failed": [FAILED],
         "responses-crlf": [RESPONSES_CRLF, 0.2, b"\r\n"],
+        "responses-large": [LARGE_COMPLETED],
         "slow-headers": [
             b'data: {"choices":[],"usage":{"prompt_tokens":10,"completion_tokens":5}}\n\n',
             b"data: [DONE]\n\n",
@@ -315,6 +338,23 @@ def test_crlf_responses_stream_whose_last_blank_line_comes_alone_is_billed(
     assert d(m.GATEWAY_UPSTREAM_ERRORS.name) == 0
 
 
+def test_a_responses_stream_whose_closing_event_passes_16_mib_is_relayed_and_billed(
+    servers: Server,
+) -> None:
+    """A `response.completed` with a generated image past the 16 MiB event cap: the
+    gateway cut the client's stream and recorded usage unknown ("too_large"), although
+    the provider bills it. It may be as large as a non-streamed body."""
+    d = Delta(servers)
+    body = {"model": "gpt-4o-mini", "input": "draw", "stream": True}
+    status, answer = _answer(_post(servers, "/v1/responses", "responses-large", body))
+    assert status == 200 and answer == LARGE_COMPLETED
+    _settle(d)
+    assert d(m.LLM_TOKENS.name, token_type="input", **WHO) == 1000
+    assert d(m.LLM_TOKENS.name, token_type="output", **WHO) == 500
+    assert d(m.LLM_USAGE_UNKNOWN.name) == 0
+    assert d(m.GATEWAY_UPSTREAM_ERRORS.name) == 0
+
+
 def test_a_client_that_leaves_a_silent_stream_is_a_disconnect(short_read_timeout: Server) -> None:
     """The user presses Stop while a reasoning model thinks: the gateway closes the
     upstream (the provider stops generating) and records a disconnect. It noticed only
@@ -356,6 +396,22 @@ def test_a_client_that_leaves_before_a_non_streamed_answer_is_a_disconnect(
     assert d(m.LLM_REQUESTS.name, status="499", **WHO) == 1
     assert d(m.LLM_TOKENS.name, **WHO) == 0
     assert d(m.GATEWAY_UPSTREAM_ERRORS.name) == 0
+
+
+def test_a_response_model_without_a_price_is_priced_as_the_model_asked_for(
+    servers: Server,
+) -> None:
+    """The provider answers with a snapshot genai-prices does not know yet: the request
+    was recorded at cost 0 under model "other", hidden from budgets and cost throttles.
+    It is priced as the requested gpt-4o-mini (0.15 + 0.60 per million tokens)."""
+    d = Delta(servers)
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    status, _ = _answer(_post(servers, "/v1/chat/completions", "new-snapshot", body))
+    assert status == 200
+    _settle(d)
+    assert d(m.LLM_COST.name, model="gpt-4o-mini", **WHO) == pytest.approx(0.75)
+    assert d(m.LLM_TOKENS.name, model="gpt-4o-mini", token_type="output", **WHO) == 1_000_000
+    assert d(m.LLM_UNPRICED_REQUESTS.name) == 0
 
 
 def _read_to_finish_reason(conn: http.client.HTTPConnection) -> None:

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from aispend.config import ApiKey, Config, Team
+from aispend.gateway import proxy
 from aispend.gateway import usage as usage_module
 from aispend.gateway.attribution import Attribution, Attributor, client_key
 from aispend.gateway.cli import new_event_loop
+from aispend.gateway.http_client import UpstreamResponse
+from aispend.gateway.http_server import ClientGone, Reply
 from aispend.gateway.throttle import ThrottleRule, ThrottleStore, ThrottleTable
 from aispend.gateway.usage import MAX_TOKENS, EventTooLarge, SSEUsageReader, parse_body
 from aispend.pricing import TokenUsage
@@ -54,6 +60,68 @@ def test_sse_crlf_and_kept_usage_chunk() -> None:
     out = reader.feed(CHAT_STREAM.replace(b"\n", b"\r\n"))
     assert len(out) == 3
     assert reader.usage == TokenUsage(60, 30, 40, 10)
+
+
+def test_generated_text_that_reads_message_stop_does_not_end_an_anthropic_stream() -> None:
+    """A text delta "message_stop" made message_start's provisional count (1 output
+    token) final: a client leaving then was billed 1 token instead of usage unknown."""
+    reader = SSEUsageReader("anthropic")
+    reader.feed(
+        _sse({"type": "message_start", "message": {"model": "claude-haiku-4-5", "usage": {
+            "input_tokens": 20, "output_tokens": 1}}}, "message_start")
+        + _sse({"type": "content_block_delta", "index": 0, "delta": {
+            "type": "text_delta", "text": "message_stop"}}, "content_block_delta")
+    )  # fmt: skip
+    assert not reader.done and not reader.usage_final
+    reader.feed(_sse({"type": "message_stop"}, "message_stop"))
+    assert reader.done and reader.usage_final
+
+
+class _LateCloseReply:
+    """The server noticed the client's close late (after cutting a stalled client itself):
+    its on_client_gone callback fires during the read-on."""
+
+    def __init__(self) -> None:
+        self.on_gone: Callable[[], None] | None = None
+
+    def on_client_gone(self, callback: Callable[[], None] | None) -> None:
+        self.on_gone = callback
+
+
+class _UsageAfterFinish:
+    """An upstream that sends the usage chunk after the client left at finish_reason."""
+
+    def __init__(self, reply: _LateCloseReply) -> None:
+        self.reply = reply
+        self.interrupted: BaseException | None = None
+        self.chunks = [
+            b'data: {"choices":[],"usage":{"prompt_tokens":10,"completion_tokens":5}}\n\n'
+        ]
+
+    def interrupt(self, exc: BaseException) -> None:
+        self.interrupted = exc
+
+    def clear_interrupt(self) -> None:
+        self.interrupted = None
+
+    async def readany(self) -> bytes:
+        if self.reply.on_gone is not None:
+            self.reply.on_gone()  # the late connection_lost
+        if self.interrupted is not None:
+            raise self.interrupted
+        return self.chunks.pop(0) if self.chunks else b""
+
+
+def test_reading_on_for_usage_survives_a_close_noticed_late() -> None:
+    reply = _LateCloseReply()
+    upstream = _UsageAfterFinish(reply)
+    reply.on_client_gone(lambda: upstream.interrupt(ClientGone()))
+    reader = SSEUsageReader("chat")
+    reader.generated = True
+    asyncio.run(
+        proxy._read_closing_usage(cast(Reply, reply), cast(UpstreamResponse, upstream), reader)
+    )
+    assert reader.usage_final and reader.usage == TokenUsage(10, 5, 0, 0)
 
 
 @pytest.mark.parametrize(
@@ -367,6 +435,32 @@ def test_a_changed_limit_keeps_what_the_bucket_owes(tmp_path: Path) -> None:
     clock.now += 60  # both buckets full again
     table.upsert(_rule("r", tokens_per_minute=800, requests_per_minute=1))
     assert [admit(), admit()] == [True, False]  # capped at the new capacities
+
+
+def test_a_block_in_between_keeps_what_the_bucket_owes(tmp_path: Path) -> None:
+    """rate -> block -> rate under one id (an operator blocks, then eases back): the block
+    had no buckets, so the next rate rule started full and the team's 4,000-token debt
+    was forgiven. The debt stays, refilling with time during the block."""
+    clock = Clock()
+    table = ThrottleTable(ThrottleStore(tmp_path / "t.db"), clock=clock, wall=clock)
+    table.upsert(_rule("r", tokens_per_minute=1000))
+    assert table.check("search", "", "a", ("m",)) is None
+    table.charge_tokens("search", "", "a", ("m",), 5000)  # level -4000
+    table.upsert(_rule("r", mode="block"))
+    clock.now += 60  # +1000: level -3000
+    table.upsert(_rule("r", tokens_per_minute=1000))
+    refusal = table.check("search", "", "a", ("m",))
+    assert refusal is not None and refusal.retry_after == 181  # (1 + 3000) / (1000/60)
+
+
+def test_the_throttle_store_syncs_each_write_to_disk(tmp_path: Path) -> None:
+    """synchronous=NORMAL in WAL mode answered a PUT before its rule was on disk: a power
+    loss could drop a throttle the actuator had recorded as applied."""
+    store = ThrottleStore(tmp_path / "t.db")
+    try:
+        assert store._db.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL
+    finally:
+        store.close()
 
 
 def test_rules_are_listed_when_expired_ones_cannot_be_purged(tmp_path: Path) -> None:
