@@ -92,11 +92,15 @@ class GatewayTargetSettings(StrictModel):
     timeout: Duration = 5.0
 
 
+KubernetesKind = Literal["Deployment", "StatefulSet", "CronJob", "Job"]
+
+
 class KubernetesTargetSettings(StrictModel):
-    """Scale a Deployment/StatefulSet to 0, or suspend a CronJob, via the REST API."""
+    """Scale a Deployment/StatefulSet to 0, or suspend a CronJob or Job, via the REST API."""
 
     type: Literal["kubernetes"]
-    kind: Literal["Deployment", "StatefulSet", "CronJob"]
+    kind: KubernetesKind | list[KubernetesKind]
+    """One kind; with `pod:`, a list of the kinds that may control the pod."""
     namespace: Template
     name: Template | None = None
     selector: Template | None = None
@@ -104,8 +108,8 @@ class KubernetesTargetSettings(StrictModel):
     pod: Template | None = None
     """A pod (e.g. `${pod}`, with `namespace: ${namespace}`) instead of `name`: the object
     paused is the workload of `kind` that controls it (a Deployment through its
-    ReplicaSet, or a StatefulSet). Not for CronJob: suspending one does not stop the pod
-    of a Job already running."""
+    ReplicaSet, a StatefulSet, or a Job). Not for CronJob: suspending one does not stop
+    the pod of a Job already running."""
     api_server: str | None = None
     """Default: in-cluster (KUBERNETES_SERVICE_HOST), else the kubeconfig's server."""
     kubeconfig: str | None = None
@@ -117,12 +121,21 @@ class KubernetesTargetSettings(StrictModel):
     def _name_selector_or_pod(self) -> KubernetesTargetSettings:
         if sum(v is not None for v in (self.name, self.selector, self.pod)) != 1:
             raise ValueError("set exactly one of name, selector or pod")
-        if self.pod is not None and self.kind == "CronJob":
+        kinds = self.kinds()
+        if self.pod is not None and "CronJob" in kinds:
             raise ValueError(
-                "pod: works with kind Deployment or StatefulSet only, not CronJob:"
+                "pod: works with kind Deployment, StatefulSet or Job, not CronJob:"
                 " suspending a CronJob does not stop the pod of a Job already running"
             )
+        if isinstance(self.kind, list):
+            if self.pod is None:
+                raise ValueError("a list of kinds needs pod: (the kind is the pod's controller's)")
+            if not kinds or len(set(kinds)) != len(kinds):
+                raise ValueError("kind: list each kind once, at least one")
         return self
+
+    def kinds(self) -> tuple[KubernetesKind, ...]:
+        return tuple(self.kind) if isinstance(self.kind, list) else (self.kind,)
 
 
 class AzureApimTargetSettings(StrictModel):

@@ -68,7 +68,7 @@ def test_the_example_gpu_pause_acts_on_the_generated_alert() -> None:
 
     target = actions.targets[first.target]
     assert isinstance(target, KubernetesTargetSettings)
-    assert target.pod is not None and target.kind in ("Deployment", "StatefulSet")
+    assert target.pod is not None and set(target.kinds()) == {"Deployment", "StatefulSet", "Job"}
     used = set(_template_names(target.namespace)) | set(_template_names(target.pod))
     assert used and used <= set(GPU_WORKLOAD)
 

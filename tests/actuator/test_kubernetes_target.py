@@ -2,7 +2,7 @@
 
 Simulated: the Kubernetes API server (no cluster here). The fake implements the
 documented apps/v1 `.../{deployments,statefulsets}/{name}/scale` GET/PATCH, the list
-endpoint with `labelSelector`, batch/v1 CronJob GET/PATCH, and the GETs that `pod:`
+endpoint with `labelSelector`, batch/v1 CronJob and Job GET/PATCH, and the GETs that `pod:`
 resolves through: core `/api/v1/namespaces/{ns}/pods/{name}` and apps/v1
 `.../replicasets/{name}`, each answering `metadata.ownerReferences` in the documented
 shape (apiVersion, kind, name, uid, controller, blockOwnerDeletion; the Deployment
@@ -66,6 +66,7 @@ class FakeKubernetes:
             },
             ("statefulsets", "research", "other"): {"replicas": 4, "labels": {"agent": "x"}},
             ("cronjobs", "research", "nightly-evals"): {"suspend": False, "labels": {}},
+            ("jobs", "research", "finetune-llama"): {"suspend": False, "labels": {}},
         }
         self.owners: dict[tuple[str, str, str], Any] = {
             # (plural, namespace, name): metadata.ownerReferences; None: the field is absent
@@ -81,6 +82,9 @@ class FakeKubernetes:
                 owner("Rollout", "canary", "argoproj.io/v1alpha1")
             ],
             ("pods", "search", "canary-6f8d-q7w2e"): [owner("ReplicaSet", "canary-6f8d")],
+            ("pods", "research", "finetune-llama-x7k2p"): [
+                owner("Job", "finetune-llama", "batch/v1")
+            ],
         }
         """Pods and ReplicaSets the fake serves, each with its ownerReferences."""
         self.errors: dict[str, int] = {}
@@ -189,6 +193,9 @@ class FakeKubernetes:
             return web.json_response({"kind": "Status", "code": 404}, status=404)
         if request.method == "PATCH":
             obj["suspend"] = self.seen[-1].body["spec"]["suspend"]
+        if request.match_info["plural"] == "jobs":
+            spec = {"parallelism": 1, "completions": 1, "suspend": obj["suspend"]}
+            return web.json_response({"kind": "Job", "apiVersion": "batch/v1", "spec": spec})
         return web.json_response(
             {"kind": "CronJob", "spec": {"schedule": "0 2 * * *", "suspend": obj["suspend"]}}
         )
@@ -735,7 +742,7 @@ def test_pod_of_a_statefulset_scales_that_statefulset(kube, kubeconfig):
             "Deployment",
             "search",
             "debug-shell",
-            "pod search/debug-shell has no controller (a bare pod): nothing to scale",
+            "pod search/debug-shell has no controller (a bare pod): nothing to pause",
         ),
         (
             "Deployment",
@@ -758,6 +765,19 @@ def test_pod_of_a_statefulset_scales_that_statefulset(kube, kubeconfig):
             "pod search/gone-7d9f-zzzzz not found (rescheduled or deleted since the alert)",
         ),
         ("Deployment", "search", "Bad_Pod", "pod 'Bad_Pod' is not a valid Kubernetes name"),
+        (
+            ["Deployment", "StatefulSet"],
+            "research",
+            "finetune-llama-x7k2p",
+            "pod research/finetune-llama-x7k2p is controlled by Job finetune-llama, not a"
+            " Deployment or StatefulSet",
+        ),
+        (
+            ["Job"],
+            "research",
+            "eval-a-0",
+            "pod research/eval-a-0 is controlled by StatefulSet eval-a, not a Job",
+        ),
     ],
 )
 def test_pod_that_leads_to_no_workload_of_the_kind_is_not_retryable(
@@ -820,5 +840,55 @@ def test_pod_settings_one_way_to_find_the_object_and_no_cronjob():
         KubernetesTargetSettings.model_validate(
             {"type": "kubernetes", "kind": "Deployment", "namespace": "x"}
         )
-    with pytest.raises(ValidationError, match="pod: works with kind Deployment or StatefulSet"):
+    with pytest.raises(
+        ValidationError, match="pod: works with kind Deployment, StatefulSet or Job"
+    ):
         KubernetesTargetSettings.model_validate({**base, "kind": "CronJob"})
+    with pytest.raises(
+        ValidationError, match="pod: works with kind Deployment, StatefulSet or Job"
+    ):
+        KubernetesTargetSettings.model_validate({**base, "kind": ["Job", "CronJob"]})
+    with pytest.raises(ValidationError, match="a list of kinds needs pod:"):
+        KubernetesTargetSettings.model_validate(
+            {"type": "kubernetes", "kind": ["Job"], "namespace": "x", "name": "y"}
+        )
+    for kinds in ([], ["Job", "Job"]):
+        with pytest.raises(ValidationError, match="list each kind once, at least one"):
+            KubernetesTargetSettings.model_validate({**base, "kind": kinds})
+
+
+def test_pod_of_a_job_suspends_that_job_and_undo_resumes_it(kube, kubeconfig):
+    """A training Job holding an idle GPU: the target that pauses Deployments and
+    StatefulSets refused it ("not a Deployment") and AISpendActuatorFailing paged. With
+    the kinds listed, the pod's own controller decides: the Job is suspended (its pods
+    are deleted, the GPU freed), and undo resumes it."""
+    fake, _ = kube
+    target = make(
+        kubeconfig,
+        kind=["Deployment", "StatefulSet", "Job"],
+        namespace="${namespace}",
+        pod="${pod}",
+    )
+    act = action(namespace="research", pod="finetune-llama-x7k2p")
+    data, detail, _ = run(target, act)
+    job = "/apis/batch/v1/namespaces/research/jobs/finetune-llama"
+    assert data == {
+        "namespace": "research",
+        "kind": "Job",
+        "objects": [{"name": "finetune-llama", "suspend": False}],
+    }
+    assert detail == "suspended: Job research/finetune-llama (suspend=false)"
+    assert [(s.method, s.path, s.body) for s in fake.seen] == [
+        ("GET", "/api/v1/namespaces/research/pods/finetune-llama-x7k2p", None),
+        ("GET", job, None),
+        ("PATCH", job, {"spec": {"suspend": True}}),
+    ]
+    assert fake.objects[("jobs", "research", "finetune-llama")]["suspend"] is True
+    del fake.owners[("pods", "research", "finetune-llama-x7k2p")]  # deleted by the suspend
+    assert undo(target, act, data) == "restored: Job research/finetune-llama (suspend=false)"
+    assert fake.seen[-1].path == job and fake.seen[-1].body == {"spec": {"suspend": False}}
+    assert fake.objects[("jobs", "research", "finetune-llama")]["suspend"] is False
+
+    # The same target still scales the Deployment of a Deployment's pod.
+    data, detail, _ = run(target, action(namespace="search", pod="rerank-agent-7d9f-abc12"))
+    assert (data, detail) == RERANK_AGENT_PAUSED

@@ -1,20 +1,22 @@
-"""Kubernetes target: scale a Deployment/StatefulSet to 0, or suspend a CronJob.
+"""Kubernetes target: scale a Deployment/StatefulSet to 0, or suspend a CronJob or Job.
 
 Plain REST on the API server (no client library needed for four calls):
 - Deployment/StatefulSet: `GET .../{kind}s/{name}/scale` remembers `spec.replicas`,
   `PATCH .../scale` with `application/merge-patch+json` `{"spec": {"replicas": 0}}`;
   undo patches the remembered replicas back if the object is still at 0.
-- CronJob: `GET /apis/batch/v1/namespaces/{ns}/cronjobs/{name}` remembers
+- CronJob/Job: `GET /apis/batch/v1/namespaces/{ns}/{cronjobs,jobs}/{name}` remembers
   `spec.suspend`, `PATCH` `{"spec": {"suspend": true}}`; undo restores it if the
-  CronJob is still suspended.
+  object is still suspended. A suspended Job's pods are deleted; resumed, it starts
+  them anew (as a Deployment scaled back up does).
 Objects are named by a template over the alert labels, found by a label selector, or
-found through a pod (`pod: ${pod}`, Deployment/StatefulSet only): `GET
-/api/v1/namespaces/{ns}/pods/{pod}`, its controlling ownerReference, and for a
-Deployment the ReplicaSet's (`GET /apis/apps/v1/namespaces/{ns}/replicasets/{rs}`).
+found through a pod (`pod: ${pod}`): `GET /api/v1/namespaces/{ns}/pods/{pod}`, its
+controlling ownerReference, and for a Deployment the ReplicaSet's (`GET
+/apis/apps/v1/namespaces/{ns}/replicasets/{rs}`). With `pod:`, `kind` may list kinds
+(Deployment, StatefulSet, Job): the one that controls the pod is paused.
 Only prepare resolves names; undo uses the ones it recorded (the pod is gone by then).
 Credentials: the in-cluster service account, else a kubeconfig (see kubeauth). Its
-role needs `get` and `patch` on the kind's `scale` subresource (or on cronjobs), `list`
-on the kind for `selector:`, and `get` on pods and replicasets for `pod:`.
+role needs `get` and `patch` on the kind's `scale` subresource (or on cronjobs, jobs),
+`list` on the kind for `selector:`, and `get` on pods and replicasets for `pod:`.
 """
 
 from __future__ import annotations
@@ -36,7 +38,10 @@ _GROUPS = {
     "Deployment": ("apps/v1", "deployments"),
     "StatefulSet": ("apps/v1", "statefulsets"),
     "CronJob": ("batch/v1", "cronjobs"),
+    "Job": ("batch/v1", "jobs"),
 }
+_SUSPENDED = frozenset({"CronJob", "Job"})
+"""Kinds paused by `spec.suspend` rather than scaled to 0."""
 
 
 class KubernetesTarget:
@@ -54,39 +59,28 @@ class KubernetesTarget:
         self._session = session
         self._auth = auth or load_auth(settings)
         self.objects_scope = _server_scope(self._auth.server)
-
-    # ------------------------------------------------------------ paths
-
-    def _collection(self, namespace: str) -> str:
-        group, plural = _GROUPS[self.settings.kind]
-        return f"/apis/{group}/namespaces/{quote(namespace, safe='')}/{plural}"
-
-    def _object_path(self, namespace: str, obj: str) -> str:
-        path = f"{self._collection(namespace)}/{quote(obj, safe='')}"
-        return path if self.settings.kind == "CronJob" else path + "/scale"
+        self.kinds = settings.kinds()
 
     # ------------------------------------------------------------ target protocol
 
     async def prepare(self, action: Action) -> dict[str, Any]:
         namespace = _checked(render(self.settings.namespace, action.labels), "namespace")
-        names = await self._names(namespace, action)
+        kind, names = await self._names(namespace, action)
         objects = []
         for obj in names:
-            current = await self._request("GET", self._object_path(namespace, obj))
-            objects.append({"name": obj, **_state(self.settings.kind, current)})
-        return {"namespace": namespace, "kind": self.settings.kind, "objects": objects}
+            current = await self._request("GET", _object_path(kind, namespace, obj))
+            objects.append({"name": obj, **_state(kind, current)})
+        return {"namespace": namespace, "kind": kind, "objects": objects}
 
     async def apply(self, action: Action, undo_data: dict[str, Any]) -> str:
-        patch = (
-            {"spec": {"suspend": True}}
-            if undo_data["kind"] == "CronJob"
-            else {"spec": {"replicas": 0}}
-        )
+        kind = undo_data["kind"]
+        suspended = kind in _SUSPENDED
+        patch = {"spec": {"suspend": True}} if suspended else {"spec": {"replicas": 0}}
         for obj in undo_data["objects"]:
             await self._request(
-                "PATCH", self._object_path(undo_data["namespace"], obj["name"]), patch
+                "PATCH", _object_path(kind, undo_data["namespace"], obj["name"]), patch
             )
-        verb = "suspended" if undo_data["kind"] == "CronJob" else "scaled to 0"
+        verb = "suspended" if suspended else "scaled to 0"
         return f"{verb}: {self._describe(undo_data)}"
 
     async def undo(self, action: Action, undo_data: dict[str, Any]) -> str:
@@ -94,7 +88,7 @@ class KubernetesTarget:
         by hand) is left as it is."""
         restored, left, gone = [], [], []
         for obj in undo_data["objects"]:
-            path = self._object_path(undo_data["namespace"], obj["name"])
+            path = _object_path(undo_data["kind"], undo_data["namespace"], obj["name"])
             name = _key(undo_data, obj["name"])
             try:
                 state = _state(undo_data["kind"], await self._request("GET", path))
@@ -139,15 +133,18 @@ class KubernetesTarget:
 
     # ------------------------------------------------------------ helpers
 
-    async def _names(self, namespace: str, action: Action) -> list[str]:
+    async def _names(self, namespace: str, action: Action) -> tuple[str, list[str]]:
+        """The kind and names of the objects to pause."""
+        kind: str = self.kinds[0]  # the only one, but with `pod:`
         if self.settings.name is not None:
-            return [_checked(render(self.settings.name, action.labels), "name")]
+            return kind, [_checked(render(self.settings.name, action.labels), "name")]
         if self.settings.pod is not None:
             pod = _checked(render(self.settings.pod, action.labels), "pod")
-            return [_checked(await self._pod_workload(namespace, pod), "name")]
+            kind, name = await self._pod_workload(namespace, pod)
+            return kind, [_checked(name, "name")]
         selector = render(self.settings.selector or "", action.labels)
         listing = await self._request(
-            "GET", self._collection(namespace), params={"labelSelector": selector}
+            "GET", _collection(kind, namespace), params={"labelSelector": selector}
         )
         names = sorted(
             str(item["metadata"]["name"])
@@ -155,16 +152,15 @@ class KubernetesTarget:
             if isinstance(item, dict) and "metadata" in item
         )
         if not names:
-            raise TargetError(
-                f"no {self.settings.kind} in namespace {namespace} matches {selector!r}", False
-            )
-        return names
+            raise TargetError(f"no {kind} in namespace {namespace} matches {selector!r}", False)
+        return kind, names
 
-    async def _pod_workload(self, namespace: str, pod: str) -> str:
-        """The name of the `kind` object that controls `pod`: the Deployment that owns
-        its ReplicaSet, or its StatefulSet. Anything else is not retryable: an answer
-        about this pod will not change."""
-        kind = self.settings.kind
+    async def _pod_workload(self, namespace: str, pod: str) -> tuple[str, str]:
+        """The kind and name of the object of one of `kinds` that controls `pod`: the
+        Deployment that owns its ReplicaSet, its StatefulSet, or its Job. Anything else
+        is not retryable: an answer about this pod will not change."""
+        kinds = self.kinds
+        wanted = " or ".join(kinds)
         where = f"pod {namespace}/{pod}"
         ns = quote(namespace, safe="")
         try:
@@ -179,15 +175,12 @@ class KubernetesTarget:
             raise
         owner = _controller(found, where)
         if owner is None:
-            raise TargetError(f"{where} has no controller (a bare pod): nothing to scale", False)
-        if kind == "StatefulSet":
-            if owner[:2] != ("apps", "StatefulSet"):
-                raise TargetError(
-                    f"{where} is controlled by {_owner(owner)}, not a StatefulSet", False
-                )
-            return owner[2]
-        if owner[:2] != ("apps", "ReplicaSet"):
-            raise TargetError(f"{where} is controlled by {_owner(owner)}, not a Deployment", False)
+            raise TargetError(f"{where} has no controller (a bare pod): nothing to pause", False)
+        for kind in ("StatefulSet", "Job"):
+            if kind in kinds and owner[:2] == (_GROUPS[kind][0].partition("/")[0], kind):
+                return kind, owner[2]
+        if "Deployment" not in kinds or owner[:2] != ("apps", "ReplicaSet"):
+            raise TargetError(f"{where} is controlled by {_owner(owner)}, not a {wanted}", False)
         rs = f"ReplicaSet {namespace}/{owner[2]}"
         try:
             found = await self._request(
@@ -204,7 +197,7 @@ class KubernetesTarget:
             raise TargetError(
                 f"{where}: {rs} is controlled by {_owner(rs_owner)}, not a Deployment", False
             )
-        return rs_owner[2]
+        return "Deployment", rs_owner[2]
 
     def _describe(self, undo_data: dict[str, Any]) -> str:
         parts = []
@@ -260,11 +253,21 @@ class KubernetesTarget:
         return data
 
 
+def _collection(kind: str, namespace: str) -> str:
+    group, plural = _GROUPS[kind]
+    return f"/apis/{group}/namespaces/{quote(namespace, safe='')}/{plural}"
+
+
+def _object_path(kind: str, namespace: str, obj: str) -> str:
+    path = f"{_collection(kind, namespace)}/{quote(obj, safe='')}"
+    return path if kind in _SUSPENDED else path + "/scale"
+
+
 def _state(kind: str, current: dict[str, Any]) -> dict[str, Any]:
     """The one field of an object (as the API answered it) that the pause sets: a
-    CronJob's `suspend`, else the scale's `replicas`."""
+    CronJob's or Job's `suspend`, else the scale's `replicas`."""
     spec = current.get("spec") or {}
-    if kind == "CronJob":
+    if kind in _SUSPENDED:
         return {"suspend": bool(spec.get("suspend", False))}
     return {"replicas": int(spec.get("replicas", 0))}
 
@@ -302,9 +305,11 @@ def _controller(obj: dict[str, Any], where: str) -> tuple[str, str, str, str] | 
 
 def _owner(owner: tuple[str, str, str, str]) -> str:
     """An owner as messages name it: `StatefulSet ranker`, its API version added when
-    not apps/v1 (an OpenKruise StatefulSet is not one the apps/v1 scale can reach)."""
+    not the kind's own (an OpenKruise StatefulSet is not one the apps/v1 scale can
+    reach)."""
     group, kind, name, api_version = owner
-    return f"{kind} {name}" + ("" if group == "apps" else f" ({api_version})")
+    own = _GROUPS.get(kind, ("apps/v1",))[0].partition("/")[0]
+    return f"{kind} {name}" + ("" if group == own else f" ({api_version})")
 
 
 def _key(undo_data: dict[str, Any], name: str) -> str:
