@@ -477,7 +477,8 @@ CLOUD_COST_DATA_TIMESTAMP = _m(
     "aispend_cloud_cost_data_timestamp_seconds",
     "gauge",
     "seconds",
-    "Unix time of the end of the newest charge period covered by the bill data.",
+    "Unix time of the end of the newest charge period covered by the bill data (absent"
+    " while a source's last read had no cost rows).",
     (SOURCE,),
     "billing",
 )

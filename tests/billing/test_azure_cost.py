@@ -342,16 +342,28 @@ def test_500s_retried_with_bounded_backoff(server: tuple[QueryServer, Path]) -> 
     assert "HTTP 500" in (cached.error or "")
 
 
-def test_204_means_no_cost(server: tuple[QueryServer, Path]) -> None:
+@pytest.mark.parametrize(
+    "reply", [Reply(204), Reply(200, query_result([]))], ids=["204", "200-no-rows"]
+)
+def test_an_empty_answer_is_no_cost_not_stale_data(
+    server: tuple[QueryServer, Path], reply: Reply
+) -> None:
+    """A scope without cost, read successfully: no cost series and no data timestamp.
+    The timestamp was 0, so AISpendBillingDataStale (time() - timestamp > max age) fired
+    for a healthy scope; a failed read is still caught by its last-success time."""
     srv, ca = server
-    srv.script(Reply(204))
+    srv.script(reply)
     clock, sleeps = Clock(NOW), []
     cached = CachedSource(make_source(srv, ca, clock, sleeps), clock)
     assert cached.refresh(), cached.error
     reg = registry_for(cached, clock)
-    assert reg.get_sample_value(metrics.EXPORTER_UP.name, {"source": "azure_cost"}) == 1.0
+    src = {"source": "azure_cost"}
+    assert reg.get_sample_value(metrics.EXPORTER_UP.name, src) == 1.0
+    assert reg.get_sample_value(metrics.SOURCE_LAST_SUCCESS.name, src) == NOW
+    assert reg.get_sample_value(metrics.CLOUD_COST_DATA_TIMESTAMP.name, src) is None
     text = generate_latest(reg).decode()
     assert f"\n{metrics.CLOUD_COST_MONTH_TO_DATE.name}{{" not in text
+    assert f"\n{metrics.CLOUD_COST_DATA_TIMESTAMP.name}{{" not in text
 
 
 def test_cache_serves_scrapes_and_stale_data_keeps_its_timestamp(
@@ -422,7 +434,8 @@ def test_cost_that_is_not_finite_is_an_error(
     clock, sleeps = Clock(NOW), []
     cached = CachedSource(make_source(srv, ca, clock, sleeps), clock)
     assert not cached.refresh()
-    assert cached.error is not None and cached.error.startswith(f"{SCOPE}: bad Query row 0: ")
+    assert cached.error is not None
+    assert cached.error.startswith(f"{SCOPE}: bad Query row 0 of page 1: ")
     assert cached.snapshot is None
 
 
@@ -432,23 +445,32 @@ NAMELESS = [{"type": "Number"}, *query_result([])["properties"]["columns"][1:]]
 @pytest.mark.parametrize(
     ("body", "error"),
     [
-        (query_result([[10.0, 20240914, "VM"]]), "bad Query row 0: [10.0, 20240914, 'VM']"),
+        (
+            query_result([[10.0, 20240914, "VM"]]),
+            "bad Query row 0 of page 1: [10.0, 20240914, 'VM']",
+        ),
         (
             query_result([[10.0, float("inf"), "VM", "team", "x", "USD"]]),
-            "bad Query row 0: [10.0, inf, 'VM', 'team', 'x', 'USD']",
+            "bad Query row 0 of page 1: [10.0, inf, 'VM', 'team', 'x', 'USD']",
+        ),
+        (
+            query_result([{"Cost": 10.0, "UsageDate": 20240914}]),
+            "bad Query row 0 of page 1: a JSON object, not a list of column values:"
+            " {'Cost': 10.0, 'UsageDate': 20240914}",
         ),
         (
             {"properties": {"columns": NAMELESS, "rows": []}},
             "Query response has a column without a name",
         ),
     ],
-    ids=["short-row", "infinite-date", "nameless-column"],
+    ids=["short-row", "infinite-date", "object-row", "nameless-column"],
 )
 def test_malformed_query_answer_is_an_error_naming_the_scope(
     server: tuple[QueryServer, Path], body: dict[str, Any], error: str
 ) -> None:
     """Before: `list index out of range`, `'name'`, `cannot convert float infinity to
-    integer`, without the scope. The old snapshot is kept either way."""
+    integer`, without the scope; a row that is an object, an empty message (the SDK's
+    DeserializationError). The old snapshot is kept either way."""
     srv, ca = server
     srv.script(Reply(200, body))
     clock, sleeps = Clock(NOW), []
@@ -456,6 +478,22 @@ def test_malformed_query_answer_is_an_error_naming_the_scope(
     assert not cached.refresh()
     assert cached.error is not None and cached.error.startswith(f"{SCOPE}: {error}")
     assert cached.snapshot is None
+
+
+def test_a_bad_row_on_a_later_page_names_that_page(server: tuple[QueryServer, Path]) -> None:
+    srv, ca = server
+    base = f"{srv.base_url}/{SCOPE}/providers/Microsoft.CostManagement/query"
+    srv.script(
+        Reply(200, query_result(PAGE1, f"{base}?$skiptoken=A")),
+        Reply(200, query_result([PAGE2[0], {"Cost": 1.0}])),
+    )
+    clock, sleeps = Clock(NOW), []
+    cached = CachedSource(make_source(srv, ca, clock, sleeps), clock)
+    assert not cached.refresh()
+    assert cached.error == (
+        f"{SCOPE}: bad Query row 1 of page 2: a JSON object, not a list of column values:"
+        " {'Cost': 1.0}"
+    )
 
 
 def test_next_link_repeating_with_its_parameters_reordered_is_a_loop(
@@ -526,3 +564,23 @@ def test_a_scrape_serves_the_newest_snapshot_after_two_refreshes_between_scrapes
         cached.refresh()
         served.append(reg.get_sample_value(metrics.CLOUD_COST_MONTH_TO_DATE.name, labels))
     assert served == [200.0 * (i + 1) for i in range(100)]
+
+
+class _FailingSilently(_CountingSource):
+    """A source that fails with an exception that carries no message (as azure-core's
+    DeserializationError does), simulating an error the source did not foresee."""
+
+    def fetch(self) -> Snapshot:
+        raise KeyError()
+
+
+def test_a_refresh_error_without_a_message_is_still_named(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The log line and the error were empty: `azure_cost refresh failed (no data yet): `."""
+    cached = CachedSource(_FailingSilently(), lambda: NOW)
+    assert not cached.refresh()
+    assert cached.error == "unexpected KeyError without a message"
+    assert caplog.messages[-1] == (
+        "azure_cost refresh failed (no data yet): unexpected KeyError without a message"
+    )

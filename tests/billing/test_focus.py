@@ -265,14 +265,44 @@ def test_row_without_charge_period_start_is_refused(tmp_path: Path) -> None:
         ("ChargePeriodStart", "09/18/2024 22:00:00"),
         ("ChargePeriodEnd", "tomorrow"),
         ("BillingPeriodStart", "2024-13-01 00:00:00"),
+        ("ChargePeriodStart", "infinity"),
+        ("BillingPeriodStart", "infinity"),
     ],
 )
 def test_malformed_period_names_the_line(tmp_path: Path, column: str, value: str) -> None:
-    """The module promises file, line and column; DuckDB's cast error gave neither line."""
+    """The module promises file, line and column; DuckDB's cast error gave neither line.
+    DuckDB reads `infinity` as a timestamp: such a row was booked on no day, and its
+    cost vanished from every figure."""
     path = _bad_copy(tmp_path, 22, column, value)
     with pytest.raises(FocusError) as err:
         FocusReader([str(path)], tags=TAGS).daily()
     assert str(err.value) == f"{path}: column {column} is not a timestamp on line 22: {value!r}"
+
+
+def test_a_row_charged_in_the_future_is_refused_naming_the_line(tmp_path: Path) -> None:
+    """A row starting more than a day after the read time (FUTURE_TOLERANCE_SECONDS) was
+    booked on a day no figure shows, and its end moved the data timestamp up to the read
+    time: stale data looked fresh. A day ahead is allowed (clock skew)."""
+    path = _bad_copy(
+        tmp_path,
+        22,
+        "ChargePeriodStart",
+        "2024-10-03 00:00:00",
+        ChargePeriodEnd="2024-10-03 01:00:00",
+        BillingPeriodStart="2024-10-01 00:00:00",
+        BillingPeriodEnd="2024-11-01 00:00:00",
+    )
+    settings = FocusSettings(paths=[str(path)], cost_column="BilledCost", tags=TAGS)
+    october_1 = 1727740800.0  # 2024-10-01 00:00 UTC, two days before the row
+    with pytest.raises(FocusError) as err:
+        FocusSource(settings, "USD", clock=lambda: october_1).fetch()
+    assert str(err.value) == (
+        f"{path}: column ChargePeriodStart is more than 1 day after the read time"
+        " (2024-10-01T00:00:00Z) on line 22: '2024-10-03 00:00:00' (a row from the future"
+        " would be left out of every figure: check the clock of this host and of the export)"
+    )
+    a_day_later = october_1 + 86400 + 3600  # the row starts 23 hours after this read
+    assert FocusSource(settings, "USD", clock=lambda: a_day_later).fetch().costs
 
 
 def test_short_row_names_the_line(tmp_path: Path) -> None:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from pydantic import ValidationError
 
 from aispend.config import ConfigError, parse_config
+from aispend.exporters.billing.focus import FocusError, FocusReader
+from aispend.exporters.billing.settings import FocusSettings
 
 TEAMS = "teams: [{name: search}]\n"
 
@@ -79,6 +84,44 @@ def test_focus_cost_column_and_empty_paths() -> None:
     found = issues("sources:\n  focus:\n    paths: []\n    cost_column: ListCost\n")
     assert "sources.focus.paths: must not be empty" in found
     assert "sources.focus.cost_column: must be one of 'EffectiveCost' or 'BilledCost'" in found
+
+
+SAS_URL = (
+    "https://acct.blob.core.windows.net/exports/focus/part_0.parquet"
+    "?sv=2022-11-02&sp=rl&sig=SUPERSECRETSIG%3D"
+)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (SAS_URL, "https://acct.blob.core.windows.net/exports/focus/part_0.parquet"),
+        ("s3://user:pw@bucket/focus/*.parquet", "s3://bucket/focus/*.parquet"),
+    ],
+    ids=["blob-sas", "s3-userinfo"],
+)
+def test_a_remote_url_path_is_refused_without_its_secrets(
+    url: str, shown: str, tmp_path: Path
+) -> None:
+    """A blob URL with a SAS token was taken for a glob that matched nothing, and the
+    whole URL (sig= included) was logged on every refresh."""
+    with pytest.raises(ConfigError) as err:
+        parse_config(TEAMS + f"sources:\n  focus:\n    paths: ['{tmp_path}/a.csv', '{url}']\n")
+    [issue] = err.value.issues
+    assert (issue.path, issue.message) == (
+        "sources.focus.paths[1]",
+        f"{shown} is a URL: remote exports are not read; download the export first"
+        " (azcopy copy, aws s3 cp, gcloud storage cp) and give its local path or glob",
+    )
+    secrets = ("SUPERSECRETSIG", "sig=", "pw@")
+    assert not any(s in err.value.report() for s in secrets)
+    with pytest.raises(ValidationError) as invalid:
+        FocusSettings(paths=[url])
+    assert not any(s in str(invalid.value) for s in secrets)
+    # The CLIs (focus summarize, backfill) take paths without the config: refused too.
+    with pytest.raises(FocusError) as unread:
+        FocusReader([url]).daily()
+    assert str(unread.value) == issue.message
 
 
 def test_client_secret_file_that_is_not_utf8_is_a_clear_error(tmp_path) -> None:

@@ -210,7 +210,8 @@ BAD_CONFIGS = [
     ),
     pytest.param(
         GOOD_HEAD + "sources:\n  gpu:\n    attribution:\n      - {host: h1, team: serach}\n"
-        "  azure_tokens:\n    subscriptions: {s1: {team: search, agent: ghost}}\n",
+        "  azure_tokens:\n    workspace_id: ws\n"
+        "    subscriptions: {s1: {team: search, agent: ghost}}\n",
         [
             "sources.gpu.attribution[0].team: unknown team 'serach' (teams: search, support)",
             "sources.azure_tokens.subscriptions.s1.agent: team 'search' has no agent 'ghost'",

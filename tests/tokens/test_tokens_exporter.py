@@ -15,7 +15,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +27,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from aispend import metrics
 from aispend.config import Config, ConfigError, parse_config
+from aispend.exporters.tokens.apim_logs import build_query
 from aispend.exporters.tokens.collector import TokensPoller, build_sources
-from aispend.exporters.tokens.watermark import StateError, load_state
+from aispend.exporters.tokens.usage import Usage
+from aispend.exporters.tokens.watermark import State, StateError, load_state
 from aispend.pricing import Pricer
 from aispend.procs import wait_until
 from tests.conftest import require_binary
@@ -325,6 +327,96 @@ def test_a_cost_series_keeps_its_creation_time_across_restarts(
     assert again[created] == got[created] and again[series] == got[series]
 
 
+def test_a_watermark_written_with_another_utc_offset_counts_nothing_twice(
+    azure: FakeAzureServer, tls: tuple[ssl.SSLContext, str], tmp_path: Path
+) -> None:
+    """A state file edited or restored by hand with the same instant at -05:00: the
+    watermark's local time went into the query with a `Z`, so the restarted exporter
+    counted the 5 hours before it again. Simulated: Log Analytics (the fake reads the
+    window out of the KQL text)."""
+    seed(azure.fake)
+    config = load(azure, tmp_path)
+    clock = Clock(T0 + timedelta(minutes=10))
+    make_poller(config, tls[1], clock).poll_once()
+    path = Path(config.sources.azure_tokens.state_file)  # type: ignore[union-attr]
+    data = json.loads(path.read_text())
+    counted_to = datetime.fromisoformat(data["watermarks"][APIM])
+    data["watermarks"][APIM] = counted_to.astimezone(timezone(timedelta(hours=-5))).isoformat()
+    path.write_text(json.dumps(data))
+
+    restarted = make_poller(config, tls[1], clock)
+    assert restarted.state.watermarks[APIM].utcoffset() == timedelta(0)
+    clock.now = T0 + timedelta(minutes=12)
+    restarted.poll_once()
+    _, got = scrape(restarted)
+    assert got[tok("search", "gpt-4o", APIM, "input", agent="rerank-agent")] == 1000
+    assert got[tok("research", "gpt-4o-mini", APIM, "input", project="evals")] == 500
+    assert got[tok("unattributed", "gpt-4o", APIM, "input")] == 50
+
+
+def test_the_logs_query_window_is_in_utc_whatever_the_offset() -> None:
+    """The KQL literals end in `Z`: a time with another offset must be converted."""
+    eastern = timezone(timedelta(hours=-5))
+    query = build_query(
+        datetime(2024, 9, 15, 7, 0, tzinfo=eastern),
+        datetime(2024, 9, 15, 12, 30, tzinfo=UTC),
+        datetime(2024, 9, 14, 7, 0, tzinfo=eastern),
+    )
+    assert (
+        "ingestion_time() >= datetime(2024-09-15T12:00:00Z)"
+        " and ingestion_time() < datetime(2024-09-15T12:30:00Z)"
+    ) in query
+    assert "TimeGenerated >= datetime(2024-09-14T12:00:00Z)" in query
+
+
+class RecordingSource:
+    """A source that records the windows it is asked for and finds no usage."""
+
+    name = APIM
+
+    def __init__(self) -> None:
+        self.windows: list[tuple[datetime, datetime]] = []
+
+    def fetch(self, start: datetime, end: datetime) -> list[Usage]:
+        self.windows.append((start, end))
+        return []
+
+
+def test_a_watermark_ahead_of_the_clock_is_not_served_as_fresh(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A state file from a host whose clock is ahead (or this host's clock set back):
+    nothing can be read until the clock reaches the watermark. That poll read nothing
+    yet set up 1 and a fresh last-success time. Now the source is down, with no
+    last-success time and a warning that says why, until a window is read."""
+    config = parse_config(CONFIG % {"url": "https://x", "aoai": AOAI, "state": "s"})
+    settings = config.sources.azure_tokens
+    assert settings is not None
+    ahead = T0 + timedelta(hours=2)
+    state = State(watermarks={APIM: ahead})
+    clock = Clock(T0)
+    poller = TokensPoller(
+        settings, Pricer(config.prices), state, tmp_path / "state.json", now=clock
+    )
+    source = RecordingSource()
+    poller.set_sources([source])
+
+    poller.poll_once()
+    _, got = scrape(poller)
+    assert source.windows == []
+    assert got[key(metrics.EXPORTER_UP.name, source=APIM)] == 0.0
+    assert key(metrics.SOURCE_LAST_SUCCESS.name, source=APIM) not in got
+    assert key(metrics.SOURCE_CACHE_AGE.name, source=APIM) not in got
+    assert f"watermark {ahead.isoformat()} in {tmp_path / 'state.json'} is ahead" in caplog.text
+
+    clock.now = ahead + timedelta(minutes=6)  # 5 min settle delay: reads up to ahead + 1m
+    poller.poll_once()
+    _, got = scrape(poller)
+    assert source.windows == [(ahead, ahead + timedelta(minutes=1))]
+    assert got[key(metrics.EXPORTER_UP.name, source=APIM)] == 1.0
+    assert key(metrics.SOURCE_LAST_SUCCESS.name, source=APIM) in got
+
+
 def test_damaged_state_file_is_an_error_not_a_reset(tmp_path: Path) -> None:
     path = tmp_path / "tokens.json"
     path.write_text('{"version": 1, "watermarks": {"azure_apim": "yesterday"}}')
@@ -414,11 +506,19 @@ def test_an_answer_as_long_as_the_series_cap_fails_the_poll(
     [
         ({"azure_apim": "2025-01-01T00:00:00"}, [], "has no UTC offset"),
         ({"azure_apim": "2999-01-01T00:00:00+00:00"}, [], "is in the future"),
+        ({"azure_apim": "9999-12-31T23:00:00-05:00"}, [], "out of range once in UTC"),
         ({}, [["search", "", "", "azure", "gpt-4o", APIM, "input", float("nan")]], "finite"),
         ({}, [["search", "", "", "azure", "gpt-4o", APIM, "input", -5]], "finite"),
         ({}, [["search", "", "", "azure", "gpt-4o", APIM, "input", True]], "not a number"),
     ],
-    ids=["naive-watermark", "future-watermark", "nan-total", "negative-total", "bool-total"],
+    ids=[
+        "naive-watermark",
+        "future-watermark",
+        "watermark-past-year-9999-in-utc",
+        "nan-total",
+        "negative-total",
+        "bool-total",
+    ],
 )
 def test_state_file_values_that_cannot_be_right_are_an_error(
     tmp_path: Path, watermarks: dict[str, str], tokens: list[list[Any]], why: str
@@ -554,7 +654,6 @@ def test_window_totals_are_priced_without_the_long_context_tier(
     """A window's tokens are a sum over many requests: 600k input tokens in an hour of
     2,000-token requests are charged the base rate, not the tier a single 600k-token
     request would reach (it was 1.8x for gpt-5.4)."""
-    from aispend.exporters.tokens.usage import Usage
     from aispend.pricing import TokenUsage
     from tests.gateway.test_pricing import _tiered_model
 

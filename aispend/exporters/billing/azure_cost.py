@@ -29,7 +29,7 @@ import logging
 import math
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aispend import metrics
@@ -202,7 +202,7 @@ class AzureCostSource:
         params: dict[str, str] = {}
         rows: list[DailyCost] = []
         seen: set[tuple[tuple[str, str], ...]] = set()
-        for _ in range(MAX_PAGES):
+        for page in range(1, MAX_PAGES + 1):
             try:
                 result = client.query.usage(scope.scope, body, params=dict(params))
             except HttpResponseError as exc:
@@ -221,26 +221,24 @@ class AzureCostSource:
                 ) from exc
             except (ValueError, TypeError) as exc:  # a body the SDK cannot deserialise
                 raise AzureCostError(
-                    f"{scope.scope}: unreadable Query response: {_short(str(exc))}"
+                    f"{scope.scope}: unreadable Query response page {page}:"
+                    f" {_short(str(exc)) or type(exc).__name__}"
                 ) from exc
             if result is None:  # 204 No Content: nothing in the period
                 return rows
-            props = result.properties
-            if props is None:
-                raise AzureCostError(f"{scope.scope}: Query response without properties")
-            rows.extend(self.parse_rows(scope, props.columns or [], props.rows or []))
-            link = props.next_link
+            columns, page_rows, link = _page_fields(scope, result, page)
+            rows.extend(self.parse_rows(scope, columns, page_rows, page))
             if not link:
                 return rows
             params = _next_params(link)
-            page = tuple(sorted(params.items()))  # the same page, its parameters reordered
-            if page in seen:
+            key = tuple(sorted(params.items()))  # the same page, its parameters reordered
+            if key in seen:
                 raise AzureCostError(f"{scope.scope}: nextLink repeats itself: {link}")
-            seen.add(page)
+            seen.add(key)
         raise AzureCostError(f"{scope.scope}: more than {MAX_PAGES} result pages")
 
     def parse_rows(
-        self, scope: AzureScope, columns: list[Any], rows: list[list[Any]]
+        self, scope: AzureScope, columns: list[Any], rows: list[list[Any]], page: int
     ) -> list[DailyCost]:
         try:
             names = [str(getattr(c, "name", None) or c["name"]) for c in columns]
@@ -269,6 +267,8 @@ class AzureCostSource:
         assert i_cost is not None and i_date is not None and i_service is not None
         out = []
         for n, row in enumerate(rows):
+            if not isinstance(row, list):
+                raise _not_a_row(scope, n, page, row)
             try:
                 cost = float(row[i_cost])
                 if not math.isfinite(cost):  # NaN, Infinity, 1e400
@@ -278,7 +278,7 @@ class AzureCostSource:
                 service = str(row[i_service] or "")
                 team = str(row[i_team] or "").strip() if i_team is not None else ""
             except (TypeError, ValueError, IndexError, OverflowError) as exc:
-                raise AzureCostError(f"{scope.scope}: bad Query row {n}: {row!r:.200}") from exc
+                raise AzureCostError(f"{_row_name(scope, n, page)}: {row!r:.200}") from exc
             if currency and currency != self.currency:
                 raise AzureCostError(
                     f"{scope.scope}: cost in {currency}, but the config's currency is"
@@ -295,6 +295,47 @@ class AzureCostSource:
             )
             out.append(DailyCost(labels, day, cost))
         return out
+
+
+def _page_fields(
+    scope: AzureScope, result: Any, page: int
+) -> tuple[list[Any], list[Any], str | None]:
+    """columns, rows and nextLink of a Query page. The SDK deserialises each field when
+    it is first read, and a row that is not a list fails there without a message: the
+    raw JSON (the SDK's models are mappings of it) then says which row."""
+    try:
+        props = result.properties
+        if props is None:
+            raise AzureCostError(f"{scope.scope}: Query response page {page} without properties")
+        return props.columns or [], props.rows or [], props.next_link
+    except (ValueError, TypeError) as exc:
+        raw = result.get("properties") if isinstance(result, Mapping) else None
+        raw_rows = raw.get("rows") if isinstance(raw, Mapping) else None
+        for n, row in enumerate(raw_rows if isinstance(raw_rows, list) else []):
+            if not isinstance(row, list):
+                raise _not_a_row(scope, n, page, row) from exc
+        raise AzureCostError(
+            f"{scope.scope}: unreadable Query response page {page}: a field is not of the"
+            f" documented type ({_short(str(exc)) or type(exc).__name__})"
+        ) from exc
+
+
+def _row_name(scope: AzureScope, n: int, page: int) -> str:
+    return f"{scope.scope}: bad Query row {n} of page {page}"
+
+
+def _not_a_row(scope: AzureScope, n: int, page: int, row: Any) -> AzureCostError:
+    return AzureCostError(
+        f"{_row_name(scope, n, page)}: a JSON {_json_kind(row)}, not a list of column"
+        f" values: {row!r:.200}"
+    )
+
+
+def _json_kind(value: Any) -> str:
+    if value is None or isinstance(value, bool):
+        return "null" if value is None else "boolean"
+    kinds = {dict: "object", str: "string", int: "number", float: "number"}
+    return kinds.get(type(value), type(value).__name__)
 
 
 def _short(text: str | None, limit: int = 300) -> str:

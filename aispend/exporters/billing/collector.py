@@ -10,7 +10,7 @@ with its own data timestamp, so stale data shows as stale. Exposition:
         project="",environment=""} 1234.5
     aispend_cloud_cost_last_day{...} 41.2
     aispend_cloud_resource_cost_month_to_date{...,resource="..."} 12.0   (if configured)
-    aispend_cloud_cost_data_timestamp_seconds{source="azure_cost"} 1.7256e9
+    aispend_cloud_cost_data_timestamp_seconds{source="azure_cost"} 1.7256e9  (none: no cost)
     aispend_source_last_success_timestamp_seconds{source="azure_cost"} 1.7257e9
     aispend_source_cache_age_seconds{source="azure_cost"} 312
     aispend_source_throttled_total{source="azure_cost"} 2
@@ -78,12 +78,13 @@ class CachedSource:
         try:
             snapshot = self.source.fetch()
         except Exception as exc:
+            error = str(exc) or f"unexpected {type(exc).__name__} without a message"
             with self._lock:
                 self.last_attempt = started
                 self.ok = False
-                self.error = str(exc)
+                self.error = error
             kept = "keeping the previous data" if self.snapshot else "no data yet"
-            log.error("%s refresh failed (%s): %s", self.name, kept, exc)
+            log.error("%s refresh failed (%s): %s", self.name, kept, error)
             return False
         with self._lock:
             self.snapshot = snapshot
@@ -92,11 +93,14 @@ class CachedSource:
             self.ok = True
             self.error = None
             self.refreshes += 1
+        reached = snapshot.data_timestamp
         log.info(
-            "%s refreshed: %d series, data up to %s",
+            "%s refreshed: %d series, %s",
             self.name,
             len(snapshot.costs),
-            time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(snapshot.data_timestamp)),
+            "no cost rows"
+            if reached is None
+            else time.strftime("data up to %Y-%m-%dT%H:%M:%SZ", time.gmtime(reached)),
         )
         return True
 
@@ -186,7 +190,8 @@ class BillingCollector:
                 success.add_metric([name], cached.last_success)
             if snapshot is None:
                 continue
-            data_ts.add_metric([name], snapshot.data_timestamp)
+            if snapshot.data_timestamp is not None:  # None: read, and no cost to date
+                data_ts.add_metric([name], snapshot.data_timestamp)
             age.add_metric([name], max(0.0, now - snapshot.fetched_at))
         yield from (data_ts, success, age, throttled, up)
 

@@ -43,7 +43,12 @@ from aispend.exporters.billing.model import (
     data_timestamp,
     served_month,
 )
-from aispend.exporters.billing.settings import CostColumn, FocusSettings, FocusTags
+from aispend.exporters.billing.settings import (
+    CostColumn,
+    FocusSettings,
+    FocusTags,
+    remote_url_error,
+)
 from aispend.parsing import loads_json
 
 MANDATORY_COLUMNS: tuple[str, ...] = (
@@ -82,6 +87,10 @@ TIME_COLUMNS = {
 }
 """Timestamps of the exporter's aggregate (alias -> FOCUS column), checked as such."""
 DAY_SECONDS = 86400
+FUTURE_TOLERANCE_SECONDS = DAY_SECONDS
+"""How far after the read time a ChargePeriodStart may be (clock skew, or a day that
+has begun in a time zone ahead). A later row is refused: its cost would fall outside
+every figure (month to date, last day) and it would make stale data look fresh."""
 EXACT = "DECIMAL(38,18)"
 FAST = "DOUBLE"
 
@@ -110,10 +119,14 @@ def expand_paths(patterns: Sequence[str]) -> list[Path]:
     """Paths and globs -> sorted distinct files; a pattern that matches nothing is an error.
 
     A file reached twice (two patterns, `./x` and its absolute path, a symlink) is read
-    once: its cost would otherwise be counted twice."""
+    once: its cost would otherwise be counted twice. A URL is refused (naming it without
+    its query: a SAS token), not looked for as a file."""
     found: list[Path] = []
     seen: set[Path] = set()
     for pattern in patterns:
+        remote = remote_url_error(pattern)
+        if remote:
+            raise FocusError(remote)
         matches = (
             sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
         )
@@ -299,28 +312,37 @@ class FocusReader:
         if bad:
             raise FocusError(_bad_tags_message(files, str(bad[0][0])))
 
-    def _check_daily(self, con: Any, table: str, files: Sequence[FocusFile]) -> None:
+    def _check_daily(
+        self, con: Any, table: str, files: Sequence[FocusFile], read_at: float
+    ) -> None:
         """One scan for what the exporter refuses: Tags that are not JSON; NaN, Infinity
         or an overflowing sum (DOUBLE takes them, an exporter must not); an empty cost
         (FOCUS: never null; a sum would count it as 0); no start; a period that is not a
-        timestamp (DuckDB's cast error would not say where)."""
+        timestamp (DuckDB's cast error would not say where; DuckDB reads `infinity`);
+        a start in the future (FUTURE_TOLERANCE_SECONDS after `read_at`)."""
         times = [
             f"list(DISTINCT {_ident(alias)}) FILTER (WHERE {_ident(alias)} IS NOT NULL"
-            f" AND TRY_CAST({_ident(alias)} AS TIMESTAMPTZ) IS NULL)"
+            f" AND NOT coalesce(isfinite(TRY_CAST({_ident(alias)} AS TIMESTAMPTZ)), false))"
             for alias in TIME_COLUMNS
         ]
-        bad_tags, bad_costs, null_costs, no_start, *bad_times = self._run(
+        latest = read_at + FUTURE_TOLERANCE_SECONDS
+        bad_tags, bad_costs, null_costs, no_start, future, *bad_times = self._run(
             con,
             f"""SELECT any_value(tags) FILTER (WHERE tags IS NOT NULL AND NOT json_valid(tags)),
                        count(*) FILTER (WHERE NOT isfinite(cost)),
                        coalesce(sum(null_costs), 0),
-                       count(*) FILTER (WHERE start IS NULL), {", ".join(times)}
+                       count(*) FILTER (WHERE start IS NULL),
+                       list(DISTINCT start) FILTER (WHERE
+                           TRY_CAST(start AS TIMESTAMPTZ) > to_timestamp({float(latest)})),
+                       {", ".join(times)}
                 FROM {table}""",
             files,
         )[0]
         for column, bad in zip(TIME_COLUMNS.values(), bad_times, strict=True):
             if bad:
                 raise FocusError(_bad_times_message(files, column, {str(v).strip() for v in bad}))
+        if future:
+            raise FocusError(_future_message(files, {str(v).strip() for v in future}, read_at))
         if bad_tags is not None:
             raise FocusError(_bad_tags_message(files, str(bad_tags)))
         if null_costs:
@@ -376,7 +398,7 @@ class FocusReader:
             FROM ({src}) GROUP BY ALL""",
             files,
         )
-        self._check_daily(con, "agg", files)
+        self._check_daily(con, "agg", files, read_at)
         tag = self._tag_sql("tags")
         untagged = _sql_str(metrics.UNTAGGED_TEAM)
         # A row charged before its billing period (a correction or late usage of a period
@@ -547,6 +569,19 @@ def _bad_times_message(files: Sequence[FocusFile], column: str, bad: set[str]) -
     """`FILE: column C is not a timestamp on lines ...: 'value'` (only on this error path)."""
     problem, sample = "is not a timestamp", f": {sorted(bad)[0]!r}"
     return _column_lines_message(files, column, lambda v: v in bad, problem, problem, sample)
+
+
+def _future_message(files: Sequence[FocusFile], bad: set[str], read_at: float) -> str:
+    """`FILE: column ChargePeriodStart is more than 1 day after ... on lines ...`."""
+    read = dt.datetime.fromtimestamp(read_at, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    days = FUTURE_TOLERANCE_SECONDS / DAY_SECONDS
+    problem = f"is more than {days:g} day{'s' if days != 1 else ''} after the read time ({read})"
+    note = (
+        f": {sorted(bad)[0]!r} (a row from the future would be left out of every figure:"
+        " check the clock of this host and of the export)"
+    )
+    column = TIME_COLUMNS["start"]
+    return _column_lines_message(files, column, lambda v: v in bad, problem, problem, note)
 
 
 def _null_costs_message(files: Sequence[FocusFile], column: str) -> str:

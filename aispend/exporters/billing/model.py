@@ -7,7 +7,9 @@ label set per UTC day. `build_snapshot` turns them into what a scrape serves:
 - last day: the newest day that has fully ended by the data timestamp;
 - data timestamp: the end of the newest charge period covered (never later than the
   time the data was read); FOCUS counts only periods of a day or less, since a month's
-  fee ends with the month however far the export reaches.
+  fee ends with the month however far the export reaches. None when the source read
+  has no cost rows (a scope without cost): there is no bill data to be old, so no
+  timestamp is exported (it was 0, and AISpendBillingDataStale fired).
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ class Snapshot:
     """One successful read of a source, served to scrapes until the next one."""
 
     costs: dict[CostLabels, CostFigures]
-    data_timestamp: float
+    data_timestamp: float | None  # None: no cost rows
     fetched_at: float
     last_day: dt.date | None
     month: tuple[int, int] | None
@@ -113,7 +115,7 @@ def build_snapshot(
     for row in rows:
         by_day[row.day][row.labels] += row.cost
     if not by_day:
-        return Snapshot({}, newest_period_end or 0.0, fetched_at, None, None, resources)
+        return Snapshot({}, None, fetched_at, None, None, resources)
     newest = max(by_day)
     data_ts = data_timestamp(newest, newest_period_end, fetched_at)
     complete = [d for d in by_day if is_complete(d, data_ts)]

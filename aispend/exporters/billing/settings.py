@@ -17,10 +17,11 @@ sources:
 from __future__ import annotations
 
 import re
+import urllib.parse
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
 
 from aispend.configbase import StrictModel
 
@@ -135,6 +136,33 @@ class AzureCostSettings(StrictModel):
         return scopes
 
 
+_URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def remote_url_error(path: str) -> str | None:
+    """Why `path` cannot be read if it is a URL (`https://`, `s3://`, `abfss://`), else
+    None. The message shows the URL without its query, fragment and user info, where a
+    SAS token or a password would be."""
+    if not _URL_RE.match(path):
+        return None
+    try:
+        split = urllib.parse.urlsplit(path)
+        shown = f"{split.scheme}://{split.netloc.rpartition('@')[2]}{split.path}"
+    except ValueError:  # e.g. a bad IPv6 host
+        shown = path.partition("://")[0] + "://..."
+    return (
+        f"{shown} is a URL: remote exports are not read; download the export first"
+        " (azcopy copy, aws s3 cp, gcloud storage cp) and give its local path or glob"
+    )
+
+
+def _local_path(path: str) -> str:
+    error = remote_url_error(path)
+    if error:
+        raise ValueError(error)
+    return path
+
+
 class FocusTags(StrictModel):
     """Which `Tags` keys hold the team, project and environment."""
 
@@ -149,9 +177,14 @@ class FocusTags(StrictModel):
 
 
 class FocusSettings(StrictModel):
-    """FOCUS cost exports (CSV, CSV.gz or Parquet), by path or glob."""
+    """FOCUS cost exports (CSV, CSV.gz or Parquet), by local path or glob."""
 
-    paths: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
+    # A rejected path may be a URL with a SAS token: never in pydantic's error text.
+    model_config = ConfigDict(hide_input_in_errors=True)
+
+    paths: list[Annotated[str, Field(min_length=1), AfterValidator(_local_path)]] = Field(
+        min_length=1
+    )
     cost_column: CostColumn = "EffectiveCost"
     tags: FocusTags = FocusTags()
     refresh_interval_seconds: Seconds = 3600.0

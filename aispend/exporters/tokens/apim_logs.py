@@ -14,7 +14,7 @@ counted in the window in which it was ingested, so consecutive windows
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aispend.exporters.tokens.settings import AzureTokensSettings
@@ -37,7 +37,10 @@ LOGS_RESULT = "Log Analytics result"
 
 
 def _iso(t: datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+    """A KQL datetime literal: `t` converted to UTC, which the `Z` says it is."""
+    if t.utcoffset() is None:
+        raise ValueError(f"{t.isoformat()} has no UTC offset")
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def build_query(start: datetime, end: datetime, scan_start: datetime) -> str:

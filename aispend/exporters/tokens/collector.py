@@ -122,43 +122,69 @@ class TokensPoller:
             now - timedelta(seconds=settings.initial_lookback_seconds)
         )
         status = self.status[source.name]
-        if end > start:
-            try:
-                usages = source.fetch(start, end)
-            except Exception as exc:  # every failure of a source leaves the state unchanged
-                status.up = False
-                log.error(
-                    "%s: poll of %s..%s failed, will retry: %s",
-                    source.name,
-                    start.isoformat(),
-                    end.isoformat(),
-                    _one_line(exc),
-                )
-                return
-            with self._commit_lock:  # the other source's thread commits to the same state
-                new = self._state.copy()
-                for usage in usages:
-                    self._add(new, source.name, usage)
-                new.watermarks[source.name] = end
-                try:
-                    save_state(self._state_path, new)
-                except OSError as exc:
-                    status.up = False
-                    log.error(
-                        "%s: cannot write %s, not counting: %s", source.name, self._state_path, exc
-                    )
-                    return
-                with self._lock:
-                    self._state = new
-            log.info(
-                "%s: counted %s..%s (%d usage rows)",
+        # Freshness (last success, cache age) is the time of the last window read. An
+        # empty window reads nothing, so it never moves it: a watermark at `end` is
+        # simply up to date; one past it means this host's clock is behind the one
+        # that wrote it, and nothing is counted until it catches up: a source that
+        # cannot be read (up 0), not a fresh one.
+        if start > end:
+            status.up = False
+            log.warning(
+                "%s: watermark %s in %s is ahead of this host's clock (reading up to %s):"
+                " not counting until the clock catches up; check the host's time (NTP)",
+                source.name,
+                start.isoformat(),
+                self._state_path,
+                end.isoformat(),
+            )
+            return
+        if start == end:
+            status.up = True
+            return
+        if self._read_window(source, status, start, end):
+            status.up = True
+            status.last_success = time.time()
+
+    def _read_window(
+        self, source: Source, status: SourceStatus, start: datetime, end: datetime
+    ) -> bool:
+        """Fetch [start, end), commit its totals and the new watermark; False on failure
+        (logged; the state is unchanged)."""
+        try:
+            usages = source.fetch(start, end)
+        except Exception as exc:  # every failure of a source leaves the state unchanged
+            status.up = False
+            log.error(
+                "%s: poll of %s..%s failed, will retry: %s",
                 source.name,
                 start.isoformat(),
                 end.isoformat(),
-                len(usages),
+                _one_line(exc),
             )
-        status.up = True
-        status.last_success = time.time()
+            return False
+        with self._commit_lock:  # the other source's thread commits to the same state
+            new = self._state.copy()
+            for usage in usages:
+                self._add(new, source.name, usage)
+            new.watermarks[source.name] = end
+            try:
+                save_state(self._state_path, new)
+            except OSError as exc:
+                status.up = False
+                log.error(
+                    "%s: cannot write %s, not counting: %s", source.name, self._state_path, exc
+                )
+                return False
+            with self._lock:
+                self._state = new
+        log.info(
+            "%s: counted %s..%s (%d usage rows)",
+            source.name,
+            start.isoformat(),
+            end.isoformat(),
+            len(usages),
+        )
+        return True
 
     def _add(self, state: State, source: str, usage: Usage) -> None:
         tokens = TokenUsage(input=usage.input, output=usage.output, cached_input=usage.cached_input)

@@ -16,6 +16,8 @@
         settle_delay_seconds: 300
         state_file: /var/lib/aispend/tokens-state.json
 
+At least one of workspace_id and openai_resources is required (nothing to read otherwise).
+
 In another cloud, give that cloud's endpoints (e.g. logs_endpoint
 https://api.loganalytics.us, metrics_endpoint https://usgovvirginia.metrics.monitor.azure.us):
 tokens are asked for the audience of each (for the metrics endpoint, its host without
@@ -97,6 +99,17 @@ class AzureTokensSettings(StrictModel):
     max_retries: Annotated[int, Field(ge=0, le=10)] = 3
     state_file: str = "aispend-tokens-state.json"
 
+    @field_validator("workspace_id")
+    @classmethod
+    def _workspace(cls, value: str | None) -> str | None:
+        """A blank id (an unset environment variable in a template) read no logs, silently."""
+        if value is not None and not value.strip():
+            raise ValueError(
+                "must not be empty: give the Log Analytics workspace id, or leave"
+                " workspace_id out to read no APIM logs"
+            )
+        return value.strip() if value is not None else None
+
     @field_validator("metric_names")
     @classmethod
     def _known_metrics(cls, names: list[str]) -> list[str]:
@@ -130,6 +143,28 @@ class AzureTokensSettings(StrictModel):
                     " (Azure resource ids ignore case)"
                 )
         return resources
+
+    @model_validator(mode="after")
+    def _something_to_read(self) -> AzureTokensSettings:
+        """Without either the exporter would start, read nothing and export no series."""
+        if self.workspace_id is None and not self.openai_resources:
+            raise ValueError(
+                "nothing to read: configure workspace_id (APIM gateway logs in Log"
+                " Analytics) and/or openai_resources (Azure OpenAI token metrics)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _first_window(self) -> AzureTokensSettings:
+        """The first poll reads [now - initial_lookback, now - settle delay): empty, it
+        never set a watermark, and nothing was ever read."""
+        if self.initial_lookback_seconds < self.settle_delay_seconds + 60:
+            raise ValueError(
+                "initial_lookback_seconds must be at least settle_delay_seconds + 60: the"
+                " first poll reads from now - initial_lookback_seconds to now -"
+                " settle_delay_seconds"
+            )
+        return self
 
     @model_validator(mode="after")
     def _endpoint_for_metrics(self) -> AzureTokensSettings:

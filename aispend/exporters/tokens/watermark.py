@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from aispend.files import write_atomically
-from aispend.parsing import loads_json
+from aispend.parsing import loads_json, to_utc
 
 TokenKey = tuple[str, str, str, str, str, str, str]
 """team, project, agent, provider, model, source, token_type"""
@@ -76,10 +76,15 @@ def load_state(path: Path) -> State:
 
 
 def _watermark(value: str) -> datetime:
-    """An ISO 8601 time with its UTC offset, not in the future (it would stop counting)."""
+    """An ISO 8601 time with its UTC offset, not in the future (it would stop counting),
+    in UTC: the queries print it as UTC, so a hand-edited -05:00 would recount 5 hours."""
     at = datetime.fromisoformat(value)
     if at.tzinfo is None:
         raise ValueError(f"watermark {value!r} has no UTC offset (e.g. +00:00)")
+    try:
+        at = to_utc(at)
+    except ValueError as exc:
+        raise ValueError(f"watermark {value!r} {exc}") from None
     if at > datetime.now(UTC) + FUTURE_TOLERANCE:
         raise ValueError(f"watermark {value!r} is in the future")
     return at
