@@ -7,7 +7,7 @@ from aispend import metrics as m
 from aispend.dashboards import defaults as d
 from aispend.dashboards import queries as q
 from aispend.dashboards import refs as r
-from aispend.dashboards.panels import Query, Row, heatmap, layout, stat, table, timeseries
+from aispend.dashboards.panels import ZERO, Query, Row, heatmap, layout, stat, table, timeseries
 
 TEAM = q.TEAM
 
@@ -25,6 +25,7 @@ def build(ctx: d.Context) -> g.Dashboard:
                 " (a MIG-enabled GPU has none).",
                 d.COUNT,
                 Query(q.gpu_count(TEAM), instant=True),
+                no_value=ZERO,
             ),
             stat(
                 "Mean utilisation",
@@ -38,6 +39,7 @@ def build(ctx: d.Context) -> g.Dashboard:
                 money,
                 Query(q.gpu_cost_rate((), TEAM), instant=True),
                 decimals=2,
+                no_value=ZERO,
             ),
             stat(
                 "Idle GPU cost per hour",
@@ -46,6 +48,7 @@ def build(ctx: d.Context) -> g.Dashboard:
                 money,
                 Query(q.gpu_idle_cost_rate(idle, TEAM), instant=True),
                 decimals=2,
+                no_value=ZERO,
             ),
         ],
         height=5,
@@ -76,11 +79,12 @@ def build(ctx: d.Context) -> g.Dashboard:
             ),
             timeseries(
                 "GPU cost per hour, by team",
-                "GPU cost rate by the GPU's team (sources.gpu.attribution; dcgm-exporter"
+                "GPU cost rate by the GPU's team, averaged over each step of the graph"
+                " (sources.gpu.attribution; dcgm-exporter"
                 " GPUs without a team label: unattributed). Pods in sources.gpu.pods label"
                 " only their processes' memory, not the GPU's cost.",
                 money,
-                Query(q.gpu_cost_rate((m.TEAM,), TEAM), legend="{{team}}"),
+                Query(q.gpu_cost_rate((m.TEAM,), TEAM, graph=True), legend="{{team}}"),
                 stacked=True,
             ),
         ],

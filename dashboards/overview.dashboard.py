@@ -8,6 +8,7 @@ from aispend.dashboards import queries as q
 from aispend.dashboards import refs as r
 from aispend.dashboards.panels import (
     BUDGET_STEPS,
+    ZERO,
     Query,
     Row,
     bargauge,
@@ -33,18 +34,21 @@ def build(ctx: d.Context) -> g.Dashboard:
                 " UTC, for the selected teams.",
                 money,
                 Query(q.spend_today(TEAM), instant=True),
+                no_value=ZERO,
             ),
             stat(
                 "Month to date",
                 "Estimated AI spend since the 1st of this month (UTC).",
                 money,
                 Query(q.spend_month(TEAM), instant=True),
+                no_value=ZERO,
             ),
             stat(
                 "Forecast month end",
                 f"Month to date plus {basis}, until the end of the month.",
                 money,
                 Query(q.forecast_month_end(TEAM), instant=True),
+                no_value=ZERO,
             ),
             stat(
                 "Forecast vs month budget",
@@ -53,6 +57,7 @@ def build(ctx: d.Context) -> g.Dashboard:
                 d.RATIO,
                 Query(q.forecast_vs_budget_total(TEAM), instant=True),
                 thresholds=BUDGET_STEPS,
+                no_value="no budget",
             ),
             stat(
                 "Spend rate now",
@@ -60,6 +65,7 @@ def build(ctx: d.Context) -> g.Dashboard:
                 money,
                 Query(q.total_spend_rate(TEAM), instant=True),
                 decimals=2,
+                no_value=ZERO,
             ),
         ],
         height=5,
@@ -98,7 +104,7 @@ def build(ctx: d.Context) -> g.Dashboard:
         [
             timeseries(
                 r.SPEND_BY_TEAM.title,
-                "Spend rate per team (5-minute rate, shown per hour), stacked.",
+                "Spend rate per team (per hour, averaged over each step of the graph), stacked.",
                 money,
                 Query(q.team_spend_rate(TEAM), legend="{{team}}"),
                 stacked=True,

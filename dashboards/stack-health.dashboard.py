@@ -21,7 +21,7 @@ def build(ctx: d.Context) -> g.Dashboard:
                 "Prometheus' `up` for aispend's processes, Prometheus and Alertmanager"
                 " (1 = the last scrape succeeded).",
                 d.BOOL,
-                Query(q.scrape_up(), legend="{{job}}", instant=True),
+                Query(q.scrape_up(), legend="{{job}} {{instance}}", instant=True),
                 thresholds=UP_STEPS,
             ),
             stat(

@@ -9,6 +9,7 @@ from aispend.dashboards import queries as q
 from aispend.dashboards import refs as r
 from aispend.dashboards.panels import (
     GREEN,
+    ZERO,
     Query,
     Row,
     bargauge,
@@ -21,8 +22,9 @@ from aispend.dashboards.panels import (
 )
 from aispend.rules.promql import seconds
 
-TEAM = q.TEAM
+TEAM = q.ONE_TEAM  # $team is single-value: see queries.ONE_TEAM
 PROJECT = q.PROJECT
+NO_BILL = "no bill data"
 
 
 def build(ctx: d.Context) -> g.Dashboard:
@@ -39,18 +41,21 @@ def build(ctx: d.Context) -> g.Dashboard:
                 "The team's estimated AI spend since 00:00 UTC.",
                 money,
                 Query(q.spend_today(TEAM), instant=True),
+                no_value=ZERO,
             ),
             stat(
                 "Month to date",
                 "The team's estimated AI spend since the 1st of the month (UTC).",
                 money,
                 Query(q.spend_month(TEAM), instant=True),
+                no_value=ZERO,
             ),
             stat(
                 "Forecast month end",
                 f"Month to date plus {basis}, until the end of the month.",
                 money,
                 Query(q.forecast_month_end(TEAM), instant=True),
+                no_value=ZERO,
             ),
             gauge(
                 r.TEAM_MONTH_BUDGET_USED.title,
@@ -81,8 +86,8 @@ def build(ctx: d.Context) -> g.Dashboard:
         [
             timeseries(
                 "Spend per hour, by project",
-                "The team's spend rate by project (agents without a project show as an"
-                " empty project).",
+                "The team's spend rate by project, averaged over each step of the graph"
+                " (agents without a project show as an empty project).",
                 money,
                 Query(
                     q.spend_rate_by(m.REC_TEAM_PROJECT_COST_RATE5M, m.PROJECT, TEAM, PROJECT),
@@ -92,7 +97,8 @@ def build(ctx: d.Context) -> g.Dashboard:
             ),
             timeseries(
                 r.TEAM_SPEND_BY_AGENT.title,
-                "The team's spend rate by agent: a runaway agent shows here first.",
+                "The team's spend rate by agent, averaged over each step of the graph: a"
+                " runaway agent shows here first.",
                 money,
                 Query(
                     q.spend_rate_by(m.REC_COST_RATE5M, m.AGENT, TEAM, PROJECT),
@@ -181,9 +187,10 @@ def build(ctx: d.Context) -> g.Dashboard:
                 "The team's cloud bill this month so far, from Azure Cost Management or"
                 " FOCUS exports (the billing exporter's cost column), all services of its"
                 " tagged resources. It lags hours to days; the spend above is the real-time"
-                " estimate. Empty without the billing exporter.",
+                ' estimate. "no bill data" without the billing exporter.',
                 money,
                 Query(q.bill_month((), TEAM), instant=True),
+                no_value=NO_BILL,
             ),
             bargauge(
                 r.TEAM_BILL_BY_CATEGORY.title,
@@ -213,6 +220,7 @@ def build(ctx: d.Context) -> g.Dashboard:
                 "End of the newest charge period in the bill data.",
                 d.TIMESTAMP,
                 Query(q.bill_data_end(), instant=True),
+                no_value=NO_BILL,
             ),
         ],
         height=7,
@@ -224,6 +232,6 @@ def build(ctx: d.Context) -> g.Dashboard:
         " request, throttles, the month's chargeback table, and the bill next to the"
         " estimate.",
         layout(summary, spend, usage, chargeback, bill),
-        [d.team_variable(multi=False), d.project_variable()],
+        [d.team_variable(multi=False), d.project_variable(TEAM)],
         time_from="now-7d",
     )

@@ -143,11 +143,10 @@ def team_variable(*, multi: bool = True) -> g.Template:
     return label_variable("team", m.TEAM, *TEAM_SOURCES, multi=multi)
 
 
-def project_variable() -> g.Template:
-    """Projects with spend of any kind (a GPU-only project too) in the chosen teams."""
-    return label_variable(
-        "project", m.PROJECT, m.REC_TEAM_PROJECT_COST_RATE5M, matchers=f'{m.TEAM}=~"$team"'
-    )
+def project_variable(team: str) -> g.Template:
+    """Projects with spend of any kind (a GPU-only project too) in the chosen teams
+    (`team`: the dashboard's team matcher, as its panels use it)."""
+    return label_variable("project", m.PROJECT, m.REC_TEAM_PROJECT_COST_RATE5M, matchers=team)
 
 
 def spend_team_variable() -> g.Template:

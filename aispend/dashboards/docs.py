@@ -19,7 +19,8 @@ HEADER = """\
 Six Grafana dashboards, generated with grafanalib from `dashboards/*.dashboard.py` into
 `dashboards/*.json` and provisioned read-only from `deploy/grafana/`. Money is in the
 reporting currency; rates are shown per hour. `$team`, `$project` and `$model` are the
-dashboard variables; `$__rate_interval` and `$__range` are Grafana's.
+dashboard variables (`${team:regex}`: the value regex-escaped by Grafana);
+`$__interval` (a graph's step), `$__rate_interval` and `$__range` are Grafana's.
 """
 
 
@@ -58,10 +59,15 @@ def _panel_md(panel: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _code(text: str) -> str:
+    """Inline code, with a longer fence around text that has a backtick (CommonMark)."""
+    return f"`` {text} ``" if "`" in text else f"`{text}`"
+
+
 def _variables_md(data: dict[str, Any]) -> list[str]:
     """One line per query variable: where its values come from."""
     lines = [
-        f"- `${v['name']}`: `{v['query']}`"
+        f"- `${v['name']}`: {_code(v['query'])}"
         + (", one value" if not v.get("multi") else ", any number of values or All")
         for v in data.get("templating", {}).get("list", [])
         if v.get("type") == "query"

@@ -66,6 +66,17 @@ def _steps(thresholds: Sequence[tuple[str, float | None]]) -> list[dict[str, Any
     return [{"color": color, "value": value} for color, value in thresholds]
 
 
+MIN_STEP = "1m"
+"""Min interval of a graph whose queries average over its step (`$__interval`): at least
+the rule evaluation interval (15s in deploy/prometheus.yml, Prometheus' default 1m), so
+that every step holds a sample (Grafana's own minimum, 15s, would leave three steps in
+four empty under 1m rule evaluation)."""
+
+ZERO = "0"
+NO_DATA = "-"
+"""What a stat shows without data: ZERO only where no series means none (no spend, no
+GPU); otherwise a dash, or a few words on what is missing, for a 0 would read as a fact."""
+
 GREEN = "green"
 BUDGET_STEPS: tuple[tuple[str, float | None], ...] = ((GREEN, None), ("orange", 0.8), ("red", 1.0))
 """Thresholds of budget ratios: warn at 80 %, red at 100 %."""
@@ -82,8 +93,10 @@ def timeseries(
     overrides: Sequence[dict[str, Any]] = (),
     min_zero: bool = True,
 ) -> g.TimeSeries:
+    over_step = any("$__interval" in q.expr for q in queries)
     return g.TimeSeries(
         **_common(title, description, queries, time_from),
+        interval=MIN_STEP if over_step else None,
         unit=unit,
         stacking={"mode": "normal", "group": "A"} if stacked else {},
         fillOpacity=30 if stacked else 10,
@@ -107,6 +120,7 @@ def stat(
     time_from: str | None = None,
     thresholds: Sequence[tuple[str, float | None]] = ((GREEN, None),),
     decimals: int | None = None,
+    no_value: str = NO_DATA,
 ) -> g.Stat:
     return g.Stat(
         **_common(title, description, queries, time_from),
@@ -115,7 +129,7 @@ def stat(
         graphMode="none",
         decimals=decimals,
         thresholds=_steps(thresholds),
-        noValue="0",
+        noValue=no_value,
     )
 
 

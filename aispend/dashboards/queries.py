@@ -1,9 +1,10 @@
 """Every dashboard panel's PromQL, as named functions kept apart from layout.
 
 Metric and label names come from aispend/metrics.py; dashboards call these functions
-and never spell a metric name. Grafana variables (`$team`, `$project`, `$model`) and
-Grafana's `$__rate_interval` / `$__range` / `$__range_s` appear as-is; tests substitute them before
-checking each expression with promtool and running it against Prometheus.
+and never spell a metric name. Grafana variables (`$team`, `${team:regex}`, `$project`,
+`$model`) and Grafana's `$__interval` / `$__rate_interval` / `$__range` / `$__range_s`
+appear as-is; tests substitute them before checking each expression with promtool and
+running it against Prometheus.
 
 Spend is the real-time estimate: LLM spend (gateway and tokens exporter,
 `aispend_llm_cost_total`) plus accrued GPU cost (`aispend_gpu_cost_total`), in the
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from aispend.rules.tunables import Tunables
 
 RATE = "$__rate_interval"
+STEP = "$__interval"
+"""Grafana's step between two points of a graph (at least panels.MIN_STEP)."""
 RANGE = "$__range"
 RANGE_S = "$__range_s"
 HOUR = 3600
@@ -72,6 +75,15 @@ def sel(name: str | m.MetricSpec, *matchers: str, suffix: str = "") -> str:
 
 
 TEAM = match(m.TEAM, "$team")
+"""The teams of a multi-value `$team` (or All): Grafana regex-escapes each value."""
+ONE_TEAM = f"{m.TEAM}=~`${{team:regex}}`"
+"""The team of a single-value `$team` (Team showback). Grafana's Prometheus datasource
+regex-escapes nothing in the value of a single-value variable (team=~"$team" with
+`ml.ops` matched ml-ops too; `Data Science (EU)`, from a cost tag, matched nothing).
+Not team="$team" either: in a "..." string the datasource doubles backslashes but turns
+' into \\' and leaves " as is (unless a feature toggle is on), and cost-tag team names
+can have quotes. The `regex` format escapes every regex metacharacter, and a raw
+`...` string takes the result as it is; only a backtick in a team name would break it."""
 PROJECT = match(m.PROJECT, "$project")
 MODEL = match(m.MODEL, "$model")
 TEAM_BUDGET = (eq(m.PERIOD, "month"), eq(m.PROJECT, ""), eq(m.AGENT, ""))
@@ -116,9 +128,17 @@ def rec(series: m.RecordedSeries, *matchers: str) -> str:
     return sel(series.name, *matchers)
 
 
+def over_step(selector: str) -> str:
+    """A recorded rate averaged over each step of a graph. A graph samples one point per
+    step (15 minutes over 7 days): the recorded 5-minute rate at those instants missed
+    a burst between two of them and showed a longer one at a fraction of its size; the
+    mean over the step is the step's spend / the step (legend mean and max right too)."""
+    return f"avg_over_time({selector}[{STEP}])"
+
+
 def team_spend_rate(*matchers: str) -> str:
-    """Spend per hour per team (recorded 5m rate)."""
-    return per_hour(f"sum by ({m.TEAM}) ({rec(m.REC_TEAM_COST_RATE5M, *matchers)})")
+    """Spend per hour per team, for a graph (the recorded 5m rate over each step)."""
+    return per_hour(f"sum by ({m.TEAM}) ({over_step(rec(m.REC_TEAM_COST_RATE5M, *matchers))})")
 
 
 def total_spend_rate(*matchers: str) -> str:
@@ -126,8 +146,9 @@ def total_spend_rate(*matchers: str) -> str:
 
 
 def spend_rate_by(series: m.RecordedSeries, label: str, *matchers: str) -> str:
-    """Spend per hour by `label` from a recorded 5m rate (project, agent, model, source)."""
-    return per_hour(f"sum by ({label}) ({rec(series, *matchers)})")
+    """Spend per hour by `label` from a recorded 5m rate (project, agent, model, source),
+    for a graph (over each step)."""
+    return per_hour(f"sum by ({label}) ({over_step(rec(series, *matchers))})")
 
 
 def spend_today(*matchers: str) -> str:
@@ -321,17 +342,24 @@ aispend/gateway/metrics.py labels it). The tokens exporter (APIM logs, Azure Ope
 metrics) exports spend and tokens but no request counter."""
 COST_PER_REQUEST_SCOPE = (
     "Gateway traffic only: spend without a request count (the tokens exporter's APIM and"
-    " Azure OpenAI usage) is left out of the numerator."
+    " Azure OpenAI usage) is left out of the numerator. Requests answered 2xx only:"
+    " throttled (429), refused (4xx) and failed (5xx) requests cost nothing and would"
+    " make a throttled team look cheap per request."
 )
 """Said in every cost-per-request panel's description."""
 
 
+ANSWERED = match(m.STATUS, "2..")
+"""Requests answered 2xx, the ones that can cost anything."""
+
+
 def cost_per_request(labels: tuple[str, ...], *matchers: str, window: str = RATE) -> str:
-    """Spend over requests, both from the sources that count requests: spend the
-    requests do not cover would inflate the ratio."""
+    """Spend over requests answered 2xx, both from the sources that count requests: spend
+    the requests do not cover would inflate the ratio, and requests that cost nothing
+    (throttled, refused, failed) deflate it."""
     counted = eq(m.SOURCE, REQUEST_COUNTING_SOURCE)
     cost = sum_rate(sel(m.LLM_COST, *matchers, counted), labels, window)
-    return f"{cost} / {requests_per_second(labels, *matchers, window=window)}"
+    return f"{cost} / {requests_per_second(labels, *matchers, ANSWERED, window=window)}"
 
 
 def cost_per_1k_requests(labels: tuple[str, ...], *matchers: str) -> str:
@@ -426,8 +454,11 @@ def gpu_idle(threshold: float, window: str, *matchers: str) -> str:
     return f"{price} and on ({m.GPU_UUID}) ({util} < {threshold:g})"
 
 
-def gpu_cost_rate(labels: tuple[str, ...], *matchers: str) -> str:
-    return per_hour(f"sum{by(labels)} ({rec(m.REC_GPU_COST_RATE, *matchers)})")
+def gpu_cost_rate(labels: tuple[str, ...], *matchers: str, graph: bool = False) -> str:
+    """GPU cost per hour now, or for a `graph` over each step (a GPU up for less than a
+    step showed only if a step fell on it)."""
+    rate = rec(m.REC_GPU_COST_RATE, *matchers)
+    return per_hour(f"sum{by(labels)} ({over_step(rate) if graph else rate})")
 
 
 def gpu_idle_cost_rate(threshold: float, *matchers: str) -> str:
@@ -477,9 +508,19 @@ def scrape_up() -> str:
     return sel(UP, match("job", f"{JOB_PREFIX}.*|prometheus|alertmanager"))
 
 
+DATA_AGE_WINDOW = "7d"
+"""How long a source's data age keeps growing after its exporter stopped being scraped:
+past the stale thresholds (AISpendBillingDataStale: billing_read_max_age and
+billing_data_max_age, 6h and 3d by default)."""
+
+
 def data_age() -> str:
-    """Seconds since each source was last read successfully."""
-    return f"time() - max by ({m.SOURCE}) ({sel(m.SOURCE_LAST_SUCCESS)})"
+    """Seconds since each source was last read successfully. From each source's last
+    sample in DATA_AGE_WINDOW: when its exporter dies the series goes stale, and the
+    age went blank just as the data got old (the stale alerts go quiet then too, and
+    AISpendExporterDown fires for the unscraped exporter)."""
+    last = f"last_over_time({sel(m.SOURCE_LAST_SUCCESS)}[{DATA_AGE_WINDOW}])"
+    return f"time() - max by ({m.SOURCE}) ({last})"
 
 
 def config_age() -> str:

@@ -1,7 +1,8 @@
 """Read the generated dashboards: panels, their queries, and queries made concrete.
 
-Grafana fills in `$team`, `$__rate_interval`, `$__range` before it sends a query;
-`concrete()` does the same with fixed values so promtool and Prometheus can run it.
+Grafana fills in `$team`, `${team:regex}`, `$__interval`, `$__rate_interval`, `$__range`
+before it sends a query; `concrete()` does the same with fixed values so promtool and
+Prometheus can run it.
 """
 
 from __future__ import annotations
@@ -70,20 +71,39 @@ def all_queries() -> Iterator[PanelQuery]:
                 )
 
 
-_VAR_RE = re.compile(r"\$\{?(\w+)\}?")
+_VAR_RE = re.compile(r"\$\{(\w+)(?::(\w+))?\}|\$(\w+)")
+
+
+def grafana_regex_escape(value: str) -> str:
+    """Grafana's `regex` variable format (`${var:regex}`) on one value: escapeRegex of
+    @grafana/data, a backslash before each of \\ ^ $ * + ? . ( ) | [ ] { } /."""
+    return re.sub(r"[\\^$*+?.()|\[\]{}/]", lambda found: "\\" + found[0], value)
+
+
+FORMATS = {"regex": grafana_regex_escape}
+"""Grafana variable formats that the dashboards use, as Grafana applies them."""
 
 
 def concrete(expr: str, values: dict[str, str] | None = None) -> str:
-    """`expr` with every Grafana variable replaced; an unknown variable is an error.
-    `$__range_s` follows a `$__range` given without it, as in Grafana."""
+    """`expr` with every Grafana variable replaced; an unknown variable or format is an
+    error. `$var` and `${var}` get the value as it is, as Grafana's Prometheus
+    datasource sends the value of a single-value variable (it escapes backslashes and
+    quotes only; no test value has one), All (`.*`), or a value without regex
+    metacharacters of a multi-value variable.
+    `${var:regex}` gets the value regex-escaped, as Grafana does. `$__range_s` follows a
+    `$__range` given without it, as in Grafana."""
     table = {**DEFAULT_VALUES, **(values or {})}
     if values and "__range" in values and "__range_s" not in values:
         table["__range_s"] = str(seconds(values["__range"]))
 
     def sub(match: re.Match[str]) -> str:
-        name = match.group(1)
+        name = match[1] or match[3]
         if name not in table:
             raise KeyError(f"no test value for Grafana variable ${name} in: {expr}")
-        return table[name]
+        if match[2] is None:
+            return table[name]
+        if match[2] not in FORMATS:
+            raise KeyError(f"no test formatter for Grafana format {match[0]} in: {expr}")
+        return FORMATS[match[2]](table[name])
 
     return _VAR_RE.sub(sub, expr)

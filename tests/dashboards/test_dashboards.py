@@ -103,7 +103,7 @@ def test_dashboards_are_tagged_linked_and_variable_driven() -> None:
         for panel in panels(data):
             for target in panel["targets"]:
                 for var in ("team", "project", "model"):
-                    if f"${var}" in target["expr"]:
+                    if f"${var}" in target["expr"] or f"${{{var}:" in target["expr"]:
                         assert var in names, f"{path.name}: {panel['title']} uses ${var}"
 
 
