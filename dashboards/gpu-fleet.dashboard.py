@@ -106,6 +106,16 @@ def build(ctx: d.Context) -> g.Dashboard:
                 d.WATTS,
                 Query(q.gpu_power(TEAM), legend="{{Hostname}} gpu{{gpu}}"),
             ),
+            timeseries(
+                r.NVML_ERRORS.title,
+                "NVML calls that failed, per exporter instance and call (aispend's gpu"
+                " exporter; every team: a GPU it cannot identify has none). A field a GPU"
+                " lacks fails at every read and is harmless; nvmlDeviceGetHandleByIndex,"
+                " Name or UUID failing means a GPU that goes unreported (AISpendGPULost). "
+                + d.ALERT_ONLY,
+                d.COUNT,
+                Query(q.nvml_errors_per_second(), legend="{{instance}} {{call}}"),
+            ),
         ],
         height=8,
     )

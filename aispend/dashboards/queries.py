@@ -480,6 +480,12 @@ def gpu_power(*matchers: str) -> str:
     return f"max by ({', '.join(GPU_KEY)}) ({rec(m.REC_GPU_POWER, *matchers)})"
 
 
+def nvml_errors_per_second() -> str:
+    """Failed NVML calls per second by exporter instance and call (aispend's gpu exporter;
+    not by team: a GPU NVML cannot identify has no team)."""
+    return sum_rate(sel(m.GPU_NVML_ERRORS), ("instance", m.CALL))
+
+
 # ---------------------------------------------------------------- anomalies, alerts, actions
 def firing_alerts(*matchers: str) -> str:
     return sel(

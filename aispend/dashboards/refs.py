@@ -49,6 +49,7 @@ CACHE_READ_SHARE = PanelRef(LLM, "Cache-read share of input tokens, by model")
 GPU = "gpu-fleet"
 UTILISATION_PER_GPU = PanelRef(GPU, "Utilisation per GPU")
 MEMORY_PER_GPU = PanelRef(GPU, "Memory used, per GPU")
+NVML_ERRORS = PanelRef(GPU, "NVML errors per second, by host and call")
 
 
 def idle_gpus(threshold: float, window: str) -> PanelRef:

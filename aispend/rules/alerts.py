@@ -668,7 +668,43 @@ def gpu_alerts(t: Tunables) -> list[Alert]:
             "counts from then on; the hours before stay unpriced.",
         ),
     )
-    return [*gpu_idle_alerts(idle, num(t.gpu_idle_threshold)), unpriced]
+    return [*gpu_idle_alerts(idle, num(t.gpu_idle_threshold)), unpriced, gpu_lost_alert(t)]
+
+
+GPU_IDENTITY_CALLS = "nvmlDeviceGet(HandleByIndex|Name|UUID)"
+"""The NVML calls without which aispend's gpu exporter cannot report a GPU at all."""
+
+
+def gpu_lost_alert(t: Tunables) -> Alert:
+    errors = f'{m.GPU_NVML_ERRORS.name}{{{m.CALL}=~"{GPU_IDENTITY_CALLS}"}}'
+    return Alert(
+        "AISpendGPULost",
+        f"sum by (job, instance) (rate({errors}[5m])) > 0",
+        t.gpu_lost_for,
+        {"severity": "warning"},
+        "A GPU on {{ $labels.instance }} cannot be read",
+        f"For {t.gpu_lost_for}, NVML has kept failing to identify a GPU on "
+        "{{ $labels.instance }} (its handle, name or UUID; "
+        '{{ $value | printf "%.2f" }} failed calls/s): a GPU the driver lost (fallen off '
+        "the bus), or a broken driver. That GPU has no metrics and no cost series, while "
+        "the cloud bills it all the same.",
+        GPU,
+        Runbook(
+            meaning="aispend's gpu exporter cannot identify a GPU at any read: NVML fails "
+            "on its handle, name or UUID (`aispend_gpu_nvml_errors_total` by call). The "
+            "exporter skips that GPU and reports the others, so AISpendExporterDown stays "
+            "quiet; the GPU's utilisation, cost and idle checks are gone, and spend "
+            "under-counts it while the cloud bills it. A GPU that fell off the bus (Xid 79) "
+            "or a failing driver look like this; a single failed read does not fire (a "
+            f"transient error leaves the 5-minute error rate long before {t.gpu_lost_for}).",
+            check=f"On the {cite(refs.NVML_ERRORS)} (`{m.GPU_NVML_ERRORS.name}`); on the host, "
+            "`nvidia-smi` (a lost GPU shows `Unable to determine the device handle` or "
+            "`GPU is lost`) and the kernel log (`dmesg | grep -i xid`).",
+            action="Drain the node's GPU workloads, then reset the GPU (`nvidia-smi -r`) or "
+            "reboot the node; replace a GPU that keeps falling off the bus. The alert "
+            "resolves once NVML reads every GPU again (or the GPU is removed).",
+        ),
+    )
 
 
 def data_alerts(t: Tunables) -> list[Alert]:

@@ -123,6 +123,9 @@ class Tunables(StrictModel):
     same whichever exporter reports it. A model missing here gets no cost series;
     AISpendGPUUnpriced names it."""
     gpu_unpriced_for: Duration = "15m"
+    gpu_lost_for: Duration = "15m"
+    """How long NVML must keep failing to identify a GPU before AISpendGPULost fires: a
+    transient error is gone from the 5m error rate well before."""
     # --- requests, attribution, data
     cost_per_request_quantile: float = Field(default=0.95, gt=0, lt=1)
     cost_per_request_factor: float = Field(default=2.0, gt=1)

@@ -268,7 +268,7 @@ def test_every_panel_query_returns_data(live_prometheus: str) -> None:
     queries = list(all_queries())
     assert len(queries) >= 70
     required = [q for q in queries if not q.alert_only]
-    assert len(queries) - len(required) == 8
+    assert len(queries) - len(required) == 9
     with contextlib.suppress(TimeoutError):  # the assertion below names what is missing
         wait_until(
             lambda: not _empty(live_prometheus, required),

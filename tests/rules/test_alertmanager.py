@@ -54,6 +54,8 @@ ROUTES = [
     ("chat-default", "alertname=AISpendUnattributedSpend severity=warning team=unattributed"),
     # a GPU model without a price: no team, so the default chat
     ("chat-default", "alertname=AISpendGPUUnpriced severity=warning source=dcgm"),
+    # a GPU NVML cannot read: no team either
+    ("chat-default", "alertname=AISpendGPULost severity=warning instance=gpu:9111"),
     ("blackhole", "alertname=AISpendEstimateBillMismatch severity=info team=search"),
     ("chat-default", "alertname=Other"),
 ]

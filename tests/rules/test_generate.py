@@ -209,6 +209,7 @@ def test_alerts_have_required_labels_and_annotations() -> None:
         "AISpendForecastOverrun",
         "AISpendGPUIdle",
         "AISpendGPUUnpriced",
+        "AISpendGPULost",
         "AISpendCostPerRequestHigh",
         "AISpendUnattributedSpend",
         "AISpendBillingDataStale",
@@ -245,7 +246,8 @@ def test_dashboard_urls_name_generated_dashboards() -> None:
     stale = (REPO / ALERTS_FILE).read_text().replace("/d/aispend-gpu-fleet", "/d/aispend-gpu")
     link = "http://localhost:3000/d/aispend-gpu" + TEAM_QUERY
     assert _unknown_dashboard_links(stale) == [f"AISpendGPUIdle: {link}"] * 2 + [
-        f"AISpendGPUUnpriced: {link}"
+        f"AISpendGPUUnpriced: {link}",
+        f"AISpendGPULost: {link}",
     ]
 
 
