@@ -409,7 +409,7 @@ GPU_PROCESS_MEMORY = _m(
     "aispend_gpu_process_memory_used_bytes",
     "gauge",
     "bytes",
-    "GPU memory used by one process.",
+    "GPU memory used by one process (0 when NVML does not report it).",
     (*GPU_LABELS, PID, PROCESS_NAME, POD, NAMESPACE),
     "gpu",
 )

@@ -16,11 +16,11 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from aispend import metrics
-from aispend.config import load_config
+from aispend.config import Prices, load_config
 from aispend.exporters.gpu.collector import GpuCollector, GpuConfig
-from aispend.exporters.gpu.settings import GpuSettings
+from aispend.exporters.gpu.settings import GpuAttribution, GpuSettings
 from aispend.gpu_prices import DEFAULT_GPU_HOURLY_PRICES
-from tests.gpu.conftest import state, write_state
+from tests.gpu.conftest import POD_UID, state, write_state
 from tests.gpu.helpers import Key, key, samples
 from tests.gpu.test_exporter_once import G0, G1
 
@@ -172,7 +172,7 @@ def test_a_gpu_that_goes_away_is_not_charged_for_its_absence(
     fake_nvml_loaded: Path, gpu_env: dict[str, Path]
 ) -> None:
     """GPU 1 is lost (no UUID: skipped whole) for 9 hours between two present hours: it
-    is charged for the 2 hours it was seen, not 11."""
+    is charged for the 2 hours it was seen, not 11 (gone longer than MAX_GAP_SECONDS)."""
     devices = state()["devices"]
     devices[1]["lost"] = True
     value, ups = _seen_away_nine_hours_seen(fake_nvml_loaded, gpu_env, {"devices": devices})
@@ -186,7 +186,7 @@ def test_a_driver_outage_is_not_charged_in_one_lump_when_nvml_returns(
 ) -> None:
     """The driver is unloaded for 9 hours (NVML answers DRIVER_NOT_LOADED) between two
     seen hours: the first read after it charged all 9 at once, as idle cost for an idle
-    GPU. As for a GPU gone from a read, its clock starts again when it is seen."""
+    GPU. Gone longer than accrual.MAX_GAP_SECONDS: its clock starts again when seen."""
     errors = {"nvmlDeviceGetCount_v2": pynvml.NVML_ERROR_DRIVER_NOT_LOADED}
     value, ups = _seen_away_nine_hours_seen(fake_nvml_loaded, gpu_env, {"errors": errors})
     assert ups == {0.0}
@@ -305,3 +305,129 @@ def test_utilisation_not_supported_on_a_mig_gpu_is_not_an_error(
         assert value(metrics.GPU_MIG_MEMORY_USED.name, {**G0, "gpu_instance": "3"}) == 2 * 1024**3
     finally:
         collector.close()
+
+
+def _break_one_read(data: dict[str, Any], where: str) -> None:
+    if where == "uuid":
+        data["devices"][1]["errors"]["nvmlDeviceGetUUID"] = 999  # NVML_ERROR_UNKNOWN
+    else:
+        data["errors"] = {"nvmlDeviceGetCount_v2": 999}
+
+
+@pytest.mark.parametrize("where", ["uuid", "count"])
+def test_one_failed_read_loses_no_cost(
+    fake_nvml_loaded: Path, gpu_env: dict[str, Path], where: str
+) -> None:
+    """Ten scrapes 60 s apart (540 s); the fifth meets one NVML_ERROR_UNKNOWN from the
+    fake library: on GPU 1's UUID read (GPU 1 is skipped in that read), or on
+    nvmlDeviceGetCount (no GPU is read, up 0). Every GPU is charged the whole 540 s:
+    the failed read cost two intervals before (420 s)."""
+    clock = Clock(0.0)
+    collector, registry = make_collector(gpu_env["config"], clock)
+    value = Scrapes(registry)
+    try:
+        for i in range(10):
+            data = state()
+            if i == 4:
+                _break_one_read(data, where)
+            write_state(fake_nvml_loaded, data)
+            value.scrape()
+            clock.now += 60
+    finally:
+        collector.close()
+    assert value(metrics.GPU_COST.name, G1) == pytest.approx(H100_PRICE * 540 / 3600)
+    assert value(metrics.GPU_COST.name, G0) == pytest.approx(A100_PRICE * 540 / 3600)
+
+
+def test_node_name_is_the_hostname_when_config_sets_none(
+    fake_nvml_loaded: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a Kubernetes DaemonSet the exporter's hostname is its pod's name; NODE_NAME
+    (set from the downward API, spec.nodeName) is the node's, which `host:` names."""
+    monkeypatch.setenv("NODE_NAME", "gpu-node-7")
+    settings = GpuSettings(attribution=[GpuAttribution(host="gpu-node-7", team="search")])
+    config = GpuConfig(settings, Prices())
+    collector = GpuCollector(lambda: config, clock=Clock(0.0), wall_clock=lambda: 1.7e9)
+    registry = CollectorRegistry()
+    registry.register(collector)
+    value = Scrapes(registry)
+    try:
+        value.scrape()
+    finally:
+        collector.close()
+    labels = {**G0, metrics.HOSTNAME: "gpu-node-7", metrics.TEAM: "search"}
+    assert value(metrics.GPU_COST.name, labels) == 0.0
+
+
+def test_pod_uid_and_gpu_uuid_keys_in_other_spellings_still_attribute(
+    fake_nvml_loaded: Path, gpu_env: dict[str, Path]
+) -> None:
+    """The pod key as a systemd slice writes it (underscores) in upper case, and GPU 0's
+    UUID in upper case: both attribute (they matched nothing before). Simulated /proc:
+    process 4242's cgroup names POD_UID."""
+    text = gpu_env["config"].read_text()
+    text = text.replace(POD_UID, POD_UID.upper().replace("-", "_"))
+    uuid = G0[metrics.GPU_UUID]
+    text = text.replace(
+        "      - {host: other-node, team: research}\n",
+        f"      - {{uuid: '{uuid.upper()}', team: research}}\n",
+    )
+    gpu_env["config"].write_text(text)
+    collector, registry = make_collector(gpu_env["config"], Clock(0.0))
+    value = Scrapes(registry)
+    try:
+        value.scrape()
+    finally:
+        collector.close()
+    assert value(metrics.GPU_COST.name, {**G0, metrics.TEAM: "research"}) == 0.0
+    process = {**G1, "pid": "4242", "process_name": "python3", "pod": "trainer-0"}
+    research = {metrics.TEAM: "research", metrics.PROJECT: "finetune", "namespace": "ml"}
+    assert value(metrics.GPU_PROCESS_MEMORY.name, {**process, **research}) == 32 * 1024**3
+
+
+def test_a_process_without_a_memory_figure_is_exported_with_zero(
+    fake_nvml_loaded: Path, gpu_env: dict[str, Path]
+) -> None:
+    """The fake library answers NVML_VALUE_NOT_AVAILABLE for process 4242's usedGpuMemory
+    (pynvml turns it into None): the process and its pod are still exported, at 0 bytes,
+    so the idle-GPU rule still knows the pod is on the GPU."""
+    data = state()
+    data["devices"][1]["processes"][0]["used_memory"] = None
+    write_state(fake_nvml_loaded, data)
+    collector, registry = make_collector(gpu_env["config"], Clock(0.0))
+    value = Scrapes(registry)
+    try:
+        value.scrape()
+    finally:
+        collector.close()
+    process = {**G1, "pid": "4242", "process_name": "python3", "pod": "trainer-0"}
+    research = {metrics.TEAM: "research", metrics.PROJECT: "finetune", "namespace": "ml"}
+    assert value(metrics.GPU_PROCESS_MEMORY.name, {**process, **research}) == 0.0
+
+
+def test_another_gpu_at_an_attributed_index_is_logged(
+    fake_nvml_loaded: Path, gpu_env: dict[str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """attribution `{host: gpu-node-1, gpu: 1, team: search}`: the fake library's GPU at
+    index 1 changes its UUID between reads (GPU 1 was lost, the next one took its index).
+    Its cost goes to search as configured, with one warning saying so."""
+    collector, registry = make_collector(gpu_env["config"], Clock(0.0))
+    value = Scrapes(registry)
+    new_uuid = "GPU-9a9a9a9a-2222-4c4c-a222-222222222222"
+    try:
+        with caplog.at_level("WARNING", logger="aispend.exporters.gpu.collector"):
+            value.scrape()
+            value.scrape()  # the same GPU: nothing to say
+            data = state()
+            data["devices"][1]["uuid"] = new_uuid
+            write_state(fake_nvml_loaded, data)
+            value.scrape()
+            value.scrape()  # said once
+    finally:
+        collector.close()
+    assert value(metrics.GPU_COST.name, {**G1, metrics.GPU_UUID: new_uuid}) == 0.0
+    assert [r.getMessage() for r in caplog.records] == [
+        f"sources.gpu.attribution: GPU index 1 on gpu-node-1 is now {new_uuid} (was"
+        f" {G1[metrics.GPU_UUID]}), and its cost goes to team 'search': an index names a"
+        " slot, not a GPU; attribute by uuid: to follow a GPU"
+    ]

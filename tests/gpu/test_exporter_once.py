@@ -155,10 +155,14 @@ def test_bad_config_is_a_clear_error(fake_nvml_dir: Path, tmp_path: Path) -> Non
     config.write_text(
         "teams: [{name: search}]\n"
         "sources:\n  gpu:\n    idle_threshold: 5\n"
-        "    attribution: [{gpu: 0, uuid: GPU-x, team: search}]\n"
+        f"    attribution: [{{gpu: 0, uuid: {G1[metrics.GPU_UUID]}, team: search}},\n"
+        "                  {uuid: GPU-x, team: search}]\n"
+        "    pods: {trainer-2: {team: search}}\n"
     )
     result = run_once(fake_nvml_dir, None, tmp_path, config)
     assert result.returncode == 1
     assert "sources.gpu.idle_threshold: must be <= 1" in result.stderr
     assert "sources.gpu.attribution[0]: set gpu (index) or uuid, not both" in result.stderr
+    assert "sources.gpu.attribution[1].uuid: 'GPU-x' is not a GPU UUID" in result.stderr
+    assert "sources.gpu.pods: 'trainer-2' is not a pod uid" in result.stderr
     assert "Traceback" not in result.stderr

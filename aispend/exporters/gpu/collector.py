@@ -17,7 +17,8 @@ and project from `sources.gpu.attribution`; "unattributed" when nothing matches)
     aispend_exporter_up{source="gpu"} 1
 
 A process in a Kubernetes pod listed in `sources.gpu.pods` takes that pod's team and
-project; other processes take their GPU's. A GPU whose utilisation cannot be read is
+project; other processes take their GPU's. A process whose memory NVML does not
+report is exported with 0 bytes. A GPU whose utilisation cannot be read is
 never counted idle. No NVML at all, or NVML that cannot count the GPUs any more: only
 `aispend_exporter_up{source="gpu"} 0` (and the cost totals accrued so far), with one
 log line saying why (again only when the reason changes); NVML is shut down and
@@ -27,7 +28,6 @@ initialised again at the next scrape.
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -75,6 +75,8 @@ class GpuCollector:
         self._last_success: float | None = None
         self._unavailable_reason: str | None = None
         self._unpriced_logged: set[str] = set()
+        # (host, index) -> UUID last seen there, for indexes that attribution names.
+        self._slot_uuids: dict[tuple[str, int], str] = {}
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
@@ -84,13 +86,13 @@ class GpuCollector:
         config = self._get_config()
         gpus = self._read(config)
         families = _Families()
-        # NVML down (a driver reload): no GPU is seen, so none is charged until it is
-        # read again, as for a GPU gone from a read; else the outage came as one lump
-        # at the first read after it, idle if the GPU was idle then.
+        # A GPU missing from this read (NVML down: all of them) keeps its clock for
+        # accrual.MAX_GAP_SECONDS: a failed scrape loses no cost, a long outage is not
+        # charged as one lump when the GPU is read again.
         present = set() if gpus is None else {gpu.uuid for gpu in gpus}
-        self._accrual.forget_others(present)
+        self._accrual.missing(present)
         if gpus is not None:
-            host = config.settings.hostname or socket.gethostname()
+            host = config.settings.host()
             for gpu in gpus:
                 self._add_gpu(families, gpu, host, config)
             self._last_success = self._wall_clock()
@@ -135,8 +137,13 @@ class GpuCollector:
 
     def _add_gpu(self, f: _Families, gpu: GpuSample, host: str, config: GpuConfig) -> None:
         settings = config.settings
-        owner = settings.owner(host, gpu.index, gpu.uuid)
-        team, project = owner or (metrics.UNATTRIBUTED_TEAM, "")
+        entry = settings.entry_for(host, gpu.index, gpu.uuid)
+        if entry is None:
+            team, project = metrics.UNATTRIBUTED_TEAM, ""
+        else:
+            team, project = entry.team, entry.project or ""
+            if entry.gpu is not None:
+                self._check_slot(host, gpu.index, gpu.uuid, team)
         base = [str(gpu.index), gpu.uuid, gpu.name, host]
         labels = [*base, team, project]
         for family, value in (
@@ -154,15 +161,18 @@ class GpuCollector:
             if mig.memory_used is not None:
                 f.mig_memory.add_metric([*labels, str(mig.gpu_instance)], float(mig.memory_used))
         for proc in gpu.processes:
-            if proc.used_memory is None:
-                continue
+            # usedGpuMemory NVML_VALUE_NOT_AVAILABLE (None; e.g. no access to other
+            # processes' accounting): exported as 0 bytes, so that the process and its
+            # pod are still known to be on the GPU (the idle rule reads the series, not
+            # its value).
+            used = proc.used_memory or 0
             pod = settings.pods.get(proc.workload.pod_uid) if proc.workload.pod_uid else None
             p_team, p_project = (pod.team, pod.project or "") if pod else (team, project)
             pod_name = (pod.pod if pod else "") or proc.workload.pod_uid
             namespace = pod.namespace if pod else ""
             f.process_memory.add_metric(
                 [*base, p_team, p_project, str(proc.pid), proc.name, pod_name, namespace],
-                float(proc.used_memory),
+                float(used),
             )
 
         price = gpu_hourly_price(gpu.name, config.prices)
@@ -179,6 +189,22 @@ class GpuCollector:
         f.hourly_cost.add_metric(labels, price)
         idle = gpu.utilization is not None and gpu.utilization < settings.idle_threshold
         self._accrual.observe(gpu.uuid, tuple(labels), price, idle)
+
+    def _check_slot(self, host: str, index: int, uuid: str, team: str) -> None:
+        """Warn when another GPU shows up at an index that attribution names by `gpu:`."""
+        before = self._slot_uuids.get((host, index))
+        self._slot_uuids[(host, index)] = uuid
+        if before is not None and before != uuid:
+            log.warning(
+                "sources.gpu.attribution: GPU index %d on %s is now %s (was %s), and its"
+                " cost goes to team %r: an index names a slot, not a GPU; attribute by"
+                " uuid: to follow a GPU",
+                index,
+                host,
+                uuid,
+                before,
+                team,
+            )
 
     def describe(self) -> Iterator[Metric]:
         yield from _Families().all()

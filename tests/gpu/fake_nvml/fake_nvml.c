@@ -15,7 +15,8 @@
  *                 "errors": {"nvmlDeviceGetPowerUsage": 3}, "lost": false}]}
  * "errors" maps a C symbol name to the nvmlReturn_t it answers on that device (at the
  * top level: for nvmlDeviceGetCount_v2, the one call not on a device); "lost" makes
- * every call on the device answer NVML_ERROR_GPU_IS_LOST (15).
+ * every call on the device answer NVML_ERROR_GPU_IS_LOST (15). A process's
+ * "used_memory": null answers NVML_VALUE_NOT_AVAILABLE (the driver cannot account it).
  *
  * Signatures and struct layouts follow nvml.h (nvmlMemory_t: total, free, used as
  * unsigned long long; nvmlUtilization_t: gpu, memory as unsigned int; nvmlProcessInfo_t
@@ -39,6 +40,7 @@ typedef void *nvmlDevice_t;
 #define NVML_ERROR_INSUFFICIENT_SIZE 7
 #define NVML_ERROR_GPU_IS_LOST 15
 #define NVML_ERROR_UNKNOWN 999
+#define NVML_VALUE_NOT_AVAILABLE 0xFFFFFFFFFFFFFFFFULL /* an unknown unsigned long long */
 
 typedef struct { unsigned long long total, free, used; } nvmlMemory_t;
 typedef struct { unsigned int gpu, memory; } nvmlUtilization_t;
@@ -301,7 +303,9 @@ nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t device, unsign
     for (unsigned int i = 0; i < n; i++) {
         jv *p = jidx(procs, (int)i);
         infos[i].pid = (unsigned int)jnum(p, "pid", 0);
-        infos[i].usedGpuMemory = (unsigned long long)jnum(p, "used_memory", 0);
+        jv *used = jget(p, "used_memory");
+        infos[i].usedGpuMemory = used && used->t == J_NULL ? NVML_VALUE_NOT_AVAILABLE
+                                                           : (unsigned long long)jnum(p, "used_memory", 0);
         infos[i].gpuInstanceId = 0xFFFFFFFF;
         infos[i].computeInstanceId = 0xFFFFFFFF;
     }
