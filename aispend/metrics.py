@@ -459,8 +459,9 @@ CLOUD_COST_MONTH_TO_DATE = _m(
     "aispend_cloud_cost_month_to_date",
     "gauge",
     MONEY,
-    "Cloud cost from the bill for the current month so far (the configured cost: FOCUS"
-    " EffectiveCost by default or BilledCost; Azure ActualCost by default or AmortizedCost).",
+    "Cloud cost from the bill for the month so far (the configured cost: FOCUS"
+    " EffectiveCost by default or BilledCost; Azure ActualCost by default or AmortizedCost);"
+    " the month the bill data has reached: the previous one until it has a day of this one.",
     CLOUD_COST_LABELS,
     "billing",
 )

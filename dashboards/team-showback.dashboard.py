@@ -25,6 +25,10 @@ from aispend.rules.promql import seconds
 TEAM = q.ONE_TEAM  # $team is single-value: see queries.ONE_TEAM
 PROJECT = q.PROJECT
 NO_BILL = "no bill data"
+BILL_MONTH = (
+    "The month is the one the bill data has reached: until the bill has a day of this"
+    " month (its first day or two), the previous month's whole bill (see Bill data up to)."
+)
 
 
 def build(ctx: d.Context) -> g.Dashboard:
@@ -187,7 +191,7 @@ def build(ctx: d.Context) -> g.Dashboard:
                 "The team's cloud bill this month so far, from Azure Cost Management or"
                 " FOCUS exports (the billing exporter's cost column), all services of its"
                 " tagged resources. It lags hours to days; the spend above is the real-time"
-                ' estimate. "no bill data" without the billing exporter.',
+                " estimate. " + BILL_MONTH + ' "no bill data" without the billing exporter.',
                 money,
                 Query(q.bill_month((), TEAM), instant=True),
                 no_value=NO_BILL,
@@ -195,7 +199,7 @@ def build(ctx: d.Context) -> g.Dashboard:
             bargauge(
                 r.TEAM_BILL_BY_CATEGORY.title,
                 "The team's bill this month by FOCUS ServiceCategory: AI spend next to the"
-                " rest of its cloud bill.",
+                " rest of its cloud bill. " + BILL_MONTH,
                 money,
                 Query(q.bill_month((m.SERVICE_CATEGORY,), TEAM), legend="{{service_category}}"),
                 max_value=None,
