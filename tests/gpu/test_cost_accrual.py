@@ -61,6 +61,17 @@ class Scrapes:
         return self.samples.get(key(name, **labels))
 
 
+def scrape_once(config: Path) -> Scrapes:
+    """One scrape of a fresh collector (its clocks start at it: no cost yet)."""
+    collector, registry = make_collector(config, Clock(0.0))
+    value = Scrapes(registry)
+    try:
+        value.scrape()
+    finally:
+        collector.close()
+    return value
+
+
 def test_cost_and_idle_cost_accrue_over_simulated_time(
     fake_nvml_loaded: Path, gpu_env: dict[str, Path]
 ) -> None:
@@ -208,16 +219,11 @@ def test_a_process_name_that_is_not_utf8_does_not_fail_the_scrape(
     names strictly as UTF-8. The fake library hands the raw bytes over, as the driver
     does: the process keeps its memory series, with the bad byte replaced."""
     _latin1_process_name(fake_nvml_loaded)
-    collector, registry = make_collector(gpu_env["config"], Clock(0.0))
-    value = Scrapes(registry)
-    try:
-        value.scrape()
-        process = {**G1, "pid": "4343", "process_name": "train-\ufffd", "pod": "", "namespace": ""}
-        assert value(metrics.GPU_PROCESS_MEMORY.name, process) == 16 * 1024**3
-        assert value(metrics.EXPORTER_UP.name, {"source": "gpu"}) == 1.0
-        assert value(metrics.GPU_NVML_ERRORS.name, {"call": "nvmlSystemGetProcessName"}) is None
-    finally:
-        collector.close()
+    value = scrape_once(gpu_env["config"])
+    process = {**G1, "pid": "4343", "process_name": "train-\ufffd", "pod": "", "namespace": ""}
+    assert value(metrics.GPU_PROCESS_MEMORY.name, process) == 16 * 1024**3
+    assert value(metrics.EXPORTER_UP.name, {"source": "gpu"}) == 1.0
+    assert value(metrics.GPU_NVML_ERRORS.name, {"call": "nvmlSystemGetProcessName"}) is None
 
 
 def test_an_undecodable_string_from_a_pynvml_without_the_raw_call_is_a_counted_error(
@@ -228,15 +234,10 @@ def test_an_undecodable_string_from_a_pynvml_without_the_raw_call_is_a_counted_e
     _latin1_process_name(fake_nvml_loaded)
     decoding = pynvml.nvmlSystemGetProcessName
     monkeypatch.setattr(pynvml, "nvmlSystemGetProcessName", lambda pid: decoding(pid))
-    collector, registry = make_collector(gpu_env["config"], Clock(0.0))
-    value = Scrapes(registry)
-    try:
-        value.scrape()
-        process = {**G1, "pid": "4343", "process_name": "", "pod": "", "namespace": ""}
-        assert value(metrics.GPU_PROCESS_MEMORY.name, process) == 16 * 1024**3
-        assert value(metrics.GPU_NVML_ERRORS.name, {"call": "nvmlSystemGetProcessName"}) == 1
-    finally:
-        collector.close()
+    value = scrape_once(gpu_env["config"])
+    process = {**G1, "pid": "4343", "process_name": "", "pod": "", "namespace": ""}
+    assert value(metrics.GPU_PROCESS_MEMORY.name, process) == 16 * 1024**3
+    assert value(metrics.GPU_NVML_ERRORS.name, {"call": "nvmlSystemGetProcessName"}) == 1
 
 
 def test_nvml_failing_after_start_up_is_logged_once_and_initialised_again(
@@ -373,12 +374,7 @@ def test_pod_uid_and_gpu_uuid_keys_in_other_spellings_still_attribute(
         f"      - {{uuid: '{uuid.upper()}', team: research}}\n",
     )
     gpu_env["config"].write_text(text)
-    collector, registry = make_collector(gpu_env["config"], Clock(0.0))
-    value = Scrapes(registry)
-    try:
-        value.scrape()
-    finally:
-        collector.close()
+    value = scrape_once(gpu_env["config"])
     assert value(metrics.GPU_COST.name, {**G0, metrics.TEAM: "research"}) == 0.0
     process = {**G1, "pid": "4242", "process_name": "python3", "pod": "trainer-0"}
     research = {metrics.TEAM: "research", metrics.PROJECT: "finetune", "namespace": "ml"}
@@ -394,12 +390,7 @@ def test_a_process_without_a_memory_figure_is_exported_with_zero(
     data = state()
     data["devices"][1]["processes"][0]["used_memory"] = None
     write_state(fake_nvml_loaded, data)
-    collector, registry = make_collector(gpu_env["config"], Clock(0.0))
-    value = Scrapes(registry)
-    try:
-        value.scrape()
-    finally:
-        collector.close()
+    value = scrape_once(gpu_env["config"])
     process = {**G1, "pid": "4242", "process_name": "python3", "pod": "trainer-0"}
     research = {metrics.TEAM: "research", metrics.PROJECT: "finetune", "namespace": "ml"}
     assert value(metrics.GPU_PROCESS_MEMORY.name, {**process, **research}) == 0.0
