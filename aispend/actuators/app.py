@@ -15,7 +15,11 @@ POST /alerts answers:
   target that could not be read before anything was recorded, or an undo that failed
   (Alertmanager redelivers the resolve until the undo succeeds; the engine resumes
   idempotently). Alertmanager retries a delivery only while the alert's state is
-  unchanged.
+  unchanged. Also when the sender left before the answer (targets slower than
+  Alertmanager's notify timeout): the applies the 202 would have left to the retry
+  loop are left to Alertmanager's redelivery instead, since it counts the firing as
+  undelivered and would send no resolve. An apply that finished in that time stays
+  applied; keep the targets' timeouts well under the route's group_interval.
 """
 
 from __future__ import annotations
@@ -182,6 +186,18 @@ def build_app(
         if retry:
             await hand_back()
             return answer(503, {"error": "a target is unavailable; retry", "alerts": results})
+        if later and (request.transport is None or request.transport.is_closing()):
+            # Alertmanager stopped waiting (its notify timeout, max(group_interval, 10s))
+            # before the targets answered: the firing counts as undelivered there, so it
+            # sends no resolve if the alert ends before a redelivery gets through. The
+            # retry loop must not apply what nothing would undo.
+            log.warning(
+                "the sender left before the answer (a target took longer than"
+                " Alertmanager's notify timeout): %d apply(s) left to its redelivery",
+                len(later),
+            )
+            await hand_back()
+            return answer(503, {"error": "answered after the sender left", "alerts": results})
         return answer(202 if later else 200, {"alerts": results})
 
     async def get_metrics(request: web.Request) -> web.Response:

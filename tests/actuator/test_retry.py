@@ -17,6 +17,7 @@ the whole story through the real Alertmanager and real gateways.
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from aispend.actuators.store import Store
 from aispend.actuators.targets.base import Action, TargetError
 from aispend.procs import wait_until
 from tests.actuator.conftest import gateway_actions
-from tests.actuator.fakes import alert, payload
+from tests.actuator.fakes import TOKEN, alert, payload
 
 FP = "a1b2c3d4e5f60718"
 KEY = (FP, "2024-05-01T10:00:00+00:00")
@@ -96,6 +97,43 @@ def test_partial_apply_is_answered_202_and_retried_until_the_replica_is_back(rep
     assert act.post(payload(alert(FP))).json()["alerts"][0]["result"] == "ignored: duplicate"
     assert act.post(payload(alert(FP, status="resolved"))).status_code == 200
     assert one.rules == {} and two.rules == {}
+
+
+def test_an_apply_answered_after_the_sender_left_is_left_to_its_redelivery(
+    gateways, make_actuator, admin_token_file
+):  # type: ignore[no-untyped-def]
+    """Replica one answers after the sender's timeout (Alertmanager's notify timeout,
+    played by a 1 s client timeout); replica two refuses. The 202 reached nobody, so
+    Alertmanager counts the firing as undelivered and sends no resolve if the alert ends
+    before a redelivery: the retry loop applied it anyway, and nothing ever undid it.
+    Now it is left to the redelivery, which applies it."""
+    (one, _), (two, _) = gateways
+    one.on_put = lambda: time.sleep(1.5)
+    two.fail_with = 503
+    act = make_actuator(
+        gateway_actions([s.url for _, s in gateways], admin_token_file), retry_backoff=FAST
+    )
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        requests.post(
+            f"{act.url}/alerts",
+            json=payload(alert(FP)),
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=1.0,
+        )
+    wait_until(
+        lambda: any("left to Alertmanager's redelivery" in a.detail for a in act.audit()),
+        30,
+        0.05,
+        "the apply handed back",
+    )
+    two.fail_with = None
+    one.on_put = None
+    time.sleep(1.0)  # five retry-loop passes at most: none may apply it
+    assert act.states() == {KEY: "applying"} and two.rules == {}
+    assert _retries(act, FP) == []
+
+    assert act.post(payload(alert(FP))).status_code == 200  # the redelivery
+    assert act.states() == {KEY: "applied"} and list(two.rules) == [f"am-{FP}"]
 
 
 def test_resolve_while_retrying_undoes_everywhere_and_is_never_applied_again(
