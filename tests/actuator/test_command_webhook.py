@@ -52,6 +52,7 @@ def test_command_runs_with_labels_as_env_and_undo_command(make_actuator, tmp_pat
         "AISPEND_SEVERITY": "critical",
         "AISPEND_TEAM": "search",
         "AISPEND_AGENT": "rerank-agent",
+        "AISPEND_LABEL_ACTION": "pause",  # the alert's action label, set aside
         "AISPEND_ACTION": "apply",
         "AISPEND_PROJECT": "ranking",
         "AISPEND_MODE": "pause",
@@ -61,6 +62,7 @@ def test_command_runs_with_labels_as_env_and_undo_command(make_actuator, tmp_pat
     }
     # Undo sees the labels of the applied action (the ones it acted on).
     assert undo_env["AISPEND_ACTION"] == "undo" and undo_env["AISPEND_PROJECT"] == "ranking"
+    assert undo_env["AISPEND_LABEL_ACTION"] == "pause"
     assert [(a.decision, a.result) for a in act.audit()] == [
         ("apply", "pending"),
         ("apply", "ok"),

@@ -1,7 +1,9 @@
 """Command target: run a configured command with the alert's labels in its environment.
 
 Each label becomes `AISPEND_<LABEL>` (upper-cased), plus AISPEND_MODE, AISPEND_RULE,
-AISPEND_FINGERPRINT, AISPEND_STARTS_AT and AISPEND_ACTION (apply|undo). The rest of the
+AISPEND_FINGERPRINT, AISPEND_STARTS_AT and AISPEND_ACTION (apply|undo); a label with one
+of those names (`action`, the alerts' throttle/pause/notify) comes as
+`AISPEND_LABEL_<LABEL>` instead of being overwritten. The rest of the
 environment is the actuator's, less every inherited `AISPEND_*` variable and the
 variables that hold aispend's tokens (the command's output lands in the audit log). Two
 labels that upper-case to one name are refused. No shell: argv is run as given. A
@@ -19,13 +21,17 @@ from typing import Any
 from aispend.actuators.settings import CommandTargetSettings
 from aispend.actuators.targets.base import Action, TargetError
 
+RESERVED = frozenset({"MODE", "RULE", "FINGERPRINT", "STARTS_AT", "ACTION"})
+"""What the actuator itself sets as AISPEND_<NAME>: a label of that name moves aside."""
+
 
 def command_env(action: Action, which: str, hidden: frozenset[str] = frozenset()) -> dict[str, str]:
     """The command's environment; TargetError when two labels would share one variable."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AISPEND_") and k not in hidden}
     from_label: dict[str, str] = {}
     for key, value in action.labels.items():
-        name = f"AISPEND_{key.upper()}"
+        upper = key.upper()
+        name = f"AISPEND_LABEL_{upper}" if upper in RESERVED else f"AISPEND_{upper}"
         if name in from_label:
             raise TargetError(
                 f"labels {from_label[name]!r} and {key!r} would both set {name}", False
