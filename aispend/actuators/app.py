@@ -2,8 +2,10 @@
 
 POST /alerts answers:
 - 401 without the bearer token or with a wrong one (compared in constant time);
-- 400 for a body that is not JSON, 422 for a payload that is not webhook v4 (the
-  message names the field); nothing is recorded or done for either;
+- 400 for a body that is not JSON, 422 for a payload that is not webhook v4 or holds
+  no valid alert (the message names the field); nothing is recorded or done for either.
+  An invalid alert beside valid ones is refused alone (decision `refused`, the reason
+  as its result) and the others are decided as usual;
 - 200 once every alert's decision is committed to the store (fsynced);
 - 202 likewise, when an apply failed in a way a retry may fix after its intent was
   recorded (result `error: will retry`): the actuator retries it itself in the
@@ -147,7 +149,10 @@ def build_app(
             status = 400 if exc.message.startswith("body is not valid JSON") else 422
             return answer(status, {"error": exc.message})
         engine = request.app[ENGINE]
-        results = []
+        results: list[dict[str, str]] = []
+        for fingerprint, why in payload.invalid:  # nothing recorded: nothing to undo
+            log.warning("alert %s refused: %s", fingerprint or "?", why)
+            results.append({"fingerprint": fingerprint, "decision": "refused", "result": why})
         retry = False
         later: list[Alert] = []  # applies left to the retry loop, if the answer is 2xx
 

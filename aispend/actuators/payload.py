@@ -12,14 +12,20 @@ Alertmanager (webhook_config) POSTs one notification per alert group:
                  "fingerprint": "1a30ba71cca2921f"}]}
 
 Validation is strict (a label value must be a string, not a number) and unknown
-fields are ignored, so a newer Alertmanager that adds fields still works.
+fields are ignored, so a newer Alertmanager that adds fields still works. Each alert is
+validated on its own: one that is not valid (a UTF-8 label name from Prometheus 3, a
+label value past 4096 characters) is refused alone (`WebhookPayload.invalid`), so the
+resolves beside it in a grouped notification still undo; a notification with no valid
+alert is refused whole.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
@@ -65,17 +71,25 @@ class Alert(_Model):
         return self.fingerprint, to_utc(self.startsAt).isoformat()
 
 
-class WebhookPayload(_Model):
+class _Envelope(_Model):
     version: Literal["4"]
     receiver: str = ""
     status: Literal["firing", "resolved"]
-    alerts: list[Alert] = Field(min_length=1, max_length=MAX_ALERTS)
+    alerts: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_ALERTS)
     groupLabels: dict[str, str] = {}
     commonLabels: dict[str, str] = {}
     commonAnnotations: dict[str, str] = {}
     externalURL: str = ""
     groupKey: str = ""
     truncatedAlerts: int = Field(default=0, ge=0)
+
+
+@dataclass(frozen=True)
+class WebhookPayload:
+    alerts: list[Alert]
+    """The valid alerts, in the notification's order."""
+    invalid: list[tuple[str, str]]
+    """(fingerprint as sent or "", why) of each alert refused."""
 
 
 class PayloadError(ValueError):
@@ -87,14 +101,32 @@ class PayloadError(ValueError):
 
 
 def parse_payload(body: bytes) -> WebhookPayload:
-    """Validate a request body; PayloadError naming the first bad field."""
+    """Validate a request body; PayloadError naming the first bad field when the envelope
+    is bad or no alert is valid."""
     try:
-        return WebhookPayload.model_validate_json(body)
+        envelope = _Envelope.model_validate_json(body)
     except ValidationError as exc:
-        errors = exc.errors(include_url=False, include_input=False)
-        first = errors[0]
-        loc = ".".join(str(p) for p in first["loc"]) or "(body)"
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        if first["type"] == "json_invalid":
-            raise PayloadError(f"body is not valid JSON: {first['msg']}") from None
-        raise PayloadError(f"{loc}: {validation_message(first)}{more}") from None
+        raise PayloadError(_message(exc)) from None
+    alerts: list[Alert] = []
+    invalid: list[tuple[str, str]] = []
+    for index, raw in enumerate(envelope.alerts):
+        try:  # as JSON again: the same strict JSON rules as the envelope's
+            alerts.append(Alert.model_validate_json(json.dumps(raw)))
+        except ValidationError as exc:
+            why = _message(exc, f"alerts.{index}")
+            fingerprint = raw.get("fingerprint")
+            invalid.append((fingerprint if isinstance(fingerprint, str) else "", why))
+    if not alerts:
+        more = f" (and {len(invalid) - 1} more alert(s))" if len(invalid) > 1 else ""
+        raise PayloadError(invalid[0][1] + more)
+    return WebhookPayload(alerts, invalid)
+
+
+def _message(exc: ValidationError, prefix: str = "") -> str:
+    errors = exc.errors(include_url=False, include_input=False)
+    first = errors[0]
+    loc = ".".join(str(p) for p in (prefix, *first["loc"]) if p != "") or "(body)"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    if first["type"] == "json_invalid":
+        return f"{prefix or 'body'} is not valid JSON: {first['msg']}"
+    return f"{loc}: {validation_message(first)}{more}"

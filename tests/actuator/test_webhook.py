@@ -177,6 +177,32 @@ def test_invalid_alert_field_is_named(gateways, make_actuator, admin_token_file)
     assert all(fake.seen == [] for fake, _ in gateways)
 
 
+def test_an_invalid_alert_in_a_grouped_notification_is_refused_alone(
+    gateways, make_actuator, admin_token_file
+):
+    """A route grouping by alertname sends A's resolve together with B's firing, B with a
+    label name Prometheus 3 allows (`service.name`): the whole notification got a 422,
+    which Alertmanager does not retry, so A's throttle stayed in force for good. B is
+    refused alone; A is undone."""
+    act = make_actuator(gateway_actions(_urls(gateways), admin_token_file))
+    other = "b0b0b0b0b0b0b0b0"
+    assert act.post(payload(alert(FP))).status_code == 200
+    assert all(list(fake.rules) == [f"am-{FP}"] for fake, _ in gateways)
+    b = alert(other, agent="summarizer", **{"service.name": "api"})
+    r = act.post(payload(alert(FP, status="resolved"), b))
+    assert r.status_code == 200
+    assert r.json()["alerts"] == [
+        {
+            "fingerprint": other,
+            "decision": "refused",
+            "result": "alerts.1.labels: 'service.name' is not a valid label name",
+        },
+        {"fingerprint": FP, "decision": "undo", "result": "ok"},
+    ]
+    assert all(fake.rules == {} for fake, _ in gateways)
+    assert {a.fingerprint for a in act.audit()} == {FP}  # nothing recorded for B
+
+
 def test_duplicate_firing_acts_once(gateways, make_actuator, admin_token_file):
     act = make_actuator(gateway_actions(_urls(gateways), admin_token_file))
     for _ in range(3):
