@@ -70,6 +70,32 @@ def test_command_runs_with_labels_as_env_and_undo_command(make_actuator, tmp_pat
     ]
 
 
+def test_a_cloud_secret_the_command_prints_is_blanked_in_the_audit(make_actuator, monkeypatch):
+    """The command keeps the environment its cloud CLI may need (AZURE_CLIENT_SECRET for
+    DefaultAzureCredential), but a script that prints it put the secret in the audit
+    log, where every reader of `aispend actuator audit` saw it."""
+    monkeypatch.setenv("AZURE_CLIENT_SECRET", "azure-sp-secret-XYZ")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "aws-session-123456")
+    monkeypatch.setenv("REGION", "westeurope")
+    show = (
+        "import os; print('az login as sp', os.environ['AZURE_CLIENT_SECRET'],"
+        " os.environ['AWS_SESSION_TOKEN'], os.environ['REGION'])"
+    )
+    act = make_actuator(
+        {
+            "dry_run": False,
+            "rules": [
+                {"name": "run", "match": {"action": "pause"}, "target": "script", "mode": "pause"}
+            ],
+            "targets": {"script": {"type": "command", "apply": [sys.executable, "-c", show]}},
+        }
+    )
+    assert act.post(payload(alert(FP, action="pause"))).json()["alerts"][0]["result"] == "ok"
+    detail = act.audit()[-1].detail
+    assert detail.endswith("az login as sp [AZURE_CLIENT_SECRET] [AWS_SESSION_TOKEN] westeurope")
+    assert "azure-sp-secret" not in detail and "aws-session" not in detail
+
+
 def test_command_gets_no_aispend_secrets_and_refuses_colliding_labels(
     make_actuator, tmp_path, monkeypatch
 ):

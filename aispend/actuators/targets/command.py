@@ -5,7 +5,8 @@ AISPEND_FINGERPRINT, AISPEND_STARTS_AT and AISPEND_ACTION (apply|undo); a label 
 of those names (`action`, the alerts' throttle/pause/notify) comes as
 `AISPEND_LABEL_<LABEL>` instead of being overwritten. The rest of the
 environment is the actuator's, less every inherited `AISPEND_*` variable and the
-variables that hold aispend's tokens (the command's output lands in the audit log). Two
+variables that hold aispend's tokens (the command's output lands in the audit log, with
+the values of other variables named like secrets blanked: `redact_secrets`). Two
 labels that upper-case to one name are refused. No shell: argv is run as given. A
 non-zero exit is an error that retrying would not fix; a timeout kills the command and
 is retryable.
@@ -16,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
+from collections.abc import Mapping
 from typing import Any
 
 from aispend.actuators.settings import CommandTargetSettings
@@ -48,6 +51,20 @@ def command_env(action: Action, which: str, hidden: frozenset[str] = frozenset()
         }
     )
     return env
+
+
+_SECRET_NAME = re.compile(r"SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|API_?KEY|ACCESS_KEY")
+_MIN_SECRET_LEN = 8  # shorter values ("true", a port) would blank out ordinary words
+
+
+def redact_secrets(text: str, environ: Mapping[str, str]) -> str:
+    """`text` with the value of every variable whose name says it holds a secret
+    (AZURE_CLIENT_SECRET, AWS_SESSION_TOKEN...) replaced by `[NAME]`: the command runs
+    with them (its cloud CLI may need them), and its output lands in the audit log."""
+    for name, value in environ.items():
+        if len(value) >= _MIN_SECRET_LEN and _SECRET_NAME.search(name.upper()):
+            text = text.replace(value, f"[{name}]")
+    return text
 
 
 class CommandTarget:
@@ -94,7 +111,7 @@ class CommandTarget:
             raise TargetError(
                 f"{argv[0]} timed out after {self.settings.timeout:g}s and was killed", True
             ) from None
-        text = out.decode("utf-8", "replace").strip()[-300:]
+        text = redact_secrets(out.decode("utf-8", "replace"), os.environ).strip()[-300:]
         if proc.returncode != 0:
             raise TargetError(f"{argv[0]} exited with status {proc.returncode}: {text}", False)
         return f"{argv[0]} exited 0" + (f": {text}" if text else "")
