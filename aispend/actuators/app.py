@@ -151,7 +151,7 @@ def build_app(
         engine = request.app[ENGINE]
         results: list[dict[str, str]] = []
         for fingerprint, why in payload.invalid:  # nothing recorded: nothing to undo
-            log.warning("alert %s refused: %s", fingerprint or "?", why)
+            log.warning("alert %r refused: %r", fingerprint, why)  # %r: no forged lines
             results.append({"fingerprint": fingerprint, "decision": "refused", "result": why})
         retry = False
         later: list[Alert] = []  # applies left to the retry loop, if the answer is 2xx
@@ -181,7 +181,7 @@ def build_app(
                 }
             )
             log.info(
-                "alert %s %s (%s): %s %s",
+                "alert %r %s (%s): %s %s",  # %r: an alertname cannot forge log lines
                 alert.labels.get("alertname", "?"),
                 alert.fingerprint,
                 alert.status,

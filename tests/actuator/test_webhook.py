@@ -7,6 +7,7 @@ test_integration.py repeats the main path with the real gateway and Alertmanager
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -201,6 +202,21 @@ def test_an_invalid_alert_in_a_grouped_notification_is_refused_alone(
     ]
     assert all(fake.rules == {} for fake, _ in gateways)
     assert {a.fingerprint for a in act.audit()} == {FP}  # nothing recorded for B
+
+
+def test_an_alertname_with_a_line_break_cannot_forge_a_log_line(
+    gateways, make_actuator, admin_token_file, caplog
+):
+    """Whoever can push alerts to Alertmanager names them: an alertname with a newline
+    wrote a second, forged line into the actuator's log."""
+    act = make_actuator(gateway_actions(_urls(gateways), admin_token_file))
+    forged = "X\n2024-05-01 10:00:00 INFO aispend.actuators.app: alert Y undo ok"
+    with caplog.at_level(logging.INFO, logger="aispend.actuators.app"):
+        act.post(payload(alert(FP, alertname=forged)))
+        bad = alert("b0b0b0b0b0b0b0b0", **{"bad\nname": "x"})
+        act.post(payload(alert("c0c0c0c0c0c0c0c0"), bad))
+    lines = [r.getMessage() for r in caplog.records if r.name == "aispend.actuators.app"]
+    assert len(lines) == 3 and not [line for line in lines if "\n" in line], lines
 
 
 def test_duplicate_firing_acts_once(gateways, make_actuator, admin_token_file):
