@@ -72,6 +72,8 @@ class FakeAzure:
     held: dict[str, threading.Event] = field(default_factory=dict)
     """API ("logs" or "metrics") -> event: its answers wait until the event is set (a slow
     call, or a client sleeping out a long Retry-After)."""
+    omitted: set[str] = field(default_factory=set)
+    """Resource ids left out of getBatch answers (a resource the answer skips)."""
     failed_metrics: dict[str, str] = field(default_factory=dict)
     """Metric name -> errorCode: answered in a 200 with no series, as the batch API
     reports a query failure for one metric ("'Success' or the error details")."""
@@ -106,6 +108,8 @@ class FakeAzure:
         top = int(query.get("top", ["10"])[0]) if "filter" in query else None
         values = []
         for rid in body["resourceids"]:
+            if rid in self.omitted:
+                continue
             metrics = []
             for name in names:
                 series = []

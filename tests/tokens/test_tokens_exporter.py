@@ -465,6 +465,28 @@ def test_a_metric_the_answer_says_failed_fails_the_poll_and_is_counted_later(
     assert got[tok("support", "gpt-4o", AOAI_SRC, "input")] == 1000
 
 
+def test_a_resource_the_answer_leaves_out_fails_the_poll_and_is_counted_later(
+    azure: FakeAzureServer, tls: tuple[ssl.SSLContext, str], tmp_path: Path
+) -> None:
+    """A getBatch answer without one of the resources asked for read as a window without
+    traffic for it: counted as 0, the watermark moved on, its tokens lost."""
+    fake = azure.fake
+    fake.points[AOAI]["ProcessedPromptTokens"]["gpt4o-prod"] += [(T0, 1000.0)]
+    fake.omitted.add(AOAI)
+    config = load(azure, tmp_path)
+    clock = Clock(T0 + timedelta(minutes=10))
+    poller = make_poller(config, tls[1], clock)
+    poller.poll_once()
+    assert_metrics_poll_failed(poller, config)
+
+    fake.omitted.clear()
+    clock.now = T0 + timedelta(minutes=11)
+    poller.poll_once()
+    _, got = scrape(poller)
+    assert got[key(metrics.EXPORTER_UP.name, source=AOAI_SRC)] == 1.0
+    assert got[tok("support", "gpt-4o", AOAI_SRC, "input")] == 1000
+
+
 def _twelve_deployments(fake: FakeAzure) -> None:
     for n in range(12):
         fake.points[AOAI]["ProcessedPromptTokens"][f"gpt4o-{n:02}"] += [(T0, 100.0)]

@@ -79,6 +79,7 @@ class AoaiMetricsSource:
             by_sub[r.id.split("/")[2].lower()].append(r.id)
         # (resource id, deployment) -> token type -> tokens
         sums: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        answered: set[tuple[str, str]] = set()
         for ids in by_sub.values():
             for i in range(0, len(ids), BATCH):
                 results = self._client.query_resources(
@@ -93,7 +94,8 @@ class AoaiMetricsSource:
                     raw_response_hook=refuse_failed_metrics,
                 )
                 for result in results:
-                    self._add(result, start, end, sums)
+                    answered |= self._add(result, start, end, sums)
+        _check_answered(settings, answered)
         out = []
         for (resource_id, deployment), counts in sorted(sums.items()):
             resource = owners.get(resource_id.lower())
@@ -116,9 +118,12 @@ class AoaiMetricsSource:
     @staticmethod
     def _add(
         result: Any, start: datetime, end: datetime, sums: dict[tuple[str, str], dict[str, int]]
-    ) -> None:
+    ) -> set[tuple[str, str]]:
+        """Add one resource's answer to `sums`; the (resource, metric) pairs it answered."""
+        answered: set[tuple[str, str]] = set()
         for metric in result.metrics:
             resource_id = resource_of_metric(str(metric.id or ""))
+            answered.add((resource_id, str(metric.name).lower()))
             token_type = TOKEN_TYPE_OF_METRIC.get(str(metric.name).lower())
             if token_type is None:
                 continue
@@ -136,3 +141,17 @@ class AoaiMetricsSource:
                     sums[(resource_id, deployment)][token_type] += token_count(
                         point.total, f"Azure Monitor metric {metric.name}"
                     )
+        return answered
+
+
+def _check_answered(settings: AzureTokensSettings, answered: set[tuple[str, str]]) -> None:
+    """A SourceError when the answers lack a metric of a resource asked for: a resource
+    left out of a batch answer would read as a window without traffic, counted as 0 and
+    never read again. (A metric without traffic is answered, with no series.)"""
+    for resource in settings.openai_resources:
+        for name in settings.metric_names:
+            if (resource.id.lower(), name.lower()) not in answered:
+                raise SourceError(
+                    f"{resource.id}: the Azure Monitor answer has no {name}: not counting"
+                    " this window"
+                )
