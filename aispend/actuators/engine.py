@@ -91,7 +91,7 @@ from typing import Any
 
 from aispend.actuators import store as st
 from aispend.actuators.payload import Alert
-from aispend.actuators.policy import decide, dry_run_of, forbidden, scope_of
+from aispend.actuators.policy import decide, dry_run_of, forbidden, scope_of, team_of
 from aispend.actuators.settings import ActionsSettings, Rule
 from aispend.actuators.store import ActionRow, AuditRecord, Store
 from aispend.actuators.targets.base import Action, HoldsObjects, Target, TargetError
@@ -198,7 +198,7 @@ class Engine:
 
         # Deciding and recording the intent are serialised per team, so that two
         # alerts of one team cannot both pass max_active_per_team.
-        async with self._team_locks.hold(alert.labels.get("team", "")):
+        async with self._team_locks.hold(team_of(alert.labels)):
             begun = await self._begin(alert, fp, starts, previous=row)
         if isinstance(begun, Outcome):
             return begun

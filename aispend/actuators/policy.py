@@ -8,7 +8,7 @@ team, the last time a rule acted on a workload). Order of checks:
    and neither is an alert without a team label (`skipped: no team label`): its team
    could be a critical one;
 3. cool-down per rule and workload scope (`skipped: cooldown`);
-4. max active actions per team (`skipped: max active actions`);
+4. max active actions per team (`skipped: max active actions`; the team as in 2.);
 5. dry-run (rule, else global) -> record what would have happened, do nothing.
 """
 
@@ -43,14 +43,19 @@ def dry_run_of(rule: Rule, settings: ActionsSettings) -> bool:
     return settings.dry_run if rule.dry_run is None else rule.dry_run
 
 
+def team_of(labels: Mapping[str, str]) -> str:
+    """The alert's team as teams are configured: its label trimmed and lower-cased."""
+    return labels.get("team", "").strip().lower()
+
+
 def forbidden(rule: Rule, labels: Mapping[str, str], criticality: Mapping[str, str]) -> str | None:
     """Why `rule` may never act on these labels, whatever the timing; None if it may."""
     if rule.mode not in ("throttle", "pause"):
         return None
-    team = labels.get("team", "").strip()
+    team = team_of(labels)
     if not team:
         return "no team label"
-    if criticality.get(team.lower()) == "critical":
+    if criticality.get(team) == "critical":
         return "critical"
     return None
 
@@ -75,7 +80,7 @@ def decide(
         last = last_action_time(rule.name, scope_of(labels))
         if last is not None and now - last < cooldown:
             return Decision(rule, skip="cooldown", dry_run=dry_run)
-    team = labels.get("team", "")
+    team = team_of(labels)
     limit = settings.max_active_per_team
     if limit is not None and team and rule.mode != "notify" and active_for_team(team) >= limit:
         return Decision(rule, skip="max active actions", dry_run=dry_run)

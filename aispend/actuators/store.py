@@ -242,12 +242,13 @@ class Store:
         return [(str(r[0]), str(r[1])) for r in rows]
 
     def count_active(self, team: str) -> int:
-        """The team's throttles and pauses applied (notifications hold nothing back). An
+        """The team's throttles and pauses applied (notifications hold nothing back), its
+        label compared trimmed and lower-cased (`team`: as policy.team_of gives it). An
         action whose undo failed is not counted: its alert has ended, and a row whose
         undo can never succeed (its target removed from the config) would take the
         team's slot for good; the in-force gauge still shows it."""
         row = self._db.execute(
-            "SELECT COUNT(*) FROM actions WHERE team = ? AND state IN (?, ?)"
+            "SELECT COUNT(*) FROM actions WHERE lower(trim(team)) = ? AND state IN (?, ?)"
             " AND mode IS NOT 'notify'",
             (team, *ACTIVE_STATES),
         ).fetchone()

@@ -102,10 +102,11 @@ def alert(
     objects: str = "x",
     ends: str | None = None,
     action: str = "pause",
+    team: str = "search",
 ) -> Alert:
     labels = {
         "alertname": "AISpendGPUIdle",
-        "team": "search",
+        "team": team,
         "action": action,
         "objects": objects,
     }
@@ -207,6 +208,19 @@ def test_notifications_do_not_count_towards_the_teams_limit(tmp_path: Path) -> N
     assert handle(engine, alert("f3", objects="x", starts=T2)).result == (
         "skipped: max active actions"
     )
+
+
+def test_the_teams_limit_counts_a_team_however_its_label_is_spelt(tmp_path: Path) -> None:
+    """The critical check reads the team label trimmed and lower-cased (as teams are
+    configured); the limit counted `Search ` apart from `search`, so a second spelling
+    got a second slot (a Kubernetes or command target takes any team label)."""
+    target = Replicas(x=3, y=3)
+    engine = Engine(settings(max_active_per_team=1), {}, Store(tmp_path / "s.db"), {"t": target})
+    assert handle(engine, alert("f1", objects="y")).result == "ok"
+    assert handle(engine, alert("f2", objects="x", team="Search ")).result == (
+        "skipped: max active actions"
+    )
+    assert target.replicas == {"x": 3, "y": 0}
 
 
 def test_a_firing_seen_in_dry_run_is_acted_on_once_dry_run_is_off(tmp_path: Path) -> None:
