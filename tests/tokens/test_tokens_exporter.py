@@ -14,7 +14,7 @@ import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -440,6 +440,28 @@ def test_metric_point_that_is_not_a_count_fails_the_poll_and_counts_nothing(
     assert tok("support", "gpt-4o", AOAI_SRC, "input") not in scrape(poller)[1]
 
 
+def _fails_then_counts(
+    azure: FakeAzureServer,
+    tls: tuple[ssl.SSLContext, str],
+    tmp_path: Path,
+    heal: Callable[[], None],
+) -> None:
+    """The poll of a broken answer fails without counting; once `heal` mends it, the next
+    poll counts the window's 1000 input tokens."""
+    config = load(azure, tmp_path)
+    clock = Clock(T0 + timedelta(minutes=10))
+    poller = make_poller(config, tls[1], clock)
+    poller.poll_once()
+    assert_metrics_poll_failed(poller, config)
+
+    heal()
+    clock.now = T0 + timedelta(minutes=11)
+    poller.poll_once()
+    _, got = scrape(poller)
+    assert got[key(metrics.EXPORTER_UP.name, source=AOAI_SRC)] == 1.0
+    assert got[tok("support", "gpt-4o", AOAI_SRC, "input")] == 1000
+
+
 def test_a_metric_the_answer_says_failed_fails_the_poll_and_is_counted_later(
     azure: FakeAzureServer, tls: tuple[ssl.SSLContext, str], tmp_path: Path
 ) -> None:
@@ -451,18 +473,7 @@ def test_a_metric_the_answer_says_failed_fails_the_poll_and_is_counted_later(
         (T0 + timedelta(minutes=2), 700.0),
     ]
     fake.failed_metrics["ProcessedPromptTokens"] = "InternalServerError"
-    config = load(azure, tmp_path)
-    clock = Clock(T0 + timedelta(minutes=10))
-    poller = make_poller(config, tls[1], clock)
-    poller.poll_once()
-    assert_metrics_poll_failed(poller, config)
-
-    fake.failed_metrics.clear()
-    clock.now = T0 + timedelta(minutes=11)
-    poller.poll_once()
-    _, got = scrape(poller)
-    assert got[key(metrics.EXPORTER_UP.name, source=AOAI_SRC)] == 1.0
-    assert got[tok("support", "gpt-4o", AOAI_SRC, "input")] == 1000
+    _fails_then_counts(azure, tls, tmp_path, fake.failed_metrics.clear)
 
 
 def test_a_resource_the_answer_leaves_out_fails_the_poll_and_is_counted_later(
@@ -473,18 +484,7 @@ def test_a_resource_the_answer_leaves_out_fails_the_poll_and_is_counted_later(
     fake = azure.fake
     fake.points[AOAI]["ProcessedPromptTokens"]["gpt4o-prod"] += [(T0, 1000.0)]
     fake.omitted.add(AOAI)
-    config = load(azure, tmp_path)
-    clock = Clock(T0 + timedelta(minutes=10))
-    poller = make_poller(config, tls[1], clock)
-    poller.poll_once()
-    assert_metrics_poll_failed(poller, config)
-
-    fake.omitted.clear()
-    clock.now = T0 + timedelta(minutes=11)
-    poller.poll_once()
-    _, got = scrape(poller)
-    assert got[key(metrics.EXPORTER_UP.name, source=AOAI_SRC)] == 1.0
-    assert got[tok("support", "gpt-4o", AOAI_SRC, "input")] == 1000
+    _fails_then_counts(azure, tls, tmp_path, fake.omitted.clear)
 
 
 def _twelve_deployments(fake: FakeAzure) -> None:
