@@ -18,7 +18,7 @@ import os
 import re
 import types
 import typing
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -33,7 +33,7 @@ from aispend.exporters.billing.settings import AzureCostSettings, FocusSettings
 from aispend.exporters.gpu.settings import GpuSettings
 from aispend.exporters.tokens.settings import AzureTokensSettings
 from aispend.gateway.settings import GatewaySettings
-from aispend.parsing import load_yaml, validation_message, yaml_line
+from aispend.parsing import load_yaml, validation_message, yaml_lines
 
 Criticality = Literal["critical", "standard", "experimental"]
 Period = Literal["day", "month"]
@@ -172,6 +172,8 @@ class ConfigIssue:
     path: str
     message: str
     line: int | None = dataclasses.field(default=None, compare=False)  # in the file, where known
+    loc: tuple[int | str, ...] | None = dataclasses.field(default=None, compare=False)
+    """The path as keys and indexes, where known (a key may hold a dot: `gpt-3.5-turbo`)."""
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}"
@@ -180,11 +182,11 @@ class ConfigIssue:
         """`str(self)` with the line in the file, where known."""
         return str(self) + (f" (line {self.line})" if self.line is not None else "")
 
-    def located(self, text: str) -> ConfigIssue:
-        """This issue with the line of its path in YAML `text` (or of the deepest part of
-        the path that the file holds: a missing key's mapping)."""
-        parts = [int(i) if i else key for i, key in _PATH_PART.findall(self.path)]
-        return dataclasses.replace(self, line=yaml_line(text, parts) if parts else None)
+    def located(self, lines: Callable[[Sequence[int | str]], int | None]) -> ConfigIssue:
+        """This issue with the line of its path (`lines`: parsing.yaml_lines of the file),
+        or of the deepest part of the path that the file holds (a missing key's mapping)."""
+        parts = self.loc or [int(i) if i else key for i, key in _PATH_PART.findall(self.path)]
+        return dataclasses.replace(self, line=lines(parts) if parts else None)
 
 
 _PATH_PART = re.compile(r"\[(\d+)\]|([^.\[\]()]+)")
@@ -242,11 +244,13 @@ def parse_config(text: str, source: str = "<config>") -> Config:
         if refs is not None:
             issues += [i for i in _cross_check(refs) if i not in issues]
         issues += [i for i in _currency_check(*_valid_currency(data)) if i not in issues]
-        raise ConfigError(source, [i.located(text) for i in issues]) from exc
+        lines = yaml_lines(text)
+        raise ConfigError(source, [i.located(lines) for i in issues]) from exc
     issues = list(_cross_check(_References.of(config)))
     issues += _currency_check(config.currency, config.prices)
     if issues:
-        raise ConfigError(source, [i.located(text) for i in issues])
+        lines = yaml_lines(text)
+        raise ConfigError(source, [i.located(lines) for i in issues])
     return config
 
 
@@ -297,12 +301,14 @@ def _pydantic_issue(error: Any) -> ConfigIssue:
     elif kind == "too_short":
         message = "must not be empty"
     elif kind == "invalid_key":  # YAML read `1:` or `true:` as a number or a boolean
-        return ConfigIssue(format_path(loc[:-1]), f"key {loc[-1]!r} must be text: quote it")
+        return ConfigIssue(
+            format_path(loc[:-1]), f"key {loc[-1]!r} must be text: quote it", loc=loc[:-1]
+        )
     elif kind == "value_error":
         message = validation_message(error)
     else:
         message = error["msg"][0].lower() + error["msg"][1:]
-    return ConfigIssue(format_path(loc), message)
+    return ConfigIssue(format_path(loc), message, loc=loc)
 
 
 def _suggest(loc: tuple[int | str, ...]) -> str:

@@ -167,14 +167,19 @@ def _load(text: str, loader: type[_UniqueKeyLoader]) -> Any:
         raise yaml.YAMLError(f"YAML {TOO_DEEP}") from None
 
 
-def yaml_line(text: str, path: Sequence[int | str]) -> int | None:
-    """The 1-based line of the value at `path` (keys and list indexes) in YAML `text`
-    that `load_yaml` reads; for a path that goes past what the file holds (a missing
-    key), the line of the deepest part it does hold. None for the document itself."""
+def yaml_lines(text: str) -> Callable[[Sequence[int | str]], int | None]:
+    """A lookup of lines in YAML `text` (read once, as `load_yaml` reads it): `path`
+    (keys and list indexes) -> the 1-based line of its value; for a path that goes past
+    what the file holds (a missing key), the line of the deepest part it does hold; None
+    for the document itself, or when the text is not YAML."""
     try:
-        node: yaml.Node | None = yaml.compose(text, Loader=_CoreSchemaLoader)
+        root: yaml.Node | None = yaml.compose(text, Loader=_CoreSchemaLoader)
     except (yaml.YAMLError, RecursionError):
-        return None
+        root = None
+    return lambda path: _node_line(root, path)
+
+
+def _node_line(node: yaml.Node | None, path: Sequence[int | str]) -> int | None:
     line = None
     for part in path:
         # A key's line for a mapping entry (a list under `teams:` starts a line lower).

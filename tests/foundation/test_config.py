@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
 from aispend.config import ConfigError, load_config, parse_config, resolve_config_path
 from tests.conftest import EXAMPLE_CONFIG
@@ -340,6 +341,35 @@ def test_unknown_key_in_nested_section_lists_allowed_keys():
     with pytest.raises(ConfigError) as info:
         parse_config(text)
     assert [str(i) for i in info.value.issues] == ["prices.gpus: unknown key, did you mean 'gpu'?"]
+
+
+def test_a_key_with_a_dot_and_many_errors_are_located_right(monkeypatch):
+    """The path was split at dots to find the line: `gpt-3.5-turbo` named the line of a
+    `gpt-3` key. And the file was read again for each error: 1,500 errors took 233 s."""
+    text = textwrap.dedent(
+        """\
+        teams: [{name: search}]
+        prices:
+          models:
+            gpt-3: {input_per_mtok: 1, output_per_mtok: 2}
+            gpt-3.5-turbo: {input_per_mtok: x, output_per_mtok: 2}
+        """
+    )
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    assert [i.report_line() for i in info.value.issues] == [
+        "prices.models.gpt-3.5-turbo.input_per_mtok: must be a number (line 5)"
+    ]
+    composed = []
+    real_compose = yaml.compose
+    monkeypatch.setattr(
+        yaml, "compose", lambda *a, **k: composed.append(1) or real_compose(*a, **k)
+    )
+    many = "teams:\n" + "".join(f"  - {{name: t{i}, projekts: [x]}}\n" for i in range(200))
+    with pytest.raises(ConfigError) as info:
+        parse_config(many)
+    assert len(info.value.issues) == 200 and info.value.issues[-1].line == 201
+    assert composed == [1]
 
 
 def test_every_error_names_its_line():
