@@ -58,3 +58,16 @@ def test_a_first_window_that_would_be_empty_is_refused() -> None:
 def test_a_workspace_alone_is_enough() -> None:
     settings = parse_config(HEAD + "    workspace_id: ' ws-1 '\n").sources.azure_tokens
     assert settings is not None and settings.workspace_id == "ws-1"
+
+
+def test_a_resource_id_is_kept_as_azure_answers_it() -> None:
+    """A trailing slash: the metrics answer names the resource without it, so every poll
+    seemed to lack the resource and failed (the watermark of every resource stood)."""
+    rid = "/subscriptions/s1/resourceGroups/rg/providers/Microsoft.CognitiveServices/accounts/a"
+    section = (
+        "    metrics_endpoint: https://eastus.metrics.monitor.azure.com\n"
+        f"    openai_resources: [{{id: '{rid}/', team: search}}]\n"
+    )
+    config = parse_config(HEAD + section)
+    assert config.sources.azure_tokens is not None
+    assert [r.id for r in config.sources.azure_tokens.openai_resources] == [rid]

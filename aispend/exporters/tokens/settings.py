@@ -78,6 +78,13 @@ class OpenAIResource(StrictModel):
     team: Name | None = None
     project: Name | None = None
 
+    @field_validator("id")
+    @classmethod
+    def _canonical(cls, value: str) -> str:
+        """Without a trailing slash, as Azure Monitor names the resource in its answers
+        (one written with it failed every poll: the answer seemed to lack it)."""
+        return value.rstrip("/")
+
 
 class AzureTokensSettings(StrictModel):
     workspace_id: str | None = None
