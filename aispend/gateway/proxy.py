@@ -88,8 +88,9 @@ async def _read_closing_usage(
 ) -> None:
     """Read on to the usage count of a stream whose client left after its finish_reason.
 
-    The generation is over, so reading costs nothing more at the provider, and the
-    count it bills by comes next (`stream_options.include_usage`): an SDK loop that
+    The generation is over (a request for one choice), so reading costs nothing more at
+    the provider, and the count it bills by comes next (`stream_options.include_usage`):
+    an SDK loop that
     breaks at finish_reason would otherwise leave the request unbilled. At most
     CLOSING_USAGE_WAIT_S; anything else that ends the read leaves the usage unknown."""
     reply.on_client_gone(None)  # a close noticed late must not end this read too
@@ -333,7 +334,10 @@ class Proxy:
         try:
             content_type = upstream.header("Content-Type")
             if upstream.status == 200 and content_type.lower().startswith("text/event-stream"):
-                await self._relay_stream(reply, route, outcome, started, upstream, drop_usage_chunk)
+                one_choice = data.get("n") in (None, 1)
+                await self._relay_stream(
+                    reply, route, outcome, started, upstream, drop_usage_chunk, one_choice
+                )
                 return None
             return await self._relay_body(route, outcome, started, upstream)
         except ClientGone:
@@ -396,7 +400,10 @@ class Proxy:
         started: float,
         upstream: http_client.UpstreamResponse,
         drop_usage_chunk: bool,
+        one_choice: bool = True,
     ) -> None:
+        """`one_choice`: the request asked for one choice (`n` unset or 1), so the first
+        finish_reason ends the generation (with more, the others may still generate)."""
         outcome.status = upstream.status
         reader = SSEUsageReader(route.kind, drop_usage_chunk)
         broken: str | None = None
@@ -443,7 +450,8 @@ class Proxy:
                 break
             write_s += time.perf_counter() - t_w
         outcome.upstream_s += write_s  # time waiting on the client is not gateway overhead
-        if client_gone and broken is None and reader.generated and not reader.usage_final:
+        generated = reader.generated and one_choice
+        if client_gone and broken is None and generated and not reader.usage_final:
             t_up = time.perf_counter()
             await _read_closing_usage(reply, upstream, reader)
             outcome.upstream_s += time.perf_counter() - t_up

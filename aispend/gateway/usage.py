@@ -44,7 +44,8 @@ MAX_TOKENS = 1_000_000_000
 windows (about 10M tokens)."""
 MAX_EVENT_BYTES = 16 * 1024 * 1024
 """The largest SSE event kept while it is incomplete, but for the Responses API's closing
-event (MAX_RESPONSE_BYTES); chat, completions and Anthropic events are small deltas."""
+event (MAX_RESPONSE_BYTES, when its `event:` line names it); the others are small
+deltas."""
 MAX_RESPONSE_BYTES = 256 * 1024 * 1024
 """The largest whole response read: a non-streamed body, or a Responses API stream's
 closing `response.*` event, which carries the whole response (base64 images from the
@@ -267,7 +268,8 @@ class SSEUsageReader:
         return bytes(self._pending)
 
     def _check_pending(self) -> None:
-        cap = MAX_RESPONSE_BYTES if self.kind == "responses" else MAX_EVENT_BYTES
+        large = self.kind == "responses" and _CLOSING_EVENT.match(self._pending) is not None
+        cap = MAX_RESPONSE_BYTES if large else MAX_EVENT_BYTES
         if len(self._pending) > cap:
             raise EventTooLarge(f"an SSE event grew past {cap} bytes without ending")
 
@@ -374,6 +376,7 @@ class SSEUsageReader:
 # A finish_reason that is a string, not null (a quote in generated text comes as \").
 _FINISHED = re.compile(rb'(?<!\\)"finish_reason"\s*:\s*"')
 _RESPONSES_END_TYPES = ("response.completed", "response.incomplete", "response.failed")
+_CLOSING_EVENT = re.compile(rb"event: ?response\.(?:completed|incomplete|failed)\n")
 _RESPONSES_END = tuple(f'"{t}"'.encode() for t in _RESPONSES_END_TYPES)
 
 

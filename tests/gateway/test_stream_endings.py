@@ -443,6 +443,25 @@ def test_a_client_that_leaves_at_finish_reason_is_billed(servers: Server) -> Non
     assert d(m.GATEWAY_UPSTREAM_ERRORS.name) == 0
 
 
+def test_a_client_that_leaves_at_the_first_of_several_choices_is_a_disconnect(
+    servers: Server,
+) -> None:
+    """With n=2 the first finish_reason does not end the generation: reading on would
+    let the other choice generate (and be billed) for up to CLOSING_USAGE_WAIT_S after
+    the client left. The upstream is closed at once, as for any client that leaves."""
+    d = Delta(servers)
+    body = {
+        "model": "gpt-4o-mini",
+        "stream": True,
+        "n": 2,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    _read_to_finish_reason(_post(servers, "/v1/chat/completions", "finish-then-usage", body))
+    _settle(d)
+    assert d(m.LLM_USAGE_UNKNOWN.name, provider="openai", reason="client_disconnected") == 1
+    assert d(m.LLM_TOKENS.name, **WHO) == 0
+
+
 def test_a_stream_silent_after_a_client_left_at_finish_reason_is_a_disconnect(
     short_read_timeout: Server,
 ) -> None:

@@ -289,6 +289,25 @@ def test_events_are_found_wherever_two_reads_split_them(line_end: bytes) -> None
         assert reader.done and reader.pending() == b"", at
 
 
+def test_only_a_responses_closing_event_may_grow_past_the_event_cap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The closing event carries the whole response (images too) and may be as large as a
+    non-streamed body; any other event keeps the small cap (a delta never gets large, and
+    each byte held is memory of the gateway's)."""
+    monkeypatch.setattr(usage_module, "MAX_EVENT_BYTES", 1000)
+    monkeypatch.setattr(usage_module, "MAX_RESPONSE_BYTES", 5000)
+    closing = SSEUsageReader("responses")
+    closing.feed(b"event: response.completed\ndata: " + b"x" * 3000)  # kept
+    with pytest.raises(EventTooLarge):
+        closing.feed(b"x" * 3000)
+    delta = SSEUsageReader("responses")
+    with pytest.raises(EventTooLarge):
+        delta.feed(b"event: response.output_text.delta\ndata: " + b"x" * 3000)
+    with pytest.raises(EventTooLarge):
+        SSEUsageReader("chat").feed(b"event: response.completed\ndata: " + b"x" * 3000)
+
+
 def test_event_growing_past_the_cap_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(usage_module, "MAX_EVENT_BYTES", 1000)
     reader = SSEUsageReader("chat")
