@@ -43,6 +43,12 @@ def test_workload_of_missing_process_is_empty(tmp_path: object) -> None:
     assert workload_of(999999, "/nonexistent-proc") == Workload()
 
 
+def _owner(settings: GpuSettings, host: str, index: int, uuid: str) -> tuple[str, str] | None:
+    """(team, project) of a GPU by its first matching attribution entry."""
+    entry = settings.entry_for(host, index, uuid)
+    return None if entry is None else (entry.team, entry.project or "")
+
+
 def test_attribution_first_match_wins() -> None:
     settings = GpuSettings(
         attribution=[
@@ -51,10 +57,10 @@ def test_attribution_first_match_wins() -> None:
             GpuAttribution(host="n1", team="growth"),
         ]
     )
-    assert settings.owner("n1", 0, GPU_A) == ("research", "evals")
-    assert settings.owner("n1", 1, GPU_B) == ("search", "ranking")
-    assert settings.owner("n1", 2, GPU_C) == ("growth", "")
-    assert settings.owner("n2", 1, GPU_A) is None
+    assert _owner(settings, "n1", 0, GPU_A) == ("research", "evals")
+    assert _owner(settings, "n1", 1, GPU_B) == ("search", "ranking")
+    assert _owner(settings, "n1", 2, GPU_C) == ("growth", "")
+    assert _owner(settings, "n2", 1, GPU_A) is None
 
 
 def test_gpu_price_config_first_then_table_then_none() -> None:
@@ -181,7 +187,7 @@ def test_pod_keys_that_can_never_match_are_refused(pods: str, message: str) -> N
 def test_gpu_uuid_case_is_normalised_and_matches_nvml() -> None:
     gpu = _gpu_config(f"    attribution: [{{uuid: '{GPU_A.upper()}', team: search}}]\n")
     assert gpu.attribution[0].uuid == GPU_A
-    assert gpu.owner("n1", 0, GPU_A) == ("search", "")
+    assert _owner(gpu, "n1", 0, GPU_A) == ("search", "")
 
 
 @pytest.mark.parametrize(

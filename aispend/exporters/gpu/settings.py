@@ -145,8 +145,3 @@ class GpuSettings(StrictModel):
     def entry_for(self, host: str, index: int, uuid: str) -> GpuAttribution | None:
         """The first attribution entry matching a GPU."""
         return next((e for e in self.attribution if e.matches(host, index, uuid)), None)
-
-    def owner(self, host: str, index: int, uuid: str) -> tuple[str, str] | None:
-        """(team, project) of a GPU by the first matching attribution entry."""
-        entry = self.entry_for(host, index, uuid)
-        return None if entry is None else (entry.team, entry.project or "")
