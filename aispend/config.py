@@ -244,17 +244,21 @@ def parse_config(text: str, source: str = "<config>") -> Config:
         if refs is not None:
             issues += [i for i in _cross_check(refs) if i not in issues]
         issues += [i for i in _currency_check(*_valid_currency(data)) if i not in issues]
-        lines = yaml_lines(text)
-        raise ConfigError(source, [i.located(lines) for i in issues]) from exc
+        raise ConfigError(source, _located(issues, text)) from exc
     issues = list(_cross_check(_References.of(config)))
     issues += _currency_check(config.currency, config.prices)
     if issues:
-        lines = yaml_lines(text)
-        raise ConfigError(source, [i.located(lines) for i in issues])
+        raise ConfigError(source, _located(issues, text))
     return config
 
 
 # ---------------------------------------------------------------- error messages
+
+
+def _located(issues: Sequence[ConfigIssue], text: str) -> list[ConfigIssue]:
+    """`issues` with their lines in `text` (the file read once for all of them)."""
+    lines = yaml_lines(text)
+    return [issue.located(lines) for issue in issues]
 
 
 def _yaml_issue(exc: yaml.YAMLError) -> ConfigIssue:

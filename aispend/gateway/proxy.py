@@ -90,9 +90,9 @@ async def _read_closing_usage(
 
     The generation is over (a request for one choice), so reading costs nothing more at
     the provider, and the count it bills by comes next (`stream_options.include_usage`):
-    an SDK loop that
-    breaks at finish_reason would otherwise leave the request unbilled. At most
-    CLOSING_USAGE_WAIT_S; anything else that ends the read leaves the usage unknown."""
+    an SDK loop that breaks at finish_reason would otherwise leave the request unbilled.
+    At most CLOSING_USAGE_WAIT_S; anything else that ends the read leaves the usage
+    unknown."""
     reply.on_client_gone(None)  # a close noticed late must not end this read too
     upstream.clear_interrupt()
     try:
@@ -400,7 +400,7 @@ class Proxy:
         started: float,
         upstream: http_client.UpstreamResponse,
         drop_usage_chunk: bool,
-        one_choice: bool = True,
+        one_choice: bool,
     ) -> None:
         """`one_choice`: the request asked for one choice (`n` unset or 1), so the first
         finish_reason ends the generation (with more, the others may still generate)."""
